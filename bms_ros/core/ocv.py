@@ -1,0 +1,91 @@
+"""Open-circuit voltage tables: OCV(SoC, T) and its inverse, vectorised over cells.
+
+A table file is CSV with a header: ``soc,ocv_v`` and optionally ``docv_dt_v_per_degc``
+(the entropic coefficient), so that OCV(z, T) = OCV_25(z) + dOCV/dT(z) * (T - 25 degC).
+SoC is 0..1 and strictly increasing; OCV must be non-decreasing in SoC.
+"""
+import csv
+import os
+
+import numpy as np
+
+from .errors import ConfigError
+
+REFERENCE_TEMPERATURE_DEGC = 25.0
+
+
+class OcvTable:
+    """OCV as a function of SoC (0..1) and temperature (degC); linear interpolation."""
+
+    def __init__(self, soc, ocv_v, docv_dt_v_per_degc=None, source=''):
+        self.soc = np.asarray(soc, dtype=float)
+        self.ocv_v = np.asarray(ocv_v, dtype=float)
+        self.docv_dt_v_per_degc = (np.zeros_like(self.soc) if docv_dt_v_per_degc is None
+                                   else np.asarray(docv_dt_v_per_degc, dtype=float))
+        self.source = source
+        self._slope = np.gradient(self.ocv_v, self.soc)
+
+    @classmethod
+    def from_csv(cls, path):
+        """Load a table; raise ConfigError naming the file and the bad row or column."""
+        path = os.fspath(path)
+        try:
+            with open(path, newline='', encoding='utf-8') as stream:
+                rows = list(csv.DictReader(row for row in stream if not row.startswith('#')))
+        except FileNotFoundError:
+            raise ConfigError(path, '', 'file not found') from None
+        if not rows:
+            raise ConfigError(path, '', 'no rows (expected header soc,ocv_v)')
+        for column in ('soc', 'ocv_v'):
+            if column not in rows[0]:
+                raise ConfigError(path, column, 'missing column (expected header soc,ocv_v)')
+        has_dt = 'docv_dt_v_per_degc' in rows[0]
+        columns = {'soc': [], 'ocv_v': [], 'docv_dt_v_per_degc': []}
+        for line, row in enumerate(rows, start=2):
+            for column in columns:
+                if column == 'docv_dt_v_per_degc' and not has_dt:
+                    continue
+                try:
+                    value = float(row[column])
+                except (TypeError, ValueError):
+                    raise ConfigError(path, f'row {line}.{column}',
+                                      f'expected a number, got {row[column]!r}') from None
+                if not np.isfinite(value):
+                    raise ConfigError(path, f'row {line}.{column}', f'not finite: {value}')
+                columns[column].append(value)
+        soc = np.array(columns['soc'])
+        ocv = np.array(columns['ocv_v'])
+        if len(soc) < 2:
+            raise ConfigError(path, 'soc', 'expected at least 2 rows')
+        if np.any(np.diff(soc) <= 0):
+            raise ConfigError(path, 'soc', 'expected strictly increasing SoC')
+        if soc[0] > 0.0 or soc[-1] < 1.0 or soc[0] < 0.0 or soc[-1] > 1.0:
+            raise ConfigError(path, 'soc', 'expected SoC to span exactly 0..1')
+        if np.any(np.diff(ocv) < 0):
+            raise ConfigError(path, 'ocv_v', 'expected OCV non-decreasing with SoC')
+        source = ''
+        with open(path, encoding='utf-8') as stream:
+            source = ' '.join(line[1:].strip() for line in stream if line.startswith('#'))
+        return cls(soc, ocv, np.array(columns['docv_dt_v_per_degc']) if has_dt else None,
+                   source=source)
+
+    def ocv(self, soc, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
+        """OCV in volts; SoC is clipped to 0..1."""
+        z = np.clip(soc, 0.0, 1.0)
+        base = np.interp(z, self.soc, self.ocv_v)
+        dt = np.interp(z, self.soc, self.docv_dt_v_per_degc)
+        return base + dt * (np.asarray(temperature_degc, dtype=float) - REFERENCE_TEMPERATURE_DEGC)
+
+    def slope(self, soc):
+        """dOCV/dSoC in volts per unit SoC (at the reference temperature)."""
+        return np.interp(np.clip(soc, 0.0, 1.0), self.soc, self._slope)
+
+    def soc(self, ocv_v, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
+        """Inverse: SoC for an OCV, clipped to 0..1. On flat parts the middle is returned."""
+        corrected = np.asarray(ocv_v, dtype=float) - np.interp(
+            0.5, self.soc, self.docv_dt_v_per_degc) * (
+                np.asarray(temperature_degc, dtype=float) - REFERENCE_TEMPERATURE_DEGC)
+        # np.interp needs increasing x: collapse flat runs to their midpoint
+        volts, index = np.unique(self.ocv_v, return_index=True)
+        socs = np.array([self.soc[self.ocv_v == v].mean() for v in volts])
+        return np.clip(np.interp(corrected, volts, socs), 0.0, 1.0)
