@@ -18,12 +18,12 @@ class OcvTable:
     """OCV as a function of SoC (0..1) and temperature (degC); linear interpolation."""
 
     def __init__(self, soc, ocv_v, docv_dt_v_per_degc=None, source=''):
-        self.soc = np.asarray(soc, dtype=float)
-        self.ocv_v = np.asarray(ocv_v, dtype=float)
-        self.docv_dt_v_per_degc = (np.zeros_like(self.soc) if docv_dt_v_per_degc is None
+        self.soc_grid = np.asarray(soc, dtype=float)
+        self.ocv_grid_v = np.asarray(ocv_v, dtype=float)
+        self.docv_dt_v_per_degc = (np.zeros_like(self.soc_grid) if docv_dt_v_per_degc is None
                                    else np.asarray(docv_dt_v_per_degc, dtype=float))
         self.source = source
-        self._slope = np.gradient(self.ocv_v, self.soc)
+        self._slope = np.gradient(self.ocv_grid_v, self.soc_grid)
 
     @classmethod
     def from_csv(cls, path):
@@ -72,20 +72,20 @@ class OcvTable:
     def ocv(self, soc, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
         """OCV in volts; SoC is clipped to 0..1."""
         z = np.clip(soc, 0.0, 1.0)
-        base = np.interp(z, self.soc, self.ocv_v)
-        dt = np.interp(z, self.soc, self.docv_dt_v_per_degc)
+        base = np.interp(z, self.soc_grid, self.ocv_grid_v)
+        dt = np.interp(z, self.soc_grid, self.docv_dt_v_per_degc)
         return base + dt * (np.asarray(temperature_degc, dtype=float) - REFERENCE_TEMPERATURE_DEGC)
 
     def slope(self, soc):
         """dOCV/dSoC in volts per unit SoC (at the reference temperature)."""
-        return np.interp(np.clip(soc, 0.0, 1.0), self.soc, self._slope)
+        return np.interp(np.clip(soc, 0.0, 1.0), self.soc_grid, self._slope)
 
-    def soc(self, ocv_v, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
+    def soc_from_ocv(self, ocv_v, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
         """Inverse: SoC for an OCV, clipped to 0..1. On flat parts the middle is returned."""
         corrected = np.asarray(ocv_v, dtype=float) - np.interp(
-            0.5, self.soc, self.docv_dt_v_per_degc) * (
+            0.5, self.soc_grid, self.docv_dt_v_per_degc) * (
                 np.asarray(temperature_degc, dtype=float) - REFERENCE_TEMPERATURE_DEGC)
         # np.interp needs increasing x: collapse flat runs to their midpoint
-        volts, index = np.unique(self.ocv_v, return_index=True)
-        socs = np.array([self.soc[self.ocv_v == v].mean() for v in volts])
+        volts = np.unique(self.ocv_grid_v)
+        socs = np.array([self.soc_grid[self.ocv_grid_v == v].mean() for v in volts])
         return np.clip(np.interp(corrected, volts, socs), 0.0, 1.0)

@@ -1,0 +1,84 @@
+"""A pack profile (config/profiles/*.yaml): the shared `pack` section and access to the others.
+
+Each node reads ``pack`` plus its own section (``simulator``, ``can``, ``estimator``,
+``protection``, ``supervisor``, ``balancing``) and validates that section itself.
+"""
+import os
+from dataclasses import dataclass
+
+from .cell import CellSpec
+from .config import Section
+
+SECTIONS = ('pack', 'simulator', 'can', 'estimator', 'protection', 'supervisor', 'balancing',
+            'gazebo')
+
+
+@dataclass(frozen=True)
+class PackSpec:
+    """The pack: cells in series (each a group of parallel cells), sensors, identity."""
+
+    name: str
+    serial_number: str
+    location: str
+    cells_series: int
+    cells_parallel: int
+    temperature_sensors: int
+    cell: CellSpec            # one series element (already scaled by cells_parallel)
+    cell_single: CellSpec     # one physical cell
+
+    @property
+    def capacity_ah(self):
+        return self.cell.capacity_ah
+
+    @property
+    def nominal_voltage_v(self):
+        return self.cells_series * float(self.cell.ocv.ocv(0.5))
+
+    def sensor_of_cell(self):
+        """Index of the temperature sensor nearest each cell (sensors spread evenly)."""
+        import numpy as np
+        return (np.arange(self.cells_series) * self.temperature_sensors) // self.cells_series
+
+
+class Profile:
+    """A loaded profile file: its validated pack section and raw sections for the nodes."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(os.fspath(path))
+        self.top = Section.from_file(self.path)
+        self.top.reject_unknown(SECTIONS)
+        self.pack = self._load_pack(self.top.section('pack'))
+
+    def section(self, name):
+        """The raw Section of a node (empty if absent: every field then takes its default)."""
+        return self.top.section(name, {})
+
+    @staticmethod
+    def _load_pack(section):
+        section.reject_unknown(('name', 'serial_number', 'location', 'cells_series',
+                                'cells_parallel', 'temperature_sensors', 'cell'))
+        single = CellSpec.from_file(section.path_field('cell'))
+        parallel = section.integer('cells_parallel', 1, minimum=1, maximum=1000)
+        series = section.integer('cells_series', minimum=1, maximum=1000)
+        sensors = section.integer('temperature_sensors', minimum=1, maximum=1000)
+        return PackSpec(
+            name=section.string('name'),
+            serial_number=section.string('serial_number', 'unknown'),
+            location=section.string('location', 'unknown'),
+            cells_series=series, cells_parallel=parallel, temperature_sensors=sensors,
+            cell=single.scaled(parallel), cell_single=single)
+
+
+def default_profile_path():
+    """The LFP robot profile shipped with the package (source tree or installed share)."""
+    return os.path.join(config_dir(), 'profiles', 'lfp_16s.yaml')
+
+
+def config_dir():
+    """config/ of the source tree, else the installed share/bms_ros/config."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    source = os.path.join(here, 'config')
+    if os.path.isdir(source):
+        return source
+    from ament_index_python.packages import get_package_share_directory  # installed layout
+    return os.path.join(get_package_share_directory('bms_ros'), 'config')
