@@ -130,6 +130,7 @@ class RosTestEnv:
         self.env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain_id),
                         ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1')
         self.processes = []
+        self._clients = {}
         self.context = Context()
         rclpy.init(context=self.context, domain_id=self.domain_id)
         self.node = rclpy.create_node('test_probe', context=self.context)
@@ -183,22 +184,27 @@ class RosTestEnv:
             time.sleep(0.05)
 
     def call(self, srv_type, name, request, timeout_s=10.0):
-        """Call a service; AssertionError if it is not available or does not answer in time."""
-        client = self.node.create_client(srv_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout_s):
-                raise AssertionError(f'service {name!r} not available after {timeout_s} s\n'
+        """Call a service; AssertionError if it is not available or does not answer in time.
+
+        One client per service is kept for the whole test: a client destroyed and re-created
+        on the same service can be handed the previous client's late response (seen with
+        Fast DDS), as a long-lived client in a real node never is.
+        """
+        key = (srv_type, name)
+        if key not in self._clients:
+            self._clients[key] = self.node.create_client(srv_type, name)
+        client = self._clients[key]
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise AssertionError(f'service {name!r} not available after {timeout_s} s\n'
+                                 + self.process_logs())
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise AssertionError(f'service {name!r} gave no answer in {timeout_s} s\n'
                                      + self.process_logs())
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout_s
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise AssertionError(f'service {name!r} gave no answer in {timeout_s} s\n'
-                                         + self.process_logs())
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+            time.sleep(0.01)
+        return future.result()
 
     def process_logs(self, lines=25):
         parts = []
