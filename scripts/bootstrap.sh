@@ -63,6 +63,7 @@ build_sum=$( (find bms_interfaces -type f | sort | xargs sha256sum; sha256sum pa
 if [ "$(cat "$venv/.build.sha256" 2>/dev/null)" != "$build_sum" ] \
         || ! (cd / && "$vpy" -c 'import bms_interfaces.msg, bms_ros' 2>/dev/null); then
     log "colcon build (bms_interfaces, bms_ros) into .venv"
+    mkdir -p "$root/log"
     (
         export AMENT_PREFIX_PATH="$venv" VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
         "$venv/bin/colcon" --log-base "$root/log" build \
