@@ -1,0 +1,5 @@
+import sys
+
+from bms_ros.tools.bmsctl import main
+
+sys.exit(main())

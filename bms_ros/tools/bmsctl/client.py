@@ -1,0 +1,64 @@
+"""A short-lived rclpy node for one bmsctl verb; clear errors when the suite is not running."""
+import os
+import sys
+import time
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+
+
+class SuiteNotRunning(RuntimeError):
+    """No node of the suite answered in time."""
+
+
+class Session:
+    """rclpy context for one verb: call services and spin with bounded waits."""
+
+    def __init__(self, namespace=''):
+        rclpy.init()
+        self.node = rclpy.create_node('bmsctl', namespace=namespace or '')
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+    def call(self, srv_type, name, request, timeout_s):
+        client = self.node.create_client(srv_type, name)
+        full = self.node.resolve_service_name(name)
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise SuiteNotRunning(
+                f'no service {full} after {timeout_s:g} s: is the suite running '
+                f'(ROS_DOMAIN_ID={os.environ.get("ROS_DOMAIN_ID", "0")}, namespace '
+                f'{self.node.get_namespace()})?')
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise SuiteNotRunning(f'{full} did not answer within {timeout_s:g} s')
+            self.executor.spin_once(timeout_sec=0.05)
+        return future.result()
+
+    def spin(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=max(0.0, end - time.monotonic()))
+
+
+def run_call(namespace, timeout_s, srv_type, name, request, describe):
+    """Call one service and print ``describe(response)``; exit code 0 on success, 1 refused,
+    3 when the suite is not running."""
+    try:
+        with Session(namespace) as session:
+            response = session.call(srv_type, name, request, timeout_s)
+    except SuiteNotRunning as error:
+        print(f'bmsctl: {error}', file=sys.stderr)
+        return 3
+    ok, text = describe(response)
+    print(text)
+    return 0 if ok else 1

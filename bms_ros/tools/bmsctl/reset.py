@@ -1,0 +1,21 @@
+"""Ask the protection node to clear latched trips (refused while a condition persists)."""
+import getpass
+
+from bms_interfaces.srv import ResetTrips
+from bms_ros.tools.bmsctl.client import run_call
+
+
+def add_arguments(parser):
+    parser.add_argument('--reason', required=True, help='why (logged by the protection node)')
+    parser.add_argument('--requester', default=f'bmsctl:{getpass.getuser()}')
+
+
+def run(args):
+    request = ResetTrips.Request(requester=args.requester, reason=args.reason)
+
+    def describe(response):
+        text = ('reset granted' if response.success else 'reset refused') + f': {response.message}'
+        if response.still_latched:
+            text += f' (still latched: {", ".join(response.still_latched)})'
+        return response.success, text
+    return run_call(args.namespace, args.timeout, ResetTrips, 'reset_trips', request, describe)
