@@ -233,7 +233,10 @@ class BalancingController:
         self._last_now_s = None
         self._command = np.zeros(self.n, dtype=bool)
         self._wanted = np.zeros(self.n, dtype=bool)     # voltage mode hysteresis state
-        self._clean_stamp_s = None                      # stamp of the last clean decision
+        self._clean_window = None                       # off window of the clean samples
+        self._clean_sum_v = np.zeros(self.n)            # their sum, for the window mean
+        self._clean_count = 0
+        self._decided_window = None                     # window of the last voltage decision
         self._plan_ah = np.zeros(self.n)                # soc mode: charge still to remove
         self._plan_active = False
         self._plan_done_s = None
@@ -287,6 +290,7 @@ class BalancingController:
         }
         self._meas_stamp_s = stamp_s
         self._meas_rejected = False
+        self._collect_clean(volts, v_valid, stamp_s)
         if current_stale or not abs(current_a) < self.config.rest_current_a:
             self._rest_since_s = None
         elif self._rest_since_s is None or stamp_s < self._rest_since_s:
@@ -383,9 +387,9 @@ class BalancingController:
             return self._result(reason)
 
         volts = self._meas['cell_voltages_v']
-        on_phase, clean = self._duty_phase(now_s)
+        on_phase = self._duty_phase(now_s)
         if self.mode == MODE_VOLTAGE:
-            excess, priority = self._voltage_decision(volts, clean)
+            excess, priority = self._voltage_decision(volts, on_phase)
         else:
             excess, priority = self._soc_decision(now_s)
         wanted = self._wanted if self.mode == MODE_VOLTAGE else self._plan_ah > 0.0
@@ -476,26 +480,42 @@ class BalancingController:
                 return REASON_STALE_ESTIMATE
         return ''
 
-    def _duty_phase(self, now_s):
-        """(bleed allowed now, latest measurement is clean): phases on the absolute clock."""
+    def _collect_clean(self, volts, valid, stamp_s):
+        """Sum the clean cell voltages of one off window (bleed off, settled), for its mean."""
         cfg = self.config
         if cfg.duty_off_s <= 0.0:
-            return True, True
-        cycle_s = cfg.duty_on_s + cfg.duty_off_s
-        on_phase = (now_s % cycle_s) < cfg.duty_on_s
-        # clean: taken at least settle_s into an off window that had begun by then
-        stamp = self._meas_stamp_s
-        clean = (stamp % cycle_s) >= cfg.duty_on_s + cfg.settle_s
-        return on_phase, clean
+            # no duty cycle: every measurement is a window of its own
+            window, clean = stamp_s, True
+        else:
+            cycle_s = cfg.duty_on_s + cfg.duty_off_s
+            window = math.floor(stamp_s / cycle_s)
+            clean = stamp_s - window * cycle_s >= cfg.duty_on_s + cfg.settle_s
+        if not clean or not np.all(valid):
+            return
+        if window != self._clean_window:
+            self._clean_window, self._clean_count = window, 0
+            self._clean_sum_v = np.zeros(self.n)
+        self._clean_sum_v += volts
+        self._clean_count += 1
 
-    def _voltage_decision(self, volts, clean):
-        """Update the per-cell hysteresis from a clean measurement; (excess V, priority)."""
-        excess = volts - volts.min()
-        if clean and self._meas_stamp_s != self._clean_stamp_s:
-            self._clean_stamp_s = self._meas_stamp_s
-            start = excess > self.threshold_v
-            stop = excess < self.threshold_v - self.hysteresis_v
+    def _duty_phase(self, now_s):
+        """True while the bleed resistors may be on: duty phases on the absolute clock."""
+        cfg = self.config
+        if cfg.duty_off_s <= 0.0:
+            return True
+        return (now_s % (cfg.duty_on_s + cfg.duty_off_s)) < cfg.duty_on_s
+
+    def _voltage_decision(self, volts, on_phase):
+        """Update the per-cell hysteresis from the mean clean voltages of the latest off window,
+        once it is complete (in the on phase); returns (excess V, priority) of ``volts``."""
+        if self._clean_count and self._clean_window != self._decided_window and on_phase:
+            self._decided_window = self._clean_window
+            clean_v = self._clean_sum_v / self._clean_count
+            clean_excess = clean_v - clean_v.min()
+            start = clean_excess > self.threshold_v
+            stop = clean_excess < self.threshold_v - self.hysteresis_v
             self._wanted = (self._wanted | start) & ~stop
+        excess = volts - volts.min()
         return excess, excess
 
     def _soc_decision(self, now_s):
