@@ -1,0 +1,115 @@
+"""Debounce and hysteresis of limit levels, and the inverse-time integrator of over-current.
+
+Everything is vectorised over channels (cells, sensors) and takes the time ``now_s``
+(seconds, any monotonic clock) as an argument, so it is unit-testable without sleeping.
+"""
+import numpy as np
+
+
+class LevelMonitor:
+    """Debounced on/off state of ``n_levels`` levels over ``n_channels`` channels.
+
+    A level is raised once it has been violated continuously for ``debounce_s`` and cleared once
+    it has been inside its hysteresis band continuously for ``release_s``. A value that is
+    neither violated nor cleared (inside the hysteresis band) keeps the state; an unknown value
+    (NaN) also keeps the state and any running timer, because no information is not good news.
+    """
+
+    def __init__(self, n_levels, n_channels, debounce_s, release_s):
+        self.debounce_s = float(debounce_s)
+        self.release_s = float(release_s)
+        shape = (n_levels, n_channels)
+        self.active = np.zeros(shape, dtype=bool)
+        self._raise_since_s = np.full(shape, np.nan)
+        self._clear_since_s = np.full(shape, np.nan)
+
+    def update(self, violated, cleared, known, now_s):
+        """Advance to ``now_s``; return (raised, released) masks of the levels that changed.
+
+        violated: value beyond the level; cleared: value back inside by the hysteresis;
+        known: the value was measured (False keeps timers running). All (levels, channels).
+        """
+        violated = np.asarray(violated, dtype=bool)
+        cleared = np.asarray(cleared, dtype=bool)
+        known = np.broadcast_to(np.asarray(known, dtype=bool), violated.shape)
+        active = self.active
+        # raise timer: starts at the first violation, stops on a known non-violation
+        pending = ~active & violated
+        start = np.where(np.isnan(self._raise_since_s), now_s, self._raise_since_s)
+        self._raise_since_s = np.where(pending, start,
+                                       np.where(~active & ~known, self._raise_since_s, np.nan))
+        raised = pending & (now_s - self._raise_since_s >= self.debounce_s)
+        # clear timer: the mirror image, on the hysteresis band
+        pending = active & cleared
+        start = np.where(np.isnan(self._clear_since_s), now_s, self._clear_since_s)
+        self._clear_since_s = np.where(pending, start,
+                                       np.where(active & ~known, self._clear_since_s, np.nan))
+        released = pending & (now_s - self._clear_since_s >= self.release_s)
+        self.active = (active | raised) & ~released
+        self._raise_since_s[raised] = np.nan
+        self._clear_since_s[released] = np.nan
+        return raised, released
+
+    def force_clear(self, level_index, channel):
+        """Drop one level of one channel (after a reset of its latched trip)."""
+        self.active[level_index, channel] = False
+        self._raise_since_s[level_index, channel] = np.nan
+        self._clear_since_s[level_index, channel] = np.nan
+
+
+def threshold_masks(values, thresholds, hysteresis, high, gate=None):
+    """(violated, cleared, known) of each level for each value, shapes (levels, channels).
+
+    High limits are violated at value >= threshold and cleared below threshold - hysteresis
+    (low limits mirrored), as foxBMS sets on >= and clears on <. Where ``gate`` is False the
+    limit does not apply (e.g. charge temperatures while not charging) and counts as cleared.
+    """
+    values = np.atleast_1d(np.asarray(values, dtype=float))[None, :]
+    thresholds = np.asarray(thresholds, dtype=float)[:, None]
+    known = np.isfinite(values)
+    with np.errstate(invalid='ignore'):
+        if high:
+            violated = values >= thresholds
+            cleared = values < thresholds - hysteresis
+        else:
+            violated = values <= thresholds
+            cleared = values > thresholds + hysteresis
+    violated = violated & known
+    cleared = cleared & known
+    if gate is not None:
+        gate = np.broadcast_to(np.asarray(gate, dtype=bool), values.shape)
+        violated = violated & gate
+        cleared = cleared | ~gate
+        known = known | ~gate
+    shape = np.broadcast_shapes(violated.shape, thresholds.shape)
+    return (np.broadcast_to(violated, shape), np.broadcast_to(cleared, shape),
+            np.broadcast_to(known, shape))
+
+
+class InverseTimeIntegrator:
+    """Fraction of the time-current budget used (0 = cold, >= 1 = trip), like a relay's disc.
+
+    Above the curve's first current the fraction grows by dt / t_allowed(I); below it, it
+    decays to zero in ``curve_decay_s``. A NaN current holds the fraction.
+    """
+
+    def __init__(self, limit, max_step_s=1.0):
+        self.limit = limit
+        self.max_step_s = max_step_s  # a gap in measurements must not count as one long pulse
+        self.fraction = 0.0
+        self._last_s = None
+
+    def update(self, current_a, now_s):
+        """Integrate up to ``now_s`` with the magnitude ``current_a`` (A); return the fraction."""
+        dt = 0.0 if self._last_s is None else min(max(now_s - self._last_s, 0.0),
+                                                   self.max_step_s)
+        self._last_s = now_s
+        if not np.isfinite(current_a):
+            return self.fraction
+        allowed = float(self.limit.allowed_time_s(current_a))
+        if np.isfinite(allowed):
+            # capped at 1: after a trip the decay (the cool-down of the conductors) starts from 1
+            self.fraction = min(1.0, self.fraction + dt / allowed)
+        else:
+            self.fraction = max(0.0, self.fraction - dt / self.limit.curve_decay_s)
+        return self.fraction
