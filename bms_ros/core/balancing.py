@@ -221,7 +221,8 @@ class BalancingController:
         # inputs
         self._meas = None                 # dict of arrays of the last accepted measurement
         self._meas_stamp_s = None
-        self._meas_rejected = False       # the latest measurement was rejected
+        self._rejected_pending = False    # a measurement was rejected since the last update
+        self._rejected_at_s = None        # update time of the latest rejection, until a good one
         self._rest_since_s = None
         self._soc_raw = None
         self._soc_f = None                # filtered SoC
@@ -289,7 +290,7 @@ class BalancingController:
             'current_stale': current_stale,
         }
         self._meas_stamp_s = stamp_s
-        self._meas_rejected = False
+        self._rejected_pending, self._rejected_at_s = False, None
         self._collect_clean(volts, v_valid, stamp_s)
         if current_stale or not abs(current_a) < self.config.rest_current_a:
             self._rest_since_s = None
@@ -350,15 +351,15 @@ class BalancingController:
         new_hysteresis = self.hysteresis_v if keep['hysteresis_v'] else float(hysteresis_v)
         new_soc = self.soc_threshold if keep['soc_threshold'] else float(soc_threshold)
         if new_threshold > MAX_THRESHOLD_V:
-            return False, f'threshold_v must be <= {MAX_THRESHOLD_V} V, got {new_threshold}'
+            return False, f'threshold_v must be <= {MAX_THRESHOLD_V} V, got {new_threshold:g}'
         if new_hysteresis >= new_threshold:
-            return False, (f'hysteresis_v ({new_hysteresis} V) must be below threshold_v '
-                           f'({new_threshold} V)')
+            return False, (f'hysteresis_v ({new_hysteresis:g} V) must be below threshold_v '
+                           f'({new_threshold:g} V)')
         if new_soc > MAX_SOC_THRESHOLD:
-            return False, f'soc_threshold must be <= {MAX_SOC_THRESHOLD}, got {new_soc}'
+            return False, f'soc_threshold must be <= {MAX_SOC_THRESHOLD}, got {new_soc:g}'
         if self.config.soc_hysteresis >= new_soc:
-            return False, (f'soc_threshold ({new_soc}) must be above soc_hysteresis '
-                           f'({self.config.soc_hysteresis})')
+            return False, (f'soc_threshold ({new_soc:g}) must be above soc_hysteresis '
+                           f'({self.config.soc_hysteresis:g})')
         if mode != self.mode:
             self._wanted[:] = False
             self._clear_plan()
@@ -378,6 +379,8 @@ class BalancingController:
         now_s = float(now_s)
         dt_s = 0.0 if self._last_now_s is None else max(0.0, now_s - self._last_now_s)
         self._last_now_s = now_s
+        if self._rejected_pending:
+            self._rejected_pending, self._rejected_at_s = False, now_s
         self._account(dt_s)
 
         reason = self._inhibit_reason(now_s)
@@ -447,10 +450,12 @@ class BalancingController:
         cfg = self.config
         if self.mode == MODE_OFF:
             return REASON_MODE_OFF
+        # a rejected stream holds it off; once rejections stop, the old measurement goes stale
+        if self._rejected_at_s is not None \
+                and abs(now_s - self._rejected_at_s) <= cfg.measurement_timeout_s:
+            return REASON_REJECTED_MEASUREMENT
         if self._meas is None:
             return REASON_NO_MEASUREMENT
-        if self._meas_rejected:
-            return REASON_REJECTED_MEASUREMENT
         m = self._meas
         if m['cell_voltages_stale'] or abs(now_s - self._meas_stamp_s) > cfg.measurement_timeout_s:
             return REASON_STALE_MEASUREMENT
@@ -574,20 +579,28 @@ class BalancingController:
 
     def _reject_measurement(self, why):
         self.measurements_rejected += 1
-        self._meas_rejected = True
-        log.warning('balancing: measurement rejected (%s); %d so far', why,
-                    self.measurements_rejected)
+        self._rejected_pending = True
+        if _worth_logging(self.measurements_rejected):
+            log.warning('balancing: measurement rejected (%s); %d so far', why,
+                        self.measurements_rejected)
         return False
 
     def _reject_estimate(self, why):
         self.estimates_rejected += 1
-        log.warning('balancing: estimate rejected (%s); %d so far', why, self.estimates_rejected)
+        if _worth_logging(self.estimates_rejected):
+            log.warning('balancing: estimate rejected (%s); %d so far', why,
+                        self.estimates_rejected)
         return False
 
     @property
     def plan_remaining_ah(self):
         """SoC mode: charge still to remove per cell, Ah (zeros without a plan)."""
         return self._plan_ah.copy()
+
+
+def _worth_logging(count):
+    """Log the 1st, 2nd, 4th, 8th ... occurrence: a bad stream at 10 Hz must not flood."""
+    return count & (count - 1) == 0
 
 
 def _valid_flags(flags, values):

@@ -275,6 +275,19 @@ def test_inhibits_hold_every_bleed_off(case, reason):
     assert bled(step(ctrl, t + 1.0, volts)) == [1, 3]
 
 
+def test_rejected_stream_holds_off_then_goes_stale():
+    ctrl = controller(measurement_timeout_s=2.0)
+    volts = [3.40, 3.42, 3.40, 3.40]
+    assert bled(step(ctrl, 0.0, volts)) == [1]
+    r = step(ctrl, 0.5, volts[:3])
+    assert r.inhibit_reason == 'rejected measurement'
+    ctrl.set_protection(False, 2.0)
+    assert ctrl.update(2.0).inhibit_reason == 'rejected measurement'   # 1.5 s after
+    ctrl.set_protection(False, 3.0)
+    assert ctrl.update(3.0).inhibit_reason == 'stale measurement'      # nothing good since 0 s
+    assert bled(step(ctrl, 4.0, volts)) == [1]
+
+
 def test_protection_status_optional_when_configured():
     ctrl = controller(require_protection_status=False)
     ctrl._trip_latched = None
