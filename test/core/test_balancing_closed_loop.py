@@ -6,9 +6,15 @@ discretisation is exact for the RC pair and the thermal model, the 0.01 s step o
 profiles is only for the CAN-rate simulator). Everything else is the profile's `simulator:`
 section (bleed resistor, capacity / R0 / self-discharge spreads, measurement noise).
 
-The SoC input of SoC mode is the model's truth SoC plus a fixed per-cell bias (0.1 % std) and
-white noise (0.3 % std per sample), seeded, with the nominal capacity for every cell: a stand-in
-for the estimator (bms_ros.core.estimation), stated as such in docs/balancing.md.
+The SoC input of SoC mode comes from one of two sources, named in each case:
+
+* ``truth+noise``: the model's truth SoC plus a fixed per-cell bias (0.1 % std) and white noise
+  (0.3 % std per sample), seeded, with the nominal capacity for every cell;
+* ``estimator``: bms_ros.core.estimation.PackEstimator (the EKF of the state estimator node) fed
+  the measurement and the bleed current of the commanded cells (V / R, as the estimator node
+  does from the cell_balancing feedback). On the LFP plateau no estimator can tell a 5 % spread
+  from voltage at rest, so that case gives it a history: rest at 25 % SoC, where the OCV slopes,
+  then a 0.2 C charge to mid-plateau, then rest.
 
 Run ``python -m test.core.test_balancing_closed_loop`` to print the table of figures.
 """
@@ -41,6 +47,7 @@ class CaseResult:
 
     name: str
     mode: str
+    source: str                      # of the SoC input (see the module docstring)
     cells: int
     hours_run: float
     hours_to_balance: float          # NaN if never balanced
@@ -74,8 +81,11 @@ def initial_socs(pack_profile, mean_soc, soc_spread=None, ocv_spread_v=None, see
 
 @functools.lru_cache(maxsize=None)
 def run_case(name, profile_name, mode, mean_soc, soc_spread=None, ocv_spread_v=None,
-             hours=40.0, stop_when_balanced=True):
-    """Run one case; returns a CaseResult. Cached: several tests read the same run."""
+             hours=40.0, source='truth+noise', charge=None, stop_when_balanced=True):
+    """Run one case; returns a CaseResult. Cached: several tests read the same run.
+
+    :param charge: None, or (start_h, duration_h, c_rate): a constant-current charge.
+    """
     prof = profile(profile_name)
     pack = prof.pack
     config = BalancingConfig.from_section(prof.section('balancing'), pack)
@@ -86,12 +96,20 @@ def run_case(name, profile_name, mode, mean_soc, soc_spread=None, ocv_spread_v=N
                   step_s=STEP_S, initial_soc=mean_soc, soc_spread=0.0, load=ConstantLoad(0.0),
                   faults=(), faded_cells=())
     model = PackModel(pack, sim)
+    model.set_contactors(True, False, True)       # closed: the demand reaches the cells
     model.soc = initial_socs(prof, mean_soc, soc_spread, ocv_spread_v)
     model.ocv_v = pack.cell.ocv.ocv(model.soc, model.temperatures_degc)
     model.cell_voltages_v = model.ocv_v.copy()
     rng = np.random.default_rng(11)
     bias = SOC_BIAS * np.clip(rng.standard_normal(pack.cells_series), -3, 3)
     capacity = np.full(pack.cells_series, pack.cell.capacity_ah)
+    estimator = None
+    if source == 'estimator':
+        from bms_ros.core.estimation.config import EstimatorConfig
+        from bms_ros.core.estimation.estimator import PackEstimator
+        est_config = EstimatorConfig.from_section(prof.section('estimator'))
+        estimator = PackEstimator(pack.cell, pack.cells_series, est_config)
+        cell_sensor = pack.sensor_of_cell()
 
     soc0, ocv0 = np.ptp(model.soc), np.ptp(model.ocv_v)
     balanced_at = np.nan
@@ -104,11 +122,25 @@ def run_case(name, profile_name, mode, mean_soc, soc_spread=None, ocv_spread_v=N
     result = None
     for k in range(steps):
         t = model.sim_time_s
+        if charge is not None:
+            start_h, duration_h, c_rate = charge
+            on = start_h * 3600.0 <= t < (start_h + duration_h) * 3600.0
+            model.set_demand(c_rate * pack.capacity_ah if on else 0.0)
         measured = model.measured()
         ctrl.set_measurement(measured, t)
         ctrl.set_protection(False, t)
-        soc_input = np.clip(model.soc + bias + SOC_NOISE * rng.standard_normal(model.cells), 0, 1)
-        ctrl.set_estimate({'cell_soc': soc_input, 'cell_capacity_ah': capacity}, t)
+        if estimator is None:
+            soc_input = np.clip(model.soc + bias + SOC_NOISE * rng.standard_normal(model.cells),
+                                0, 1)
+            cap_input = capacity
+        else:
+            volts = measured['cell_voltages_v']
+            bleed_a = np.where(model.bleed, volts / est_config.bleed_resistance_ohm, 0.0)
+            estimator.step(t, measured['pack_current_a'], volts, np.isfinite(volts),
+                           measured['temperatures_degc'][cell_sensor], cell_current_a=-bleed_a)
+            estimate = estimator.estimate()
+            soc_input, cap_input = estimate.cell_soc, estimate.cell_capacity_ah
+        ctrl.set_estimate({'cell_soc': soc_input, 'cell_capacity_ah': cap_input}, t)
         result = ctrl.update(t)
         bleed = result.cell_bleed
         # the lowest cell by the controller's own quantity, at every step
@@ -132,7 +164,7 @@ def run_case(name, profile_name, mode, mean_soc, soc_spread=None, ocv_spread_v=N
                 and model.sim_time_s / 3600.0 >= balanced_at + 2.0:
             break                         # 2 h more to show it stays balanced
     return CaseResult(
-        name=name, mode=mode, cells=pack.cells_series, hours_run=model.sim_time_s / 3600.0,
+        name=name, mode=mode, source=source, cells=pack.cells_series, hours_run=model.sim_time_s / 3600.0,
         hours_to_balance=balanced_at, soc_spread_start=soc0, soc_spread_end=np.ptp(model.soc),
         ocv_spread_start_v=ocv0, ocv_spread_end_v=np.ptp(model.ocv_v),
         status_voltage_spread_end_v=result.cell_voltage_spread_v,
@@ -143,31 +175,41 @@ def run_case(name, profile_name, mode, mean_soc, soc_spread=None, ocv_spread_v=N
         max_bleeding=max_bleeding, max_resistor_temperature_degc=max_resistor)
 
 
-# The cases: (name, profile, mode, mean SoC, SoC spread, OCV spread, hours)
+# The cases: (name, profile, mode, mean SoC, SoC spread, OCV spread, hours, source, charge)
 CASES = {
-    'lfp_soc': ('LFP 16s, mid-plateau, SoC mode', 'lfp_16s.yaml', 'soc', 0.55, 0.05, None, 40.0),
+    'lfp_soc': ('LFP 16s, mid-plateau, SoC mode', 'lfp_16s.yaml', 'soc', 0.55, 0.05, None, 40.0,
+                'truth+noise', None),
     'lfp_voltage': ('LFP 16s, mid-plateau, voltage mode', 'lfp_16s.yaml', 'voltage', 0.55, 0.05,
-                    None, 40.0),
+                    None, 40.0, 'truth+noise', None),
+    'lfp_soc_estimator': ('LFP 16s, 25 % -> charge -> plateau, SoC', 'lfp_16s.yaml', 'soc', 0.25,
+                          0.05, None, 40.0, 'estimator', (1.0, 1.5, 0.2)),
     'nmc_voltage': ('NMC 96s, 50 mV, voltage mode', 'nmc_96s.yaml', 'voltage', 0.75, None, 0.050,
-                    60.0),
-    'nmc_soc': ('NMC 96s, 50 mV, SoC mode', 'nmc_96s.yaml', 'soc', 0.75, None, 0.050, 60.0),
+                    60.0, 'truth+noise', None),
+    'nmc_soc': ('NMC 96s, 50 mV, SoC mode', 'nmc_96s.yaml', 'soc', 0.75, None, 0.050, 60.0,
+                'truth+noise', None),
 }
 
 
 def case(key):
-    name, prof, mode, mean, soc_spread, ocv_spread, hours = CASES[key]
-    return run_case(name, prof, mode, mean, soc_spread, ocv_spread, hours)
+    name, prof, mode, mean, soc_spread, ocv_spread, hours, source, charge = CASES[key]
+    if source == 'estimator':
+        pytest.importorskip('bms_ros.core.estimation.estimator')
+    return run_case(name, prof, mode, mean, soc_spread, ocv_spread, hours, source, charge)
 
 
-def test_bleed_resistance_matches_the_simulator():
+def test_bleed_resistance_matches_the_simulator_and_the_estimator():
     for name in ('lfp_16s.yaml', 'nmc_96s.yaml'):
         prof = profile(name)
         sim = SimulatorConfig.from_section(prof.section('simulator'), prof.pack)
         bal = BalancingConfig.from_section(prof.section('balancing'), prof.pack)
         assert bal.bleed_resistance_ohm == sim.bleed_resistance_ohm, name
+        if prof.top.has('estimator'):   # the estimator subtracts the bleed current: same R
+            from bms_ros.core.estimation.config import EstimatorConfig
+            est = EstimatorConfig.from_section(prof.section('estimator'))
+            assert bal.bleed_resistance_ohm == est.bleed_resistance_ohm, name
 
 
-@pytest.mark.parametrize('key', ['lfp_soc', 'nmc_voltage', 'nmc_soc'])
+@pytest.mark.parametrize('key', ['lfp_soc', 'lfp_soc_estimator', 'nmc_voltage', 'nmc_soc'])
 def test_spread_shrinks_below_goal(key):
     r = case(key)
     assert r.soc_spread_start >= 0.049 or r.ocv_spread_start_v >= 0.049
@@ -192,7 +234,7 @@ def test_voltage_mode_never_bleeds_the_truth_lowest_cell():
 
 def test_soc_mode_bleeds_the_truth_lowest_cell_only_within_the_estimate_error():
     # with a 0.1 % bias per cell the estimate can rank cells within ~0.5 % wrongly; never more
-    for key in ('lfp_soc', 'nmc_soc'):
+    for key in ('lfp_soc', 'lfp_soc_estimator', 'nmc_soc'):
         assert case(key).truth_lowest_bled_margin < 0.005
 
 
@@ -208,13 +250,13 @@ def test_lfp_plateau_needs_soc_mode():
 
 def table():
     """The figures of every case, one line each."""
-    lines = [f'{"case":38s} {"h to bal.":>9s} {"SoC spread":>16s} {"OCV spread mV":>14s} '
+    lines = [f'{"case":40s} {"SoC from":11s} {"h to bal.":>9s} {"SoC spread":>16s} {"OCV spread mV":>14s} '
              f'{"bled Wh":>8s} {"bled Ah":>8s} {"truth Ah":>8s} {"max on":>6s} {"R max C":>7s} '
              f'{"low bled":>8s}']
     for key in CASES:
         r = case(key)
         lines.append(
-            f'{r.name:38s} {r.hours_to_balance:9.2f} {100 * r.soc_spread_start:6.2f}->'
+            f'{r.name:40s} {r.source:11s} {r.hours_to_balance:9.2f} {100 * r.soc_spread_start:6.2f}->'
             f'{100 * r.soc_spread_end:5.2f} % {1000 * r.ocv_spread_start_v:5.1f}->'
             f'{1000 * r.ocv_spread_end_v:5.1f} {r.energy_bled_wh:8.2f} '
             f'{r.charge_removed_ah:8.3f} {r.truth_bled_ah:8.3f} {r.max_bleeding:6d} '
