@@ -16,6 +16,7 @@ rates in wall time (cells every 100 ms, current every 10 ms) however fast the pa
 """
 import math
 import os
+import socket
 import sys
 import time
 
@@ -121,6 +122,9 @@ class PackSimulator(Node):
         if options['interface'] == 'socketcand':
             kwargs.update(host=options['host'], port=options['port'], tcp_tune=True)
         try:
+            if options['interface'] == 'socketcand':
+                # python-can retries a refused connection in a busy loop for 10 s: probe first
+                socket.create_connection((options['host'], options['port']), timeout=0.5).close()
             self.bus = can.Bus(**kwargs)
         except (OSError, can.CanError, ValueError) as error:
             self.bus = None
