@@ -122,7 +122,7 @@ class Protection:
             self._values[limit.limit_id] = np.full(n, np.nan)
             if isinstance(limit, TimeCurrentLimit):
                 self._integrators[limit.limit_id] = InverseTimeIntegrator(limit)
-        self._latch_dirty = False
+        self._latch_dirty = bool(self.latch.load_problem)  # rewrite a corrupt file at once
         self._measured = False
         self._first_measurement_s = None
         self._last_arrival_s = now_s
@@ -171,7 +171,9 @@ class Protection:
     def check_timeout(self, now_s):
         """Re-evaluate the stale-measurement limit without a new measurement (a periodic call)."""
         limit = self.config.limit('stale_measurement')
-        events = self._check(limit, self._stale_signal(now_s), now_s)
+        ages, gate = self._stale_signal(now_s)
+        ages[1:] = np.nan  # groups age only with a message; a missing message is channel -1
+        events = self._check(limit, (ages, gate), now_s)
         self._track_latched(now_s)
         return events
 
@@ -459,11 +461,16 @@ class Protection:
             values, violated, cleared, known = signal
             values = np.atleast_1d(np.asarray(values, dtype=float))
             curve_tripped = None
+            present_cleared = cleared
         else:
             raw, gate = signal
             values = np.atleast_1d(np.asarray(raw, dtype=float))
             violated, cleared, known = threshold_masks(values, limit.thresholds,
                                                        limit.hysteresis, limit.high, gate)
+            # a trip's condition is judged on the value alone: charge over-temperature is
+            # still present at 46 degC after charging stopped
+            present_cleared = cleared if gate is None else threshold_masks(
+                values, limit.thresholds, limit.hysteresis, limit.high)[1]
             curve_tripped = None
             if isinstance(limit, TimeCurrentLimit):
                 fraction = self._integrators[limit.limit_id].update(float(values[0]), now_s)
@@ -472,13 +479,14 @@ class Protection:
                 violated[2] |= curve_tripped
                 cleared[2] = (~curve_tripped & np.isfinite(values)
                               & (values < limit.curve_current_a[0] - limit.hysteresis))
+                present_cleared = cleared
         self._values[limit.limit_id] = values
         monitor = self._monitors[limit.limit_id]
         raised, released = monitor.update(violated, cleared, known, now_s)
         if LEVEL_TRIP in limit.levels:
+            # present unless the value is back inside by the hysteresis (unknown = present)
             row = limit.levels.index(LEVEL_TRIP)
-            self._present[limit.limit_id] = (monitor.active[row] | violated[row]
-                                             | ~np.asarray(known)[row])
+            self._present[limit.limit_id] = ~np.asarray(present_cleared)[row]
         events = []
         for row, channel in zip(*np.nonzero(raised | released)):
             level = limit.levels[row]
@@ -520,7 +528,7 @@ class Protection:
         except (OSError, ValueError) as error:  # still latched in memory, and reported
             log.error('cannot persist latched trips to %s: %s', self.latch.path, error)
             return False
-        self._latch_dirty = False
+        self._latch_dirty = bool(self.latch.load_problem)  # rewrite a corrupt file at once
         return True
 
     # ------------------------------------------------------------------ naming

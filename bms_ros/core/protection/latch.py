@@ -89,6 +89,10 @@ class TripLatch:
             self.load_problem = str(error)
             log.warning('latched trips unreadable, latching %s until reset: %s',
                         CORRUPT_ID, error)
+            try:  # keep the damaged file for inspection; the next save writes a fresh one
+                os.replace(self.path, self.path + '.corrupt')
+            except OSError:
+                pass
             trip = LatchedTrip(CORRUPT_ID, -1, float('nan'), float('nan'), '',
                                f'latched-trip file unreadable ({error}); reset to confirm',
                                time.time())

@@ -1,0 +1,219 @@
+"""pack_supervisor: the pack state machine (bms_ros.core.pack_state_machine), sole contactor owner.
+
+Parameters: profile (YAML path).
+Subscribes: measurement (PackMeasurement: contactor feedback, link and pack voltage, current,
+temperatures), trip_event (ProtectionEvent, transient-local: a latched trip opens at once),
+protection_status (ProtectionStatus: latched trips, derated current limits), estimate
+(BatteryEstimate: pack SoC for the request guards).
+Publishes: pack_state (PackState, reliable + transient-local; on change and every
+state_period_s), contactor_command (ContactorCommand, reliable; on change and every
+command_period_s), trip_event (contactor faults: contactor_welded / contactor_stuck_open, as
+ProtectionEvent), /diagnostics.
+Services: request_state (RequestState).
+"""
+import sys
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasurement, PackState,
+                                ProtectionEvent, ProtectionStatus)
+from bms_interfaces.srv import RequestState
+from bms_ros.core.errors import ConfigError
+from bms_ros.core.pack_state_machine import (STATE_ERROR, STATE_NAMES, STATE_OFF,
+                                             PackStateMachine, load_supervisor_config)
+from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.nodes.protection import event_to_msg, measurement_from_msg
+
+STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATEST = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def stamp_s(stamp):
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class PackSupervisor(Node):
+    """Runs the pack state machine and publishes its contactor command and state."""
+
+    def __init__(self):
+        super().__init__('pack_supervisor')
+        profile_path = self.declare_parameter('profile', default_profile_path()).value
+        profile = Profile(profile_path)
+        self.pack = profile.pack
+        self.config = load_supervisor_config(profile.section('supervisor'))
+        self.machine = PackStateMachine(self.config, self._now_s())
+
+        self.command_pub = self.create_publisher(ContactorCommand, 'contactor_command', STREAM)
+        self.state_pub = self.create_publisher(PackState, 'pack_state', LATCHED)
+        self.event_pub = self.create_publisher(ProtectionEvent, 'trip_event', EVENTS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', STREAM)
+        self.create_subscription(PackMeasurement, 'measurement', self._on_measurement, STREAM)
+        self.create_subscription(ProtectionEvent, 'trip_event', self._on_trip_event, EVENTS)
+        self.create_subscription(ProtectionStatus, 'protection_status', self._on_status, LATEST)
+        self.create_subscription(BatteryEstimate, 'estimate', self._on_estimate, STREAM)
+        self.create_service(RequestState, 'request_state', self._on_request)
+        self.create_timer(self.config.command_period_s, self._on_command_timer)  # seconds
+        self.create_timer(self.config.state_period_s, self._on_state_timer)  # seconds
+        self._published = None       # (state, requested, reason, command) last published
+        self._measurement = None
+        self._last_trip_stamp_s = -1.0
+        self.get_logger().info(f'pack supervisor of {self.pack.name}: '
+                               f'{STATE_NAMES[self.machine.state]}')
+        self._publish(force=True)
+
+    def _now_s(self):
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_measurement(self, msg):
+        self._measurement = msg
+        self.machine.on_measurement(measurement_from_msg(msg), self._now_s())
+        self._publish()
+
+    def _on_trip_event(self, msg):
+        now_s = self._now_s()
+        # transient-local history from before we started: the status says what is latched now
+        if now_s - stamp_s(msg.header.stamp) > self.config.protection_timeout_s:
+            return
+        if msg.active and msg.latched:
+            self._last_trip_stamp_s = max(self._last_trip_stamp_s, stamp_s(msg.header.stamp))
+        self.machine.on_trip_event(msg.limit_id, msg.level, msg.active, msg.latched, msg.message,
+                                   now_s)
+        self._publish()
+
+    def _on_status(self, msg):
+        if not msg.trip_latched and stamp_s(msg.header.stamp) < self._last_trip_stamp_s:
+            return  # older than a trip event already acted on
+        latched = [e.limit_id if e.index < 0 else f'{e.limit_id}[{e.index}]'
+                   for e in msg.active if e.latched]
+        self.machine.on_protection_status(msg.trip_latched, latched, msg.charge_current_limit_a,
+                                          msg.discharge_current_limit_a, self._now_s())
+        self._publish()
+
+    def _on_estimate(self, msg):
+        self.machine.on_estimate(float(msg.pack_soc), self._now_s())
+
+    def _on_request(self, request, response):
+        accepted, reason = self.machine.request(request.state, request.requester, self._now_s())
+        self.get_logger().info(
+            f'request_state {STATE_NAMES.get(request.state, request.state)} by '
+            f'{request.requester!r}: {"accepted" if accepted else "refused"}: {reason}')
+        self._publish()
+        response.accepted = accepted
+        response.reason = reason
+        response.state = self.machine.state
+        return response
+
+    def _on_command_timer(self):
+        self.machine.step(self._now_s())
+        if not self._publish():
+            self.command_pub.publish(self._command_msg())  # the periodic repeat
+
+    def _on_state_timer(self):
+        self._publish(force=True)
+        self._publish_diagnostics()
+
+    # ------------------------------------------------------------------ publishing
+
+    def _publish(self, force=False):
+        """Publish fault events; state on change (or forced); the command if it changed.
+
+        Returns True if the command was published.
+        """
+        for event in self.machine.pop_events():
+            self.event_pub.publish(event_to_msg(event, self.get_clock().now().to_msg()))
+        m = self.machine
+        snapshot = (m.state, m.requested_state, m.reason, m.command.as_tuple())
+        if snapshot == self._published and not force:
+            return False
+        command_changed = self._published is None or snapshot[3] != self._published[3]
+        state_changed = self._published is None or snapshot[0] != self._published[0]
+        self._published = snapshot
+        if command_changed:
+            self.command_pub.publish(self._command_msg())  # first: it is what opens contactors
+        self.state_pub.publish(self._state_msg())
+        if state_changed:
+            self.get_logger().info(f'{m.state_name}: {m.reason}')
+            self._publish_diagnostics()
+        return command_changed
+
+    def _command_msg(self):
+        c = self.machine.command
+        msg = ContactorCommand()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.negative_closed = c.negative_closed
+        msg.precharge_closed = c.precharge_closed
+        msg.positive_closed = c.positive_closed
+        msg.reason = c.reason
+        return msg
+
+    def _state_msg(self):
+        m = self.machine
+        msg = PackState()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.state = m.state
+        msg.requested_state = m.requested_state
+        msg.state_name = m.state_name
+        msg.reason = m.reason
+        msg.commanded = self._command_msg()
+        if self._measurement is not None:
+            fb = self._measurement
+            msg.negative_contactor_closed = fb.negative_contactor_closed
+            msg.positive_contactor_closed = fb.positive_contactor_closed
+            msg.precharge_relay_closed = fb.precharge_relay_closed
+            msg.link_voltage_v = float(fb.link_voltage_v)
+            msg.pack_voltage_v = float(fb.pack_voltage_v)
+        else:
+            msg.link_voltage_v = float('nan')
+            msg.pack_voltage_v = float('nan')
+        return msg
+
+    def _publish_diagnostics(self):
+        m = self.machine
+        diag = DiagnosticStatus()
+        diag.name = f'{self.get_fully_qualified_name()}: pack state'
+        diag.hardware_id = self.pack.serial_number
+        diag.level = (DiagnosticStatus.ERROR if m.state == STATE_ERROR else
+                      DiagnosticStatus.WARN if m.state == STATE_OFF else DiagnosticStatus.OK)
+        diag.message = f'{m.state_name}: {m.reason}'
+        c = m.command
+        diag.values = [KeyValue(key=k, value=v) for k, v in (
+            ('state', m.state_name), ('requested_state', STATE_NAMES[m.requested_state]),
+            ('negative_closed', str(c.negative_closed)),
+            ('precharge_closed', str(c.precharge_closed)),
+            ('positive_closed', str(c.positive_closed)), ('command_reason', c.reason))]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [diag]
+        self.diagnostics_pub.publish(array)
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    try:
+        node = PackSupervisor()
+    except ConfigError as error:
+        print(f'pack_supervisor: configuration error: {error}', file=sys.stderr)
+        rclpy.try_shutdown()
+        sys.exit(2)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,240 @@
+"""protection: limit checks of one pack (bms_ros.core.protection); reports, never acts.
+
+Parameters: profile (YAML path), state_dir (folder of the latched-trip file; '' = the
+default $XDG_STATE_HOME/bms_ros/<pack name>, else ~/.local/state/bms_ros/<pack name>).
+Subscribes: measurement (PackMeasurement; every message is checked at once, so a trip is one
+hop away), estimate (BatteryEstimate: its state-of-power limits cap the derated limits).
+Publishes: trip_event (ProtectionEvent, reliable + transient-local, depth 100: every raise and
+clear), protection_status (ProtectionStatus, reliable + transient-local depth 1: periodic and on
+change), /diagnostics (diagnostic_msgs/DiagnosticArray).
+Services: reset_trips (ResetTrips).
+"""
+import math
+import os
+import sys
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, ProtectionEvent,
+                                ProtectionStatus)
+from bms_interfaces.srv import ResetTrips
+from bms_ros.core.errors import ConfigError
+from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core.protection import (LEVEL_ALARM, LEVEL_NAMES, LEVEL_TRIP, LEVEL_WARNING,
+                                     Measurement, Protection, TripLatch, load_protection_config)
+
+STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATEST = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+DIAGNOSTIC_LEVEL = {0: DiagnosticStatus.OK, LEVEL_WARNING: DiagnosticStatus.WARN,
+                    LEVEL_ALARM: DiagnosticStatus.WARN, LEVEL_TRIP: DiagnosticStatus.ERROR}
+
+
+def default_state_dir(pack_name):
+    """$XDG_STATE_HOME/bms_ros/<pack> (XDG base-directory spec), else ~/.local/state/..."""
+    base = os.environ.get('XDG_STATE_HOME') or os.path.join(os.path.expanduser('~'), '.local',
+                                                             'state')
+    return os.path.join(base, 'bms_ros', pack_name)
+
+
+def measurement_from_msg(msg):
+    """A core Measurement from a PackMeasurement (arrays as float/bool numpy arrays)."""
+    return Measurement(
+        cell_voltages_v=np.asarray(msg.cell_voltages_v, dtype=float),
+        cell_voltage_valid=np.asarray(msg.cell_voltage_valid, dtype=bool),
+        temperatures_degc=np.asarray(msg.temperatures_degc, dtype=float),
+        temperature_valid=np.asarray(msg.temperature_valid, dtype=bool),
+        pack_current_a=float(msg.pack_current_a), pack_voltage_v=float(msg.pack_voltage_v),
+        cell_voltages_stale=msg.cell_voltages_stale, temperatures_stale=msg.temperatures_stale,
+        current_stale=msg.current_stale, link_voltage_v=float(msg.link_voltage_v),
+        negative_contactor_closed=msg.negative_contactor_closed,
+        positive_contactor_closed=msg.positive_contactor_closed,
+        precharge_relay_closed=msg.precharge_relay_closed,
+        contactors_stale=msg.contactors_stale)
+
+
+def event_to_msg(event, stamp):
+    """A ProtectionEvent message from a core Event."""
+    msg = ProtectionEvent()
+    msg.header.stamp = stamp
+    msg.limit_id = event.limit_id
+    msg.level = int(event.level)
+    msg.index = int(event.index)
+    msg.value = float(event.value)
+    msg.threshold = float(event.threshold)
+    msg.unit = event.unit
+    msg.active = bool(event.active)
+    msg.latched = bool(event.latched)
+    msg.message = event.message
+    return msg
+
+
+class ProtectionNode(Node):
+    """Checks every measurement against the profile's limits and reports events and status."""
+
+    def __init__(self):
+        super().__init__('protection')
+        profile_path = self.declare_parameter('profile', default_profile_path()).value
+        state_dir = self.declare_parameter('state_dir', '').value
+        # everything that can fail on configuration happens before any publisher exists
+        profile = Profile(profile_path)
+        self.pack = profile.pack
+        self.config = load_protection_config(profile.section('protection'), profile.pack)
+        self.state_dir = os.path.abspath(os.path.expanduser(
+            state_dir or default_state_dir(self.pack.name)))
+        latch = TripLatch(self.state_dir)
+        restored = latch.load()
+        if latch.load_problem:
+            self.get_logger().error(f'latched-trip file unreadable: {latch.load_problem}')
+        self.protection = Protection(self.config, self.pack.cells_series,
+                                     self.pack.temperature_sensors, latch, self._now_s())
+
+        self.event_pub = self.create_publisher(ProtectionEvent, 'trip_event', EVENTS)
+        self.status_pub = self.create_publisher(ProtectionStatus, 'protection_status', LATEST)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', STREAM)
+        self.create_subscription(PackMeasurement, 'measurement', self._on_measurement, STREAM)
+        self.create_subscription(BatteryEstimate, 'estimate', self._on_estimate, STREAM)
+        self.create_service(ResetTrips, 'reset_trips', self._on_reset)
+        self.create_timer(self.config.status_period_s, self._on_status_timer)  # seconds
+        self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)  # seconds
+        self._last_diagnostic_level = None
+
+        self._publish_events(self.protection.restored_events(self._now_s()))
+        self.protection.save_if_changed()
+        for trip in restored:
+            self.get_logger().warning(f'restored latched trip from {latch.path}: {trip.message}')
+        self.get_logger().info(
+            f'protection of {self.pack.name}: {len(self.config.limits)} limits, '
+            f'{len(restored)} latched trip(s) restored, state in {self.state_dir}')
+        self._publish_status()
+
+    def _now_s(self):
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_measurement(self, msg):
+        now_s = self._now_s()
+        events = self.protection.evaluate(measurement_from_msg(msg), now_s)
+        if events:
+            self._publish_events(events)   # first: latency to the supervisor matters most
+            self._publish_status()
+            self.protection.save_if_changed()
+            self._publish_diagnostics_if_level_changed()
+
+    def _on_estimate(self, msg):
+        self.protection.update_estimate(float(msg.charge_current_limit_a),
+                                        float(msg.discharge_current_limit_a), self._now_s())
+
+    def _on_status_timer(self):
+        events = self.protection.check_timeout(self._now_s())
+        self._publish_events(events)
+        self._publish_status()
+        self.protection.save_if_changed()
+        if events:
+            self._publish_diagnostics_if_level_changed()
+
+    def _on_reset(self, request, response):
+        now_s = self._now_s()
+        result = self.protection.reset(now_s, request.requester, request.reason)
+        self.get_logger().info(
+            f'reset_trips requested by {request.requester!r} (reason {request.reason!r}): '
+            f'{"granted" if result.success else "not granted"}: {result.message}')
+        self._publish_events(self.protection.reset_events(result, now_s, request.requester))
+        self.protection.save_if_changed()
+        self._publish_status()
+        self._publish_diagnostics_if_level_changed()
+        response.success = result.success
+        response.message = result.message
+        response.still_latched = list(result.still_latched)
+        return response
+
+    # ------------------------------------------------------------------ publishing
+
+    def _publish_events(self, events):
+        if not events:
+            return
+        stamp = self.get_clock().now().to_msg()
+        for event in events:
+            self.event_pub.publish(event_to_msg(event, stamp))
+            log = self.get_logger().warning if event.active else self.get_logger().info
+            log(f'{"RAISE" if event.active else "CLEAR"} {LEVEL_NAMES[event.level]} '
+                f'{event.limit_id}[{event.index}]: {event.message}')
+
+    def _publish_status(self):
+        status = self.protection.status(self._now_s())
+        msg = ProtectionStatus()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.max_level = int(status.max_level)
+        msg.trip_latched = status.trip_latched
+        msg.active = [event_to_msg(e, msg.header.stamp) for e in status.active]
+        msg.charge_current_limit_a = float(status.charge_current_limit_a)
+        msg.discharge_current_limit_a = float(status.discharge_current_limit_a)
+        msg.measurements_rejected = int(status.measurements_rejected)
+        self.status_pub.publish(msg)
+        return status
+
+    def _publish_diagnostics_if_level_changed(self):
+        status = self.protection.status(self._now_s())
+        if status.max_level != self._last_diagnostic_level:
+            self._publish_diagnostics()
+
+    def _publish_diagnostics(self):
+        status = self.protection.status(self._now_s())
+        self._last_diagnostic_level = status.max_level
+        diag = DiagnosticStatus()
+        diag.name = f'{self.get_fully_qualified_name()}: protection'
+        diag.hardware_id = self.pack.serial_number
+        diag.level = DIAGNOSTIC_LEVEL[status.max_level]
+        if status.trip_latched:
+            diag.message = f'trip latched ({sum(e.latched for e in status.active)}): reset needed'
+        elif status.active:
+            diag.message = f'{len(status.active)} limit(s) active, highest ' \
+                           f'{LEVEL_NAMES[status.max_level]}'
+        else:
+            diag.message = 'all limits OK'
+        values = [('pack', self.pack.name),
+                  ('trip_latched', str(status.trip_latched)),
+                  ('charge_current_limit_a', _num(status.charge_current_limit_a)),
+                  ('discharge_current_limit_a', _num(status.discharge_current_limit_a)),
+                  ('measurements_rejected', str(status.measurements_rejected))]
+        for event in status.active:
+            key = event.limit_id if event.index < 0 else f'{event.limit_id}[{event.index}]'
+            values.append((f'{LEVEL_NAMES[event.level]}: {key}', event.message))
+        diag.values = [KeyValue(key=k, value=v) for k, v in values]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [diag]
+        self.diagnostics_pub.publish(array)
+
+
+def _num(value):
+    return 'nan' if not math.isfinite(value) else f'{value:.1f}'
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    try:
+        node = ProtectionNode()
+    except ConfigError as error:
+        print(f'protection: configuration error: {error}', file=sys.stderr)
+        rclpy.try_shutdown()
+        sys.exit(2)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
