@@ -568,7 +568,8 @@ class BalancingController:
     def _result(self, reason):
         volts = None if self._meas is None else self._meas['cell_voltages_v'][
             self._meas['cell_voltage_valid']]
-        v_spread = float(volts.max() - volts.min()) if volts is not None and volts.size else math.nan
+        v_spread = (float(volts.max() - volts.min()) if volts is not None and volts.size
+                    else math.nan)
         soc_spread = (float(self._soc_raw.max() - self._soc_raw.min())
                       if self._soc_raw is not None else math.nan)
         return BalancingResult(

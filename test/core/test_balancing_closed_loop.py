@@ -164,7 +164,8 @@ def run_case(name, profile_name, mode, mean_soc, soc_spread=None, ocv_spread_v=N
                 and model.sim_time_s / 3600.0 >= balanced_at + 2.0:
             break                         # 2 h more to show it stays balanced
     return CaseResult(
-        name=name, mode=mode, source=source, cells=pack.cells_series, hours_run=model.sim_time_s / 3600.0,
+        name=name, mode=mode, source=source, cells=pack.cells_series,
+        hours_run=model.sim_time_s / 3600.0,
         hours_to_balance=balanced_at, soc_spread_start=soc0, soc_spread_end=np.ptp(model.soc),
         ocv_spread_start_v=ocv0, ocv_spread_end_v=np.ptp(model.ocv_v),
         status_voltage_spread_end_v=result.cell_voltage_spread_v,
@@ -250,13 +251,14 @@ def test_lfp_plateau_needs_soc_mode():
 
 def table():
     """The figures of every case, one line each."""
-    lines = [f'{"case":40s} {"SoC from":11s} {"h to bal.":>9s} {"SoC spread":>16s} {"OCV spread mV":>14s} '
-             f'{"bled Wh":>8s} {"bled Ah":>8s} {"truth Ah":>8s} {"max on":>6s} {"R max C":>7s} '
-             f'{"low bled":>8s}']
+    lines = [f'{"case":40s} {"SoC from":11s} {"h to bal.":>9s} {"SoC spread":>16s} '
+             f'{"OCV spread mV":>14s} {"bled Wh":>8s} {"bled Ah":>8s} {"truth Ah":>8s} '
+             f'{"max on":>6s} {"R max C":>7s} {"low bled":>8s}']
     for key in CASES:
         r = case(key)
         lines.append(
-            f'{r.name:40s} {r.source:11s} {r.hours_to_balance:9.2f} {100 * r.soc_spread_start:6.2f}->'
+            f'{r.name:40s} {r.source:11s} {r.hours_to_balance:9.2f} '
+            f'{100 * r.soc_spread_start:6.2f}->'
             f'{100 * r.soc_spread_end:5.2f} % {1000 * r.ocv_spread_start_v:5.1f}->'
             f'{1000 * r.ocv_spread_end_v:5.1f} {r.energy_bled_wh:8.2f} '
             f'{r.charge_removed_ah:8.3f} {r.truth_bled_ah:8.3f} {r.max_bleeding:6d} '

@@ -1,4 +1,4 @@
-"""The balancing node in its own process, driven by measurement, estimate and protection messages."""
+"""The balancing node in its own process, driven by measurement, estimate and protection."""
 import os
 import threading
 
