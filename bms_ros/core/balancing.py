@@ -204,14 +204,19 @@ class BalancingResult:
 class BalancingController:
     """Decides which bleed resistors to switch on; call ``set_*`` with inputs, then ``update``."""
 
-    def __init__(self, config, cells_series, sensor_of_cell):
-        """:param sensor_of_cell: index of the temperature sensor of each cell."""
+    def __init__(self, config, cells_series, sensor_of_cell, temperature_sensors=None):
+        """:param sensor_of_cell: index of the temperature sensor of each cell.
+        :param temperature_sensors: sensors per measurement (default: the highest index + 1).
+        """
         self.config = config
         self.n = int(cells_series)
         self.sensor_of_cell = np.asarray(sensor_of_cell, dtype=int)
         if self.sensor_of_cell.shape != (self.n,):
             raise ValueError(f'sensor_of_cell: expected {self.n} indices')
-        self.n_sensors = int(self.sensor_of_cell.max()) + 1 if self.n else 0
+        self.n_sensors = (int(temperature_sensors) if temperature_sensors is not None
+                          else int(self.sensor_of_cell.max()) + 1)
+        if self.n_sensors <= self.sensor_of_cell.max():
+            raise ValueError(f'sensor_of_cell: index above {self.n_sensors - 1}')
         self.mode = config.mode_number
         self.threshold_v = config.threshold_v
         self.hysteresis_v = config.hysteresis_v
@@ -251,7 +256,8 @@ class BalancingController:
     def from_profile(cls, profile):
         """Controller for a loaded bms_ros.core.profile.Profile (validates ``balancing:``)."""
         config = BalancingConfig.from_section(profile.section('balancing'), profile.pack)
-        return cls(config, profile.pack.cells_series, profile.pack.sensor_of_cell())
+        pack = profile.pack
+        return cls(config, pack.cells_series, pack.sensor_of_cell(), pack.temperature_sensors)
 
     # ----------------------------------------------------------------------------- inputs
     def set_measurement(self, measurement, stamp_s):

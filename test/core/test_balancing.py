@@ -313,6 +313,16 @@ def test_malformed_inputs_are_counted_never_raise():
     assert ctrl.estimates_rejected == 4
 
 
+def test_more_sensors_than_cells():
+    config = BalancingConfig.from_section(Section(dict(BASE), 'test.yaml'))
+    ctrl = BalancingController(config, 2, [0, 2], temperature_sensors=4)
+    ctrl.set_protection(False, 0.0)
+    assert ctrl.set_measurement(measurement([3.30, 3.31], temps=[25.0, 60.0, 25.0, 25.0],
+                                            sensors=4), 0.0)
+    assert bled(ctrl.update(0.0)) == [1]               # sensor 1 (hot) belongs to no cell
+    assert not ctrl.set_measurement(measurement([3.30, 3.31], sensors=3), 1.0)
+
+
 def test_charge_and_energy_accounting():
     ctrl = controller(n=2, sensors=1)
     volts = [3.20, 3.30]

@@ -90,7 +90,8 @@ def run_case(name, profile_name, mode, mean_soc, soc_spread=None, ocv_spread_v=N
     pack = prof.pack
     config = BalancingConfig.from_section(prof.section('balancing'), pack)
     config = replace(config, mode=mode, period_s=STEP_S)
-    ctrl = BalancingController(config, pack.cells_series, pack.sensor_of_cell())
+    ctrl = BalancingController(config, pack.cells_series, pack.sensor_of_cell(),
+                               pack.temperature_sensors)
     # the profile's simulator (bleed resistor, spreads, self-discharge, noise), at rest
     sim = replace(SimulatorConfig.from_section(prof.section('simulator'), pack),
                   step_s=STEP_S, initial_soc=mean_soc, soc_spread=0.0, load=ConstantLoad(0.0),
