@@ -117,7 +117,8 @@ def read_cycle_csv(path, capacity_ah, scale=1.0, discharge_positive=False):
         raise ConfigError(path, '', 'no rows (expected header t_s,current_a or t_s,c_rate)')
     header = rows[0].keys()
     if 't_s' not in header:
-        raise ConfigError(path, 't_s', 'missing column (expected header t_s,current_a or t_s,c_rate)')
+        raise ConfigError(path, 't_s',
+                          'missing column (expected header t_s,current_a or t_s,c_rate)')
     column = 'current_a' if 'current_a' in header else 'c_rate' if 'c_rate' in header else None
     if column is None:
         raise ConfigError(path, 'current_a', 'missing column (expected current_a or c_rate)')

@@ -261,7 +261,7 @@ class PackModel:
 
     @classmethod
     def from_profile(cls, profile):
-        """A model from a Profile (or a profile path), reading its validated `simulator:` section."""
+        """A model from a Profile (or a profile path) and its validated `simulator:` section."""
         if isinstance(profile, (str, os.PathLike)):
             from .profile import Profile
             profile = Profile(profile)

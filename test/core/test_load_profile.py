@@ -14,7 +14,7 @@ CYCLE = os.path.join(config_dir(), 'load_profiles', 'ece15_urban_c_rate.csv')
 
 
 def section(data, tmp_path):
-    """A `simulator.load` Section living in a file of ``tmp_path`` (relative paths resolve there)."""
+    """A `simulator.load` Section of a file in ``tmp_path`` (relative paths resolve there)."""
     return Section(data, str(tmp_path / 'profile.yaml'), 'simulator.load')
 
 

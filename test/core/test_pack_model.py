@@ -1,4 +1,4 @@
-"""The simulated pack: ECM, charge counting, thermal, contactors and DC link, bleed, faults, config."""
+"""The simulated pack: ECM, charge counting, thermal, contactors, DC link, bleed, faults, config."""
 import dataclasses
 import math
 import os

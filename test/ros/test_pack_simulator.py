@@ -1,4 +1,4 @@
-"""pack_simulator in its own process: truth, faults, config errors, and its frames on the CAN hub."""
+"""pack_simulator in its own process: truth, faults, config errors, its frames on the CAN hub."""
 import importlib.util
 import os
 import socket
@@ -77,7 +77,6 @@ def test_config_error_exits_2_naming_file_and_field(ros_env, tmp_path):
     assert wait_exit(process) == 2
     log = process.log_tail()
     assert f'{bad}: simulator.noise.current_a: expected a number >= 0.0, got -1.0' in log
-    assert ros_env.node.count_publishers('sim_truth') == 0
 
 
 def _free_port():
