@@ -146,6 +146,7 @@ class PackStateMachine:
         self._phase_since_s = None
         self._precharge_started_s = None
         self._precharge_time_s = None
+        self._link_start_fraction = math.nan
         self._precharge_failed_s = None
         self._precharge_failure = ''
         # a requested opening waiting for the current to fall below the break rating
@@ -379,15 +380,18 @@ class PackStateMachine:
         negative, precharge, positive = self._feedback()
         if self._phase == PHASE_NEGATIVE and negative:
             self._set_phase(PHASE_PRECHARGE, now_s)
+            self._link_start_fraction = self._link_fraction()
             self._command(True, True, False, 'pre-charge: close pre-charge relay')
         if self._phase == PHASE_PRECHARGE:
             elapsed = now_s - self._phase_since_s
             m = self._measurement
             pack_v = float(m.pack_voltage_v) if m is not None else math.nan
             link_v = float(m.link_voltage_v) if m is not None else math.nan
-            fraction = link_v / pack_v if pack_v > 0.0 and math.isfinite(link_v) else math.nan
+            fraction = self._link_fraction()
+            # a link still charged from the last drive may rise fast: judge only a discharged one
+            started_low = not (self._link_start_fraction >= 0.5 * cfg.precharge_target_fraction)
             if precharge and fraction >= cfg.precharge_target_fraction:
-                if elapsed < cfg.precharge_min_time_s:
+                if elapsed < cfg.precharge_min_time_s and started_low:
                     self._abort_precharge(
                         f'rise too fast: {_pct(fraction)} of {pack_v:.1f} V after {elapsed:.3f} s'
                         f' < {cfg.precharge_min_time_s:.3f} s (no DC-link capacitance or a '
@@ -415,6 +419,14 @@ class PackStateMachine:
             self._command(True, False, True, f'{STATE_NAMES[target]}: main contactors closed')
             self._enter(target, f'pre-charge done in {took:.2f} s '
                                 f'(link at target after {self._precharge_time_s:.2f} s)')
+
+    def _link_fraction(self):
+        """DC-link voltage / pack voltage (NaN if unknown)."""
+        m = self._measurement
+        if m is None:
+            return math.nan
+        pack_v, link_v = float(m.pack_voltage_v), float(m.link_voltage_v)
+        return link_v / pack_v if pack_v > 0.0 and math.isfinite(link_v) else math.nan
 
     def _abort_precharge(self, why, now_s):
         self._precharge_failed_s = now_s
