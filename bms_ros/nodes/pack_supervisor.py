@@ -11,6 +11,7 @@ command_period_s), trip_event (contactor faults: contactor_welded / contactor_st
 ProtectionEvent), /diagnostics.
 Services: request_state (RequestState).
 """
+import logging
 import sys
 
 import rclpy
@@ -199,6 +200,8 @@ class PackSupervisor(Node):
 
 
 def main(args=None):
+    # core modules log through `logging`; show their warnings and info next to the node's
+    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
     rclpy.init(args=args)
     try:
         node = PackSupervisor()

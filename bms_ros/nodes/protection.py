@@ -9,6 +9,7 @@ clear), protection_status (ProtectionStatus, reliable + transient-local depth 1:
 change), /diagnostics (diagnostic_msgs/DiagnosticArray).
 Services: reset_trips (ResetTrips).
 """
+import logging
 import math
 import os
 import sys
@@ -164,9 +165,12 @@ class ProtectionNode(Node):
         stamp = self.get_clock().now().to_msg()
         for event in events:
             self.event_pub.publish(event_to_msg(event, stamp))
-            log = self.get_logger().warning if event.active else self.get_logger().info
-            log(f'{"RAISE" if event.active else "CLEAR"} {LEVEL_NAMES[event.level]} '
-                f'{event.limit_id}[{event.index}]: {event.message}')
+        for event in events:  # after publishing: logging must not delay the events
+            text = f'{LEVEL_NAMES[event.level]} {event.limit_id}[{event.index}]: {event.message}'
+            if event.active:
+                self.get_logger().warning(f'RAISE {text}')
+            else:
+                self.get_logger().info(f'CLEAR {text}')
 
     def _publish_status(self):
         status = self.protection.status(self._now_s())
@@ -220,6 +224,8 @@ def _num(value):
 
 
 def main(args=None):
+    # core modules log through `logging`; show their warnings and info next to the node's
+    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
     rclpy.init(args=args)
     try:
         node = ProtectionNode()

@@ -1,0 +1,148 @@
+"""The pack supervisor with the protection node, each in its own process, against a stand-in
+pack driven from the probe: the contactor sequence to DRIVE, a trip opening the contactors,
+refusals while latched, a failed pre-charge, a welded contactor."""
+import os
+import time
+
+import pytest
+
+from bms_interfaces.msg import ContactorCommand, PackState, ProtectionEvent
+from bms_interfaces.srv import RequestState, ResetTrips
+
+from .harness import LATCHED, RELIABLE
+from .pack_plant import FakePack, write_profile
+
+pytestmark = pytest.mark.ros
+
+STANDBY, PRECHARGE, DRIVE, CHARGE, ERROR = (PackState.STATE_STANDBY, PackState.STATE_PRECHARGE,
+                                            PackState.STATE_DRIVE, PackState.STATE_CHARGE,
+                                            PackState.STATE_ERROR)
+OPEN = (False, False, False)
+
+
+class Suite:
+    """protection + pack_supervisor processes, the stand-in pack and the probe's logs."""
+
+    def __init__(self, env, tmp_path, protection=None, supervisor=None):
+        self.env = env
+        profile = write_profile(tmp_path, protection, supervisor)
+        env.start_module('bms_ros.nodes.protection', name='protection',
+                         params={'profile': profile,
+                                 'state_dir': os.path.join(str(tmp_path), 'state')})
+        env.start_module('bms_ros.nodes.pack_supervisor', name='pack_supervisor',
+                         params={'profile': profile})
+        self.states = env.subscribe(PackState, 'pack_state', LATCHED)
+        self.commands = env.subscribe(ContactorCommand, 'contactor_command', RELIABLE)
+        self.events = env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
+        self.pack = FakePack(env)
+        env.wait_for_subscribers(self.pack.measurement_pub, count=2, timeout_s=20.0)
+        self.pack.start()
+        self.wait_state(STANDBY, timeout_s=20.0)
+
+    def wait_state(self, state, timeout_s=10.0):
+        self.states.clear()
+        return self.states.wait_for(lambda s: s.state == state, timeout_s=timeout_s,
+                                    what=f'state {state}')
+
+    def request(self, state, requester='test_vehicle'):
+        return self.env.call(RequestState, 'request_state',
+                             RequestState.Request(state=state, requester=requester))
+
+    def close(self):
+        self.pack.stop()
+
+
+@pytest.fixture
+def suite(ros_env, tmp_path, request):
+    params = getattr(request, 'param', {})
+    s = Suite(ros_env, tmp_path, **params)
+    yield s
+    s.close()
+
+
+def test_drive_request_closes_negative_precharge_positive_then_opens_precharge(suite):
+    answer = suite.request(DRIVE, 'nav2')
+    assert (answer.accepted, answer.reason, answer.state) == (
+        True, 'pre-charge for DRIVE requested by nav2', PRECHARGE)
+    state = suite.states.wait_for(lambda s: s.state == DRIVE, timeout_s=10.0, what='DRIVE')
+    assert state.reason.startswith('pre-charge done in ')
+    assert (state.commanded.negative_closed, state.commanded.precharge_closed,
+            state.commanded.positive_closed) == (True, False, True)
+    assert suite.pack.command_sequence() == [
+        (True, False, False), (True, True, False), (True, True, True), (True, False, True)]
+    # the main positive was commanded only with the link at >= 95 % of the pack
+    _, _, link_v = next(c for c in suite.pack.commands if c[1] == (True, True, True))
+    assert link_v >= 0.95 * 52.8
+    # back to STANDBY at low current opens everything
+    answer = suite.request(STANDBY, 'nav2')
+    assert (answer.accepted, answer.reason) == (
+        True, 'STANDBY requested by nav2: contactors opened at 0.0 A')
+    suite.commands.wait_for(lambda c: not (c.negative_closed or c.positive_closed
+                                           or c.precharge_closed), timeout_s=5.0)
+
+
+def test_trip_opens_contactors_and_requests_are_refused_until_reset(suite, ros_env):
+    assert suite.request(DRIVE).accepted
+    suite.states.wait_for(lambda s: s.state == DRIVE, timeout_s=10.0, what='DRIVE')
+    suite.commands.clear()
+    cells = [3.3] * 16
+    cells[3] = 3.8
+    suite.pack.set(cells_v=cells, current_a=-250.0)   # above the 200 A break rating: opens anyway
+    opened = suite.commands.wait_for(lambda c: not (c.negative_closed or c.positive_closed),
+                                     timeout_s=10.0, what='contactors open')
+    assert opened.reason.startswith('safety trip: cell 3 over-voltage 3.800 V >= trip 3.750 V')
+    error = suite.states.wait_for(lambda s: s.state == ERROR, timeout_s=5.0, what='ERROR')
+    assert 'safety first' in error.reason
+    answer = suite.request(DRIVE)
+    assert (answer.accepted, answer.state) == (False, ERROR)
+    assert answer.reason.startswith('refused: in ERROR (safety trip: cell 3 over-voltage')
+    assert answer.reason.endswith('reset trips and request STANDBY first')
+    answer = suite.request(STANDBY, 'operator')
+    assert (answer.accepted, answer.reason) == (
+        False, 'refused: trip latched (cell_overvoltage[3]); reset trips first')
+    suite.pack.set(cells_v=[3.3] * 16, current_a=0.0)
+    reset = ResetTrips.Request(requester='operator', reason='cell checked')
+    deadline = time.monotonic() + 20.0               # cell voltage trips cool down 10 s
+    while not ros_env.call(ResetTrips, 'reset_trips', reset).success:
+        assert time.monotonic() < deadline, 'reset never granted'
+        time.sleep(0.5)
+    deadline = time.monotonic() + 5.0
+    answer = suite.request(STANDBY, 'operator')
+    while not answer.accepted and time.monotonic() < deadline:   # until the status arrives
+        time.sleep(0.2)
+        answer = suite.request(STANDBY, 'operator')
+    assert (answer.accepted, answer.reason, answer.state) == (
+        True, 'STANDBY requested by operator: trips reset, contactors open', STANDBY)
+
+
+@pytest.mark.parametrize('suite', [{'supervisor': {'precharge_timeout_s': 1.0}}], indirect=True)
+def test_failed_precharge_aborts_to_standby_with_the_reason(suite):
+    suite.pack.set(link_shorted=True)
+    assert suite.request(DRIVE).accepted
+    state = suite.states.wait_for(lambda s: s.reason.startswith('pre-charge failed'),
+                                  timeout_s=10.0, what='pre-charge failure')
+    assert state.state == STANDBY
+    assert state.reason.startswith('pre-charge failed: rise too slow: link 2.6 V = 5.0 % of '
+                                   '52.8 V after 1.')
+    suite.commands.wait_for(lambda c: not (c.negative_closed or c.positive_closed
+                                           or c.precharge_closed), timeout_s=5.0)
+    assert (True, True, True) not in suite.pack.command_sequence()   # positive never closed
+    answer = suite.request(DRIVE)
+    assert not answer.accepted and answer.reason.startswith('refused: pre-charge failed (rise '
+                                                            'too slow')
+
+
+def test_welded_contactor_is_detected_and_reported(suite):
+    assert suite.request(DRIVE).accepted
+    suite.states.wait_for(lambda s: s.state == DRIVE, timeout_s=10.0, what='DRIVE')
+    suite.pack.set(welded={2})
+    assert suite.request(STANDBY, 'nav2').accepted
+    fault = suite.events.wait_for(lambda e: e.limit_id == 'contactor_welded' and e.active,
+                                  timeout_s=10.0, what='welded fault')
+    assert (fault.index, fault.level, fault.latched) == (2, 3, True)
+    assert fault.message.startswith('positive contactor welded: feedback closed ')
+    error = suite.states.wait_for(lambda s: s.state == ERROR, timeout_s=5.0, what='ERROR')
+    assert error.positive_contactor_closed and not error.commanded.positive_closed
+    answer = suite.request(STANDBY, 'service')
+    assert (answer.accepted, answer.reason) == (
+        False, 'refused: contactor feedback not open: positive (welded?)')
