@@ -1,0 +1,235 @@
+"""End-to-end trip latency: limit-crossing measurement -> trip event -> contactor open command.
+
+The protection and pack-supervisor nodes run in their own processes; this process publishes
+PackMeasurement as the CAN driver would and answers ContactorCommand like the contactors
+(feedback follows the command at once, the DC link follows the contactors). Each round closes
+the contactors (STANDBY -> DRIVE), publishes one measurement with cell 3 at 3.80 V (trip level
+3.75 V, debounce set to 0 for the measurement), and times, in this process:
+
+- publish -> ProtectionEvent (trip) received: one hop through the protection process;
+- publish -> ContactorCommand with all contactors open: two hops (protection, supervisor).
+
+Then it resets the trip and returns to STANDBY. Goal: p99 < 50 ms + the configured debounce.
+
+    .venv/bin/python -m bench.run trip_latency        # BMS_BENCH_TRIPS=200 (default)
+"""
+import os
+import tempfile
+import threading
+import time
+
+import numpy as np
+import yaml
+
+import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
+from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasurement, PackState,
+                                ProtectionEvent, ProtectionStatus)
+from bms_interfaces.srv import RequestState, ResetTrips
+from bms_ros.core.profile import config_dir
+from test.ros.harness import LATCHED, RELIABLE, RosTestEnv
+
+TRIPS = int(os.environ.get('BMS_BENCH_TRIPS', '200'))
+CELLS, SENSORS, CELL_V = 16, 8, 3.3
+
+
+def bench_profile(folder, supervisor=None):
+    """The LFP profile with cell over-voltage debounce 0 and no cool-down (bench only)."""
+    with open(os.path.join(config_dir(), 'profiles', 'lfp_16s.yaml'), encoding='utf-8') as f:
+        data = yaml.safe_load(f)
+    data['pack']['cell'] = os.path.join(config_dir(), 'profiles', data['pack']['cell'])
+    data['protection']['cell_overvoltage'].update(debounce_s=0.0, release_s=0.0,
+                                                  reset_cooldown_s=0.0)
+    # the instant stand-in pack below charges the link at once: no too-fast check then
+    data['supervisor'].update({'precharge_min_time_s': 0.0} if supervisor is None else supervisor)
+    for section in ('simulator', 'can', 'estimator', 'balancing'):
+        data.pop(section, None)
+    path = os.path.join(folder, 'profile.yaml')
+    with open(path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(data, f)
+    return path
+
+
+class InstantPack:
+    """Contactors whose feedback follows the command at once; measurement on every change and
+    at 10 Hz; the link is at pack voltage as soon as negative and (pre-charge or positive) are
+    closed. A BatteryEstimate (SoC 0.5) every 0.5 s."""
+
+    def __init__(self, env):
+        self.env = env
+        self.lock = threading.Lock()
+        self.cells = np.full(CELLS, CELL_V)
+        self.closed = (False, False, False)
+        self.pub = env.publisher(PackMeasurement, 'measurement')
+        self.estimate_pub = env.publisher(BatteryEstimate, 'estimate')
+        env.node.create_subscription(ContactorCommand, 'contactor_command', self._on_command,
+                                     RELIABLE)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on_command(self, msg):
+        closed = (msg.negative_closed, msg.precharge_closed, msg.positive_closed)
+        with self.lock:
+            if closed != self.closed:
+                self.closed = closed
+                self._publish()
+
+    def _publish(self):
+        msg = PackMeasurement()
+        msg.header.stamp = self.env.node.get_clock().now().to_msg()
+        msg.cell_voltages_v = self.cells.tolist()
+        msg.cell_voltage_valid = [True] * CELLS
+        msg.temperatures_degc = [25.0] * SENSORS
+        msg.temperature_valid = [True] * SENSORS
+        msg.pack_voltage_v = float(self.cells.sum())
+        negative, precharge, positive = self.closed
+        msg.link_voltage_v = msg.pack_voltage_v if negative and (precharge or positive) else 0.0
+        msg.negative_contactor_closed = negative
+        msg.precharge_relay_closed = precharge
+        msg.positive_contactor_closed = positive
+        self.pub.publish(msg)
+
+    def set_cell(self, volts):
+        """Set cell 3 and publish at once; returns the perf_counter time just before publishing."""
+        with self.lock:
+            self.cells[3] = volts
+            start = time.perf_counter()
+            self._publish()
+        return start
+
+    def _run(self):
+        k = 0
+        while not self._stop.wait(0.1):   # seconds: 10 Hz background, as the CAN driver
+            try:
+                with self.lock:
+                    self._publish()
+                if k % 5 == 0:
+                    self.estimate_pub.publish(BatteryEstimate(pack_soc=0.5,
+                                                              charge_current_limit_a=100.0,
+                                                              discharge_current_limit_a=500.0))
+            except Exception:       # shutting down
+                return
+            k += 1
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(2.0)
+
+
+class Stamped:
+    """perf_counter time of the first message matching a predicate, per round."""
+
+    def __init__(self, env, msg_type, topic, qos, predicate):
+        self.predicate = predicate
+        self.event = threading.Event()
+        self.time = None
+        self.armed = False
+        env.node.create_subscription(msg_type, topic, self._on, qos)
+
+    def arm(self):
+        self.time = None
+        self.event.clear()
+        self.armed = True
+
+    def _on(self, msg):
+        if self.armed and self.predicate(msg):
+            self.time = time.perf_counter()
+            self.armed = False
+            self.event.set()
+
+    def wait(self, timeout_s=5.0):
+        if not self.event.wait(timeout_s):
+            raise TimeoutError('no matching message')
+        return self.time
+
+
+def start_nodes(env, profile, state_dir):
+    env.start_module('bms_ros.nodes.protection', name='protection',
+                     params={'profile': profile, 'state_dir': state_dir})
+    env.start_module('bms_ros.nodes.pack_supervisor', name='pack_supervisor',
+                     params={'profile': profile})
+
+
+def wait_state(env, states, state, timeout_s=10.0):
+    states.wait_for(lambda s: s.state == state, timeout_s=timeout_s)
+
+
+def request(env, state, requester='bench'):
+    return env.call(RequestState, 'request_state',
+                    RequestState.Request(state=state, requester=requester))
+
+
+def measure(trips=TRIPS):
+    """Run ``trips`` rounds; return (event latencies, command latencies) in seconds."""
+    with tempfile.TemporaryDirectory(prefix='bms_trip_latency_') as folder:
+        env = RosTestEnv(folder)
+        pack = None
+        try:
+            profile = bench_profile(folder)
+            start_nodes(env, profile, os.path.join(folder, 'state'))
+            states = env.subscribe(PackState, 'pack_state', LATCHED)
+            status = env.subscribe(ProtectionStatus, 'protection_status', LATCHED)
+            trip = Stamped(env, ProtectionEvent, 'trip_event', LATCHED,
+                           lambda e: e.limit_id == 'cell_overvoltage' and e.level == 3
+                           and e.active)
+            opened = Stamped(env, ContactorCommand, 'contactor_command', RELIABLE,
+                             lambda c: not (c.negative_closed or c.positive_closed
+                                            or c.precharge_closed))
+            pack = InstantPack(env)
+            env.wait_for_subscribers(pack.pub, count=2, timeout_s=30.0)
+            pack.start()
+            wait_state(env, states, PackState.STATE_STANDBY, 30.0)
+            to_event, to_open = [], []
+            for _ in range(trips):
+                states.clear()
+                answer = request(env, PackState.STATE_DRIVE)
+                assert answer.accepted, answer.reason
+                wait_state(env, states, PackState.STATE_DRIVE)
+                trip.arm()
+                opened.arm()
+                start = pack.set_cell(3.8)
+                to_event.append(trip.wait() - start)
+                to_open.append(opened.wait() - start)
+                pack.set_cell(CELL_V)
+                reset = ResetTrips.Request(requester='bench', reason='next round')
+                deadline = time.monotonic() + 5.0
+                while not env.call(ResetTrips, 'reset_trips', reset).success:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError('reset not granted')
+                    time.sleep(0.01)
+                status.clear()
+                status.wait_for(lambda s: not s.trip_latched, timeout_s=5.0)
+                deadline = time.monotonic() + 5.0
+                while not request(env, PackState.STATE_STANDBY).accepted:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError('STANDBY refused')
+                    time.sleep(0.01)
+            return np.array(to_event), np.array(to_open)
+        finally:
+            if pack is not None:
+                pack.stop()
+            env.close()
+
+
+def run():
+    to_event, to_open = measure()
+    debounce = 'debounce 0 s for the measurement (profile: 0.2 s for cell voltages)'
+    rows = []
+    for name, values, hops in (('measurement -> trip_event (other process)', to_event, 1),
+                               ('measurement -> contactor_command open', to_open, 2)):
+        for q in (50, 99):
+            rows.append({'benchmark': f'trip latency p{q}: {name}',
+                         'value': float(np.percentile(values, q)) * 1e3, 'unit': 'ms',
+                         'goal': '< 50 ms + debounce' if q == 99 else '',
+                         'note': f'{len(values)} trips, {hops} process hop(s), {debounce}'})
+    rows.append({'benchmark': 'trip latency max: measurement -> contactor_command open',
+                 'value': float(np.max(to_open)) * 1e3, 'unit': 'ms', 'goal': '',
+                 'note': 'CAN frame -> contactor-open frame: needs the CAN driver (not measured)'})
+    return rows
+
+
+if __name__ == '__main__':
+    for row in run():
+        print(row)
