@@ -14,6 +14,7 @@ Services: sim/inject_fault (bms_interfaces/InjectFault).
 Frame timing runs on the simulated clock divided by time_scale, so the bus carries realistic
 rates in wall time (cells every 100 ms, current every 10 ms) however fast the pack is run.
 """
+import logging
 import math
 import os
 import socket
@@ -226,7 +227,7 @@ class PackSimulator(Node):
         except FaultError as error:
             response.success = False
             response.message = str(error)
-        self.get_logger().info(f'inject_fault: {response.message}')
+            self.get_logger().warning(f'inject_fault refused: {error}')
         return response
 
     def publish_truth(self):
@@ -251,6 +252,8 @@ class PackSimulator(Node):
 
 
 def main(args=None):
+    # core modules log through `logging` (faults injected, demand expired): show them too
+    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
     rclpy.init(args=args)
     node = None
     try:
