@@ -223,7 +223,8 @@ class PackModel:
         self.pack_current_a = 0.0
         self.demand_current_a = 0.0
         self.link_voltage_v = 0.0
-        self._override_a = None
+        self._override_a = None          # A, or W when _override_is_power
+        self._override_is_power = False
         self._override_at_s = 0.0
         self._pending_s = 0.0
         self._contactors = _Contactors(config.contactor_closing_delay_s,
@@ -292,7 +293,16 @@ class PackModel:
         if isinstance(self.load, ExternalLoad):
             self.load.set_current(current_a)
         self._override_a = current_a
+        self._override_is_power = False
         self._override_at_s = self.sim_time_s
+
+    def set_demand_power(self, power_w):
+        """External power demand (W, + = charging) that overrides the load profile.
+
+        Converted to a current each step with the pack terminal voltage of the step before.
+        """
+        self.set_demand(power_w)
+        self._override_is_power = True
 
     def clear_demand(self):
         """Go back to the load profile."""
@@ -330,6 +340,8 @@ class PackModel:
         if self._override_a is not None:
             timeout = self.config.demand_timeout_s
             if timeout <= 0.0 or t_s - self._override_at_s <= timeout:
+                if self._override_is_power:
+                    return self._override_a / max(self.pack_voltage_v, 1.0)
                 return self._override_a
             self._override_a = None
             log.info('external demand expired after %.1f s: back to the load profile', timeout)

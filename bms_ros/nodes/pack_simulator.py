@@ -7,7 +7,8 @@ balancing commands it receives, and publishes the ground truth.
 Parameters: profile (YAML path), time_scale (0 = the profile's), interface, channel, host,
 port (the python-can bus; defaults from the profile's `can:` section, else socketcand on
 127.0.0.1:29536, channel vcan0), tick_s (wall period of the timer, s).
-Subscribes: load_demand (std_msgs/Float32, A, + = charging: overrides the profile load).
+Subscribes: load_demand (std_msgs/Float32, A, + = charging: overrides the profile load),
+load_demand_power (std_msgs/Float32, W, + = charging: the same as a power).
 Publishes: sim_truth (bms_interfaces/SimTruth, 10 Hz wall).
 Services: sim/inject_fault (bms_interfaces/InjectFault).
 
@@ -102,6 +103,7 @@ class PackSimulator(Node):
         stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.truth_pub = self.create_publisher(SimTruth, 'sim_truth', stream)
         self.create_subscription(Float32, 'load_demand', self.on_load_demand, stream)
+        self.create_subscription(Float32, 'load_demand_power', self.on_load_demand_power, stream)
         self.create_service(InjectFault, 'sim/inject_fault', self.on_inject_fault)
         self._open_bus()
         self._wall_start = time.monotonic()
@@ -214,6 +216,15 @@ class PackSimulator(Node):
             self.demands_rejected += 1
             self.get_logger().warning(f'load_demand rejected ({self.demands_rejected}): {error}',
                                       throttle_duration_sec=5.0)
+
+    def on_load_demand_power(self, msg):
+        """External power demand (W, + = charging); NaN or infinite values are rejected."""
+        try:
+            self.model.set_demand_power(msg.data)
+        except ValueError as error:
+            self.demands_rejected += 1
+            self.get_logger().warning(f'load_demand_power rejected ({self.demands_rejected}): '
+                                      f'{error}', throttle_duration_sec=5.0)
 
     def on_inject_fault(self, request, response):
         """Inject or clear a fault of the simulated pack."""

@@ -357,6 +357,17 @@ def test_external_demand_overrides_the_profile_then_expires(lfp_pack):
         model.set_demand(float('nan'))
 
 
+def test_power_demand_becomes_current_at_the_pack_voltage(lfp_pack):
+    model = ideal(lfp_pack, load=ConstantLoad(-3.0))
+    close_main(model)
+    model.set_demand_power(-1000.0)
+    model.advance(1.0)
+    assert model.pack_current_a * model.pack_voltage_v == pytest.approx(-1000.0, rel=1e-3)
+    model.clear_demand()
+    model.advance(0.1)
+    assert model.pack_current_a == -3.0
+
+
 def test_shipped_profiles_build_packs(lfp_pack):
     lfp = PackModel.from_profile(LFP_PROFILE)
     nmc = PackModel.from_profile(Profile(NMC_PROFILE))
