@@ -12,7 +12,8 @@ from bms_ros.core.profile import Profile, config_dir
 from bms_ros.core.protection import CATALOG, load_protection_config
 from bms_ros.core.protection.limits import FlagLimit, RangeLimit, TimeCurrentLimit
 
-PROFILES = [os.path.join(config_dir(), 'profiles', name) for name in ('lfp_16s.yaml', 'nmc_96s.yaml')]
+PROFILES = [os.path.join(config_dir(), 'profiles', name)
+            for name in ('lfp_16s.yaml', 'nmc_96s.yaml')]
 
 
 def _profile(path=PROFILES[0]):

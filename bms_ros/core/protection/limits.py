@@ -169,8 +169,8 @@ class RangeLimit(FlagLimit):
 class ProtectionConfig:
     """Everything the protection needs: the limits and a few operating parameters."""
 
-    limits: tuple                      # ThresholdLimit / TimeCurrentLimit / FlagLimit, CATALOG order
-    charge_detect_current_a: float     # above this (A, + = charging) charge temperature limits apply
+    limits: tuple                      # Threshold/TimeCurrent/Flag limits, in CATALOG order
+    charge_detect_current_a: float     # A, + = charging: above it charge temperatures apply
     temperature_rate_window_s: float   # span over which the temperature rise rate is taken
     startup_grace_s: float             # after the first measurement: invalid/stale ignored
     charge_current_max_a: float        # current limit before derating, A (magnitude)
