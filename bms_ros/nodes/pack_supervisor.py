@@ -16,6 +16,7 @@ import sys
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -47,6 +48,7 @@ class PackSupervisor(Node):
 
     def __init__(self):
         super().__init__('pack_supervisor')
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         profile_path = self.declare_parameter('profile', default_profile_path()).value
         profile = Profile(profile_path)
         self.pack = profile.pack
@@ -62,8 +64,10 @@ class PackSupervisor(Node):
         self.create_subscription(ProtectionStatus, 'protection_status', self._on_status, LATEST)
         self.create_subscription(BatteryEstimate, 'estimate', self._on_estimate, STREAM)
         self.create_service(RequestState, 'request_state', self._on_request)
-        self.create_timer(self.config.command_period_s, self._on_command_timer)  # seconds
-        self.create_timer(self.config.state_period_s, self._on_state_timer)  # seconds
+        self.create_timer(self.config.command_period_s, self._on_command_timer,  # seconds
+                          clock=self._steady)
+        self.create_timer(self.config.state_period_s, self._on_state_timer,  # seconds
+                          clock=self._steady)
         self._published = None       # (state, requested, reason, command) last published
         self._measurement = None
         self._last_trip_stamp_s = -1.0
@@ -72,7 +76,9 @@ class PackSupervisor(Node):
         self._publish(force=True)
 
     def _now_s(self):
-        return self.get_clock().now().nanoseconds * 1e-9
+        """Seconds on the steady clock: debounce, timeouts and cool-downs must not follow a
+        settable or simulated clock (a clock jump must neither cause nor delay a trip)."""
+        return self._steady.now().nanoseconds * 1e-9
 
     # ------------------------------------------------------------------ callbacks
 
@@ -84,7 +90,9 @@ class PackSupervisor(Node):
     def _on_trip_event(self, msg):
         now_s = self._now_s()
         # transient-local history from before we started: the status says what is latched now
-        if now_s - stamp_s(msg.header.stamp) > self.config.protection_timeout_s:
+        # (stamps are ROS time, so compare with the ROS clock here)
+        age_s = self.get_clock().now().nanoseconds * 1e-9 - stamp_s(msg.header.stamp)
+        if age_s > self.config.protection_timeout_s:
             return
         if msg.active and msg.latched:
             self._last_trip_stamp_s = max(self._last_trip_stamp_s, stamp_s(msg.header.stamp))

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -82,6 +83,7 @@ class ProtectionNode(Node):
 
     def __init__(self):
         super().__init__('protection')
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         profile_path = self.declare_parameter('profile', default_profile_path()).value
         state_dir = self.declare_parameter('state_dir', '').value
         # everything that can fail on configuration happens before any publisher exists
@@ -103,8 +105,10 @@ class ProtectionNode(Node):
         self.create_subscription(PackMeasurement, 'measurement', self._on_measurement, STREAM)
         self.create_subscription(BatteryEstimate, 'estimate', self._on_estimate, STREAM)
         self.create_service(ResetTrips, 'reset_trips', self._on_reset)
-        self.create_timer(self.config.status_period_s, self._on_status_timer)  # seconds
-        self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)  # seconds
+        self.create_timer(self.config.status_period_s, self._on_status_timer,  # seconds
+                          clock=self._steady)
+        self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics,  # seconds
+                          clock=self._steady)
         self._last_diagnostic_level = None
 
         self._publish_events(self.protection.restored_events(self._now_s()))
@@ -117,7 +121,9 @@ class ProtectionNode(Node):
         self._publish_status()
 
     def _now_s(self):
-        return self.get_clock().now().nanoseconds * 1e-9
+        """Seconds on the steady clock: debounce, timeouts and cool-downs must not follow a
+        settable or simulated clock (a clock jump must neither cause nor delay a trip)."""
+        return self._steady.now().nanoseconds * 1e-9
 
     # ------------------------------------------------------------------ callbacks
 

@@ -390,3 +390,21 @@ def test_flag_limits_are_raised_at_their_configured_level():
     event, = prot.evaluate(bad, 0.0)
     assert (event.level, event.latched) == (LEVEL_WARNING, False)
     assert isinstance(cfg.limit('temperature_invalid'), FlagLimit)
+
+
+def test_a_clock_going_back_neither_delays_nor_causes_a_trip():
+    prot = protection(config(debounce_zero=False))          # cell_overvoltage: 0.2 s
+    over = measurement(cells=with_cell(3, 3.8))
+    prot.evaluate(measurement(), 99.0)
+    prot.evaluate(over, 100.0)                              # debounce timer starts at 100 s
+    assert of(prot.evaluate(over, 50.0), 'cell_overvoltage') == []    # clock back by 50 s
+    events = prot.evaluate(over, 50.2)                      # restarted at 50 s, not waiting
+    assert of(events, 'cell_overvoltage', LEVEL_TRIP)
+    # no stale trip from the jump, and the rise-rate window starts again
+    prot = protection()
+    for k in range(60):
+        prot.evaluate(measurement(), 100.0 + 0.1 * k)
+    assert prot.check_timeout(20.0) == []
+    for k in range(40):
+        assert of(prot.evaluate(measurement(temps=with_temp(0, 40.0)), 20.0 + 0.1 * k),
+                  'temperature_rise_rate') == []

@@ -151,6 +151,7 @@ class Protection:
                 log.warning('measurement rejected (%d so far): %s', self.measurements_rejected,
                             problem)
             return []
+        self._clamp_to(now_s)
         self._measured = True
         if self._first_measurement_s is None:
             self._first_measurement_s = now_s
@@ -170,6 +171,7 @@ class Protection:
 
     def check_timeout(self, now_s):
         """Re-evaluate the stale-measurement limit without a new measurement (a periodic call)."""
+        self._clamp_to(now_s)
         limit = self.config.limit('stale_measurement')
         ages, gate = self._stale_signal(now_s)
         ages[1:] = np.nan  # groups age only with a message; a missing message is channel -1
@@ -196,6 +198,7 @@ class Protection:
 
         Trips that cannot be cleared stay latched and are named, with why, in the message.
         """
+        self._clamp_to(now_s)
         if not requester.strip():
             result = ResetResult(False, 'refused: requester is empty (say who asks)',
                                  self._latched_ids())
@@ -427,6 +430,16 @@ class Protection:
         return (self._first_measurement_s is None
                 or now_s - self._first_measurement_s < self.config.startup_grace_s)
 
+    def _clamp_to(self, now_s):
+        """Times recorded "in the future" (the clock went back) are moved to now."""
+        self._last_arrival_s = min(self._last_arrival_s, now_s)
+        self._group_fresh_s = np.where(self._group_fresh_s > now_s, now_s, self._group_fresh_s)
+        if self._first_measurement_s is not None:
+            self._first_measurement_s = min(self._first_measurement_s, now_s)
+        for trip in self.latch.trips.values():
+            if trip.clear_since_s is not None and trip.clear_since_s > now_s:
+                trip.clear_since_s = now_s
+
     def _stale_signal(self, now_s):
         """Ages (s) of: the last measurement message, then each group of STALE_GROUPS.
 
@@ -446,6 +459,8 @@ class Protection:
         """Temperature rise rate per sensor (degC/s) over the configured window; NaN if short."""
         window = self.config.temperature_rate_window_s
         history = self._temperature_history
+        if history and now_s <= history[-1][0]:
+            history.clear()   # the clock went back (or stood still): start the window again
         history.append((now_s, temps))
         while len(history) > 2 and now_s - history[1][0] >= window:
             history.popleft()

@@ -34,6 +34,9 @@ class LevelMonitor:
         known = np.broadcast_to(np.asarray(known, dtype=bool), violated.shape)
         active = self.active
         # raise timer: starts at the first violation, stops on a known non-violation
+        # a timer started "in the future" (the clock went back) restarts now, never waits
+        self._raise_since_s[self._raise_since_s > now_s] = now_s
+        self._clear_since_s[self._clear_since_s > now_s] = now_s
         pending = ~active & violated
         start = np.where(np.isnan(self._raise_since_s), now_s, self._raise_since_s)
         self._raise_since_s = np.where(pending, start,
