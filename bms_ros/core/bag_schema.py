@@ -1,0 +1,187 @@
+"""What a bms_ros bag holds: the suite's topics, their types and QoS, and a rosbags typestore.
+
+Pure Python (rosbags, no rclpy): the recorder, the player, the offline replay and bms-report all
+read the same table, so a topic is named and typed in one place. Message definitions of
+bms_interfaces come from its .msg files (installed share, else the source tree); the standard
+ROS 2 types from rosbags' Jazzy store, whose RIHS01 hashes equal rosidl's type descriptions.
+"""
+import glob
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+from .errors import BmsError
+
+STREAM = 'stream'      # RELIABLE, VOLATILE: periodic data
+LATCHED = 'latched'    # RELIABLE, TRANSIENT_LOCAL: events and states a late joiner must get
+BEST_EFFORT = 'best_effort'
+
+# rmw's "infinite" duration as rosbag2 (Jazzy) writes it in metadata.yaml
+INFINITE_SEC = 9223372036
+INFINITE_NSEC = 854775807
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic of the suite: relative name, ROS 2 type name, QoS kind and history depth."""
+
+    name: str
+    msgtype: str
+    kind: str = STREAM
+    depth: int = 100
+
+
+# The suite's topics (docs/architecture.md). Depths are the recorder's and player's: deep
+# enough that a 10 Hz stream never drops while the writer is busy.
+TOPICS = {spec.name: spec for spec in (
+    TopicSpec('can_rx', 'bms_interfaces/msg/CanFrame', depth=1000),
+    TopicSpec('measurement', 'bms_interfaces/msg/PackMeasurement'),
+    TopicSpec('estimate', 'bms_interfaces/msg/BatteryEstimate'),
+    TopicSpec('battery_state', 'sensor_msgs/msg/BatteryState'),
+    TopicSpec('trip_event', 'bms_interfaces/msg/ProtectionEvent', LATCHED, 100),
+    TopicSpec('protection_status', 'bms_interfaces/msg/ProtectionStatus', LATCHED, 1),
+    TopicSpec('pack_state', 'bms_interfaces/msg/PackState', LATCHED, 10),
+    TopicSpec('balancing_status', 'bms_interfaces/msg/BalancingStatus'),
+    TopicSpec('balancing_command', 'bms_interfaces/msg/BalancingCommand'),
+    TopicSpec('contactor_command', 'bms_interfaces/msg/ContactorCommand'),
+    TopicSpec('sim_truth', 'bms_interfaces/msg/SimTruth'),
+    TopicSpec('load_demand', 'std_msgs/msg/Float32'),
+)}
+
+CLOCK_TYPE = 'rosgraph_msgs/msg/Clock'
+
+
+class BagError(BmsError):
+    """A bag cannot be written or read, or holds no data the tool needs."""
+
+
+def topic_names():
+    """The relative names of every recordable topic."""
+    return list(TOPICS)
+
+
+def resolve(namespace, name):
+    """Absolute topic name of relative ``name`` in ``namespace`` ('' or 'pack_a' or '/pack_a')."""
+    ns = (namespace or '').strip('/')
+    return f'/{ns}/{name}' if ns else f'/{name}'
+
+
+def relative(namespace, topic):
+    """Relative name of absolute ``topic`` if it lies in ``namespace``, else None."""
+    prefix = resolve(namespace, '')
+    return topic[len(prefix):] if topic.startswith(prefix) and '/' not in topic[len(prefix):] \
+        else None
+
+
+def select(names=None):
+    """TopicSpecs for ``names`` (None: all); BagError naming an unknown topic."""
+    if not names:
+        return list(TOPICS.values())
+    unknown = [n for n in names if n.strip('/') not in TOPICS]
+    if unknown:
+        raise BagError(f'unknown topic {unknown[0]!r} (known: {", ".join(TOPICS)})')
+    return [TOPICS[n.strip('/')] for n in names]
+
+
+def qos_fields(kind, depth):
+    """The offered QoS of a kind as rosbag2 v9 metadata fields (strings, sec/nsec durations)."""
+    infinite = {'sec': INFINITE_SEC, 'nsec': INFINITE_NSEC}
+    return {
+        'history': 'keep_last', 'depth': int(depth),
+        'reliability': 'best_effort' if kind == BEST_EFFORT else 'reliable',
+        'durability': 'transient_local' if kind == LATCHED else 'volatile',
+        'deadline': dict(infinite), 'lifespan': dict(infinite), 'liveliness': 'automatic',
+        'liveliness_lease_duration': dict(infinite), 'avoid_ros_namespace_conventions': False}
+
+
+def rosbags_qos(fields):
+    """rosbags Qos from a qos_fields()-shaped dict (names as rosbag2 v9 writes them)."""
+    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
+                                    QosReliability, QosTime)
+
+    def time(value):
+        return QosTime(int(value['sec']), int(value['nsec']))
+
+    return Qos(QosHistory[fields['history'].upper()], int(fields['depth']),
+               QosReliability[fields['reliability'].upper()],
+               QosDurability[fields['durability'].upper()], time(fields['deadline']),
+               time(fields['lifespan']), QosLiveliness[fields['liveliness'].upper()],
+               time(fields['liveliness_lease_duration']),
+               bool(fields['avoid_ros_namespace_conventions']))
+
+
+# ------------------------------------------------------------------------- type definitions
+
+def share_dir(package):
+    """share/<package> of an installed interface package, or None."""
+    candidates = []
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        if prefix:
+            candidates.append(os.path.join(prefix, 'share', package))
+    candidates.append(os.path.join(sys.prefix, 'share', package))
+    for path in candidates:
+        if os.path.isdir(os.path.join(path, 'msg')):
+            return path
+    return None
+
+
+def interface_msg_dir():
+    """The folder of bms_interfaces' .msg files: installed share, else the source tree."""
+    installed = share_dir('bms_interfaces')
+    if installed:
+        return os.path.join(installed, 'msg')
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    source = os.path.join(here, 'bms_interfaces', 'msg')
+    if os.path.isdir(source):
+        return source
+    raise BagError('bms_interfaces .msg files not found (neither installed nor in the source tree)')
+
+
+_TYPESTORE = None
+
+
+def typestore():
+    """rosbags typestore: ROS 2 Jazzy standard types plus bms_interfaces (built once)."""
+    global _TYPESTORE
+    if _TYPESTORE is None:
+        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+        store = get_typestore(Stores.ROS2_JAZZY)
+        types = {}
+        for path in sorted(glob.glob(os.path.join(interface_msg_dir(), '*.msg'))):
+            name = 'bms_interfaces/msg/' + os.path.splitext(os.path.basename(path))[0]
+            with open(path, encoding='utf-8') as stream:
+                types.update(get_types_from_msg(stream.read(), name))
+        store.register(types)
+        _TYPESTORE = store
+    return _TYPESTORE
+
+
+def rihs01(msgtype):
+    """RIHS01 type description hash of ``msgtype`` ('RIHS01_<64 hex>')."""
+    return typestore().hash_rihs01(msgtype)
+
+
+def rosidl_rihs01(msgtype):
+    """The hash rosidl generated for ``msgtype`` (share/<pkg>/msg/<T>.json), or None."""
+    package, _, name = msgtype.split('/')
+    folder = share_dir(package)
+    if folder is None:
+        return None
+    path = os.path.join(folder, 'msg', name + '.json')
+    try:
+        with open(path, encoding='utf-8') as stream:
+            hashes = json.load(stream)['type_hashes']
+    except (OSError, ValueError, KeyError):
+        return None
+    for entry in hashes:
+        if entry.get('type_name') == msgtype:
+            return entry.get('hash_string')
+    return None
+
+
+def message_definition(msgtype):
+    """The concatenated .msg definition (ros2msg, dependencies after '=' lines) of ``msgtype``."""
+    text, _ = typestore().generate_msgdef(msgtype, ros_version=2)
+    return text
+
