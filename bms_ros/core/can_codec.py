@@ -1,0 +1,530 @@
+"""DBC-driven CAN codec: frames <-> PackMeasurement fields and contactor / balancing commands.
+
+Driver side: :class:`MeasurementAssembler` decodes received frames into per-element values with
+receive stamps and gives a complete, staleness-checked :class:`Measurement`;
+:class:`CommandEncoder` turns commands into frames. Pack side (the simulator):
+:class:`PackEncoder` sends measurement frames at their periods and decodes commands.
+
+The message layout comes only from the DBC and its mapping (bms_ros.core.can_mapping). The
+maximum raw value of a measurement signal is the "invalid" marker (open wire, sensor
+dropout): the encoder writes it for NaN and the decoder turns it into NaN + valid=false.
+Bad input is counted by reason (``REJECT_REASONS``, ``VALUE_REASONS``), never raised.
+"""
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+
+import can
+import numpy as np
+
+from .can_mapping import (CONTACTOR_COMMAND_FIELDS, GROUPS, MEASUREMENT_FIELDS, load_dbc,
+                          load_mapping)
+from .errors import EncodeError
+
+log = logging.getLogger(__name__)
+
+# Frame-level rejections (the whole frame is dropped; counted in frames_rejected)
+REJECT_REASONS = ('unknown_id', 'wrong_dlc', 'error_frame', 'remote_frame', 'decode_error')
+# Value-level problems (the frame is used, the value is invalid or ignored)
+VALUE_REASONS = ('invalid_marker', 'out_of_range', 'unmapped_index', 'counter_jump')
+
+_EXT = 1 << 29            # key bit separating 29-bit from 11-bit ids
+_FLOAT, _BOOL, _BITMASK = 0, 1, 2
+_NAN = float('nan')
+
+
+def frame_key(arbitration_id, is_extended):
+    """Lookup key of a frame id: 11-bit and 29-bit ids with the same number differ."""
+    return arbitration_id | _EXT if is_extended else arbitration_id
+
+
+class CanProtocol:
+    """A DBC plus its validated mapping for one pack size (cells in series, sensors)."""
+
+    def __init__(self, mapping):
+        self.mapping = mapping
+        self.cells_series = mapping.cells_series
+        self.temperature_sensors = mapping.temperature_sensors
+
+    @classmethod
+    def from_files(cls, dbc_path, mapping_path, cells_series, temperature_sensors):
+        """Load and validate; ConfigError naming the file and field on any problem."""
+        database = load_dbc(dbc_path)
+        return cls(load_mapping(mapping_path, dbc_path, int(cells_series),
+                                int(temperature_sensors), database=database))
+
+    @property
+    def measurement_messages(self):
+        return self.mapping.measurement
+
+    @property
+    def command_messages(self):
+        return self.mapping.commands
+
+    def field_length(self, name):
+        return self.mapping.field_length(name)
+
+    def periods_s(self):
+        """Send period of each measurement message, by DBC message name."""
+        return {m.name: m.period_s for m in self.mapping.measurement}
+
+
+@dataclass
+class Measurement:
+    """One assembled measurement; field names as bms_interfaces/PackMeasurement.
+
+    Invalid or stale values are NaN (floats) or false (booleans); stamps are receive times in
+    seconds on the caller's clock (NaN: some element never received).
+    """
+
+    cell_voltages_v: np.ndarray
+    cell_voltage_valid: np.ndarray
+    temperatures_degc: np.ndarray
+    temperature_valid: np.ndarray
+    pack_current_a: float
+    pack_voltage_v: float
+    link_voltage_v: float
+    negative_contactor_closed: bool
+    positive_contactor_closed: bool
+    precharge_relay_closed: bool
+    cell_balancing: np.ndarray
+    cell_voltages_stamp: float
+    temperatures_stamp: float
+    current_stamp: float
+    cell_voltages_stale: bool
+    temperatures_stale: bool
+    current_stale: bool
+    contactors_stale: bool
+    frames_received: int
+    frames_rejected: int
+    balancing_stale: bool = True       # not in PackMeasurement: diagnostics only
+    stale_groups: tuple = ()
+    counts: dict = field(default_factory=dict)
+
+
+# Fields of Measurement that are also PackMeasurement fields (the node copies exactly these).
+MESSAGE_FIELDS = ('cell_voltages_v', 'cell_voltage_valid', 'temperatures_degc',
+                  'temperature_valid', 'pack_current_a', 'pack_voltage_v', 'link_voltage_v',
+                  'negative_contactor_closed', 'positive_contactor_closed',
+                  'precharge_relay_closed', 'cell_balancing', 'cell_voltages_stamp',
+                  'temperatures_stamp', 'current_stamp', 'cell_voltages_stale',
+                  'temperatures_stale', 'current_stale', 'contactors_stale',
+                  'frames_received', 'frames_rejected')
+
+
+class _Plan:
+    """Everything the hot path needs about one received message, resolved once."""
+
+    __slots__ = ('name', 'decode', 'length', 'mux', 'stride', 'first', 'entries', 'counter',
+                 'counter_modulo', 'counter_last')
+
+
+class MeasurementAssembler:
+    """Decodes measurement frames into per-element values with receive stamps (thread-safe)."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        mapping = protocol.mapping
+        self._values = {}
+        self._stamps = {}
+        for name in MEASUREMENT_FIELDS:
+            n = mapping.field_length(name)
+            self._values[name] = [_NAN] * n
+            self._stamps[name] = [-math.inf] * n
+        self._mapped = mapping.mapped_fields()
+        self._plans = {}
+        for mm in mapping.measurement:
+            plan = _Plan()
+            plan.name = mm.name
+            # decode_simple skips the container check of decode(); both exist in cantools 45
+            dbc_message = mm.dbc_message
+            plan.decode = getattr(dbc_message, 'decode_simple', None) or dbc_message.decode
+            plan.length = mm.length
+            plan.mux = mm.mux_signal
+            plan.stride = mm.mux_stride
+            plan.first = mm.mux_first
+            plan.counter = mm.counter_signal
+            plan.counter_modulo = mm.counter_modulo
+            plan.counter_last = None
+            entries = []
+            for s in mm.signals:
+                kind = _BITMASK if s.bitmask else (_BOOL if s.is_bool else _FLOAT)
+                entries.append((s.signal, self._values[s.field], self._stamps[s.field], s.index,
+                                s.bits, s.gain, s.bias, s.invalid_raw, s.raw_min, s.raw_max,
+                                mapping.field_length(s.field), kind))
+            plan.entries = tuple(entries)
+            self._plans[frame_key(mm.frame_id, mm.is_extended)] = plan
+        self._command_keys = {frame_key(m.frame_id, m.is_extended) for m in mapping.commands}
+        self.counts = dict.fromkeys(REJECT_REASONS + VALUE_REASONS, 0)
+        self.frames_received = 0
+        self.frames_rejected = 0
+        self.frames_ignored = 0     # our own command ids (another controller on the bus)
+        self._lock = threading.Lock()
+
+    def feed(self, msg, now_s):
+        """Decode one can.Message received at ``now_s`` (s); False if rejected. Never raises."""
+        with self._lock:
+            try:
+                return self._feed(msg, now_s)
+            except Exception:  # noqa: BLE001  malformed objects must not stop the reader
+                self.counts['decode_error'] += 1
+                self.frames_rejected += 1
+                return False
+
+    def feed_many(self, msgs, now_s):
+        """Decode a batch of frames received at ``now_s``; number accepted."""
+        accepted = 0
+        with self._lock:
+            for msg in msgs:
+                try:
+                    accepted += self._feed(msg, now_s)
+                except Exception:  # noqa: BLE001
+                    self.counts['decode_error'] += 1
+                    self.frames_rejected += 1
+        return accepted
+
+    def _reject(self, reason):
+        self.counts[reason] += 1
+        self.frames_rejected += 1
+        return False
+
+    def _feed(self, msg, now_s):
+        self.frames_received += 1
+        if msg.is_error_frame:
+            return self._reject('error_frame')
+        key = msg.arbitration_id
+        if msg.is_extended_id:
+            key |= _EXT
+        plan = self._plans.get(key)
+        if plan is None:
+            if key in self._command_keys:
+                self.frames_ignored += 1
+                return False
+            return self._reject('unknown_id')
+        if msg.is_remote_frame:
+            return self._reject('remote_frame')
+        data = msg.data
+        if len(data) != plan.length or msg.dlc != plan.length:
+            return self._reject('wrong_dlc')
+        try:
+            raw = plan.decode(bytes(data), False, False, False, False)
+        except Exception:  # noqa: BLE001  cantools DecodeError, bitstruct errors
+            return self._reject('decode_error')
+        counts = self.counts
+        if plan.counter is not None:
+            value = raw[plan.counter]
+            last = plan.counter_last
+            if last is not None and value != (last + 1) % plan.counter_modulo:
+                counts['counter_jump'] += 1
+            plan.counter_last = value
+        if plan.mux is None:
+            base = 0
+        else:
+            mux = raw[plan.mux]
+            if mux < plan.first:
+                counts['unmapped_index'] += 1
+                return True
+            base = plan.stride * (mux - plan.first)
+        for (name, values, stamps, index, bits, gain, bias, invalid, lo, hi, n,
+             kind) in plan.entries:
+            r = raw[name]
+            i = base + index
+            if kind == _FLOAT:
+                if i >= n:
+                    if r != invalid:   # a real value beyond the pack: mapping/pack mismatch
+                        counts['unmapped_index'] += 1
+                    continue
+                if r == invalid:
+                    counts['invalid_marker'] += 1
+                    values[i] = _NAN
+                elif r < lo or r > hi:
+                    counts['out_of_range'] += 1
+                    values[i] = _NAN
+                else:
+                    values[i] = r * gain + bias
+                stamps[i] = now_s
+            elif kind == _BOOL:
+                if i >= n:
+                    if r:
+                        counts['unmapped_index'] += 1
+                    continue
+                values[i] = 1.0 if r * gain + bias >= 0.5 else 0.0
+                stamps[i] = now_s
+            else:
+                for k in range(bits):
+                    j = i + k
+                    if j >= n:
+                        if r >> k:
+                            counts['unmapped_index'] += 1
+                        break
+                    values[j] = float((r >> k) & 1)
+                    stamps[j] = now_s
+        return True
+
+    def snapshot(self, now_s, stale_timeout_s):
+        """The complete measurement at ``now_s``: elements older than ``stale_timeout_s`` are invalid."""
+        with self._lock:
+            values = {k: np.array(v, dtype=float) for k, v in self._values.items()}
+            stamps = {k: np.array(v, dtype=float) for k, v in self._stamps.items()}
+            counts = dict(self.counts)
+            received = self.frames_received
+            rejected = self.frames_rejected
+        oldest = now_s - stale_timeout_s
+        out = {}
+        fresh = {}
+        for name, (kind, _) in MEASUREMENT_FIELDS.items():
+            ok = stamps[name] >= oldest
+            fresh[name] = ok
+            v = values[name]
+            valid = ok & np.isfinite(v)
+            if kind == 'bool':
+                out[name] = valid & (v > 0.5)
+            else:
+                out[name] = np.where(valid, v, np.nan)
+            out[name + '#valid'] = valid
+        stale = {}
+        group_stamp = {}
+        for group, names in GROUPS.items():
+            mapped = [n for n in names if n in self._mapped]
+            if not mapped:
+                stale[group] = True
+                group_stamp[group] = math.nan
+                continue
+            stale[group] = not all(bool(fresh[n].all()) for n in mapped)
+            all_stamps = np.concatenate([stamps[n] for n in mapped])
+            first = float(all_stamps.min())
+            group_stamp[group] = first if math.isfinite(first) else math.nan
+        return Measurement(
+            cell_voltages_v=out['cell_voltages_v'],
+            cell_voltage_valid=out['cell_voltages_v#valid'],
+            temperatures_degc=out['temperatures_degc'],
+            temperature_valid=out['temperatures_degc#valid'],
+            pack_current_a=float(out['pack_current_a'][0]),
+            pack_voltage_v=float(out['pack_voltage_v'][0]),
+            link_voltage_v=float(out['link_voltage_v'][0]),
+            negative_contactor_closed=bool(out['negative_contactor_closed'][0]),
+            positive_contactor_closed=bool(out['positive_contactor_closed'][0]),
+            precharge_relay_closed=bool(out['precharge_relay_closed'][0]),
+            cell_balancing=out['cell_balancing'],
+            cell_voltages_stamp=group_stamp['cell_voltages'],
+            temperatures_stamp=group_stamp['temperatures'],
+            current_stamp=group_stamp['current'],
+            cell_voltages_stale=stale['cell_voltages'],
+            temperatures_stale=stale['temperatures'],
+            current_stale=stale['current'],
+            contactors_stale=stale['contactors'],
+            frames_received=received,
+            frames_rejected=rejected,
+            balancing_stale=stale['balancing'],
+            stale_groups=tuple(g for g in GROUPS if stale[g] and any(
+                n in self._mapped for n in GROUPS[g])),
+            counts=counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding (shared by the pack side and the driver's commands)
+
+def _raw_of_value(s, value):
+    """Raw integer of a numeric field value for signal map ``s`` (NaN -> invalid marker)."""
+    if value is None or not math.isfinite(value):
+        return s.invalid_raw if s.invalid_raw is not None else max(s.type_min, min(0, s.type_max))
+    raw = round((value - s.bias) / s.gain)
+    raw = max(s.type_min, min(s.type_max, raw))
+    if raw == s.invalid_raw:   # a saturated reading must not read back as "invalid"
+        raw = raw - 1 if raw == s.type_max else raw + 1
+    return raw
+
+
+def _raw_of_bool(s, value):
+    """Raw 0/1 that decodes to ``value`` through the mapping's scale/offset."""
+    one_is_true = (s.gain + s.bias) >= 0.5
+    return 1 if bool(value) == one_is_true else 0
+
+
+def _encode_frame(mm, fields, mux, counter_value):
+    """One frame of message map ``mm`` for multiplexer value ``mux`` from ``fields`` (name -> value)."""
+    raw = dict.fromkeys(mm.other_signals, 0)
+    if mm.mux_signal is not None:
+        raw[mm.mux_signal] = mux
+    if mm.counter_signal is not None:
+        raw[mm.counter_signal] = counter_value
+    for s in mm.signals:
+        value = fields[s.field]
+        is_array = np.ndim(value) > 0
+        element = mm.element(s, mux)
+        n = len(value) if is_array else 1
+        if s.bitmask:
+            bits = 0
+            for k in range(min(s.bits, max(0, n - element))):
+                if value[element + k]:
+                    bits |= 1 << k
+            raw[s.signal] = bits
+        elif element >= n:   # padding slot beyond the pack
+            raw[s.signal] = 0 if s.is_bool else _raw_of_value(s, _NAN)
+        else:
+            v = value[element] if is_array else value
+            raw[s.signal] = _raw_of_bool(s, v) if s.is_bool else _raw_of_value(s, float(v))
+    data = mm.dbc_message.encode(raw, scaling=False, padding=False, strict=False)
+    return can.Message(arbitration_id=mm.frame_id, is_extended_id=mm.is_extended, data=data,
+                       dlc=len(data), is_rx=False)
+
+
+def _field(state, name):
+    if isinstance(state, dict):
+        if name not in state:
+            raise EncodeError(f'state has no field {name!r}')
+        return state[name]
+    try:
+        return getattr(state, name)
+    except AttributeError:
+        raise EncodeError(f'state has no field {name!r}') from None
+
+
+class _Sender:
+    """Frame encoding of mapped messages with one rolling counter per message."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self._counter = {}
+
+    def _frames(self, mm, fields):
+        frames = []
+        for mux in (mm.mux_values or (None,)):
+            counter = self._counter.get(mm.name, 0)
+            if mm.counter_signal is not None:
+                self._counter[mm.name] = (counter + 1) % mm.counter_modulo
+            frames.append(_encode_frame(mm, fields, mux, counter))
+        return frames
+
+
+class PackEncoder(_Sender):
+    """Pack side: measurement frames at their periods, and decoding of commands."""
+
+    def __init__(self, protocol):
+        super().__init__(protocol)
+        self._next_due = {mm.name: -math.inf for mm in protocol.mapping.measurement}
+        self._cell_bleed = np.zeros(protocol.cells_series, dtype=bool)
+        self.frames_sent = 0
+        self.commands_received = 0
+        self.rejected = dict.fromkeys(REJECT_REASONS + ('counter_jump',), 0)
+        self._command_plans = {frame_key(m.frame_id, m.is_extended): m
+                               for m in protocol.mapping.commands}
+        self._command_counter = {}
+
+    def state_fields(self, state):
+        """Values of every mapped measurement field in ``state`` (object or dict), checked."""
+        fields = {}
+        for name in self.protocol.mapping.mapped_fields():
+            value = _field(state, name)
+            n = self.protocol.field_length(name)
+            if MEASUREMENT_FIELDS[name][1] is not None:
+                value = np.asarray(value)
+                if value.shape != (n,):
+                    raise EncodeError(f'{name}: expected {n} values, got shape {value.shape}')
+            fields[name] = value
+        return fields
+
+    def encode_all(self, state):
+        """Every measurement frame (all multiplexer blocks) of ``state`` now."""
+        fields = self.state_fields(state)
+        frames = []
+        for mm in self.protocol.mapping.measurement:
+            frames += self._frames(mm, fields)
+        self.frames_sent += len(frames)
+        return frames
+
+    def due_frames(self, now_s, state):
+        """Frames whose period elapsed at ``now_s`` (s), encoded from ``state`` (NaN -> invalid)."""
+        due = [mm for mm in self.protocol.mapping.measurement if now_s >= self._next_due[mm.name]]
+        if not due:
+            return []
+        fields = self.state_fields(state)
+        frames = []
+        for mm in due:
+            next_due = self._next_due[mm.name] + mm.period_s
+            # fell behind (first call, paused process): restart the schedule from now
+            self._next_due[mm.name] = next_due if next_due > now_s else now_s + mm.period_s
+            frames += self._frames(mm, fields)
+        self.frames_sent += len(frames)
+        return frames
+
+    def decode_command(self, msg):
+        """A command frame as a dict, or None (not a command, or malformed: counted)."""
+        try:
+            if msg.is_error_frame:
+                self.rejected['error_frame'] += 1
+                return None
+            mm = self._command_plans.get(frame_key(msg.arbitration_id, msg.is_extended_id))
+            if mm is None:
+                return None   # measurement frames of other senders, foreign ids: not ours
+            if msg.is_remote_frame:
+                self.rejected['remote_frame'] += 1
+                return None
+            if len(msg.data) != mm.length:
+                self.rejected['wrong_dlc'] += 1
+                return None
+            raw = mm.dbc_message.decode(bytes(msg.data), decode_choices=False, scaling=False)
+        except Exception:  # noqa: BLE001
+            self.rejected['decode_error'] += 1
+            return None
+        if mm.counter_signal is not None:
+            last = self._command_counter.get(mm.name)
+            value = raw[mm.counter_signal]
+            if last is not None and value != (last + 1) % mm.counter_modulo:
+                self.rejected['counter_jump'] += 1
+            self._command_counter[mm.name] = value
+        self.commands_received += 1
+        if mm.kind == 'contactor':
+            out = {'kind': 'contactor'}
+            for s in mm.signals:
+                out[s.field] = raw[s.signal] * s.gain + s.bias >= 0.5
+            return out
+        mux = raw.get(mm.mux_signal) if mm.mux_signal else None
+        if mux is not None and mux < mm.mux_first:
+            return None
+        n = len(self._cell_bleed)
+        for s in mm.signals:
+            r = raw[s.signal]
+            start = mm.element(s, mux)
+            for k in range(s.bits if s.bitmask else 1):
+                if start + k < n:
+                    self._cell_bleed[start + k] = bool((r >> k) & 1) if s.bitmask \
+                        else r * s.gain + s.bias >= 0.5
+        return {'kind': 'balancing', 'cell_bleed': self._cell_bleed.copy()}
+
+
+class CommandEncoder(_Sender):
+    """Driver side: contactor and balancing commands as frames."""
+
+    def __init__(self, protocol):
+        super().__init__(protocol)
+        self.contactor = protocol.mapping.command('contactor')
+        self.balancing = protocol.mapping.command('balancing')
+
+    @property
+    def contactor_period_s(self):
+        """Repeat period of the contactor command (s), None if sent on change only."""
+        return self.contactor.period_s
+
+    def encode_contactor_command(self, negative_closed, precharge_closed, positive_closed):
+        """Frames of one contactor command (true = close)."""
+        fields = {'negative_closed': bool(negative_closed),
+                  'precharge_closed': bool(precharge_closed),
+                  'positive_closed': bool(positive_closed)}
+        return self._frames(self.contactor, fields)
+
+    def encode_balancing_command(self, cell_bleed):
+        """Frames of one balancing command: one bool per series cell (true = bleed)."""
+        if self.balancing is None:
+            raise EncodeError('the CAN mapping has no balancing command')
+        cell_bleed = np.asarray(cell_bleed)
+        n = self.protocol.cells_series
+        if cell_bleed.shape != (n,):
+            raise EncodeError(f'cell_bleed: expected {n} values, got shape {cell_bleed.shape}')
+        return self._frames(self.balancing, {'cell_bleed': cell_bleed.astype(bool)})
+
+
+__all__ = ['CanProtocol', 'MeasurementAssembler', 'Measurement', 'PackEncoder',
+           'CommandEncoder', 'MESSAGE_FIELDS', 'REJECT_REASONS', 'VALUE_REASONS',
+           'CONTACTOR_COMMAND_FIELDS', 'frame_key']

@@ -1,0 +1,423 @@
+"""Mapping of a DBC's messages and signals onto PackMeasurement, ContactorCommand and BalancingCommand.
+
+A user brings the DBC of their BMS plus a YAML mapping (config/can/*_mapping.yaml); no code.
+The mapping is validated against the DBC at load: every error is a ConfigError naming the
+mapping file and the dotted field (``measurement[2].signals[1].signal: unknown signal ...``).
+
+Mapping file::
+
+    measurement:                       # frames from the pack, decoded by the driver
+      - message: Pack_CellVoltages     # DBC message name
+        period_s: 0.1                  # send period (default: the DBC's GenMsgCycleTime)
+        multiplexer: {signal: CellVoltageMux, stride: 4, first: 0}
+        counter: StatusCounter         # optional rolling counter signal (+1 per frame)
+        signals:
+          - {signal: CellVoltage0, field: cell_voltages_v, index: 0}
+    commands:                          # frames to the pack, encoded by the driver
+      - message: Controller_ContactorCommand
+        signals:
+          - {signal: NegativeContactorClose, field: negative_closed}
+
+Array element of a signal: ``index + stride * (mux - first)`` (plus the bit number for a
+``bitmask: true`` signal, whose bit n is element n). Value of a field:
+``dbc_physical * scale + offset`` (``scale: -1`` turns a discharge-positive current into the
+charge-positive convention). ``invalid_raw`` is the raw value that means "invalid" (default
+``max``: the largest raw value of the signal; ``null``: none).
+"""
+import difflib
+import math
+import os
+from dataclasses import dataclass, field as dc_field
+
+import cantools
+
+from .config import Section, load_yaml
+from .errors import ConfigError
+
+# field -> (kind, length source); kinds: 'float', 'bool'; length: None (scalar), 'cells', 'sensors'
+MEASUREMENT_FIELDS = {
+    'cell_voltages_v': ('float', 'cells'),
+    'temperatures_degc': ('float', 'sensors'),
+    'pack_current_a': ('float', None),
+    'pack_voltage_v': ('float', None),
+    'link_voltage_v': ('float', None),
+    'negative_contactor_closed': ('bool', None),
+    'positive_contactor_closed': ('bool', None),
+    'precharge_relay_closed': ('bool', None),
+    'cell_balancing': ('bool', 'cells'),
+}
+COMMAND_FIELDS = {
+    'negative_closed': ('bool', None),
+    'precharge_closed': ('bool', None),
+    'positive_closed': ('bool', None),
+    'cell_bleed': ('bool', 'cells'),
+}
+CONTACTOR_COMMAND_FIELDS = ('negative_closed', 'precharge_closed', 'positive_closed')
+# A measurement mapping must provide these; the others are optional (NaN / false, stale).
+REQUIRED_MEASUREMENT_FIELDS = ('cell_voltages_v', 'temperatures_degc', 'pack_current_a',
+                               'pack_voltage_v')
+REQUIRED_COMMAND_FIELDS = CONTACTOR_COMMAND_FIELDS
+# Staleness groups, named as PackMeasurement's *_stale / *_stamp fields.
+GROUPS = {
+    'cell_voltages': ('cell_voltages_v',),
+    'temperatures': ('temperatures_degc',),
+    'current': ('pack_current_a', 'pack_voltage_v', 'link_voltage_v'),
+    'contactors': ('negative_contactor_closed', 'positive_contactor_closed',
+                   'precharge_relay_closed'),
+    'balancing': ('cell_balancing',),
+}
+
+_MESSAGE_KEYS = ('message', 'period_s', 'multiplexer', 'counter', 'signals')
+_SIGNAL_KEYS = ('signal', 'field', 'index', 'bitmask', 'scale', 'offset', 'invalid_raw')
+
+
+@dataclass
+class SignalMap:
+    """One DBC signal mapped onto one field (or, for a bitmask, onto consecutive elements)."""
+
+    signal: str
+    field: str
+    index: int              # element of an array field within the block (0 for scalars)
+    bitmask: bool           # bit n of the raw value is element index + n
+    gain: float             # field value = raw * gain + bias (DBC scaling and mapping scale)
+    bias: float
+    invalid_raw: int        # raw value meaning "invalid"; None: no marker
+    raw_min: int            # valid raw range from the DBC's [min|max]
+    raw_max: int
+    type_min: int           # representable raw range of the signal
+    type_max: int
+    bits: int
+    is_bool: bool
+    where: str              # dotted mapping field, for messages
+
+
+@dataclass
+class MessageMap:
+    """One DBC message mapped in the measurement or the commands section."""
+
+    name: str
+    frame_id: int
+    is_extended: bool
+    length: int
+    period_s: float         # None for a command sent only on request
+    mux_signal: str         # None if not multiplexed
+    mux_stride: int
+    mux_first: int
+    mux_values: tuple       # multiplexer values used for this pack (encoder sends these)
+    counter_signal: str     # None if no rolling counter
+    counter_modulo: int
+    signals: list
+    dbc_message: object     # cantools Message
+    kind: str = ''          # commands: 'contactor' or 'balancing'
+    other_signals: tuple = dc_field(default=())  # DBC signals of the message not mapped
+
+    def element(self, signal_map, mux, bit=0):
+        """Array element of ``signal_map`` in the frame with multiplexer value ``mux``."""
+        return element_of(signal_map.index, self.mux_stride, self.mux_first, mux, bit)
+
+
+@dataclass
+class CanMapping:
+    """A validated mapping: measurement and command messages for one pack size."""
+
+    path: str
+    dbc_path: str
+    cells_series: int
+    temperature_sensors: int
+    measurement: list
+    commands: list
+    database: object
+
+    def field_length(self, field_name):
+        """Number of elements of a field (1 for scalars)."""
+        kind = {**MEASUREMENT_FIELDS, **COMMAND_FIELDS}[field_name][1]
+        return {'cells': self.cells_series, 'sensors': self.temperature_sensors, None: 1}[kind]
+
+    def mapped_fields(self):
+        """Measurement fields that at least one signal provides."""
+        return {s.field for m in self.measurement for s in m.signals}
+
+    def command(self, kind):
+        """The command message of a kind ('contactor', 'balancing'), None if not mapped."""
+        return next((m for m in self.commands if m.kind == kind), None)
+
+
+def element_of(index, stride, first, mux, bit=0):
+    """Array element: ``index + stride * (mux - first) + bit`` (``mux`` None: not multiplexed)."""
+    if mux is None:
+        return index + bit
+    return index + stride * (mux - first) + bit
+
+
+def load_dbc(dbc_path):
+    """Load a DBC with cantools; ConfigError naming the file if it cannot be read or parsed."""
+    dbc_path = os.fspath(dbc_path)
+    if not os.path.isfile(dbc_path):
+        raise ConfigError(dbc_path, '', 'file not found')
+    try:
+        return cantools.database.load_file(dbc_path, database_format='dbc')
+    except Exception as error:  # cantools raises many types (ParseError, UnsupportedDatabaseFormatError, ...)
+        raise ConfigError(dbc_path, '', f'cannot load DBC: {error}') from None
+
+
+def load_mapping(mapping_path, dbc_path, cells_series, temperature_sensors, database=None):
+    """Load and validate a mapping against its DBC for a pack of the given size."""
+    mapping_path = os.fspath(mapping_path)
+    database = database if database is not None else load_dbc(dbc_path)
+    top = Section(load_yaml(mapping_path), mapping_path)
+    top.reject_unknown(('measurement', 'commands'))
+    loader = _Loader(top, database, os.path.basename(os.fspath(dbc_path)),
+                     cells_series, temperature_sensors)
+    measurement = loader.messages('measurement', MEASUREMENT_FIELDS)
+    commands = loader.messages('commands', COMMAND_FIELDS)
+    loader.check_required('measurement', measurement, REQUIRED_MEASUREMENT_FIELDS)
+    loader.check_required('commands', commands, REQUIRED_COMMAND_FIELDS)
+    return CanMapping(path=mapping_path, dbc_path=os.fspath(dbc_path), cells_series=cells_series,
+                      temperature_sensors=temperature_sensors, measurement=measurement,
+                      commands=commands, database=database)
+
+
+def _format_indices(indices):
+    """Sorted indices as compact ranges: '16-19, 22'."""
+    out = []
+    indices = sorted(indices)
+    start = prev = indices[0]
+    for i in indices[1:] + [None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        out.append(f'{start}' if start == prev else f'{start}-{prev}')
+        if i is not None:
+            start = prev = i
+    return ', '.join(out)
+
+
+def _suggest(name, known):
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ''
+
+
+class _Loader:
+    """Validates one mapping file against one DBC."""
+
+    def __init__(self, top, database, dbc_name, cells_series, temperature_sensors):
+        self.top = top
+        self.db = database
+        self.dbc_name = dbc_name
+        self.lengths = {'cells': cells_series, 'sensors': temperature_sensors, None: 1}
+        self.by_name = {m.name: m for m in database.messages}
+        self.message_names = set()
+        self.frame_ids = {}
+
+    def messages(self, section_name, fields):
+        if not self.top.has(section_name):
+            raise self.top.error(section_name, 'missing required field')
+        sections = self.top.sections(section_name)
+        if not sections:
+            raise self.top.error(section_name, 'expected at least one message')
+        owners = {}   # (field, element) -> description of the signal that provides it
+        maps = [self._message(sec, fields, owners, section_name) for sec in sections]
+        # every element of every mapped array field must be provided
+        for field_name, (_, length_of) in fields.items():
+            if length_of is None:
+                continue
+            covered = {e for f, e in owners if f == field_name}
+            if not covered:
+                continue
+            missing = set(range(self.lengths[length_of])) - covered
+            if missing:
+                raise self.top.error(section_name, f'{field_name}[{_format_indices(missing)}] '
+                                                   'not covered by any signal')
+        return maps
+
+    def check_required(self, section_name, maps, required):
+        mapped = {s.field for m in maps for s in m.signals}
+        missing = [f for f in required if f not in mapped]
+        if missing:
+            raise self.top.error(section_name,
+                                 f'no signal maps {", ".join(missing)} (required)')
+
+    def _message(self, sec, fields, owners, section_name):
+        sec.reject_unknown(_MESSAGE_KEYS)
+        name = sec.string('message')
+        if name not in self.by_name:
+            raise sec.error('message', f"unknown message '{name}' in {self.dbc_name}"
+                            + _suggest(name, list(self.by_name)))
+        if name in self.message_names:
+            raise sec.error('message', f"message '{name}' is mapped twice")
+        self.message_names.add(name)
+        dbc_message = self.by_name[name]
+        if dbc_message.is_container:
+            raise sec.error('message', f"container message '{name}' is not supported")
+        signals_by_name = {s.name: s for s in dbc_message.signals}
+
+        period_s = sec.number('period_s', None, exclusive_minimum=0.0) \
+            if sec.data.get('period_s') is not None else None
+        if period_s is None and dbc_message.cycle_time:
+            period_s = dbc_message.cycle_time / 1000.0
+        if period_s is None and section_name == 'measurement':
+            raise sec.error('period_s', f"missing, and message '{name}' has no GenMsgCycleTime "
+                                        f'in {self.dbc_name}')
+
+        mux_signal, stride, first = None, 1, 0
+        dbc_muxes = [s.name for s in dbc_message.signals if s.is_multiplexer]
+        if sec.has('multiplexer'):
+            mux = sec.section('multiplexer')
+            mux.reject_unknown(('signal', 'stride', 'first'))
+            mux_signal = mux.string('signal')
+            if mux_signal not in dbc_muxes:
+                raise mux.error('signal', f"'{mux_signal}' is not a multiplexer of message "
+                                          f"'{name}' (multiplexers: {', '.join(dbc_muxes) or 'none'})")
+            if len(dbc_muxes) > 1:
+                raise mux.error('signal', f"message '{name}' has nested multiplexers "
+                                          f"({', '.join(dbc_muxes)}): not supported")
+            stride = mux.integer('stride', minimum=1, maximum=1024)
+            first = mux.integer('first', 0, minimum=0)
+        elif dbc_muxes:
+            raise sec.error('multiplexer', f"missing: message '{name}' is multiplexed by "
+                                           f"{', '.join(dbc_muxes)}")
+
+        counter_signal, counter_modulo = None, 0
+        if sec.has('counter'):
+            counter_signal = sec.string('counter')
+            counter = signals_by_name.get(counter_signal)
+            if counter is None:
+                raise sec.error('counter', f"unknown signal '{counter_signal}' in message "
+                                           f"'{name}'" + _suggest(counter_signal, list(signals_by_name)))
+            if counter.is_signed or counter.multiplexer_ids or counter.is_multiplexer \
+                    or counter.conversion.is_float:
+                raise sec.error('counter', f"'{counter_signal}' must be an unsigned, not "
+                                           'multiplexed integer signal')
+            counter_modulo = 1 << counter.length
+
+        signal_maps = []
+        used = {mux_signal, counter_signal}
+        mux_values_used = set()
+        element_kind = None
+        for sig_sec in sec.sections('signals'):
+            sig_map, dbc_signal = self._signal(sig_sec, name, signals_by_name, fields,
+                                               mux_signal, stride, used)
+            used.add(sig_map.signal)
+            kind = 'contactor' if sig_map.field in CONTACTOR_COMMAND_FIELDS else (
+                'balancing' if sig_map.field == 'cell_bleed' else 'measurement')
+            if element_kind is not None and kind != element_kind:
+                raise sig_sec.error('field', f"'{sig_map.field}' cannot share message '{name}' "
+                                             'with the fields of another command')
+            element_kind = kind
+            length = self.lengths[fields[sig_map.field][1]]
+            if mux_signal is None:
+                frame_muxes = (None,)
+            else:
+                frame_muxes = [m for m in (dbc_signal.multiplexer_ids or ()) if m >= first]
+                if not frame_muxes:
+                    raise sig_sec.error('signal', f"'{sig_map.signal}' is not multiplexed by "
+                                                  f"'{mux_signal}' with values >= {first}")
+            nbits = sig_map.bits if sig_map.bitmask else 1
+            for mux in frame_muxes:
+                for bit in range(nbits):
+                    element = element_of(sig_map.index, stride, first, mux, bit)
+                    if element >= length:
+                        if mux_signal is None and not sig_map.bitmask:
+                            raise sig_sec.error('index', f'{sig_map.index} out of range: '
+                                                         f'{sig_map.field} has {length} elements')
+                        continue
+                    where = f'{name}.{sig_map.signal}' + ('' if mux is None else f' (mux {mux})')
+                    key = (sig_map.field, element)
+                    if key in owners:
+                        target = sig_map.field if fields[sig_map.field][1] is None \
+                            else f'{sig_map.field}[{element}]'
+                        raise sig_sec.error('field', f'{target} already mapped by {owners[key]}')
+                    owners[key] = where
+                    if mux is not None:
+                        mux_values_used.add(mux)
+            signal_maps.append(sig_map)
+        if not signal_maps:
+            raise sec.error('signals', 'expected at least one signal')
+        frame_id = dbc_message.frame_id
+        key = (frame_id, dbc_message.is_extended_frame)
+        self.frame_ids[key] = name
+        others = tuple(s.name for s in dbc_message.signals if s.name not in used)
+        return MessageMap(
+            name=name, frame_id=frame_id, is_extended=dbc_message.is_extended_frame,
+            length=dbc_message.length, period_s=period_s, mux_signal=mux_signal,
+            mux_stride=stride, mux_first=first, mux_values=tuple(sorted(mux_values_used)),
+            counter_signal=counter_signal, counter_modulo=counter_modulo, signals=signal_maps,
+            dbc_message=dbc_message,
+            kind='' if element_kind == 'measurement' else element_kind, other_signals=others)
+
+    def _signal(self, sec, message_name, signals_by_name, fields, mux_signal, stride, used):
+        sec.reject_unknown(_SIGNAL_KEYS)
+        name = sec.string('signal')
+        dbc_signal = signals_by_name.get(name)
+        if dbc_signal is None:
+            raise sec.error('signal', f"unknown signal '{name}' in message '{message_name}'"
+                            + _suggest(name, list(signals_by_name)))
+        if name in used:
+            raise sec.error('signal', f"'{name}' is already used in message '{message_name}'")
+        if dbc_signal.is_multiplexer:
+            raise sec.error('signal', f"'{name}' is a multiplexer, not a value")
+        if dbc_signal.multiplexer_ids and mux_signal is None:
+            raise sec.error('signal', f"'{name}' is multiplexed: give the message a multiplexer")
+        field_name = sec.string('field', choices=list(fields))
+        kind, length_of = fields[field_name]
+        bitmask = sec.boolean('bitmask', False)
+        if bitmask and (kind != 'bool' or length_of is None):
+            raise sec.error('bitmask', f"only for arrays of booleans, not '{field_name}'")
+        if length_of is None:
+            if sec.has('index'):
+                raise sec.error('index', f"'{field_name}' is a single value, not an array")
+            index = 0
+        else:
+            index = sec.integer('index', 0 if bitmask else None, minimum=0)
+            if mux_signal is not None and not bitmask and index >= stride:
+                raise sec.error('index', f'{index} out of range: expected 0 <= index < '
+                                         f'multiplexer stride {stride}')
+        if dbc_signal.conversion.is_float:
+            raise sec.error('signal', f"'{name}' is a floating-point signal: not supported")
+        bits = dbc_signal.length
+        if bitmask and mux_signal is not None and bits > stride:
+            raise sec.error('bitmask', f"'{name}' has {bits} bits but the multiplexer stride "
+                                       f'is {stride}')
+        scale = sec.number('scale', 1.0)
+        if scale == 0.0:
+            raise sec.error('scale', 'must not be 0')
+        offset = sec.number('offset', 0.0)
+        if dbc_signal.is_signed:
+            type_min, type_max = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        else:
+            type_min, type_max = 0, (1 << bits) - 1
+        is_bool = kind == 'bool'
+        invalid = sec.data.get('invalid_raw', None if is_bool else 'max')
+        if invalid == 'max':
+            invalid_raw = type_max
+        elif invalid is None:
+            invalid_raw = None
+        else:
+            invalid_raw = sec.integer('invalid_raw', minimum=type_min, maximum=type_max)
+        dbc_scale = float(dbc_signal.scale)
+        dbc_offset = float(dbc_signal.offset)
+        raw_min, raw_max = type_min, type_max
+        if not is_bool and not bitmask:
+            # valid raw range: the DBC's [minimum|maximum] in raw units, within the type
+            lo = dbc_signal.minimum
+            hi = dbc_signal.maximum
+            bounds = []
+            for value, rounding in ((lo, math.ceil), (hi, math.floor)):
+                if value is None:
+                    bounds.append(None)
+                    continue
+                bounds.append((value - dbc_offset) / dbc_scale)
+            if dbc_scale < 0:
+                bounds.reverse()
+            if bounds[0] is not None:
+                raw_min = max(type_min, math.ceil(bounds[0] - 1e-9))
+            if bounds[1] is not None:
+                raw_max = min(type_max, math.floor(bounds[1] + 1e-9))
+            if raw_min > raw_max:
+                raise sec.error('signal', f"'{name}' has an empty [minimum|maximum] range in "
+                                          f'{self.dbc_name}')
+        return SignalMap(
+            signal=name, field=field_name, index=index, bitmask=bitmask,
+            gain=dbc_scale * scale, bias=dbc_offset * scale + offset, invalid_raw=invalid_raw,
+            raw_min=raw_min, raw_max=raw_max, type_min=type_min, type_max=type_max, bits=bits,
+            is_bool=is_bool, where=sec.prefix), dbc_signal
