@@ -1,0 +1,114 @@
+"""gazebo_load: pack current demand from a simulated vehicle's motion (bms_ros.core.vehicle_load).
+
+Parameters: profile (YAML path; its `gazebo:` section, validated at start-up).
+Subscribes: odom (nav_msgs/Odometry: twist.linear.x, body frame), imu (sensor_msgs/Imu:
+orientation, for the road grade), joint_states (sensor_msgs/JointState: effort x velocity of
+the profile's wheel_joints, optional), battery_state (sensor_msgs/BatteryState: voltage).
+Publishes at gazebo.publish_rate_hz: load_demand (std_msgs/Float32, A, + = charging), which
+the pack simulator applies instead of its load profile.
+
+Run with use_sim_time:=true next to a Gazebo world bridged by config/gazebo/ros_gz_bridge.yaml
+(docs/gazebo.md).
+"""
+import sys
+
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import BatteryState, Imu, JointState
+from std_msgs.msg import Float32
+
+from bms_ros.core.errors import ConfigError
+from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core.vehicle_load import VehicleConfig, VehicleLoad
+
+
+def stamp_s(stamp, fallback_s):
+    """A builtin_interfaces/Time in seconds; ``fallback_s`` if it is zero (not set)."""
+    if stamp.sec == 0 and stamp.nanosec == 0:
+        return fallback_s
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class GazeboLoad(Node):
+    """Turns odometry, IMU and wheel efforts into the pack's current demand."""
+
+    def __init__(self):
+        super().__init__('gazebo_load')
+        path = self.declare_parameter('profile', default_profile_path()).value
+        # Configuration errors surface here, before any publisher exists.
+        profile = Profile(path)
+        self.config = VehicleConfig.from_section(profile.section('gazebo'), profile.pack)
+        self.load = VehicleLoad(self.config)
+        self._last_source = None
+
+        stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.demand_pub = self.create_publisher(Float32, 'load_demand', stream)
+        # Gazebo bridges publish sensor streams best effort: a best-effort subscription takes both
+        self.create_subscription(Odometry, 'odom', self.on_odom, qos_profile_sensor_data)
+        self.create_subscription(Imu, 'imu', self.on_imu, qos_profile_sensor_data)
+        if self.config.wheel_joints:
+            self.create_subscription(JointState, 'joint_states', self.on_joints,
+                                     qos_profile_sensor_data)
+        self.create_subscription(BatteryState, 'battery_state', self.on_battery, stream)
+        self.create_timer(1.0 / self.config.publish_rate_hz, self.on_timer)
+        c = self.config
+        self.get_logger().info(
+            f'{profile.pack.name}: vehicle {c.mass_kg:g} kg, c_rr {c.rolling_resistance:g}, '
+            f'c_d A {c.drag_coefficient * c.frontal_area_m2:g} m2, drive efficiency '
+            f'{c.drivetrain_efficiency:g}, regen {c.regen_efficiency:g} up to '
+            f'{c.regen_power_max_w:g} W, auxiliary {c.auxiliary_power_w:g} W, source {c.source}, '
+            f'{c.publish_rate_hz:g} Hz')
+
+    def now_s(self):
+        """Node clock (ROS time: Gazebo's /clock with use_sim_time) in seconds."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def on_odom(self, msg):
+        now = self.now_s()
+        self.load.update_odometry(now, msg.twist.twist.linear.x, stamp_s(msg.header.stamp, now))
+
+    def on_imu(self, msg):
+        q = msg.orientation
+        self.load.update_imu(self.now_s(), q.x, q.y, q.z, q.w)
+
+    def on_joints(self, msg):
+        self.load.update_joints(self.now_s(), list(msg.name), list(msg.velocity),
+                                list(msg.effort))
+
+    def on_battery(self, msg):
+        self.load.update_voltage(self.now_s(), float(msg.voltage))
+
+    def on_timer(self):
+        demand = self.load.demand(self.now_s())
+        self.demand_pub.publish(Float32(data=float(demand.pack_current_a)))
+        if demand.source != self._last_source:
+            self._last_source = demand.source
+            if demand.source == 'stale':
+                self.get_logger().warning('no fresh odometry: publishing the auxiliary load only')
+            else:
+                self.get_logger().info(f'demand from {demand.source}')
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = GazeboLoad()
+    except ConfigError as error:
+        print(f'gazebo_load: configuration error: {error}', file=sys.stderr)
+        rclpy.try_shutdown()
+        sys.exit(2)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
