@@ -1,0 +1,151 @@
+"""The validated ``estimator:`` section of a profile (its defaults are estimate_csv's tuning)."""
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from ..config import Section  # noqa: F401  (type of the argument of from_section)
+
+
+@dataclass(frozen=True)
+class Derating:
+    """Current-limit factors (0..1) against cell temperature, linear in between, held outside."""
+
+    temperature_degc: tuple = ()
+    charge_factor: tuple = ()
+    discharge_factor: tuple = ()
+
+    def factors(self, temperature_degc):
+        """(charge, discharge) factors for an array of temperatures (degC); 1 without a table."""
+        t = np.asarray(temperature_degc, dtype=float)
+        if not self.temperature_degc:
+            return np.ones_like(t), np.ones_like(t)
+        return (np.interp(t, self.temperature_degc, self.charge_factor),
+                np.interp(t, self.temperature_degc, self.discharge_factor))
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """Filter tuning, rest detection, state of power, publishing and persistence settings.
+
+    Noise values are standard deviations. ``_c`` is a fraction of one cell's 1 C current (A per
+    Ah of nominal capacity), so one tuning fits any cell size. The defaults are the single tuning
+    validated against PyBaMM (docs/estimation.md); profiles change only what is pack-specific.
+    """
+
+    # --- SoC filter: EKF on the cell's 1-RC model plus a learnt slow (diffusion) RC
+    voltage_noise_v: float = 0.010             # voltage noise at rest: sensor + OCV table
+    voltage_noise_per_c_v: float = 0.050       # + ECM error per 1 C of present |I|
+    diffusion_time_s: float = 300.0            # time constant of the slow RC
+    diffusion_resistance_ratio: float = 1.0    # its initial resistance / the cell's r1_ohm
+    initial_diffusion_resistance_std: float = 1.0      # relative to that initial value
+    diffusion_resistance_noise_per_sqrt_s: float = 1.0e-4   # random walk, relative to r1_ohm
+    diffusion_noise_per_c_v: float = 0.020    # model error left, per 1 C of recent |I|
+    current_noise_c: float = 0.002             # current sensor noise per sample
+    soc_noise_per_sqrt_s: float = 2.0e-5       # random walk of SoC (coulomb counting error)
+    rc_voltage_noise_v_per_sqrt_s: float = 2.0e-4
+    initial_soc_std: float = 0.25              # doubt of a given SoC (estimate_csv --initial-soc)
+    restored_soc_std: float = 0.05             # doubt of a persisted SoC after a restart
+    initial_load_c: float = 1.0                # RC voltages at start: what this load may leave
+    update_iterations: int = 2                 # iterated EKF: relinearisations of the OCV
+    # --- current-sensor offset: a consider-state of the filter, measured at zero current
+    initial_current_offset_std_c: float = 0.005
+    zero_current_calibration: bool = True      # node: contactors open -> current is the offset
+    zero_current_time_s: float = 30.0          # low-pass of that offset measurement
+    # --- capacity from OCV anchors and the charge counted between them
+    estimate_capacity: bool = True
+    initial_capacity_std: float = 0.10         # relative, when starting from the datasheet
+    capacity_noise_per_sqrt_s: float = 2.0e-6  # ageing random walk, relative
+    capacity_min_delta_soc: float = 0.3        # anchors closer than this give no capacity
+    capacity_min_ratio: float = 0.5            # plausible window: 0.5..1.2 x nominal
+    capacity_max_ratio: float = 1.2
+    # --- ohmic resistance (recursive least squares on dV/dI at current steps)
+    r0_forgetting: float = 0.995               # per informative sample
+    r0_min_step_c: float = 0.1                 # |dI| below this carries no R0 information
+    r0_min_ratio: float = 0.3                  # plausible window: 0.3..5 x datasheet R0
+    r0_max_ratio: float = 5.0
+    # --- rest detection and re-anchoring from OCV
+    rest_current_c: float = 0.02               # |I| (offset-corrected) below this is rest
+    rest_time_s: float = 300.0                 # rest this long before re-anchoring from OCV
+    rest_ocv_noise_v: float = 0.003            # OCV noise at rest (relaxation left, hysteresis)
+    startup_anchor: bool = True                # a start at rest current reads SoC from OCV
+    # --- state of power (Plett 2004), magnitudes >= 0
+    horizon_short_s: float = 2.0
+    horizon_long_s: float = 10.0
+    soc_limit_min: float = 0.0                 # no discharge below, no charge above
+    soc_limit_max: float = 1.0
+    derating: Derating = field(default_factory=Derating)
+    # --- node
+    publish_rate_hz: float = 1.0               # battery_state and estimate
+    measurement_timeout_s: float = 2.0         # measurements older than this are stale
+    max_step_s: float = 30.0                   # longer gap: SoC doubt grows, capacity anchor dropped
+    persist_period_s: float = 60.0
+    status_current_threshold_a: float = 0.5    # |I| below: not charging / full (pack A)
+    full_soc: float = 0.98                     # pack SoC at or above, idle: FULL
+    bleed_resistance_ohm: float = 33.0         # per cell; must equal balancing.bleed_resistance_ohm
+
+    @classmethod
+    def from_section(cls, section):
+        """Validate a profile Section (unknown fields, types, bounds); raises ConfigError."""
+        section.reject_unknown([f.name for f in fields(cls)])
+        d = cls()
+        kw = {}
+
+        def num(name, **bounds):
+            kw[name] = section.number(name, getattr(d, name), **bounds)
+
+        def flag(name):
+            kw[name] = section.boolean(name, getattr(d, name))
+
+        for name in ('voltage_noise_v', 'rest_ocv_noise_v', 'initial_soc_std', 'restored_soc_std',
+                     'initial_current_offset_std_c', 'initial_capacity_std'):
+            num(name, exclusive_minimum=0.0, maximum=1.0)
+        for name in ('voltage_noise_per_c_v', 'diffusion_noise_per_c_v', 'current_noise_c',
+                     'soc_noise_per_sqrt_s', 'rc_voltage_noise_v_per_sqrt_s',
+                     'diffusion_resistance_noise_per_sqrt_s', 'capacity_noise_per_sqrt_s',
+                     'rest_current_c'):
+            num(name, minimum=0.0, maximum=1.0)
+        for name in ('diffusion_time_s', 'zero_current_time_s', 'rest_time_s',
+                     'measurement_timeout_s', 'persist_period_s'):
+            num(name, exclusive_minimum=0.0, maximum=1e6)
+        num('diffusion_resistance_ratio', minimum=0.0, maximum=100.0)
+        num('initial_diffusion_resistance_std', minimum=0.0, maximum=10.0)
+        num('initial_load_c', minimum=0.0, maximum=10.0)
+        kw['update_iterations'] = section.integer('update_iterations', d.update_iterations,
+                                                  minimum=1, maximum=10)
+        for name in ('zero_current_calibration', 'estimate_capacity', 'startup_anchor'):
+            flag(name)
+        num('capacity_min_delta_soc', exclusive_minimum=0.0, maximum=1.0)
+        num('capacity_min_ratio', exclusive_minimum=0.0, maximum=1.0)
+        num('capacity_max_ratio', minimum=1.0, maximum=10.0)
+        num('r0_forgetting', exclusive_minimum=0.5, maximum=1.0)
+        num('r0_min_step_c', exclusive_minimum=0.0, maximum=10.0)
+        num('r0_min_ratio', exclusive_minimum=0.0, maximum=1.0)
+        num('r0_max_ratio', minimum=1.0, maximum=100.0)
+        num('horizon_short_s', exclusive_minimum=0.0, maximum=3600.0)
+        num('horizon_long_s', exclusive_minimum=0.0, maximum=3600.0)
+        num('soc_limit_min', minimum=0.0, maximum=0.5)
+        num('soc_limit_max', minimum=0.5, maximum=1.0)
+        num('publish_rate_hz', exclusive_minimum=0.0, maximum=1000.0)
+        num('max_step_s', exclusive_minimum=0.0, maximum=3600.0)
+        num('status_current_threshold_a', minimum=0.0)
+        num('full_soc', exclusive_minimum=0.0, maximum=1.0)
+        num('bleed_resistance_ohm', exclusive_minimum=0.0)
+        if kw['horizon_long_s'] < kw['horizon_short_s']:
+            raise section.error('horizon_long_s',
+                                f'must be >= horizon_short_s ({kw["horizon_short_s"]})')
+        kw['derating'] = _derating(section)
+        return cls(**kw)
+
+
+def _derating(section):
+    """The optional ``derating:`` table: three equal-length lists, temperatures increasing."""
+    if not section.has('derating'):
+        return Derating()
+    table = section.section('derating')
+    table.reject_unknown(('temperature_degc', 'charge_factor', 'discharge_factor'))
+    temperature = table.numbers('temperature_degc', minimum=-100.0, maximum=200.0,
+                                increasing=True)
+    n = len(temperature)
+    charge = table.numbers('charge_factor', length=n, minimum=0.0, maximum=1.0)
+    discharge = table.numbers('discharge_factor', length=n, minimum=0.0, maximum=1.0)
+    return Derating(tuple(temperature), tuple(charge), tuple(discharge))

@@ -1,0 +1,280 @@
+"""The pack estimator: per-cell SoC, capacity and R0, pack SoC, state of power, rest detection.
+
+Pure numpy, vectorised over the series cells; the node and estimate_csv both drive it with
+explicit times (``t_s`` on one clock), so it runs the same live, offline and in tests.
+
+Pack SoC (see docs/estimation.md): with D = min_i(soc_i Q_i) the charge the pack can still
+deliver before its weakest cell is empty, and C = min_i((1 - soc_i) Q_i) the charge it can still
+take before its strongest cell is full,
+
+    pack_soc = D / (D + C)          (= min_soc / (min_soc + 1 - max_soc) for equal capacities)
+
+so the pack reads 0 when any cell is empty and 1 when any cell is full; D is the remaining
+charge and D + C the usable capacity at the present imbalance.
+"""
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import state_of_power
+from .soc_filter import SLOW, SOC, VRC, SocFilter
+from .soh import CapacityEstimator, ResistanceEstimator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Estimate:
+    """One estimate; field names as bms_interfaces/BatteryEstimate (SoC 0..1, A + = charging)."""
+
+    cell_soc: np.ndarray
+    cell_capacity_ah: np.ndarray
+    cell_r0_ohm: np.ndarray                 # normalised to 25 degC
+    pack_soc: float
+    pack_soc_min: float
+    pack_soc_max: float
+    remaining_charge_ah: float
+    capacity_ah: float                      # usable at the present imbalance: D + C
+    soh_capacity: float                     # weakest cell capacity / nominal
+    soh_resistance: float                   # mean R0 / nominal R0
+    charge_current_limit_a: float
+    discharge_current_limit_a: float
+    charge_current_limit_long_a: float
+    discharge_current_limit_long_a: float
+    horizon_short_s: float
+    horizon_long_s: float
+    current_offset_a: float
+    at_rest: bool
+    cell_charge_current_limit_a: np.ndarray = field(default=None, repr=False)
+    cell_discharge_current_limit_a: np.ndarray = field(default=None, repr=False)
+
+
+def pack_soc(cell_soc, cell_capacity_ah):
+    """(pack_soc, remaining_charge_ah, usable_capacity_ah) of a series string; NaN if unknown."""
+    z = np.clip(np.asarray(cell_soc, dtype=float), 0.0, 1.0)
+    q = np.asarray(cell_capacity_ah, dtype=float)
+    ok = np.isfinite(z) & np.isfinite(q)
+    if not ok.any():
+        return float('nan'), float('nan'), float('nan')
+    remaining = float(np.min(z[ok] * q[ok]))
+    chargeable = float(np.min((1.0 - z[ok]) * q[ok]))
+    usable = remaining + chargeable
+    return (remaining / usable if usable > 0 else 0.0), remaining, usable
+
+
+class PackEstimator:
+    """SoC filter, R0 and capacity estimators, state of power and rest detection for a string."""
+
+    def __init__(self, cell, n_cells, config):
+        self.cell = cell
+        self.config = config
+        self.n = int(n_cells)
+        self.filter = SocFilter(cell, self.n, config)
+        self.resistance = ResistanceEstimator(cell, self.n, config)
+        self.capacity = CapacityEstimator(cell, self.n, config)
+        self.t_s = None
+        self.last_current_a = np.zeros(self.n)
+        self.rest_s = 0.0
+        self.anchored = False
+        self.anchors = 0
+        self.recent_current_a = np.zeros(self.n)   # low-pass of |I| over diffusion_time_s
+        self._given_soc = False
+        self._zero_current_a = None                 # low-pass of the current at zero current
+        self._limits = (np.zeros(self.n), np.zeros(self.n), np.zeros(self.n), np.zeros(self.n))
+
+    # ---------------------------------------------------------------- initialisation
+    @property
+    def initialised(self):
+        return self.filter.initialised
+
+    def start_from_soc(self, soc, soc_std=None):
+        """Start from a given SoC (scalar or per cell) of ``initial_soc_std`` doubt."""
+        std = self.config.initial_soc_std if soc_std is None else soc_std
+        self.filter.initialise(np.clip(soc, 0.0, 1.0), std, capacity_ah=self.capacity.capacity_ah,
+                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+        self._given_soc = True
+
+    def restore(self, cell_soc, cell_capacity_ah, cell_capacity_std_ah, cell_r0_ohm,
+                current_offset_a=0.0):
+        """Start from persisted values (validated by the caller) with ``restored_soc_std``."""
+        self.capacity.set(cell_capacity_ah, cell_capacity_std_ah)
+        self.resistance.set(cell_r0_ohm)
+        self.filter.initialise(np.clip(cell_soc, 0.0, 1.0), self.config.restored_soc_std,
+                               capacity_ah=self.capacity.capacity_ah,
+                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
+                               current_offset_a=current_offset_a)
+
+    def zero_current(self, current_a, dt_s):
+        """The pack current is known to be zero (contactors open): what is measured is the
+        current-sensor offset (A); low-pass it over ``zero_current_time_s`` and use it."""
+        if not self.config.zero_current_calibration or not np.isfinite(current_a):
+            return
+        if self._zero_current_a is None:
+            self._zero_current_a = float(current_a)
+            samples = 1.0
+        else:
+            w = 1.0 - np.exp(-max(dt_s, 0.0) / self.config.zero_current_time_s)
+            self._zero_current_a += w * (float(current_a) - self._zero_current_a)
+            samples = max(self.config.zero_current_time_s / max(dt_s, 1e-3), 1.0)
+        std = self.filter.current_noise_a / np.sqrt(samples)
+        self.filter.set_current_offset(self._zero_current_a, std)
+
+    def soc_from_voltage(self, voltage_v, current_a, temperature_degc):
+        """(soc, std) per cell from a terminal voltage, treating it as OCV + R0 i."""
+        r0 = self.resistance.at(temperature_degc)
+        ocv = np.asarray(voltage_v, dtype=float) - r0 * current_a
+        soc = self.cell.ocv.soc_from_ocv(ocv, temperature_degc)
+        slope = np.maximum(self.filter.ocv_slope(soc), 1e-3)
+        # unknown RC voltages and R0 error grow the doubt with the current
+        noise_v = self.config.rest_ocv_noise_v + (
+            self.cell.r1_ohm + 0.3 * r0) * np.abs(current_a)
+        return soc, np.clip(noise_v / slope, 0.005, 0.5)
+
+    def set_soc(self, soc):
+        """Set every (or each) cell SoC, 0..1, as a trusted value (service set_soc)."""
+        soc = np.broadcast_to(np.clip(np.asarray(soc, dtype=float), 0.0, 1.0), (self.n,))
+        self.filter.initialise(soc, 0.01, capacity_ah=self.capacity.capacity_ah,
+                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+        self.resistance.break_sequence()
+        self.capacity.forget_anchor()
+
+    def reanchor_from_ocv(self, voltage_v, temperature_degc, valid):
+        """Take the voltages as relaxed OCV: a SoC measurement and a capacity anchor."""
+        valid = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
+        soc = self.cell.ocv.soc_from_ocv(voltage_v, temperature_degc)
+        std = np.clip(self.config.rest_ocv_noise_v / np.maximum(self.filter.ocv_slope(soc), 1e-3),
+                      0.002, 0.5)
+        fresh = valid & ~self.filter.initialised
+        if fresh.any():
+            self.filter.initialise(soc, std, cells=fresh, capacity_ah=self.capacity.capacity_ah,
+                                   capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+        self.filter.update_soc(soc, std, valid & ~fresh)
+        self.filter.relaxed(valid)
+        changed = self.capacity.anchor(soc, std, valid)
+        if changed.any():
+            self.filter.set_capacity(self.capacity.capacity_ah, self.capacity.std_ah, changed)
+        self.anchors += 1
+        return valid
+
+    # ---------------------------------------------------------------- the update
+    def step(self, t_s, current_a, cell_voltage_v, cell_voltage_valid, cell_temperature_degc,
+             cell_current_a=0.0):
+        """One measurement: time (s), pack current (A, + = charging), per-cell V, validity, degC.
+
+        ``cell_current_a`` is added to the pack current per cell (e.g. minus bleed current).
+        Returns False (and changes nothing) if ``t_s`` does not advance.
+        """
+        if self.t_s is not None and not t_s > self.t_s:
+            return False
+        cfg = self.config
+        v = np.asarray(cell_voltage_v, dtype=float)
+        valid = np.asarray(cell_voltage_valid, dtype=bool) & np.isfinite(v)
+        temp = np.asarray(cell_temperature_degc, dtype=float)
+        temp_model = np.where(np.isfinite(temp), temp, 25.0)
+        # the current of each cell: the pack current plus e.g. minus its bleed current
+        i_cells = current_a + np.broadcast_to(np.asarray(cell_current_a, dtype=float), (self.n,))
+        rest_a = cfg.rest_current_c * self.cell.capacity_ah
+        first = self.t_s is None
+        fresh = valid & ~self.filter.initialised
+        if fresh.any():
+            soc, std = self.soc_from_voltage(v, i_cells, temp_model)
+            self.filter.initialise(soc, std, cells=fresh, capacity_ah=self.capacity.capacity_ah,
+                                   capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+        if not first:
+            dt = t_s - self.t_s
+            i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
+            if dt > cfg.max_step_s:
+                # the current during a gap is unknown: add the doubt of its charge to the SoC
+                self.resistance.break_sequence()
+                self.capacity.forget_anchor()
+                doubt_a = 0.5 * np.abs(i_cells - self.last_current_a) \
+                    + 0.05 * self.cell.capacity_ah
+                self.filter.P[:, SOC, SOC] += (doubt_a * dt / (3600.0 * self.cell.capacity_ah)) ** 2
+            w = np.exp(-dt / cfg.diffusion_time_s)
+            self.recent_current_a = w * self.recent_current_a + (1.0 - w) * np.abs(i_interval)
+            self.filter.predict(dt, i_interval, temp_model, self._slow_std(i_interval))
+            self.capacity.count(dt, i_interval - self.filter.current_offset_a,
+                                self.filter.current_noise_a, self.filter.offset_std_a)
+            # rest: offset-corrected current small for long enough -> re-anchor once per rest
+            i_pack = current_a - float(np.median(self.filter.current_offset_a))
+            if abs(i_pack) <= rest_a:
+                self.rest_s += dt
+            else:
+                self.rest_s = 0.0
+                self.anchored = False
+        self.t_s = t_s
+        self.last_current_a = i_cells
+        r0 = self.resistance.at(temp_model)
+        # v - OCV - v_rc - v_diff = R0 (i - offset); the R0 estimator differences it
+        self.resistance.update(self._ohmic(v, temp_model), i_cells, temp_model,
+                               valid & (self.filter.soc_std < 0.05))
+        # the ECM's fast error grows with the current (resistance varies with SoC and current)
+        noise_v = cfg.voltage_noise_v + cfg.voltage_noise_per_c_v * np.abs(
+            i_cells) / self.cell.capacity_ah
+        self.filter.update(v, i_cells, temp_model, r0, valid, noise_v=noise_v)
+        self.resistance.remember(self._ohmic(v, temp_model), i_cells, temp_model, valid)
+        if first and cfg.startup_anchor and not self._given_soc and abs(current_a) <= rest_a:
+            # a pack that was off has rested: its voltage is OCV
+            self.reanchor_from_ocv(v, temp_model, valid)
+        if self.rest_s >= cfg.rest_time_s and not self.anchored:
+            self.reanchor_from_ocv(v, temp_model, valid)
+            self.anchored = True
+            log.debug('re-anchored SoC from OCV after %.0f s at rest', self.rest_s)
+        self._update_limits(temp)
+        return True
+
+    def _ohmic(self, voltage_v, temperature_degc):
+        """v - OCV - v_rc - v_diff per cell: what the model leaves to R0 (V)."""
+        f = self.filter
+        return voltage_v - self.cell.ocv.ocv(f.soc, temperature_degc) - f.x[:, VRC] - f.x[:, SLOW]
+
+    def _slow_std(self, current_a):
+        """Stationary std of the diffusion model error for the present and recent current (V)."""
+        load_c = np.maximum(np.abs(current_a), self.recent_current_a) / self.cell.capacity_ah
+        return self.config.diffusion_noise_per_c_v * load_c
+
+    @property
+    def at_rest(self):
+        return self.rest_s >= self.config.rest_time_s
+
+    def _update_limits(self, temperature_degc):
+        cfg = self.config
+        f = self.filter
+        r0 = self.resistance.at(np.where(np.isfinite(temperature_degc), temperature_degc, 25.0))
+        out = []
+        for horizon in (cfg.horizon_short_s, cfg.horizon_long_s):
+            charge, discharge = state_of_power.current_limits(
+                self.cell, cfg, horizon, np.clip(f.soc, 0.0, 1.0), f.x[:, VRC] + f.x[:, SLOW],
+                r0, f.capacity_ah, temperature_degc)
+            charge[~f.initialised] = 0.0
+            discharge[~f.initialised] = 0.0
+            out += [charge, discharge]
+        self._limits = tuple(out)
+
+    # ---------------------------------------------------------------- results
+    def estimate(self):
+        """The present estimate (pack values NaN / limits 0 until a cell is initialised)."""
+        f = self.filter
+        soc = np.where(f.initialised, np.clip(f.soc, 0.0, 1.0), np.nan)
+        capacity = self.capacity.capacity_ah.copy()
+        z, remaining, usable = pack_soc(soc, capacity)
+        ok = np.isfinite(soc)
+        c_s, d_s, c_l, d_l = self._limits
+        pack_c_s, pack_d_s = state_of_power.pack_limits(c_s, d_s)
+        pack_c_l, pack_d_l = state_of_power.pack_limits(c_l, d_l)
+        return Estimate(
+            cell_soc=soc, cell_capacity_ah=capacity, cell_r0_ohm=self.resistance.r0_ohm.copy(),
+            pack_soc=z,
+            pack_soc_min=float(np.min(soc[ok])) if ok.any() else float('nan'),
+            pack_soc_max=float(np.max(soc[ok])) if ok.any() else float('nan'),
+            remaining_charge_ah=remaining, capacity_ah=usable,
+            soh_capacity=float(np.min(capacity) / self.cell.capacity_ah),
+            soh_resistance=float(np.mean(self.resistance.r0_ohm) / self.cell.r0_ohm),
+            charge_current_limit_a=pack_c_s, discharge_current_limit_a=pack_d_s,
+            charge_current_limit_long_a=pack_c_l, discharge_current_limit_long_a=pack_d_l,
+            horizon_short_s=self.config.horizon_short_s,
+            horizon_long_s=self.config.horizon_long_s,
+            current_offset_a=float(np.median(f.current_offset_a)),
+            at_rest=self.at_rest,
+            cell_charge_current_limit_a=c_s, cell_discharge_current_limit_a=d_s)

@@ -1,0 +1,108 @@
+"""Persisted estimator state: per-cell SoC, capacity and R0, so a restart does not start blind.
+
+The document (JSON, written atomically by bms_ros.core.persistence):
+
+    {"format": "bms_ros.estimator_state", "version": 1, "pack_name": ..., "cell_name": ...,
+     "cells_series": n, "capacity_nominal_ah": ..., "saved_unix_s": ...,
+     "cell_soc": [n], "cell_capacity_ah": [n], "cell_capacity_std_ah": [n],
+     "cell_r0_ohm": [n], "current_offset_a": float}
+
+A file that is unreadable, of another format/version, of another pack or cell, of another
+length, or that holds values outside the plausible windows is refused with a PersistenceError
+naming the file and the reason; the caller warns and starts from OCV.
+"""
+import math
+import os
+import time
+
+import numpy as np
+
+from ..errors import PersistenceError
+from ..persistence import read_json, write_json_atomic
+
+FORMAT = 'bms_ros.estimator_state'
+VERSION = 1
+
+
+def default_path(pack_name):
+    """~/.local/state/bms_ros/<pack name>/estimator_state.json (honours XDG_STATE_HOME)."""
+    base = os.environ.get('XDG_STATE_HOME') or os.path.join(
+        os.path.expanduser('~'), '.local', 'state')
+    return os.path.join(base, 'bms_ros', pack_name, 'estimator_state.json')
+
+
+def document(estimator, pack_name):
+    """The JSON document of an estimator's present state (uninitialised cells: their SoC is
+    written as null and is then re-read from OCV on restore)."""
+    f = estimator.filter
+    soc = [float(z) if ok else None for z, ok in zip(np.clip(f.soc, 0.0, 1.0), f.initialised)]
+    return {
+        'format': FORMAT, 'version': VERSION, 'pack_name': pack_name,
+        'cell_name': estimator.cell.name, 'cells_series': estimator.n,
+        'capacity_nominal_ah': estimator.cell.capacity_ah, 'saved_unix_s': time.time(),
+        'cell_soc': soc,
+        'cell_capacity_ah': [float(q) for q in estimator.capacity.capacity_ah],
+        'cell_capacity_std_ah': [float(q) for q in estimator.capacity.std_ah],
+        'cell_r0_ohm': [float(r) for r in estimator.resistance.r0_ohm],
+        'current_offset_a': float(np.median(f.current_offset_a)),
+    }
+
+
+def save(path, estimator, pack_name):
+    """Write the state atomically; raises OSError on a filesystem error."""
+    write_json_atomic(path, document(estimator, pack_name))
+
+
+def _array(doc, key, n, path, low, high, allow_null=False):
+    values = doc.get(key)
+    if not isinstance(values, list) or len(values) != n:
+        raise PersistenceError(f'{path}: {key}: expected a list of {n} values')
+    out = np.full(n, np.nan)
+    for i, value in enumerate(values):
+        if value is None and allow_null:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or not low <= value <= high:
+            raise PersistenceError(f'{path}: {key}[{i}]: {value!r} is not a number in '
+                                   f'{low:g}..{high:g}')
+        out[i] = float(value)
+    return out
+
+
+def load(path, estimator, pack_name):
+    """Restore ``estimator`` from ``path``. Returns False if there is no file.
+
+    :raises PersistenceError: unreadable, foreign or implausible content (nothing restored).
+    """
+    doc = read_json(path)
+    if doc is None:
+        return False
+    cell = estimator.cell
+    cfg = estimator.config
+    n = estimator.n
+    if doc.get('format') != FORMAT or doc.get('version') != VERSION:
+        raise PersistenceError(f'{path}: not a {FORMAT} version {VERSION} document')
+    for key, expected in (('pack_name', pack_name), ('cell_name', cell.name), ('cells_series', n)):
+        if doc.get(key) != expected:
+            raise PersistenceError(f'{path}: {key} is {doc.get(key)!r}, this pack has '
+                                   f'{expected!r}')
+    nominal = doc.get('capacity_nominal_ah')
+    if not isinstance(nominal, (int, float)) or not math.isclose(nominal, cell.capacity_ah,
+                                                                  rel_tol=1e-6):
+        raise PersistenceError(f'{path}: capacity_nominal_ah is {nominal!r}, the cell has '
+                               f'{cell.capacity_ah}')
+    soc = _array(doc, 'cell_soc', n, path, 0.0, 1.0, allow_null=True)
+    capacity = _array(doc, 'cell_capacity_ah', n, path, cfg.capacity_min_ratio * cell.capacity_ah,
+                      cfg.capacity_max_ratio * cell.capacity_ah)
+    capacity_std = _array(doc, 'cell_capacity_std_ah', n, path, 0.0, cell.capacity_ah)
+    r0 = _array(doc, 'cell_r0_ohm', n, path, cfg.r0_min_ratio * cell.r0_ohm,
+                cfg.r0_max_ratio * cell.r0_ohm)
+    offset = doc.get('current_offset_a', 0.0)
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)) \
+            or not math.isfinite(offset) or abs(offset) > cell.capacity_ah:
+        raise PersistenceError(f'{path}: current_offset_a: {offset!r} is implausible')
+    estimator.restore(np.where(np.isfinite(soc), soc, 0.5), capacity, capacity_std, r0,
+                      float(offset))
+    # cells saved without a SoC start again from their first voltage
+    estimator.filter.initialised[~np.isfinite(soc)] = False
+    return True
