@@ -97,7 +97,7 @@ def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0,
             while True:
                 now = time.monotonic()
                 if clock_pub and now >= next_clock:
-                    publish_clock(bag0 + (now - wall0) * rate * 1e9)
+                    publish_clock(bag0 + int((now - wall0) * rate * 1e9))
                     next_clock += clock_period_s * max(1, int((now - next_clock)
                                                                / clock_period_s) + 1)
                 if now >= due or not rclpy.ok():
