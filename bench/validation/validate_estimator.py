@@ -20,7 +20,8 @@ Runs in the validation venv (PyBaMM is not a runtime dependency of bms_ros):
    to the measured current), ``wrong_soc`` (--initial-soc truth - 0.2 at full charge),
    ``wrong_soc_mid_low`` / ``wrong_soc_mid_high`` (started mid-drive at truth ~0.7 with
    --initial-soc truth -/+ 0.2) and ``faded`` (the faded cell, estimator starts from the
-   datasheet capacity).
+   datasheet capacity) and ``faded_second_cycle`` (the same recording again, started from the
+   state the first pass saved: --save-state / --state).
 4. Metrics (bms_ros.core.estimation.metrics): SoC RMSE and max |error| after convergence,
    convergence time (first time after which |error| stays <= 2 %), capacity error at the end
    of the discharge and after the full cycle.
@@ -178,7 +179,9 @@ def cases_for(cell, variant, data):
     """(name, input modifier, extra estimate_csv arguments, first row) of each case."""
     spec = CELLS[cell]
     if variant == 'faded':
-        return [('faded', 0.0, [], 0)]
+        # the second pass starts from the state (capacity, R0) the first pass learnt
+        return [('faded', 0.0, ['--save-state', '{work}/faded_state_{cell}.json'], 0),
+                ('faded_second_cycle', 0.0, ['--state', '{work}/faded_state_{cell}.json'], 0)]
     mid = int(np.argmax(data['soc_true'] <= MID_START_SOC))
     z_mid = float(data['soc_true'][mid])
     return [
@@ -198,6 +201,7 @@ def run_case(cell, name, data, offset_a, extra, first, work):
     in_path = os.path.join(work, f'{cell}_{name}_in.csv')
     out_path = os.path.join(work, f'{cell}_{name}_out.csv')
     write_csv(in_path, sliced, ('t_s', 'current_a', 'voltage_v', 'temperature_c'))
+    extra = [a.format(work=work, cell=cell) for a in extra]
     command = [MAIN_PYTHON, '-m', 'bms_ros.tools.estimate_csv', '--cell',
                os.path.join(REPO, spec['cell_yaml']), '--input', in_path, '--output', out_path,
                *extra]

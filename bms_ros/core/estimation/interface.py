@@ -1,0 +1,96 @@
+"""ROS-free helpers between the messages and the estimator (used by the state_estimator node).
+
+* :func:`check_measurement`: accept or reject one PackMeasurement (as plain values);
+* :func:`cell_temperatures`: per-cell temperature from the sensors (PackSpec.sensor_of_cell);
+* :func:`power_supply_status`, :func:`power_supply_health`, :data:`TECHNOLOGY`: the
+  sensor_msgs/BatteryState enumerations by name (the node maps names to the constants
+  ``POWER_SUPPLY_STATUS_<name>``, ``POWER_SUPPLY_HEALTH_<name>``, ``POWER_SUPPLY_TECHNOLOGY_<name>``).
+"""
+import math
+
+import numpy as np
+
+# chemistry of the cell file -> BatteryState POWER_SUPPLY_TECHNOLOGY_<name>
+TECHNOLOGY = {'LFP': 'LIFE', 'NMC': 'LION', 'NCA': 'LION', 'LCO': 'LION', 'LMO': 'LIMN'}
+
+LEVEL_ALARM = 2        # bms_interfaces/ProtectionEvent LEVEL_ALARM
+LEVEL_TRIP = 3         # LEVEL_TRIP
+
+# protection limit ids (bms_ros.core.protection.limits) -> BatteryState health, in priority
+HEALTH_OF_LIMIT = (
+    ('overtemperature', 'OVERHEAT'),
+    ('overvoltage', 'OVERVOLTAGE'),
+    ('undervoltage', 'DEAD'),
+    ('undertemperature', 'COLD'),
+)
+
+
+def check_measurement(cells, sensors, cell_voltages_v, cell_voltage_valid, temperatures_degc,
+                      temperature_valid, pack_current_a, current_stale, age_s, timeout_s):
+    """None if the measurement can be used, else the reason it is rejected (counted)."""
+    lengths = (('cell_voltages_v', cell_voltages_v, cells),
+               ('cell_voltage_valid', cell_voltage_valid, cells),
+               ('temperatures_degc', temperatures_degc, sensors),
+               ('temperature_valid', temperature_valid, sensors))
+    for name, values, expected in lengths:
+        if len(values) != expected:
+            return f'{name} has {len(values)} values, expected {expected}'
+    if not math.isfinite(pack_current_a):
+        return 'pack current is not a number'
+    if current_stale:
+        return 'pack current is stale'
+    if age_s is not None and age_s > timeout_s:
+        return f'measurement is {age_s:.1f} s old (timeout {timeout_s:g} s)'
+    usable = np.asarray(cell_voltage_valid, dtype=bool) & np.isfinite(
+        np.asarray(cell_voltages_v, dtype=float))
+    if cells and not usable.any() and not np.isfinite(np.asarray(temperatures_degc,
+                                                                 dtype=float)).any():
+        return 'no valid cell voltage and no valid temperature (NaN only)'
+    return None
+
+
+def cell_temperatures(sensor_of_cell, temperatures_degc, temperature_valid):
+    """Temperature of each cell from its sensor (degC), NaN where that sensor is invalid."""
+    t = np.asarray(temperatures_degc, dtype=float)
+    ok = np.asarray(temperature_valid, dtype=bool) & np.isfinite(t)
+    per_sensor = np.where(ok, t, np.nan)
+    return per_sensor[np.asarray(sensor_of_cell, dtype=int)]
+
+
+def limit_temperatures(cell_temperature_degc):
+    """Temperatures for the current limits: an unmeasured cell takes the valid sensor farthest
+    from 25 degC (the worst case); all unmeasured stay NaN (limits then 0)."""
+    t = np.asarray(cell_temperature_degc, dtype=float)
+    ok = np.isfinite(t)
+    if ok.all() or not ok.any():
+        return t
+    worst = t[ok][np.argmax(np.abs(t[ok] - 25.0))]
+    return np.where(ok, t, worst)
+
+
+def power_supply_status(current_a, pack_soc, threshold_a, full_soc, contactors_closed=None,
+                        measured=True):
+    """CHARGING / DISCHARGING / FULL / NOT_CHARGING / UNKNOWN (current A, + = charging)."""
+    if not measured or not math.isfinite(current_a):
+        return 'UNKNOWN'
+    idle = abs(current_a) <= threshold_a or contactors_closed is False
+    if idle:
+        return 'FULL' if math.isfinite(pack_soc) and pack_soc >= full_soc else 'NOT_CHARGING'
+    return 'CHARGING' if current_a > 0 else 'DISCHARGING'
+
+
+def power_supply_health(events):
+    """Health from active protection events [(limit_id, level), ...]; None -> UNKNOWN.
+
+    An alarm or trip of over/under temperature or voltage names the health; any other trip is
+    UNSPEC_FAILURE; otherwise GOOD.
+    """
+    if events is None:
+        return 'UNKNOWN'
+    serious = [(limit_id, level) for limit_id, level in events if level >= LEVEL_ALARM]
+    for key, health in HEALTH_OF_LIMIT:
+        if any(key in limit_id for limit_id, _ in serious):
+            return health
+    if any(level >= LEVEL_TRIP for _, level in serious):
+        return 'UNSPEC_FAILURE'
+    return 'GOOD'

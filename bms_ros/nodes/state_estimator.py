@@ -1,0 +1,287 @@
+"""state_estimator: per-cell SoC, SoH and state of power (bms_ros.core.estimation) wired to ROS.
+
+Parameters: profile (YAML path; its `pack` and `estimator:` sections, validated at start-up),
+state_file (persisted state; '' = ~/.local/state/bms_ros/<pack name>/estimator_state.json).
+Subscribes: measurement (PackMeasurement), protection_status (ProtectionStatus: health, limits
+forced to 0 while a trip is latched), pack_state (PackState: contactors for status and offset).
+Publishes every 1/estimator.publish_rate_hz: battery_state (sensor_msgs/BatteryState, filled as
+nav2 and opennav_docking read it) and estimate (BatteryEstimate).
+Services: set_soc (SetSoc: set every/each cell SoC, or re-anchor from OCV at rest).
+State (SoC, capacity, R0 per cell) is written every estimator.persist_period_s and at shutdown.
+"""
+import math
+import sys
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import BatteryState
+
+from bms_interfaces.msg import BatteryEstimate, PackMeasurement, PackState, ProtectionStatus
+from bms_interfaces.srv import SetSoc
+from bms_ros.core.errors import ConfigError, PersistenceError
+from bms_ros.core.estimation import interface, stored_state
+from bms_ros.core.estimation.config import EstimatorConfig
+from bms_ros.core.estimation.estimator import PackEstimator
+from bms_ros.core.profile import Profile, default_profile_path
+
+CONTACTORS_OPEN_STATES = (PackState.STATE_OFF, PackState.STATE_STANDBY, PackState.STATE_ERROR)
+
+
+def stamp_s(stamp):
+    """builtin_interfaces/Time in seconds; None if zero (not set)."""
+    if stamp.sec == 0 and stamp.nanosec == 0:
+        return None
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class StateEstimator(Node):
+    """Runs the pack estimator on each measurement and publishes its results at a fixed rate."""
+
+    def __init__(self):
+        super().__init__('state_estimator')
+        path = self.declare_parameter('profile', default_profile_path()).value
+        state_file = self.declare_parameter('state_file', '').value
+        # Configuration errors surface here, before any publisher exists.
+        profile = Profile(path)
+        self.pack = profile.pack
+        self.config = EstimatorConfig.from_section(profile.section('estimator'))
+        self.n = self.pack.cells_series
+        self.sensor_of_cell = self.pack.sensor_of_cell()
+        self.estimator = PackEstimator(self.pack.cell, self.n, self.config)
+        self.state_path = state_file or stored_state.default_path(self.pack.name)
+        self._restore()
+
+        self.rejected = 0
+        self._last_reject_reason = None
+        self.last_measurement = None          # (arrival s, message) of the last accepted one
+        self.last_t_s = None
+        self.protection = None                # last ProtectionStatus
+        self.pack_state = None                # last PackState
+        self.technology = getattr(BatteryState, 'POWER_SUPPLY_TECHNOLOGY_' + interface.TECHNOLOGY.get(
+            self.pack.cell.chemistry, 'UNKNOWN'))
+
+        stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.battery_pub = self.create_publisher(BatteryState, 'battery_state', stream)
+        self.estimate_pub = self.create_publisher(BatteryEstimate, 'estimate', stream)
+        self.create_subscription(PackMeasurement, 'measurement', self.on_measurement, stream)
+        self.create_subscription(ProtectionStatus, 'protection_status', self.on_protection, stream)
+        self.create_subscription(PackState, 'pack_state', self.on_pack_state, latched)
+        self.create_service(SetSoc, 'set_soc', self.on_set_soc)
+        self.create_timer(1.0 / self.config.publish_rate_hz, self.on_publish)
+        self.create_timer(self.config.persist_period_s, self.save_state)
+        self.get_logger().info(
+            f'{self.pack.name}: {self.n} cells of {self.pack.cell.name} '
+            f'({self.pack.cell.capacity_ah:g} Ah, {self.pack.cell.chemistry}), publishing at '
+            f'{self.config.publish_rate_hz:g} Hz, state file {self.state_path}')
+
+    # ------------------------------------------------------------------ persistence
+    def _restore(self):
+        try:
+            if stored_state.load(self.state_path, self.estimator, self.pack.name):
+                est = self.estimator.estimate()
+                self.get_logger().info(
+                    f'restored SoC {np.nanmin(est.cell_soc):.3f}..{np.nanmax(est.cell_soc):.3f}, '
+                    f'capacity {np.min(est.cell_capacity_ah):.2f} Ah from {self.state_path}')
+            else:
+                self.get_logger().info(f'no saved state at {self.state_path}: SoC from OCV')
+        except (PersistenceError, OSError) as error:
+            self.estimator = PackEstimator(self.pack.cell, self.n, self.config)
+            self.get_logger().warning(f'ignoring saved state ({error}); SoC from OCV, '
+                                      'capacity and R0 from the datasheet')
+
+    def save_state(self):
+        """Write SoC, capacity and R0 per cell atomically; a failure is logged, not raised."""
+        try:
+            stored_state.save(self.state_path, self.estimator, self.pack.name)
+        except (OSError, ValueError) as error:
+            self.get_logger().error(f'cannot save state to {self.state_path}: {error}')
+
+    # ------------------------------------------------------------------ inputs
+    def now_s(self):
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def reject(self, reason):
+        self.rejected += 1
+        if reason != self._last_reject_reason:
+            self._last_reject_reason = reason
+            self.get_logger().warning(f'measurement rejected: {reason} '
+                                      f'({self.rejected} rejected so far)')
+
+    def on_measurement(self, msg):
+        now = self.now_s()
+        taken = stamp_s(msg.header.stamp)
+        reason = interface.check_measurement(
+            self.n, self.pack.temperature_sensors, msg.cell_voltages_v, msg.cell_voltage_valid,
+            msg.temperatures_degc, msg.temperature_valid, float(msg.pack_current_a),
+            msg.current_stale, None if taken is None else now - taken,
+            self.config.measurement_timeout_s)
+        t_s = now if taken is None else taken
+        if reason is None and self.last_t_s is not None and t_s <= self.last_t_s:
+            reason = 'time stamp does not advance'
+        if reason is not None:
+            self.reject(reason)
+            return
+        self._last_reject_reason = None
+        voltages = np.asarray(msg.cell_voltages_v, dtype=float)
+        valid = np.asarray(msg.cell_voltage_valid, dtype=bool) & np.isfinite(voltages) \
+            & (not msg.cell_voltages_stale)
+        temperature = interface.cell_temperatures(
+            self.sensor_of_cell, msg.temperatures_degc,
+            np.asarray(msg.temperature_valid, dtype=bool) & (not msg.temperatures_stale))
+        current = float(msg.pack_current_a)
+        # a bleeding cell gives V / R_bleed more than the pack current through its resistor
+        bleed = np.zeros(self.n)
+        if len(msg.cell_balancing) == self.n:
+            on = np.asarray(msg.cell_balancing, dtype=bool) & valid
+            bleed[on] = -voltages[on] / self.config.bleed_resistance_ohm
+        contactors_open = not msg.contactors_stale and not (
+            msg.negative_contactor_closed or msg.positive_contactor_closed)
+        if contactors_open and self.last_t_s is not None:
+            self.estimator.zero_current(current, t_s - self.last_t_s)
+        self.estimator.step(t_s, current, voltages, valid,
+                            interface.limit_temperatures(temperature), bleed)
+        self.last_t_s = t_s
+        self.last_measurement = (now, msg, valid, temperature)
+
+    def on_protection(self, msg):
+        self.protection = msg
+
+    def on_pack_state(self, msg):
+        self.pack_state = msg
+
+    # ------------------------------------------------------------------ service
+    def on_set_soc(self, request, response):
+        soc = np.asarray(request.cell_soc, dtype=float)
+        if request.from_ocv:
+            if self.last_measurement is None:
+                response.success, response.message = False, 'no measurement yet'
+            elif not (self.estimator.at_rest or request.force):
+                response.success = False
+                response.message = (f'pack not at rest ({self.estimator.rest_s:.0f} of '
+                                    f'{self.config.rest_time_s:g} s): use force to re-anchor')
+            else:
+                _, msg, valid, temperature = self.last_measurement
+                used = self.estimator.reanchor_from_ocv(
+                    np.asarray(msg.cell_voltages_v, dtype=float),
+                    np.where(np.isfinite(temperature), temperature, 25.0), valid)
+                response.success = bool(used.any())
+                response.message = (f're-anchored {int(used.sum())} of {self.n} cells from OCV'
+                                    if used.any() else 'no valid cell voltage')
+        elif soc.size not in (1, self.n):
+            response.success = False
+            response.message = f'cell_soc has {soc.size} values: give 1 or {self.n}'
+        elif not np.all(np.isfinite(soc)) or np.any((soc < 0.0) | (soc > 1.0)):
+            response.success, response.message = False, 'cell_soc must be within 0..1'
+        else:
+            self.estimator.set_soc(soc)
+            response.success = True
+            response.message = f'SoC set on {self.n} cells'
+        if response.success:
+            self.save_state()
+            self.get_logger().info(f'set_soc: {response.message}')
+        else:
+            self.get_logger().warning(f'set_soc refused: {response.message}')
+        response.cell_soc = [float(z) for z in np.nan_to_num(self.estimator.estimate().cell_soc,
+                                                              nan=0.0)]
+        return response
+
+    # ------------------------------------------------------------------ outputs
+    def tripped(self):
+        return self.protection is not None and self.protection.trip_latched
+
+    def on_publish(self):
+        est = self.estimator.estimate()
+        stamp = self.get_clock().now().to_msg()
+        if self.tripped():
+            for name in ('charge_current_limit_a', 'discharge_current_limit_a',
+                         'charge_current_limit_long_a', 'discharge_current_limit_long_a'):
+                setattr(est, name, 0.0)
+        self.estimate_pub.publish(self.estimate_msg(est, stamp))
+        self.battery_pub.publish(self.battery_msg(est, stamp))
+
+    def estimate_msg(self, est, stamp):
+        msg = BatteryEstimate()
+        msg.header.stamp = stamp
+        msg.cell_soc = [float(z) for z in est.cell_soc]
+        msg.cell_capacity_ah = [float(q) for q in est.cell_capacity_ah]
+        msg.cell_r0_ohm = [float(r) for r in est.cell_r0_ohm]
+        for name in ('pack_soc', 'pack_soc_min', 'pack_soc_max', 'remaining_charge_ah',
+                     'capacity_ah', 'soh_capacity', 'soh_resistance', 'charge_current_limit_a',
+                     'discharge_current_limit_a', 'charge_current_limit_long_a',
+                     'discharge_current_limit_long_a', 'horizon_short_s', 'horizon_long_s',
+                     'current_offset_a'):
+            setattr(msg, name, float(getattr(est, name)))
+        msg.at_rest = bool(est.at_rest)
+        msg.measurements_rejected = self.rejected
+        return msg
+
+    def battery_msg(self, est, stamp):
+        msg = BatteryState()
+        msg.header.stamp = stamp
+        nan = float('nan')
+        recent = self.last_measurement is not None and \
+            self.now_s() - self.last_measurement[0] <= self.config.measurement_timeout_s
+        if self.last_measurement is not None:
+            _, m, valid, temperature = self.last_measurement
+            volts = np.where(valid, np.asarray(m.cell_voltages_v, dtype=float), np.nan)
+            pack_v = float(m.pack_voltage_v)
+            if not math.isfinite(pack_v) and valid.all():
+                pack_v = float(np.sum(volts))
+            msg.voltage = pack_v
+            msg.temperature = float(np.nanmax(temperature)) if np.isfinite(temperature).any() \
+                else nan
+            msg.current = float(m.pack_current_a)
+            msg.cell_voltage = [float(v) for v in volts]
+            msg.cell_temperature = [float(t) for t in temperature]
+        else:
+            msg.voltage = msg.temperature = msg.current = nan
+            msg.cell_voltage = [nan] * self.n
+            msg.cell_temperature = [nan] * self.n
+        msg.charge = float(est.remaining_charge_ah)
+        msg.capacity = float(est.capacity_ah)
+        msg.design_capacity = float(self.pack.capacity_ah)
+        msg.percentage = float(est.pack_soc)
+        contactors = None
+        if self.pack_state is not None:
+            contactors = self.pack_state.state not in CONTACTORS_OPEN_STATES
+        status = interface.power_supply_status(
+            msg.current if recent else nan, est.pack_soc, self.config.status_current_threshold_a,
+            self.config.full_soc, contactors, measured=recent)
+        msg.power_supply_status = getattr(BatteryState, 'POWER_SUPPLY_STATUS_' + status)
+        events = None if self.protection is None else [
+            (e.limit_id, e.level) for e in self.protection.active]
+        msg.power_supply_health = getattr(
+            BatteryState, 'POWER_SUPPLY_HEALTH_' + interface.power_supply_health(events))
+        msg.power_supply_technology = self.technology
+        msg.present = bool(recent)
+        msg.location = self.pack.location
+        msg.serial_number = self.pack.serial_number
+        return msg
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = StateEstimator()
+    except ConfigError as error:
+        print(f'state_estimator: configuration error: {error}', file=sys.stderr)
+        rclpy.try_shutdown()
+        sys.exit(2)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.save_state()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
