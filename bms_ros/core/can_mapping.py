@@ -368,7 +368,8 @@ class _Loader:
                 raise sec.error('index', f"'{field_name}' is a single value, not an array")
             index = 0
         else:
-            index = sec.integer('index', 0 if bitmask else None, minimum=0)
+            index = sec.integer('index', 0, minimum=0) if bitmask \
+                else sec.integer('index', minimum=0)
             if mux_signal is not None and not bitmask and index >= stride:
                 raise sec.error('index', f'{index} out of range: expected 0 <= index < '
                                          f'multiplexer stride {stride}')
@@ -378,6 +379,9 @@ class _Loader:
         if bitmask and mux_signal is not None and bits > stride:
             raise sec.error('bitmask', f"'{name}' has {bits} bits but the multiplexer stride "
                                        f'is {stride}')
+        if bitmask and (sec.has('scale') or sec.has('offset')):
+            raise sec.error('scale' if sec.has('scale') else 'offset',
+                            'a bitmask takes its bits as they are: no scale or offset')
         scale = sec.number('scale', 1.0)
         if scale == 0.0:
             raise sec.error('scale', 'must not be 0')

@@ -1,0 +1,143 @@
+"""CanBus: opening from parameters, reconnect with back-off, bus-off; the profile's can: section."""
+import socket
+import time
+
+import can
+import pytest
+
+from bms_ros.core.can_bus import BusConfig, CanBus, load_can_settings
+from bms_ros.core.errors import ConfigError
+from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.tools.can_hub import start_hub_thread
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def recv_until(bus, predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        msg = bus.recv(0.05)
+        if predicate(msg):
+            return msg
+    raise AssertionError(f'timeout: state {bus.state}, counters {bus.counters}')
+
+
+def test_no_server_counts_failures_and_backs_off():
+    bus = CanBus(BusConfig(port=free_port(), reconnect_min_s=0.05, reconnect_max_s=0.2))
+    start = time.monotonic()
+    for _ in range(10):
+        assert bus.recv(0.05) is None
+    assert time.monotonic() - start < 3.0               # no 10 s connect loop
+    assert not bus.connected and bus.state == 'disconnected'
+    assert 2 <= bus.counters['open_failures'] <= 6     # 0.05, 0.1, 0.2, 0.2 ... apart
+    assert 'Connection refused' in bus.last_error or 'refused' in bus.last_error.lower()
+    assert bus.send(can.Message(arbitration_id=1)) is False
+    assert bus.counters['tx_dropped'] == 1
+    bus.close()
+
+
+def test_reconnects_when_the_hub_comes_back():
+    port = free_port()
+    hub = start_hub_thread(port=port, grace_s=0.05)
+    config = BusConfig(port=port, reconnect_min_s=0.05, reconnect_max_s=0.2)
+    bus, peer = CanBus(config), CanBus(config)
+    try:
+        assert bus.open() and peer.open()
+        time.sleep(0.2)
+        assert peer.send(can.Message(arbitration_id=0x42, is_extended_id=False, data=[1]))
+        assert recv_until(bus, lambda m: m is not None).data[0] == 1
+        hub.stop()                                            # the hub dies
+        recv_until(bus, lambda m: not bus.connected)
+        assert bus.counters['connection_lost'] == 1 and bus.state == 'disconnected'
+        hub = start_hub_thread(port=port, grace_s=0.05)      # and comes back
+        recv_until(bus, lambda m: bus.connected)
+        recv_until(peer, lambda m: peer.counters['opens'] == 2)   # peer notices and reopens
+        time.sleep(0.2)
+        assert peer.send(can.Message(arbitration_id=0x42, is_extended_id=False, data=[2]))
+        assert recv_until(bus, lambda m: m is not None and m.data[0] == 2)
+        assert bus.counters['reconnects'] == 1 and bus.counters['opens'] == 2
+    finally:
+        bus.close()
+        peer.close()
+        hub.stop()
+    assert bus.state == 'closed' and bus.recv(0.01) is None
+
+
+class _FakeBus:
+    """A bus that reports bus-off once, then frames."""
+
+    def __init__(self, bus_off):
+        self.frames = [can.Message(arbitration_id=0x40, is_error_frame=True)] if bus_off else []
+        self.frames.append(can.Message(arbitration_id=0x100, data=[1]))
+        self.closed = False
+
+    def recv(self, timeout):
+        return self.frames.pop(0) if self.frames else None
+
+    def send(self, msg):
+        raise can.CanOperationError('device unplugged')
+
+    def shutdown(self):
+        self.closed = True
+
+    state = can.BusState.ACTIVE
+
+
+def test_bus_off_and_send_failure_reopen_the_device():
+    opened = []
+
+    def opener(config):
+        opened.append(_FakeBus(bus_off=not opened))
+        return opened[-1]
+
+    bus = CanBus(BusConfig(interface='virtual', reconnect_min_s=0.01), opener=opener)
+    first = bus.recv(0.01)
+    assert first.is_error_frame                         # still handed over to be counted
+    assert bus.counters['bus_off'] == 1 and opened[0].closed
+    msg = recv_until(bus, lambda m: m is not None)
+    assert msg.arbitration_id == 0x100 and len(opened) == 2   # reopened: the new device's
+    assert bus.send(can.Message(arbitration_id=1)) is False
+    assert bus.counters['tx_errors'] == 1 and opened[1].closed
+    assert 'device unplugged' in bus.last_error
+    bus.close()
+
+
+def test_bus_kwargs_per_interface():
+    assert BusConfig(port=1234).bus_kwargs() == {
+        'interface': 'socketcand', 'channel': 'vcan0', 'host': '127.0.0.1', 'port': 1234}
+    assert BusConfig(interface='socketcan', channel='can0', bitrate=250000,
+                     options={'fd': False}).bus_kwargs() == {
+        'interface': 'socketcan', 'channel': 'can0', 'bitrate': 250000, 'fd': False}
+
+
+def test_profile_can_section():
+    settings = load_can_settings(Profile(default_profile_path()))
+    assert settings.dbc_path.endswith('bms_ros.dbc')
+    assert settings.bus.interface == 'socketcand' and settings.stale_timeout_s == 0.5
+    changed = settings.with_overrides(interface='socketcan', channel='can1', port=None)
+    assert (changed.bus.interface, changed.bus.channel, changed.bus.port) == \
+        ('socketcan', 'can1', settings.bus.port)
+
+
+@pytest.mark.parametrize('line, expected', [
+    ('  interfce: socketcand', 'can.interfce: unknown field (known: '),
+    ('  interface: vcan', 'can.interface: expected one of '),
+    ('  port: 0', 'can.port: expected a number >= 1, got 0'),
+    ('  stale_timeout_s: 0', 'can.stale_timeout_s: expected a number > 0.0, got 0'),
+    ('  dbc: missing.dbc', 'can.dbc: file not found: '),
+])
+def test_profile_can_section_errors(tmp_path, line, expected):
+    source = open(default_profile_path(), encoding='utf-8').read()
+    head, can_section = source.split('\ncan:\n')
+    cell = [l for l in head.splitlines() if l.strip().startswith('cell:')][0]
+    cell_path = cell.split(':', 1)[1].split('#')[0].strip()
+    head = head.replace(cell, f'  cell: {(Profile(default_profile_path()).path.rsplit("/", 1)[0])}/{cell_path}')
+    path = tmp_path / 'profile.yaml'
+    path.write_text(head + '\ncan:\n' + line + '\n')
+    with pytest.raises(ConfigError) as info:
+        load_can_settings(Profile(path))
+    assert str(info.value).startswith(f'{path}: {expected}')
