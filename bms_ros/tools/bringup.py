@@ -191,19 +191,31 @@ class _Monitor:
             state = getattr(PackState, f'STATE_{request_state.upper()}')
             self.client = self.node.create_client(RequestState, 'request_state')
             self.request = RequestState.Request(state=state, requester='bringup')
-            self.future = None
+        self.future = None
+        self.tries = 0
+        self.next_try = 0.0
 
     def spin(self, seconds):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=max(0.0, end - time.monotonic()))
-            if self.request is not None and self.future is None and self.client.service_is_ready():
+            # ask once the supervisor says it is ready (out of OFF), not merely reachable
+            state = self.node.latest.get('pack_state')
+            ready = state is not None and state.state != state.STATE_OFF \
+                and self.node.latest.get('estimate') is not None
+            if self.request is not None and self.future is None and ready \
+                    and time.monotonic() >= self.next_try and self.client.service_is_ready():
                 self.future = self.client.call_async(self.request)
             if self.request is not None and self.future is not None and self.future.done():
                 result = self.future.result()
-                print(f'\nbringup: request {"accepted" if result.accepted else "refused"}: '
-                      f'{result.reason}', file=sys.stderr)
-                self.request = None
+                self.tries += 1
+                if result.accepted or self.tries >= 5:
+                    print(f'\nbringup: request {"accepted" if result.accepted else "refused"}: '
+                          f'{result.reason}', file=sys.stderr)
+                    self.request = None
+                else:  # the suite may still be settling: try again shortly
+                    self.future = None
+                    self.next_try = time.monotonic() + 2.0
 
     def line(self):
         return self.node.line()
