@@ -1,0 +1,199 @@
+"""can_driver in its own process on the hub, with a pack played from this process, both DBCs."""
+import os
+import re
+import threading
+import time
+
+import can
+import numpy as np
+import pytest
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+
+from bms_interfaces.msg import BalancingCommand, CanFrame, ContactorCommand, PackMeasurement
+from bms_ros.core.can_bus import quiet_socketcand_logging
+from bms_ros.core.can_codec import CanProtocol, PackEncoder
+from bms_ros.core.profile import Profile, config_dir, default_profile_path
+
+pytestmark = pytest.mark.ros
+
+CAN_DIR = os.path.join(config_dir(), 'can')
+PROTOCOLS = {   # dbc, mapping, quantisation steps: cell V, degC, A, pack V
+    'bms_ros': ('bms_ros.dbc', 'bms_ros_mapping.yaml', (0.001, 0.1, 0.001, 0.01)),
+    'alt_bms': ('alt_bms.dbc', 'alt_bms_mapping.yaml', (0.0001, 1.0, 0.001, 0.1)),
+}
+
+
+def write_profile(tmp_path, name):
+    """The LFP profile's pack with the CAN protocol ``name`` (absolute paths)."""
+    source = Profile(default_profile_path())
+    with open(source.path, encoding='utf-8') as stream:
+        data = yaml.safe_load(stream)
+    pack = dict(data['pack'])
+    pack['cell'] = os.path.join(os.path.dirname(source.path), pack['cell'])
+    dbc, mapping, _ = PROTOCOLS[name]
+    can_section = dict(data.get('can', {}), dbc=os.path.join(CAN_DIR, dbc),
+                       mapping=os.path.join(CAN_DIR, mapping))
+    path = tmp_path / f'profile_{name}.yaml'
+    path.write_text(yaml.safe_dump({'pack': pack, 'can': can_section}))
+    return str(path), source.pack
+
+
+def start_hub(env):
+    hub = env.start_module('bms_ros.tools.can_hub', '--port', '0', '--grace-s', '0.1',
+                           ros_args=False, name='can_hub')
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        match = re.search(r'listening on 127\.0\.0\.1:(\d+)', hub.log_tail())
+        if match:
+            return int(match.group(1))
+        assert hub.alive(), hub.log_tail()
+        time.sleep(0.05)
+    raise AssertionError('hub did not start\n' + hub.log_tail())
+
+
+class PackPlayer:
+    """Plays PackEncoder frames of ``state`` on the bus and decodes the commands it receives."""
+
+    def __init__(self, protocol, port, state):
+        quiet_socketcand_logging()
+        self.encoder = PackEncoder(protocol)
+        self.state = state
+        self.commands = []
+        self.running = True
+        self.paused = False
+        self.error = None
+        self.bus = can.Bus(interface='socketcand', host='127.0.0.1', port=port, channel='vcan0')
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            while self.running:
+                if not self.paused:
+                    for frame in self.encoder.due_frames(time.monotonic(), self.state):
+                        self.bus.send(frame)
+                msg = self.bus.recv(0.005)
+                while msg is not None:
+                    command = self.encoder.decode_command(msg)
+                    if command is not None:
+                        self.commands.append(command)
+                    msg = self.bus.recv(0.0)
+        except Exception as error:  # noqa: BLE001  reported by the test
+            self.error = error
+
+    def wait_command(self, predicate, env, timeout_s=10.0):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.error is None, self.error
+            for command in list(self.commands):
+                if predicate(command):
+                    return command
+            time.sleep(0.02)
+        raise AssertionError(f'no matching command on the bus ({len(self.commands)} seen)\n'
+                             + env.process_logs())
+
+    def close(self):
+        self.running = False
+        self.thread.join(2.0)
+        self.bus.shutdown()
+
+
+def pack_state(cells, sensors):
+    rng = np.random.default_rng(7)
+    return dict(
+        cell_voltages_v=rng.uniform(3.0, 3.5, cells),
+        temperatures_degc=rng.uniform(5.0, 45.0, sensors),
+        pack_current_a=-42.4242, pack_voltage_v=52.345, link_voltage_v=51.987,
+        negative_contactor_closed=True, positive_contactor_closed=False,
+        precharge_relay_closed=True, cell_balancing=np.arange(cells) % 5 == 1)
+
+
+def all_fresh(msg):
+    return (all(msg.cell_voltage_valid) and all(msg.temperature_valid)
+            and not (msg.cell_voltages_stale or msg.temperatures_stale or msg.current_stale
+                     or msg.contactors_stale))
+
+
+@pytest.mark.parametrize('name', PROTOCOLS)
+def test_driver_decodes_the_pack_and_sends_commands(ros_env, tmp_path, name):
+    profile_path, pack = write_profile(tmp_path, name)
+    cells, sensors = pack.cells_series, pack.temperature_sensors
+    port = start_hub(ros_env)
+    measurements = ros_env.subscribe(PackMeasurement, 'measurement')
+    frames = ros_env.subscribe(CanFrame, 'can_rx')
+    diagnostics = ros_env.subscribe(DiagnosticArray, '/diagnostics')
+    ros_env.start_module('bms_ros.nodes.can_driver',
+                         params={'profile': profile_path, 'port': port, 'publish_rate_hz': 20.0})
+    dbc, mapping, (cell_step, temp_step, current_step, voltage_step) = PROTOCOLS[name]
+    protocol = CanProtocol.from_files(os.path.join(CAN_DIR, dbc), os.path.join(CAN_DIR, mapping),
+                                      cells, sensors)
+    state = pack_state(cells, sensors)
+    player = PackPlayer(protocol, port, state)
+    try:
+        msg = measurements.wait_for(all_fresh, timeout_s=15.0, what='a complete measurement')
+        np.testing.assert_allclose(msg.cell_voltages_v, state['cell_voltages_v'],
+                                   atol=cell_step / 2 + 1e-6)
+        np.testing.assert_allclose(msg.temperatures_degc, state['temperatures_degc'],
+                                   atol=temp_step / 2 + 1e-5)
+        assert msg.pack_current_a == pytest.approx(-42.4242, abs=current_step / 2 + 1e-5)
+        assert msg.pack_voltage_v == pytest.approx(52.345, abs=voltage_step / 2 + 1e-4)
+        assert msg.link_voltage_v == pytest.approx(51.987, abs=voltage_step / 2 + 1e-4)
+        assert (msg.negative_contactor_closed, msg.positive_contactor_closed,
+                msg.precharge_relay_closed) == (True, False, True)
+        assert list(msg.cell_balancing) == state['cell_balancing'].tolist()
+        assert msg.frames_received > 0 and msg.frames_rejected == 0
+        assert msg.cell_voltages_stamp.sec > 0 and msg.current_stamp.sec > 0
+
+        # every received frame on can_rx, with the ids of the DBC
+        ids = {m.frame_id for m in protocol.measurement_messages}
+        frame = frames.wait_for(lambda f: f.id in ids, what='a pack frame on can_rx')
+        assert frame.is_extended == (name == 'alt_bms') and 1 <= frame.dlc <= 8
+
+        # a contactor command on ROS arrives on the bus as the right frame
+        command = ContactorCommand(negative_closed=True, precharge_closed=True,
+                                   positive_closed=False, reason='test')
+        publisher = ros_env.publisher(ContactorCommand, 'contactor_command')
+        ros_env.wait_for_subscribers(publisher)
+        publisher.publish(command)
+        player.wait_command(lambda c: c == {'kind': 'contactor', 'negative_closed': True,
+                                            'precharge_closed': True, 'positive_closed': False},
+                            ros_env)
+        bleed = np.zeros(cells, dtype=bool)
+        bleed[[0, 3, cells - 1]] = True
+        balancing = ros_env.publisher(BalancingCommand, 'balancing_command')
+        ros_env.wait_for_subscribers(balancing)
+        balancing.publish(BalancingCommand(cell_bleed=bleed.tolist()))
+        player.wait_command(lambda c: c['kind'] == 'balancing'
+                            and c['cell_bleed'].tolist() == bleed.tolist(), ros_env)
+
+        # an open wire (NaN at the pack) reads as invalid, the rest stays valid
+        state['cell_voltages_v'][3] = np.nan
+        measurements.clear()
+        msg = measurements.wait_for(lambda m: not m.cell_voltage_valid[3],
+                                    what='cell 3 invalid')
+        assert np.isnan(msg.cell_voltages_v[3]) and sum(msg.cell_voltage_valid) == cells - 1
+
+        # the pack falls silent: everything goes stale
+        player.paused = True
+        msg = measurements.wait_for(lambda m: m.cell_voltages_stale and m.current_stale,
+                                    what='stale groups')
+        assert not any(msg.cell_voltage_valid) and np.isnan(msg.pack_current_a)
+
+        status = diagnostics.wait_for(
+            lambda d: any('CAN bus' in s.name and 'cell_voltages' in s.message
+                          for s in d.status), what='diagnostics reporting stale cells')
+        values = {kv.key: kv.value for kv in status.status[0].values}
+        assert values['bus_state'] == 'connected'
+        assert int(values['frames_received']) > 0
+        assert int(values['values_invalid_marker']) > 0
+        assert int(values['rejected_unknown_id']) == 0
+    finally:
+        player.close()
+
+
+def test_bad_parameter_exits_with_code_2(ros_env):
+    process = ros_env.start_module('bms_ros.nodes.can_driver', params={'interface': 'vcan'})
+    process.popen.wait(20.0)
+    assert process.popen.returncode == 2, process.log_tail()
+    assert 'parameter: interface: expected one of' in process.log_tail()
