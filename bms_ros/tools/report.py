@@ -251,7 +251,8 @@ def _patch(color, label):
 def render(data, out_dir, dpi=100):
     """Write one PNG per panel and overview.png to ``out_dir``.
 
-    Returns {panel: {'path', 'axes_px' (x0, y0, x1, y1), 'series' {name: (x, y)}}}.
+    Returns {panel: {'path', 'axes_px' (x0, y0, x1, y1), 'xlim', 'ylim',
+    'series' {name: (x, y)}}}: enough to map a data point to its pixel in the PNG.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -269,7 +270,8 @@ def render(data, out_dir, dpi=100):
         fig.tight_layout()
         path = os.path.join(out_dir, f'{panel}.png')
         fig.savefig(path, dpi=dpi)
-        out[panel] = {'path': path, 'axes_px': _axes_pixels(fig, ax), 'series': series}
+        out[panel] = {'path': path, 'axes_px': _axes_pixels(fig, ax), 'series': series,
+                      'xlim': ax.get_xlim(), 'ylim': ax.get_ylim()}
     fig = Figure(figsize=(9, 2.2 * len(PANELS)), dpi=dpi)
     axes = fig.subplots(len(PANELS), 1, sharex=True)
     for panel, ax in zip(PANELS, axes):
@@ -279,7 +281,8 @@ def render(data, out_dir, dpi=100):
     fig.tight_layout()
     path = os.path.join(out_dir, 'overview.png')
     fig.savefig(path, dpi=dpi)
-    out['overview'] = {'path': path, 'axes_px': None, 'series': {}}
+    out['overview'] = {'path': path, 'axes_px': None, 'series': {}, 'xlim': None,
+                       'ylim': None}
     return out
 
 

@@ -1,9 +1,334 @@
-"""offline: feed a bag's measurements through the estimation and protection cores."""
+"""offline: feed a bag's measurements through the estimation and protection cores (no ROS).
+
+Every `measurement` message goes, in time order and on its own header stamp, through what the
+state_estimator and protection nodes run: the PackEstimator (bms_ros.core.estimation) and the
+Protection checks (bms_ros.core.protection), with the profile's `estimator:` and `protection:`
+sections. As in the nodes, the estimate is sampled at estimator.publish_rate_hz and handed to
+protection (state-of-power derating), and the stale-measurement check runs every
+protection.status_period_s between measurements. Nothing is persisted (no state files read or
+written), so a replay always starts from the same state: a regression test.
+
+Reports the SoC trajectory (and its error against sim_truth when the bag has it) and every
+protection event with its time since the first measurement.
+"""
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from bms_ros.core.bag_schema import BagError
+from bms_ros.core.profile import Profile, config_dir, default_profile_path
+
+from .bagio import Bag
 
 
 def add_arguments(parser):
-    parser.add_argument('bag')
+    parser.add_argument('bag', help='bag folder (metadata.yaml + .mcap) or .mcap file')
+    parser.add_argument('--profile', default=None,
+                        help='profile YAML (default: the one noted in the bag, else lfp_16s)')
+    parser.add_argument('--namespace', default=None, help='pack namespace if several in the bag')
+    parser.add_argument('--json', default=None, metavar='OUT',
+                        help='write the full result (trajectory, events) as JSON')
+
+
+@dataclass
+class OfflineEvent:
+    """A protection event produced by the replay; t_s since the first measurement."""
+
+    t_s: float
+    limit_id: str
+    level: int
+    level_name: str
+    index: int
+    value: float
+    threshold: float
+    unit: str
+    active: bool
+    latched: bool
+    message: str
+
+
+@dataclass
+class OfflineResult:
+    """What the cores produced from one bag."""
+
+    bag: str
+    profile: str
+    measurements: int = 0
+    estimator_rejected: int = 0
+    protection_rejected: int = 0
+    duration_s: float = 0.0
+    wall_s: float = 0.0
+    t_s: list = field(default_factory=list)              # estimate times since first measurement
+    pack_soc: list = field(default_factory=list)         # 0..1 at t_s
+    pack_soc_min: list = field(default_factory=list)
+    pack_soc_max: list = field(default_factory=list)
+    final_cell_soc: list = field(default_factory=list)
+    final_capacity_ah: float = math.nan
+    final_discharge_current_limit_a: float = math.nan
+    truth_pack_soc: list = field(default_factory=list)   # sim_truth at t_s (interpolated), or []
+    events: list = field(default_factory=list)           # OfflineEvent
+    final_trip_latched: bool = False
+
+    @property
+    def speed_x_real_time(self):
+        return self.duration_s / self.wall_s if self.wall_s > 0 else math.inf
+
+    def trips(self):
+        """Raised trips (level 3, active) in time order."""
+        return [e for e in self.events if e.level == 3 and e.active]
+
+    def soc_error(self):
+        """(max abs, rms, final) error of pack SoC against truth; NaNs without truth."""
+        if not self.truth_pack_soc:
+            return math.nan, math.nan, math.nan
+        est = np.asarray(self.pack_soc, dtype=float)
+        err = est - np.asarray(self.truth_pack_soc, dtype=float)
+        ok = np.isfinite(err)
+        if not ok.any():
+            return math.nan, math.nan, math.nan
+        return (float(np.max(np.abs(err[ok]))), float(np.sqrt(np.mean(err[ok] ** 2))),
+                float(err[ok][-1]))
+
+    def summary(self):
+        """Short JSON-able summary: SoC start/end/min/max, error, trips with times, speed."""
+        soc = np.asarray(self.pack_soc, dtype=float)
+        ok = soc[np.isfinite(soc)]
+        max_err, rms_err, final_err = self.soc_error()
+        return {
+            'bag': self.bag, 'profile': self.profile, 'measurements': self.measurements,
+            'duration_s': self.duration_s, 'speed_x_real_time': self.speed_x_real_time,
+            'estimator_rejected': self.estimator_rejected,
+            'protection_rejected': self.protection_rejected,
+            'soc_initial': float(ok[0]) if ok.size else math.nan,
+            'soc_final': float(ok[-1]) if ok.size else math.nan,
+            'soc_min': float(ok.min()) if ok.size else math.nan,
+            'soc_max': float(ok.max()) if ok.size else math.nan,
+            'soc_error_max': max_err, 'soc_error_rms': rms_err, 'soc_error_final': final_err,
+            'trips': [{'t_s': e.t_s, 'limit_id': e.limit_id, 'index': e.index,
+                       'value': e.value, 'threshold': e.threshold, 'unit': e.unit}
+                      for e in self.trips()],
+            'final_trip_latched': self.final_trip_latched,
+        }
+
+
+def _nan_to_none(value):
+    """JSON has no NaN: NaN and infinities become null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def _stamp_s(msg, t_ns):
+    stamp = msg.header.stamp
+    ns = stamp.sec * 10 ** 9 + stamp.nanosec
+    return (ns if ns > 0 else t_ns) * 1e-9
+
+
+def protection_measurement(msg):
+    """A core protection Measurement from a PackMeasurement (rosbags object, same fields)."""
+    from bms_ros.core.protection import Measurement
+    return Measurement(
+        cell_voltages_v=np.asarray(msg.cell_voltages_v, dtype=float),
+        cell_voltage_valid=np.asarray(msg.cell_voltage_valid, dtype=bool),
+        temperatures_degc=np.asarray(msg.temperatures_degc, dtype=float),
+        temperature_valid=np.asarray(msg.temperature_valid, dtype=bool),
+        pack_current_a=float(msg.pack_current_a), pack_voltage_v=float(msg.pack_voltage_v),
+        cell_voltages_stale=bool(msg.cell_voltages_stale),
+        temperatures_stale=bool(msg.temperatures_stale), current_stale=bool(msg.current_stale),
+        link_voltage_v=float(msg.link_voltage_v),
+        negative_contactor_closed=bool(msg.negative_contactor_closed),
+        positive_contactor_closed=bool(msg.positive_contactor_closed),
+        precharge_relay_closed=bool(msg.precharge_relay_closed),
+        contactors_stale=bool(msg.contactors_stale))
+
+
+class EstimatorRunner:
+    """The state_estimator node's handling of one measurement, without ROS (same checks)."""
+
+    def __init__(self, profile):
+        from bms_ros.core.estimation.config import EstimatorConfig
+        from bms_ros.core.estimation.estimator import PackEstimator
+        self.pack = profile.pack
+        self.config = EstimatorConfig.from_section(profile.section('estimator'))
+        self.n = self.pack.cells_series
+        self.sensor_of_cell = self.pack.sensor_of_cell()
+        self.estimator = PackEstimator(self.pack.cell, self.n, self.config)
+        self.rejected = 0
+        self.last_t_s = None
+
+    def step(self, msg, t_s):
+        """Feed one measurement taken at ``t_s``; False if rejected (counted)."""
+        from bms_ros.core.estimation import interface
+        reason = interface.check_measurement(
+            self.n, self.pack.temperature_sensors, msg.cell_voltages_v, msg.cell_voltage_valid,
+            msg.temperatures_degc, msg.temperature_valid, float(msg.pack_current_a),
+            bool(msg.current_stale), None, self.config.measurement_timeout_s)
+        if reason is None and self.last_t_s is not None and t_s <= self.last_t_s:
+            reason = 'time stamp does not advance'
+        if reason is not None:
+            self.rejected += 1
+            return False
+        voltages = np.asarray(msg.cell_voltages_v, dtype=float)
+        valid = np.asarray(msg.cell_voltage_valid, dtype=bool) & np.isfinite(voltages) \
+            & (not msg.cell_voltages_stale)
+        temperature = interface.cell_temperatures(
+            self.sensor_of_cell, msg.temperatures_degc,
+            np.asarray(msg.temperature_valid, dtype=bool) & (not msg.temperatures_stale))
+        current = float(msg.pack_current_a)
+        bleed = np.zeros(self.n)
+        if len(msg.cell_balancing) == self.n:
+            on = np.asarray(msg.cell_balancing, dtype=bool) & valid
+            bleed[on] = -voltages[on] / self.config.bleed_resistance_ohm
+        contactors_open = not msg.contactors_stale and not (
+            msg.negative_contactor_closed or msg.positive_contactor_closed)
+        if contactors_open and self.last_t_s is not None and \
+                hasattr(self.estimator, 'zero_current'):
+            self.estimator.zero_current(current, t_s - self.last_t_s)
+        self.estimator.step(t_s, current, voltages, valid,
+                            interface.limit_temperatures(temperature), bleed)
+        self.last_t_s = t_s
+        return True
+
+
+def resolve_profile(bag, profile=None):
+    """The profile to replay with: given, else the one the bag names (if it exists), else default."""
+    if profile:
+        return profile
+    noted = bag.custom_data.get('bms_ros.profile', '')
+    if noted:
+        candidates = [noted] if os.path.isabs(noted) else [
+            noted, os.path.join(os.path.dirname(config_dir()), noted)]
+        for path in candidates:
+            if os.path.isfile(path):
+                return path
+    return default_profile_path()
+
+
+def replay(bag_path, profile=None, namespace=None):
+    """Run the bag's measurements through estimation and protection; an OfflineResult."""
+    from bms_ros.core.protection import (LEVEL_NAMES, Protection, TripLatch,
+                                         load_protection_config)
+    from bms_ros.tools.report import truth_pack_soc
+
+    with Bag(bag_path) as bag:
+        profile_path = resolve_profile(bag, profile)
+        loaded = Profile(profile_path)
+        runner = EstimatorRunner(loaded)
+        pconfig = load_protection_config(loaded.section('protection'), loaded.pack)
+        topic = bag.find_topic('measurement', namespace)
+        if topic is None:
+            raise BagError(f'{bag_path}: no measurement topic'
+                           + (f' in namespace {namespace!r}' if namespace else ''))
+        truth_topic = bag.find_topic('sim_truth', namespace)
+        # time-ordered, decoded once (the cost of decoding is part of the replay speed)
+        started = time.perf_counter()
+        messages = [(_stamp_s(m, t), m) for _, t, m in bag.messages({topic})]
+        truths = [(_stamp_s(m, t), truth_pack_soc(m.cell_soc, m.cell_capacity_ah))
+                  for _, t, m in bag.messages({truth_topic})] if truth_topic else []
+    result = OfflineResult(bag=str(bag_path), profile=profile_path)
+    if not messages:
+        result.wall_s = time.perf_counter() - started
+        return result
+    messages.sort(key=lambda item: item[0])
+    t0 = messages[0][0]
+    protection = Protection(pconfig, loaded.pack.cells_series, loaded.pack.temperature_sensors,
+                            TripLatch(None), now_s=t0)
+    publish_period = 1.0 / runner.config.publish_rate_hz
+    status_period = pconfig.status_period_s
+    next_publish = t0 + publish_period
+    next_status = t0 + status_period
+
+    def record(events):
+        for e in events:
+            result.events.append(OfflineEvent(
+                e.stamp_s - t0 if e.stamp_s else math.nan, e.limit_id, int(e.level),
+                LEVEL_NAMES[e.level], int(e.index), float(e.value), float(e.threshold), e.unit,
+                bool(e.active), bool(e.latched), e.message))
+
+    def publish(now):
+        est = runner.estimator.estimate()
+        result.t_s.append(now - t0)
+        result.pack_soc.append(float(est.pack_soc))
+        result.pack_soc_min.append(float(est.pack_soc_min))
+        result.pack_soc_max.append(float(est.pack_soc_max))
+        protection.update_estimate(float(est.charge_current_limit_a),
+                                   float(est.discharge_current_limit_a), now)
+
+    for t_s, msg in messages:
+        # timers of the nodes that fall before this measurement
+        while min(next_publish, next_status) < t_s:
+            if next_publish <= next_status:
+                publish(next_publish)
+                next_publish += publish_period
+            else:
+                events = protection.check_timeout(next_status)
+                _stamp_events(events, next_status)
+                record(events)
+                next_status += status_period
+        runner.step(msg, t_s)
+        events = protection.evaluate(protection_measurement(msg), t_s)
+        _stamp_events(events, t_s)
+        record(events)
+        result.measurements += 1
+    t_end = messages[-1][0]
+    publish(t_end)
+    est = runner.estimator.estimate()
+    result.final_cell_soc = [float(z) for z in est.cell_soc]
+    result.final_capacity_ah = float(est.capacity_ah)
+    result.final_discharge_current_limit_a = float(est.discharge_current_limit_a)
+    result.final_trip_latched = bool(protection.status(t_end).trip_latched)
+    result.estimator_rejected = runner.rejected
+    result.protection_rejected = int(protection.measurements_rejected)
+    result.duration_s = t_end - t0
+    if truths:
+        tt = np.array([t for t, _ in truths]) - t0
+        zz = np.array([z for _, z in truths])
+        inside = (np.asarray(result.t_s) >= tt[0]) & (np.asarray(result.t_s) <= tt[-1])
+        result.truth_pack_soc = [float(v) if ok else math.nan for v, ok in
+                                 zip(np.interp(result.t_s, tt, zz), inside)]
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+def _stamp_events(events, now_s):
+    """Core events carry the time they were produced; set it where the core left it 0."""
+    for e in events:
+        if not e.stamp_s:
+            e.stamp_s = now_s
 
 
 def run(args):
-    raise NotImplementedError
+    result = replay(args.bag, args.profile, args.namespace)
+    if result.measurements == 0:
+        raise BagError(f'{args.bag}: no measurement messages')
+    summary = result.summary()
+    print(f'{result.measurements} measurements, {result.duration_s:.1f} s of data replayed in '
+          f'{result.wall_s:.2f} s ({result.speed_x_real_time:.0f}x real time), '
+          f'profile {os.path.relpath(result.profile)}')
+    print(f'SoC {100 * summary["soc_initial"]:.2f} % -> {100 * summary["soc_final"]:.2f} % '
+          f'(min {100 * summary["soc_min"]:.2f} %, max {100 * summary["soc_max"]:.2f} %)'
+          + ('' if math.isnan(summary['soc_error_max']) else
+             f'; error vs sim_truth max {100 * summary["soc_error_max"]:.2f} %, rms '
+             f'{100 * summary["soc_error_rms"]:.2f} %'))
+    for e in result.events:
+        print(f'{e.t_s:8.2f} s  {"RAISE" if e.active else "CLEAR"} {e.level_name:7s} '
+              f'{e.limit_id}[{e.index}]: {e.message}')
+    if not result.events:
+        print('no protection events')
+    if args.json:
+        document = _nan_to_none({'summary': summary, **{
+            k: v for k, v in asdict(result).items() if k != 'events'},
+            'events': [asdict(e) for e in result.events]})
+        with open(args.json, 'w', encoding='utf-8') as stream:
+            json.dump(document, stream, indent=1)
+        print(f'wrote {args.json}', file=sys.stderr)
+    return 0
