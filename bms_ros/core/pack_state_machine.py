@@ -30,8 +30,11 @@ STATE_NAMES = {STATE_OFF: 'OFF', STATE_STANDBY: 'STANDBY', STATE_PRECHARGE: 'PRE
                STATE_DRIVE: 'DRIVE', STATE_CHARGE: 'CHARGE', STATE_ERROR: 'ERROR'}
 REQUESTABLE = (STATE_STANDBY, STATE_DRIVE, STATE_CHARGE)
 
-# Contactor faults the supervisor reports on trip_event; index = CONTACTORS position.
+# Contactors in command order (ContactorCommand: negative, precharge, positive). A contactor
+# fault reported on trip_event carries FAULT_INDEX, the PackMeasurement feedback order used by
+# the simulator's fault injection too: 0 negative, 1 positive, 2 precharge.
 CONTACTORS = ('negative', 'precharge', 'positive')
+FAULT_INDEX = {'negative': 0, 'positive': 1, 'precharge': 2}
 CONTACTOR_WELDED = 'contactor_welded'
 CONTACTOR_STUCK_OPEN = 'contactor_stuck_open'
 CONTACTOR_FAULT_IDS = (CONTACTOR_WELDED, CONTACTOR_STUCK_OPEN)
@@ -478,8 +481,8 @@ class PackStateMachine:
                 what = ('welded: feedback closed' if seen else 'stuck open: feedback open')
                 message = (f'{CONTACTORS[index]} contactor {what} {lasted:.2f} s after the '
                            f'{"close" if commanded else "open"} command (> {timeout:.2f} s)')
-                event = Event(limit_id, LEVEL_TRIP, index, lasted, timeout, 's', True, True,
-                              message, now_s)
+                event = Event(limit_id, LEVEL_TRIP, FAULT_INDEX[CONTACTORS[index]], lasted,
+                              timeout, 's', True, True, message, now_s)
                 self._faults[index] = event
                 self._events.append(event)
                 log.error('contactor fault: %s', message)
@@ -487,9 +490,9 @@ class PackStateMachine:
 
     def _clear_fault(self, index, now_s, why):
         raised = self._faults.pop(index)
-        self._events.append(Event(raised.limit_id, LEVEL_TRIP, index, 0.0, raised.threshold, 's',
-                                  False, False, f'{CONTACTORS[index]} contactor fault {why}',
-                                  now_s))
+        self._events.append(Event(raised.limit_id, LEVEL_TRIP, raised.index, 0.0,
+                                  raised.threshold, 's', False, False,
+                                  f'{CONTACTORS[index]} contactor fault {why}', now_s))
 
     def _feedback(self):
         m = self._measurement

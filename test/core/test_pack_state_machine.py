@@ -149,7 +149,7 @@ def test_off_goes_to_error_on_a_welded_contactor_at_start():
     assert rig.sm.reason.startswith('contactor fault: positive contactor welded: feedback closed')
     event, = rig.sm.pop_events()
     assert (event.limit_id, event.index, event.level, event.latched) == (
-        CONTACTOR_WELDED, 2, LEVEL_TRIP, True)
+        CONTACTOR_WELDED, 1, LEVEL_TRIP, True)   # 1: positive
 
 
 def test_request_while_off_is_refused():
@@ -513,7 +513,7 @@ def test_welded_contactor_is_detected_and_blocks_standby_until_it_opens():
     assert rig.sm.reason.startswith('contactor fault: positive contactor welded: feedback closed')
     event, = rig.sm.pop_events()
     assert (event.limit_id, event.index, event.active, event.latched) == (
-        CONTACTOR_WELDED, 2, True, True)
+        CONTACTOR_WELDED, 1, True, True)
     assert rig.request(STATE_STANDBY, 'service') == (
         False, 'refused: contactor feedback not open: positive (welded?)')
     assert rig.request(STATE_DRIVE)[1].startswith('refused: in ERROR (contactor fault: positive')

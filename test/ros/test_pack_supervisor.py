@@ -139,7 +139,7 @@ def test_welded_contactor_is_detected_and_reported(suite):
     assert suite.request(STANDBY, 'nav2').accepted
     fault = suite.events.wait_for(lambda e: e.limit_id == 'contactor_welded' and e.active,
                                   timeout_s=10.0, what='welded fault')
-    assert (fault.index, fault.level, fault.latched) == (2, 3, True)
+    assert (fault.index, fault.level, fault.latched) == (1, 3, True)   # 1: positive (PackMeasurement order)
     assert fault.message.startswith('positive contactor welded: feedback closed ')
     error = suite.states.wait_for(lambda s: s.state == ERROR, timeout_s=5.0, what='ERROR')
     assert error.positive_contactor_closed and not error.commanded.positive_closed
