@@ -67,6 +67,8 @@ class EstimatorConfig:
     rest_current_c: float = 0.02               # |I| (offset-corrected) below this is rest
     rest_time_s: float = 300.0                 # rest this long before re-anchoring from OCV
     rest_ocv_noise_v: float = 0.003            # OCV noise at rest (relaxation left, hysteresis)
+    anchor_soc_std_min: float = 0.05           # at an anchor the filter's SoC is doubted at least
+                                               # this much, so OCV wins where its slope allows
     startup_anchor: bool = True                # a start at rest current reads SoC from OCV
     # --- state of power (Plett 2004), magnitudes >= 0
     horizon_short_s: float = 2.0
@@ -97,6 +99,7 @@ class EstimatorConfig:
             kw[name] = section.boolean(name, getattr(d, name))
 
         for name in ('voltage_noise_v', 'rest_ocv_noise_v', 'initial_soc_std', 'restored_soc_std',
+                     'anchor_soc_std_min',
                      'initial_current_offset_std_c', 'initial_capacity_std'):
             num(name, exclusive_minimum=0.0, maximum=1.0)
         for name in ('voltage_noise_per_c_v', 'diffusion_noise_per_c_v', 'current_noise_c',

@@ -149,7 +149,11 @@ class PackEstimator:
         if fresh.any():
             self.filter.initialise(soc, std, cells=fresh, capacity_ah=self.capacity.capacity_ah,
                                    capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
-        self.filter.update_soc(soc, std, valid & ~fresh)
+        # a filter can be over-confident after hours of counting: doubt it at least this much
+        old = valid & ~fresh
+        self.filter.P[old, SOC, SOC] = np.maximum(self.filter.P[old, SOC, SOC],
+                                                  self.config.anchor_soc_std_min ** 2)
+        self.filter.update_soc(soc, std, old)
         self.filter.relaxed(valid)
         changed = self.capacity.anchor(soc, std, valid)
         if changed.any():

@@ -1,0 +1,35 @@
+"""A plain 1-RC cell simulation from a CellSpec: the truth for unit tests, the ROS test probe
+and the benchmark (numpy, vectorised over cells). Not used by the estimator itself."""
+import numpy as np
+
+
+class EcmCells:
+    """``n`` cells of ``cell`` in series with their own SoC, capacity and R0 (truth)."""
+
+    def __init__(self, cell, soc, capacity_ah=None, r0_ohm=None, temperature_degc=25.0):
+        self.cell = cell
+        self.soc = np.array(soc, dtype=float, ndmin=1)
+        n = self.soc.size
+        self.capacity_ah = np.broadcast_to(
+            np.asarray(cell.capacity_ah if capacity_ah is None else capacity_ah, dtype=float),
+            (n,)).copy()
+        self.r0_ohm = np.broadcast_to(
+            np.asarray(cell.r0_ohm if r0_ohm is None else r0_ohm, dtype=float), (n,)).copy()
+        self.temperature_degc = np.broadcast_to(np.asarray(temperature_degc, dtype=float),
+                                                (n,)).copy()
+        self.v_rc_v = np.zeros(n)
+        self.current_a = 0.0
+
+    def step(self, dt_s, current_a):
+        """Advance by ``dt_s`` (s) at ``current_a`` (A, + = charging; scalar or per cell)."""
+        a = np.exp(-dt_s / self.cell.tau1_s)
+        factor = self.cell.r0_at(self.temperature_degc) / self.cell.r0_ohm
+        self.soc = self.soc + dt_s * np.asarray(current_a) / (3600.0 * self.capacity_ah)
+        self.v_rc_v = a * self.v_rc_v + self.cell.r1_ohm * factor * (1 - a) * np.asarray(current_a)
+        self.current_a = current_a
+
+    def voltage_v(self):
+        """Terminal voltage per cell (V) at the present current."""
+        factor = self.cell.r0_at(self.temperature_degc) / self.cell.r0_ohm
+        return (self.cell.ocv.ocv(self.soc, self.temperature_degc) + self.v_rc_v
+                + self.r0_ohm * factor * np.asarray(self.current_a))

@@ -1,0 +1,112 @@
+"""PackEstimator: pack SoC definition, rest re-anchoring, set_soc, gaps, zero-current offset."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bms_ros.core.cell import CellSpec
+from bms_ros.core.estimation import EstimatorConfig, PackEstimator, pack_soc
+from bms_ros.core.estimation.synthetic import EcmCells
+from bms_ros.core.profile import config_dir
+
+
+@pytest.fixture(scope='module')
+def nmc():
+    return CellSpec.from_file(f'{config_dir()}/cells/nmc_lg_m50.yaml')
+
+
+def test_pack_soc_definition():
+    assert pack_soc([0.5, 0.5], [5.0, 5.0])[0] == pytest.approx(0.5)
+    # equal capacities: min / (min + 1 - max)
+    z, remaining, usable = pack_soc([0.2, 0.6, 0.9], [5.0, 5.0, 5.0])
+    assert z == pytest.approx(0.2 / (0.2 + 1 - 0.9))
+    assert remaining == pytest.approx(1.0) and usable == pytest.approx(1.5)
+    assert pack_soc([0.0, 0.7], [5, 5])[0] == 0.0          # a cell empty: the pack is empty
+    assert pack_soc([1.0, 0.3], [5, 5])[0] == 1.0          # a cell full: the pack is full
+    # capacities count: 0.5 of a 4 Ah cell is less charge than 0.45 of a 5 Ah cell
+    z, remaining, _ = pack_soc([0.5, 0.45], [4.0, 5.0])
+    assert remaining == pytest.approx(2.0)
+    assert np.isnan(pack_soc([np.nan], [5.0])[0])
+
+
+def test_estimate_before_any_measurement(nmc):
+    est = PackEstimator(nmc, 4, EstimatorConfig()).estimate()
+    assert np.isnan(est.pack_soc) and np.isnan(est.cell_soc).all()
+    assert est.charge_current_limit_a == 0.0 and est.discharge_current_limit_a == 0.0
+
+
+def test_rest_reanchors_from_ocv(nmc):
+    cfg = dataclasses.replace(EstimatorConfig(), rest_time_s=300.0)
+    truth = EcmCells(nmc, [0.6])
+    est = PackEstimator(nmc, 1, cfg)
+    est.start_from_soc(0.6, 0.001)
+    est.filter.x[0, 0] = 0.5                 # a confident but wrong SoC (e.g. after a drift)
+    t = 0.0
+    for _ in range(200):
+        t += 1.0
+        est.step(t, 0.0, truth.voltage_v(), [True], [25.0])
+    assert not est.at_rest and est.anchors == 0
+    for _ in range(200):
+        t += 1.0
+        est.step(t, 0.0, truth.voltage_v(), [True], [25.0])
+    assert est.at_rest and est.anchors == 1 and est.estimate().at_rest
+    assert est.filter.soc[0] == pytest.approx(0.6, abs=0.01)
+
+
+def test_rest_is_broken_by_current(nmc):
+    est = PackEstimator(nmc, 1, EstimatorConfig())
+    truth = EcmCells(nmc, [0.6])
+    for k in range(400):
+        i = -5.0 if k == 250 else 0.0
+        truth.step(1.0, i)
+        est.step(float(k), i, truth.voltage_v(), [True], [25.0])
+    assert est.rest_s < 200.0
+
+
+def test_set_soc_scalar_and_per_cell(nmc):
+    est = PackEstimator(nmc, 3, EstimatorConfig())
+    est.set_soc(0.4)
+    assert est.estimate().cell_soc == pytest.approx([0.4] * 3)
+    est.set_soc([0.1, 0.5, 0.9])
+    assert est.estimate().cell_soc == pytest.approx([0.1, 0.5, 0.9])
+
+
+def test_gap_grows_doubt_and_drops_capacity_anchor(nmc):
+    est = PackEstimator(nmc, 1, EstimatorConfig())
+    est.step(0.0, 0.0, [4.1], [True], [25.0])
+    assert np.isfinite(est.capacity.anchor_soc[0])
+    before = est.filter.soc_std[0]
+    est.step(600.0, -5.0, [3.9], [False], [25.0])
+    assert est.filter.soc_std[0] > 5 * before
+    assert np.isnan(est.capacity.anchor_soc[0])
+
+
+def test_zero_current_calibration_removes_offset(nmc):
+    """Contactors open: the measured 0.2 A is the sensor offset; afterwards the counted
+    charge of a real discharge no longer includes it."""
+    truth = EcmCells(nmc, [0.8])
+    est = PackEstimator(nmc, 1, EstimatorConfig())
+    est.start_from_soc(0.8, 0.01)
+    t = 0.0
+    est.step(t, 0.2, truth.voltage_v(), [False], [25.0])
+    for _ in range(300):
+        t += 1.0
+        est.zero_current(0.2, 1.0)
+        est.step(t, 0.2, truth.voltage_v(), [False], [25.0])
+    assert est.estimate().current_offset_a == pytest.approx(0.2, abs=0.01)
+    start = est.filter.soc[0]
+    for _ in range(3600):
+        t += 1.0
+        est.step(t, -2.5 + 0.2, truth.voltage_v(), [False], [25.0])   # true -2.5 A
+    assert est.filter.soc[0] - start == pytest.approx(-2.5 / nmc.capacity_ah, abs=0.003)
+
+
+def test_limits_follow_the_weakest_and_strongest_cell(nmc):
+    est = PackEstimator(nmc, 3, EstimatorConfig())
+    truth = EcmCells(nmc, [0.02, 0.5, 0.995])
+    est.step(0.0, 0.0, truth.voltage_v(), [True] * 3, [25.0] * 3)
+    e = est.estimate()
+    assert e.charge_current_limit_a == pytest.approx(e.cell_charge_current_limit_a[2])
+    assert e.discharge_current_limit_a == pytest.approx(e.cell_discharge_current_limit_a[0])
+    assert e.charge_current_limit_a < nmc.limits.charge_current_max_a
+    assert e.discharge_current_limit_a <= e.cell_discharge_current_limit_a[1]
