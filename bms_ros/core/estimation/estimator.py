@@ -265,8 +265,11 @@ class PackEstimator:
         z, remaining, usable = pack_soc(soc, capacity)
         ok = np.isfinite(soc)
         c_s, d_s, c_l, d_l = self._limits
-        pack_c_s, pack_d_s = state_of_power.pack_limits(c_s, d_s)
-        pack_c_l, pack_d_l = state_of_power.pack_limits(c_l, d_l)
+        # a cell never measured has no estimate: it is left out (protection reports it); with
+        # no cell known the limits are 0
+        known = f.initialised
+        pack_c_s, pack_d_s = state_of_power.pack_limits(c_s[known], d_s[known])
+        pack_c_l, pack_d_l = state_of_power.pack_limits(c_l[known], d_l[known])
         return Estimate(
             cell_soc=soc, cell_capacity_ah=capacity, cell_r0_ohm=self.resistance.r0_ohm.copy(),
             pack_soc=z,
