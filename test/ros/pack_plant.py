@@ -4,15 +4,22 @@ It publishes PackMeasurement at 10 Hz (as the CAN driver does) and a BatteryEsti
 answers ContactorCommand like the real hardware: contactor feedback follows the command after
 a closing delay (unless welded or stuck open), and the DC link charges through the pre-charge
 resistor (time constant tau) or is shorted (it never rises).
+
+SimulatedSuite instead starts the real thing: the CAN hub, pack_simulator and can_driver, with
+protection and pack_supervisor, and records the contactor commands seen on the CAN bus.
 """
 import math
 import os
+import socket
 import threading
 import time
 
+import can
 import yaml
 
 from bms_interfaces.msg import BatteryEstimate, ContactorCommand, PackMeasurement
+from bms_interfaces.srv import InjectFault
+from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.profile import config_dir
 
 from .harness import RELIABLE
@@ -23,23 +30,40 @@ CELL_V = 3.3
 PACK_V = CELLS * CELL_V
 
 
-def write_profile(folder, protection=None, supervisor=None, base='lfp_16s.yaml'):
+def _absolute_paths(node, folder):
+    """Relative file paths of a profile (``../x``) made absolute, so the copy works elsewhere."""
+    if isinstance(node, dict):
+        return {k: _absolute_paths(v, folder) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_absolute_paths(v, folder) for v in node]
+    if isinstance(node, str) and node.startswith('../'):
+        return os.path.normpath(os.path.join(folder, node))
+    return node
+
+
+def write_profile(folder, protection=None, supervisor=None, base='lfp_16s.yaml', can=None,
+                  simulator=None):
     """A copy of a shipped profile with edited protection/supervisor fields; returns its path.
 
-    ``protection`` maps limit ids (or operating fields) to a dict of fields to change.
+    ``protection`` maps limit ids (or operating fields) to a dict of fields to change. Without
+    ``can`` the simulator, CAN and other sections are dropped (nodes not started); with it they
+    are kept and ``can`` / ``simulator`` update them (e.g. the hub's port).
     """
-    source = os.path.join(config_dir(), 'profiles', base)
-    with open(source, encoding='utf-8') as stream:
-        data = yaml.safe_load(stream)
-    data['pack']['cell'] = os.path.join(config_dir(), 'profiles', data['pack']['cell'])
+    profiles = os.path.join(config_dir(), 'profiles')
+    with open(os.path.join(profiles, base), encoding='utf-8') as stream:
+        data = _absolute_paths(yaml.safe_load(stream), profiles)
     for key, value in (protection or {}).items():
         if isinstance(value, dict):
             data['protection'][key].update(value)
         else:
             data['protection'][key] = value
     data['supervisor'].update(supervisor or {})
-    for section in ('simulator', 'can', 'estimator', 'balancing'):
-        data.pop(section, None)   # not read by these nodes; their relative paths would break
+    if can is None:
+        for section in ('simulator', 'can', 'estimator', 'balancing', 'gazebo'):
+            data.pop(section, None)   # not read by the nodes under test
+    else:
+        data['can'].update(can)
+        data['simulator'].update(simulator or {})
     path = os.path.join(str(folder), 'profile.yaml')
     with open(path, 'w', encoding='utf-8') as stream:
         yaml.safe_dump(data, stream)
@@ -179,3 +203,85 @@ class FakePack:
         """The distinct commands received, in order."""
         with self._lock:
             return [command for _, command, _ in self.commands]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class BusCommands:
+    """Contactor commands as they appear on the CAN bus, decoded from a hub client, in order."""
+
+    def __init__(self, port, protocol, timeout_s=15.0):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                socket.create_connection(('127.0.0.1', port), timeout=0.5).close()
+                self.bus = can.Bus(interface='socketcand', channel='vcan0', host='127.0.0.1',
+                                   port=port)
+                break
+            except (OSError, can.CanError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.decoder = PackEncoder(protocol)
+        self.sequence = []         # distinct consecutive (negative, precharge, positive)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            msg = self.bus.recv(timeout=0.05)
+            command = self.decoder.decode_command(msg) if msg is not None else None
+            if command and command['kind'] == 'contactor':
+                state = (command['negative_closed'], command['precharge_closed'],
+                         command['positive_closed'])
+                with self._lock:
+                    if not self.sequence or self.sequence[-1] != state:
+                        self.sequence.append(state)
+
+    def commands(self):
+        with self._lock:
+            return list(self.sequence)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(2.0)
+        self.bus.shutdown()
+
+
+class SimulatedSuite:
+    """CAN hub, pack simulator, CAN driver, protection and pack supervisor, each a process."""
+
+    def __init__(self, env, folder, protection=None, supervisor=None, time_scale=1.0,
+                 simulator=None):
+        self.env = env
+        self.port = free_port()
+        self.profile = write_profile(folder, protection, supervisor, can={'port': self.port},
+                                     simulator=simulator)
+        self.state_dir = os.path.join(str(folder), 'state')
+        env.start_module('bms_ros.tools.can_hub', '--host', '127.0.0.1', '--port',
+                         str(self.port), name='can_hub', ros_args=False)
+        env.start_module('bms_ros.nodes.pack_simulator', name='pack_simulator',
+                         params={'profile': self.profile, 'time_scale': time_scale})
+        env.start_module('bms_ros.nodes.can_driver', name='can_driver',
+                         params={'profile': self.profile})
+        env.start_module('bms_ros.nodes.protection', name='protection',
+                         params={'profile': self.profile, 'state_dir': self.state_dir})
+        env.start_module('bms_ros.nodes.pack_supervisor', name='pack_supervisor',
+                         params={'profile': self.profile})
+        protocol = CanProtocol.from_files(os.path.join(config_dir(), 'can', 'bms_ros.dbc'),
+                                          os.path.join(config_dir(), 'can',
+                                                       'bms_ros_mapping.yaml'), CELLS, SENSORS)
+        self.bus = BusCommands(self.port, protocol)
+
+    def fault(self, name, index=0, value=0.0, clear=False):
+        request = InjectFault.Request(fault=name, index=index, value=value, clear=clear)
+        return self.env.call(InjectFault, 'sim/inject_fault', request, timeout_s=20.0)
+
+    def close(self):
+        self.bus.stop()

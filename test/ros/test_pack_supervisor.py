@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from bms_interfaces.msg import ContactorCommand, PackState, ProtectionEvent
+from bms_interfaces.msg import ContactorCommand, PackMeasurement, PackState, ProtectionEvent
 from bms_interfaces.srv import RequestState, ResetTrips
 
 from .harness import LATCHED, RELIABLE
-from .pack_plant import FakePack, write_profile
+from .pack_plant import FakePack, SimulatedSuite, write_profile
 
 pytestmark = pytest.mark.ros
 
@@ -146,3 +146,72 @@ def test_welded_contactor_is_detected_and_reported(suite):
     answer = suite.request(STANDBY, 'service')
     assert (answer.accepted, answer.reason) == (
         False, 'refused: contactor feedback not open: positive (welded?)')
+
+
+# ---------------------------------------------------------------- through the simulated pack
+
+def test_simulated_pack_sequence_on_the_can_bus_failed_precharge_and_welded(ros_env, tmp_path):
+    suite = SimulatedSuite(ros_env, tmp_path, supervisor={'require_estimate': False,
+                                                          'precharge_retry_delay_s': 1.0})
+    try:
+        states = ros_env.subscribe(PackState, 'pack_state', LATCHED)
+        events = ros_env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
+        measurements = ros_env.subscribe(PackMeasurement, 'measurement', RELIABLE)
+        states.wait_for(lambda s: s.state == STANDBY, timeout_s=30.0, what='STANDBY')
+        measurements.wait_for(lambda m: not (m.cell_voltages_stale or m.temperatures_stale
+                                             or m.current_stale or m.contactors_stale),
+                              timeout_s=20.0, what='a complete measurement')
+
+        def request(state, who='vcu'):
+            return ros_env.call(RequestState, 'request_state',
+                                RequestState.Request(state=state, requester=who))
+
+        # DRIVE: the commands on the bus, in order, and the link pre-charged by the simulator
+        assert request(DRIVE).accepted
+        drive = states.wait_for(lambda s: s.state == DRIVE, timeout_s=10.0, what='DRIVE')
+        assert drive.reason.startswith('pre-charge done in ')
+        time.sleep(0.3)
+        sequence = suite.bus.commands()
+        assert sequence == [OPEN, (True, False, False), (True, True, False), (True, True, True),
+                            (True, False, True)], sequence
+        states.clear()
+        state = states.wait_for(lambda s: s.positive_contactor_closed, timeout_s=5.0)
+        assert state.link_voltage_v == pytest.approx(state.pack_voltage_v, abs=1.0)
+        answer = request(STANDBY)
+        assert answer.accepted and answer.state == STANDBY, answer.reason
+        measurements.clear()
+        measurements.wait_for(lambda m: not (m.negative_contactor_closed
+                                             or m.positive_contactor_closed), timeout_s=5.0,
+                              what='feedback open')
+
+        # a shorted DC link: the pre-charge never reaches 95 % and aborts to STANDBY
+        assert suite.fault('shorted_load').success
+        before = len(suite.bus.commands())
+        assert request(DRIVE).accepted
+        failed = states.wait_for(lambda s: s.reason.startswith('pre-charge failed'),
+                                 timeout_s=10.0, what='pre-charge failure')
+        assert failed.state == STANDBY
+        assert failed.reason.startswith('pre-charge failed: rise too slow: link ')
+        time.sleep(0.3)
+        assert suite.bus.commands()[before:] == [(True, False, False), (True, True, False),
+                                                 OPEN]
+        assert suite.fault('shorted_load', clear=True).success
+        time.sleep(1.0)                                  # the retry delay of this profile
+        measurements.clear()
+        measurements.wait_for(lambda m: not m.negative_contactor_closed, timeout_s=5.0)
+
+        # a welded main positive: detected after the open command, reported, ERROR
+        assert request(DRIVE).accepted
+        states.wait_for(lambda s: s.state == DRIVE, timeout_s=10.0, what='DRIVE again')
+        assert suite.fault('contactor_welded', 1).success          # 1 = positive
+        assert request(STANDBY).accepted
+        fault = events.wait_for(lambda e: e.limit_id == 'contactor_welded' and e.active,
+                                timeout_s=10.0, what='welded positive')
+        assert fault.index == 1 and fault.message.startswith('positive contactor welded')
+        states.wait_for(lambda s: s.state == ERROR, timeout_s=5.0, what='ERROR')
+        answer = request(DRIVE)
+        assert not answer.accepted
+        assert answer.reason.startswith('refused: in ERROR (contactor fault: positive contactor '
+                                        'welded')
+    finally:
+        suite.close()

@@ -6,11 +6,14 @@ import time
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
-from bms_interfaces.msg import PackMeasurement, ProtectionEvent, ProtectionStatus
-from bms_interfaces.srv import ResetTrips
+from std_msgs.msg import Float32
+
+from bms_interfaces.msg import (PackMeasurement, PackState, ProtectionEvent, ProtectionStatus,
+                                SimTruth)
+from bms_interfaces.srv import RequestState, ResetTrips
 
 from .harness import LATCHED, RELIABLE
-from .pack_plant import FakePack, write_profile
+from .pack_plant import FakePack, SimulatedSuite, write_profile
 
 pytestmark = pytest.mark.ros
 
@@ -160,3 +163,66 @@ def test_bad_configuration_exits_with_code_2_before_publishing(ros_env, tmp_path
     assert process.popen.wait(20.0) == 2
     assert f'{profile}: protection.cell_overvoltage.alarm_v: must be above warning_v (3.62), ' \
            f'got 3.0' in process.log_tail()
+
+
+def test_simulated_over_temperature_trips_opens_and_resets_only_after_cooling(ros_env,
+                                                                             tmp_path):
+    """The demo of issue 5 on the simulated pack (50 x real time, so it heats and cools in
+    seconds): a thermal event drives cell 3 over the 55 degC discharge trip, the contactors open
+    and the current stops; a reset is refused while hot and granted after cooling."""
+    suite = SimulatedSuite(
+        ros_env, tmp_path, time_scale=50.0,
+        # rates and spreads are judged in wall time: keep them out of this demo
+        protection={'temperature_rise_rate': {'warning_degc_per_s': 20.0,
+                                              'alarm_degc_per_s': 50.0,
+                                              'trip_degc_per_s': 100.0},
+                    'temperature_spread': {'warning_degc': 30.0, 'alarm_degc': 40.0,
+                                           'trip_degc': 60.0},
+                    'discharge_overtemperature': {'reset_cooldown_s': 3.0}},
+        supervisor={'require_estimate': False, 'precharge_min_time_s': 0.0})
+    try:
+        states = ros_env.subscribe(PackState, 'pack_state', LATCHED)
+        events = ros_env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
+        truth = ros_env.subscribe(SimTruth, 'sim_truth', RELIABLE)
+        measurements = ros_env.subscribe(PackMeasurement, 'measurement', RELIABLE)
+        states.wait_for(lambda s: s.state == PackState.STATE_STANDBY, timeout_s=30.0)
+        measurements.wait_for(lambda m: not (m.cell_voltages_stale or m.temperatures_stale
+                                             or m.current_stale), timeout_s=20.0)
+        answer = ros_env.call(RequestState, 'request_state',
+                              RequestState.Request(state=PackState.STATE_DRIVE, requester='vcu'))
+        assert answer.accepted, answer.reason
+        states.wait_for(lambda s: s.state == PackState.STATE_DRIVE, timeout_s=10.0)
+        demand = ros_env.publisher(Float32, 'load_demand')
+        ros_env.wait_for_subscribers(demand)
+        demand.publish(Float32(data=-20.0))
+        truth.wait_for(lambda t: t.pack_current_a == pytest.approx(-20.0), timeout_s=10.0,
+                       what='20 A discharge')
+
+        assert suite.fault('thermal_event', 3, 100.0).success     # 100 W into cell group 3
+        trip = events.wait_for(lambda e: e.limit_id == 'discharge_overtemperature'
+                               and e.level == TRIP and e.active, timeout_s=30.0,
+                               what='over-temperature trip')
+        assert trip.message.startswith(f'temperature sensor {trip.index} over-temperature ')
+        assert trip.value >= 55.0
+        error = states.wait_for(lambda s: s.state == PackState.STATE_ERROR, timeout_s=5.0)
+        assert error.reason.startswith('safety trip: ')
+        truth.clear()
+        stopped = truth.wait_for(lambda t: not (t.positive_contactor_closed
+                                                or t.negative_contactor_closed),
+                                 timeout_s=5.0, what='contactors open in the simulator')
+        assert stopped.pack_current_a == 0.0                       # current stopped
+        assert suite.fault('thermal_event', 3, clear=True).success
+        answer = reset(ros_env, 'operator', 'too early')
+        assert not answer.success and 'condition still present' in answer.message
+        deadline = time.monotonic() + 40.0
+        while not answer.success:
+            assert time.monotonic() < deadline, answer.message
+            time.sleep(0.5)
+            answer = reset(ros_env, 'operator', 'pack cooled down')
+        assert answer.message == f'reset discharge_overtemperature[{trip.index}]'
+        # granted only once the sensor that tripped reads below 55 - 2 degC hysteresis
+        # (a sensor sees the mean of its cell groups: the hot cell itself is hotter)
+        measurements.clear()
+        assert measurements.wait_for(timeout_s=5.0).temperatures_degc[trip.index] < 53.5
+    finally:
+        suite.close()
