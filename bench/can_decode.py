@@ -1,4 +1,4 @@
-"""CAN throughput: assembler decode rate, hub vs python-can-remote forwarding, driver CPU at 8,000 frames/s.
+"""CAN throughput: decode rate, hub vs python-can-remote forwarding, driver CPU at 8,000 frames/s.
 
     .venv/bin/python -m bench.run can_decode        # or: .venv/bin/python -m bench.can_decode
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 
 import can
 
-from .config import Section
 from .profile import config_dir
 
 log = logging.getLogger(__name__)
@@ -229,7 +228,7 @@ class CanBus:
         return msg
 
     def recv_batch(self, timeout_s, max_frames=256):
-        """Up to ``max_frames`` frames: waits ``timeout_s`` for the first, then takes what is queued."""
+        """Up to ``max_frames`` frames: waits ``timeout_s`` for the first, then takes the queued."""
         first = self.recv(timeout_s)
         if first is None:
             return []

@@ -10,7 +10,6 @@ maximum raw value of a measurement signal is the "invalid" marker (open wire, se
 dropout): the encoder writes it for NaN and the decoder turns it into NaN + valid=false.
 Bad input is counted by reason (``REJECT_REASONS``, ``VALUE_REASONS``), never raised.
 """
-import logging
 import math
 import threading
 from dataclasses import dataclass, field
@@ -21,8 +20,6 @@ import numpy as np
 from .can_mapping import (CONTACTOR_COMMAND_FIELDS, GROUPS, MEASUREMENT_FIELDS, load_dbc,
                           load_mapping)
 from .errors import EncodeError
-
-log = logging.getLogger(__name__)
 
 # Frame-level rejections (the whole frame is dropped; counted in frames_rejected)
 REJECT_REASONS = ('unknown_id', 'wrong_dlc', 'error_frame', 'remote_frame', 'decode_error')
@@ -263,7 +260,7 @@ class MeasurementAssembler:
         return True
 
     def snapshot(self, now_s, stale_timeout_s):
-        """The complete measurement at ``now_s``: elements older than ``stale_timeout_s`` are invalid."""
+        """The measurement at ``now_s`` (s): elements older than ``stale_timeout_s`` are invalid."""
         with self._lock:
             values = {k: np.array(v, dtype=float) for k, v in self._values.items()}
             stamps = {k: np.array(v, dtype=float) for k, v in self._stamps.items()}
@@ -343,7 +340,7 @@ def _raw_of_bool(s, value):
 
 
 def _encode_frame(mm, fields, mux, counter_value):
-    """One frame of message map ``mm`` for multiplexer value ``mux`` from ``fields`` (name -> value)."""
+    """One frame of message ``mm`` for multiplexer value ``mux`` from ``fields`` (name -> value)."""
     raw = dict.fromkeys(mm.other_signals, 0)
     if mm.mux_signal is not None:
         raw[mm.mux_signal] = mux
@@ -435,7 +432,7 @@ class PackEncoder(_Sender):
         return frames
 
     def due_frames(self, now_s, state):
-        """Frames whose period elapsed at ``now_s`` (s), encoded from ``state`` (NaN -> invalid)."""
+        """Frames whose period elapsed at ``now_s`` (s), from ``state`` (NaN -> invalid marker)."""
         due = [mm for mm in self.protocol.mapping.measurement if now_s >= self._next_due[mm.name]]
         if not due:
             return []

@@ -1,4 +1,4 @@
-"""Mapping of a DBC's messages and signals onto PackMeasurement, ContactorCommand and BalancingCommand.
+"""Mapping of a DBC's messages and signals onto PackMeasurement and the pack commands.
 
 A user brings the DBC of their BMS plus a YAML mapping (config/can/*_mapping.yaml); no code.
 The mapping is validated against the DBC at load: every error is a ConfigError naming the
@@ -156,7 +156,7 @@ def load_dbc(dbc_path):
         raise ConfigError(dbc_path, '', 'file not found')
     try:
         return cantools.database.load_file(dbc_path, database_format='dbc')
-    except Exception as error:  # cantools raises many types (ParseError, UnsupportedDatabaseFormatError, ...)
+    except Exception as error:  # noqa: BLE001  cantools raises many types (ParseError, ...)
         raise ConfigError(dbc_path, '', f'cannot load DBC: {error}') from None
 
 
@@ -266,8 +266,9 @@ class _Loader:
             mux.reject_unknown(('signal', 'stride', 'first'))
             mux_signal = mux.string('signal')
             if mux_signal not in dbc_muxes:
+                known = ', '.join(dbc_muxes) or 'none'
                 raise mux.error('signal', f"'{mux_signal}' is not a multiplexer of message "
-                                          f"'{name}' (multiplexers: {', '.join(dbc_muxes) or 'none'})")
+                                          f"'{name}' (multiplexers: {known})")
             if len(dbc_muxes) > 1:
                 raise mux.error('signal', f"message '{name}' has nested multiplexers "
                                           f"({', '.join(dbc_muxes)}): not supported")
@@ -283,7 +284,8 @@ class _Loader:
             counter = signals_by_name.get(counter_signal)
             if counter is None:
                 raise sec.error('counter', f"unknown signal '{counter_signal}' in message "
-                                           f"'{name}'" + _suggest(counter_signal, list(signals_by_name)))
+                                           f"'{name}'"
+                                + _suggest(counter_signal, list(signals_by_name)))
             if counter.is_signed or counter.multiplexer_ids or counter.is_multiplexer \
                     or counter.conversion.is_float:
                 raise sec.error('counter', f"'{counter_signal}' must be an unsigned, not "

@@ -7,9 +7,9 @@ Every process connects with python-can's built-in ``socketcand`` interface
 forwards each frame a client sends to every other client opened on the same channel, never
 back to the sender (as SocketCAN without loopback). Each client has a bounded send queue:
 when a slow client has more than ``queue_bytes`` unsent (the kernel send buffer of its socket
-is set to the same size), further frames to it are dropped and counted, as a real controller drops on a full
-receive FIFO. Frames travel in batches (all frames of one TCP read of a sender), so the
-bound is ``queue_bytes`` plus one batch.
+is set to the same size), further frames to it are dropped and counted, as a real controller
+drops on a full receive FIFO. Frames travel in batches (all frames of one TCP read of a
+sender), so the bound is ``queue_bytes`` plus one batch.
 
 Protocol (the subset python-can 4.6.1's socketcand client uses; socketcand's own docs):
 server ``< hi >``; client ``< open vcan0 >``, server ``< ok >``; client ``< rawmode >``, server

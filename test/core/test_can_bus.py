@@ -1,9 +1,11 @@
-"""CanBus: opening from parameters, reconnect with back-off, bus-off; the profile's can: section."""
+"""CanBus: open from parameters, reconnect with back-off, bus-off; the profile's can: section."""
+import os
 import socket
 import time
 
 import can
 import pytest
+import yaml
 
 from bms_ros.core.can_bus import BusConfig, CanBus, load_can_settings
 from bms_ros.core.errors import ConfigError
@@ -131,13 +133,12 @@ def test_profile_can_section():
     ('  dbc: missing.dbc', 'can.dbc: file not found: '),
 ])
 def test_profile_can_section_errors(tmp_path, line, expected):
-    source = open(default_profile_path(), encoding='utf-8').read()
-    head, can_section = source.split('\ncan:\n')
-    cell = [l for l in head.splitlines() if l.strip().startswith('cell:')][0]
-    cell_path = cell.split(':', 1)[1].split('#')[0].strip()
-    head = head.replace(cell, f'  cell: {(Profile(default_profile_path()).path.rsplit("/", 1)[0])}/{cell_path}')
+    source = Profile(default_profile_path())
+    with open(source.path, encoding='utf-8') as stream:
+        pack = yaml.safe_load(stream)['pack']
+    pack['cell'] = os.path.join(os.path.dirname(source.path), pack['cell'])
     path = tmp_path / 'profile.yaml'
-    path.write_text(head + '\ncan:\n' + line + '\n')
+    path.write_text(yaml.safe_dump({'pack': pack}) + 'can:\n' + line + '\n')
     with pytest.raises(ConfigError) as info:
         load_can_settings(Profile(path))
     assert str(info.value).startswith(f'{path}: {expected}')

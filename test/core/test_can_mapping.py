@@ -1,4 +1,4 @@
-"""Validation of DBC mappings (bms_ros.core.can_mapping): exact error texts naming file and field."""
+"""Validation of DBC mappings (bms_ros.core.can_mapping): exact error texts, file and field."""
 import copy
 import os
 
