@@ -123,7 +123,7 @@ def attitude_from_quaternion(x, y, z, w):
 
 
 def grade_rad(pitch_rad):
-    """Road grade angle (rad, + = uphill when driving forward) from the ROS pitch (+ = nose down)."""
+    """Road grade (rad, + = uphill driving forward) from the ROS pitch (rad, + = nose down)."""
     return -float(pitch_rad)
 
 

@@ -68,7 +68,7 @@ class ReportData:
     temperature_mean_degc: np.ndarray = field(default_factory=lambda: np.zeros(0))
     soc_t_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     soc: np.ndarray = field(default_factory=lambda: np.zeros(0))          # 0..1
-    soc_source: str = ''                                                   # estimate / battery_state
+    soc_source: str = ''                                        # estimate / battery_state
     truth_t_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     truth_soc: np.ndarray = field(default_factory=lambda: np.zeros(0))     # 0..1
     events: list = field(default_factory=list)                             # [Interval]
@@ -292,7 +292,8 @@ def summary_lines(data):
     if len(data.pack_current_a):
         lines.append(f'current {np.nanmin(data.pack_current_a):.1f}..'
                      f'{np.nanmax(data.pack_current_a):.1f} A, pack voltage '
-                     f'{np.nanmin(data.pack_voltage_v):.2f}..{np.nanmax(data.pack_voltage_v):.2f} V')
+                     f'{np.nanmin(data.pack_voltage_v):.2f}..'
+                     f'{np.nanmax(data.pack_voltage_v):.2f} V')
     if len(data.soc):
         lines.append(f'SoC ({data.soc_source}) {100 * data.soc[0]:.1f} % -> '
                      f'{100 * data.soc[-1]:.1f} %')

@@ -200,7 +200,7 @@ class EstimatorRunner:
 
 
 def resolve_profile(bag, profile=None):
-    """The profile to replay with: given, else the one the bag names (if it exists), else default."""
+    """Profile to replay with: given, else the one the bag names (if it exists), else default."""
     if profile:
         return profile
     noted = bag.custom_data.get('bms_ros.profile', '')
