@@ -40,11 +40,13 @@ setup(
             'protection = bms_ros.nodes.protection:main',
             'pack_supervisor = bms_ros.nodes.pack_supervisor:main',
             'balancing = bms_ros.nodes.balancing:main',
+            'gazebo_load = bms_ros.nodes.gazebo_load:main',
             'can_hub = bms_ros.tools.can_hub:main',
             'bringup = bms_ros.tools.bringup:main',
             'bmsctl = bms_ros.tools.bmsctl:main',
             'estimate_csv = bms_ros.tools.estimate_csv:main',
             'bms-report = bms_ros.tools.report:main',
+            'bms-bag = bms_ros.tools.bag:main',
         ],
     },
 )
