@@ -82,6 +82,8 @@ class PackEstimator:
         self._given_soc = False
         self._zero_current_a = None                 # low-pass of the current at zero current
         self._limits = (np.zeros(self.n), np.zeros(self.n), np.zeros(self.n), np.zeros(self.n))
+        self._limit_temperature = np.full(self.n, np.nan)
+        self._limits_due = False
 
     # ---------------------------------------------------------------- initialisation
     @property
@@ -225,7 +227,9 @@ class PackEstimator:
             self.reanchor_from_ocv(v, temp_model, valid)
             self.anchored = True
             log.debug('re-anchored SoC from OCV after %.0f s at rest', self.rest_s)
-        self._update_limits(temp)
+        # the limits are worked out when an estimate is asked for (publish rate, not 10 Hz)
+        self._limit_temperature = temp
+        self._limits_due = True
         return True
 
     def _ohmic(self, voltage_v, temperature_degc):
@@ -260,6 +264,9 @@ class PackEstimator:
     def estimate(self):
         """The present estimate (pack values NaN / limits 0 until a cell is initialised)."""
         f = self.filter
+        if self._limits_due:
+            self._update_limits(self._limit_temperature)
+            self._limits_due = False
         soc = np.where(f.initialised, np.clip(f.soc, 0.0, 1.0), np.nan)
         capacity = self.capacity.capacity_ah.copy()
         z, remaining, usable = pack_soc(soc, capacity)

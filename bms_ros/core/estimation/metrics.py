@@ -2,6 +2,7 @@
 
 * convergence_s: time from the first sample until the SoC error first enters the +-2 % band
   and then stays in it for ``hold_s`` (60 s); NaN if it never does;
+* first_in_band_s: time until the error first enters the band (however briefly);
 * soc_rmse, soc_max_err: over the samples after convergence (SoC as 0..1, not %);
 * capacity_err_discharge / capacity_err_cycle: relative capacity error at the end of the
   discharge and at the last sample.
@@ -32,8 +33,10 @@ def evaluate(t_s, soc_true, soc_est, capacity_est_ah, capacity_true_ah, discharg
     after = t - t[0] >= (conv if np.isfinite(conv) else np.inf)
     cap = np.asarray(capacity_est_ah, dtype=float)
     end_discharge = min(np.searchsorted(t, discharge_end_s), len(t) - 1)
+    inside = np.flatnonzero(np.abs(error) <= CONVERGED_BAND)
     return {
         'convergence_s': conv,
+        'first_in_band_s': float(t[inside[0]] - t[0]) if inside.size else float('nan'),
         'soc_rmse': float(np.sqrt(np.mean(error[after] ** 2))) if after.any() else float('nan'),
         'soc_max_err': float(np.max(np.abs(error[after]))) if after.any() else float('nan'),
         'capacity_err_discharge': float(cap[end_discharge] / capacity_true_ah - 1.0),

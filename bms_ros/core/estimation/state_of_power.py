@@ -37,9 +37,13 @@ def current_limits(cell, config, horizon_s, soc, v_rc_v, r0_ohm, capacity_ah,
     relaxed = a * v_rc_v
     charge = np.full_like(soc, lim.charge_current_max_a)
     discharge = np.full_like(soc, lim.discharge_current_max_a)
+    # charge and discharge side by side: one OCV evaluation per pass for both
+    soc2 = np.concatenate([soc, soc])
+    t2 = np.concatenate([t, t])
     for _ in range(2):
-        s_c = _secant_slope(cell.ocv, soc, np.clip(soc + coulomb * charge, 0, 1), t)
-        s_d = _secant_slope(cell.ocv, soc, np.clip(soc - coulomb * discharge, 0, 1), t)
+        end = np.clip(np.concatenate([soc + coulomb * charge, soc - coulomb * discharge]), 0, 1)
+        slope = _secant_slope(cell.ocv, soc2, end, t2)
+        s_c, s_d = slope[:soc.size], slope[soc.size:]
         charge = (lim.voltage_max_v - ocv_now - relaxed) / (s_c * coulomb + resistance)
         discharge = (ocv_now + relaxed - lim.voltage_min_v) / (s_d * coulomb + resistance)
         charge = np.clip(charge, 0.0, lim.charge_current_max_a)
