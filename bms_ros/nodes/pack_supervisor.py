@@ -116,7 +116,7 @@ class PackSupervisor(Node):
         accepted, reason = self.machine.request(request.state, request.requester, self._now_s())
         self.get_logger().info(
             f'request_state {STATE_NAMES.get(request.state, request.state)} by '
-            f'{request.requester!r}: {"accepted" if accepted else "refused"}: {reason}')
+            f'{request.requester!r}: {"accepted: " if accepted else ""}{reason}')
         self._publish()
         response.accepted = accepted
         response.reason = reason
