@@ -24,13 +24,16 @@ Runs in the validation venv (PyBaMM is not a runtime dependency of bms_ros):
    state the first pass saved: --save-state / --state).
 4. Metrics (bms_ros.core.estimation.metrics): SoC RMSE and max |error| after convergence,
    convergence time (first time after which |error| stays <= 2 %), capacity error at the end
-   of the discharge and after the full cycle.
+   of the discharge and after the full cycle; R0: the estimate's median over the drive
+   (SoC > 20 %) against the DFN's 2 s step resistance (median dV/dI over steps > 0.5 C of the
+   noise-free simulation).
 
 ``--fixtures`` also writes test/fixtures/pybamm/*.csv.gz (drive at 2 s, rest and charge at
 10 s) and cases.json, read by test/core/test_estimation_pybamm.py without PyBaMM.
 """
 import argparse
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -161,6 +164,22 @@ def add_noise(data, capacity_ah, seed):
     return out
 
 
+def step_resistance_ohm(truth, capacity_ah):
+    """The DFN's 2 s step resistance: median dV/dI over drive steps > 0.5 C above 20 % SoC,
+    from the noise-free simulation -- the quantity the R0 estimator measures."""
+    t, i, v = truth['t_s'], truth['current_a'], truth['voltage_v']
+    di, dv, dt = np.diff(i), np.diff(v), np.diff(t)
+    use = (np.abs(di) > 0.5 * capacity_ah) & (dt < 2.5) & (t[1:] < truth['drive_end_s']) \
+        & (truth['soc_true'][1:] > 0.2)
+    return float(np.median(dv[use] / di[use]))
+
+
+def gzip_text(path, mode):
+    """A gzip text stream without a time stamp, so unchanged fixtures stay byte-identical."""
+    return io.TextIOWrapper(gzip.GzipFile(path, mode.replace('t', '') or 'wb', compresslevel=9,
+                                          mtime=0), encoding='utf-8')
+
+
 def write_csv(path, data, columns, opener=open):
     with opener(path, 'wt') as stream:
         stream.write(','.join(columns) + '\n')
@@ -212,8 +231,10 @@ def run_case(cell, name, data, offset_a, extra, first, work):
     result = metrics.evaluate(sliced['t_s'], sliced['soc_true'], out['soc_est'],
                               out['capacity_est_ah'], data['capacity_true_ah'],
                               data['drive_end_s'])
+    drive = (out['t_s'] < data['drive_end_s']) & (sliced['soc_true'] > 0.2)
     result.update({'cell': cell, 'case': name, 'wall_s': round(elapsed, 2),
-                   'r0_est_end_ohm': float(out['r0_est_ohm'][-1]),
+                   'r0_est_drive_median_ohm': float(np.median(out['r0_est_ohm'][drive])),
+                   'r0_step_truth_ohm': data['r0_step_truth_ohm'],
                    'command': ' '.join(os.path.relpath(c, REPO) if c.startswith(REPO) else c
                                        for c in command)})
     return result
@@ -234,12 +255,13 @@ def main(argv=None):
             truth = decimate(simulate(cell, variant))
             data = add_noise(truth, CELLS[cell]['capacity_ah'],
                              seed=CELLS[cell]['seed'] * 10 + (variant == 'faded'))
+            data['r0_step_truth_ohm'] = step_resistance_ohm(truth, CELLS[cell]['capacity_ah'])
             if args.fixtures:
                 os.makedirs(FIXTURES, exist_ok=True)
                 name = f'{cell}_{variant}.csv.gz'
                 write_csv(os.path.join(FIXTURES, name), data,
                           ('t_s', 'current_a', 'voltage_v', 'temperature_c', 'soc_true'),
-                          opener=lambda p, m: gzip.open(p, m, compresslevel=9))
+                          opener=gzip_text)
             for case, offset_a, extra, first in cases_for(cell, variant, data):
                 result = run_case(cell, case, data, offset_a, extra, first, args.out)
                 results.append(result)
@@ -248,6 +270,7 @@ def main(argv=None):
                     'cell_yaml': CELLS[cell]['cell_yaml'], 'current_offset_a': offset_a,
                     'args': extra, 'first_row': first,
                     'capacity_true_ah': data['capacity_true_ah'],
+                    'r0_step_truth_ohm': data['r0_step_truth_ohm'],
                     'drive_end_s': data['drive_end_s']})
                 print(json.dumps({k: v for k, v in result.items() if k != 'command'}),
                       flush=True)
@@ -261,8 +284,9 @@ def main(argv=None):
 
 
 def print_table(results):
-    head = ('cell', 'case', 'soc_rmse', 'soc_max_err', 'convergence_s', 'capacity_err_discharge',
-            'capacity_err_cycle')
+    head = ('cell', 'case', 'soc_rmse', 'soc_max_err', 'convergence_s', 'first_in_band_s',
+            'capacity_err_discharge', 'capacity_err_cycle', 'r0_est_drive_median_ohm',
+            'r0_step_truth_ohm')
     print(' | '.join(head))
     for r in results:
         print(' | '.join(str(r.get(h)) if not isinstance(r.get(h), float) else f'{r[h]:.4f}'

@@ -80,9 +80,13 @@ def results(tmp_path_factory):
             kwargs['state_path'] = state
         cell = CellSpec.from_file(os.path.join(REPO, case['cell_yaml']))
         est = estimate_csv.run(cell, data, **kwargs)
-        out[case['cell'], case['case']] = metrics.evaluate(
-            data['t_s'], data['soc_true'], est['soc_est'], est['capacity_est_ah'],
-            case['capacity_true_ah'], case['drive_end_s'])
+        result = metrics.evaluate(data['t_s'], data['soc_true'], est['soc_est'],
+                                  est['capacity_est_ah'], case['capacity_true_ah'],
+                                  case['drive_end_s'])
+        drive = (data['t_s'] < case['drive_end_s']) & (data['soc_true'] > 0.2)
+        result['r0_err'] = float(np.median(est['r0_est_ohm'][drive])
+                                 / case['r0_step_truth_ohm'] - 1.0)
+        out[case['cell'], case['case']] = result
     return out
 
 
@@ -106,6 +110,14 @@ def test_no_regression(results, cell, case, metric, reached):
     assert np.isfinite(value)
     assert value <= 1.25 * reached + (1.0 if metric == 'convergence_s' else 0.0005), \
         f'{cell} {case} {metric} = {value:.4g}, reached {reached:g} when the fixtures were made'
+
+
+@pytest.mark.parametrize('cell,case,tolerance', [
+    ('nmc', 'noise', 0.05), ('nmc', 'faded', 0.05), ('nmc', 'faded_second_cycle', 0.05),
+    ('lfp', 'noise', 0.15), ('lfp', 'faded_second_cycle', 0.15)])
+def test_r0_matches_the_dfn_step_resistance(results, cell, case, tolerance):
+    """R0 over the drive against the DFN's 2 s step resistance (noise-free dV/dI at steps)."""
+    assert abs(results[cell, case]['r0_err']) <= tolerance
 
 
 def test_capacity_learnt_on_the_faded_cell(results):
