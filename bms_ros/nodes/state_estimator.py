@@ -60,8 +60,8 @@ class StateEstimator(Node):
         self.last_t_s = None
         self.protection = None                # last ProtectionStatus
         self.pack_state = None                # last PackState
-        self.technology = getattr(BatteryState, 'POWER_SUPPLY_TECHNOLOGY_' + interface.TECHNOLOGY.get(
-            self.pack.cell.chemistry, 'UNKNOWN'))
+        technology = interface.TECHNOLOGY.get(self.pack.cell.chemistry, 'UNKNOWN')
+        self.technology = getattr(BatteryState, 'POWER_SUPPLY_TECHNOLOGY_' + technology)
 
         stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,

@@ -115,7 +115,8 @@ def parse_args(argv):
         prog='python -m bms_ros.tools.estimate_csv',
         description='Per-cell SoC, capacity, R0 and current limits from a one-cell recording.')
     parser.add_argument('--cell', required=True, help='cell file (config/cells/*.yaml format)')
-    parser.add_argument('--input', required=True, help='IN.csv: t_s,current_a,voltage_v,temperature_c')
+    parser.add_argument('--input', required=True,
+                        help='IN.csv: t_s,current_a,voltage_v,temperature_c')
     parser.add_argument('--output', required=True, help='OUT.csv to write')
     parser.add_argument('--initial-soc', type=float, default=None,
                         help='start from this SoC (0..1) instead of reading it from the first '

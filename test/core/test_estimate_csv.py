@@ -109,7 +109,8 @@ def test_bad_cell_file_and_state(tmp_path, capsys):
     assert 'configuration error' in capsys.readouterr().err
     (tmp_path / 'state.json').write_text('{broken')
     assert estimate_csv.main(['--cell', CELL, '--input', str(tmp_path / 'in.csv'), '--output',
-                              str(tmp_path / 'o.csv'), '--state', str(tmp_path / 'state.json')]) == 2
+                              str(tmp_path / 'o.csv'), '--state',
+                              str(tmp_path / 'state.json')]) == 2
     assert 'unreadable persisted state' in capsys.readouterr().err
 
 

@@ -3,7 +3,6 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ..config import Section  # noqa: F401  (type of the argument of from_section)
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class EstimatorConfig:
     # --- node
     publish_rate_hz: float = 1.0               # battery_state and estimate
     measurement_timeout_s: float = 2.0         # measurements older than this are stale
-    max_step_s: float = 30.0                   # longer gap: SoC doubt grows, capacity anchor dropped
+    max_step_s: float = 30.0                   # longer gap: SoC doubt grows, anchor dropped
     persist_period_s: float = 60.0
     status_current_threshold_a: float = 0.5    # |I| below: not charging / full (pack A)
     full_soc: float = 0.98                     # pack SoC at or above, idle: FULL
@@ -87,7 +86,8 @@ class EstimatorConfig:
 
     @classmethod
     def from_section(cls, section):
-        """Validate a profile Section (unknown fields, types, bounds); raises ConfigError."""
+        """Validate a profile ``config.Section`` (unknown fields, types, bounds); raises
+        ConfigError naming file and field."""
         section.reject_unknown([f.name for f in fields(cls)])
         d = cls()
         kw = {}

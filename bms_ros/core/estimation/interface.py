@@ -4,7 +4,8 @@
 * :func:`cell_temperatures`: per-cell temperature from the sensors (PackSpec.sensor_of_cell);
 * :func:`power_supply_status`, :func:`power_supply_health`, :data:`TECHNOLOGY`: the
   sensor_msgs/BatteryState enumerations by name (the node maps names to the constants
-  ``POWER_SUPPLY_STATUS_<name>``, ``POWER_SUPPLY_HEALTH_<name>``, ``POWER_SUPPLY_TECHNOLOGY_<name>``).
+  ``POWER_SUPPLY_STATUS_<name>``, ``POWER_SUPPLY_HEALTH_<name>`` and
+  ``POWER_SUPPLY_TECHNOLOGY_<name>``).
 """
 import math
 

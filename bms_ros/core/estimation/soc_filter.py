@@ -80,7 +80,8 @@ class SocFilter:
         # the load history is unknown: the RC voltages may hold what a typical load leaves
         load_a = cfg.initial_load_c * self.cell.capacity_ah
         self.P[idx, VRC, VRC] = (self.cell.r1_ohm * load_a) ** 2
-        self.P[idx, OFFSET, OFFSET] = (cfg.initial_current_offset_std_c * self.cell.capacity_ah) ** 2
+        offset_std_a = cfg.initial_current_offset_std_c * self.cell.capacity_ah
+        self.P[idx, OFFSET, OFFSET] = offset_std_a ** 2
         qinv = self.x[idx, QINV]
         cap_std = np.broadcast_to(np.asarray(cap_std, dtype=float), (self.n,))[idx]
         self.P[idx, QINV, QINV] = (cap_std * qinv) ** 2

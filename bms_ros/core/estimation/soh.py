@@ -1,17 +1,14 @@
-"""State of health: ohmic resistance by recursive least squares on voltage steps, per cell.
+"""State of health per cell, vectorised over cells: R0 and capacity.
 
-Capacity is estimated jointly with SoC inside :class:`~.soc_filter.SocFilter` (the
-``capacity_inverse`` state); this module adds R0.
+:class:`ResistanceEstimator`: the part of the terminal voltage the model leaves to the ohmic
+drop, ``y = v - OCV(soc) - v_rc - v_diff``, is differenced between consecutive samples (the
+previous one from the corrected state), so slowly varying errors (SoC, OCV, current offset)
+cancel: ``dy = R0(T) di``. R0 normalised to 25 degC (divided by the cell's Arrhenius factor) is
+fitted by a scalar recursive least squares per cell with forgetting, on steps where ``|di|`` is
+large enough to carry information.
 
-At each sample the part of the terminal voltage the model attributes to the ohmic drop,
-``y = v - OCV(soc) - v_rc`` (from the filter's prediction), is differenced between consecutive
-samples, so slowly varying errors (SoC, OCV, current offset) cancel:
-
-    dy = R0(T) * di
-
-and R0 normalised to 25 degC (divided by the cell's Arrhenius factor) is fitted by a scalar
-recursive least squares per cell with forgetting, on samples where ``|di|`` is large enough to
-carry information. Vectorised over cells.
+:class:`CapacityEstimator`: charge counted between two OCV anchors (see its docstring). The
+filter (:mod:`.soc_filter`) takes both as given values.
 """
 import numpy as np
 
