@@ -14,9 +14,10 @@ Then it resets the trip and returns to STANDBY. Goal: p99 < 50 ms + the configur
 On the CAN path (hub, can_driver, protection, pack_supervisor) this process is the BMS slave
 on the bus: it sends the measurement frames of the profile's DBC at their periods, answers the
 contactor command frames, and times the frame carrying cell 3 at 3.80 V -> the contactor
-command frame with everything open, on the bus. The driver assembles its measurement on a
-timer (the profile's `can.publish_rate_hz`, 10 Hz), which adds up to one period: the path is
-measured at the profile's rate and at 100 Hz (driver parameter override).
+command frame with everything open, on the bus. The driver publishes its measurement at once
+when cell, temperature or contactor frames arrive (at most every `can.prompt_min_interval_s`,
+20 ms) besides its 10 Hz timer; the path is measured as profiled and with the prompt publish
+off (timer only, which adds up to one 100 ms period).
 
     .venv/bin/python -m bench.run trip_latency        # BMS_BENCH_TRIPS=200, BMS_BENCH_CAN_TRIPS=30
 """
@@ -336,7 +337,7 @@ class BusSlave:
         self.bus.shutdown()
 
 
-def measure_can(trips=CAN_TRIPS, publish_rate_hz=None):
+def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=None):
     """CAN frame -> trip_event and -> contactor-open frame on the bus (s), over ``trips``."""
     with tempfile.TemporaryDirectory(prefix='bms_trip_latency_can_') as folder:
         env = RosTestEnv(folder)
@@ -353,6 +354,8 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None):
             driver = {'profile': profile, 'publish_can_rx': False}
             if publish_rate_hz:
                 driver['publish_rate_hz'] = float(publish_rate_hz)
+            if prompt_min_interval_s is not None:
+                driver['prompt_min_interval_s'] = float(prompt_min_interval_s)
             env.start_module('bms_ros.nodes.can_driver', name='can_driver', params=driver)
             start_nodes(env, profile, os.path.join(folder, 'state'))
             states = env.subscribe(PackState, 'pack_state', LATCHED)
@@ -425,10 +428,9 @@ def run():
     rows.append({'benchmark': 'trip latency max: measurement -> contactor_command open',
                  'value': float(np.max(to_open)) * 1e3, 'unit': 'ms', 'goal': '',
                  'note': f'{len(to_open)} trips'})
-    for rate in (None, 100.0):
-        can_event, can_open = measure_can(publish_rate_hz=rate)
-        label = 'driver at the profile rate (10 Hz)' if rate is None \
-            else f'driver measurement at {rate:g} Hz'
+    for prompt, label in ((None, 'driver as profiled: 10 Hz timer + prompt publish of cell frames'),
+                          (0.0, 'driver on its 10 Hz timer only (prompt publish off)')):
+        can_event, can_open = measure_can(prompt_min_interval_s=prompt)
         note = f'{len(can_open)} trips, {label}, debounce 0 s'
         rows += _rows('CAN frame -> trip_event (other process)', can_event, '', note)
         rows += _rows('CAN frame -> contactor-open frame on the bus', can_open,

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 CAN_SECTION_FIELDS = ('dbc', 'mapping', 'interface', 'channel', 'host', 'port', 'bitrate',
                       'bus_options', 'reconnect_min_s', 'reconnect_max_s', 'stale_timeout_s',
-                      'publish_rate_hz', 'publish_can_rx')
+                      'publish_rate_hz', 'publish_can_rx', 'prompt_min_interval_s')
 CAN_ERR_BUSOFF = 0x40      # SocketCAN error class bit in the id of an error frame
 _SOCKETCAND_LOGGER = 'can.interfaces.socketcand.socketcand'
 
@@ -68,6 +68,9 @@ class CanSettings:
     stale_timeout_s: float = 0.5
     publish_rate_hz: float = 10.0
     publish_can_rx: bool = True
+    # publish at once when cell, temperature or contactor frames arrive, at most this often
+    # (0 = only at publish_rate_hz): a limit crossing then waits for no timer
+    prompt_min_interval_s: float = 0.02
 
     def with_overrides(self, interface=None, channel=None, host=None, port=None, bitrate=None):
         """The same settings with non-empty overrides (node parameters) applied to the bus."""
@@ -104,7 +107,9 @@ def load_can_settings(profile):
         stale_timeout_s=sec.number('stale_timeout_s', 0.5, exclusive_minimum=0.0, maximum=60.0),
         publish_rate_hz=sec.number('publish_rate_hz', 10.0, exclusive_minimum=0.0,
                                    maximum=1000.0),
-        publish_can_rx=sec.boolean('publish_can_rx', True))
+        publish_can_rx=sec.boolean('publish_can_rx', True),
+        prompt_min_interval_s=sec.number('prompt_min_interval_s', 0.02, minimum=0.0,
+                                         maximum=10.0))
 
 
 def quiet_socketcand_logging():

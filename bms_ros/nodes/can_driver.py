@@ -41,7 +41,11 @@ from bms_ros.core.profile import Profile, default_profile_path
 _OVERRIDES = {   # parameter -> (python type, profile setting it overrides)
     'interface': str, 'channel': str, 'host': str, 'port': int, 'bitrate': int,
     'stale_timeout_s': float, 'publish_rate_hz': float, 'publish_can_rx': bool,
+    'prompt_min_interval_s': float,
 }
+# fields whose frames trigger a prompt publish: cell and temperature limits, contactor feedback
+PROMPT_FIELDS = frozenset(('cell_voltages_v', 'temperatures_degc', 'negative_contactor_closed',
+                           'positive_contactor_closed', 'precharge_relay_closed'))
 _FLOAT_ARRAYS = ('cell_voltages_v', 'temperatures_degc')
 _BOOL_ARRAYS = ('cell_voltage_valid', 'temperature_valid', 'cell_balancing')
 _STAMPS = ('cell_voltages_stamp', 'temperatures_stamp', 'current_stamp')
@@ -72,7 +76,11 @@ class CanDriver(Node):
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise ConfigError('parameter', name,
                                   f'expected {kind.__name__}, got {value!r}')
-            if kind in (int, float) and not value > 0:
+            if name == 'prompt_min_interval_s':
+                if not 0.0 <= value <= 10.0:   # 0 turns the prompt publish off
+                    raise ConfigError('parameter', name,
+                                      f'expected a number in 0..10, got {value!r}')
+            elif kind in (int, float) and not value > 0:
                 raise ConfigError('parameter', name, f'expected a number > 0, got {value!r}')
             if name == 'interface' and value not in can.interfaces.VALID_INTERFACES:
                 raise ConfigError('parameter', name, 'expected one of '
@@ -91,6 +99,14 @@ class CanDriver(Node):
                                                profile.pack.cells_series,
                                                profile.pack.temperature_sensors)
         self.assembler = MeasurementAssembler(self.protocol)
+        # frames that carry limit-relevant groups trigger a prompt publish (see CanSettings)
+        self.prompt_min_interval_s = overrides.get('prompt_min_interval_s',
+                                                   settings.prompt_min_interval_s)
+        self._prompt_ids = frozenset(
+            m.frame_id for m in self.protocol.mapping.measurement
+            if {s.field for s in m.signals} & PROMPT_FIELDS)
+        self._publish_lock = threading.Lock()
+        self._last_publish = 0.0
         self.commands = CommandEncoder(self.protocol)
         self.bus = CanBus(settings.bus)
         self.commands_rejected = 0
@@ -130,13 +146,29 @@ class CanDriver(Node):
         bus = self.bus
         assembler = self.assembler
         frame = CanFrame()
+        prompt_pending = False   # a prompt frame arrived since the last publish
         while self._running:
-            batch = bus.recv_batch(0.1, 256)
-            if not batch:
-                continue
-            assembler.feed_many(batch, time.monotonic())
-            if self.can_rx_pub is not None:
-                self._publish_frames(batch, frame)
+            wait_s = 0.1
+            if prompt_pending:
+                wait_s = max(0.0, self._last_publish + self.prompt_min_interval_s
+                             - time.monotonic())
+            batch = bus.recv_batch(wait_s, 256)
+            now = time.monotonic()
+            if batch:
+                assembler.feed_many(batch, now)
+                if self.can_rx_pub is not None:
+                    self._publish_frames(batch, frame)
+                if self.prompt_min_interval_s > 0.0 and any(
+                        msg.arbitration_id in self._prompt_ids for msg in batch):
+                    prompt_pending = True
+            # publish a prompt one at once, or as soon as the minimum interval allows, so the
+            # rest of a burst (the other cell blocks) is never left waiting for the timer
+            if prompt_pending and now - self._last_publish >= self.prompt_min_interval_s:
+                prompt_pending = False
+                try:
+                    self.publish_measurement()
+                except Exception:  # noqa: BLE001  context shut down under us
+                    return
 
     def _publish_frames(self, batch, frame):
         """One CanFrame per received frame; one reused message object (publish copies it)."""
@@ -157,6 +189,12 @@ class CanDriver(Node):
             self.can_rx_published += 1
 
     def publish_measurement(self):
+        """Publish a snapshot; called by the timer and, promptly, by the reader thread."""
+        with self._publish_lock:
+            self._last_publish = time.monotonic()
+            self._publish_measurement()
+
+    def _publish_measurement(self):
         now_ros = self.get_clock().now()
         now_mono = time.monotonic()
         snap = self.assembler.snapshot(now_mono, self.stale_timeout_s)
