@@ -9,7 +9,7 @@ bootstrap:
 	@bash scripts/bootstrap.sh
 
 run: bootstrap
-	@$(PY) -m bms_ros.tools.bringup --profile $(PROFILE) --simulate --status
+	@$(PY) -m bms_ros.tools.bringup --profile $(PROFILE) --status --request-state drive
 
 test: bootstrap
 	@$(PY) -m pytest -q
