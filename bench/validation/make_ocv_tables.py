@@ -34,7 +34,6 @@ def ocv_table(name):
     x = x0 + soc * (x100 - x0)
     y = y0 + soc * (y100 - y0)
     t_ref = 298.15
-    sto = pybamm.Scalar(0)
     u_p = params.process_symbol(param.p.prim.U(pybamm.Vector(y), t_ref)).evaluate().ravel()
     u_n = params.process_symbol(param.n.prim.U(pybamm.Vector(x), t_ref)).evaluate().ravel()
     ocv = u_p - u_n

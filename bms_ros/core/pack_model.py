@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import Section
 from .load_profile import ConstantLoad, ExternalLoad, LoadProfile, load_from_section
 from .sim_faults import CONTACTORS, FAULTS, FaultError, FaultSet
 

@@ -8,19 +8,16 @@ by the CAN driver) and balancing_status (BalancingStatus).
 Services: set_balancing_mode (SetBalancingMode: mode and thresholds; the reply explains a
 refusal).
 """
-import sys
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from bms_interfaces.msg import (BalancingCommand, BalancingStatus, BatteryEstimate,
                                 PackMeasurement, ProtectionStatus)
 from bms_interfaces.srv import SetBalancingMode
+from bms_ros.nodes.runner import run_node
 from bms_ros.core.balancing import BalancingController
-from bms_ros.core.errors import ConfigError
 from bms_ros.core.profile import Profile, default_profile_path
 
 
@@ -134,21 +131,7 @@ class Balancing(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = Balancing()
-    except ConfigError as error:
-        print(f'balancing: configuration error: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(Balancing, 'balancing', args)
 
 
 if __name__ == '__main__':

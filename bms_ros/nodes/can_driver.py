@@ -17,21 +17,19 @@ of a core with can_rx off, ~11 % with can_rx on and no subscriber, ~24 % with a 
 """
 import array
 import math
-import sys
 import threading
 import time
 
 import can
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from bms_interfaces.msg import BalancingCommand, CanFrame, ContactorCommand, PackMeasurement
+from bms_ros.nodes.runner import run_node
 from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import (MESSAGE_FIELDS, REJECT_REASONS, VALUE_REASONS,
                                     CanProtocol, CommandEncoder, MeasurementAssembler)
@@ -297,21 +295,7 @@ class CanDriver(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = CanDriver()
-    except ConfigError as error:
-        print(f'can_driver: configuration error: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(CanDriver, 'can_driver', args)
 
 
 if __name__ == '__main__':

@@ -10,17 +10,14 @@ the pack simulator applies instead of its load profile.
 Run with use_sim_time:=true next to a Gazebo world bridged by config/gazebo/ros_gz_bridge.yaml
 (docs/gazebo.md).
 """
-import sys
 
-import rclpy
 from nav_msgs.msg import Odometry
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import BatteryState, Imu, JointState
 from std_msgs.msg import Float32
 
-from bms_ros.core.errors import ConfigError
+from bms_ros.nodes.runner import run_node
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.vehicle_load import VehicleConfig, VehicleLoad
 
@@ -93,21 +90,7 @@ class GazeboLoad(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = GazeboLoad()
-    except ConfigError as error:
-        print(f'gazebo_load: configuration error: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(GazeboLoad, 'gazebo_load', args)
 
 
 if __name__ == '__main__':

@@ -15,23 +15,20 @@ Services: sim/inject_fault (bms_interfaces/InjectFault).
 Frame timing runs on the simulated clock divided by time_scale, so the bus carries realistic
 rates in wall time (cells every 100 ms, current every 10 ms) however fast the pack is run.
 """
-import logging
 import math
 import os
 import socket
-import sys
 import time
 
 import can
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32
 
 from bms_interfaces.msg import SimTruth
 from bms_interfaces.srv import InjectFault
+from bms_ros.nodes.runner import run_node
 from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.pack_model import PackModel
@@ -263,23 +260,7 @@ class PackSimulator(Node):
 
 
 def main(args=None):
-    # core modules log through `logging` (faults injected, demand expired): show them too
-    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PackSimulator()
-    except ConfigError as error:
-        print(f'pack_simulator: configuration error: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(PackSimulator, 'pack_simulator', args)
 
 
 if __name__ == '__main__':

@@ -11,20 +11,16 @@ command_period_s), trip_event (contactor faults: contactor_welded / contactor_st
 ProtectionEvent), /diagnostics.
 Services: request_state (RequestState).
 """
-import logging
-import sys
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasurement, PackState,
                                 ProtectionEvent, ProtectionStatus)
 from bms_interfaces.srv import RequestState
-from bms_ros.core.errors import ConfigError
+from bms_ros.nodes.runner import run_node
 from bms_ros.core.pack_state_machine import (STATE_ERROR, STATE_NAMES, STATE_OFF,
                                              PackStateMachine, load_supervisor_config)
 from bms_ros.core.profile import Profile, default_profile_path
@@ -208,22 +204,7 @@ class PackSupervisor(Node):
 
 
 def main(args=None):
-    # core modules log through `logging`; show their warnings and info next to the node's
-    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
-    rclpy.init(args=args)
-    try:
-        node = PackSupervisor()
-    except ConfigError as error:
-        print(f'pack_supervisor: configuration error: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(PackSupervisor, 'pack_supervisor', args)
 
 
 if __name__ == '__main__':

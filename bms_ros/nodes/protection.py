@@ -9,23 +9,19 @@ clear), protection_status (ProtectionStatus, reliable + transient-local depth 1:
 change), /diagnostics (diagnostic_msgs/DiagnosticArray).
 Services: reset_trips (ResetTrips).
 """
-import logging
 import math
 import os
-import sys
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, ProtectionEvent,
                                 ProtectionStatus)
 from bms_interfaces.srv import ResetTrips
-from bms_ros.core.errors import ConfigError
+from bms_ros.nodes.runner import run_node
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.protection import (LEVEL_ALARM, LEVEL_NAMES, LEVEL_TRIP, LEVEL_WARNING,
                                      Measurement, Protection, TripLatch, load_protection_config)
@@ -230,22 +226,7 @@ def _num(value):
 
 
 def main(args=None):
-    # core modules log through `logging`; show their warnings and info next to the node's
-    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
-    rclpy.init(args=args)
-    try:
-        node = ProtectionNode()
-    except ConfigError as error:
-        print(f'protection: configuration error: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(ProtectionNode, 'protection', args)
 
 
 if __name__ == '__main__':

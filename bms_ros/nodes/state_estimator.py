@@ -10,18 +10,16 @@ Services: set_soc (SetSoc: set every/each cell SoC, or re-anchor from OCV at res
 State (SoC, capacity, R0 per cell) is written every estimator.persist_period_s and at shutdown.
 """
 import math
-import sys
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
 
 from bms_interfaces.msg import BatteryEstimate, PackMeasurement, PackState, ProtectionStatus
 from bms_interfaces.srv import SetSoc
-from bms_ros.core.errors import ConfigError, PersistenceError
+from bms_ros.nodes.runner import run_node
+from bms_ros.core.errors import PersistenceError
 from bms_ros.core.estimation import interface, stored_state
 from bms_ros.core.estimation.config import EstimatorConfig
 from bms_ros.core.estimation.estimator import PackEstimator
@@ -265,22 +263,7 @@ class StateEstimator(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = StateEstimator()
-    except ConfigError as error:
-        print(f'state_estimator: configuration error: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.save_state()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(StateEstimator, 'state_estimator', args, on_shutdown=lambda node: node.save_state())
 
 
 if __name__ == '__main__':
