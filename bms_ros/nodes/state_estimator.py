@@ -113,36 +113,17 @@ class StateEstimator(Node):
     def on_measurement(self, msg):
         now = self.now_s()
         taken = stamp_s(msg.header.stamp)
-        reason = interface.check_measurement(
-            self.n, self.pack.temperature_sensors, msg.cell_voltages_v, msg.cell_voltage_valid,
-            msg.temperatures_degc, msg.temperature_valid, float(msg.pack_current_a),
-            msg.current_stale, None if taken is None else now - taken,
-            self.config.measurement_timeout_s)
         t_s = now if taken is None else taken
-        if reason is None and self.last_t_s is not None and t_s <= self.last_t_s:
-            reason = 'time stamp does not advance'
+        reason = interface.measurement_reject_reason(
+            msg, self.n, self.pack.temperature_sensors, t_s, self.last_t_s,
+            None if taken is None else now - taken, self.config.measurement_timeout_s)
         if reason is not None:
             self.reject(reason)
             return
         self._last_reject_reason = None
-        voltages = np.asarray(msg.cell_voltages_v, dtype=float)
-        valid = np.asarray(msg.cell_voltage_valid, dtype=bool) & np.isfinite(voltages) \
-            & (not msg.cell_voltages_stale)
-        temperature = interface.cell_temperatures(
-            self.sensor_of_cell, msg.temperatures_degc,
-            np.asarray(msg.temperature_valid, dtype=bool) & (not msg.temperatures_stale))
-        current = float(msg.pack_current_a)
-        # a bleeding cell gives V / R_bleed more than the pack current through its resistor
-        bleed = np.zeros(self.n)
-        if len(msg.cell_balancing) == self.n:
-            on = np.asarray(msg.cell_balancing, dtype=bool) & valid
-            bleed[on] = -voltages[on] / self.config.bleed_resistance_ohm
-        contactors_open = not msg.contactors_stale and not (
-            msg.negative_contactor_closed or msg.positive_contactor_closed)
-        if contactors_open and self.last_t_s is not None:
-            self.estimator.zero_current(current, t_s - self.last_t_s)
-        self.estimator.step(t_s, current, voltages, valid,
-                            interface.limit_temperatures(temperature), bleed)
+        valid, temperature = interface.step_from_measurement(
+            self.estimator, msg, t_s, self.last_t_s, self.sensor_of_cell,
+            self.config.bleed_resistance_ohm)
         self.last_t_s = t_s
         self.last_measurement = (now, msg, valid, temperature)
 

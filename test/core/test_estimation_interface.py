@@ -1,5 +1,6 @@
 """ROS-free message helpers: measurement checks, temperatures, BatteryState enumerations."""
 import math
+import types
 
 import numpy as np
 import pytest
@@ -71,3 +72,62 @@ def test_power_supply_health():
 
 def test_technology():
     assert interface.TECHNOLOGY['LFP'] == 'LIFE' and interface.TECHNOLOGY['NMC'] == 'LION'
+
+
+class RecordingEstimator:
+    """Stands in for PackEstimator: records what step_from_measurement hands it."""
+
+    def __init__(self):
+        self.steps, self.zero_currents = [], []
+
+    def step(self, *args):
+        self.steps.append(args)
+
+    def zero_current(self, current_a, dt_s):
+        self.zero_currents.append((current_a, dt_s))
+
+
+def message(**change):
+    """A PackMeasurement-shaped object (3 cells, 2 sensors), as a ROS or rosbags message."""
+    fields = dict(cell_voltages_v=[3.3, 3.4, 3.5], cell_voltage_valid=[True, True, False],
+                  temperatures_degc=[20.0, 30.0], temperature_valid=[True, True],
+                  pack_current_a=-2.0, current_stale=False, cell_voltages_stale=False,
+                  temperatures_stale=False, cell_balancing=[False, True, True],
+                  negative_contactor_closed=True, positive_contactor_closed=True,
+                  contactors_stale=False)
+    fields.update(change)
+    return types.SimpleNamespace(**fields)
+
+
+def test_measurement_reject_reason_checks_fields_and_time():
+    f = interface.measurement_reject_reason
+    assert f(message(), 3, 2, 1.0, None, 0.1, 2.0) is None
+    assert f(message(), 3, 2, 1.0, 0.5, None, 2.0) is None
+    assert f(message(), 3, 2, 1.0, 1.0, None, 2.0) == 'time stamp does not advance'
+    assert 'stale' in f(message(current_stale=True), 3, 2, 1.0, None, None, 2.0)
+    assert 'expected 3' in f(message(cell_voltages_v=[3.3]), 3, 2, 1.0, None, None, 2.0)
+
+
+def test_step_from_measurement_masks_bleeds_and_calibrates_zero_current():
+    est = RecordingEstimator()
+    valid, temp = interface.step_from_measurement(est, message(), 2.0, 1.5, [0, 0, 1], 10.0)
+    assert valid.tolist() == [True, True, False] and temp.tolist() == [20.0, 20.0, 30.0]
+    t_s, current, volts, used, limit_temp, bleed = est.steps[-1]
+    assert (t_s, current) == (2.0, -2.0) and used.tolist() == valid.tolist()
+    assert bleed == pytest.approx([0.0, -0.34, 0.0])      # only valid balancing cells bleed
+    assert limit_temp.tolist() == [20.0, 20.0, 30.0] and not est.zero_currents
+    # stale groups are invalid; open contactors (fresh feedback): the current is the offset
+    valid, temp = interface.step_from_measurement(
+        est, message(cell_voltages_stale=True, temperature_valid=[False, True],
+                     negative_contactor_closed=False, positive_contactor_closed=False),
+        2.5, 2.0, [0, 0, 1], 10.0)
+    assert not valid.any() and np.isnan(temp[:2]).all() and temp[2] == 30.0
+    assert est.zero_currents == [(-2.0, 0.5)]
+    assert est.steps[-1][4].tolist() == [30.0, 30.0, 30.0]   # unmeasured: the worst sensor
+    interface.step_from_measurement(est, message(negative_contactor_closed=False,
+                                                 positive_contactor_closed=False,
+                                                 contactors_stale=True), 3.0, 2.5, [0, 0, 1], 10.0)
+    interface.step_from_measurement(est, message(negative_contactor_closed=False,
+                                                 positive_contactor_closed=False), 3.5, None,
+                                    [0, 0, 1], 10.0)
+    assert len(est.zero_currents) == 1    # not with stale feedback, nor on the first one

@@ -1,6 +1,8 @@
 """ROS-free helpers between the messages and the estimator (used by the state_estimator node).
 
 * :func:`check_measurement`: accept or reject one PackMeasurement (as plain values);
+* :func:`measurement_reject_reason`, :func:`step_from_measurement`: the same check and the
+  estimator update from a PackMeasurement-shaped object (a ROS message, a rosbags message);
 * :func:`cell_temperatures`: per-cell temperature from the sensors (PackSpec.sensor_of_cell);
 * :func:`power_supply_status`, :func:`power_supply_health`, :data:`TECHNOLOGY`: the
   sensor_msgs/BatteryState enumerations by name (the node maps names to the constants
@@ -48,6 +50,45 @@ def check_measurement(cells, sensors, cell_voltages_v, cell_voltage_valid, tempe
                                                                  dtype=float)).any():
         return 'no valid cell voltage and no valid temperature (NaN only)'
     return None
+
+
+def measurement_reject_reason(msg, cells, sensors, t_s, last_t_s, age_s, timeout_s):
+    """:func:`check_measurement` of a PackMeasurement-shaped ``msg`` taken at ``t_s`` (s), and
+    its time must advance past ``last_t_s`` (s, None: first); None if usable, else why not."""
+    reason = check_measurement(cells, sensors, msg.cell_voltages_v, msg.cell_voltage_valid,
+                               msg.temperatures_degc, msg.temperature_valid,
+                               float(msg.pack_current_a), bool(msg.current_stale), age_s,
+                               timeout_s)
+    if reason is None and last_t_s is not None and t_s <= last_t_s:
+        reason = 'time stamp does not advance'
+    return reason
+
+
+def step_from_measurement(estimator, msg, t_s, last_t_s, sensor_of_cell, bleed_resistance_ohm):
+    """Feed an accepted PackMeasurement-shaped ``msg`` taken at ``t_s`` (s) to ``estimator``.
+
+    Stale groups count as invalid; a balancing cell carries its bleed current (-V/R, A); with
+    both contactors open (feedback not stale) the measured current is the sensor offset.
+    Returns (cell voltage valid per cell, cell temperature per cell in degC, NaN = unmeasured).
+    """
+    voltages = np.asarray(msg.cell_voltages_v, dtype=float)
+    valid = np.asarray(msg.cell_voltage_valid, dtype=bool) & np.isfinite(voltages) \
+        & (not msg.cell_voltages_stale)
+    temperature = cell_temperatures(
+        sensor_of_cell, msg.temperatures_degc,
+        np.asarray(msg.temperature_valid, dtype=bool) & (not msg.temperatures_stale))
+    current = float(msg.pack_current_a)
+    # a bleeding cell gives V / R_bleed more than the pack current through its resistor
+    bleed = np.zeros(voltages.size)
+    if len(msg.cell_balancing) == voltages.size:
+        on = np.asarray(msg.cell_balancing, dtype=bool) & valid
+        bleed[on] = -voltages[on] / bleed_resistance_ohm
+    contactors_open = not msg.contactors_stale and not (
+        msg.negative_contactor_closed or msg.positive_contactor_closed)
+    if contactors_open and last_t_s is not None:
+        estimator.zero_current(current, t_s - last_t_s)
+    estimator.step(t_s, current, voltages, valid, limit_temperatures(temperature), bleed)
+    return valid, temperature
 
 
 def cell_temperatures(sensor_of_cell, temperatures_degc, temperature_valid):
