@@ -11,7 +11,7 @@ from rosgraph_msgs.msg import Clock
 
 from bms_ros.core.estimation.estimator import pack_soc
 
-from .suite import (DRIVE, ERROR, STANDBY, TRIP, Suite, merge_edits, contactors_open, is_trip,
+from .suite import (DRIVE, ERROR, STANDBY, TRIP, Suite, contactors_open, is_trip, merge_edits,
                     write_profile)
 
 pytestmark = pytest.mark.ros
