@@ -1,7 +1,9 @@
 """Peak memory (RSS) and CPU of every process of the suite on the simulated pack.
 
-Starts the suite with the bringup tool in a private ROS domain, lets it run, samples each
-process with psutil, and reports peak RSS and mean CPU per node.
+Starts the suite with the bringup tool in a private ROS domain (from the block of domain ids
+this process reserves, as the tests do), asks for DRIVE so the simulated pack runs its drive
+cycle, lets it run, samples each process with psutil, and reports peak RSS and mean CPU per
+node.
 """
 import os
 import socket
@@ -11,6 +13,9 @@ import tempfile
 import time
 
 import psutil
+
+import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
+from test.ros.harness import next_domain_id
 
 RUN_S = float(os.environ.get('BMS_BENCH_MEMORY_S', '40'))
 
@@ -24,11 +29,11 @@ def free_port():
 def run_suite(profile, seconds, extra=()):
     """Run bringup for ``seconds`` and sample its children: {name: (peak_rss_mb, cpu_pct)}."""
     log_dir = tempfile.mkdtemp(prefix='bms_bench_')
-    env = dict(os.environ, ROS_DOMAIN_ID=os.environ.get('BMS_BENCH_DOMAIN', '201'),
+    env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain_id()),
                ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
     argv = [sys.executable, '-m', 'bms_ros.tools.bringup', '--profile', profile,
             '--can-port', str(free_port()), '--log-dir', log_dir,
-            '--duration', str(seconds + 5), *extra]
+            '--duration', str(seconds + 5), '--request-state', 'drive', *extra]
     bringup = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     peaks, cpu_first, names = {}, {}, {}
