@@ -1,7 +1,7 @@
 """DBC-driven CAN codec: frames <-> PackMeasurement fields and contactor / balancing commands.
 
 Driver side: :class:`MeasurementAssembler` decodes received frames into per-element values with
-receive stamps and gives a complete, staleness-checked :class:`Measurement`;
+receive stamps and gives a complete, staleness-checked :class:`AssembledMeasurement`;
 :class:`CommandEncoder` turns commands into frames. Pack side (the simulator):
 :class:`PackEncoder` sends measurement frames at their periods and decodes commands.
 
@@ -20,6 +20,7 @@ import numpy as np
 from .can_mapping import (CONTACTOR_COMMAND_FIELDS, GROUPS, MEASUREMENT_FIELDS, load_dbc,
                           load_mapping)
 from .errors import EncodeError
+from .measurement import MESSAGE_FIELDS, Measurement
 
 # Frame-level rejections (the whole frame is dropped; counted in frames_rejected)
 REJECT_REASONS = ('unknown_id', 'wrong_dlc', 'error_frame', 'remote_frame', 'decode_error')
@@ -68,46 +69,13 @@ class CanProtocol:
 
 
 @dataclass
-class Measurement:
-    """One assembled measurement; field names as bms_interfaces/PackMeasurement.
+class AssembledMeasurement(Measurement):
+    """A :class:`Measurement` from the assembler (stamps: receive times, s, on the caller's
+    clock) with the driver's diagnostics, which are not in PackMeasurement."""
 
-    Invalid or stale values are NaN (floats) or false (booleans); stamps are receive times in
-    seconds on the caller's clock (NaN: some element never received).
-    """
-
-    cell_voltages_v: np.ndarray
-    cell_voltage_valid: np.ndarray
-    temperatures_degc: np.ndarray
-    temperature_valid: np.ndarray
-    pack_current_a: float
-    pack_voltage_v: float
-    link_voltage_v: float
-    negative_contactor_closed: bool
-    positive_contactor_closed: bool
-    precharge_relay_closed: bool
-    cell_balancing: np.ndarray
-    cell_voltages_stamp: float
-    temperatures_stamp: float
-    current_stamp: float
-    cell_voltages_stale: bool
-    temperatures_stale: bool
-    current_stale: bool
-    contactors_stale: bool
-    frames_received: int
-    frames_rejected: int
-    balancing_stale: bool = True       # not in PackMeasurement: diagnostics only
+    balancing_stale: bool = True
     stale_groups: tuple = ()
     counts: dict = field(default_factory=dict)
-
-
-# Fields of Measurement that are also PackMeasurement fields (the node copies exactly these).
-MESSAGE_FIELDS = ('cell_voltages_v', 'cell_voltage_valid', 'temperatures_degc',
-                  'temperature_valid', 'pack_current_a', 'pack_voltage_v', 'link_voltage_v',
-                  'negative_contactor_closed', 'positive_contactor_closed',
-                  'precharge_relay_closed', 'cell_balancing', 'cell_voltages_stamp',
-                  'temperatures_stamp', 'current_stamp', 'cell_voltages_stale',
-                  'temperatures_stale', 'current_stale', 'contactors_stale',
-                  'frames_received', 'frames_rejected')
 
 
 class _Plan:
@@ -292,7 +260,7 @@ class MeasurementAssembler:
             all_stamps = np.concatenate([stamps[n] for n in mapped])
             first = float(all_stamps.min())
             group_stamp[group] = first if math.isfinite(first) else math.nan
-        return Measurement(
+        return AssembledMeasurement(
             cell_voltages_v=out['cell_voltages_v'],
             cell_voltage_valid=out['cell_voltages_v#valid'],
             temperatures_degc=out['temperatures_degc'],
@@ -522,6 +490,6 @@ class CommandEncoder(_Sender):
         return self._frames(self.balancing, {'cell_bleed': cell_bleed.astype(bool)})
 
 
-__all__ = ['CanProtocol', 'MeasurementAssembler', 'Measurement', 'PackEncoder',
-           'CommandEncoder', 'MESSAGE_FIELDS', 'REJECT_REASONS', 'VALUE_REASONS',
+__all__ = ['AssembledMeasurement', 'CanProtocol', 'MeasurementAssembler', 'Measurement',
+           'PackEncoder', 'CommandEncoder', 'MESSAGE_FIELDS', 'REJECT_REASONS', 'VALUE_REASONS',
            'CONTACTOR_COMMAND_FIELDS', 'frame_key']

@@ -1,5 +1,6 @@
 """Protection: limits at three levels, debounced checks, latched trips (reports, never acts)."""
-from .checks import Event, Measurement, Protection, ResetResult, Status
+from ..measurement import Measurement
+from .checks import Event, Protection, ResetResult, Status
 from .latch import CORRUPT_ID, LatchedTrip, TripLatch
 from .limits import (CATALOG, LEVEL_ALARM, LEVEL_NAMES, LEVEL_OK, LEVEL_TRIP, LEVEL_WARNING,
                      ProtectionConfig, load_protection_config)

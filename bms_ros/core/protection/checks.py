@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..measurement import Measurement as Measurement   # re-exported: evaluate() takes one
 from .debounce import InverseTimeIntegrator, LevelMonitor, threshold_masks
 from .latch import CORRUPT_ID, LatchedTrip, TripLatch
 from .limits import (CATALOG_BY_ID, LEVEL_NAMES, LEVEL_OK, LEVEL_TRIP, STALE_GROUPS, FlagLimit,
@@ -20,40 +21,6 @@ from .limits import (CATALOG_BY_ID, LEVEL_NAMES, LEVEL_OK, LEVEL_TRIP, STALE_GRO
 log = logging.getLogger(__name__)
 
 DECIMALS = {'V': 3, 'A': 1, 'degC': 1, 'degC/s': 2, 's': 2}
-
-
-@dataclass
-class Measurement:
-    """One pack measurement; field names and units as bms_interfaces/PackMeasurement.
-
-    Current: + = charging, - = discharging (A). Invalid or unmeasured values are NaN or have
-    their *_valid flag False.
-    """
-
-    cell_voltages_v: np.ndarray
-    cell_voltage_valid: np.ndarray
-    temperatures_degc: np.ndarray
-    temperature_valid: np.ndarray
-    pack_current_a: float
-    pack_voltage_v: float
-    cell_voltages_stale: bool = False
-    temperatures_stale: bool = False
-    current_stale: bool = False
-    link_voltage_v: float = math.nan
-    negative_contactor_closed: bool = False      # contactor feedback (auxiliary contacts)
-    positive_contactor_closed: bool = False
-    precharge_relay_closed: bool = False
-    contactors_stale: bool = False
-
-    @classmethod
-    def simple(cls, cell_voltages_v, temperatures_degc, pack_current_a=0.0, pack_voltage_v=None,
-               **fields):
-        """A measurement with every value valid; pack voltage defaults to the sum of cells."""
-        cells = np.asarray(cell_voltages_v, dtype=float)
-        temps = np.asarray(temperatures_degc, dtype=float)
-        return cls(cells, np.ones(cells.shape, bool), temps, np.ones(temps.shape, bool),
-                   float(pack_current_a),
-                   float(cells.sum() if pack_voltage_v is None else pack_voltage_v), **fields)
 
 
 @dataclass

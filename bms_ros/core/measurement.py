@@ -1,0 +1,50 @@
+"""One pack measurement as bms_interfaces/PackMeasurement, without ROS (driver, protection)."""
+import math
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+
+@dataclass
+class Measurement:
+    """One pack measurement; field names and units as bms_interfaces/PackMeasurement.
+
+    Current: + = charging, - = discharging (A). Invalid, stale or unmeasured values are NaN or
+    have their *_valid flag False. Stamps are receive times in seconds on the clock of whoever
+    filled them (NaN: some element never received); there is no header.
+    """
+
+    cell_voltages_v: np.ndarray
+    cell_voltage_valid: np.ndarray
+    temperatures_degc: np.ndarray
+    temperature_valid: np.ndarray
+    pack_current_a: float
+    pack_voltage_v: float
+    link_voltage_v: float = math.nan
+    negative_contactor_closed: bool = False      # contactor feedback (auxiliary contacts)
+    positive_contactor_closed: bool = False
+    precharge_relay_closed: bool = False
+    cell_balancing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    cell_voltages_stamp: float = math.nan
+    temperatures_stamp: float = math.nan
+    current_stamp: float = math.nan
+    cell_voltages_stale: bool = False
+    temperatures_stale: bool = False
+    current_stale: bool = False
+    contactors_stale: bool = False
+    frames_received: int = 0
+    frames_rejected: int = 0
+
+    @classmethod
+    def simple(cls, cell_voltages_v, temperatures_degc, pack_current_a=0.0, pack_voltage_v=None,
+               **fields):
+        """A measurement with every value valid; pack voltage defaults to the sum of cells."""
+        cells = np.asarray(cell_voltages_v, dtype=float)
+        temps = np.asarray(temperatures_degc, dtype=float)
+        return cls(cells, np.ones(cells.shape, bool), temps, np.ones(temps.shape, bool),
+                   float(pack_current_a),
+                   float(cells.sum() if pack_voltage_v is None else pack_voltage_v), **fields)
+
+
+# Every field of Measurement is a PackMeasurement field (the can_driver copies exactly these).
+MESSAGE_FIELDS = tuple(f.name for f in fields(Measurement))
