@@ -10,6 +10,7 @@ Services: set_soc (SetSoc: set every/each cell SoC, or re-anchor from OCV at res
 State (SoC, capacity, R0 per cell) is written every estimator.persist_period_s and at shutdown.
 """
 import math
+import time
 
 import numpy as np
 from rclpy.node import Node
@@ -26,6 +27,7 @@ from bms_ros.core.estimation.estimator import PackEstimator
 from bms_ros.core.profile import Profile, default_profile_path
 
 CONTACTORS_OPEN_STATES = (PackState.STATE_OFF, PackState.STATE_STANDBY, PackState.STATE_ERROR)
+CLOCK_JUMP_S = 1.0   # s: a stamp step this far off the steady clock's step is a clock jump
 
 
 def stamp_s(stamp):
@@ -55,7 +57,9 @@ class StateEstimator(Node):
         self.rejected = 0
         self._last_reject_reason = None
         self.last_measurement = None          # (arrival s, message) of the last accepted one
-        self.last_t_s = None
+        self.last_t_s = None                  # estimator time of the last accepted one
+        self._last_stamp = None               # (stamp s, steady s) of the last measurement
+        self._timeline_offset_s = 0.0         # estimator time = stamp + this (clock jumps)
         self.protection = None                # last ProtectionStatus
         self.pack_state = None                # last PackState
         technology = interface.TECHNOLOGY.get(self.pack.cell.chemistry, 'UNKNOWN')
@@ -110,10 +114,31 @@ class StateEstimator(Node):
             self.get_logger().warning(f'measurement rejected: {reason} '
                                       f'({self.rejected} rejected so far)')
 
+    def timeline_s(self, stamp_s_):
+        """Estimator time (s) of a measurement stamped ``stamp_s_`` (ROS time).
+
+        Stamp differences, except across a jump of the ROS clock (a simulator reset, a looped
+        bag, a clock set by hand): a stamp that goes back, or runs ahead of the steady clock
+        by more than CLOCK_JUMP_S, advances the estimator by the steady-clock interval, so a
+        jump neither counts as hours of current nor stalls the estimator until the clock
+        catches up. Protection and the supervisor run on the steady clock for the same reason.
+        """
+        steady_s = time.monotonic()
+        if self._last_stamp is not None:
+            d_stamp = stamp_s_ - self._last_stamp[0]
+            d_steady = steady_s - self._last_stamp[1]
+            if d_stamp < -CLOCK_JUMP_S or d_stamp > d_steady + CLOCK_JUMP_S:
+                self._timeline_offset_s += d_steady - d_stamp
+                self.get_logger().warning(
+                    f'ROS clock jumped by {d_stamp - d_steady:+.1f} s between measurements: '
+                    f'counting the {d_steady:.2f} s that passed')
+        self._last_stamp = (stamp_s_, steady_s)
+        return stamp_s_ + self._timeline_offset_s
+
     def on_measurement(self, msg):
         now = self.now_s()
         taken = stamp_s(msg.header.stamp)
-        t_s = now if taken is None else taken
+        t_s = self.timeline_s(now if taken is None else taken)
         reason = interface.measurement_reject_reason(
             msg, self.n, self.pack.temperature_sensors, t_s, self.last_t_s,
             None if taken is None else now - taken, self.config.measurement_timeout_s)

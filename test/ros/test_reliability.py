@@ -274,13 +274,14 @@ def test_jumping_sim_clock_causes_no_trip_and_no_crash(ros_env, tmp_path):
     """Every node on use_sim_time, /clock from this process; the clock jumps 1 h forward, then
     2 h back (before where it started). Protection and supervisor time their limits on the
     steady clock, so neither jump may raise anything; every stream goes on, on the new time
-    line. (What the estimator makes of the jumps is reported, not asserted, here.)"""
+    line; the estimator neither counts the jump as an hour of current nor stalls after it."""
     clock = JumpingClock(ros_env, start_s=100000.0)
     try:
         suite = Suite(ros_env, tmp_path, edits=FAST_START, use_sim_time=True).start()
         suite.wait_ready()
         suite.drive()
         time.sleep(3.5)               # beyond protection's start-up grace
+        soc = suite.estimates.latest().pack_soc
         for jump_s in (0.0, 3600.0, -7200.0):
             clock.jump(jump_s)
             target = clock.now_s()
@@ -292,13 +293,20 @@ def test_jumping_sim_clock_causes_no_trip_and_no_crash(ros_env, tmp_path):
             stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
                       for m in measurements[-10:]]
             assert all(abs(t - target) < 10.0 for t in stamps), (jump_s, target, stamps)
-            suite.estimates.wait_count(3, timeout_s=10.0)
+            estimates = suite.estimates.wait_count(4, timeout_s=10.0)
+            # still accepting measurements (no new rejections over the last second) and the
+            # SoC moved by what 3 s of the drive cycle take (< 0.1 %), not by an hour of it
+            assert estimates[-1].measurements_rejected == estimates[-2].measurements_rejected, \
+                (jump_s, [e.measurements_rejected for e in estimates])
+            assert estimates[-1].pack_soc == pytest.approx(soc, abs=0.01), (jump_s, soc)
+            soc = estimates[-1].pack_soc
             assert not any(s.trip_latched for s in suite.status.wait_count(20, timeout_s=5.0))
             assert all(s.state == DRIVE for s in suite.states.wait_count(2, timeout_s=5.0))
         trips = [e for _, e in suite.events.messages if e.level == TRIP and e.active]
         assert not trips, [e.message for e in trips]
         assert suite.states.latest().state == DRIVE, suite.states.latest().reason
         assert not suite.dead(), suite.dead()
+        assert 'ROS clock jumped by' in suite.log('state_estimator')
     finally:
         clock.stop()
 
