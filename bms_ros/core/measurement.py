@@ -45,6 +45,36 @@ class Measurement:
                    float(pack_current_a),
                    float(cells.sum() if pack_voltage_v is None else pack_voltage_v), **fields)
 
+    @classmethod
+    def from_message(cls, msg):
+        """From a PackMeasurement-shaped object (ROS or rosbags message): arrays as numpy,
+        stamps as seconds (NaN where the stamp is zero: not set)."""
+        return cls(
+            cell_voltages_v=np.asarray(msg.cell_voltages_v, dtype=float),
+            cell_voltage_valid=np.asarray(msg.cell_voltage_valid, dtype=bool),
+            temperatures_degc=np.asarray(msg.temperatures_degc, dtype=float),
+            temperature_valid=np.asarray(msg.temperature_valid, dtype=bool),
+            pack_current_a=float(msg.pack_current_a), pack_voltage_v=float(msg.pack_voltage_v),
+            link_voltage_v=float(msg.link_voltage_v),
+            negative_contactor_closed=bool(msg.negative_contactor_closed),
+            positive_contactor_closed=bool(msg.positive_contactor_closed),
+            precharge_relay_closed=bool(msg.precharge_relay_closed),
+            cell_balancing=np.asarray(msg.cell_balancing, dtype=bool),
+            cell_voltages_stamp=_stamp_s(msg.cell_voltages_stamp),
+            temperatures_stamp=_stamp_s(msg.temperatures_stamp),
+            current_stamp=_stamp_s(msg.current_stamp),
+            cell_voltages_stale=bool(msg.cell_voltages_stale),
+            temperatures_stale=bool(msg.temperatures_stale),
+            current_stale=bool(msg.current_stale), contactors_stale=bool(msg.contactors_stale),
+            frames_received=int(msg.frames_received), frames_rejected=int(msg.frames_rejected))
+
+
+def _stamp_s(stamp):
+    """builtin_interfaces/Time (sec, nanosec) in seconds; NaN if zero (not set)."""
+    if stamp.sec == 0 and stamp.nanosec == 0:
+        return math.nan
+    return stamp.sec + stamp.nanosec * 1e-9
+
 
 # Every field of Measurement is a PackMeasurement field (the can_driver copies exactly these).
 MESSAGE_FIELDS = tuple(f.name for f in fields(Measurement))

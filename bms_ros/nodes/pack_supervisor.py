@@ -21,10 +21,11 @@ from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasureme
                                 ProtectionEvent, ProtectionStatus)
 from bms_interfaces.srv import RequestState
 from bms_ros.nodes.runner import run_node
+from bms_ros.core.measurement import Measurement
 from bms_ros.core.pack_state_machine import (STATE_ERROR, STATE_NAMES, STATE_OFF,
                                              PackStateMachine, load_supervisor_config)
 from bms_ros.core.profile import Profile, default_profile_path
-from bms_ros.nodes.protection import event_to_msg, measurement_from_msg
+from bms_ros.nodes.protection import event_to_msg
 
 STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -80,7 +81,7 @@ class PackSupervisor(Node):
 
     def _on_measurement(self, msg):
         self._measurement = msg
-        self.machine.on_measurement(measurement_from_msg(msg), self._now_s())
+        self.machine.on_measurement(Measurement.from_message(msg), self._now_s())
         self._publish()
 
     def _on_trip_event(self, msg):

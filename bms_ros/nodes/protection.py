@@ -12,7 +12,6 @@ Services: reset_trips (ResetTrips).
 import math
 import os
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -40,22 +39,6 @@ def default_state_dir(pack_name):
     base = os.environ.get('XDG_STATE_HOME') or os.path.join(os.path.expanduser('~'), '.local',
                                                              'state')
     return os.path.join(base, 'bms_ros', pack_name)
-
-
-def measurement_from_msg(msg):
-    """A core Measurement from a PackMeasurement (arrays as float/bool numpy arrays)."""
-    return Measurement(
-        cell_voltages_v=np.asarray(msg.cell_voltages_v, dtype=float),
-        cell_voltage_valid=np.asarray(msg.cell_voltage_valid, dtype=bool),
-        temperatures_degc=np.asarray(msg.temperatures_degc, dtype=float),
-        temperature_valid=np.asarray(msg.temperature_valid, dtype=bool),
-        pack_current_a=float(msg.pack_current_a), pack_voltage_v=float(msg.pack_voltage_v),
-        cell_voltages_stale=msg.cell_voltages_stale, temperatures_stale=msg.temperatures_stale,
-        current_stale=msg.current_stale, link_voltage_v=float(msg.link_voltage_v),
-        negative_contactor_closed=msg.negative_contactor_closed,
-        positive_contactor_closed=msg.positive_contactor_closed,
-        precharge_relay_closed=msg.precharge_relay_closed,
-        contactors_stale=msg.contactors_stale)
 
 
 def event_to_msg(event, stamp):
@@ -125,7 +108,7 @@ class ProtectionNode(Node):
 
     def _on_measurement(self, msg):
         now_s = self._now_s()
-        events = self.protection.evaluate(measurement_from_msg(msg), now_s)
+        events = self.protection.evaluate(Measurement.from_message(msg), now_s)
         if events:
             self._publish_events(events)   # first: latency to the supervisor matters most
             self._publish_status()

@@ -2,7 +2,9 @@
 codec and protection."""
 import math
 import os
+import types
 
+import numpy as np
 import pytest
 
 from bms_ros.core import can_codec, protection
@@ -39,3 +41,30 @@ def test_simple_is_all_valid_with_defaults():
     assert math.isnan(m.link_voltage_v) and math.isnan(m.cell_voltages_stamp)
     assert m.cell_balancing.size == 0 and not (m.current_stale or m.contactors_stale)
     assert m.frames_received == 0
+
+
+def test_from_message_copies_every_field():
+    stamp = types.SimpleNamespace
+    msg = types.SimpleNamespace(
+        cell_voltages_v=[3.3, float('nan')], cell_voltage_valid=[True, False],
+        temperatures_degc=[25.0], temperature_valid=[True], pack_current_a=-2.5,
+        pack_voltage_v=6.6, link_voltage_v=6.5, negative_contactor_closed=True,
+        positive_contactor_closed=False, precharge_relay_closed=True,
+        cell_balancing=[False, True], cell_voltages_stamp=stamp(sec=12, nanosec=500_000_000),
+        temperatures_stamp=stamp(sec=0, nanosec=0), current_stamp=stamp(sec=1, nanosec=0),
+        cell_voltages_stale=False, temperatures_stale=True, current_stale=False,
+        contactors_stale=True, frames_received=7, frames_rejected=2)
+    m = Measurement.from_message(msg)
+    assert m.cell_voltages_v.dtype == float and math.isnan(m.cell_voltages_v[1])
+    assert m.cell_voltage_valid.tolist() == [True, False] and m.cell_balancing.tolist() == [
+        False, True]
+    assert (m.pack_current_a, m.pack_voltage_v, m.link_voltage_v) == (-2.5, 6.6, 6.5)
+    assert m.negative_contactor_closed and not m.positive_contactor_closed
+    assert m.cell_voltages_stamp == 12.5 and math.isnan(m.temperatures_stamp)
+    assert m.current_stamp == 1.0
+    assert m.temperatures_stale and m.contactors_stale and not m.current_stale
+    assert (m.frames_received, m.frames_rejected) == (7, 2)
+    for name in MESSAGE_FIELDS:
+        if not name.endswith('_stamp'):
+            assert np.asarray(getattr(m, name)).tolist() == pytest.approx(
+                np.asarray(getattr(msg, name)).tolist(), nan_ok=True)

@@ -133,24 +133,6 @@ def _stamp_s(msg, t_ns):
     return (ns if ns > 0 else t_ns) * 1e-9
 
 
-def protection_measurement(msg):
-    """A core protection Measurement from a PackMeasurement (rosbags object, same fields)."""
-    from bms_ros.core.protection import Measurement
-    return Measurement(
-        cell_voltages_v=np.asarray(msg.cell_voltages_v, dtype=float),
-        cell_voltage_valid=np.asarray(msg.cell_voltage_valid, dtype=bool),
-        temperatures_degc=np.asarray(msg.temperatures_degc, dtype=float),
-        temperature_valid=np.asarray(msg.temperature_valid, dtype=bool),
-        pack_current_a=float(msg.pack_current_a), pack_voltage_v=float(msg.pack_voltage_v),
-        cell_voltages_stale=bool(msg.cell_voltages_stale),
-        temperatures_stale=bool(msg.temperatures_stale), current_stale=bool(msg.current_stale),
-        link_voltage_v=float(msg.link_voltage_v),
-        negative_contactor_closed=bool(msg.negative_contactor_closed),
-        positive_contactor_closed=bool(msg.positive_contactor_closed),
-        precharge_relay_closed=bool(msg.precharge_relay_closed),
-        contactors_stale=bool(msg.contactors_stale))
-
-
 class EstimatorRunner:
     """The state_estimator node's handling of one measurement, without ROS (same checks)."""
 
@@ -196,7 +178,7 @@ def resolve_profile(bag, profile=None):
 
 def replay(bag_path, profile=None, namespace=None):
     """Run the bag's measurements through estimation and protection; an OfflineResult."""
-    from bms_ros.core.protection import (LEVEL_NAMES, Protection, TripLatch,
+    from bms_ros.core.protection import (LEVEL_NAMES, Measurement, Protection, TripLatch,
                                          load_protection_config)
     from bms_ros.tools.report import truth_pack_soc
 
@@ -256,7 +238,7 @@ def replay(bag_path, profile=None, namespace=None):
                 record(events)
                 next_status += status_period
         runner.step(msg, t_s)
-        events = protection.evaluate(protection_measurement(msg), t_s)
+        events = protection.evaluate(Measurement.from_message(msg), t_s)
         _stamp_events(events, t_s)
         record(events)
         result.measurements += 1
