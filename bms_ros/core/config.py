@@ -4,9 +4,11 @@ Every configuration section is read through a :class:`Section`, which knows the 
 came from and the dotted path of the field being read, so a bad value is reported as
 ``config/profiles/lfp_16s.yaml: cell.capacity_ah: expected a number > 0, got -3``.
 """
+import csv
 import math
 import os
 
+import numpy as np
 import yaml
 
 from .errors import ConfigError
@@ -31,6 +33,39 @@ def load_yaml(path):
     if not isinstance(data, dict):
         raise ConfigError(path, '', f'expected a mapping at top level, got {type(data).__name__}')
     return data
+
+
+def load_csv(path, header):
+    """Rows of a CSV file as dicts (``#`` lines are comments); ConfigError if the file is
+    missing, unreadable or has no rows (``header``: the expected header, for the message)."""
+    path = os.fspath(path)
+    try:
+        with open(path, newline='', encoding='utf-8') as stream:
+            rows = list(csv.DictReader(row for row in stream if not row.startswith('#')))
+    except FileNotFoundError:
+        raise ConfigError(path, '', 'file not found') from None
+    except OSError as error:
+        raise ConfigError(path, '', f'cannot read: {error.strerror}') from None
+    if not rows:
+        raise ConfigError(path, '', f'no rows (expected header {header})')
+    return rows
+
+
+def csv_columns(path, rows, names):
+    """The columns ``names`` of ``rows`` (from :func:`load_csv`) as float arrays; ConfigError
+    naming the row and column of the first value that is not a finite number."""
+    columns = {name: [] for name in names}
+    for line, row in enumerate(rows, start=2):
+        for name in names:
+            try:
+                value = float(row[name])
+            except (TypeError, ValueError):
+                raise ConfigError(path, f'row {line}.{name}',
+                                  f'expected a number, got {row[name]!r}') from None
+            if not math.isfinite(value):
+                raise ConfigError(path, f'row {line}.{name}', f'not finite: {value}')
+            columns[name].append(value)
+    return {name: np.array(values, dtype=float) for name, values in columns.items()}
 
 
 class Section:

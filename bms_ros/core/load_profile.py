@@ -11,12 +11,12 @@ Kinds (the ``simulator.load`` section of a profile):
 - ``external``: ``current_a`` (default 0) until someone sets a demand (the ROS topic).
 """
 import bisect
-import csv
 import math
 import os
 
 import numpy as np
 
+from .config import csv_columns, load_csv
 from .errors import ConfigError
 
 KINDS = ('constant', 'csv', 'steps', 'external')
@@ -106,15 +106,7 @@ def read_cycle_csv(path, capacity_ah, scale=1.0, discharge_positive=False):
     ``#`` lines are comments (the file's source). Raises ConfigError naming the file and row.
     """
     path = os.fspath(path)
-    try:
-        with open(path, newline='', encoding='utf-8') as stream:
-            rows = list(csv.DictReader(row for row in stream if not row.startswith('#')))
-    except FileNotFoundError:
-        raise ConfigError(path, '', 'file not found') from None
-    except OSError as error:
-        raise ConfigError(path, '', f'cannot read: {error.strerror}') from None
-    if not rows:
-        raise ConfigError(path, '', 'no rows (expected header t_s,current_a or t_s,c_rate)')
+    rows = load_csv(path, 't_s,current_a or t_s,c_rate')
     header = rows[0].keys()
     if 't_s' not in header:
         raise ConfigError(path, 't_s',
@@ -122,23 +114,13 @@ def read_cycle_csv(path, capacity_ah, scale=1.0, discharge_positive=False):
     column = 'current_a' if 'current_a' in header else 'c_rate' if 'c_rate' in header else None
     if column is None:
         raise ConfigError(path, 'current_a', 'missing column (expected current_a or c_rate)')
-    t_s, values = [], []
-    for line, row in enumerate(rows, start=2):
-        for name, out in (('t_s', t_s), (column, values)):
-            try:
-                value = float(row[name])
-            except (TypeError, ValueError):
-                raise ConfigError(path, f'row {line}.{name}',
-                                  f'expected a number, got {row[name]!r}') from None
-            if not math.isfinite(value):
-                raise ConfigError(path, f'row {line}.{name}', f'not finite: {value}')
-            out.append(value)
-    t = np.array(t_s)
+    table = csv_columns(path, rows, ('t_s', column))
+    t, values = table['t_s'], table[column]
     if len(t) < 2:
         raise ConfigError(path, 't_s', 'expected at least 2 rows')
     if t[0] < 0 or np.any(np.diff(t) <= 0):
         raise ConfigError(path, 't_s', 'expected times >= 0, strictly increasing')
-    current = np.array(values) * (capacity_ah if column == 'c_rate' else 1.0) * scale
+    current = values * (capacity_ah if column == 'c_rate' else 1.0) * scale
     if discharge_positive:
         current = -current
     return t, current

@@ -4,11 +4,11 @@ A table file is CSV with a header: ``soc,ocv_v`` and optionally ``docv_dt_v_per_
 (the entropic coefficient), so that OCV(z, T) = OCV_25(z) + dOCV/dT(z) * (T - 25 degC).
 SoC is 0..1 and strictly increasing; OCV must be non-decreasing in SoC.
 """
-import csv
 import os
 
 import numpy as np
 
+from .config import csv_columns, load_csv
 from .errors import ConfigError
 
 REFERENCE_TEMPERATURE_DEGC = 25.0
@@ -29,32 +29,15 @@ class OcvTable:
     def from_csv(cls, path):
         """Load a table; raise ConfigError naming the file and the bad row or column."""
         path = os.fspath(path)
-        try:
-            with open(path, newline='', encoding='utf-8') as stream:
-                rows = list(csv.DictReader(row for row in stream if not row.startswith('#')))
-        except FileNotFoundError:
-            raise ConfigError(path, '', 'file not found') from None
-        if not rows:
-            raise ConfigError(path, '', 'no rows (expected header soc,ocv_v)')
+        rows = load_csv(path, 'soc,ocv_v')
         for column in ('soc', 'ocv_v'):
             if column not in rows[0]:
                 raise ConfigError(path, column, 'missing column (expected header soc,ocv_v)')
         has_dt = 'docv_dt_v_per_degc' in rows[0]
-        columns = {'soc': [], 'ocv_v': [], 'docv_dt_v_per_degc': []}
-        for line, row in enumerate(rows, start=2):
-            for column in columns:
-                if column == 'docv_dt_v_per_degc' and not has_dt:
-                    continue
-                try:
-                    value = float(row[column])
-                except (TypeError, ValueError):
-                    raise ConfigError(path, f'row {line}.{column}',
-                                      f'expected a number, got {row[column]!r}') from None
-                if not np.isfinite(value):
-                    raise ConfigError(path, f'row {line}.{column}', f'not finite: {value}')
-                columns[column].append(value)
-        soc = np.array(columns['soc'])
-        ocv = np.array(columns['ocv_v'])
+        columns = csv_columns(path, rows, ('soc', 'ocv_v', 'docv_dt_v_per_degc') if has_dt
+                              else ('soc', 'ocv_v'))
+        soc = columns['soc']
+        ocv = columns['ocv_v']
         if len(soc) < 2:
             raise ConfigError(path, 'soc', 'expected at least 2 rows')
         if np.any(np.diff(soc) <= 0):
@@ -66,7 +49,7 @@ class OcvTable:
         source = ''
         with open(path, encoding='utf-8') as stream:
             source = ' '.join(line[1:].strip() for line in stream if line.startswith('#'))
-        return cls(soc, ocv, np.array(columns['docv_dt_v_per_degc']) if has_dt else None,
+        return cls(soc, ocv, columns['docv_dt_v_per_degc'] if has_dt else None,
                    source=source)
 
     def ocv(self, soc, temperature_degc=REFERENCE_TEMPERATURE_DEGC):

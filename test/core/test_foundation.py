@@ -95,6 +95,16 @@ def test_bad_ocv_table(tmp_path, row, message):
     assert str(info.value) == f'{path}: {message}'
 
 
+def test_unreadable_or_missing_ocv_table_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match='cannot read'):
+        OcvTable.from_csv(tmp_path)                     # a folder, not a file
+    with pytest.raises(ConfigError, match='file not found'):
+        OcvTable.from_csv(tmp_path / 'none.csv')
+    (tmp_path / 'empty.csv').write_text('# only a comment\n')
+    with pytest.raises(ConfigError, match=r'no rows \(expected header soc,ocv_v\)'):
+        OcvTable.from_csv(tmp_path / 'empty.csv')
+
+
 def test_cell_spec_scaling_and_temperature():
     cell = CellSpec.from_file(LFP)
     group = cell.scaled(10)
