@@ -4,6 +4,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from .stamps import stamp_s
+
 
 @dataclass
 class Measurement:
@@ -60,20 +62,13 @@ class Measurement:
             positive_contactor_closed=bool(msg.positive_contactor_closed),
             precharge_relay_closed=bool(msg.precharge_relay_closed),
             cell_balancing=np.asarray(msg.cell_balancing, dtype=bool),
-            cell_voltages_stamp=_stamp_s(msg.cell_voltages_stamp),
-            temperatures_stamp=_stamp_s(msg.temperatures_stamp),
-            current_stamp=_stamp_s(msg.current_stamp),
+            cell_voltages_stamp=stamp_s(msg.cell_voltages_stamp, math.nan),
+            temperatures_stamp=stamp_s(msg.temperatures_stamp, math.nan),
+            current_stamp=stamp_s(msg.current_stamp, math.nan),
             cell_voltages_stale=bool(msg.cell_voltages_stale),
             temperatures_stale=bool(msg.temperatures_stale),
             current_stale=bool(msg.current_stale), contactors_stale=bool(msg.contactors_stale),
             frames_received=int(msg.frames_received), frames_rejected=int(msg.frames_rejected))
-
-
-def _stamp_s(stamp):
-    """builtin_interfaces/Time (sec, nanosec) in seconds; NaN if zero (not set)."""
-    if stamp.sec == 0 and stamp.nanosec == 0:
-        return math.nan
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 # Every field of Measurement is a PackMeasurement field (the can_driver copies exactly these).

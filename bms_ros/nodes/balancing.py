@@ -19,13 +19,7 @@ from bms_interfaces.srv import SetBalancingMode
 from bms_ros.nodes.runner import run_node
 from bms_ros.core.balancing import BalancingController
 from bms_ros.core.profile import Profile, default_profile_path
-
-
-def stamp_s(stamp, fallback_s):
-    """A builtin_interfaces/Time in seconds; ``fallback_s`` if it is zero (not set)."""
-    if stamp.sec == 0 and stamp.nanosec == 0:
-        return fallback_s
-    return stamp.sec + stamp.nanosec * 1e-9
+from bms_ros.core.stamps import stamp_s
 
 
 def from_float32(value):

@@ -19,14 +19,8 @@ from std_msgs.msg import Float32
 
 from bms_ros.nodes.runner import run_node
 from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core.stamps import stamp_s
 from bms_ros.core.vehicle_load import VehicleConfig, VehicleLoad
-
-
-def stamp_s(stamp, fallback_s):
-    """A builtin_interfaces/Time in seconds; ``fallback_s`` if it is zero (not set)."""
-    if stamp.sec == 0 and stamp.nanosec == 0:
-        return fallback_s
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class GazeboLoad(Node):

@@ -25,6 +25,7 @@ from bms_ros.core.measurement import Measurement
 from bms_ros.core.pack_state_machine import (STATE_ERROR, STATE_NAMES, STATE_OFF,
                                              PackStateMachine, load_supervisor_config)
 from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core.stamps import stamp_s
 from bms_ros.nodes.protection import event_to_msg
 
 STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -34,10 +35,6 @@ LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 LATEST = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def stamp_s(stamp):
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class PackSupervisor(Node):
@@ -88,17 +85,17 @@ class PackSupervisor(Node):
         now_s = self._now_s()
         # transient-local history from before we started: the status says what is latched now
         # (stamps are ROS time, so compare with the ROS clock here)
-        age_s = self.get_clock().now().nanoseconds * 1e-9 - stamp_s(msg.header.stamp)
+        age_s = self.get_clock().now().nanoseconds * 1e-9 - stamp_s(msg.header.stamp, 0.0)
         if age_s > self.config.protection_timeout_s:
             return
         if msg.active and msg.latched:
-            self._last_trip_stamp_s = max(self._last_trip_stamp_s, stamp_s(msg.header.stamp))
+            self._last_trip_stamp_s = max(self._last_trip_stamp_s, stamp_s(msg.header.stamp, 0.0))
         self.machine.on_trip_event(msg.limit_id, msg.level, msg.active, msg.latched, msg.message,
                                    now_s)
         self._publish()
 
     def _on_status(self, msg):
-        if not msg.trip_latched and stamp_s(msg.header.stamp) < self._last_trip_stamp_s:
+        if not msg.trip_latched and stamp_s(msg.header.stamp, 0.0) < self._last_trip_stamp_s:
             return  # older than a trip event already acted on
         latched = [e.limit_id if e.index < 0 else f'{e.limit_id}[{e.index}]'
                    for e in msg.active if e.latched]

@@ -25,16 +25,10 @@ from bms_ros.core.estimation import interface, stored_state
 from bms_ros.core.estimation.config import EstimatorConfig
 from bms_ros.core.estimation.estimator import PackEstimator
 from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core.stamps import stamp_s
 
 CONTACTORS_OPEN_STATES = (PackState.STATE_OFF, PackState.STATE_STANDBY, PackState.STATE_ERROR)
 CLOCK_JUMP_S = 1.0   # s: a stamp step this far off the steady clock's step is a clock jump
-
-
-def stamp_s(stamp):
-    """builtin_interfaces/Time in seconds; None if zero (not set)."""
-    if stamp.sec == 0 and stamp.nanosec == 0:
-        return None
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class StateEstimator(Node):

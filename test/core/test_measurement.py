@@ -9,6 +9,7 @@ import pytest
 
 from bms_ros.core import can_codec, protection
 from bms_ros.core.measurement import MESSAGE_FIELDS, Measurement
+from bms_ros.core.stamps import stamp_s
 
 MSG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                    'bms_interfaces', 'msg', 'PackMeasurement.msg')
@@ -68,3 +69,11 @@ def test_from_message_copies_every_field():
         if not name.endswith('_stamp'):
             assert np.asarray(getattr(m, name)).tolist() == pytest.approx(
                 np.asarray(getattr(msg, name)).tolist(), nan_ok=True)
+
+
+def test_stamp_s_of_a_set_and_an_unset_time():
+    t = types.SimpleNamespace
+    assert stamp_s(t(sec=3, nanosec=250_000_000)) == 3.25
+    assert stamp_s(t(sec=0, nanosec=0)) is None
+    assert stamp_s(t(sec=0, nanosec=0), 7.0) == 7.0
+    assert stamp_s(t(sec=0, nanosec=1), math.nan) == pytest.approx(1e-9)

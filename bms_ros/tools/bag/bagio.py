@@ -182,11 +182,6 @@ class Bag:
         self.close()
 
 
-def stamp_s(stamp):
-    """Seconds of a builtin_interfaces/Time (rosbags object or rclpy message)."""
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
 def is_bag(path):
     """True if ``path`` looks like a rosbag2 folder (metadata.yaml) or an .mcap file."""
     path = os.fspath(path)
