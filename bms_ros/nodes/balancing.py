@@ -18,6 +18,7 @@ from bms_interfaces.msg import (BalancingCommand, BalancingStatus, BatteryEstima
 from bms_interfaces.srv import SetBalancingMode
 from bms_ros.nodes.runner import run_node
 from bms_ros.core.balancing import BalancingController
+from bms_ros.core.measurement import Measurement
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.stamps import stamp_s
 
@@ -25,20 +26,6 @@ from bms_ros.core.stamps import stamp_s
 def from_float32(value):
     """A float32 field as the decimal the caller meant (0.004, not 0.004000000189989805)."""
     return float(f'{value:.7g}')
-
-
-def measurement_to_dict(msg):
-    """PackMeasurement as the mapping bms_ros.core.balancing takes (same field names)."""
-    return {
-        'cell_voltages_v': np.asarray(msg.cell_voltages_v, dtype=float),
-        'cell_voltage_valid': np.asarray(msg.cell_voltage_valid, dtype=bool),
-        'temperatures_degc': np.asarray(msg.temperatures_degc, dtype=float),
-        'temperature_valid': np.asarray(msg.temperature_valid, dtype=bool),
-        'pack_current_a': float(msg.pack_current_a),
-        'cell_voltages_stale': msg.cell_voltages_stale,
-        'temperatures_stale': msg.temperatures_stale,
-        'current_stale': msg.current_stale,
-    }
 
 
 class Balancing(Node):
@@ -77,7 +64,8 @@ class Balancing(Node):
         now = self.now_s()
         # the age of the cell voltages is what matters; else the message stamp; else arrival
         taken_s = stamp_s(msg.cell_voltages_stamp, stamp_s(msg.header.stamp, now))
-        self.controller.set_measurement(measurement_to_dict(msg), taken_s)
+        # the controller takes a mapping named like PackMeasurement's fields
+        self.controller.set_measurement(vars(Measurement.from_message(msg)), taken_s)
 
     def on_estimate(self, msg):
         self.controller.set_estimate(
