@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bms_ros.core.bag_schema import BagError
+from bms_ros.core.stamps import message_time_ns
 
 # Fixed, distinct colours (RGB hex) per series: the plots' legend and the tests' pixel probes.
 COLORS = {
@@ -77,9 +78,7 @@ class ReportData:
 
 def _stamp_s(msg, t_ns, t0_ns):
     """Seconds since ``t0_ns`` of a message: its header stamp, else its bag timestamp."""
-    stamp = msg.header.stamp
-    ns = stamp.sec * 10 ** 9 + stamp.nanosec
-    return ((ns if ns > 0 else t_ns) - t0_ns) * 1e-9
+    return (message_time_ns(msg, t_ns) - t0_ns) * 1e-9
 
 
 def _reduce(rows, valid_rows, reducer):

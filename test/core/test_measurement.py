@@ -9,7 +9,7 @@ import pytest
 
 from bms_ros.core import can_codec, protection
 from bms_ros.core.measurement import MESSAGE_FIELDS, Measurement
-from bms_ros.core.stamps import stamp_s
+from bms_ros.core.stamps import message_time_ns, stamp_s
 
 MSG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                    'bms_interfaces', 'msg', 'PackMeasurement.msg')
@@ -77,3 +77,7 @@ def test_stamp_s_of_a_set_and_an_unset_time():
     assert stamp_s(t(sec=0, nanosec=0)) is None
     assert stamp_s(t(sec=0, nanosec=0), 7.0) == 7.0
     assert stamp_s(t(sec=0, nanosec=1), math.nan) == pytest.approx(1e-9)
+    msg = types.SimpleNamespace(header=t(stamp=t(sec=2, nanosec=5)))
+    assert message_time_ns(msg, 99) == 2_000_000_005
+    msg.header.stamp = t(sec=0, nanosec=0)
+    assert message_time_ns(msg, 99) == 99

@@ -22,6 +22,7 @@ import numpy as np
 
 from bms_ros.core.bag_schema import BagError
 from bms_ros.core.profile import Profile, config_dir, default_profile_path
+from bms_ros.core.stamps import message_time_ns
 
 from .bagio import Bag
 
@@ -127,12 +128,6 @@ def _nan_to_none(value):
     return value
 
 
-def _stamp_s(msg, t_ns):
-    stamp = msg.header.stamp
-    ns = stamp.sec * 10 ** 9 + stamp.nanosec
-    return (ns if ns > 0 else t_ns) * 1e-9
-
-
 class EstimatorRunner:
     """The state_estimator node's handling of one measurement, without ROS (same checks)."""
 
@@ -194,8 +189,8 @@ def replay(bag_path, profile=None, namespace=None):
         truth_topic = bag.find_topic('sim_truth', namespace)
         # time-ordered, decoded once (the cost of decoding is part of the replay speed)
         started = time.perf_counter()
-        messages = [(_stamp_s(m, t), m) for _, t, m in bag.messages({topic})]
-        truths = [(_stamp_s(m, t), truth_pack_soc(m.cell_soc, m.cell_capacity_ah))
+        messages = [(message_time_ns(m, t) * 1e-9, m) for _, t, m in bag.messages({topic})]
+        truths = [(message_time_ns(m, t) * 1e-9, truth_pack_soc(m.cell_soc, m.cell_capacity_ah))
                   for _, t, m in bag.messages({truth_topic})] if truth_topic else []
     result = OfflineResult(bag=str(bag_path), profile=profile_path)
     if not messages:
