@@ -294,10 +294,12 @@ def test_jumping_sim_clock_causes_no_trip_and_no_crash(ros_env, tmp_path):
                       for m in measurements[-10:]]
             assert all(abs(t - target) < 10.0 for t in stamps), (jump_s, target, stamps)
             estimates = suite.estimates.wait_count(4, timeout_s=10.0)
-            # still accepting measurements (no new rejections over the last second) and the
-            # SoC moved by what 3 s of the drive cycle take (< 0.1 %), not by an hour of it
-            assert estimates[-1].measurements_rejected == estimates[-2].measurements_rejected, \
-                (jump_s, [e.measurements_rejected for e in estimates])
+            # still accepting measurements and the SoC moved by what 3 s of the drive cycle
+            # take (< 0.1 %), not by an hour of it. (With /clock at 100 Hz two measurements
+            # can share a stamp: the second is rejected, "does not advance"; a few a second,
+            # where an estimator stalled by the jump rejects all ~20 a second.)
+            rejected = estimates[-1].measurements_rejected - estimates[-2].measurements_rejected
+            assert rejected <= 4, (jump_s, [e.measurements_rejected for e in estimates])
             assert estimates[-1].pack_soc == pytest.approx(soc, abs=0.01), (jump_s, soc)
             soc = estimates[-1].pack_soc
             assert not any(s.trip_latched for s in suite.status.wait_count(20, timeout_s=5.0))

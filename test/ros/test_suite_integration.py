@@ -92,12 +92,13 @@ def test_offset_dropout_and_overcharge_of_the_96_cell_pack(ros_env, tmp_path):
 
     # current-sensor offset: with the contactors open the current is known to be 0, so the
     # estimator reads the offset from the measurement (noise 0.2 A: tolerance 0.3 A)
-    first = suite.estimates.wait_for(timeout_s=5.0)
-    assert abs(first.current_offset_a) < 0.3, first.current_offset_a
+    suite.estimates.wait_for(lambda e: abs(e.current_offset_a) < 0.3, timeout_s=10.0,
+                             what='the estimated offset near 0 A')
     suite.fault('current_offset', value=3.0)
     suite.measurements.clear()
-    assert suite.measurements.wait_for(timeout_s=5.0).pack_current_a == pytest.approx(3.0,
-                                                                                      abs=1.0)
+    suite.measurements.wait_for(lambda m: abs(m.pack_current_a - 3.0) < 1.0, timeout_s=5.0,
+                                what='3 A measured with the contactors open')
+    suite.estimates.clear()
     suite.estimates.wait_for(lambda e: abs(e.current_offset_a - 3.0) < 0.3, timeout_s=20.0,
                              what='the estimated offset at 3 A')
     suite.fault('current_offset', clear=True)
