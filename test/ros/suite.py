@@ -18,6 +18,7 @@ import os
 import socket
 import time
 
+import numpy as np
 import yaml
 from sensor_msgs.msg import BatteryState
 from std_msgs.msg import Float32
@@ -265,13 +266,8 @@ class Suite:
 # soak: the whole graph for a while, watched for lost messages, memory growth, latency drift
 
 
-SOAK_NODES = ('can_hub', 'pack_simulator', 'can_driver', 'state_estimator', 'protection',
-              'pack_supervisor', 'balancing')
-
-
 def _slope_per_min(times_s, values):
     """Least-squares slope of ``values`` per minute (NaN with fewer than 3 samples)."""
-    import numpy as np
     if len(times_s) < 3:
         return float('nan')
     t = np.asarray(times_s, dtype=float)
@@ -292,7 +288,6 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     can_rx: frames received against the driver's can_rx_published counter (/diagnostics). RSS
     of every process sampled each second; growth and slope over the second half (warm-up done).
     """
-    import numpy as np
     import psutil
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -345,8 +340,8 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     suite.start()
     suite.wait_ready(timeout_s=60.0)
     suite.drive()
-    processes = {name: psutil.Process(suite.pid(name)) for name in SOAK_NODES}
-    rss = {name: [] for name in SOAK_NODES}
+    processes = {name: psutil.Process(suite.pid(name)) for name in NODES}
+    rss = {name: [] for name in NODES}
     samples_t = []
     cpu0 = {name: sum(p.cpu_times()[:2]) for name, p in processes.items()}
     time.sleep(1.5)                   # a first diagnostics message with the can_rx counter
