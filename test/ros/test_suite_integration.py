@@ -47,7 +47,9 @@ def test_thermal_event_trips_opens_contactors_and_resets_only_after_cooling(ros_
     assert max(truth.cell_temperatures_degc) == truth.cell_temperatures_degc[4]
     health = suite.battery.wait_for(lambda b: b.power_supply_health == OVERHEAT,
                                     timeout_s=5.0, what='BatteryState health OVERHEAT')
-    assert health.temperature >= 55.0
+    # the hottest sensor, still heated, within the simulator's sensor noise (0.2 degC, 3 sigma)
+    # of the trip level: the trip fired on one noisy sample at >= 55, the next may read 54.9
+    assert health.temperature >= 55.0 - 3 * 0.2
 
     # still hot (the heat source is still on): refused, naming the trip and the value
     answer = suite.reset('operator', 'try')
