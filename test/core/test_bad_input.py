@@ -32,6 +32,8 @@ from bms_ros.core.profile import Profile, config_dir
 from bms_ros.core.protection import CATALOG, Measurement, Protection, load_protection_config
 from bms_ros.core.vehicle_load import VehicleConfig
 
+from ..profile_copy import absolute_paths
+
 CONFIG = config_dir()
 PROFILES = os.path.join(CONFIG, 'profiles')
 CAN_DIR = os.path.join(CONFIG, 'can')
@@ -318,16 +320,6 @@ def _load_like_the_nodes(path):
     VehicleConfig.from_section(profile.section('gazebo'), profile.pack)   # gazebo_load
 
 
-def _absolute(node, folder):
-    if isinstance(node, dict):
-        return {k: _absolute(v, folder) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_absolute(v, folder) for v in node]
-    if isinstance(node, str) and node.startswith('../'):
-        return os.path.normpath(os.path.join(folder, node))
-    return node
-
-
 def _leaves(node, path=()):
     """Paths of every scalar (and list) leaf of a YAML tree."""
     if isinstance(node, dict):
@@ -356,7 +348,7 @@ BAD_VALUES = st.one_of(
 def test_a_broken_profile_value_is_a_config_error_naming_the_file_and_a_field(base, data,
                                                                              tmp_path_factory):
     with open(os.path.join(PROFILES, base), encoding='utf-8') as stream:
-        good = _absolute(yaml.safe_load(stream), PROFILES)
+        good = absolute_paths(yaml.safe_load(stream), PROFILES)
     leaves = sorted(_leaves(good))
     where = data.draw(st.sampled_from(leaves), label='field')
     value = data.draw(BAD_VALUES, label='value')
@@ -382,7 +374,7 @@ def test_a_broken_cell_file_is_a_config_error_naming_it(data, tmp_path_factory):
     folder = tmp_path_factory.mktemp('cell')
     cell_path = os.path.join(CONFIG, 'cells', 'lfp_a123_anr26650.yaml')
     with open(cell_path, encoding='utf-8') as stream:
-        cell = _absolute(yaml.safe_load(stream), os.path.join(CONFIG, 'cells'))
+        cell = absolute_paths(yaml.safe_load(stream), os.path.join(CONFIG, 'cells'))
     for key, value in cell.items():   # the OCV table is named relative to the cell file
         if isinstance(value, str) and not os.path.isabs(value) and value.endswith('.csv'):
             cell[key] = os.path.join(CONFIG, 'cells', value)
@@ -391,7 +383,7 @@ def test_a_broken_cell_file_is_a_config_error_naming_it(data, tmp_path_factory):
     broken_cell = folder / 'cell.yaml'
     broken_cell.write_text(yaml.safe_dump(cell))
     with open(os.path.join(PROFILES, 'lfp_16s.yaml'), encoding='utf-8') as stream:
-        profile = _absolute(yaml.safe_load(stream), PROFILES)
+        profile = absolute_paths(yaml.safe_load(stream), PROFILES)
     profile['pack']['cell'] = str(broken_cell)
     profile_path = folder / 'profile.yaml'
     profile_path.write_text(yaml.safe_dump(profile))

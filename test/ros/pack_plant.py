@@ -22,6 +22,7 @@ from bms_interfaces.srv import InjectFault
 from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.profile import config_dir
 
+from ..profile_copy import absolute_paths
 from .harness import RELIABLE
 
 CELLS = 16
@@ -30,15 +31,6 @@ CELL_V = 3.3
 PACK_V = CELLS * CELL_V
 
 
-def _absolute_paths(node, folder):
-    """Relative file paths of a profile (``../x``) made absolute, so the copy works elsewhere."""
-    if isinstance(node, dict):
-        return {k: _absolute_paths(v, folder) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_absolute_paths(v, folder) for v in node]
-    if isinstance(node, str) and node.startswith('../'):
-        return os.path.normpath(os.path.join(folder, node))
-    return node
 
 
 def write_profile(folder, protection=None, supervisor=None, base='lfp_16s.yaml', can=None,
@@ -51,7 +43,7 @@ def write_profile(folder, protection=None, supervisor=None, base='lfp_16s.yaml',
     """
     profiles = os.path.join(config_dir(), 'profiles')
     with open(os.path.join(profiles, base), encoding='utf-8') as stream:
-        data = _absolute_paths(yaml.safe_load(stream), profiles)
+        data = absolute_paths(yaml.safe_load(stream), profiles)
     for key, value in (protection or {}).items():
         if isinstance(value, dict):
             data['protection'][key].update(value)

@@ -29,6 +29,7 @@ from bms_interfaces.srv import InjectFault, RequestState, ResetTrips, SetSoc
 from bms_ros.core.profile import config_dir
 from bms_ros.tools.bringup import command_lines
 
+from ..profile_copy import absolute_paths
 from .harness import LATCHED, RELIABLE, NodeProcess
 
 STANDBY, DRIVE, CHARGE, ERROR = (PackState.STATE_STANDBY, PackState.STATE_DRIVE,
@@ -45,15 +46,6 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def _absolute(node, folder):
-    """Relative file paths (``../x``) of a profile made absolute, so a copy works elsewhere."""
-    if isinstance(node, dict):
-        return {k: _absolute(v, folder) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_absolute(v, folder) for v in node]
-    if isinstance(node, str) and node.startswith('../'):
-        return os.path.normpath(os.path.join(folder, node))
-    return node
 
 
 def merge_edits(target, edits):
@@ -70,7 +62,7 @@ def write_profile(path, base='lfp_16s.yaml', edits=None):
     """Copy of a shipped profile with ``edits`` ({section: {field: value}}, nested) applied."""
     profiles = os.path.join(config_dir(), 'profiles')
     with open(os.path.join(profiles, base), encoding='utf-8') as stream:
-        data = _absolute(yaml.safe_load(stream), profiles)
+        data = absolute_paths(yaml.safe_load(stream), profiles)
     merge_edits(data, edits or {})
     with open(path, 'w', encoding='utf-8') as stream:
         yaml.safe_dump(data, stream, sort_keys=False)
