@@ -373,10 +373,10 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     received = [e for _, e in list(suite.events.messages) if e.limit_id == 'cell_overvoltage']
     others = [e for _, e in list(suite.events.messages)
               if e.limit_id != 'cell_overvoltage' and e.active]
-    arrivals = np.array([a for a, _, _ in ages])
+    # one snapshot: the executor thread keeps appending to ``ages`` while this reads it
+    arrivals, age, stamps = np.array(list(ages), dtype=float).reshape(-1, 3).T
     window = (arrivals >= start) & (arrivals <= start + elapsed)
-    age = np.array([g for _, g, _ in ages])[window]
-    stamps = np.array([s for _, _, s in ages])[window]
+    age, stamps = age[window], stamps[window]
     third = max(1, len(age) // 3)
     half = len(samples_t) // 2
     frames = {}
