@@ -4,6 +4,7 @@ import pytest
 
 from bms_ros.core.cell import CellSpec
 from bms_ros.core.estimation import EstimatorConfig, PackEstimator
+from bms_ros.core.estimation.soc_filter import OFFSET, QINV
 from bms_ros.core.estimation.soh import CapacityEstimator, ResistanceEstimator
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import config_dir
@@ -112,3 +113,30 @@ def test_faded_cell_capacity_over_a_cycle(nmc):
     assert q[0] == pytest.approx(0.85 * nmc.capacity_ah, rel=0.03)
     assert q[1] == pytest.approx(nmc.capacity_ah, rel=0.03)
     assert est.estimate().soh_capacity == pytest.approx(0.85, abs=0.03)
+
+
+def test_capacity_offset_sensitivity_matches_a_shifted_current(nmc):
+    """A capacity learnt from counted charge moves with the current offset by
+    offset_sensitivity_h (Ah per A): checked against the same cycle counted with the offset
+    shifted by 50 mA, and carried into the filter as a capacity/offset covariance."""
+    def learnt(offset_a):
+        cap = CapacityEstimator(nmc, 1, EstimatorConfig())
+        cap.anchor(np.array([1.0]), 0.003, [True])
+        for _ in range(3600):
+            cap.count(1.0, -4.0 - offset_a, 0.01, 0.0)     # counted = measured - offset
+        assert cap.anchor(np.array([0.2]), 0.003, [True]).all()
+        return cap
+
+    base, shifted = learnt(0.0), learnt(0.05)
+    sensitivity = base.offset_sensitivity_h[0]
+    assert sensitivity > 0.5                               # ~1 h / 0.8 x the fusion gain
+    assert shifted.capacity_ah[0] - base.capacity_ah[0] == pytest.approx(0.05 * sensitivity,
+                                                                         rel=0.02)
+
+    est = PackEstimator(nmc, 1, EstimatorConfig())
+    est.filter.initialise(np.array([0.5]), 0.05)
+    est.filter.set_capacity(base.capacity_ah, base.std_ah, [True], base.offset_sensitivity_h)
+    P = est.filter.P[0]
+    assert P[QINV, OFFSET] == P[OFFSET, QINV] < 0.0        # more offset -> more capacity
+    assert np.all(np.linalg.eigvalsh(P) > -1e-15)          # still a covariance
+    assert abs(P[QINV, OFFSET]) < np.sqrt(P[QINV, QINV] * P[OFFSET, OFFSET])

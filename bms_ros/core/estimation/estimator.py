@@ -141,8 +141,11 @@ class PackEstimator:
         self.resistance.break_sequence()
         self.capacity.forget_anchor()
 
-    def reanchor_from_ocv(self, voltage_v, temperature_degc, valid):
-        """Take the voltages as relaxed OCV: a SoC measurement and a capacity anchor."""
+    def reanchor_from_ocv(self, voltage_v, temperature_degc, valid, doubt_floor=True):
+        """Take the voltages as relaxed OCV: a SoC measurement and a capacity anchor.
+
+        ``doubt_floor``: doubt the filter's SoC at least ``anchor_soc_std_min`` first (False:
+        a SoC given at start keeps the doubt it was given with)."""
         valid = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
         soc = self.cell.ocv.soc_from_ocv(voltage_v, temperature_degc)
         std = np.clip(self.config.rest_ocv_noise_v / np.maximum(self.filter.ocv_slope(soc), 1e-3),
@@ -153,13 +156,15 @@ class PackEstimator:
                                    capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
         # a filter can be over-confident after hours of counting: doubt it at least this much
         old = valid & ~fresh
-        self.filter.P[old, SOC, SOC] = np.maximum(self.filter.P[old, SOC, SOC],
-                                                  self.config.anchor_soc_std_min ** 2)
+        if doubt_floor:
+            self.filter.P[old, SOC, SOC] = np.maximum(self.filter.P[old, SOC, SOC],
+                                                      self.config.anchor_soc_std_min ** 2)
         self.filter.update_soc(soc, std, old)
         self.filter.relaxed(valid)
         changed = self.capacity.anchor(soc, std, valid)
         if changed.any():
-            self.filter.set_capacity(self.capacity.capacity_ah, self.capacity.std_ah, changed)
+            self.filter.set_capacity(self.capacity.capacity_ah, self.capacity.std_ah, changed,
+                                     self.capacity.offset_sensitivity_h)
         self.anchors += 1
         return valid
 
@@ -220,9 +225,10 @@ class PackEstimator:
             i_cells) / self.cell.capacity_ah
         self.filter.update(v, i_cells, temp_model, r0, valid, noise_v=noise_v)
         self.resistance.remember(self._ohmic(v, temp_model), i_cells, temp_model, valid)
-        if first and cfg.startup_anchor and not self._given_soc and abs(current_a) <= rest_a:
-            # a pack that was off has rested: its voltage is OCV
-            self.reanchor_from_ocv(v, temp_model, valid)
+        if first and cfg.startup_anchor and abs(current_a) <= rest_a:
+            # a pack that was off has rested: its voltage is OCV; a SoC given at start is a
+            # prior of the doubt it was given with (initial_soc_std), fused with that OCV
+            self.reanchor_from_ocv(v, temp_model, valid, doubt_floor=not self._given_soc)
         if self.rest_s >= cfg.rest_time_s and not self.anchored:
             self.reanchor_from_ocv(v, temp_model, valid)
             self.anchored = True

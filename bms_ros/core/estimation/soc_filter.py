@@ -125,15 +125,27 @@ class SocFilter:
         self.P[:, :, OFFSET] = 0.0
         self.P[:, OFFSET, OFFSET] = std_a ** 2
 
-    def set_capacity(self, capacity_ah, capacity_std_ah, cells):
-        """Set the capacity of the cells in mask (from the capacity estimator)."""
+    def set_capacity(self, capacity_ah, capacity_std_ah, cells, offset_sensitivity_h=None):
+        """Set the capacity of the cells in mask (from the capacity estimator).
+
+        ``offset_sensitivity_h``: d capacity / d current offset (Ah per A); the capacity doubt
+        is then correlated with the offset doubt (learnt from charge counted with that offset).
+        """
         cells = np.asarray(cells, dtype=bool)
-        qinv = self.capacity_nominal_ah / np.asarray(capacity_ah, dtype=float)
-        std = qinv * np.asarray(capacity_std_ah, dtype=float) / np.asarray(capacity_ah, dtype=float)
+        cap = np.asarray(capacity_ah, dtype=float)
+        qinv = self.capacity_nominal_ah / cap
+        std = qinv * np.asarray(capacity_std_ah, dtype=float) / cap
         self.x[cells, QINV] = qinv[cells]
         self.P[cells, QINV, :] = 0.0
         self.P[cells, :, QINV] = 0.0
         self.P[cells, QINV, QINV] = std[cells] ** 2
+        if offset_sensitivity_h is not None:
+            var_off = self.P[:, OFFSET, OFFSET]
+            cov = -qinv / cap * np.asarray(offset_sensitivity_h, dtype=float) * var_off
+            limit = 0.99 * std * np.sqrt(var_off)
+            cov = np.clip(cov, -limit, limit)
+            self.P[cells, QINV, OFFSET] = cov[cells]
+            self.P[cells, OFFSET, QINV] = cov[cells]
 
     def relaxed(self, cells):
         """The cells have rested: their RC and diffusion voltages are gone."""

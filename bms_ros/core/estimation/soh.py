@@ -101,6 +101,10 @@ class CapacityEstimator:
         self.counted_ah = np.zeros(self.n)
         self.counted_var = np.zeros(self.n)       # Ah^2: current noise (random walk)
         self.offset_doubt_ah = np.zeros(self.n)   # Ah: an offset doubt adds up linearly
+        self.counted_time_s = np.zeros(self.n)
+        # d capacity / d current offset (Ah per A): a capacity learnt from charge counted with
+        # an offset error carries that error, so the two doubts are correlated
+        self.offset_sensitivity_h = np.zeros(self.n)
         self.updates = np.zeros(self.n, dtype=np.int64)
 
     def set(self, capacity_ah, capacity_std_ah=None):
@@ -110,6 +114,7 @@ class CapacityEstimator:
         self.capacity_ah = np.clip(np.where(np.isfinite(cap), cap, nominal),
                                    self.config.capacity_min_ratio * nominal,
                                    self.config.capacity_max_ratio * nominal)
+        self.offset_sensitivity_h = np.zeros(self.n)
         if capacity_std_ah is not None:
             std = np.broadcast_to(np.asarray(capacity_std_ah, dtype=float), (self.n,))
             default = self.config.initial_capacity_std * nominal
@@ -125,6 +130,7 @@ class CapacityEstimator:
         # sensor noise averages out (random walk); an offset doubt adds up linearly
         self.counted_var += (current_std_a * dt_s / 3600.0) ** 2
         self.offset_doubt_ah += offset_std_a * dt_s / 3600.0
+        self.counted_time_s += dt_s
         self.variance += (self.config.capacity_noise_per_sqrt_s * self.cell.capacity_ah) ** 2 * dt_s
 
     def anchor(self, soc, soc_std, cells):
@@ -151,6 +157,9 @@ class CapacityEstimator:
             self.capacity_ah = self.capacity_ah + gain * (np.where(use, measured, 0.0)
                                                           - np.where(use, self.capacity_ah, 0.0))
             self.variance = (1.0 - gain) * self.variance
+            # counted = sum (i - offset) dt: d measured / d offset = -time / dz
+            self.offset_sensitivity_h = (1.0 - gain) * self.offset_sensitivity_h \
+                + gain * (-self.counted_time_s / 3600.0 / dz_u)
             self.updates += use
             changed = use
         # the new anchor replaces the old one unless the old one, carried forward by counting,
@@ -162,6 +171,7 @@ class CapacityEstimator:
         self.counted_ah = np.where(replace, 0.0, self.counted_ah)
         self.counted_var = np.where(replace, 0.0, self.counted_var)
         self.offset_doubt_ah = np.where(replace, 0.0, offset_ah)
+        self.counted_time_s = np.where(replace, 0.0, self.counted_time_s)
         return changed
 
     def forget_anchor(self, cells=None):
