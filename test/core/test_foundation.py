@@ -151,3 +151,30 @@ def test_persistence_is_atomic_and_reports_corruption(tmp_path):
     path.write_text(json.dumps([1, 2]))
     with pytest.raises(PersistenceError, match='not a JSON object'):
         read_json(path)
+
+
+def test_ocv_secant_slope_table_equals_the_direct_secant():
+    """OcvTable.secant_slope (tabulated once) against the direct two-point formula, on both
+    shipped tables, beyond 0..1 and with NaN."""
+    for name in ('nmc_lg_m50', 'lfp_a123_anr26650'):
+        ocv = CellSpec.from_file(os.path.join(config_dir(), 'cells', f'{name}.yaml')).ocv
+        soc = np.concatenate([np.linspace(-0.2, 1.2, 20001), [np.nan]])
+        for w in (0.01, 0.037):
+            lo = np.clip(soc - w, 0.0, 1.0 - 2 * w)
+            direct = (ocv.ocv(lo + 2 * w) - ocv.ocv(lo)) / (2 * w)
+            fast = ocv.secant_slope(soc, w)
+            assert np.isnan(fast[-1])
+            np.testing.assert_allclose(fast[:-1], direct[:-1], rtol=0, atol=1e-9)
+
+
+def test_ocv_entropic_term_and_isothermal_table():
+    """OCV(z, T) = OCV_25(z) + dOCV/dT(z) (T - 25); an all-zero column changes nothing, and a
+    NaN temperature gives NaN either way (no silent 25 degC)."""
+    soc, ocv_v = [0.0, 0.5, 1.0], [3.0, 3.6, 4.2]
+    entropic = OcvTable(soc, ocv_v, [0.0, -2e-4, 4e-4])
+    flat = OcvTable(soc, ocv_v)
+    z = np.array([0.25, 0.75])
+    np.testing.assert_allclose(entropic.ocv(z, 35.0), [3.3 - 1e-3, 3.9 + 1e-3])
+    np.testing.assert_allclose(entropic.ocv(z, 25.0), flat.ocv(z, 35.0))
+    assert flat.ocv(0.5, 40.0) == pytest.approx(3.6)
+    assert np.isnan(flat.ocv(0.5, float('nan'))) and np.isnan(entropic.ocv(0.5, float('nan')))

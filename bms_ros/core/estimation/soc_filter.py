@@ -268,10 +268,7 @@ class SocFilter:
 
     def ocv_slope(self, soc):
         """dOCV/dSoC for the Jacobian, from a 2 % secant so LFP's table kinks do not stall it."""
-        h = 0.01
-        ocv = self.cell.ocv
-        lo = np.clip(soc - h, 0.0, 1.0 - 2 * h)
-        return (ocv.ocv(lo + 2 * h) - ocv.ocv(lo)) / (2 * h)
+        return self.cell.ocv.secant_slope(soc, 0.01)
 
     def _clamp(self):
         """Keep states physical and P symmetric."""
