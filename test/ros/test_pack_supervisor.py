@@ -36,6 +36,9 @@ class Suite:
         self.events = env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
         self.pack = FakePack(env)
         env.wait_for_subscribers(self.pack.measurement_pub, count=2, timeout_s=20.0)
+        # protection and supervisor on the estimate too, before the first one is sent: a
+        # request made before the supervisor had one was refused 'SoC unknown' (seen in CI)
+        env.wait_for_subscribers(self.pack.estimate_pub, count=2, timeout_s=20.0)
         self.pack.start()
         self.wait_state(STANDBY, timeout_s=20.0)
 
