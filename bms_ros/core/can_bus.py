@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 CAN_SECTION_FIELDS = ('dbc', 'mapping', 'interface', 'channel', 'host', 'port', 'bitrate',
                       'bus_options', 'reconnect_min_s', 'reconnect_max_s', 'stale_timeout_s',
-                      'publish_rate_hz', 'publish_can_rx', 'prompt_min_interval_s')
+                      'publish_rate_hz', 'publish_can_rx', 'prompt_min_interval_s',
+                      'prompt_current_a')
 CAN_ERR_BUSOFF = 0x40      # SocketCAN error class bit in the id of an error frame
 _SOCKETCAND_LOGGER = 'can.interfaces.socketcand.socketcand'
 
@@ -71,6 +72,9 @@ class CanSettings:
     # publish at once when cell, temperature or contactor frames arrive, at most this often
     # (0 = only at publish_rate_hz): a limit crossing then waits for no timer
     prompt_min_interval_s: float = 0.02
+    # a current frame with |I| at or above this publishes at once too (0 = never): set it at
+    # or below the lowest over-current warning, above the currents of normal use
+    prompt_current_a: float = 0.0
 
     def with_overrides(self, interface=None, channel=None, host=None, port=None, bitrate=None):
         """The same settings with non-empty overrides (node parameters) applied to the bus."""
@@ -109,7 +113,8 @@ def load_can_settings(profile):
                                    maximum=1000.0),
         publish_can_rx=sec.boolean('publish_can_rx', True),
         prompt_min_interval_s=sec.number('prompt_min_interval_s', 0.02, minimum=0.0,
-                                         maximum=10.0))
+                                         maximum=10.0),
+        prompt_current_a=sec.number('prompt_current_a', 0.0, minimum=0.0, maximum=1e5))
 
 
 def quiet_socketcand_logging():

@@ -227,6 +227,11 @@ class MeasurementAssembler:
                     stamps[j] = now_s
         return True
 
+    def latest(self, field, index=0):
+        """The last decoded value of one element of a field (NaN if none or invalid)."""
+        with self._lock:
+            return float(self._values[field][index])
+
     def snapshot(self, now_s, stale_timeout_s):
         """The measurement at ``now_s`` (s): elements older than ``stale_timeout_s`` are invalid."""
         with self._lock:

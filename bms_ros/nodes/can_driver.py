@@ -34,6 +34,7 @@ from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import (MESSAGE_FIELDS, REJECT_REASONS, VALUE_REASONS,
                                     CanProtocol, CommandEncoder, MeasurementAssembler)
 from bms_ros.core.errors import ConfigError, EncodeError
+from bms_ros.core.prompt_publish import PromptPolicy
 from bms_ros.core.profile import Profile, default_profile_path
 
 _OVERRIDES = {   # parameter -> (python type, profile setting it overrides)
@@ -41,9 +42,6 @@ _OVERRIDES = {   # parameter -> (python type, profile setting it overrides)
     'stale_timeout_s': float, 'publish_rate_hz': float, 'publish_can_rx': bool,
     'prompt_min_interval_s': float,
 }
-# fields whose frames trigger a prompt publish: cell and temperature limits, contactor feedback
-PROMPT_FIELDS = frozenset(('cell_voltages_v', 'temperatures_degc', 'negative_contactor_closed',
-                           'positive_contactor_closed', 'precharge_relay_closed'))
 _FLOAT_ARRAYS = ('cell_voltages_v', 'temperatures_degc')
 _BOOL_ARRAYS = ('cell_voltage_valid', 'temperature_valid', 'cell_balancing')
 _STAMPS = ('cell_voltages_stamp', 'temperatures_stamp', 'current_stamp')
@@ -97,12 +95,11 @@ class CanDriver(Node):
                                                profile.pack.cells_series,
                                                profile.pack.temperature_sensors)
         self.assembler = MeasurementAssembler(self.protocol)
-        # frames that carry limit-relevant groups trigger a prompt publish (see CanSettings)
+        # frames that carry limit-relevant groups trigger a prompt publish (core/prompt_publish)
         self.prompt_min_interval_s = overrides.get('prompt_min_interval_s',
                                                    settings.prompt_min_interval_s)
-        self._prompt_ids = frozenset(
-            m.frame_id for m in self.protocol.mapping.measurement
-            if {s.field for s in m.signals} & PROMPT_FIELDS)
+        self.prompt = PromptPolicy(self.protocol, self.prompt_min_interval_s,
+                                   settings.prompt_current_a)
         self._publish_lock = threading.Lock()
         self._last_publish = 0.0
         self.commands = CommandEncoder(self.protocol)
@@ -156,8 +153,7 @@ class CanDriver(Node):
                 assembler.feed_many(batch, now)
                 if self.can_rx_pub is not None:
                     self._publish_frames(batch, frame)
-                if self.prompt_min_interval_s > 0.0 and any(
-                        msg.arbitration_id in self._prompt_ids for msg in batch):
+                if self.prompt.wanted(batch, assembler):
                     prompt_pending = True
             # publish a prompt one at once, or as soon as the minimum interval allows, so the
             # rest of a burst (the other cell blocks) is never left waiting for the timer

@@ -1,0 +1,97 @@
+"""PromptPolicy: which received batches make the CAN driver publish before its timer."""
+import os
+
+import can
+import pytest
+
+from bms_ros.core.can_bus import load_can_settings
+from bms_ros.core.can_codec import CanProtocol, MeasurementAssembler, PackEncoder
+from bms_ros.core.errors import ConfigError
+from bms_ros.core.profile import Profile, config_dir
+from bms_ros.core.prompt_publish import CURRENT_FIELD, PROMPT_FIELDS, PromptPolicy
+
+CAN_DIR = os.path.join(config_dir(), 'can')
+
+
+@pytest.fixture(scope='module', params=[('bms_ros.dbc', 'bms_ros_mapping.yaml'),
+                                        ('alt_bms.dbc', 'alt_bms_mapping.yaml')])
+def protocol(request):
+    dbc, mapping = request.param
+    return CanProtocol.from_files(os.path.join(CAN_DIR, dbc), os.path.join(CAN_DIR, mapping),
+                                  16, 8)
+
+
+def frames_by_group(protocol, current_a):
+    """{'group': [frames]} of one encoded pack state: cells/temps/contactors, current, other."""
+    state = dict(cell_voltages_v=[3.3] * 16, temperatures_degc=[25.0] * 8,
+                 pack_current_a=current_a, pack_voltage_v=52.8, link_voltage_v=52.8,
+                 negative_contactor_closed=True, positive_contactor_closed=True,
+                 precharge_relay_closed=False, cell_balancing=[False] * 16)
+    fields = {}
+    for m in protocol.measurement_messages:
+        fields[m.frame_id] = {s.field for s in m.signals}
+    groups = {'limit': [], 'current': [], 'other': []}
+    for frame in PackEncoder(protocol).encode_all(state):
+        names = fields[frame.arbitration_id]
+        if names & PROMPT_FIELDS:
+            groups['limit'].append(frame)
+        elif CURRENT_FIELD in names:
+            groups['current'].append(frame)
+        else:
+            groups['other'].append(frame)
+    return groups
+
+
+def decide(policy, protocol, batch):
+    assembler = MeasurementAssembler(protocol)
+    assembler.feed_many(batch, 0.0)
+    return policy.wanted(batch, assembler)
+
+
+@pytest.mark.parametrize('current_a, expected', [(-89.9, False), (-90.0, True), (-400.0, True),
+                                                 (95.0, True), (10.0, False)])
+def test_a_current_frame_prompts_at_or_above_the_threshold(protocol, current_a, expected):
+    policy = PromptPolicy(protocol, 0.02, current_a=90.0)
+    groups = frames_by_group(protocol, current_a)
+    assert groups['current'], 'the DBC has a current frame without limit-relevant signals'
+    assert decide(policy, protocol, groups['current']) is expected
+    assert decide(policy, protocol, groups['other']) is False
+
+
+def test_limit_groups_always_prompt_and_nothing_when_disabled(protocol):
+    groups = frames_by_group(protocol, -500.0)
+    assert decide(PromptPolicy(protocol, 0.02), protocol, groups['limit'][:1])
+    assert not decide(PromptPolicy(protocol, 0.02, current_a=0.0), protocol, groups['current'])
+    off = PromptPolicy(protocol, 0.0, current_a=90.0)          # prompt publish turned off
+    assert not decide(off, protocol, groups['limit'] + groups['current'])
+
+
+def test_an_invalid_current_does_not_prompt(protocol):
+    """A current frame carrying the invalid marker (or out of range) decodes as NaN."""
+    policy = PromptPolicy(protocol, 0.02, current_a=90.0)
+    groups = frames_by_group(protocol, -500.0)
+    assembler = MeasurementAssembler(protocol)
+    assembler.feed_many(groups['current'], 0.0)
+    assert assembler.latest(CURRENT_FIELD) == pytest.approx(-500.0, abs=0.01)
+    assembler._values[CURRENT_FIELD][0] = float('nan')        # as an invalid frame leaves it
+    assert not policy.wanted(groups['current'], assembler)
+
+
+def test_a_same_numbered_frame_of_the_other_id_kind_does_not_prompt(protocol):
+    policy = PromptPolicy(protocol, 0.02)
+    frame = frames_by_group(protocol, 0.0)['limit'][0]
+    twin = can.Message(arbitration_id=frame.arbitration_id, data=frame.data,
+                       is_extended_id=not frame.is_extended_id)
+    assert not policy.wanted([twin], MeasurementAssembler(protocol))
+
+
+def test_prompt_current_is_validated(tmp_path):
+    profile_path = os.path.join(config_dir(), 'profiles', 'lfp_16s.yaml')
+    assert load_can_settings(Profile(profile_path)).prompt_current_a == 90.0
+    text = open(profile_path, encoding='utf-8').read().replace(
+        'prompt_current_a: 90.0', 'prompt_current_a: -5.0').replace(
+        '../', os.path.join(config_dir(), ''))
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=r'bad\.yaml: can\.prompt_current_a'):
+        load_can_settings(Profile(str(bad)))
