@@ -17,7 +17,10 @@ contactor command frames, and times the frame carrying cell 3 at 3.80 V -> the c
 command frame with everything open, on the bus. The driver publishes its measurement at once
 when cell, temperature or contactor frames arrive (at most every `can.prompt_min_interval_s`,
 20 ms) besides its 10 Hz timer; the path is measured as profiled and with the prompt publish
-off (timer only, which adds up to one 100 ms period).
+off (timer only, which adds up to one 100 ms period). A second CAN round sends only the current
+frame with a short-circuit current (-1,600 A, beyond the instant trip level): the driver
+publishes at once when |I| >= `can.prompt_current_a`; with that at 0 the crossing waits for
+the timer or the next cell frame.
 
     .venv/bin/python -m bench.run trip_latency        # BMS_BENCH_TRIPS=200, BMS_BENCH_CAN_TRIPS=30
 """
@@ -44,13 +47,15 @@ CELLS, SENSORS, CELL_V = 16, 8, 3.3
 
 
 def bench_profile(folder, supervisor=None, can=None):
-    """The LFP profile with cell over-voltage debounce 0 and no cool-down (bench only)."""
+    """The LFP profile with cell over-voltage and discharge over-current debounce 0 and no
+    cool-down (bench only)."""
     profiles = os.path.join(config_dir(), 'profiles')
     with open(os.path.join(profiles, 'lfp_16s.yaml'), encoding='utf-8') as f:
         data = yaml.safe_load(f)
     data['pack']['cell'] = os.path.join(profiles, data['pack']['cell'])
     data['protection']['cell_overvoltage'].update(debounce_s=0.0, release_s=0.0,
                                                   reset_cooldown_s=0.0)
+    data['protection']['discharge_overcurrent'].update(debounce_s=0.0, reset_cooldown_s=0.0)
     # the instant stand-in pack below charges the link at once: no too-fast check then
     data['supervisor'].update({'precharge_min_time_s': 0.0} if supervisor is None else supervisor)
     for section in ('simulator', 'estimator', 'balancing', 'gazebo'):
@@ -179,12 +184,12 @@ def request(env, state, requester='bench'):
                     RequestState.Request(state=state, requester=requester))
 
 
-def watch(env):
-    """Subscriptions of a round: pack_state, protection_status and the cell over-voltage trip."""
+def watch(env, limit_id='cell_overvoltage'):
+    """Subscriptions of a round: pack_state, protection_status and the trip of ``limit_id``."""
     states = env.subscribe(PackState, 'pack_state', LATCHED)
     status = env.subscribe(ProtectionStatus, 'protection_status', LATCHED)
     trip = Stamped(env, ProtectionEvent, 'trip_event', LATCHED,
-                   lambda e: e.limit_id == 'cell_overvoltage' and e.level == 3 and e.active)
+                   lambda e: e.limit_id == limit_id and e.level == 3 and e.active)
     return states, status, trip
 
 
@@ -283,6 +288,10 @@ class BusSlave:
                 time.sleep(0.1)
         self.lock = threading.Lock()
         self.cells = np.full(CELLS, CELL_V)
+        self.current_a = 0.0
+        # the frames carrying the current alone (an over-current round sends only these)
+        self.current_ids = {m.frame_id for m in self.protocol.measurement_messages
+                            if 'pack_current_a' in {s.field for s in m.signals}}
         self.closed = [False, False, False]      # negative, precharge, positive
         self.open_event = threading.Event()
         self.open_time = None
@@ -297,7 +306,7 @@ class BusSlave:
         negative, precharge, positive = self.closed
         pack_v = float(self.cells.sum())
         return {'cell_voltages_v': self.cells.copy(), 'temperatures_degc': np.full(SENSORS, 25.0),
-                'pack_current_a': 0.0, 'pack_voltage_v': pack_v,
+                'pack_current_a': self.current_a, 'pack_voltage_v': pack_v,
                 'link_voltage_v': pack_v if negative and (precharge or positive) else 0.0,
                 'negative_contactor_closed': negative, 'positive_contactor_closed': positive,
                 'precharge_relay_closed': precharge, 'cell_balancing': np.zeros(CELLS, bool)}
@@ -325,11 +334,17 @@ class BusSlave:
                 self.open_time = now
                 self.open_event.set()
 
-    def trip(self, volts):
-        """Send every measurement frame with cell 3 at ``volts`` now; perf_counter before."""
+    def trip(self, volts=None, current_a=None):
+        """Send now every measurement frame with cell 3 at ``volts``, or only the current
+        frames with ``current_a``; perf_counter before."""
         with self.lock:
-            self.cells[3] = volts
-            frames = self.encoder.encode_all(self._state())
+            if current_a is None:
+                self.cells[3] = volts
+                frames = self.encoder.encode_all(self._state())
+            else:
+                self.current_a = current_a
+                frames = [f for f in self.encoder.encode_all(self._state())
+                          if f.arbitration_id in self.current_ids]
             self.open_event.clear()
             self._armed = True
             start = time.perf_counter()
@@ -341,6 +356,10 @@ class BusSlave:
         with self.lock:
             self.cells[3] = volts
 
+    def set_current(self, current_a):
+        with self.lock:
+            self.current_a = current_a
+
     def stop(self):
         self._stop.set()
         for thread in self._threads:
@@ -348,8 +367,14 @@ class BusSlave:
         self.bus.shutdown()
 
 
-def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=None):
-    """CAN frame -> trip_event and -> contactor-open frame on the bus (s), over ``trips``."""
+# discharge over-current round: beyond the LFP profile's instant trip level (1,500 A)
+SHORT_CIRCUIT_A = -1600.0
+
+
+def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=None,
+                over_current=False, prompt_current_a=None):
+    """CAN frame -> trip_event and -> contactor-open frame on the bus (s), over ``trips``:
+    cell 3 over-voltage, or with ``over_current`` a short-circuit current frame."""
     with tempfile.TemporaryDirectory(prefix='bms_trip_latency_can_') as folder:
         env = RosTestEnv(folder)
         slave = None
@@ -357,9 +382,12 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
             with socket.socket() as sock:
                 sock.bind(('127.0.0.1', 0))
                 port = sock.getsockname()[1]
+            can = {'port': port}
+            if prompt_current_a is not None:
+                can['prompt_current_a'] = float(prompt_current_a)
             profile = bench_profile(folder, supervisor={'precharge_min_time_s': 0.0,
                                                         'require_estimate': False},
-                                    can={'port': port})
+                                    can=can)
             env.start_module('bms_ros.tools.can_hub', '--host', '127.0.0.1', '--port',
                              str(port), name='can_hub', ros_args=False)
             driver = {'profile': profile, 'publish_can_rx': False}
@@ -369,7 +397,8 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
                 driver['prompt_min_interval_s'] = float(prompt_min_interval_s)
             env.start_module('bms_ros.nodes.can_driver', name='can_driver', params=driver)
             start_nodes(env, profile, os.path.join(folder, 'state'))
-            states, status, trip = watch(env)
+            states, status, trip = watch(
+                env, 'discharge_overcurrent' if over_current else 'cell_overvoltage')
             slave = BusSlave(port)
             wait_state(env, states, PackState.STATE_STANDBY, 30.0)
             to_event, to_open = [], []
@@ -385,12 +414,14 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
                 # always arrive just after the driver's timer, the worst case every time
                 time.sleep(rng.uniform(0.0, 0.1))
                 trip.arm()
-                start = slave.trip(3.8)
+                start = slave.trip(current_a=SHORT_CIRCUIT_A) if over_current \
+                    else slave.trip(3.8)
                 to_event.append(trip.wait() - start)
                 if not slave.open_event.wait(5.0):
                     raise TimeoutError('no contactor-open frame')
                 to_open.append(slave.open_time - start)
                 slave.set_cell(CELL_V)
+                slave.set_current(0.0)
                 reset_to_standby(env, status, 0.02)
             return np.array(to_event), np.array(to_open)
         finally:
@@ -426,6 +457,13 @@ def run():
         note = f'{len(can_open)} trips, {label}, debounce 0 s'
         rows += _rows('CAN frame -> trip_event (other process)', can_event, '', note)
         rows += _rows('CAN frame -> contactor-open frame on the bus', can_open,
+                      '< 50 ms + debounce', note)
+    for prompt_current, label in ((None, 'prompt publish at |I| >= can.prompt_current_a '
+                                          '(90 A, as profiled)'),
+                                  (0.0, 'prompt_current_a 0: timer and cell-frame prompts only')):
+        can_event, can_open = measure_can(over_current=True, prompt_current_a=prompt_current)
+        note = f'{len(can_open)} trips at {SHORT_CIRCUIT_A:.0f} A, {label}, debounce 0 s'
+        rows += _rows('current frame -> contactor-open frame on the bus', can_open,
                       '< 50 ms + debounce', note)
     return rows
 
