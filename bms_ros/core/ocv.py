@@ -57,7 +57,7 @@ class OcvTable:
 
     def ocv(self, soc, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
         """OCV in volts; SoC is clipped to 0..1."""
-        z = np.minimum(np.maximum(soc, 0.0), 1.0)      # np.clip, at a third of its call cost
+        z = np.minimum(np.maximum(soc, 0.0), 1.0)      # np.clip without its wrapper overhead
         base = np.interp(z, self.soc_grid, self.ocv_grid_v)
         dt = 0.0 if self._isothermal else np.interp(z, self.soc_grid, self.docv_dt_v_per_degc)
         return base + dt * (np.asarray(temperature_degc, dtype=float) - REFERENCE_TEMPERATURE_DEGC)
