@@ -88,9 +88,11 @@ def test_play_publishes_messages_and_clock(ros_env, tmp_path):
     meas = ros_env.subscribe(PackMeasurement, 'measurement')
     trips = ros_env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
     clock = ros_env.subscribe(Clock, '/clock')
+    # a fixed delay alone lost the first measurement on a loaded machine (29 of 30 arrived)
     player = ros_env.start_module('bms_ros.tools.bag', 'play', str(bag), '--rate', '2',
-                                  '--clock', '--delay', '2.0', name='play', ros_args=False)
-    received = meas.wait_count(30, timeout_s=20.0)
+                                  '--clock', '--wait-for-subscribers', '15', '--delay', '0.5',
+                                  name='play', ros_args=False)
+    received = meas.wait_count(30, timeout_s=30.0)
     assert [m.pack_current_a for m in received] == [float(k) for k in range(30)]
     assert received[7].cell_voltages_v[1] == pytest.approx(3.307, abs=1e-6)
     trip = trips.wait_for(timeout_s=5.0)
@@ -132,7 +134,8 @@ def test_state_estimator_on_sim_time_follows_a_played_bag(ros_env, tmp_path):
     ros_env.start_module('bms_ros.nodes.state_estimator', params={
         'profile': profile, 'use_sim_time': True, 'state_file': str(tmp_path / 'state.json')})
     player = ros_env.start_module('bms_ros.tools.bag', 'play', fixture, '--rate', '5',
-                                  '--clock', '--topics', 'measurement', '--delay', '3',
+                                  '--clock', '--topics', 'measurement',
+                                  '--wait-for-subscribers', '20', '--delay', '1',
                                   name='play', ros_args=False)
     player.popen.wait(40.0)
     assert player.popen.returncode == 0, player.log_tail()

@@ -27,6 +27,10 @@ def add_arguments(parser):
     parser.add_argument('--delay', type=float, default=1.0,
                         help='wall seconds between creating publishers and the first message '
                              '(lets subscribers discover them)')
+    parser.add_argument('--wait-for-subscribers', type=float, default=0.0, metavar='S',
+                        help='before the delay, wait up to S wall seconds until every played '
+                             'topic has a subscriber (nothing published is then lost to '
+                             'discovery); 0 = do not wait')
 
 
 def plan(bag, namespace=None, topics=None):
@@ -47,7 +51,8 @@ def plan(bag, namespace=None, topics=None):
     return out
 
 
-def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0, ros_args=()):
+def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0, ros_args=(),
+         wait_subscribers_s=0.0):
     """Play the bag once; returns the number of messages published."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
@@ -77,6 +82,8 @@ def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0,
             depth=1, reliability=ReliabilityPolicy.RELIABLE)) if clock_hz > 0 else None
         print(f'playing {bag.path} ({len(routes)} topics) at rate {rate:g}'
               + (f' with /clock at {clock_hz:g} Hz' if clock_pub else ''), file=sys.stderr)
+        _wait_for_subscribers([*publishers.values(), *([clock_pub] if clock_pub else [])],
+                              wait_subscribers_s)
         time.sleep(max(0.0, delay_s))
         wall0 = time.monotonic()
         bag0 = bag.start_ns
@@ -120,8 +127,22 @@ def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0,
     return published
 
 
+def _wait_for_subscribers(publishers, timeout_s):
+    """Until every publisher has a subscription or ``timeout_s`` has passed (then say which
+    have none and play anyway)."""
+    deadline = time.monotonic() + timeout_s
+    waiting = list(publishers)
+    while timeout_s > 0 and waiting:
+        waiting = [p for p in waiting if p.get_subscription_count() == 0]
+        if waiting and time.monotonic() >= deadline:
+            print('no subscriber after %g s on: %s' % (timeout_s, ', '.join(
+                p.topic_name for p in waiting)), file=sys.stderr)
+            break
+        time.sleep(0.02)
+
+
 def run(args):
     count = play(args.bag, args.rate, args.clock, args.namespace, args.topics, args.delay,
-                 args.ros_args)
+                 args.ros_args, args.wait_for_subscribers)
     print(f'published {count} messages')
     return 0
