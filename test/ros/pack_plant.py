@@ -31,8 +31,6 @@ CELL_V = 3.3
 PACK_V = CELLS * CELL_V
 
 
-
-
 def write_profile(folder, protection=None, supervisor=None, base='lfp_16s.yaml', can=None,
                   simulator=None):
     """A copy of a shipped profile with edited protection/supervisor fields; returns its path.

@@ -46,8 +46,6 @@ def free_port():
         return sock.getsockname()[1]
 
 
-
-
 def merge_edits(target, edits):
     """Nested dict update: a dict value updates the dict below it, anything else replaces."""
     for key, value in edits.items():
