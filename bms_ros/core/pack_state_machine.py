@@ -158,6 +158,10 @@ class PackStateMachine:
         # contactor feedback supervision
         self._mismatch_since_s = [None, None, None]
         self._faults = {}   # contactor index -> Event raised
+        # ERROR entered from a status, which names the trips but has no message: the trip
+        # event's message, which may arrive just after, replaces that reason
+        self._reason_names_only = False
+        self._safety_note = ''
 
     # ------------------------------------------------------------------ inputs
 
@@ -175,9 +179,10 @@ class PackStateMachine:
         self._latched_names = list(latched_names)
         self._charge_limit_a = charge_current_limit_a
         self._discharge_limit_a = discharge_current_limit_a
-        if trip_latched:
+        if trip_latched and self.state != STATE_ERROR:
             self._safety_open(f'safety trip: {", ".join(self._latched_names) or "latched"}',
                               now_s)
+            self._reason_names_only = True
         self.step(now_s)
 
     def on_trip_event(self, limit_id, level, active, latched, message, now_s):
@@ -188,7 +193,11 @@ class PackStateMachine:
             self._trip_latched = True
             if limit_id not in self._latched_names:
                 self._latched_names.append(limit_id)
-            self._safety_open(f'safety trip: {message or limit_id}', now_s)
+            why = f'safety trip: {message or limit_id}'
+            if self.state == STATE_ERROR and self._reason_names_only:
+                self._reason_names_only = False
+                self.reason = why + self._safety_note
+            self._safety_open(why, now_s)
 
     def on_estimate(self, pack_soc, now_s):
         """Pack SoC (0..1) from the state estimator."""
@@ -517,6 +526,7 @@ class PackStateMachine:
         note = ''
         if math.isfinite(current) and abs(current) > self.config.break_current_max_a:
             note = f' (opened at {current:.1f} A, above the break rating: safety first)'
+        self._safety_note = note
         self._error_open(why + note)
 
     def _error_open(self, why):
@@ -545,6 +555,7 @@ class PackStateMachine:
     def _enter(self, state, reason):
         if state != self.state:
             log.info('%s -> %s: %s', STATE_NAMES[self.state], STATE_NAMES[state], reason)
+        self._reason_names_only = False
         self.state = state
         self.reason = reason
 

@@ -469,6 +469,23 @@ def test_latched_status_opens_even_without_an_event():
     assert rig.sm.command.as_tuple() == (False, False, False)
 
 
+@pytest.mark.parametrize('status_first', [True, False])
+def test_the_error_reason_carries_the_trip_message_whichever_input_came_first(status_first):
+    # status and trip event travel on two topics: either may reach the supervisor first
+    rig = Rig().drive()
+    message = 'latched-trip file unreadable (bad JSON); reset to confirm'
+    rig.trip_latched, rig.latched = True, ['latch_file_corrupt']
+    if status_first:
+        rig.run(0.02)
+        assert rig.sm.reason == 'safety trip: latch_file_corrupt'
+    rig.sm.on_trip_event('latch_file_corrupt', LEVEL_TRIP, True, True, message, rig.now_s)
+    rig.run(0.02)
+    assert (rig.sm.state, rig.sm.reason) == (STATE_ERROR, f'safety trip: {message}')
+    # a later trip does not replace the first cause
+    rig.sm.on_trip_event('cell_overvoltage', LEVEL_TRIP, True, True, 'other', rig.now_s)
+    assert rig.sm.reason == f'safety trip: {message}'
+
+
 def test_lost_protection_status_opens_and_errors():
     rig = Rig().drive()
     rig.feed_status = False
