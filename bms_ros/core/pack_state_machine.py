@@ -158,9 +158,11 @@ class PackStateMachine:
         # contactor feedback supervision
         self._mismatch_since_s = [None, None, None]
         self._faults = {}   # contactor index -> Event raised
-        # ERROR entered from a status, which names the trips but has no message: the trip
-        # event's message, which may arrive just after, replaces that reason
-        self._reason_names_only = False
+        # trip name (limit_id or limit_id[index]) -> message of its latest trip event, and
+        # whether ERROR was entered from a status (then the next trip event's message replaces
+        # the reason: it is the fresher, fuller account)
+        self._trip_messages = {}
+        self._reason_from_status = False
         self._safety_note = ''
 
     # ------------------------------------------------------------------ inputs
@@ -180,24 +182,36 @@ class PackStateMachine:
         self._charge_limit_a = charge_current_limit_a
         self._discharge_limit_a = discharge_current_limit_a
         if trip_latched and self.state != STATE_ERROR:
-            self._safety_open(f'safety trip: {", ".join(self._latched_names) or "latched"}',
-                              now_s)
-            self._reason_names_only = True
+            # the status names the trips; their messages come with the trip events
+            causes = [self._trip_messages.get(name, name) for name in self._latched_names]
+            self._safety_open(f'safety trip: {"; ".join(causes) or "latched"}', now_s)
+            self._reason_from_status = True
         self.step(now_s)
 
-    def on_trip_event(self, limit_id, level, active, latched, message, now_s):
-        """A ProtectionEvent: a raised, latched trip opens the contactors at once."""
+    def on_trip_event(self, limit_id, level, active, latched, message, now_s, index=-1,
+                      history=False):
+        """A ProtectionEvent: a raised, latched trip opens the contactors at once.
+
+        ``history`` marks an event from before this machine started (transient-local): it only
+        lends its message to the reason; the protection status says whether it is still latched.
+        """
         if limit_id in CONTACTOR_FAULT_IDS:
             return  # our own report coming back
-        if level == LEVEL_TRIP and active and latched:
-            self._trip_latched = True
-            if limit_id not in self._latched_names:
-                self._latched_names.append(limit_id)
-            why = f'safety trip: {message or limit_id}'
-            if self.state == STATE_ERROR and self._reason_names_only:
-                self._reason_names_only = False
-                self.reason = why + self._safety_note
-            self._safety_open(why, now_s)
+        if not (level == LEVEL_TRIP and active and latched):
+            return
+        name = limit_id if index < 0 else f'{limit_id}[{index}]'
+        why = f'safety trip: {message or name}'
+        self._trip_messages[name] = message or name
+        if history:
+            return
+        self._trip_latched = True
+        if name not in self._latched_names:
+            self._latched_names.append(name)
+        if self.state == STATE_ERROR and self._reason_from_status:
+            # the status beat this event here (two topics): the event's own words say more
+            self._reason_from_status = False
+            self.reason = why + self._safety_note
+        self._safety_open(why, now_s)
 
     def on_estimate(self, pack_soc, now_s):
         """Pack SoC (0..1) from the state estimator."""
@@ -555,7 +569,7 @@ class PackStateMachine:
     def _enter(self, state, reason):
         if state != self.state:
             log.info('%s -> %s: %s', STATE_NAMES[self.state], STATE_NAMES[state], reason)
-        self._reason_names_only = False
+        self._reason_from_status = False
         self.state = state
         self.reason = reason
 

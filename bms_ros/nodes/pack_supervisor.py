@@ -83,15 +83,14 @@ class PackSupervisor(Node):
 
     def _on_trip_event(self, msg):
         now_s = self._now_s()
-        # transient-local history from before we started: the status says what is latched now
-        # (stamps are ROS time, so compare with the ROS clock here)
+        # transient-local history from before we started: the status says what is latched now,
+        # the event only lends its message (stamps are ROS time: compare with the ROS clock)
         age_s = self.get_clock().now().nanoseconds * 1e-9 - stamp_s(msg.header.stamp, 0.0)
-        if age_s > self.config.protection_timeout_s:
-            return
-        if msg.active and msg.latched:
+        history = age_s > self.config.protection_timeout_s
+        if msg.active and msg.latched and not history:
             self._last_trip_stamp_s = max(self._last_trip_stamp_s, stamp_s(msg.header.stamp, 0.0))
         self.machine.on_trip_event(msg.limit_id, msg.level, msg.active, msg.latched, msg.message,
-                                   now_s)
+                                   now_s, index=msg.index, history=history)
         self._publish()
 
     def _on_status(self, msg):

@@ -473,17 +473,29 @@ def test_latched_status_opens_even_without_an_event():
 def test_the_error_reason_carries_the_trip_message_whichever_input_came_first(status_first):
     # status and trip event travel on two topics: either may reach the supervisor first
     rig = Rig().drive()
-    message = 'latched-trip file unreadable (bad JSON); reset to confirm'
-    rig.trip_latched, rig.latched = True, ['latch_file_corrupt']
+    message = 'cell 3 over-voltage 3.800 V >= trip 3.750 V'
+    rig.trip_latched, rig.latched = True, ['cell_overvoltage[3]']
     if status_first:
         rig.run(0.02)
-        assert rig.sm.reason == 'safety trip: latch_file_corrupt'
-    rig.sm.on_trip_event('latch_file_corrupt', LEVEL_TRIP, True, True, message, rig.now_s)
+        assert rig.sm.reason == 'safety trip: cell_overvoltage[3]'
+    rig.sm.on_trip_event('cell_overvoltage', LEVEL_TRIP, True, True, message, rig.now_s, index=3)
     rig.run(0.02)
     assert (rig.sm.state, rig.sm.reason) == (STATE_ERROR, f'safety trip: {message}')
     # a later trip does not replace the first cause
-    rig.sm.on_trip_event('cell_overvoltage', LEVEL_TRIP, True, True, 'other', rig.now_s)
+    rig.sm.on_trip_event('cell_undervoltage', LEVEL_TRIP, True, True, 'other', rig.now_s, index=1)
     assert rig.sm.reason == f'safety trip: {message}'
+
+
+def test_an_event_from_before_start_lends_its_message_but_does_not_trip():
+    rig = Rig().standby()
+    message = 'latched-trip file unreadable (bad JSON); reset to confirm'
+    rig.sm.on_trip_event('latch_file_corrupt', LEVEL_TRIP, True, True, message, rig.now_s,
+                         history=True)
+    rig.run(0.02)
+    assert rig.sm.state == STATE_STANDBY     # it may have been reset since: the status decides
+    rig.trip_latched, rig.latched = True, ['latch_file_corrupt']
+    rig.run(0.02)
+    assert (rig.sm.state, rig.sm.reason) == (STATE_ERROR, f'safety trip: {message}')
 
 
 def test_lost_protection_status_opens_and_errors():
