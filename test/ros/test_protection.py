@@ -11,6 +11,8 @@ from std_msgs.msg import Float32
 from bms_interfaces.msg import (PackMeasurement, PackState, ProtectionEvent, ProtectionStatus,
                                 SimTruth)
 from bms_interfaces.srv import RequestState, ResetTrips
+from bms_ros.core.persistence import read_json
+from bms_ros.core.protection.latch import FILE_NAME as LATCH_FILE_NAME
 
 from .harness import LATCHED, RELIABLE
 from .pack_plant import FakePack, SimulatedSuite, write_profile
@@ -110,15 +112,28 @@ def test_reset_refused_while_hot_and_granted_after_cooling(ros_env, tmp_path):
     pack.stop()
 
 
+def _wait_for_latched_file(state_dir, limit_id, timeout_s):
+    path = os.path.join(state_dir, LATCH_FILE_NAME)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        document = read_json(path)     # written atomically: absent, old or new, never partial
+        if document and any(t['limit_id'] == limit_id for t in document['trips']):
+            return
+        assert time.monotonic() < deadline, f'{limit_id} never reached {path}: {document}'
+        time.sleep(0.05)
+
+
 def test_latched_trip_survives_a_killed_and_restarted_protection(ros_env, tmp_path):
-    start_protection(ros_env, tmp_path)
+    state_dir = start_protection(ros_env, tmp_path)
     events = ros_env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
     pack = FakePack(ros_env)
     ros_env.wait_for_subscribers(pack.measurement_pub, timeout_s=20.0)
     pack.start()
     pack.set(current_a=-1600.0)                               # short circuit: instant trip
     events.wait_for(is_trip('discharge_overcurrent', -1), timeout_s=10.0, what='the trip')
-    time.sleep(0.3)                                           # let it reach the disk
+    # the event goes out first (latency), the file follows: kill once it is on disk (an fsync
+    # on a loaded machine has taken over 0.3 s here)
+    _wait_for_latched_file(state_dir, 'discharge_overcurrent', timeout_s=10.0)
     ros_env.processes[0].kill()                               # SIGKILL, as a crash
     pack.set(current_a=0.0)
     events.clear()
