@@ -152,6 +152,8 @@ def test_set_soc_and_restore_after_restart(ros_env, tmp_path):
     probe.set(valid=[False] * 4)                 # no voltage: nothing pulls a set SoC back
     node = ros_env.start_module(MODULE, params={'profile': profile, 'state_file': str(state)})
     ros_env.wait_for_subscribers(probe.pub, timeout_s=15.0)
+    # matched is not yet received: wait until the node says it has a measurement
+    battery.wait_for(lambda m: m.present, timeout_s=15.0, what='a measurement at the node')
 
     reply = ros_env.call(SetSoc, 'set_soc', SetSoc.Request(cell_soc=[0.3, 0.4]), timeout_s=15.0)
     assert not reply.success and 'give 1 or 4' in reply.message
