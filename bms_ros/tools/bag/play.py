@@ -14,6 +14,7 @@ from bms_ros.core.bag_schema import BagError
 from .bagio import Bag
 
 DEFAULT_CLOCK_HZ = 40.0   # as ros2 bag play --clock
+PLAY_DEPTH = 1000         # writer history of played volatile topics (see play())
 
 
 def add_arguments(parser):
@@ -31,6 +32,10 @@ def add_arguments(parser):
                         help='before the delay, wait up to S wall seconds until every played '
                              'topic has a subscriber (nothing published is then lost to '
                              'discovery); 0 = do not wait')
+    parser.add_argument('--wait-for-all-acked', type=float, default=5.0, metavar='S',
+                        help='after the last message, wait up to S wall seconds until every '
+                             'reliable subscriber has acknowledged all messages (exiting '
+                             'earlier drops what is still in flight); 0 = do not wait')
 
 
 def plan(bag, namespace=None, topics=None):
@@ -52,7 +57,7 @@ def plan(bag, namespace=None, topics=None):
 
 
 def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0, ros_args=(),
-         wait_subscribers_s=0.0):
+         wait_subscribers_s=0.0, wait_acked_s=5.0):
     """Play the bag once; returns the number of messages published."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
@@ -72,7 +77,13 @@ def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0,
         publishers = {}
         for topic, (target, msgtype, spec) in routes.items():
             latched = spec is not None and spec.kind == bag_schema.LATCHED
-            qos = QoSProfile(depth=spec.depth if spec else 100,
+            depth = spec.depth if spec else 100
+            if not latched:
+                # a deeper writer history only gives a slow reliable reader more time to
+                # acknowledge (KEEP_LAST drops the oldest unacknowledged sample when full); for
+                # latched topics the depth is what late joiners get, so it stays as recorded
+                depth = max(depth, PLAY_DEPTH)
+            qos = QoSProfile(depth=depth,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
                              else DurabilityPolicy.VOLATILE)
@@ -117,6 +128,7 @@ def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0,
                 publish_clock(t_ns)
             publishers[topic].publish(bytes(data))
             published += 1
+        _wait_for_all_acked(list(publishers.values()), wait_acked_s)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -141,8 +153,21 @@ def _wait_for_subscribers(publishers, timeout_s):
         time.sleep(0.02)
 
 
+def _wait_for_all_acked(publishers, timeout_s):
+    """Until reliable subscribers have acknowledged everything published, or ``timeout_s``
+    has passed in all (then say which topics may have lost messages)."""
+    from rclpy.duration import Duration
+
+    deadline = time.monotonic() + timeout_s
+    late = [p.topic_name for p in publishers if timeout_s > 0 and not p.wait_for_all_acked(
+        Duration(nanoseconds=int(max(0.0, deadline - time.monotonic()) * 1e9)))]
+    if late:
+        print('not acknowledged after %g s on: %s' % (timeout_s, ', '.join(late)),
+              file=sys.stderr)
+
+
 def run(args):
     count = play(args.bag, args.rate, args.clock, args.namespace, args.topics, args.delay,
-                 args.ros_args, args.wait_for_subscribers)
+                 args.ros_args, args.wait_for_subscribers, args.wait_for_all_acked)
     print(f'published {count} messages')
     return 0
