@@ -153,6 +153,17 @@ def test_welded_contactor_is_detected_and_reported(suite):
 
 # ---------------------------------------------------------------- through the simulated pack
 
+def _commands_until(bus, predicate, timeout_s=5.0):
+    """The contactor commands seen on the bus once ``predicate`` holds for them (the state
+    topic and the bus are two paths: the frame may come a moment after the state)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sequence = bus.commands()
+        if (sequence and predicate(sequence)) or time.monotonic() > deadline:
+            return sequence
+        time.sleep(0.05)
+
+
 def test_simulated_pack_sequence_on_the_can_bus_failed_precharge_and_welded(ros_env, tmp_path):
     suite = SimulatedSuite(ros_env, tmp_path, supervisor={'require_estimate': False,
                                                           'precharge_retry_delay_s': 1.0})
@@ -173,8 +184,7 @@ def test_simulated_pack_sequence_on_the_can_bus_failed_precharge_and_welded(ros_
         assert request(DRIVE).accepted
         drive = states.wait_for(lambda s: s.state == DRIVE, timeout_s=10.0, what='DRIVE')
         assert drive.reason.startswith('pre-charge done in ')
-        time.sleep(0.3)
-        sequence = suite.bus.commands()
+        sequence = _commands_until(suite.bus, lambda c: c[-1] == (True, False, True))
         assert sequence == [OPEN, (True, False, False), (True, True, False), (True, True, True),
                             (True, False, True)], sequence
         states.clear()
@@ -195,9 +205,8 @@ def test_simulated_pack_sequence_on_the_can_bus_failed_precharge_and_welded(ros_
                                  timeout_s=10.0, what='pre-charge failure')
         assert failed.state == STANDBY
         assert failed.reason.startswith('pre-charge failed: rise too slow: link ')
-        time.sleep(0.3)
-        assert suite.bus.commands()[before:] == [(True, False, False), (True, True, False),
-                                                 OPEN]
+        aborted = _commands_until(suite.bus, lambda c: len(c) >= before + 3 and c[-1] == OPEN)
+        assert aborted[before:] == [(True, False, False), (True, True, False), OPEN]
         assert suite.fault('shorted_load', clear=True).success
         time.sleep(1.0)                                  # the retry delay of this profile
         measurements.clear()
