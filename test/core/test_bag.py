@@ -170,3 +170,25 @@ def test_errors_are_clear(tmp_path):
         Bag(tmp_path / 'junk')
     with pytest.raises(BagError, match='no field'):
         new_message('bms_interfaces/msg/PackMeasurement', not_a_field=1)
+
+
+class _Publisher:
+    """Stands in for an rclpy publisher: acknowledged or not, and the wait it was given."""
+
+    def __init__(self, topic_name, acked):
+        self.topic_name, self.acked, self.waited_s = topic_name, acked, []
+
+    def wait_for_all_acked(self, timeout):
+        self.waited_s.append(timeout.nanoseconds * 1e-9)
+        return self.acked
+
+
+def test_play_waits_for_acknowledgements_and_names_what_was_not(capsys):
+    from bms_ros.tools.bag.play import _wait_for_all_acked
+    fine, late = _Publisher('/measurement', True), _Publisher('/trip_event', False)
+    _wait_for_all_acked([fine, late], 2.0)
+    assert 0.0 < fine.waited_s[0] <= 2.0 and 0.0 <= late.waited_s[0] <= fine.waited_s[0]
+    assert capsys.readouterr().err == 'not acknowledged after 2 s on: /trip_event\n'
+    off = _Publisher('/measurement', False)
+    _wait_for_all_acked([off], 0.0)              # 0 = do not wait
+    assert off.waited_s == [] and capsys.readouterr().err == ''
