@@ -38,7 +38,9 @@ import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
 from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasurement, PackState,
                                 ProtectionEvent, ProtectionStatus)
 from bms_interfaces.srv import RequestState, ResetTrips
+from bms_ros.core.can_codec import frame_key
 from bms_ros.core.profile import config_dir
+from bms_ros.core.prompt_publish import CURRENT_FIELD
 from test.ros.harness import LATCHED, RELIABLE, RosTestEnv
 
 TRIPS = int(os.environ.get('BMS_BENCH_TRIPS', '200'))
@@ -290,8 +292,7 @@ class BusSlave:
         self.cells = np.full(CELLS, CELL_V)
         self.current_a = 0.0
         # the frames carrying the current alone (an over-current round sends only these)
-        self.current_ids = {m.frame_id for m in self.protocol.measurement_messages
-                            if 'pack_current_a' in {s.field for s in m.signals}}
+        self.current_keys = self.protocol.frame_keys((CURRENT_FIELD,))
         self.closed = [False, False, False]      # negative, precharge, positive
         self.open_event = threading.Event()
         self.open_time = None
@@ -344,7 +345,7 @@ class BusSlave:
             else:
                 self.current_a = current_a
                 frames = [f for f in self.encoder.encode_all(self._state())
-                          if f.arbitration_id in self.current_ids]
+                          if frame_key(f.arbitration_id, f.is_extended_id) in self.current_keys]
             self.open_event.clear()
             self._armed = True
             start = time.perf_counter()

@@ -63,6 +63,12 @@ class CanProtocol:
     def field_length(self, name):
         return self.mapping.field_length(name)
 
+    def frame_keys(self, fields):
+        """Keys (:func:`frame_key`) of the measurement frames carrying any of ``fields``."""
+        fields = frozenset(fields)
+        return frozenset(frame_key(m.frame_id, m.is_extended) for m in self.mapping.measurement
+                         if fields.intersection(s.field for s in m.signals))
+
     def periods_s(self):
         """Send period of each measurement message, by DBC message name."""
         return {m.name: m.period_s for m in self.mapping.measurement}

@@ -200,10 +200,10 @@ class PackStateMachine:
         if not (level == LEVEL_TRIP and active and latched):
             return
         name = limit_id if index < 0 else f'{limit_id}[{index}]'
-        why = f'safety trip: {message or name}'
         self._trip_messages[name] = message or name
         if history:
             return
+        why = f'safety trip: {self._trip_messages[name]}'
         self._trip_latched = True
         if name not in self._latched_names:
             self._latched_names.append(name)

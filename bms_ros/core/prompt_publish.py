@@ -20,12 +20,8 @@ class PromptPolicy:
     def __init__(self, protocol, min_interval_s, current_a=0.0):
         self.enabled = min_interval_s > 0.0
         self.current_a = float(current_a)          # 0: current frames never prompt
-        self._group_keys = frozenset(
-            frame_key(m.frame_id, m.is_extended) for m in protocol.measurement_messages
-            if {s.field for s in m.signals} & PROMPT_FIELDS)
-        self._current_keys = frozenset(
-            frame_key(m.frame_id, m.is_extended) for m in protocol.measurement_messages
-            if CURRENT_FIELD in {s.field for s in m.signals}) if self.current_a > 0.0 \
+        self._group_keys = protocol.frame_keys(PROMPT_FIELDS)
+        self._current_keys = protocol.frame_keys((CURRENT_FIELD,)) if self.current_a > 0.0 \
             else frozenset()
 
     def wanted(self, batch, assembler):
