@@ -10,7 +10,7 @@ from .cell import CellSpec
 from .config import Section
 
 SECTIONS = ('pack', 'simulator', 'can', 'estimator', 'protection', 'supervisor', 'balancing',
-            'gazebo')
+            'gazebo', 'failsafe')
 
 
 @dataclass(frozen=True)
