@@ -1,0 +1,86 @@
+"""Fault -> contactor-open latency per fail-safe row (docs/safety.md), over many trials.
+
+The fault campaign of test/ros/test_fault_campaign.py, repeated: the whole graph in DRIVE at
+20 A, one fault (SIGSTOP of a node, or a CAN frame group silenced or frozen at the pack), the
+time to the first all-open frame on the bus and to the pack reporting all open (sim_truth,
+10 Hz: up to 0.1 s of observation delay), then recovery to DRIVE. SIGSTOP stands for both a
+hang and a crash here (the detection is the same: the stream stops); SIGKILL needs a restart
+per trial and is covered once per node by the test.
+
+    .venv/bin/python -m bench.run fault_latency     # BMS_BENCH_FAULT_TRIALS=20 (default)
+    BMS_BENCH_FAULT_ROWS=supervisor_lost,current_lost ...   # a subset of rows
+"""
+import os
+import signal
+import tempfile
+
+import numpy as np
+
+import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
+from test.ros.fault_campaign import Campaign
+from test.ros.harness import RosTestEnv
+
+TRIALS = int(os.environ.get('BMS_BENCH_FAULT_TRIALS', '20'))
+# row -> (how to break it, target, watch the bus, watch the pack)
+CASES = {
+    'supervisor_lost': ('stop', 'pack_supervisor', True, True),
+    'driver_lost': ('stop', 'can_driver', False, True),
+    'protection_lost': ('stop', 'protection', True, True),
+    'slave_lost': ('stop', 'pack_simulator', True, False),
+    'cell_voltages_lost': ('can_frozen', 'cell_voltages', True, True),
+    'current_lost': ('can_silent', 'current', True, True),
+    'contactor_feedback_lost': ('can_frozen', 'contactors', True, True),
+}
+
+
+def _trial(campaign, how, target, bus, pack, bound_s):
+    campaign.drive()
+    if how == 'stop':
+        t0 = campaign.signal(target, signal.SIGSTOP)
+    else:
+        t0 = campaign.frame_fault(how, target)
+    try:
+        return campaign.wait_opened(t0, timeout_s=bound_s + 3.0, bus=bus, pack=pack)
+    finally:
+        if how == 'stop':
+            campaign.undo_node(target, signal.SIGSTOP)
+        else:
+            campaign.frame_fault(how, target, clear=True)
+
+
+def _row(name, values, bound_s, what):
+    seen = np.array([v for v in values if v is not None], dtype=float)
+    if not len(seen):
+        return {'benchmark': name, 'value': 'none', 'unit': 's', 'goal': f'<= {bound_s:.2f} s',
+                'note': f'{what}: never seen in {len(values)} trials'}
+    return {'benchmark': name, 'value': float(np.percentile(seen, 99)), 'unit': 's p99',
+            'goal': f'<= {bound_s:.2f} s',
+            'note': f'{what}: p50 {np.median(seen):.3f} s, max {seen.max():.3f} s, '
+                    f'{len(seen)}/{len(values)} trials'}
+
+
+def run():
+    rows_wanted = os.environ.get('BMS_BENCH_FAULT_ROWS')
+    cases = {k: v for k, v in CASES.items()
+             if not rows_wanted or k in rows_wanted.split(',')}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix='bms_faults_') as folder:
+        env = RosTestEnv(folder)
+        campaign = None
+        try:
+            campaign = Campaign(env, folder).start()
+            for row, (how, target, bus, pack) in cases.items():
+                bound = campaign.bounds[row]
+                results = [_trial(campaign, how, target, bus, pack, bound)
+                           for _ in range(TRIALS)]
+                if bus:
+                    rows.append(_row(f'fault {row} -> open frame', [r[0] for r in results],
+                                     bound, f'{how} {target}, bus'))
+                if pack:
+                    rows.append(_row(f'fault {row} -> pack open', [r[1] for r in results],
+                                     bound + 0.1, f'{how} {target}, sim_truth'))
+        finally:
+            if campaign is not None:
+                campaign.close()
+            env.close()
+    return rows

@@ -1,0 +1,216 @@
+"""The fault campaign: the whole graph in DRIVE with current flowing, one fault at a time.
+
+Each case breaks one thing in real processes (SIGKILL, SIGSTOP of a node; a CAN frame group
+silenced or frozen at the simulated pack) and measures, from the moment of the fault, when the
+first all-open contactor command appears on the bus (a sniffer on the hub, decoding the
+mapping's command frame) and when the simulated pack reports every contactor open
+(sim_truth). Then it undoes the fault and brings the pack back to DRIVE for the next case.
+Used by test/ros/test_fault_campaign.py (bounds from bms_ros.core.failsafe) and
+bench/fault_latency.py (percentiles over many trials).
+"""
+import os
+import signal
+import threading
+import time
+
+import can
+
+from bms_ros.core.can_bus import load_can_settings, quiet_socketcand_logging
+from bms_ros.core.can_codec import CanProtocol, PackEncoder
+from bms_ros.core.failsafe import resolve
+from bms_ros.core.profile import Profile
+
+from .suite import DRIVE, ERROR, STANDBY, Suite, contactors_open
+
+# the measurement groups of PackMeasurement and a field that identifies each one's message
+GROUP_FIELDS = {'cell_voltages': 'cell_voltages_v', 'temperatures': 'temperatures_degc',
+                'current': 'pack_current_a', 'contactors': 'negative_contactor_closed',
+                'balancing': 'cell_balancing'}
+# what the campaign drives with: a steady discharge (A, + = charging)
+DRIVE_CURRENT_A = -20.0
+
+
+class BusSniffer:
+    """A client of the CAN hub recording every contactor command frame it sees."""
+
+    def __init__(self, port, protocol):
+        quiet_socketcand_logging()
+        self.port = port
+        self.decoder = PackEncoder(protocol)
+        self.commands = []          # (monotonic s, (negative, precharge, positive))
+        self._lock = threading.Lock()
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name='bus_sniffer', daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        bus = None
+        while self._running:
+            if bus is None:
+                try:
+                    bus = can.Bus(interface='socketcand', host='127.0.0.1', port=self.port,
+                                  channel='vcan0')
+                except Exception:  # noqa: BLE001  hub down (a campaign case): try again
+                    time.sleep(0.1)
+                    continue
+            try:
+                msg = bus.recv(0.1)
+            except Exception:  # noqa: BLE001  hub killed under us
+                try:
+                    bus.shutdown()
+                except Exception:  # noqa: BLE001
+                    pass
+                bus = None
+                continue
+            if msg is None:
+                continue
+            now = time.monotonic()
+            command = self.decoder.decode_command(msg)
+            if command is not None and command['kind'] == 'contactor':
+                state = (command['negative_closed'], command['precharge_closed'],
+                         command['positive_closed'])
+                with self._lock:
+                    self.commands.append((now, state))
+        if bus is not None:
+            bus.shutdown()
+
+    def first_all_open_after(self, t0):
+        """Monotonic time of the first all-open command frame after ``t0`` (None if none)."""
+        with self._lock:
+            for t, state in self.commands:
+                if t > t0 and not any(state):
+                    return t
+        return None
+
+    def close(self):
+        self._running = False
+        self._thread.join(2.0)
+
+
+class Campaign:
+    """One suite, driven through fault cases; ``bounds`` from the profile's fail-safe table."""
+
+    def __init__(self, env, folder, edits=None):
+        self.suite = Suite(env, folder, edits=edits)
+        profile = Profile(self.suite.profile)
+        settings = load_can_settings(profile)
+        self.protocol = CanProtocol.from_files(settings.dbc_path, settings.mapping_path,
+                                               profile.pack.cells_series,
+                                               profile.pack.temperature_sensors)
+        self.bounds = {r.row.row_id: r.worst_case_s for r in resolve(profile.top)}
+        self.raw = profile.top.data
+        self.sniffer = None
+
+    def start(self):
+        self.suite.start()
+        self.sniffer = BusSniffer(self.suite.port, self.protocol)
+        self.suite.wait_ready(timeout_s=60.0)
+        return self
+
+    def close(self):
+        if self.sniffer is not None:
+            self.sniffer.close()
+
+    def message_index(self, group):
+        """Index of the measurement message carrying ``group`` (the simulator's fault index)."""
+        field = GROUP_FIELDS[group]
+        for i, mm in enumerate(self.protocol.measurement_messages):
+            if any(s.field == field for s in mm.signals):
+                return i
+        raise KeyError(group)
+
+    # ------------------------------------------------------------------ getting to DRIVE
+
+    def drive(self, timeout_s=40.0):
+        """From whatever state: everything fresh, trips reset, STANDBY, then DRIVE at load."""
+        s = self.suite
+        deadline = time.monotonic() + timeout_s
+        s.demand(DRIVE_CURRENT_A)
+        # fresh, complete measurements first: a reset is refused while a group is stale
+        s.measurements.clear()
+        s.measurements.wait_for(
+            lambda m: not (m.cell_voltages_stale or m.temperatures_stale or m.current_stale
+                           or m.contactors_stale),
+            timeout_s=max(1.0, deadline - time.monotonic()), what='a fresh measurement')
+        state = s.states.latest()
+        if state is None or state.state not in (STANDBY, DRIVE):
+            s.reset_until(lambda a: a.success or 'nothing' in a.message.lower(),
+                          timeout_s=max(1.0, deadline - time.monotonic()))
+            answer = s.request(STANDBY, retry_s=max(1.0, deadline - time.monotonic() - 15.0))
+            assert answer.accepted, f'STANDBY refused: {answer.reason}\n' + s.env.process_logs()
+        s.drive(timeout_s=max(1.0, deadline - time.monotonic()))
+        s.truth.wait_for(lambda t: t.negative_contactor_closed and t.positive_contactor_closed
+                         and t.pack_current_a < 0.5 * DRIVE_CURRENT_A,
+                         timeout_s=max(1.0, deadline - time.monotonic()),
+                         what='current flowing through closed contactors')
+
+    # ------------------------------------------------------------------ faults
+
+    def signal(self, name, sig):
+        """Send ``sig`` to ``name``'s process group; the monotonic time just before."""
+        t0 = time.monotonic()
+        os.killpg(self.suite.pid(name), sig)
+        return t0
+
+    def undo_node(self, name, sig):
+        if sig == signal.SIGSTOP:
+            os.killpg(self.suite.pid(name), signal.SIGCONT)
+        else:
+            self.suite.processes[name].popen.wait(5.0)
+            self.suite.start_node(name)
+
+    def frame_fault(self, kind, group, clear=False):
+        """``can_silent`` / ``can_frozen`` of ``group``'s message at the pack; time before."""
+        t0 = time.monotonic()
+        self.suite.fault(kind, self.message_index(group), clear=clear)
+        return t0
+
+    # ------------------------------------------------------------------ observations
+
+    def wait_opened(self, t0, timeout_s, bus=True, pack=True):
+        """(bus_s, pack_s): seconds from ``t0`` to the first all-open frame on the bus and to
+        the pack reporting every contactor open (None where not asked or not seen)."""
+        deadline = t0 + timeout_s
+        bus_t = pack_t = None
+        while time.monotonic() < deadline:
+            if bus and bus_t is None:
+                bus_t = self.sniffer.first_all_open_after(t0)
+            if pack and pack_t is None:
+                pack_t = next((t for t, m in list(self.suite.truth.messages)
+                               if t > t0 and contactors_open(m)), None)
+            if (bus_t is not None or not bus) and (pack_t is not None or not pack):
+                break
+            time.sleep(0.02)
+        return (None if bus_t is None else bus_t - t0, None if pack_t is None else pack_t - t0)
+
+    def truth_after(self, t0, predicate, timeout_s):
+        """Seconds from ``t0`` to the first sim_truth after it matching ``predicate`` (None)."""
+        deadline = t0 + timeout_s
+        while True:
+            hit = next((t for t, m in list(self.suite.truth.messages)
+                        if t > t0 and predicate(m)), None)
+            if hit is not None:
+                return hit - t0
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+
+    def closed_throughout(self, t0, seconds):
+        """True if the pack kept its main contactors closed from ``t0`` for ``seconds``."""
+        end = t0 + seconds
+        while time.monotonic() < end:
+            time.sleep(0.05)
+        seen = [m for t, m in list(self.suite.truth.messages) if t0 < t <= end]
+        return bool(seen) and all(m.negative_contactor_closed and m.positive_contactor_closed
+                                  for m in seen)
+
+    def field(self, dotted, default):
+        node = self.raw
+        for part in dotted.split('.'):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+__all__ = ['BusSniffer', 'Campaign', 'DRIVE', 'ERROR', 'STANDBY']

@@ -1,0 +1,146 @@
+"""Fault campaign (issue 13): every single fault of docs/safety.md, broken in real processes.
+
+One whole graph (bringup's command lines) in DRIVE at 20 A discharge; each test breaks one
+thing, asserts the safe state within the bound bms_ros.core.failsafe computes from the
+profile (the bound docs/safety.md states), undoes the fault and leaves the next test to bring
+the pack back to DRIVE. Latency figures over many trials: bench/fault_latency.py.
+"""
+import signal
+
+import numpy as np
+import pytest
+
+from .fault_campaign import DRIVE, Campaign
+from .harness import RosTestEnv
+
+# observation allowance on the pack side: sim_truth is published every 0.1 s (wall), and the
+# contactors open 0.02 s after the command reaches the pack
+TRUTH_PERIOD_S = 0.1
+SIGNALS = (signal.SIGKILL, signal.SIGSTOP)
+
+# node -> (fail-safe row, watch the bus, watch the pack)
+OPENING = {
+    'pack_supervisor': ('supervisor_lost', True, True),
+    'can_driver': ('driver_lost', False, True),       # the driver is the only sender
+    'can_hub': ('bus_lost', False, True),             # no bus to watch
+    'protection': ('protection_lost', True, True),
+    'pack_simulator': ('slave_lost', True, False),    # the pack itself is gone or frozen
+}
+GROUPS_OPENING = {'cell_voltages': 'cell_voltages_lost', 'temperatures': 'temperatures_lost',
+                  'current': 'current_lost', 'contactors': 'contactor_feedback_lost'}
+EDITS = {
+    # voltage-mode balancing at rest with a 2 mV threshold, so the balancing case has bleeding
+    # to stop (inhibited while discharging: it does not touch the DRIVE cases)
+    'balancing': {'mode': 'voltage', 'threshold_v': 0.002, 'hysteresis_v': 0.001,
+                  'rest_time_s': 1.0},
+}
+
+
+@pytest.fixture(scope='module')
+def campaign(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('campaign')
+    env = RosTestEnv(folder)
+    run = None
+    try:
+        run = Campaign(env, folder, edits=EDITS).start()
+        yield run
+    finally:
+        if run is not None:
+            run.close()
+        env.close()
+
+
+def _check_opened(campaign, t0, row, bus, pack, what):
+    bound = campaign.bounds[row]
+    assert bound <= 2.0, f'{row}: the table allows {bound:.2f} s (> 2 s)'
+    bus_s, pack_s = campaign.wait_opened(t0, timeout_s=bound + 3.0, bus=bus, pack=pack)
+    logs = campaign.suite.env.process_logs
+    if bus:
+        assert bus_s is not None, f'{what}: no all-open frame on the bus\n' + logs()
+        assert bus_s <= bound, f'{what}: all-open frame after {bus_s:.3f} s > {bound:.2f} s'
+    if pack:
+        assert pack_s is not None, f'{what}: the pack never reported all open\n' + logs()
+        assert pack_s <= bound + TRUTH_PERIOD_S, \
+            f'{what}: pack open after {pack_s:.3f} s > {bound:.2f} + {TRUTH_PERIOD_S} s'
+    return bus_s, pack_s
+
+
+@pytest.mark.parametrize('node', list(OPENING))
+def test_node_lost_opens(campaign, node):
+    """SIGKILL (a crash) and SIGSTOP (a hang) of each node the contactors depend on."""
+    row, bus, pack = OPENING[node]
+    for sig in SIGNALS:
+        campaign.drive()
+        t0 = campaign.signal(node, sig)
+        try:
+            _check_opened(campaign, t0, row, bus, pack, f'{node} {sig.name}')
+        finally:
+            campaign.undo_node(node, sig)
+
+
+@pytest.mark.parametrize('group', list(GROUPS_OPENING))
+def test_frame_group_lost_opens(campaign, group):
+    """A CAN frame group silenced, then frozen (a stuck transmitter, counter included)."""
+    for kind in ('can_silent', 'can_frozen'):
+        campaign.drive()
+        t0 = campaign.frame_fault(kind, group)
+        try:
+            _check_opened(campaign, t0, GROUPS_OPENING[group], True, True, f'{group} {kind}')
+        finally:
+            campaign.frame_fault(kind, group, clear=True)
+
+
+def test_frame_group_lost_rides_through(campaign):
+    """Balancing feedback lost: DRIVE continues (it reports, nothing depends on it)."""
+    for kind in ('can_silent', 'can_frozen'):
+        campaign.drive()
+        t0 = campaign.frame_fault(kind, 'balancing')
+        try:
+            stale_s = campaign.field('can.stale_timeout_s', 0.5)
+            assert campaign.closed_throughout(t0, stale_s + 2.0), \
+                f'balancing feedback {kind}: the pack opened\n' + campaign.suite.env.process_logs()
+            m = campaign.suite.measurements.latest()
+            assert m.current_stale is False and m.cell_voltages_stale is False
+        finally:
+            campaign.frame_fault(kind, 'balancing', clear=True)
+
+
+def _bleeding(truth):
+    return bool(np.any(np.asarray(truth.cell_bleed, dtype=bool)))
+
+
+@pytest.mark.parametrize('node', ['state_estimator', 'balancing'])
+def test_node_lost_rides_through(campaign, node):
+    """The estimator and balancing may die without opening: DRIVE continues, marked."""
+    s = campaign.suite
+    if node == 'state_estimator':
+        timeout_s = campaign.field('supervisor.estimate_timeout_s', 5.0)
+        for sig in SIGNALS:
+            campaign.drive()
+            t0 = campaign.signal(node, sig)
+            try:
+                assert campaign.closed_throughout(t0, timeout_s + 1.5), \
+                    f'{node} {sig.name}: the pack opened\n' + s.env.process_logs()
+                state = s.states.wait_for(lambda m: 'estimate' in m.reason.lower(),
+                                          timeout_s=3.0, what='the stale estimate marked')
+                assert state.state == DRIVE
+            finally:
+                campaign.undo_node(node, sig)
+        return
+    # balancing: at rest in STANDBY, once a cell bleeds, the balancing node dies
+    bound = campaign.bounds['balancing_lost']
+    for sig in SIGNALS:
+        campaign.drive()
+        s.demand(0.0)
+        answer = s.request(1, retry_s=5.0)   # STANDBY
+        assert answer.accepted, answer.reason
+        s.truth.wait_for(_bleeding, timeout_s=30.0, what='a cell bleeding at rest')
+        t0 = campaign.signal(node, sig)
+        try:
+            took = campaign.truth_after(t0, lambda t: not _bleeding(t), bound + 3.0)
+            assert took is not None, f'{node} {sig.name}: bleeding never stopped\n' \
+                + s.env.process_logs()
+            assert took <= bound + TRUTH_PERIOD_S, \
+                f'{node} {sig.name}: bleeding stopped after {took:.2f} s > {bound:.2f} s'
+        finally:
+            campaign.undo_node(node, sig)
