@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import ConfigError
 from .load_profile import ConstantLoad, ExternalLoad, LoadProfile, load_from_section
 from .sim_faults import CONTACTORS, FAULTS, FaultError, FaultSet
 
@@ -32,7 +33,8 @@ SIMULATOR_FIELDS = (
     'r0_spread_rel', 'self_discharge_a', 'self_discharge_spread_rel', 'ambient_degc',
     'initial_temperature_degc', 'neighbour_conductance_w_per_k', 'bleed_resistance_ohm',
     'link_capacitance_f', 'precharge_resistance_ohm', 'link_discharge_resistance_ohm',
-    'contactors', 'noise', 'demand_timeout_s', 'faded_cells', 'load', 'faults')
+    'contactors', 'noise', 'demand_timeout_s', 'faded_cells', 'load', 'faults',
+    'balancing_command_timeout_s')
 
 # spreads are Gaussian, truncated at this many standard deviations so no draw is unphysical
 SPREAD_TRUNCATION = 3.0
@@ -80,6 +82,10 @@ class SimulatorConfig:
     link_discharge_resistance_ohm: float = 1e4
     contactor_closing_delay_s: float = 0.03
     contactor_opening_delay_s: float = 0.02
+    # no contactor / balancing command frame for this long (bus s = simulated s / time_scale):
+    # the pack opens every contactor / stops bleeding (CommandWatchdog, the node only)
+    contactor_command_timeout_s: float = 0.5
+    balancing_command_timeout_s: float = 5.0
     noise: NoiseConfig = NoiseConfig()
     demand_timeout_s: float = 0.0              # external demand expires after this; 0 = never
     faded_cells: tuple = ()
@@ -93,7 +99,7 @@ class SimulatorConfig:
         n = pack.cells_series
         num = section.number
         contactors = section.section('contactors', {})
-        contactors.reject_unknown(('closing_delay_s', 'opening_delay_s'))
+        contactors.reject_unknown(('closing_delay_s', 'opening_delay_s', 'command_timeout_s'))
         noise = section.section('noise', {})
         noise.reject_unknown(NoiseConfig.__dataclass_fields__)
         faded = []
@@ -139,6 +145,10 @@ class SimulatorConfig:
                                               exclusive_minimum=0.0),
             contactor_closing_delay_s=contactors.number('closing_delay_s', 0.03, minimum=0.0),
             contactor_opening_delay_s=contactors.number('opening_delay_s', 0.02, minimum=0.0),
+            contactor_command_timeout_s=contactors.number('command_timeout_s', 0.5,
+                                                          exclusive_minimum=0.0, maximum=10.0),
+            balancing_command_timeout_s=num('balancing_command_timeout_s', 5.0,
+                                            exclusive_minimum=0.0, maximum=600.0),
             noise=NoiseConfig(**{name: noise.number(name, 0.0, minimum=0.0)
                                  for name in NoiseConfig.__dataclass_fields__}),
             demand_timeout_s=num('demand_timeout_s', 0.0, minimum=0.0),
@@ -286,22 +296,27 @@ class PackModel:
 
     def set_demand(self, current_a):
         """External demand (A, + = charging) that overrides the load profile."""
-        current_a = float(current_a)
-        if not math.isfinite(current_a):
-            raise ValueError(f'demand must be finite, got {current_a}')
+        current_a = self._override(current_a, is_power=False)
         if isinstance(self.load, ExternalLoad):
-            self.load.set_current(current_a)
-        self._override_a = current_a
-        self._override_is_power = False
-        self._override_at_s = self.sim_time_s
+            self.load.set_current(current_a)   # an external load holds the last current demand
 
     def set_demand_power(self, power_w):
         """External power demand (W, + = charging) that overrides the load profile.
 
         Converted to a current each step with the pack terminal voltage of the step before.
+        An external load is left alone: it holds amps, and this is watts.
         """
-        self.set_demand(power_w)
-        self._override_is_power = True
+        self._override(power_w, is_power=True)
+
+    def _override(self, value, is_power):
+        """Set the override (A, or W if ``is_power``); ValueError unless finite."""
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f'demand must be finite, got {value}')
+        self._override_a = value
+        self._override_is_power = is_power
+        self._override_at_s = self.sim_time_s
+        return value
 
     def clear_demand(self):
         """Go back to the load profile."""
@@ -493,11 +508,92 @@ class PackModel:
         }
 
 
+class CommandWatchdog:
+    """The pack's command timeouts, as a real contactor controller has them, on bus time.
+
+    Bus time is simulated seconds / ``time_scale`` (the clock the node's frame timing runs on).
+    No contactor command frame for ``contactor_command_timeout_s``: every contactor is commanded
+    open and stays so until the next command frame, which is obeyed at once. No balancing
+    command for ``balancing_command_timeout_s``: bleeding stops until the next one. The clocks
+    start at the first command (before it, the contactors are open and nothing bleeds anyway).
+    """
+
+    def __init__(self, model, time_scale=None):
+        config = model.config
+        self.model = model
+        self.time_scale = float(time_scale or config.time_scale)
+        self.contactor_timeout_s = config.contactor_command_timeout_s
+        self.balancing_timeout_s = config.balancing_command_timeout_s
+        self._contactor_at_s = None      # bus s of the last command; None: none since a timeout
+        self._balancing_at_s = None
+        self.contactor_timeouts = 0      # expiries that found a contactor commanded closed
+        self.contactor_silences = 0      # every expiry
+        self.balancing_timeouts = 0      # expiries that found a cell bleeding
+
+    @property
+    def bus_time_s(self):
+        """Bus time now: the model's simulated time / time_scale (s)."""
+        return self.model.sim_time_s / self.time_scale
+
+    def contactor_command(self, negative_closed, precharge_closed, positive_closed):
+        """A contactor command frame arrived: obey it and restart the timeout."""
+        self.model.set_contactors(negative_closed, precharge_closed, positive_closed)
+        self._contactor_at_s = self.bus_time_s
+
+    def balancing_command(self, cell_bleed):
+        """A balancing command arrived: obey it and restart the timeout (ValueError if bad)."""
+        self.model.set_bleed(cell_bleed)
+        self._balancing_at_s = self.bus_time_s
+
+    def check(self):
+        """Apply the timeouts at the present bus time; one (level, text) per expiry."""
+        now = self.bus_time_s
+        events = []
+        model = self.model
+        if self._contactor_at_s is not None \
+                and now - self._contactor_at_s > self.contactor_timeout_s:
+            silent_s = now - self._contactor_at_s
+            self._contactor_at_s = None
+            self.contactor_silences += 1
+            closed = [name for name, on in zip(CONTACTORS, model.contactors_commanded) if on]
+            model.set_contactors(False, False, False)
+            if closed:
+                self.contactor_timeouts += 1
+                events.append(('warning', f'no contactor command for {silent_s:.3f} s (timeout '
+                               f'{self.contactor_timeout_s:g} s): opening {", ".join(closed)} '
+                               f'(command timeout {self.contactor_timeouts})'))
+            else:
+                events.append(('info', f'no contactor command for {silent_s:.3f} s: every '
+                               'contactor already commanded open'))
+        if self._balancing_at_s is not None \
+                and now - self._balancing_at_s > self.balancing_timeout_s:
+            silent_s = now - self._balancing_at_s
+            self._balancing_at_s = None
+            bleeding = int(np.count_nonzero(model.bleed))
+            model.set_bleed(np.zeros(model.cells, dtype=bool))
+            if bleeding:
+                self.balancing_timeouts += 1
+                events.append(('warning', f'no balancing command for {silent_s:.3f} s (timeout '
+                               f'{self.balancing_timeout_s:g} s): bleeding of {bleeding} cells '
+                               f'stopped (balancing timeout {self.balancing_timeouts})'))
+        return events
+
+
+def check_command_timeout(config, contactor_period_s, path):
+    """ConfigError unless the contactor command timeout spans two command periods (s)."""
+    if contactor_period_s and config.contactor_command_timeout_s < 2.0 * contactor_period_s:
+        # one lost or late frame must not open the contactors
+        raise ConfigError(path, 'simulator.contactors.command_timeout_s',
+                          f'must be >= 2 x the contactor command period of the CAN mapping '
+                          f'({2.0 * contactor_period_s:g} s), got '
+                          f'{config.contactor_command_timeout_s:g}')
+
+
 def _spread(rng, n, relative_std):
     """Factors 1 + N(0, relative_std), truncated at SPREAD_TRUNCATION standard deviations."""
     draw = np.clip(rng.standard_normal(n), -SPREAD_TRUNCATION, SPREAD_TRUNCATION)
     return 1.0 + relative_std * draw
 
 
-__all__ = ['PackModel', 'SimulatorConfig', 'NoiseConfig', 'FadedCell', 'CONTACTORS',
+__all__ = ['PackModel', 'SimulatorConfig', 'CommandWatchdog', 'check_command_timeout', 'NoiseConfig', 'FadedCell', 'CONTACTORS',
            'FaultError']

@@ -1,7 +1,9 @@
 """Faults the pack simulator can inject, and their bookkeeping.
 
 Measurement faults change only what the BMS slave reports; physical faults (thermal event,
-welded or stuck contactor, shorted load) change the pack itself.
+welded or stuck contactor, shorted load) change the pack itself; frame faults (``FRAME_FAULTS``,
+applied to the encoded frames by bms_ros.core.sim_frame_faults.FrameFaults in the node) change
+what reaches the bus.
 
 | fault | index | value |
 |---|---|---|
@@ -13,8 +15,13 @@ welded or stuck contactor, shorted load) change the pack itself.
 | ``contactor_welded`` | contactor | - (stays closed whatever the command) |
 | ``contactor_stuck_open`` | contactor | - (stays open whatever the command) |
 | ``shorted_load`` | - | resistance across the DC link, ohm (<= 0: the default) |
+| ``can_silent`` | message | - (that measurement message is no longer sent) |
+| ``can_frozen`` | message | - (its last frames are resent unchanged, rolling counter included) |
 
 Contactor indices: 0 = negative, 1 = positive, 2 = precharge (the PackMeasurement order).
+Message indices: the order of ``measurement:`` in the CAN mapping (config/can/bms_ros_mapping.yaml:
+0 cell voltages, 1 temperatures, 2 current and voltages, 3 status (contactor feedback),
+4 balancing feedback). Clearing a fault with index -1 clears every instance of it.
 """
 import math
 
@@ -34,11 +41,24 @@ FAULTS = {
     'shorted_load': None,
 }
 
+# faults of the frames on the bus (index: measurement message in the mapping order)
+FRAME_FAULTS = ('can_silent', 'can_frozen')
+
 DEFAULT_SHORT_RESISTANCE_OHM = 0.05
 
 
 class FaultError(ValueError):
     """A fault request names an unknown fault, a bad index or a bad value."""
+
+
+def _check_known(fault, extra=''):
+    """FaultError unless ``fault`` is a fault of the model (frame faults are not)."""
+    if fault in FRAME_FAULTS:
+        raise FaultError(f'{fault} is a frame fault: FrameFaults applies it to the frames, '
+                         'not the pack model')
+    if fault not in FAULTS:
+        known = ', '.join(sorted(tuple(FAULTS) + FRAME_FAULTS))
+        raise FaultError(f'unknown fault {fault!r} (known: {extra}{known})')
 
 
 class FaultSet:
@@ -78,8 +98,7 @@ class FaultSet:
 
     def inject(self, fault, index=0, value=0.0, present_cell_voltage_v=None):
         """Activate ``fault``; returns a one-line description. Raises FaultError."""
-        if fault not in FAULTS:
-            raise FaultError(f'unknown fault {fault!r} (known: {", ".join(sorted(FAULTS))})')
+        _check_known(fault)
         value = float(value)
         if not math.isfinite(value):
             raise FaultError(f'{fault}: value must be finite, got {value}')
@@ -119,8 +138,7 @@ class FaultSet:
         if fault == 'all':
             self.clear_all()
             return 'all faults cleared'
-        if fault not in FAULTS:
-            raise FaultError(f'unknown fault {fault!r} (known: all, {", ".join(sorted(FAULTS))})')
+        _check_known(fault, 'all, ')
         target = FAULTS[fault]
         sel = slice(None) if target is None or int(index) < 0 else self._index(fault, index)
         if fault == 'stuck_cell_voltage':

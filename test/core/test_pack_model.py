@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from bms_ros.core.errors import ConfigError
-from bms_ros.core.load_profile import ConstantLoad
-from bms_ros.core.pack_model import NoiseConfig, PackModel, SimulatorConfig
+from bms_ros.core.load_profile import ConstantLoad, ExternalLoad
+from bms_ros.core.pack_model import (CommandWatchdog, NoiseConfig, PackModel, SimulatorConfig,
+                                     check_command_timeout)
 from bms_ros.core.profile import Profile, config_dir
 from bms_ros.core.sim_faults import FaultError
 
@@ -423,3 +424,162 @@ def test_faults_at_start_from_config(tmp_path):
     model = PackModel.from_profile(path)
     m = model.measured()
     assert np.isnan(m['cell_voltages_v'][3]) and m['pack_current_a'] == pytest.approx(0.5)
+
+
+# ----------------------------------------------------------------- external demand, W and A
+
+def test_power_demand_on_an_external_load_expires_to_amps_not_to_its_watts(lfp_pack):
+    # the slip: set_demand_power stored the watts in the external load, which holds amps, so
+    # after demand_timeout_s a 1.5 kW discharge became a -1500 A demand
+    model = ideal(lfp_pack, load=ExternalLoad(0.0), demand_timeout_s=2.0)
+    close_main(model)
+    model.set_demand_power(-1500.0)
+    model.advance(1.0)
+    assert model.pack_current_a * model.pack_voltage_v == pytest.approx(-1500.0, rel=1e-3)
+    assert -35.0 < model.pack_current_a < -25.0          # 1.5 kW at ~53 V
+    model.advance(2.0)                                   # expired: back to the load's 0 A
+    assert model.pack_current_a == 0.0
+    assert model.load.current_a(model.sim_time_s) == 0.0
+
+
+def test_current_demand_on_an_external_load_is_held_by_the_load(lfp_pack):
+    model = ideal(lfp_pack, load=ExternalLoad(0.0), demand_timeout_s=2.0)
+    close_main(model)
+    model.set_demand(-12.0)
+    model.set_demand_power(-1000.0)       # a power demand after it leaves the load at -12 A
+    model.advance(0.5)
+    assert model.pack_current_a == pytest.approx(-1000.0 / model.pack_voltage_v, rel=1e-3)
+    model.clear_demand()
+    model.advance(0.1)
+    assert model.pack_current_a == -12.0
+
+
+# ----------------------------------------------------------------- command timeouts
+
+def watched(pack, time_scale=1.0, **overrides):
+    """A model with its CommandWatchdog (timeouts 0.5 s contactors, 5 s balancing, bus s)."""
+    model = ideal(pack, step_s=0.001, **overrides)
+    return model, CommandWatchdog(model, time_scale)
+
+
+def run_to_bus_time(model, watchdog, bus_s):
+    """Advance the model in 5 ms bus steps to ``bus_s``, checking like the node's tick."""
+    events = []
+    while watchdog.bus_time_s < bus_s - 1e-9:
+        model.advance(min(0.005, bus_s - watchdog.bus_time_s) * watchdog.time_scale)
+        events += watchdog.check()
+    return events
+
+
+def test_contactors_open_after_the_command_timeout_not_before(lfp_pack):
+    model, watchdog = watched(lfp_pack, load=ConstantLoad(-10.0))
+    assert watchdog.contactor_timeout_s == 0.5
+    watchdog.contactor_command(True, False, True)
+    run_to_bus_time(model, watchdog, 0.1)
+    watchdog.contactor_command(True, False, True)       # the last command at bus 0.1 s
+    assert run_to_bus_time(model, watchdog, 0.595) == []
+    assert model.negative_contactor_closed and model.positive_contactor_closed
+    assert model.pack_current_a == -10.0
+    events = run_to_bus_time(model, watchdog, 0.61)
+    assert model.contactors_commanded == (False, False, False)
+    assert watchdog.contactor_timeouts == 1
+    assert [level for level, _ in events] == ['warning']
+    assert 'no contactor command for 0.50' in events[0][1]
+    assert 'opening negative, positive' in events[0][1]
+    run_to_bus_time(model, watchdog, 0.65)               # + opening delay 0.02 s
+    assert not (model.negative_contactor_closed or model.positive_contactor_closed)
+    assert model.pack_current_a == 0.0
+    # stays open, counted once, while no command comes
+    assert run_to_bus_time(model, watchdog, 3.0) == []
+    assert watchdog.contactor_timeouts == 1 and not model.negative_contactor_closed
+
+
+def test_a_fresh_close_command_after_the_timeout_is_obeyed(lfp_pack):
+    model, watchdog = watched(lfp_pack)
+    watchdog.contactor_command(True, False, True)
+    run_to_bus_time(model, watchdog, 1.0)
+    assert model.contactors_commanded == (False, False, False)
+    watchdog.contactor_command(True, False, True)
+    run_to_bus_time(model, watchdog, 1.1)
+    assert model.negative_contactor_closed and model.positive_contactor_closed
+    run_to_bus_time(model, watchdog, 1.7)                # and its own timeout again
+    assert not model.negative_contactor_closed and watchdog.contactor_timeouts == 2
+
+
+def test_repeated_commands_keep_the_contactors_closed(lfp_pack):
+    model, watchdog = watched(lfp_pack)
+    for k in range(1, 40):                               # every 0.1 s for 4 s, as the driver
+        watchdog.contactor_command(True, False, True)
+        assert run_to_bus_time(model, watchdog, 0.1 * k) == []
+    assert model.negative_contactor_closed and watchdog.contactor_timeouts == 0
+
+
+def test_command_timeout_runs_on_bus_time_simulated_over_time_scale(lfp_pack):
+    model, watchdog = watched(lfp_pack, time_scale=20.0)
+    watchdog.contactor_command(True, False, True)
+    model.advance(9.8)                                   # 0.49 bus s
+    assert watchdog.check() == [] and model.contactors_commanded == (True, True, False)
+    model.advance(0.4)                                   # 0.51 bus s
+    assert watchdog.check()[0][0] == 'warning'
+    assert model.contactors_commanded == (False, False, False)
+    assert watchdog.bus_time_s == pytest.approx(10.2 / 20.0)
+
+
+def test_no_timeout_before_the_first_command_and_none_counted_when_already_open(lfp_pack):
+    model, watchdog = watched(lfp_pack)
+    assert run_to_bus_time(model, watchdog, 2.0) == []
+    watchdog.contactor_command(False, False, False)
+    events = run_to_bus_time(model, watchdog, 3.0)
+    assert [level for level, _ in events] == ['info']
+    assert watchdog.contactor_timeouts == 0 and watchdog.contactor_silences == 1
+
+
+def test_bleeding_stops_after_the_balancing_timeout(lfp_pack):
+    model, watchdog = watched(lfp_pack)
+    assert watchdog.balancing_timeout_s == 5.0
+    bleed = np.zeros(16, dtype=bool)
+    bleed[[2, 9]] = True
+    watchdog.balancing_command(bleed)
+    assert run_to_bus_time(model, watchdog, 4.99) == []
+    assert model.bleed.tolist() == bleed.tolist()
+    events = run_to_bus_time(model, watchdog, 5.01)
+    assert not model.bleed.any() and watchdog.balancing_timeouts == 1
+    assert 'bleeding of 2 cells stopped' in events[0][1]
+    assert not model.measured()['cell_balancing'].any()
+    watchdog.balancing_command(bleed)                    # a new command bleeds again
+    assert model.bleed.sum() == 2
+    with pytest.raises(ValueError, match='expected 16 values'):
+        watchdog.balancing_command([True])
+
+
+def test_command_timeout_must_span_two_command_periods(lfp_pack):
+    config = SimulatorConfig(contactor_command_timeout_s=0.15)
+    check_command_timeout(config, None, 'p.yaml')        # no repeat period: nothing to check
+    check_command_timeout(SimulatorConfig(), 0.1, 'p.yaml')
+    with pytest.raises(ConfigError) as info:
+        check_command_timeout(config, 0.1, 'p.yaml')
+    assert info.value.field == 'simulator.contactors.command_timeout_s'
+    assert 'must be >= 2 x the contactor command period' in info.value.problem
+
+
+@pytest.mark.parametrize('simulator, field, problem', [
+    ({'contactors': {'command_timeout_s': 0.0}}, 'simulator.contactors.command_timeout_s',
+     'expected a number > 0.0, got 0.0'),
+    ({'contactors': {'command_timeout_s': 'x'}}, 'simulator.contactors.command_timeout_s',
+     "expected a number, got 'x'"),
+    ({'balancing_command_timeout_s': -1.0}, 'simulator.balancing_command_timeout_s',
+     'expected a number > 0.0, got -1.0'),
+])
+def test_command_timeout_fields_are_validated(tmp_path, simulator, field, problem):
+    path = _profile_with(tmp_path, simulator)
+    with pytest.raises(ConfigError) as info:
+        PackModel.from_profile(path)
+    assert (info.value.path, info.value.field) == (path, field)
+    assert problem in info.value.problem
+
+
+def test_shipped_profiles_have_the_command_timeouts():
+    for path in (LFP_PROFILE, NMC_PROFILE):
+        config = PackModel.from_profile(path).config
+        assert config.contactor_command_timeout_s == 0.5
+        assert config.balancing_command_timeout_s == 5.0
