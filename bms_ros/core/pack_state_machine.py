@@ -5,6 +5,11 @@ a latched trip or a contactor fault. The machine owns the contactor command; it 
 contactors only through a supervised pre-charge, opens them at once on a safety trip, and
 delays a requested opening while the current is above the contactors' break rating.
 
+Contactor feedback is closed, open or unknown (``contactors_stale``: a stale bool decodes as
+False, so unknown is never read as open): unknown blocks every DRIVE/CHARGE request and the
+ERROR exit, keeps contactor faults, and in PRECHARGE/DRIVE/CHARGE ends in ERROR, all open, once
+it has lasted ``contactor_feedback_timeout_s``.
+
 Every method takes the time ``now_s`` (seconds, monotonic) explicitly, so every transition and
 guard is unit-testable without sleeping. Transition table: docs/protection.md.
 """
@@ -44,6 +49,16 @@ PHASE_NEGATIVE = 'close negative'
 PHASE_PRECHARGE = 'pre-charge'
 PHASE_POSITIVE = 'close positive'
 PHASE_RELEASE = 'open pre-charge'
+# the phases that wait on one contactor's feedback: (contactor index, feedback awaited); each has
+# precharge_phase_timeout_s (the rise, PHASE_PRECHARGE, has precharge_timeout_s)
+PHASE_WAITS = {PHASE_NEGATIVE: (0, 'closed'), PHASE_POSITIVE: (2, 'closed'),
+               PHASE_RELEASE: (1, 'open')}
+
+# Contactor feedback: closed, open, or unknown (stale or no measurement). Strings on purpose:
+# every use compares explicitly, so unknown can never pass for open (a falsy value could).
+FEEDBACK_CLOSED = 'closed'
+FEEDBACK_OPEN = 'open'
+FEEDBACK_UNKNOWN = 'unknown'
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,7 @@ class SupervisorConfig:
     contactor_feedback_timeout_s: float
     precharge_target_fraction: float
     precharge_timeout_s: float
+    precharge_phase_timeout_s: float
     precharge_min_time_s: float
     precharge_retry_delay_s: float
     break_current_max_a: float
@@ -76,7 +92,8 @@ def load_supervisor_config(section: Section):
     names = SupervisorConfig.__dataclass_fields__
     section.reject_unknown(names)
     positive = {name: section.number(name, exclusive_minimum=0.0) for name in (
-        'contactor_feedback_timeout_s', 'precharge_timeout_s', 'precharge_retry_delay_s',
+        'contactor_feedback_timeout_s', 'precharge_timeout_s', 'precharge_phase_timeout_s',
+        'precharge_retry_delay_s',
         'break_current_max_a', 'measurement_timeout_s', 'protection_timeout_s',
         'estimate_timeout_s', 'state_period_s', 'command_period_s')}
     values = dict(
@@ -100,6 +117,13 @@ def load_supervisor_config(section: Section):
         raise section.error('precharge_min_time_s',
                             f'must be below precharge_timeout_s ({values["precharge_timeout_s"]}),'
                             f' got {values["precharge_min_time_s"]}')
+    if values['precharge_phase_timeout_s'] <= values['contactor_feedback_timeout_s']:
+        # a stuck or unknown contactor must be reported as such (ERROR, a latched fault), not
+        # as a pre-charge phase timeout (STANDBY, retry)
+        raise section.error('precharge_phase_timeout_s',
+                            f'must exceed contactor_feedback_timeout_s '
+                            f'({values["contactor_feedback_timeout_s"]}), '
+                            f'got {values["precharge_phase_timeout_s"]}')
     return SupervisorConfig(**values)
 
 
@@ -158,6 +182,10 @@ class PackStateMachine:
         # contactor feedback supervision
         self._mismatch_since_s = [None, None, None]
         self._faults = {}   # contactor index -> Event raised
+        self._feedback_known_s = None    # arrival of the last measurement with known feedback
+        self._unknown_since_s = None     # feedback unknown since (None: known)
+        # DRIVE/CHARGE riding through a stale estimate: the reason says so
+        self._estimate_marked = False
         # trip name (limit_id or limit_id[index]) -> message of its latest trip event, and
         # whether ERROR was entered from a status (then the next trip event's message replaces
         # the reason: it is the fresher, fuller account)
@@ -171,6 +199,14 @@ class PackStateMachine:
         """A PackMeasurement (core Measurement with contactor feedback and link voltage)."""
         self._measurement = measurement
         self._measurement_s = now_s
+        if measurement.contactors_stale:
+            if self._unknown_since_s is None:
+                # unknown since the last value we knew (or now, if never known)
+                self._unknown_since_s = (now_s if self._feedback_known_s is None
+                                         else self._feedback_known_s)
+        else:
+            self._unknown_since_s = None
+            self._feedback_known_s = now_s
         self.step(now_s)
 
     def on_protection_status(self, trip_latched, latched_names, charge_current_limit_a,
@@ -183,8 +219,7 @@ class PackStateMachine:
         self._discharge_limit_a = discharge_current_limit_a
         if trip_latched and self.state != STATE_ERROR:
             # the status names the trips; their messages come with the trip events
-            causes = [self._trip_messages.get(name, name) for name in self._latched_names]
-            self._safety_open(f'safety trip: {"; ".join(causes) or "latched"}', now_s)
+            self._safety_open(self._status_trip_reason(), now_s)
             self._reason_from_status = True
         self.step(now_s)
 
@@ -202,6 +237,9 @@ class PackStateMachine:
         name = limit_id if index < 0 else f'{limit_id}[{index}]'
         self._trip_messages[name] = message or name
         if history:
+            if self.state == STATE_ERROR and self._reason_from_status and \
+                    name in self._latched_names:
+                self.reason = self._status_trip_reason() + self._safety_note   # its words
             return
         why = f'safety trip: {self._trip_messages[name]}'
         self._trip_latched = True
@@ -212,6 +250,10 @@ class PackStateMachine:
             self._reason_from_status = False
             self.reason = why + self._safety_note
         self._safety_open(why, now_s)
+
+    def _status_trip_reason(self):
+        causes = [self._trip_messages.get(name, name) for name in self._latched_names]
+        return f'safety trip: {"; ".join(causes) or "latched"}'
 
     def on_estimate(self, pack_soc, now_s):
         """Pack SoC (0..1) from the state estimator."""
@@ -244,6 +286,9 @@ class PackStateMachine:
         if self._open_pending_since_s is not None:
             return self._refuse(f'opening for STANDBY in progress ({self.reason})')
         if self.state == state or (self.state == STATE_PRECHARGE and self._target == state):
+            unknown = self._unknown_blocker(now_s)
+            if unknown:
+                return self._refuse(unknown)   # not 'already in DRIVE': that is not known
             self.requested_state = state
             return True, f'already {"in" if self.state == state else "pre-charging for"} {name}'
         blocker = self._guard(state, now_s)
@@ -310,6 +355,9 @@ class PackStateMachine:
             return 'no measurement yet'
         if now_s - self._measurement_s > cfg.measurement_timeout_s:
             return f'measurement stale ({now_s - self._measurement_s:.1f} s old)'
+        unknown = self._unknown_blocker(now_s)
+        if unknown:
+            return unknown
         if self.state == STATE_STANDBY and self._precharge_failed_s is not None:
             left = cfg.precharge_retry_delay_s - (now_s - self._precharge_failed_s)
             if left > 0:
@@ -317,7 +365,7 @@ class PackStateMachine:
         soc_known = self._soc_s is not None and now_s - self._soc_s <= cfg.estimate_timeout_s
         if cfg.require_estimate and not soc_known:
             return ('SoC unknown (no estimate yet)' if self._soc_s is None else
-                    f'SoC unknown (estimate {now_s - self._soc_s:.1f} s old)')
+                    f'SoC unknown (estimate stale: {now_s - self._soc_s:.1f} s old)')
         if state == STATE_DRIVE:
             if soc_known and self._soc < cfg.drive_soc_min:
                 return f'SoC too low: {_pct(self._soc)} < {_pct(cfg.drive_soc_min)}'
@@ -334,10 +382,18 @@ class PackStateMachine:
         if not limit > 0.0:
             return f'{direction} current limit is 0 A (protection derating)'
         if self.state == STATE_STANDBY:
-            closed = [name for name, fb in zip(CONTACTORS, self._feedback()) if fb]
+            closed = [name for name, fb in zip(CONTACTORS, self._feedback())
+                      if fb != FEEDBACK_OPEN]
             if closed:
                 return f'contactor feedback not open: {", ".join(closed)}'
         return ''
+
+    def _unknown_blocker(self, now_s):
+        """'contactor feedback unknown (...)' while it is, else ''."""
+        unknown_s = self.feedback_unknown_s(now_s)
+        if unknown_s is None:
+            return ''
+        return f'contactor feedback unknown (stale for {unknown_s:.2f} s)'
 
     def _temperature_blocker(self, low, high, mode):
         m = self._measurement
@@ -364,7 +420,12 @@ class PackStateMachine:
             return 'no fresh protection status'
         if self._measurement_s is None or now_s - self._measurement_s > cfg.measurement_timeout_s:
             return 'no fresh measurement'
-        closed = [name for name, fb in zip(CONTACTORS, self._feedback()) if fb]
+        unknown = self._unknown_blocker(now_s)
+        if unknown:
+            faults = ', '.join(CONTACTORS[i] for i in sorted(self._faults))
+            return unknown + (f'; contactor faults kept: {faults}' if faults else '')
+        closed = [name for name, fb in zip(CONTACTORS, self._feedback())
+                  if fb == FEEDBACK_CLOSED]
         if closed:
             return f'contactor feedback not open: {", ".join(closed)} (welded?)'
         return ''
@@ -386,24 +447,57 @@ class PackStateMachine:
                     now_s - self._measurement_s > cfg.measurement_timeout_s:
                 self._error_open(f'measurement lost ({now_s - self._measurement_s:.1f} s old)')
                 return
+            unknown_s = self.feedback_unknown_s(now_s)
+            if unknown_s is not None and unknown_s > cfg.contactor_feedback_timeout_s:
+                self._error_open(f'contactor feedback unknown (stale for {unknown_s:.2f} s > '
+                                 f'{cfg.contactor_feedback_timeout_s:.2f} s): unknown is not '
+                                 f'open, all contactors opened')
+                return
         if self.state == STATE_OFF:
             self._leave_off(now_s)
         elif self.state == STATE_PRECHARGE:
             self._precharge_step(now_s)
         elif self.state in (STATE_DRIVE, STATE_CHARGE) and self._open_pending_since_s is not None:
             self._opening_step(now_s)
+        elif self.state in (STATE_DRIVE, STATE_CHARGE):
+            self._mark_estimate(now_s)
+
+    def _mark_estimate(self, now_s):
+        """Ride through a lost estimate in DRIVE/CHARGE, but say so in the reason."""
+        age_s = self.estimate_age_s(now_s)
+        stale = age_s is not None and age_s > self.config.estimate_timeout_s
+        name = STATE_NAMES[self.state]
+        if stale and not self._estimate_marked:
+            self._estimate_marked = True
+            refused = ('new DRIVE/CHARGE requests refused' if self.config.require_estimate
+                       else 'requests still allowed (require_estimate false)')
+            self.reason = (f'{name} riding through: estimate stale ({age_s:.1f} s old > '
+                           f'{self.config.estimate_timeout_s:.1f} s); voltage, current and '
+                           f'temperature limits are still checked by protection on '
+                           f'measurements; {refused}')
+            log.warning('%s', self.reason)
+        elif not stale and self._estimate_marked:
+            self._estimate_marked = False
+            self.reason = f'{name}: estimate fresh again'
+            log.info('%s', self.reason)
 
     def _leave_off(self, now_s):
         if self._measurement_s is None or self._status_s is None:
             return
-        if any(self._feedback()):
+        feedback = self._feedback()
+        if FEEDBACK_UNKNOWN in feedback:
+            self.reason = ('starting: contactor feedback unknown (stale): waiting for known-open '
+                           'feedback')
+            return
+        if FEEDBACK_CLOSED in feedback:
             return  # feedback supervision turns a closed contactor into a fault
         self._enter(STATE_STANDBY, 'ready: measurement and protection status received, '
                                    'contactors open')
 
     def _precharge_step(self, now_s):
         cfg = self.config
-        negative, precharge, positive = self._feedback()
+        negative, precharge, positive = (fb == FEEDBACK_CLOSED for fb in self._feedback())
+        released = self._feedback()[1] == FEEDBACK_OPEN
         if self._phase == PHASE_NEGATIVE and negative:
             self._set_phase(PHASE_PRECHARGE, now_s)
             self._link_start_fraction = self._link_fraction()
@@ -436,7 +530,7 @@ class PackStateMachine:
         if self._phase == PHASE_POSITIVE and positive:
             self._set_phase(PHASE_RELEASE, now_s)
             self._command(True, False, True, 'pre-charge: open pre-charge relay')
-        if self._phase == PHASE_RELEASE and not precharge:
+        if self._phase == PHASE_RELEASE and released:
             target = self._target
             took = now_s - self._precharge_started_s
             self._phase = None
@@ -445,6 +539,15 @@ class PackStateMachine:
             self._command(True, False, True, f'{STATE_NAMES[target]}: main contactors closed')
             self._enter(target, f'pre-charge done in {took:.2f} s '
                                 f'(link at target after {self._precharge_time_s:.2f} s)')
+            return
+        if self._phase in PHASE_WAITS:
+            elapsed = now_s - self._phase_since_s
+            if elapsed > cfg.precharge_phase_timeout_s:
+                index, wanted = PHASE_WAITS[self._phase]
+                self._abort_precharge(
+                    f'phase {self._phase} timed out after {elapsed:.2f} s > '
+                    f'{cfg.precharge_phase_timeout_s:.2f} s ({CONTACTORS[index]} feedback '
+                    f'{self._feedback()[index]}, waiting for {wanted})', now_s)
 
     def _link_fraction(self):
         """DC-link voltage / pack voltage (NaN if unknown)."""
@@ -489,10 +592,13 @@ class PackStateMachine:
     def _supervise_feedback(self, now_s):
         """Raise a contactor fault when feedback disagrees with the command for too long."""
         if self._measurement is None or self._measurement.contactors_stale:
-            return  # no information: the measurement timeout handles a silent driver
+            # unknown: faults and timers are kept; the unknown timeout (step) and the guards
+            # handle it, the measurement timeout a silent driver
+            return
         timeout = self.config.contactor_feedback_timeout_s
-        for index, (commanded, seen) in enumerate(zip(self.command.as_tuple(),
-                                                      self._feedback())):
+        for index, (commanded, feedback) in enumerate(zip(self.command.as_tuple(),
+                                                          self._feedback())):
+            seen = feedback == FEEDBACK_CLOSED
             if commanded == seen:
                 self._mismatch_since_s[index] = None
                 continue
@@ -518,11 +624,41 @@ class PackStateMachine:
                                   f'{CONTACTORS[index]} contactor fault {why}', now_s))
 
     def _feedback(self):
+        """Feedback in command order (negative, precharge, positive): closed, open or unknown."""
         m = self._measurement
-        if m is None:
-            return (False, False, False)
-        return (bool(m.negative_contactor_closed), bool(m.precharge_relay_closed),
-                bool(m.positive_contactor_closed))
+        if m is None or m.contactors_stale:
+            return (FEEDBACK_UNKNOWN,) * 3
+        return tuple(FEEDBACK_CLOSED if bool(closed) else FEEDBACK_OPEN for closed in (
+            m.negative_contactor_closed, m.precharge_relay_closed, m.positive_contactor_closed))
+
+    @property
+    def feedback(self):
+        """Contactor feedback in command order: 'closed', 'open' or 'unknown'."""
+        return self._feedback()
+
+    def feedback_unknown_s(self, now_s):
+        """How long the contactor feedback has been unknown (s); None while known or before
+        the first measurement (then other guards say 'no measurement')."""
+        if self._unknown_since_s is None:
+            return None
+        return max(0.0, now_s - self._unknown_since_s)
+
+    def estimate_age_s(self, now_s):
+        """Age of the last SoC estimate (s); None if none received."""
+        return None if self._soc_s is None else now_s - self._soc_s
+
+    def warnings(self, now_s):
+        """Degraded inputs to report on /diagnostics (WARN), e.g. 'estimate stale (6.0 s old)'."""
+        found = []
+        unknown_s = self.feedback_unknown_s(now_s)
+        if unknown_s is not None:
+            found.append(f'contactor feedback unknown (stale for {unknown_s:.1f} s)')
+        age_s = self.estimate_age_s(now_s)
+        if age_s is not None and age_s > self.config.estimate_timeout_s:
+            found.append(f'estimate stale ({age_s:.1f} s old)')
+        elif age_s is None and self.config.require_estimate:
+            found.append('no estimate yet')
+        return found
 
     def _current_a(self):
         m = self._measurement
@@ -570,6 +706,7 @@ class PackStateMachine:
         if state != self.state:
             log.info('%s -> %s: %s', STATE_NAMES[self.state], STATE_NAMES[state], reason)
         self._reason_from_status = False
+        self._estimate_marked = False
         self.state = state
         self.reason = reason
 

@@ -22,10 +22,13 @@ from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasureme
 from bms_interfaces.srv import RequestState
 from bms_ros.nodes.runner import run_node
 from bms_ros.core.measurement import Measurement
-from bms_ros.core.pack_state_machine import (STATE_ERROR, STATE_NAMES, STATE_OFF,
-                                             PackStateMachine, load_supervisor_config)
+from bms_ros.core.pack_state_machine import (CONTACTOR_FAULT_IDS, CONTACTORS, STATE_ERROR,
+                                             STATE_NAMES, STATE_OFF, PackStateMachine,
+                                             load_supervisor_config)
 from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core.protection.limits import LEVEL_TRIP
 from bms_ros.core.stamps import stamp_s
+from bms_ros.core.trip_ordering import LIVE, TripOrdering
 from bms_ros.nodes.protection import event_to_msg
 
 STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -48,6 +51,7 @@ class PackSupervisor(Node):
         self.pack = profile.pack
         self.config = load_supervisor_config(profile.section('supervisor'))
         self.machine = PackStateMachine(self.config, self._now_s())
+        self.ordering = TripOrdering()   # history / outdated, on protection's own stamps
 
         self.command_pub = self.create_publisher(ContactorCommand, 'contactor_command', STREAM)
         self.state_pub = self.create_publisher(PackState, 'pack_state', LATCHED)
@@ -64,7 +68,7 @@ class PackSupervisor(Node):
                           clock=self._steady)
         self._published = None       # (state, requested, reason, command) last published
         self._measurement = None
-        self._last_trip_stamp_s = -1.0
+        self._warnings = []
         self.get_logger().info(f'pack supervisor of {self.pack.name}: '
                                f'{STATE_NAMES[self.machine.state]}')
         self._publish(force=True)
@@ -82,24 +86,28 @@ class PackSupervisor(Node):
         self._publish()
 
     def _on_trip_event(self, msg):
-        now_s = self._now_s()
-        # transient-local history from before we started: the status says what is latched now,
-        # the event only lends its message (stamps are ROS time: compare with the ROS clock)
-        age_s = self.get_clock().now().nanoseconds * 1e-9 - stamp_s(msg.header.stamp, 0.0)
-        history = age_s > self.config.protection_timeout_s
-        if msg.active and msg.latched and not history:
-            self._last_trip_stamp_s = max(self._last_trip_stamp_s, stamp_s(msg.header.stamp, 0.0))
-        self.machine.on_trip_event(msg.limit_id, msg.level, msg.active, msg.latched, msg.message,
-                                   now_s, index=msg.index, history=history)
+        if msg.limit_id in CONTACTOR_FAULT_IDS:
+            return  # our own report coming back (stamped on our clock, not protection's)
+        history = True
+        if msg.level == LEVEL_TRIP and msg.active and msg.latched:
+            history = self.ordering.on_trip(stamp_s(msg.header.stamp, 0.0), msg) != LIVE
+        self._trip_to_machine(msg, history)
         self._publish()
 
+    def _trip_to_machine(self, msg, history):
+        self.machine.on_trip_event(msg.limit_id, msg.level, msg.active, msg.latched, msg.message,
+                                   self._now_s(), index=msg.index, history=history)
+
     def _on_status(self, msg):
-        if not msg.trip_latched and stamp_s(msg.header.stamp, 0.0) < self._last_trip_stamp_s:
-            return  # older than a trip event already acted on
-        latched = [e.limit_id if e.index < 0 else f'{e.limit_id}[{e.index}]'
-                   for e in msg.active if e.latched]
-        self.machine.on_protection_status(msg.trip_latched, latched, msg.charge_current_limit_a,
-                                          msg.discharge_current_limit_a, self._now_s())
+        verdict = self.ordering.on_status(stamp_s(msg.header.stamp, 0.0), msg.trip_latched)
+        for event in verdict.released:   # arrived before the first status, newer than it
+            self._trip_to_machine(event, history=False)
+        if verdict.accepted:             # else older than a trip event already acted on
+            latched = [e.limit_id if e.index < 0 else f'{e.limit_id}[{e.index}]'
+                       for e in msg.active if e.latched]
+            self.machine.on_protection_status(msg.trip_latched, latched,
+                                              msg.charge_current_limit_a,
+                                              msg.discharge_current_limit_a, self._now_s())
         self._publish()
 
     def _on_estimate(self, msg):
@@ -120,6 +128,7 @@ class PackSupervisor(Node):
         self.machine.step(self._now_s())
         if not self._publish():
             self.command_pub.publish(self._command_msg())  # the periodic repeat
+        self._check_warnings()
 
     def _on_state_timer(self):
         self._publish(force=True)
@@ -148,6 +157,14 @@ class PackSupervisor(Node):
             self.get_logger().info(f'{m.state_name}: {m.reason}')
             self._publish_diagnostics()
         return command_changed
+
+    def _check_warnings(self):
+        """Diagnostics at once when a degraded input (stale estimate, unknown feedback) starts
+        or ends, not only on the state timer."""
+        names = [w.split(' (')[0] for w in self.machine.warnings(self._now_s())]
+        if names != self._warnings:
+            self._warnings = names
+            self._publish_diagnostics()
 
     def _command_msg(self):
         c = self.machine.command
@@ -182,18 +199,31 @@ class PackSupervisor(Node):
 
     def _publish_diagnostics(self):
         m = self.machine
+        now_s = self._now_s()
+        warnings = m.warnings(now_s)
         diag = DiagnosticStatus()
         diag.name = f'{self.get_fully_qualified_name()}: pack state'
         diag.hardware_id = self.pack.serial_number
         diag.level = (DiagnosticStatus.ERROR if m.state == STATE_ERROR else
-                      DiagnosticStatus.WARN if m.state == STATE_OFF else DiagnosticStatus.OK)
+                      DiagnosticStatus.WARN if m.state == STATE_OFF or warnings else
+                      DiagnosticStatus.OK)
         diag.message = f'{m.state_name}: {m.reason}'
+        if warnings:
+            diag.message += f' [{"; ".join(warnings)}]'
         c = m.command
+        age_s = m.estimate_age_s(now_s)
+        estimate = ('none' if age_s is None else
+                    f'{"stale" if age_s > self.config.estimate_timeout_s else "fresh"} '
+                    f'({age_s:.1f} s old)')
         diag.values = [KeyValue(key=k, value=v) for k, v in (
             ('state', m.state_name), ('requested_state', STATE_NAMES[m.requested_state]),
             ('negative_closed', str(c.negative_closed)),
             ('precharge_closed', str(c.precharge_closed)),
-            ('positive_closed', str(c.positive_closed)), ('command_reason', c.reason))]
+            ('positive_closed', str(c.positive_closed)), ('command_reason', c.reason),
+            ('contactor_feedback', ', '.join(f'{name} {fb}' for name, fb in
+                                             zip(CONTACTORS, m.feedback))),
+            ('estimate', estimate),
+            ('statuses_ignored', str(self.ordering.statuses_ignored)))]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [diag]

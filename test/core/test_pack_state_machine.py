@@ -330,7 +330,7 @@ GUARDS = [
     ('measurement stale', _age('measurement', 0.7), STATE_DRIVE,
      'refused: measurement stale (0.7 s old)'),
     ('no estimate', _age('estimate', 6.0), STATE_DRIVE,
-     'refused: SoC unknown (estimate 6.0 s old)'),
+     'refused: SoC unknown (estimate stale: 6.0 s old)'),
     ('soc too low', _soc(0.03), STATE_DRIVE, 'refused: SoC too low: 3.0 % < 5.0 %'),
     ('soc too high', _soc(0.995), STATE_CHARGE, 'refused: SoC too high: 99.5 % > 99.0 %'),
     ('too hot to charge', _temps(HOT), STATE_CHARGE,

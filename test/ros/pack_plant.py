@@ -71,6 +71,9 @@ class FakePack:
         self.welded = set()        # contactor indices (0 negative, 1 precharge, 2 positive)
         self.stuck_open = set()
         self.link_shorted = False  # pre-charge cannot lift the link
+        # the contactor status frames stop: the driver flags the group stale and its bools
+        # decode as False (open), whatever the contactors really are
+        self.contactors_stale = False
         self.cells_v = [CELL_V] * CELLS
         self.temperatures_degc = [25.0] * SENSORS
         self.current_a = 0.0
@@ -159,7 +162,9 @@ class FakePack:
             msg.pack_voltage_v = float(self._pack_v())
             msg.link_voltage_v = float(self.link_v)
             msg.negative_contactor_closed, msg.precharge_relay_closed, \
-                msg.positive_contactor_closed = self.closed
+                msg.positive_contactor_closed = ((False,) * 3 if self.contactors_stale
+                                                 else self.closed)
+            msg.contactors_stale = self.contactors_stale
             msg.cell_balancing = [False] * len(self.cells_v)
             msg.cell_voltages_stamp = msg.temperatures_stamp = msg.current_stamp = stamp
         return msg

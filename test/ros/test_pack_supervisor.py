@@ -1,6 +1,6 @@
 """The pack supervisor with the protection node, each in its own process, against a stand-in
 pack driven from the probe: the contactor sequence to DRIVE, a trip opening the contactors,
-refusals while latched, a failed pre-charge, a welded contactor."""
+refusals while latched, a failed pre-charge, a welded contactor, stale contactor feedback."""
 import os
 import time
 
@@ -149,6 +149,42 @@ def test_welded_contactor_is_detected_and_reported(suite):
     answer = suite.request(STANDBY, 'service')
     assert (answer.accepted, answer.reason) == (
         False, 'refused: contactor feedback not open: positive (welded?)')
+
+
+def test_stale_contactor_feedback_in_drive_opens_all_and_blocks_the_error_exit(suite):
+    assert suite.request(DRIVE).accepted
+    suite.states.wait_for(lambda s: s.state == DRIVE, timeout_s=10.0, what='DRIVE')
+    suite.commands.clear()
+    suite.states.clear()
+    stale_s = time.monotonic()
+    suite.pack.set(contactors_stale=True)     # status frames stop: feedback reads False, stale
+    opened = suite.commands.wait_for(lambda c: not (c.negative_closed or c.positive_closed
+                                                    or c.precharge_closed),
+                                     timeout_s=5.0, what='all-open command')
+    opened_s = next(t for t, c in suite.commands.messages if c is opened)
+    # unknown since the last known measurement (<= 0.1 s before the switch, 10 Hz), ERROR once
+    # that is > contactor_feedback_timeout_s 0.5 s, judged at each measurement and 0.1 s timer
+    # step: 0.4..0.6 s after the switch; +0.6 s for DDS and scheduling on a loaded 2-core machine
+    assert 0.3 <= opened_s - stale_s <= 0.6 + 0.6, opened_s - stale_s
+    assert opened.reason.startswith('contactor feedback unknown (stale for 0.'), opened.reason
+    assert opened.reason.endswith('s > 0.50 s): unknown is not open, all contactors opened')
+    error = suite.states.wait_for(lambda s: s.state == ERROR, timeout_s=5.0, what='ERROR')
+    assert error.reason == opened.reason
+    faults = [e.limit_id for _, e in suite.events.messages if e.limit_id.startswith('contactor_')]
+    assert faults == []                        # no fault invented from the stale False bools
+    # unknown: the ERROR exit and every request are refused
+    answer = suite.request(STANDBY, 'service')
+    assert not answer.accepted and answer.state == ERROR
+    assert answer.reason.startswith('refused: contactor feedback unknown (stale for '), answer
+    # feedback back (open, as commanded): STANDBY accepted
+    suite.pack.set(contactors_stale=False)
+    deadline = time.monotonic() + 5.0
+    answer = suite.request(STANDBY, 'service')
+    while not answer.accepted and time.monotonic() < deadline:
+        time.sleep(0.2)
+        answer = suite.request(STANDBY, 'service')
+    assert (answer.accepted, answer.reason) == (
+        True, 'STANDBY requested by service: trips reset, contactors open')
 
 
 # ---------------------------------------------------------------- through the simulated pack
