@@ -3,8 +3,15 @@
 Pure Python (no rclpy, no launch): a list of NodeSpec built from the same arguments the launch
 file declares. The launch file turns each spec into a launch_ros Node; the bringup tool starts
 each as a process (or all in one process); a test checks both read the same specs.
+
+Every spec carries its RespawnPolicy: a process that dies is started again (as hardware would
+keep the pack and its contactor controller running while the BMS computer restarts a task),
+after a back-off that doubles from delay_s to max_delay_s, at most max_respawns times within
+window_s; an exit code in never_codes (2: a configuration error, which a restart cannot fix)
+is never respawned. RespawnBudget is the decision, on a clock the caller passes in.
 """
 import os
+from collections import deque
 from dataclasses import dataclass, field
 
 from .core.profile import default_profile_path
@@ -23,7 +30,69 @@ ARGUMENTS = {
     'can_port': (str(DEFAULT_CAN_PORT), 'socketcand port (interface socketcand only)'),
     'time_scale': ('1.0', 'simulated seconds per wall second (simulator only)'),
     'balancing': ('true', 'start the balancing node'),
+    'state_dir': ('', 'base folder of persisted state (latched trips, SoC): files live in '
+                      '<state_dir>/<namespace or _>/<serial_number>/; empty = the profile\'s '
+                      'pack.state_dir, else $XDG_STATE_HOME/bms_ros, else ~/.local/state/bms_ros'),
 }
+
+CONFIG_ERROR_EXIT = 2   # every node exits with 2 on a ConfigError (bms_ros.nodes.runner)
+
+
+@dataclass(frozen=True)
+class RespawnPolicy:
+    """When a dead process is started again: back-off delay_s doubling up to max_delay_s (s),
+    at most max_respawns respawns within window_s (s); exit codes in never_codes never."""
+
+    delay_s: float = 1.0
+    max_delay_s: float = 8.0
+    max_respawns: int = 5
+    window_s: float = 60.0
+    never_codes: tuple = (CONFIG_ERROR_EXIT,)
+
+    def __post_init__(self):
+        if not (0.0 <= self.delay_s <= self.max_delay_s and self.window_s > 0.0
+                and self.max_respawns >= 0):
+            raise ValueError(f'inconsistent respawn policy: {self}')
+
+
+RESPAWN = RespawnPolicy()   # every node, the simulated pack and the CAN hub alike
+
+
+@dataclass(frozen=True)
+class RespawnDecision:
+    """What to do with a process that exited: respawn after delay_s, or stop the suite."""
+
+    respawn: bool
+    delay_s: float           # s until the respawn (0 when not respawning)
+    count: int               # respawns within the window, this one included
+    reason: str
+
+
+class RespawnBudget:
+    """The respawn decisions of one process, on the caller's clock (monotonic s)."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self._respawns_s = deque()   # times of the respawns within the window
+
+    def on_exit(self, returncode, now_s):
+        """Decide about an exit with ``returncode`` (negative: killed by that signal)."""
+        policy = self.policy
+        if returncode in policy.never_codes:
+            return RespawnDecision(False, 0.0, len(self._respawns_s),
+                                   f'exit code {returncode} (configuration error): not respawned')
+        while self._respawns_s and now_s - self._respawns_s[0] >= policy.window_s:
+            self._respawns_s.popleft()
+        recent = len(self._respawns_s)
+        if recent >= policy.max_respawns:
+            return RespawnDecision(False, 0.0, recent,
+                                   f'{recent} respawns within {policy.window_s:g} s: giving up')
+        # the back-off restarts once the window holds no respawn (the process ran a while)
+        delay_s = min(policy.delay_s * 2 ** recent, policy.max_delay_s)
+        self._respawns_s.append(now_s)
+        return RespawnDecision(True, delay_s, recent + 1,
+                               f'respawn {recent + 1} of {policy.max_respawns} within '
+                               f'{policy.window_s:g} s in {delay_s:g} s')
 
 
 @dataclass(frozen=True)
@@ -34,6 +103,7 @@ class NodeSpec:
     executable: str                # console script in lib/bms_ros (setup.py entry point)
     module: str                    # python -m module runs the same main()
     parameters: dict = field(default_factory=dict)
+    respawn: RespawnPolicy = RESPAWN
 
 
 @dataclass(frozen=True)
@@ -44,6 +114,7 @@ class ProcessSpec:
     executable: str
     module: str
     arguments: tuple = ()
+    respawn: RespawnPolicy = RESPAWN
 
 
 def _flag(value):
@@ -84,9 +155,13 @@ def suite(**overrides):
         nodes.append(NodeSpec('pack_simulator', 'pack_simulator', 'bms_ros.nodes.pack_simulator',
                               {**common, **can, 'time_scale': float(args['time_scale'])}))
     nodes.append(NodeSpec('can_driver', 'can_driver', 'bms_ros.nodes.can_driver', {**common, **can}))
+    # persisted state: only passed when set, so each node's own default chain applies
+    state = {'state_dir': os.path.abspath(os.path.expanduser(args['state_dir']))} \
+        if args['state_dir'] else {}
     nodes.append(NodeSpec('state_estimator', 'state_estimator', 'bms_ros.nodes.state_estimator',
-                          dict(common)))
-    nodes.append(NodeSpec('protection', 'protection', 'bms_ros.nodes.protection', dict(common)))
+                          {**common, **state}))
+    nodes.append(NodeSpec('protection', 'protection', 'bms_ros.nodes.protection',
+                          {**common, **state}))
     nodes.append(NodeSpec('pack_supervisor', 'pack_supervisor', 'bms_ros.nodes.pack_supervisor',
                           dict(common)))
     if _flag(args['balancing']):

@@ -4,13 +4,38 @@
 
 The node graph comes from bms_ros.graph, the same description `bms_ros.tools.bringup` starts
 where launch is not installed, so both always start the same nodes with the same parameters.
+
+Respawn (bms_ros.graph.RespawnPolicy, the same data bringup uses): every process, the simulated
+pack and the CAN hub included, is started again when it dies (respawn=True,
+respawn_delay=delay_s), at most max_respawns times (respawn_max_retries). Launch differs from
+bringup there: its delay is fixed (no doubling back-off), its retry count is for the whole run
+(not per window_s), and when the count is used up it leaves that process dead instead of
+stopping the suite. An exit with code 2 (configuration error) shuts the launch down, as in
+bringup, since a restart cannot fix a bad profile.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from bms_ros.graph import ARGUMENTS, suite
+
+
+def _shutdown_on(never_codes, name):
+    """on_exit of one process: shut the launch down on an exit code that is never respawned."""
+    def on_exit(event, context):
+        if event.returncode in never_codes:
+            return [Shutdown(reason=f'{name} exited with code {event.returncode} '
+                                    '(configuration error): not respawned')]
+        return None
+    return on_exit
+
+
+def _respawn(spec):
+    policy = spec.respawn
+    return {'respawn': True, 'respawn_delay': policy.delay_s,
+            'respawn_max_retries': policy.max_respawns,
+            'on_exit': _shutdown_on(policy.never_codes, spec.name)}
 
 
 def _nodes(context):
@@ -18,11 +43,11 @@ def _nodes(context):
     namespace = values['namespace']
     processes, nodes = suite(**values)
     actions = [ExecuteProcess(cmd=['python3', '-m', process.module, *process.arguments],
-                              name=process.name,
-                              output='screen')
+                              name=process.name, output='screen', **_respawn(process))
                for process in processes]
     actions += [Node(package='bms_ros', executable=node.executable, name=node.name,
-                     namespace=namespace, parameters=[node.parameters], output='screen')
+                     namespace=namespace, parameters=[node.parameters], output='screen',
+                     **_respawn(node))
                 for node in nodes]
     return actions
 

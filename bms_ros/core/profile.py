@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .cell import CellSpec
 from .config import Section
+from .state_paths import check_base, check_path_part
 
 SECTIONS = ('pack', 'simulator', 'can', 'estimator', 'protection', 'supervisor', 'balancing',
             'gazebo', 'failsafe')
@@ -25,6 +26,7 @@ class PackSpec:
     temperature_sensors: int
     cell: CellSpec            # one series element (already scaled by cells_parallel)
     cell_single: CellSpec     # one physical cell
+    state_dir: str = ''       # base folder of persisted state (absolute; '' = the XDG default)
 
     @property
     def capacity_ah(self):
@@ -56,17 +58,26 @@ class Profile:
     @staticmethod
     def _load_pack(section):
         section.reject_unknown(('name', 'serial_number', 'location', 'cells_series',
-                                'cells_parallel', 'temperature_sensors', 'cell'))
+                                'cells_parallel', 'temperature_sensors', 'cell', 'state_dir'))
         single = CellSpec.from_file(section.path_field('cell'))
         parallel = section.integer('cells_parallel', 1, minimum=1, maximum=1000)
         series = section.integer('cells_series', minimum=1, maximum=1000)
         sensors = section.integer('temperature_sensors', minimum=1, maximum=1000)
+        serial_number = section.string('serial_number', 'unknown')
+        # the serial names the state folder (bms_ros.core.state_paths): one folder name only
+        check_path_part(serial_number, section.path, section.field_name('serial_number'))
+        state_dir = ''
+        if section.has('state_dir'):  # relative: to this profile's folder
+            folder = os.path.expanduser(section.string('state_dir'))
+            state_dir = check_base(folder if os.path.isabs(folder) else os.path.join(
+                os.path.dirname(os.path.abspath(section.path)), folder),
+                section.path, section.field_name('state_dir'))
         return PackSpec(
             name=section.string('name'),
-            serial_number=section.string('serial_number', 'unknown'),
+            serial_number=serial_number,
             location=section.string('location', 'unknown'),
             cells_series=series, cells_parallel=parallel, temperature_sensors=sensors,
-            cell=single.scaled(parallel), cell_single=single)
+            cell=single.scaled(parallel), cell_single=single, state_dir=state_dir)
 
 
 def default_profile_path():

@@ -1,7 +1,8 @@
 """protection: limit checks of one pack (bms_ros.core.protection); reports, never acts.
 
-Parameters: profile (YAML path), state_dir (folder of the latched-trip file; '' = the
-default $XDG_STATE_HOME/bms_ros/<pack name>, else ~/.local/state/bms_ros/<pack name>).
+Parameters: profile (YAML path), state_dir (base folder of persisted state; '' = the profile's
+pack.state_dir, else $XDG_STATE_HOME/bms_ros, else ~/.local/state/bms_ros): latched_trips.json
+and reset_requests.log live in <base>/<namespace or _>/<serial_number>/ (core/state_paths.py).
 Subscribes: measurement (PackMeasurement; every message is checked at once, so a trip is one
 hop away), estimate (BatteryEstimate: its state-of-power limits cap the derated limits).
 Publishes: trip_event (ProtectionEvent, reliable + transient-local, depth 100: every raise and
@@ -10,7 +11,6 @@ change), /diagnostics (diagnostic_msgs/DiagnosticArray).
 Services: reset_trips (ResetTrips).
 """
 import math
-import os
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
@@ -22,6 +22,7 @@ from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, ProtectionEven
 from bms_interfaces.srv import ResetTrips
 from bms_ros.nodes.runner import run_node
 from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core.state_paths import state_folder
 from bms_ros.core.protection import (LEVEL_ALARM, LEVEL_NAMES, LEVEL_TRIP, LEVEL_WARNING,
                                      Measurement, Protection, TripLatch, load_protection_config)
 
@@ -32,13 +33,6 @@ LATEST = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 DIAGNOSTIC_LEVEL = {0: DiagnosticStatus.OK, LEVEL_WARNING: DiagnosticStatus.WARN,
                     LEVEL_ALARM: DiagnosticStatus.WARN, LEVEL_TRIP: DiagnosticStatus.ERROR}
-
-
-def default_state_dir(pack_name):
-    """$XDG_STATE_HOME/bms_ros/<pack> (XDG base-directory spec), else ~/.local/state/..."""
-    base = os.environ.get('XDG_STATE_HOME') or os.path.join(os.path.expanduser('~'), '.local',
-                                                             'state')
-    return os.path.join(base, 'bms_ros', pack_name)
 
 
 def event_to_msg(event, stamp):
@@ -69,8 +63,10 @@ class ProtectionNode(Node):
         profile = Profile(profile_path)
         self.pack = profile.pack
         self.config = load_protection_config(profile.section('protection'), profile.pack)
-        self.state_dir = os.path.abspath(os.path.expanduser(
-            state_dir or default_state_dir(self.pack.name)))
+        # this pack's own folder (namespace, serial): never a neighbour's trips; nothing is
+        # written before the configuration has loaded (the first save creates the folder)
+        self.state_dir = state_folder(self.get_namespace(), self.pack.serial_number,
+                                      state_dir, self.pack.state_dir)
         latch = TripLatch(self.state_dir)
         restored = latch.load()
         if latch.load_problem:

@@ -1,7 +1,9 @@
 """state_estimator: per-cell SoC, SoH and state of power (bms_ros.core.estimation) wired to ROS.
 
 Parameters: profile (YAML path; its `pack` and `estimator:` sections, validated at start-up),
-state_file (persisted state; '' = ~/.local/state/bms_ros/<pack name>/estimator_state.json).
+state_file (persisted state; '' = <state_dir>/<namespace or _>/<serial>/estimator_state.json),
+state_dir (base folder; '' = the profile's pack.state_dir, else $XDG_STATE_HOME/bms_ros, else
+~/.local/state/bms_ros; see bms_ros.core.state_paths).
 Subscribes: measurement (PackMeasurement), protection_status (ProtectionStatus: health, limits
 forced to 0 while a trip is latched), pack_state (PackState: contactors for status and offset).
 Publishes every 1/estimator.publish_rate_hz: battery_state (sensor_msgs/BatteryState, filled as
@@ -38,6 +40,7 @@ class StateEstimator(Node):
         super().__init__('state_estimator')
         path = self.declare_parameter('profile', default_profile_path()).value
         state_file = self.declare_parameter('state_file', '').value
+        state_dir = self.declare_parameter('state_dir', '').value
         # Configuration errors surface here, before any publisher exists.
         profile = Profile(path)
         self.pack = profile.pack
@@ -45,7 +48,9 @@ class StateEstimator(Node):
         self.n = self.pack.cells_series
         self.sensor_of_cell = self.pack.sensor_of_cell()
         self.estimator = PackEstimator(self.pack.cell, self.n, self.config)
-        self.state_path = state_file or stored_state.default_path(self.pack.name)
+        # this pack's own folder (namespace, serial); nothing is written until the first save
+        self.state_path = state_file or stored_state.default_path(
+            self.get_namespace(), self.pack.serial_number, state_dir, self.pack.state_dir)
         self._restore()
 
         self.rejected = 0

@@ -41,9 +41,10 @@ def test_missing_file(nmc, tmp_path):
 
 
 def test_default_path_under_xdg_state(monkeypatch, tmp_path):
+    # keyed by namespace and serial number (bms_ros.core.state_paths), not by pack name
     monkeypatch.setenv('XDG_STATE_HOME', str(tmp_path))
-    assert stored_state.default_path('p1') == str(tmp_path / 'bms_ros' / 'p1' /
-                                                  'estimator_state.json')
+    assert stored_state.default_path('/pack_a', 'SN-1') == str(
+        tmp_path / 'bms_ros' / 'pack_a' / 'SN-1' / 'estimator_state.json')
 
 
 @pytest.mark.parametrize('change,message', [

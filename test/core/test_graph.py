@@ -11,15 +11,77 @@ import types
 
 import pytest
 
-from bms_ros.graph import ARGUMENTS, suite
+from bms_ros.graph import ARGUMENTS, RespawnPolicy, suite
 from bms_ros.tools.bringup import command_lines, ros_arguments
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-class _Recorder:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
+class _Recorded:
+    """Records the arguments it was built with; the subclasses check them like the real ones."""
+
+    def __new__(cls, *args, **kwargs):
+        entity = super().__new__(cls)
+        entity.args, entity.kwargs = args, kwargs
+        return entity
+
+
+# Stand-ins with the keyword signatures of the Jazzy classes (launch 3.4.3, launch_ros 0.26.6:
+# Action, ExecuteLocal, ExecuteProcess, launch_ros Node, DeclareLaunchArgument, OpaqueFunction,
+# Shutdown, LaunchDescription): an unknown or misspelt keyword raises TypeError here as it would
+# there, and a required one that is missing too.
+class _Action(_Recorded):
+    def __init__(self, *, condition=None):
+        self.condition = condition
+
+
+class _ExecuteLocal(_Action):
+    def __init__(self, *, process_description, shell=False, sigterm_timeout=5,
+                 sigkill_timeout=5, emulate_tty=False, output='log',
+                 output_format='[{this.process_description.final_name}] {line}',
+                 cached_output=False, log_cmd=False, on_exit=None, respawn=False,
+                 respawn_delay=None, respawn_max_retries=-1, **kwargs):
+        super().__init__(**kwargs)
+        assert respawn_delay is None or isinstance(respawn_delay, float)
+        assert isinstance(respawn_max_retries, int)
+        assert on_exit is None or callable(on_exit) or isinstance(on_exit, list)
+
+
+class _ExecuteProcess(_ExecuteLocal):
+    def __init__(self, *, cmd, prefix=None, name=None, cwd=None, env=None, additional_env=None,
+                 **kwargs):
+        super().__init__(process_description=(cmd, name), **kwargs)
+
+
+class _Node(_ExecuteProcess):
+    def __init__(self, *, executable, package=None, name=None, namespace=None, exec_name=None,
+                 parameters=None, remappings=None, ros_arguments=None, arguments=None,
+                 **kwargs):
+        assert parameters is None or isinstance(parameters, list)
+        kwargs['name'] = exec_name   # launch_ros forwards exec_name as the process name
+        super().__init__(cmd=[executable], **kwargs)
+
+
+class _DeclareLaunchArgument(_Action):
+    def __init__(self, name, *, default_value=None, description=None, choices=None, **kwargs):
+        super().__init__(**kwargs)
+
+
+class _OpaqueFunction(_Action):
+    def __init__(self, *, function, args=None, kwargs=None, **left_over_kwargs):
+        super().__init__(**left_over_kwargs)
+        assert callable(function)
+
+
+class _Shutdown(_Action):   # launch.actions.Shutdown (an EmitEvent of a Shutdown event)
+    def __init__(self, *, reason='reason not given', **kwargs):
+        super().__init__(**kwargs)
+        self.reason = reason
+
+
+class _LaunchDescription(_Recorded):
+    def __init__(self, initial_entities=None, *, deprecated_reason=None):
+        self.entities = list(initial_entities or [])
 
 
 class _LaunchConfiguration:
@@ -34,16 +96,17 @@ class _LaunchConfiguration:
 def launch_file(monkeypatch):
     """Import launch/bms.launch.py with recording stand-ins for launch and launch_ros."""
     launch = types.ModuleType('launch')
-    launch.LaunchDescription = _Recorder
+    launch.LaunchDescription = _LaunchDescription
     actions = types.ModuleType('launch.actions')
-    actions.DeclareLaunchArgument = _Recorder
-    actions.ExecuteProcess = _Recorder
-    actions.OpaqueFunction = _Recorder
+    actions.DeclareLaunchArgument = _DeclareLaunchArgument
+    actions.ExecuteProcess = _ExecuteProcess
+    actions.OpaqueFunction = _OpaqueFunction
+    actions.Shutdown = _Shutdown
     substitutions = types.ModuleType('launch.substitutions')
     substitutions.LaunchConfiguration = _LaunchConfiguration
     launch_ros = types.ModuleType('launch_ros')
     ros_actions = types.ModuleType('launch_ros.actions')
-    ros_actions.Node = _Recorder
+    ros_actions.Node = _Node
     for name, module in (('launch', launch), ('launch.actions', actions),
                          ('launch.substitutions', substitutions), ('launch_ros', launch_ros),
                          ('launch_ros.actions', ros_actions)):
@@ -59,8 +122,8 @@ def _run_launch(module, **overrides):
     description = module.generate_launch_description()
     entities = description.args[0]
     declared = {e.args[0]: e.kwargs['default_value'] for e in entities
-                if isinstance(e, _Recorder) and 'default_value' in e.kwargs}
-    opaque = [e for e in entities if 'function' in e.kwargs]
+                if isinstance(e, _DeclareLaunchArgument)}
+    opaque = [e for e in entities if isinstance(e, _OpaqueFunction)]
     context = types.SimpleNamespace(launch_configurations={**declared, **overrides})
     return declared, opaque[0].kwargs['function'](context)
 
@@ -70,12 +133,21 @@ def _run_launch(module, **overrides):
     {'namespace': 'pack_a', 'simulate': 'false', 'can_interface': 'pcan',
      'can_channel': 'PCAN_USBBUS1', 'use_sim_time': 'true'},
     {'balancing': 'false', 'can_port': '30001', 'time_scale': '20'},
+    {'namespace': 'pack_b', 'state_dir': '/var/lib/bms'},
 ])
 def test_launch_file_and_bringup_start_the_same_graph(launch_file, overrides):
     declared, actions = _run_launch(launch_file, **overrides)
     assert declared == {name: default for name, (default, _) in ARGUMENTS.items()}
     launched = {}
+    respawn = {}
     for action in actions:
+        respawn[action.kwargs['name']] = {k: action.kwargs[k] for k in
+                                          ('respawn', 'respawn_delay', 'respawn_max_retries')}
+        on_exit = action.kwargs['on_exit']
+        assert on_exit(types.SimpleNamespace(returncode=-9), None) is None
+        assert on_exit(types.SimpleNamespace(returncode=1), None) is None
+        shutdown, = on_exit(types.SimpleNamespace(returncode=2), None)
+        assert isinstance(shutdown, _Shutdown) and 'configuration error' in shutdown.reason
         if 'package' in action.kwargs:
             assert action.kwargs['package'] == 'bms_ros'
             assert action.kwargs['namespace'] == overrides.get('namespace', '')
@@ -88,12 +160,58 @@ def test_launch_file_and_bringup_start_the_same_graph(launch_file, overrides):
     expected = {p.name: ('-m', p.module, *p.arguments) for p in processes}
     expected.update({n.name: (n.executable, n.parameters) for n in nodes})
     assert launched == expected
+    # the launch file respawns with the policy of bms_ros.graph, every process alike
+    assert respawn == {spec.name: {'respawn': True, 'respawn_delay': spec.respawn.delay_s,
+                                   'respawn_max_retries': spec.respawn.max_respawns}
+                       for spec in [*processes, *nodes]}
     # bringup runs the same modules with the same parameters, node names and namespace
     lines = dict(command_lines(overrides.get('namespace', ''), **launch_args))
     assert set(lines) == set(expected)
     for node in nodes:
         assert lines[node.name][1:3] == ['-m', node.module]
         assert lines[node.name][3:] == ros_arguments(node, overrides.get('namespace', ''))
+
+
+def test_stand_ins_reject_what_the_real_classes_reject():
+    # a test that cannot fail is a defect: the stand-ins must refuse a misspelt keyword
+    with pytest.raises(TypeError):
+        _Node(executable='x', package='bms_ros', respawn_dealy=1.0)
+    with pytest.raises(TypeError):
+        _Node(executable='x', cmd=['y'])          # Node builds cmd itself
+    with pytest.raises(TypeError):
+        _Node(package='bms_ros')                  # executable is required
+    with pytest.raises(TypeError):
+        _ExecuteProcess(cmd=['x'], package='bms_ros')
+    with pytest.raises(TypeError):
+        _DeclareLaunchArgument('a', default='1')
+    with pytest.raises(TypeError):
+        _OpaqueFunction(func=print)
+    node = _Node(executable='x', name='n', namespace='ns', parameters=[{}], output='screen',
+                 respawn=True, respawn_delay=1.0, respawn_max_retries=5, on_exit=print,
+                 condition=None)
+    assert node.kwargs['respawn_max_retries'] == 5
+
+
+def test_respawn_policy_in_the_graph():
+    processes, nodes = suite()
+    for spec in [*processes, *nodes]:   # hub and simulated pack too: the pack outlives a node
+        policy = spec.respawn
+        assert (policy.delay_s, policy.max_delay_s, policy.max_respawns, policy.window_s,
+                policy.never_codes) == (1.0, 8.0, 5, 60.0, (2,))
+    with pytest.raises(ValueError, match='inconsistent respawn policy'):
+        RespawnPolicy(delay_s=9.0, max_delay_s=8.0)
+
+
+def test_state_dir_argument_reaches_protection_and_estimator_only(tmp_path):
+    _, nodes = suite(state_dir=str(tmp_path / 'state'))
+    with_state = {n.name for n in nodes if 'state_dir' in n.parameters}
+    assert with_state == {'protection', 'state_estimator'}
+    assert all(n.parameters['state_dir'] == str(tmp_path / 'state') for n in nodes
+               if n.name in with_state)
+    _, default = suite()
+    assert not any('state_dir' in n.parameters for n in default)   # each node's default chain
+    lines = dict(command_lines('pack_a', state_dir=str(tmp_path / 's')))
+    assert f'state_dir:={tmp_path / "s"}' in lines['protection']
 
 
 def test_graph_contents():

@@ -27,6 +27,7 @@ from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, PackState, Pro
                                 ProtectionStatus, SimTruth)
 from bms_interfaces.srv import InjectFault, RequestState, ResetTrips, SetSoc
 from bms_ros.core.profile import config_dir
+from bms_ros.core.state_paths import state_folder
 from bms_ros.tools.bringup import command_lines
 
 from ..profile_copy import absolute_paths
@@ -83,8 +84,11 @@ class Suite:
     """The graph of bringup, started from a test; ``logs`` hold every message the probe saw."""
 
     def __init__(self, env, folder, base='lfp_16s.yaml', edits=None, time_scale=1.0,
-                 use_sim_time=False, balancing=True):
+                 use_sim_time=False, balancing=True, namespace='', state_dir=None):
+        """``namespace``: the pack's ROS namespace ('' = root; the probe's topics and services
+        follow it); ``state_dir``: base folder of persisted state (default <folder>/state)."""
         self.env = env
+        self.namespace = namespace.strip('/')
         self.folder = str(folder)
         self.port = free_port()
         edits = merge_edits(copy.deepcopy(edits or {}), {'can': {'port': self.port}})
@@ -93,28 +97,35 @@ class Suite:
             pack = yaml.safe_load(stream)['pack']
         self.cells = pack['cells_series']
         self.sensors = pack['temperature_sensors']
-        self.state_dir = os.path.join(self.folder, 'state')
+        # the nodes get the base (bringup --state-dir); their files land in this pack's folder
+        self.state_base = os.path.abspath(state_dir or os.path.join(self.folder, 'state'))
+        self.state_dir = state_folder('/' + self.namespace, pack['serial_number'],
+                                      self.state_base)
         self.estimator_file = os.path.join(self.state_dir, 'estimator_state.json')
         self.latch_file = os.path.join(self.state_dir, 'latched_trips.json')
         # nothing of a test may land in ~/.local/state, whatever a node defaults to
         env.env['XDG_STATE_HOME'] = os.path.join(self.folder, 'xdg_state')
-        extra = {'protection': ['-p', f'state_dir:={self.state_dir}'],
-                 'state_estimator': ['-p', f'state_file:={self.estimator_file}']}
-        lines = command_lines(profile=self.profile, can_port=self.port, time_scale=time_scale,
+        lines = command_lines(self.namespace, profile=self.profile, can_port=self.port,
+                              time_scale=time_scale,
                               use_sim_time='true' if use_sim_time else 'false',
-                              balancing='true' if balancing else 'false')
-        self.argv = {name: argv + extra.get(name, []) for name, argv in lines}
+                              balancing='true' if balancing else 'false',
+                              state_dir=self.state_base)
+        self.argv = dict(lines)
         self.processes = {}
         self.starts = dict.fromkeys(self.argv, 0)
         # subscribed before anything starts, so no message is missed
-        self.states = env.subscribe(PackState, 'pack_state', LATCHED)
-        self.events = env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
-        self.status = env.subscribe(ProtectionStatus, 'protection_status', LATCHED)
-        self.estimates = env.subscribe(BatteryEstimate, 'estimate', RELIABLE)
-        self.battery = env.subscribe(BatteryState, 'battery_state', RELIABLE)
-        self.truth = env.subscribe(SimTruth, 'sim_truth', RELIABLE)
-        self.measurements = env.subscribe(PackMeasurement, 'measurement', RELIABLE)
-        self.demand_pub = env.publisher(Float32, 'load_demand')
+        self.states = env.subscribe(PackState, self.ns('pack_state'), LATCHED)
+        self.events = env.subscribe(ProtectionEvent, self.ns('trip_event'), LATCHED)
+        self.status = env.subscribe(ProtectionStatus, self.ns('protection_status'), LATCHED)
+        self.estimates = env.subscribe(BatteryEstimate, self.ns('estimate'), RELIABLE)
+        self.battery = env.subscribe(BatteryState, self.ns('battery_state'), RELIABLE)
+        self.truth = env.subscribe(SimTruth, self.ns('sim_truth'), RELIABLE)
+        self.measurements = env.subscribe(PackMeasurement, self.ns('measurement'), RELIABLE)
+        self.demand_pub = env.publisher(Float32, self.ns('load_demand'))
+
+    def ns(self, name):
+        """A topic or service name of this pack, as the probe (in the root namespace) sees it."""
+        return f'/{self.namespace}/{name}' if self.namespace else name
 
     # ------------------------------------------------------------------ processes
 
@@ -200,7 +211,8 @@ class Suite:
         request = RequestState.Request(state=state, requester=requester)
         deadline = time.monotonic() + retry_s
         while True:
-            answer = self.env.call(RequestState, 'request_state', request, timeout_s=timeout_s)
+            answer = self.env.call(RequestState, self.ns('request_state'), request,
+                                   timeout_s=timeout_s)
             if answer.accepted or time.monotonic() >= deadline:
                 return answer
             time.sleep(0.5)
@@ -214,7 +226,7 @@ class Suite:
                                     what='DRIVE')
 
     def reset(self, requester='test', reason='test', timeout_s=10.0):
-        return self.env.call(ResetTrips, 'reset_trips',
+        return self.env.call(ResetTrips, self.ns('reset_trips'),
                              ResetTrips.Request(requester=requester, reason=reason),
                              timeout_s=timeout_s)
 
@@ -234,13 +246,13 @@ class Suite:
     def fault(self, name, index=0, value=0.0, clear=False):
         """sim/inject_fault; asserts success and returns the simulator's message."""
         request = InjectFault.Request(fault=name, index=index, value=float(value), clear=clear)
-        answer = self.env.call(InjectFault, 'sim/inject_fault', request, timeout_s=20.0)
+        answer = self.env.call(InjectFault, self.ns('sim/inject_fault'), request, timeout_s=20.0)
         assert answer.success, answer.message
         return answer.message
 
     def set_soc(self, cell_soc, timeout_s=10.0):
         request = SetSoc.Request(from_ocv=False, force=False, cell_soc=list(cell_soc))
-        return self.env.call(SetSoc, 'set_soc', request, timeout_s=timeout_s)
+        return self.env.call(SetSoc, self.ns('set_soc'), request, timeout_s=timeout_s)
 
     def demand(self, current_a):
         """Hold the simulated load at ``current_a`` (A, + = charging) from now on."""

@@ -19,16 +19,18 @@ import numpy as np
 
 from ..errors import PersistenceError
 from ..persistence import read_json, write_json_atomic
+from ..state_paths import state_folder
 
 FORMAT = 'bms_ros.estimator_state'
 VERSION = 1
+FILE_NAME = 'estimator_state.json'
 
 
-def default_path(pack_name):
-    """~/.local/state/bms_ros/<pack name>/estimator_state.json (honours XDG_STATE_HOME)."""
-    base = os.environ.get('XDG_STATE_HOME') or os.path.join(
-        os.path.expanduser('~'), '.local', 'state')
-    return os.path.join(base, 'bms_ros', pack_name, 'estimator_state.json')
+def default_path(namespace, serial_number, state_dir='', profile_state_dir=''):
+    """<base>/<namespace or _>/<serial_number>/estimator_state.json (see
+    bms_ros.core.state_paths.state_folder for the base and the validation)."""
+    return os.path.join(state_folder(namespace, serial_number, state_dir, profile_state_dir),
+                        FILE_NAME)
 
 
 def document(estimator, pack_name):
