@@ -1,9 +1,17 @@
 """Start the whole suite from bms_ros.graph, the description launch/bms.launch.py uses too.
 
     python -m bms_ros.tools.bringup [--profile P] [--namespace NS] [--no-simulate] [--status]
+                                    [--state-dir DIR]
 
 One process per node (as `ros2 launch` would), each with its log in --log-dir; a live status
-line with --status; Ctrl-C stops everything. Exits non-zero if a node dies.
+line with --status; Ctrl-C (or SIGTERM) stops everything, the BMS nodes first, then the
+simulated pack and the CAN hub.
+
+A process that dies is respawned, as launch's respawn does, with each spec's RespawnPolicy
+(bms_ros.graph: back-off 1 s doubling to 8 s, at most 5 respawns per 60 s); the simulated pack
+and the hub stay up meanwhile, as a real pack would. Every death and respawn is reported on
+stderr. Exit codes: 0 stopped on request; 2 a process exited with code 2 (configuration error:
+never respawned) or a bad argument; 1 a process used up its respawns, or the hub did not start.
 """
 import argparse
 import os
@@ -13,7 +21,11 @@ import subprocess
 import sys
 import time
 
-from bms_ros.graph import ARGUMENTS, suite
+from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, RespawnBudget, suite
+
+POLL_S = 0.1             # s between checks of the children (a death is seen this fast)
+STATUS_PERIOD_S = 0.5    # s between status lines
+SIMULATED_HARDWARE = ('pack_simulator', 'can_hub')   # stopped last: the pack outlives the BMS
 
 
 def ros_arguments(node, namespace):
@@ -30,16 +42,25 @@ def ros_arguments(node, namespace):
 
 def command_lines(namespace='', **arguments):
     """(name, argv) of every process bringup starts, in start order."""
+    return [(name, argv) for name, argv, _ in _specs(namespace, **arguments)]
+
+
+def _specs(namespace='', **arguments):
+    """(name, argv, respawn policy) of every process, in start order."""
     processes, nodes = suite(namespace=namespace, **arguments)
-    lines = [(p.name, [sys.executable, '-m', p.module, *p.arguments]) for p in processes]
-    lines += [(n.name, [sys.executable, '-m', n.module, *ros_arguments(n, namespace)])
+    lines = [(p.name, [sys.executable, '-m', p.module, *p.arguments], p.respawn)
+             for p in processes]
+    lines += [(n.name, [sys.executable, '-m', n.module, *ros_arguments(n, namespace)], n.respawn)
               for n in nodes]
     return lines
 
 
-def wait_for_port(host, port, timeout_s):
+def wait_for_port(host, port, timeout_s, child=None):
+    """True once ``host:port`` accepts connections (False if ``child`` exits meanwhile)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if child is not None and child.poll() is not None:
+            return False
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return True
@@ -48,41 +69,140 @@ def wait_for_port(host, port, timeout_s):
     return False
 
 
-class Bringup:
-    """The started processes, stopped together."""
+def port_in_use(host, port):
+    """The error text if ``host:port`` cannot be bound now (another suite's hub?), else ''."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the hub binds
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            return error.strerror or str(error)
+    return ''
 
-    def __init__(self, log_dir):
+
+def describe_exit(returncode):
+    """'code 2' or 'signal SIGKILL' for a Popen return code."""
+    if returncode is not None and returncode < 0:
+        try:
+            return f'signal {signal.Signals(-returncode).name}'
+        except ValueError:
+            return f'signal {-returncode}'
+    return f'code {returncode}'
+
+
+class Child:
+    """One process of the suite: its command line, log, respawn budget and current Popen."""
+
+    def __init__(self, name, argv, policy, log_dir):
+        self.name, self.argv = name, argv
+        self.budget = RespawnBudget(policy)
+        self.log_path = os.path.join(log_dir, f'{name}.log')
+        self.popen = None
+        self.log = None
+        self.starts = 0
+        self.respawn_at = None   # monotonic s of a scheduled respawn, None if none
+
+    @property
+    def pid(self):
+        return self.popen.pid if self.popen is not None else None
+
+    def start(self):
+        if self.log is not None:
+            self.log.close()
+        # the first run starts a fresh log; a respawn appends, so the tail shows the crash
+        self.log = open(self.log_path, 'ab' if self.starts else 'wb')
+        if self.starts:
+            self.log.write(f'--- bringup: respawn {self.starts} at '
+                           f'{time.strftime("%Y-%m-%d %H:%M:%S")} ---\n'.encode())
+            self.log.flush()
+        self.popen = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        self.starts += 1
+        self.respawn_at = None
+        return self.popen
+
+    def running(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, lines=15):
+        try:
+            with open(self.log_path, 'rb') as stream:
+                text = stream.read().decode(errors='replace')
+        except OSError:
+            return ''
+        return '\n'.join(text.splitlines()[-lines:])
+
+
+class Bringup:
+    """The started processes: respawned on death by their policy, stopped together."""
+
+    def __init__(self, log_dir, report=None):
         self.log_dir = log_dir
         os.makedirs(log_dir, exist_ok=True)
-        self.children = []
+        self.children = {}
+        self.report = report or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.respawns = {}       # name -> respawns so far (for the status line)
 
-    def start(self, name, argv):
-        log = open(os.path.join(self.log_dir, f'{name}.log'), 'wb')
-        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-        self.children.append((name, child, log))
+    def start(self, name, argv, policy):
+        child = Child(name, argv, policy, self.log_dir)
+        self.children[name] = child
+        child.start()
         return child
 
-    def dead(self):
-        return [(name, child.returncode) for name, child, _ in self.children
-                if child.poll() is not None]
+    def poll(self, now_s):
+        """Respawn what is due, decide about what died. Returns (name, exit code, reason) of a
+        death that stops the suite, else None."""
+        for child in self.children.values():
+            if child.respawn_at is not None and now_s >= child.respawn_at:
+                child.start()
+                self.respawns[child.name] = self.respawns.get(child.name, 0) + 1
+                self.report(f'bringup: {child.name} respawned (pid {child.pid})')
+        for child in self.children.values():
+            if child.respawn_at is not None or child.running():
+                continue
+            code = child.popen.returncode
+            decision = child.budget.on_exit(code, now_s)
+            tail = child.log_tail(5)
+            self.report(f'bringup: {child.name} (pid {child.pid}) exited with '
+                        f'{describe_exit(code)}; {decision.reason}'
+                        + (f'\n{_indent(tail)}' if tail and decision.respawn else ''))
+            if not decision.respawn:
+                return child.name, code, decision.reason
+            child.respawn_at = now_s + decision.delay_s
+        return None
 
-    def log_tail(self, name, lines=15):
-        with open(os.path.join(self.log_dir, f'{name}.log'), 'rb') as stream:
-            return '\n'.join(stream.read().decode(errors='replace').splitlines()[-lines:])
+    def status_note(self):
+        """Short status-line suffix naming the respawned processes ('' if none)."""
+        if not self.respawns:
+            return ''
+        return ' | respawned ' + ','.join(f'{name}x{count}'
+                                          for name, count in self.respawns.items())
 
     def stop(self, timeout_s=5.0):
-        for _, child, _ in reversed(self.children):
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGINT)
-        deadline = time.monotonic() + timeout_s
-        for _, child, log in reversed(self.children):
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-            log.close()
+        """SIGINT the BMS nodes, then the simulated pack and hub; SIGKILL what stays."""
+        bms = [c for c in self.children.values() if c.name not in SIMULATED_HARDWARE]
+        hardware = [c for c in self.children.values() if c.name in SIMULATED_HARDWARE]
+        for group in (bms, hardware):
+            for child in reversed(group):
+                child.respawn_at = None
+                if child.running():
+                    os.killpg(child.pid, signal.SIGINT)
+            deadline = time.monotonic() + timeout_s
+            for child in reversed(group):
+                if child.popen is None:
+                    continue
+                try:
+                    child.popen.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.popen.wait()
+        for child in self.children.values():
+            if child.log is not None:
+                child.log.close()
+
+
+def _indent(text):
+    return '\n'.join('    ' + line for line in text.splitlines())
 
 
 def parse_args(argv=None):
@@ -90,7 +210,7 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, (default, description) in ARGUMENTS.items():
         parser.add_argument('--' + name.replace('_', '-'), dest=name, default=None,
-                            help=f'{description} (default: {default})')
+                            help=f'{description} (default: {default or "none"})')
     parser.add_argument('--no-simulate', dest='simulate', action='store_const', const='false',
                         help='talk to real hardware (same as --simulate false)')
     parser.add_argument('--status', action='store_true', help='print a live status line')
@@ -111,12 +231,12 @@ def main(argv=None):
                    if getattr(args, name) is not None and name != 'namespace'}
     namespace = args.namespace or ''
     try:
-        lines = command_lines(namespace, **launch_args)
+        specs = _specs(namespace, **launch_args)
     except (ValueError, OSError) as error:
         print(f'bringup: {error}', file=sys.stderr)
         return 2
     if args.print_graph:
-        for name, argv in lines:
+        for name, argv, _ in specs:
             print(f'{name}: {" ".join(argv)}')
         return 0
 
@@ -126,39 +246,48 @@ def main(argv=None):
     code = 0
     monitor = None
     try:
-        for name, argv in lines:
-            bringup.start(name, argv)
+        for name, argv, policy in specs:
             if name == 'can_hub':
                 host = argv[argv.index('--host') + 1]
                 port = int(argv[argv.index('--port') + 1])
-                if not wait_for_port(host, port, 10.0):
-                    print(f'bringup: CAN hub did not open {host}:{port}\n'
-                          + bringup.log_tail('can_hub'), file=sys.stderr)
-                    return 1
-        print(f'bringup: started {", ".join(name for name, _ in lines)}; logs in {args.log_dir}',
-              file=sys.stderr)
+                # another suite's hub on this port would carry both packs' frames on one bus
+                problem = port_in_use(host, port)
+                if problem:
+                    print(f'bringup: CAN hub port {host}:{port} is not free ({problem}); another '
+                          'suite runs there? Choose a free one with --can-port', file=sys.stderr)
+                    return 2
+            child = bringup.start(name, argv, policy)
+            if name == 'can_hub' and not wait_for_port(host, port, 10.0, child.popen):
+                print(f'bringup: CAN hub did not open {host}:{port}\n'
+                      + child.log_tail(), file=sys.stderr)
+                return 1
+        started = ', '.join(f'{c.name} (pid {c.pid})' for c in bringup.children.values())
+        print(f'bringup: started {started}; logs in {args.log_dir}', file=sys.stderr, flush=True)
         if args.status or args.request_state:
             monitor = _Monitor(namespace, args.request_state)
         deadline = time.monotonic() + args.duration if args.duration > 0 else None
+        next_status = time.monotonic()
         while not stop['now'] and (deadline is None or time.monotonic() < deadline):
-            dead = bringup.dead()
-            if dead:
-                for name, returncode in dead:
-                    print(f'\nbringup: {name} exited with code {returncode}:\n'
-                          + bringup.log_tail(name), file=sys.stderr)
-                code = 1
+            fatal = bringup.poll(time.monotonic())
+            if fatal is not None:
+                name, returncode, reason = fatal
+                print(f'\nbringup: stopping the suite: {name} exited with '
+                      f'{describe_exit(returncode)} ({reason}):\n'
+                      + bringup.children[name].log_tail(), file=sys.stderr)
+                code = CONFIG_ERROR_EXIT if returncode == CONFIG_ERROR_EXIT else 1
                 break
             if monitor is not None:
-                monitor.spin(0.5)
-                if args.status:
-                    line = monitor.line()
+                monitor.spin(POLL_S)
+                if args.status and time.monotonic() >= next_status:
+                    next_status = time.monotonic() + STATUS_PERIOD_S
+                    line = monitor.line() + bringup.status_note()
                     if sys.stdout.isatty():
                         sys.stdout.write('\r\033[K' + line)
                     else:
                         sys.stdout.write(line + '\n')
                     sys.stdout.flush()
             else:
-                time.sleep(0.5)
+                time.sleep(POLL_S)
     except KeyboardInterrupt:
         pass
     finally:
