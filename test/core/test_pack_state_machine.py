@@ -3,6 +3,7 @@ contactor feedback supervision and break-rating delays, all on an explicit clock
 import copy
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from bms_ros.core.config import Section
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.pack_state_machine import (
-    CONTACTOR_STUCK_OPEN, CONTACTOR_WELDED, STATE_CHARGE, STATE_DRIVE, STATE_ERROR, STATE_OFF,
-    STATE_PRECHARGE, STATE_STANDBY, PackStateMachine, load_supervisor_config)
+    CONTACTOR_STUCK_OPEN, CONTACTOR_WELDED, PHASE_POSITIVE, PHASE_RELEASE, STATE_CHARGE,
+    STATE_DRIVE, STATE_ERROR, STATE_OFF, STATE_PRECHARGE, STATE_STANDBY, PackStateMachine,
+    load_supervisor_config)
 from bms_ros.core.profile import Profile, config_dir
 from bms_ros.core.protection import LEVEL_TRIP, Measurement
 
@@ -35,6 +37,7 @@ class Plant:
         self.link_v = 0.0
         self.current_a = 0.0
         self.temperatures = np.full(8, 25.0)
+        self.contactors_stale = False    # status frames lost: the bools decode as False
         self._last_s = 0.0
 
     def advance(self, command, now_s):
@@ -60,10 +63,12 @@ class Plant:
             self.link_v += (PACK_V - self.link_v) * (1.0 - math.exp(-dt / self.tau_s))
 
     def measurement(self):
+        negative, precharge, positive = (False,) * 3 if self.contactors_stale else self.closed
         return Measurement.simple(
             np.full(16, PACK_V / 16), self.temperatures, self.current_a, PACK_V,
-            link_voltage_v=self.link_v, negative_contactor_closed=self.closed[0],
-            precharge_relay_closed=self.closed[1], positive_contactor_closed=self.closed[2])
+            link_voltage_v=self.link_v, negative_contactor_closed=negative,
+            precharge_relay_closed=precharge, positive_contactor_closed=positive,
+            contactors_stale=self.contactors_stale)
 
 
 class Rig:
@@ -563,15 +568,19 @@ def test_short_feedback_disagreement_is_tolerated():
     assert rig.sm.state == STATE_DRIVE and rig.sm.pop_events() == []
 
 
-def test_stale_contactor_feedback_is_not_judged():
+def test_stale_contactor_feedback_raises_no_contactor_fault():
     rig = Rig().drive()
     rig.feed_measurement = False
     m = rig.plant.measurement()
     m.contactors_stale = True
-    m.positive_contactor_closed = False
+    m.positive_contactor_closed = False     # a stale bool decodes as False: not "stuck open"
     rig.sm.on_measurement(m, rig.now_s + 0.4)
+    assert rig.sm.state == STATE_DRIVE
     rig.sm.on_measurement(m, rig.now_s + 0.8)
     assert rig.sm.pop_events() == []
+    assert (rig.sm.state, rig.sm.reason) == (   # but unknown is not open: ERROR (below)
+        STATE_ERROR, 'contactor feedback unknown (stale for 0.80 s > 0.50 s): unknown is not '
+                     'open, all contactors opened')
 
 
 # ---------------------------------------------------------------- ERROR
@@ -647,3 +656,269 @@ def test_both_profiles_have_a_valid_supervisor_section():
         assert cfg.charge_temperature_max_degc <= cell.charge_temperature_max_degc
         assert cell.discharge_temperature_min_degc <= cfg.drive_temperature_min_degc
         assert cfg.drive_temperature_max_degc <= cell.discharge_temperature_max_degc
+
+
+# ---------------------------------------------------------------- unknown feedback
+# The rig steps every 0.02 s; the feedback is unknown from the arrival of the last measurement
+# with known feedback. Times are chosen off the 0.5 s boundary (float rounding).
+
+UNKNOWN_ERROR = ('contactor feedback unknown (stale for {:.2f} s > 0.50 s): unknown is not open, '
+                 'all contactors opened')
+
+
+def test_off_waits_for_known_open_feedback():
+    rig = Rig()
+    rig.plant.contactors_stale = True
+    rig.run(1.0)
+    assert (rig.sm.state, rig.sm.reason) == (
+        STATE_OFF, 'starting: contactor feedback unknown (stale): waiting for known-open feedback')
+    assert rig.sm.feedback == ('unknown', 'unknown', 'unknown')
+    assert rig.request(STATE_DRIVE) == (
+        False, 'refused: not ready: starting: contactor feedback unknown (stale): waiting for '
+               'known-open feedback')
+    rig.plant.contactors_stale = False
+    rig.run(0.02)
+    assert rig.sm.state == STATE_STANDBY and rig.sm.feedback == ('open', 'open', 'open')
+
+
+@pytest.mark.parametrize('state', [STATE_DRIVE, STATE_CHARGE])
+def test_unknown_feedback_in_standby_refuses_drive_and_charge(state):
+    rig = Rig().standby()                                  # last known feedback at 0.10 s
+    rig.plant.contactors_stale = True
+    rig.run(0.2)
+    assert rig.request(state) == (False, 'refused: contactor feedback unknown (stale for 0.20 s)')
+    rig.run(2.0)                                           # all open already: no ERROR
+    assert rig.sm.state == STATE_STANDBY and rig.sm.command.as_tuple() == (False, False, False)
+    assert rig.sm.warnings(rig.now_s) == ['contactor feedback unknown (stale for 2.2 s)']
+    rig.plant.contactors_stale = False
+    rig.run(0.02)
+    assert rig.request(state)[0] and rig.sm.warnings(rig.now_s) == []
+
+
+@pytest.mark.parametrize('state', [STATE_DRIVE, STATE_CHARGE])
+def test_unknown_feedback_in_drive_or_charge_opens_all_after_the_timeout(state):
+    rig = Rig().standby()
+    assert rig.request(state)[0]
+    rig.run(1.0)
+    assert rig.sm.state == state
+    known_s = rig.now_s
+    rig.plant.contactors_stale = True
+    rig.run(0.2)
+    other = STATE_CHARGE if state == STATE_DRIVE else STATE_DRIVE
+    unknown = 'refused: contactor feedback unknown (stale for 0.20 s)'
+    assert rig.request(state) == (False, unknown)          # not "already in": unknown
+    assert rig.request(other) == (False, unknown)
+    rig.run(0.28)                                          # 0.48 s unknown
+    assert rig.sm.state == state and rig.sm.command.as_tuple() == (True, False, True)
+    rig.run(0.04)                                          # 0.52 s
+    assert round(rig.now_s - known_s, 6) == 0.52
+    assert (rig.sm.state, rig.sm.reason) == (STATE_ERROR, UNKNOWN_ERROR.format(0.52))
+    assert rig.sm.command.as_tuple() == (False, False, False)
+    assert rig.sm.pop_events() == []                       # unknown is no contactor fault
+
+
+def test_unknown_feedback_in_pre_charge_errors_instead_of_waiting():
+    # the reported case: DRIVE accepted, then 60 s in "close negative" with no error
+    rig = Rig().standby()                                  # last known feedback at 0.10 s
+    assert rig.request(STATE_DRIVE)[0]
+    rig.plant.contactors_stale = True
+    rig.run(0.48)
+    assert (rig.sm.state, rig.sm.phase) == (STATE_PRECHARGE, 'close negative')
+    rig.run(0.04)
+    assert (rig.sm.state, rig.sm.reason) == (STATE_ERROR, UNKNOWN_ERROR.format(0.52))
+    assert rig.sm.command.as_tuple() == (False, False, False) and rig.sm.phase is None
+
+
+def test_unknown_feedback_keeps_a_welded_fault_and_refuses_the_error_exit():
+    rig = Rig().drive()
+    rig.plant.welded = {2}
+    rig.request(STATE_STANDBY, 'nav2')
+    rig.run(0.6)
+    assert rig.sm.state == STATE_ERROR
+    raised, = rig.sm.pop_events()
+    assert raised.limit_id == CONTACTOR_WELDED
+    rig.plant.contactors_stale = True                      # the status frame stops
+    rig.run(0.3)
+    assert rig.request(STATE_STANDBY, 'service') == (
+        False, 'refused: contactor feedback unknown (stale for 0.30 s); contactor faults kept: '
+               'positive')
+    assert rig.request(STATE_DRIVE)[1].startswith('refused: in ERROR (contactor fault: positive')
+    rig.run(5.0)
+    assert rig.request(STATE_STANDBY, 'service')[0] is False
+    assert rig.sm.pop_events() == []                       # not cleared
+    rig.plant.contactors_stale = False                     # back: still welded
+    rig.run(0.02)
+    assert rig.request(STATE_STANDBY, 'service') == (
+        False, 'refused: contactor feedback not open: positive (welded?)')
+    rig.plant.welded = set()
+    rig.run(0.1)
+    assert rig.request(STATE_STANDBY, 'service')[0]
+    cleared, = rig.sm.pop_events()
+    assert (cleared.limit_id, cleared.active) == (CONTACTOR_WELDED, False)
+
+
+def test_unknown_feedback_refuses_the_error_exit_after_a_trip():
+    rig = Rig().drive()
+    rig.trip_latched, rig.latched = True, ['cell_overvoltage[3]']
+    rig.run(0.04)
+    rig.trip_latched, rig.latched = False, []              # reset at the protection
+    rig.plant.contactors_stale = True
+    rig.run(0.1)
+    assert rig.request(STATE_STANDBY) == (
+        False, 'refused: contactor feedback unknown (stale for 0.10 s)')
+    rig.plant.contactors_stale = False
+    rig.run(0.02)
+    assert rig.request(STATE_STANDBY)[0]
+
+
+def test_feedback_unknown_from_the_first_measurement():
+    rig = Rig()
+    rig.plant.contactors_stale = True
+    rig.run(0.1)                                           # first measurement at 0.02 s
+    assert rig.sm.feedback_unknown_s(rig.now_s) == pytest.approx(0.08)
+
+
+# ---------------------------------------------------------------- pre-charge phase timeouts
+# Each phase that waits on one contactor has precharge_phase_timeout_s (1.0 s). Shipped
+# validation keeps it above contactor_feedback_timeout_s, so a stuck contactor is a contactor
+# fault (ERROR) first; here feedback supervision is slowed down (5 s) to see the phase timeout
+# itself. 0.03 s steps put the checks at 0.99 s and 1.02 s, off the boundary.
+
+SLOW_FAULTS = replace(CFG, contactor_feedback_timeout_s=5.0)
+
+
+def _phase_timeout_case(plant, phase):
+    rig = Rig(plant, config=SLOW_FAULTS).standby()
+    assert rig.request(STATE_DRIVE)[0]
+    while rig.sm.phase != phase:
+        rig.run(0.03, dt_s=0.03)
+        assert rig.now_s < 1.0 and rig.sm.state == STATE_PRECHARGE, rig.sm.reason
+    started_s = rig.now_s
+    rig.run(0.99, dt_s=0.03)
+    assert (rig.sm.state, rig.sm.phase) == (STATE_PRECHARGE, phase)
+    rig.run(0.03, dt_s=0.03)
+    assert round(rig.now_s - started_s, 6) == 1.02
+    assert rig.sm.state == STATE_STANDBY
+    assert rig.sm.command.as_tuple() == (False, False, False)
+    assert rig.sm.pop_events() == []
+    return rig
+
+
+@pytest.mark.parametrize('plant, phase, detail', [
+    (Plant(stuck_open={0}), 'close negative', 'negative feedback open, waiting for closed'),
+    (Plant(stuck_open={2}), PHASE_POSITIVE, 'positive feedback open, waiting for closed'),
+    (Plant(welded={1}), PHASE_RELEASE, 'precharge feedback closed, waiting for open'),
+], ids=['close negative', 'close positive', 'open pre-charge'])
+def test_each_pre_charge_phase_has_its_own_timeout(plant, phase, detail):
+    rig = _phase_timeout_case(plant, phase)
+    why = f'phase {phase} timed out after 1.02 s > 1.00 s ({detail})'
+    assert rig.sm.reason == f'pre-charge failed: {why}'
+    assert rig.request(STATE_DRIVE)[1].startswith(f'refused: pre-charge failed ({why}); retry in ')
+
+
+def test_the_rise_keeps_precharge_timeout_s():
+    rig = Rig(Plant(link_fixed_v=5.0), config=SLOW_FAULTS).standby()
+    rig.request(STATE_DRIVE)
+    rig.run(1.5)                                           # past the 1.0 s phase timeout
+    assert rig.sm.state == STATE_PRECHARGE and rig.sm.phase == 'pre-charge'
+    rig.run(1.0)
+    assert rig.sm.reason.startswith('pre-charge failed: rise too slow: ')
+
+
+def test_shipped_timeouts_report_a_stuck_contactor_as_a_fault_not_a_phase_timeout():
+    rig = Rig(Plant(stuck_open={2})).standby()
+    rig.request(STATE_DRIVE)
+    rig.run(2.0)
+    assert rig.sm.state == STATE_ERROR
+    assert rig.sm.reason.startswith('contactor fault: positive contactor stuck open')
+
+
+# ---------------------------------------------------------------- estimate lost
+
+ESTIMATE_STALE = ('DRIVE riding through: estimate stale (5.0 s old > 5.0 s); voltage, current '
+                  'and temperature limits are still checked by protection on measurements; '
+                  'new DRIVE/CHARGE requests refused')
+
+
+def test_lost_estimate_rides_through_in_drive_but_says_so_and_refuses_new_requests():
+    rig = Rig().drive()
+    last_s = rig.now_s
+    reason = rig.sm.reason
+    rig.soc = None                                         # the estimator stops
+    rig.run(4.98)
+    assert (rig.sm.state, rig.sm.reason) == (STATE_DRIVE, reason)
+    assert rig.sm.warnings(rig.now_s) == []
+    rig.run(0.04)                                          # 5.02 s old
+    assert round(rig.now_s - last_s, 6) == 5.02
+    assert (rig.sm.state, rig.sm.reason) == (STATE_DRIVE, ESTIMATE_STALE)
+    assert rig.sm.command.as_tuple() == (True, False, True)
+    assert rig.sm.warnings(rig.now_s) == ['estimate stale (5.0 s old)']
+    assert rig.request(STATE_CHARGE) == (False, 'refused: SoC unknown (estimate stale: 5.0 s old)')
+    assert rig.request(STATE_DRIVE) == (True, 'already in DRIVE')   # not a new request
+    rig.run(10.0)
+    assert rig.sm.state == STATE_DRIVE and rig.sm.reason == ESTIMATE_STALE
+    # protection still acts on measurements: a trip opens as ever
+    rig.sm.on_trip_event('cell_overvoltage', LEVEL_TRIP, True, True, 'cell 3 over-voltage',
+                         rig.now_s, index=3)
+    assert (rig.sm.state, rig.sm.command.as_tuple()) == (STATE_ERROR, (False, False, False))
+
+
+def test_estimate_back_clears_the_mark():
+    rig = Rig().standby()
+    rig.request(STATE_CHARGE)
+    rig.run(1.0)
+    rig.soc = None
+    rig.run(5.1)
+    assert rig.sm.reason.startswith('CHARGE riding through: estimate stale (5.')
+    rig.soc = 0.5
+    rig.run(0.02)
+    assert (rig.sm.state, rig.sm.reason) == (STATE_CHARGE, 'CHARGE: estimate fresh again')
+    assert rig.request(STATE_DRIVE)[0]
+
+
+def test_lost_estimate_without_require_estimate_allows_requests():
+    rig = Rig(config=replace(CFG, require_estimate=False)).drive()
+    rig.soc = None
+    rig.run(5.1)
+    assert rig.sm.reason.endswith('requests still allowed (require_estimate false)')
+    assert rig.request(STATE_CHARGE)[0]
+
+
+def test_a_standby_request_while_riding_through_opens_as_ever():
+    rig = Rig().drive()
+    rig.soc = None
+    rig.run(5.1)
+    assert rig.request(STATE_STANDBY, 'nav2') == (
+        True, 'STANDBY requested by nav2: contactors opened at 0.0 A')
+
+
+# ---------------------------------------------------------------- trip history
+
+def test_a_history_event_after_the_status_replaces_the_names_only_reason():
+    # the latch_file_corrupt CI case, status first: the reason must quote the message
+    rig = Rig().standby()
+    rig.trip_latched, rig.latched = True, ['latch_file_corrupt']
+    rig.run(0.02)
+    assert rig.sm.reason == 'safety trip: latch_file_corrupt'
+    message = 'latched-trip file unreadable (bad JSON); reset to confirm'
+    rig.sm.on_trip_event('latch_file_corrupt', LEVEL_TRIP, True, True, message, rig.now_s,
+                         history=True)
+    assert (rig.sm.state, rig.sm.reason) == (STATE_ERROR, f'safety trip: {message}')
+    assert rig.request(STATE_DRIVE)[1].startswith(f'refused: in ERROR (safety trip: {message})')
+    # a history event of a trip that is not latched lends nothing to the reason
+    rig.sm.on_trip_event('cell_overvoltage', LEVEL_TRIP, True, True, 'old', rig.now_s, index=2,
+                         history=True)
+    assert rig.sm.reason == f'safety trip: {message}'
+
+
+def test_phase_timeout_must_exceed_the_feedback_timeout():
+    section = _section(lambda data: data.__setitem__('precharge_phase_timeout_s', 0.5))
+    with pytest.raises(ConfigError) as info:
+        load_supervisor_config(section)
+    assert str(info.value).startswith(
+        's.yaml: supervisor.precharge_phase_timeout_s: must exceed contactor_feedback_timeout_s '
+        '(0.5), got 0.5')
+    missing = _section(lambda data: data.pop('precharge_phase_timeout_s'))
+    with pytest.raises(ConfigError) as info:
+        load_supervisor_config(missing)
+    assert 'precharge_phase_timeout_s' in str(info.value)
