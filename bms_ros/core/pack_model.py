@@ -595,5 +595,5 @@ def _spread(rng, n, relative_std):
     return 1.0 + relative_std * draw
 
 
-__all__ = ['PackModel', 'SimulatorConfig', 'CommandWatchdog', 'check_command_timeout', 'NoiseConfig', 'FadedCell', 'CONTACTORS',
-           'FaultError']
+__all__ = ['PackModel', 'SimulatorConfig', 'CommandWatchdog', 'check_command_timeout',
+           'NoiseConfig', 'FadedCell', 'CONTACTORS', 'FaultError']

@@ -5,22 +5,25 @@ sends the measurement frames of the profile's DBC at their periods, applies the 
 balancing commands it receives, and publishes the ground truth.
 
 Parameters: profile (YAML path), time_scale (0 = the profile's), interface, channel, host,
-port (the python-can bus; defaults from the profile's `can:` section, else socketcand on
-127.0.0.1:29536, channel vcan0), tick_s (wall period of the timer, s).
+port (the python-can bus; defaults from the profile's `can:` section, opened by
+bms_ros.core.can_bus.CanBus with its reconnect and back-off), tick_s (wall period of the
+timer, s).
 Subscribes: load_demand (std_msgs/Float32, A, + = charging: overrides the profile load),
 load_demand_power (std_msgs/Float32, W, + = charging: the same as a power).
 Publishes: sim_truth (bms_interfaces/SimTruth, 10 Hz wall).
 Services: sim/inject_fault (bms_interfaces/InjectFault).
 
 Frame timing runs on the simulated clock divided by time_scale, so the bus carries realistic
-rates in wall time (cells every 100 ms, current every 10 ms) however fast the pack is run.
+rates in wall time (cells every 100 ms, current every 10 ms) however fast the pack is run. The
+pack's command timeouts (bms_ros.core.pack_model.CommandWatchdog) run on the same bus clock:
+no contactor command frame for simulator.contactors.command_timeout_s opens every contactor,
+no balancing command for simulator.balancing_command_timeout_s stops bleeding. Frame faults
+(can_silent, can_frozen: bms_ros.core.sim_frame_faults) act on the encoded frames.
 """
 import math
-import os
-import socket
 import time
+from dataclasses import replace
 
-import can
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -29,34 +32,17 @@ from std_msgs.msg import Float32
 from bms_interfaces.msg import SimTruth
 from bms_interfaces.srv import InjectFault
 from bms_ros.nodes.runner import run_node
+from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.errors import ConfigError
-from bms_ros.core.pack_model import PackModel
-from bms_ros.core.profile import Profile, config_dir, default_profile_path
-from bms_ros.core.sim_faults import FaultError
+from bms_ros.core.pack_model import CommandWatchdog, PackModel, check_command_timeout
+from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core.sim_faults import FRAME_FAULTS, FaultError
+from bms_ros.core.sim_frame_faults import FrameFaults
 
-DEFAULT_PORT = 29536          # socketcand's registered port
 TRUTH_PERIOD_S = 0.1          # seconds (wall)
 MAX_TICK_WORK_S = 0.05        # seconds of simulated work per tick before the sim falls behind
-RECONNECT_MIN_S = 0.5         # seconds, doubled per failure
-RECONNECT_MAX_S = 5.0
 MAX_FRAMES_PER_TICK = 500
-
-
-def _can_settings(profile):
-    """(dbc, mapping, interface, channel, host, port) from the profile's `can:` section.
-
-    The CAN driver owns and fully validates that section; here only the keys the simulator
-    needs are read, each still type-checked (ConfigError naming file and field).
-    """
-    can_section = profile.section('can')
-    folder = os.path.join(config_dir(), 'can')
-    return (can_section.path_field('dbc', os.path.join(folder, 'bms_ros.dbc')),
-            can_section.path_field('mapping', os.path.join(folder, 'bms_ros_mapping.yaml')),
-            can_section.string('interface', 'socketcand'),
-            can_section.string('channel', 'vcan0'),
-            can_section.string('host', '127.0.0.1'),
-            can_section.integer('port', DEFAULT_PORT, minimum=1, maximum=65535))
 
 
 class PackSimulator(Node):
@@ -68,31 +54,38 @@ class PackSimulator(Node):
         # Everything that can fail on configuration happens before any publisher exists.
         profile = Profile(path)
         self.model = PackModel.from_profile(profile)
-        dbc, mapping, interface, channel, host, port = _can_settings(profile)
-        self.protocol = CanProtocol.from_files(dbc, mapping, profile.pack.cells_series,
+        settings = load_can_settings(profile)
+        self.protocol = CanProtocol.from_files(settings.dbc_path, settings.mapping_path,
+                                               profile.pack.cells_series,
                                                profile.pack.temperature_sensors)
+        check_command_timeout(self.model.config,
+                              getattr(self.protocol.mapping.command('contactor'), 'period_s', None),
+                              path)
         self.encoder = PackEncoder(self.protocol)
+        self.frame_faults = FrameFaults(self.protocol)
         scale = float(self.declare_parameter('time_scale', 0.0).value)
         if not (math.isfinite(scale) and 0.0 <= scale <= 10000.0):
             raise ConfigError(path, 'time_scale (parameter)',
                               f'expected 0 (the profile\'s) or a number in (0, 10000], '
                               f'got {scale!r}')
         self.time_scale = scale if scale > 0.0 else self.model.config.time_scale
+        self.watchdog = CommandWatchdog(self.model, self.time_scale)
         tick_s = float(self.declare_parameter('tick_s', 0.005).value)
         if not 0.0005 <= tick_s <= 0.1:
             raise ConfigError(path, 'tick_s (parameter)',
                               f'expected a period in [0.0005, 0.1] s, got {tick_s!r}')
-        self.bus_options = {
-            'interface': self.declare_parameter('interface', interface).value,
-            'channel': self.declare_parameter('channel', channel).value,
-            'host': self.declare_parameter('host', host).value,
-            'port': int(self.declare_parameter('port', port).value),
-        }
-        self.bus = None
-        self._reconnect_at = 0.0
-        self._reconnect_wait_s = RECONNECT_MIN_S
+        bus = settings.bus
+        settings = settings.with_overrides(
+            interface=self.declare_parameter('interface', bus.interface).value,
+            channel=self.declare_parameter('channel', bus.channel).value,
+            host=self.declare_parameter('host', bus.host).value,
+            port=int(self.declare_parameter('port', bus.port).value))
+        bus = settings.bus
+        if bus.interface == 'socketcand' and 'tcp_tune' not in bus.options:
+            # no Nagle delay on the measurement frames (the pack sends ~150 frames/s)
+            bus = replace(bus, options={**bus.options, 'tcp_tune': True})
+        self.bus = CanBus(bus)
         self.frames_received = 0
-        self.frames_send_failed = 0
         self.demands_rejected = 0
         self.commands_rejected = 0
         self._behind_logged = False
@@ -102,66 +95,36 @@ class PackSimulator(Node):
         self.create_subscription(Float32, 'load_demand', self.on_load_demand, stream)
         self.create_subscription(Float32, 'load_demand_power', self.on_load_demand_power, stream)
         self.create_service(InjectFault, 'sim/inject_fault', self.on_inject_fault)
-        self._open_bus()
+        self.bus.open()
         self._wall_start = time.monotonic()
         self._sim_start = self.model.sim_time_s
         self.create_timer(tick_s, self.on_tick)
         self.create_timer(TRUTH_PERIOD_S, self.publish_truth)
         pack = profile.pack
+        config = self.model.config
         self.get_logger().info(
             f'{pack.name}: {pack.cells_series}s{pack.cells_parallel}p, '
             f'{pack.temperature_sensors} sensors, load {self.model.load.description}, '
             f'time_scale {self.time_scale:g}, step {self.model.step_s:g} s, bus '
-            f'{self.bus_options["interface"]}:{self.bus_options["channel"]}')
+            f'{bus.describe()}, command timeouts {config.contactor_command_timeout_s:g} s '
+            f'(contactors), {config.balancing_command_timeout_s:g} s (balancing) of bus time')
 
     # ------------------------------------------------------------------ bus
 
-    def _open_bus(self):
-        options = self.bus_options
-        kwargs = {'interface': options['interface'], 'channel': options['channel']}
-        if options['interface'] == 'socketcand':
-            kwargs.update(host=options['host'], port=options['port'], tcp_tune=True)
-        try:
-            if options['interface'] == 'socketcand':
-                # python-can retries a refused connection in a busy loop for 10 s: probe first
-                socket.create_connection((options['host'], options['port']), timeout=0.5).close()
-            self.bus = can.Bus(**kwargs)
-        except (OSError, can.CanError, ValueError) as error:
-            self.bus = None
-            self._reconnect_at = time.monotonic() + self._reconnect_wait_s
-            self.get_logger().warning(
-                f'cannot open CAN bus {kwargs}: {error}; retrying in '
-                f'{self._reconnect_wait_s:g} s', throttle_duration_sec=10.0)
-            self._reconnect_wait_s = min(RECONNECT_MAX_S, 2.0 * self._reconnect_wait_s)
-            return
-        self._reconnect_wait_s = RECONNECT_MIN_S
-        self.get_logger().info(f'CAN bus open: {options["interface"]} {options["channel"]}')
-
-    def _drop_bus(self, error):
-        self.get_logger().warning(f'CAN bus lost: {error}; reconnecting')
-        try:
-            self.bus.shutdown()
-        except Exception:  # noqa: BLE001  a dead bus may fail to shut down; it is dropped anyway
-            pass
-        self.bus = None
-        self._reconnect_at = time.monotonic() + self._reconnect_wait_s
-
     def _receive_commands(self):
-        for _ in range(MAX_FRAMES_PER_TICK):
-            msg = self.bus.recv(timeout=0.0)
-            if msg is None:
-                return
+        """Apply the command frames queued on the bus (CanBus reconnects, never raises)."""
+        for msg in self.bus.recv_batch(0.0, MAX_FRAMES_PER_TICK):
             self.frames_received += 1
             command = self.encoder.decode_command(msg)
             if command is None:
                 continue
             if command['kind'] == 'contactor':
-                self.model.set_contactors(command['negative_closed'],
-                                          command['precharge_closed'],
-                                          command['positive_closed'])
+                self.watchdog.contactor_command(command['negative_closed'],
+                                                command['precharge_closed'],
+                                                command['positive_closed'])
             else:
                 try:
-                    self.model.set_bleed(command['cell_bleed'])
+                    self.watchdog.balancing_command(command['cell_bleed'])
                 except ValueError as error:
                     self.commands_rejected += 1
                     self.get_logger().warning(f'balancing command rejected: {error}',
@@ -170,15 +133,10 @@ class PackSimulator(Node):
     # ------------------------------------------------------------------ callbacks
 
     def on_tick(self):
-        """Receive commands, advance the model to the wall clock, send the due frames."""
+        """Receive commands, advance the model to the wall clock, apply the command timeouts,
+        send the due frames."""
+        self._receive_commands()
         now = time.monotonic()
-        if self.bus is None and now >= self._reconnect_at:
-            self._open_bus()
-        if self.bus is not None:
-            try:
-                self._receive_commands()
-            except (OSError, can.CanError) as error:
-                self._drop_bus(error)
         target = self._sim_start + (now - self._wall_start) * self.time_scale
         behind = target - self.model.sim_time_s
         budget = MAX_TICK_WORK_S * self.time_scale + self.model.step_s
@@ -192,18 +150,18 @@ class PackSimulator(Node):
             behind = budget
         if behind > 0.0:
             self.model.advance(behind)
-        frames = self.encoder.due_frames(self.model.sim_time_s / self.time_scale,
-                                         self.model.measured())
-        if self.bus is None:
+        # separate call sites: rclpy fixes the severity of each logging call site
+        for level, text in self.watchdog.check():
+            if level == 'warning':
+                self.get_logger().warning(text)
+            else:
+                self.get_logger().info(text)
+        frames = self.encoder.due_frames(self.watchdog.bus_time_s, self.model.measured())
+        if not self.bus.connected:
             return
-        for frame in frames:
-            try:
-                self.bus.send(frame, timeout=0.01)
-            except (OSError, can.CanError) as error:
-                self.frames_send_failed += 1
-                if not isinstance(error, can.CanOperationError):
-                    self._drop_bus(error)
-                    return
+        for frame in self.frame_faults.apply(frames):
+            if not self.bus.send(frame):
+                return      # the bus dropped (counted in CanBus); it reopens after the back-off
 
     def on_load_demand(self, msg):
         """External demand (A, + = charging); NaN or infinite values are rejected and counted."""
@@ -226,12 +184,19 @@ class PackSimulator(Node):
     def on_inject_fault(self, request, response):
         """Inject or clear a fault of the simulated pack."""
         try:
-            if request.clear:
+            if request.fault in FRAME_FAULTS:
+                faults = self.frame_faults
+                response.message = faults.clear(request.fault, request.index) if request.clear \
+                    else faults.inject(request.fault, request.index)
+            elif request.clear:
                 response.message = self.model.clear_fault(request.fault, request.index)
+                if request.fault == 'all':
+                    self.frame_faults.clear_all()
             else:
                 response.message = self.model.inject_fault(request.fault, request.index,
                                                            request.value)
             response.success = True
+            self.get_logger().info(f'inject_fault: {response.message}')
         except FaultError as error:
             response.success = False
             response.message = str(error)
@@ -253,9 +218,7 @@ class PackSimulator(Node):
         self.truth_pub.publish(msg)
 
     def destroy_node(self):
-        if self.bus is not None:
-            self.bus.shutdown()
-            self.bus = None
+        self.bus.close()
         super().destroy_node()
 
 

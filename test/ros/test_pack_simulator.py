@@ -1,8 +1,10 @@
 """pack_simulator in its own process: truth, faults, config errors, its frames on the CAN hub."""
+import contextlib
 import os
 import socket
 import threading
 import time
+import types
 
 import can
 import numpy as np
@@ -103,6 +105,7 @@ class BusReader:
         self.bus = bus
         self.assembler = MeasurementAssembler(protocol)
         self.frame_ids = set()
+        self.frames = []            # (monotonic time, id, bytes) of every frame
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -111,8 +114,14 @@ class BusReader:
         while not self._stop.is_set():
             msg = self.bus.recv(timeout=0.05)
             if msg is not None:
+                now = time.monotonic()
                 self.frame_ids.add(msg.arbitration_id)
-                self.assembler.feed(msg, time.monotonic())
+                self.frames.append((now, msg.arbitration_id, bytes(msg.data)))
+                self.assembler.feed(msg, now)
+
+    def since(self, t0, frame_id):
+        """Payloads of ``frame_id`` received after monotonic ``t0``."""
+        return [data for t, i, data in list(self.frames) if t > t0 and i == frame_id]
 
     def wait(self, predicate, what, timeout_s=15.0):
         deadline = time.monotonic() + timeout_s
@@ -128,40 +137,108 @@ class BusReader:
         self._thread.join(2.0)
 
 
-def test_frames_on_the_hub_match_truth_and_commands_act(ros_env):
+class CommandSender:
+    """Sends the present contactor (and balancing) command every 0.1 s, as the CAN driver does,
+    encoded afresh each time so the rolling counters move on."""
+
+    PERIOD_S = 0.1
+
+    def __init__(self, bus, protocol):
+        self.bus = bus
+        self.encoder = CommandEncoder(protocol)
+        self._contactors = None          # (negative, precharge, positive) or None: silent
+        self._bleed = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def command(self, negative, precharge, positive, cell_bleed=None):
+        with self._lock:
+            self._contactors = (negative, precharge, positive)
+            if cell_bleed is not None:
+                self._bleed = np.asarray(cell_bleed, dtype=bool)
+            self._send()
+
+    def silence(self):
+        """Stop sending (a dead driver); the monotonic time after the last frame."""
+        with self._lock:
+            self._contactors = self._bleed = None
+            return time.monotonic()
+
+    def _send(self):
+        frames = []
+        if self._contactors is not None:
+            frames += self.encoder.encode_contactor_command(*self._contactors)
+        if self._bleed is not None:
+            frames += self.encoder.encode_balancing_command(self._bleed)
+        for frame in frames:
+            self.bus.send(frame)
+
+    def _run(self):
+        while not self._stop.wait(self.PERIOD_S):
+            with self._lock:
+                self._send()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(2.0)
+
+
+@contextlib.contextmanager
+def pack_on_hub(ros_env, time_scale=1.0):
+    """The hub and pack_simulator, a probe bus with a reader and a command sender."""
     port = _free_port()
     ros_env.start_module('bms_ros.tools.can_hub', '--host', '127.0.0.1', '--port', str(port),
                          ros_args=False)
-    ros_env.start_module(SIM, params={'profile': LFP_PROFILE, 'interface': 'socketcand',
-                                      'host': '127.0.0.1', 'port': port, 'time_scale': 1.0})
+    sim = ros_env.start_module(SIM, params={'profile': LFP_PROFILE, 'interface': 'socketcand',
+                                            'host': '127.0.0.1', 'port': port,
+                                            'time_scale': time_scale})
     truth = ros_env.subscribe(SimTruth, 'sim_truth')
     protocol = CanProtocol.from_files(os.path.join(CONFIG, 'can', 'bms_ros.dbc'),
                                       os.path.join(CONFIG, 'can', 'bms_ros_mapping.yaml'), 16, 8)
-    commands = CommandEncoder(protocol)
     bus = _open_bus(port)
     reader = BusReader(bus, protocol)
+    sender = CommandSender(bus, protocol)
     try:
-        m = reader.wait(lambda m: not (m.cell_voltages_stale or m.temperatures_stale
-                                       or m.current_stale or m.contactors_stale),
-                        'a complete measurement')
+        reader.wait(lambda m: not (m.cell_voltages_stale or m.temperatures_stale
+                                   or m.current_stale or m.contactors_stale),
+                    'a complete measurement')
+        yield types.SimpleNamespace(sim=sim, truth=truth, protocol=protocol, bus=bus,
+                                    reader=reader, sender=sender)
+    finally:
+        sender.stop()
+        reader.stop()
+        bus.shutdown()
+
+
+def close_main(pack):
+    """Pre-charge, then close the main contactors, with commands repeated as the driver."""
+    pack.sender.command(True, True, False)
+    m = pack.reader.wait(lambda m: m.precharge_relay_closed and m.negative_contactor_closed
+                         and m.link_voltage_v > 0.95 * m.pack_voltage_v, 'pre-charge done')
+    assert not m.positive_contactor_closed
+    pack.sender.command(True, False, True)
+    pack.reader.wait(lambda m: m.positive_contactor_closed and not m.precharge_relay_closed,
+                     'main contactors closed')
+
+
+def all_open(t):
+    return not (t.negative_contactor_closed or t.positive_contactor_closed
+                or t.precharge_relay_closed)
+
+
+def test_frames_on_the_hub_match_truth_and_commands_act(ros_env):
+    with pack_on_hub(ros_env) as pack:
+        reader, truth = pack.reader, pack.truth
+        m = reader.assembler.snapshot(time.monotonic(), 1.0)
         t = truth.wait_for(timeout_s=10.0)
         # noise 1 mV, quantisation 1 mV, the pack at rest: readings equal the truth
         np.testing.assert_allclose(m.cell_voltages_v, t.cell_voltages_v, atol=0.006)
         assert m.pack_voltage_v == pytest.approx(t.pack_voltage_v, abs=0.25)
         assert abs(m.pack_current_a) < 0.25 and m.link_voltage_v < 0.25
         assert reader.frame_ids >= {0x100, 0x110, 0x120, 0x130, 0x140}
-
-        def send_contactors(negative, precharge, positive):
-            for frame in commands.encode_contactor_command(negative, precharge, positive):
-                bus.send(frame)
-
-        send_contactors(True, True, False)               # pre-charge the DC link
-        m = reader.wait(lambda m: m.precharge_relay_closed and m.negative_contactor_closed
-                        and m.link_voltage_v > 0.95 * m.pack_voltage_v, 'pre-charge done')
-        assert not m.positive_contactor_closed
-        send_contactors(True, False, True)
-        reader.wait(lambda m: m.positive_contactor_closed and not m.precharge_relay_closed,
-                    'main contactors closed')
+        close_main(pack)
 
         demand = ros_env.publisher(Float32, 'load_demand')
         ros_env.wait_for_subscribers(demand)
@@ -176,8 +253,7 @@ def test_frames_on_the_hub_match_truth_and_commands_act(ros_env):
 
         bleed = np.zeros(16, dtype=bool)
         bleed[5] = True
-        for frame in commands.encode_balancing_command(bleed):
-            bus.send(frame)
+        pack.sender.command(True, False, True, cell_bleed=bleed)
         m = reader.wait(lambda m: m.cell_balancing[5], 'balancing feedback of cell 5')
         assert m.cell_balancing.sum() == 1
         truth.wait_for(lambda t: t.cell_bleed[5] and sum(t.cell_bleed) == 1, timeout_s=5.0)
@@ -185,6 +261,72 @@ def test_frames_on_the_hub_match_truth_and_commands_act(ros_env):
         assert fault(ros_env, 'open_wire', 2).success
         reader.wait(lambda m: not m.cell_voltage_valid[2] and m.cell_voltage_valid[3],
                     'cell 2 invalid on the bus')
-    finally:
-        reader.stop()
-        bus.shutdown()
+
+
+COMMAND_TIMEOUT_S = 0.5     # simulator.contactors.command_timeout_s of lfp_16s (bus s)
+BALANCING_TIMEOUT_S = 5.0   # simulator.balancing_command_timeout_s (bus s)
+MARGIN_S = 1.5              # ticks, the truth period, DDS and a loaded machine: generous
+
+
+def test_pack_opens_every_contactor_when_command_frames_stop(ros_env):
+    # time_scale 20: the timeout is bus time (simulated s / time_scale), i.e. wall time here
+    with pack_on_hub(ros_env, time_scale=20.0) as pack:
+        close_main(pack)
+        bleed = np.zeros(16, dtype=bool)
+        bleed[7] = True
+        pack.sender.command(True, False, True, cell_bleed=bleed)
+        pack.truth.wait_for(lambda t: t.positive_contactor_closed and t.cell_bleed[7],
+                            timeout_s=10.0, what='closed and cell 7 bleeding')
+        pack.sender.silence()                            # the driver dies
+        pack.truth.clear()
+        opened = pack.truth.wait_for(all_open, timeout_s=COMMAND_TIMEOUT_S + MARGIN_S,
+                                     what='every contactor open after the command timeout')
+        assert opened.pack_current_a == 0.0
+        reader_m = pack.reader.wait(lambda m: not (m.negative_contactor_closed
+                                                   or m.positive_contactor_closed),
+                                    'the open feedback on the bus', timeout_s=5.0)
+        assert not reader_m.precharge_relay_closed
+        # the pack stays open without commands, until bleeding stops too
+        pack.truth.clear()
+        t = pack.truth.wait_for(lambda t: not any(t.cell_bleed),
+                                timeout_s=BALANCING_TIMEOUT_S + MARGIN_S,
+                                what='bleeding stopped after the balancing timeout')
+        assert all_open(t)
+        log = pack.sim.log_tail(50)
+        assert 'no contactor command for' in log and 'opening negative, positive' in log
+        assert 'bleeding of 1 cells stopped' in log
+        # a fresh close command after the timeout is obeyed
+        close_main(pack)
+        pack.truth.clear()
+        assert pack.truth.wait_for(lambda t: t.positive_contactor_closed, timeout_s=5.0)
+
+
+def test_frame_faults_silence_and_freeze_one_message(ros_env):
+    with pack_on_hub(ros_env) as pack:
+        status = pack.protocol.measurement_messages[3]
+        assert status.name == 'Pack_Status'
+        reader = pack.reader
+        answer = fault(ros_env, 'can_silent', 3)
+        assert answer.success, answer.message
+        t0 = time.monotonic()
+        m = reader.wait(lambda m: m.contactors_stale, 'contactor group stale')
+        assert not (m.cell_voltages_stale or m.current_stale or m.temperatures_stale)
+        time.sleep(0.5)                                 # 5 status periods
+        assert reader.since(t0 + 0.2, status.frame_id) == []
+        assert len(reader.since(t0 + 0.2, 0x100)) > 0   # the others keep coming
+        assert fault(ros_env, 'can_silent', 3, clear=True).success
+        reader.wait(lambda m: not m.contactors_stale, 'status frames again')
+
+        answer = fault(ros_env, 'can_frozen', 3)
+        assert answer.success, answer.message
+        t1 = time.monotonic()
+        time.sleep(1.0)
+        frozen = reader.since(t1 + 0.2, status.frame_id)
+        assert len(frozen) >= 4 and len(set(frozen)) == 1      # byte for byte, counter too
+        assert fault(ros_env, 'can_frozen', -1, clear=True).success
+        t2 = time.monotonic()
+        time.sleep(0.5)
+        assert len(set(reader.since(t2 + 0.1, status.frame_id))) > 1   # counting again
+
+        answer = fault(ros_env, 'can_frozen', 5)
+        assert not answer.success and 'message index 5 out of range 0..4' in answer.message
