@@ -10,6 +10,10 @@ state_period_s), contactor_command (ContactorCommand, reliable; on change and ev
 command_period_s), trip_event (contactor faults: contactor_welded / contactor_stuck_open, as
 ProtectionEvent), /diagnostics.
 Services: request_state (RequestState).
+
+Whether a trip event is history and whether a status is outdated is decided by
+bms_ros.core.trip_ordering on the protection's own stamps (never this node's clock against
+another node's); the machine runs on this node's steady clock.
 """
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
