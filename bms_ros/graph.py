@@ -80,7 +80,7 @@ class RespawnBudget:
         policy = self.policy
         if returncode in policy.never_codes:
             return RespawnDecision(False, 0.0, len(self._respawns_s),
-                                   f'exit code {returncode} (configuration error): not respawned')
+                                   f'exit code {returncode}: configuration error, not respawned')
         while self._respawns_s and now_s - self._respawns_s[0] >= policy.window_s:
             self._respawns_s.popleft()
         recent = len(self._respawns_s)

@@ -45,7 +45,7 @@ def test_configuration_error_is_never_respawned(code, respawn):
     decision = RespawnBudget(RespawnPolicy()).on_exit(code, 0.0)
     assert decision.respawn is respawn
     if not respawn:
-        assert decision.reason == 'exit code 2 (configuration error): not respawned'
+        assert decision.reason == 'exit code 2: configuration error, not respawned'
 
 
 def test_exit_descriptions():
