@@ -111,6 +111,16 @@ class Suite:
                               balancing='true' if balancing else 'false',
                               state_dir=self.state_base)
         self.argv = dict(lines)
+        # the same graph as one bringup process (start_bringup): bringup's own respawn
+        self.bringup_args = ['--profile', self.profile, '--can-port', str(self.port),
+                             '--time-scale', str(time_scale),
+                             '--use-sim-time', 'true' if use_sim_time else 'false',
+                             '--balancing', 'true' if balancing else 'false',
+                             '--state-dir', self.state_base,
+                             '--log-dir', os.path.join(self.folder, 'bringup')]
+        if self.namespace:
+            self.bringup_args += ['--namespace', self.namespace]
+        self.bringup = None
         self.processes = {}
         self.starts = dict.fromkeys(self.argv, 0)
         # subscribed before anything starts, so no message is missed
@@ -148,6 +158,31 @@ class Suite:
         if name == 'can_hub':
             self._wait_port(10.0)
         return process
+
+    def start_bringup(self):
+        """Start the graph under ``python -m bms_ros.tools.bringup`` instead (it respawns a dead
+        node by bms_ros.graph's policy, as on a robot); returns bringup's NodeProcess. The
+        per-node helpers (pid, kill, restart, log) do not apply then: use bringup_pids()."""
+        self.bringup = self.env.start_module('bms_ros.tools.bringup', *self.bringup_args,
+                                             name='bringup', ros_args=False)
+        return self.bringup
+
+    def bringup_pids(self):
+        """{process name: pid} of bringup's live children (empty once bringup has exited)."""
+        import psutil
+        found = {}
+        try:
+            children = psutil.Process(self.bringup.popen.pid).children()
+        except psutil.NoSuchProcess:
+            return found
+        for child in children:
+            try:
+                argv = child.cmdline()
+                if child.status() != psutil.STATUS_ZOMBIE and '-m' in argv:
+                    found[argv[argv.index('-m') + 1].rsplit('.', 1)[-1]] = child.pid
+            except psutil.NoSuchProcess:
+                pass
+        return found
 
     def _wait_port(self, timeout_s):
         deadline = time.monotonic() + timeout_s

@@ -5,52 +5,23 @@ import os
 import signal
 import time
 
-import psutil
 import pytest
 
-from bms_interfaces.msg import PackMeasurement, ProtectionStatus
-
-from .harness import LATCHED, RELIABLE
-from .suite import free_port, write_profile
+from .suite import Suite
 
 pytestmark = pytest.mark.ros
 
 
-def start_bringup(env, tmp_path, edits=None):
-    port = free_port()
-    profile = write_profile(os.path.join(str(tmp_path), 'profile.yaml'),
-                            edits={'can': {'port': port}, **(edits or {})})
-    env.env['XDG_STATE_HOME'] = os.path.join(str(tmp_path), 'xdg_state')
-    return env.start_module('bms_ros.tools.bringup', '--profile', profile, '--can-port',
-                            str(port), '--balancing', 'false', '--state-dir',
-                            os.path.join(str(tmp_path), 'state'), '--log-dir',
-                            os.path.join(str(tmp_path), 'bringup'), name='bringup',
-                            ros_args=False)
-
-
-def children(bringup):
-    """{module: pid} of bringup's live children (python -m <module> ...)."""
-    found = {}
-    for child in psutil.Process(bringup.popen.pid).children():
-        try:
-            argv = child.cmdline()
-            if child.status() != psutil.STATUS_ZOMBIE and '-m' in argv:
-                found[argv[argv.index('-m') + 1].rsplit('.', 1)[-1]] = child.pid
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
-def wait_children(bringup, predicate, timeout_s, what):
+def wait_children(suite, predicate, timeout_s, what):
     deadline = time.monotonic() + timeout_s
     while True:
-        found = children(bringup)
+        found = suite.bringup_pids()
         if predicate(found):
             return found
-        assert bringup.alive(), f'bringup exited while waiting for {what}\n' + \
-            bringup.log_tail(40)
+        assert suite.bringup.alive(), f'bringup exited while waiting for {what}\n' + \
+            suite.bringup.log_tail(40)
         assert time.monotonic() < deadline, f'{what} not seen in {timeout_s} s: {found}\n' + \
-            bringup.log_tail(40)
+            suite.bringup.log_tail(40)
         time.sleep(0.1)
 
 
@@ -59,34 +30,33 @@ def stamp_s(msg):
 
 
 def test_a_killed_node_is_respawned_and_the_simulated_pack_stays(ros_env, tmp_path):
-    status = ros_env.subscribe(ProtectionStatus, 'protection_status', LATCHED)
-    measurements = ros_env.subscribe(PackMeasurement, 'measurement', RELIABLE)
-    bringup = start_bringup(ros_env, tmp_path)
+    suite = Suite(ros_env, tmp_path, balancing=False)
+    bringup = suite.start_bringup()
     started = set()
     try:
-        before = wait_children(bringup, lambda f: {'can_hub', 'pack_simulator', 'protection',
-                                                   'pack_supervisor'} <= set(f), 20.0,
+        before = wait_children(suite, lambda f: {'can_hub', 'pack_simulator', 'protection',
+                                                 'pack_supervisor'} <= set(f), 20.0,
                                'the suite')
         started |= set(before.values())
-        status.wait_for(timeout_s=30.0, what='a protection status before the kill')
-        measurements.wait_for(timeout_s=20.0, what='a measurement before the kill')
+        suite.status.wait_for(timeout_s=30.0, what='a protection status before the kill')
+        suite.measurements.wait_for(timeout_s=20.0, what='a measurement before the kill')
         os.kill(before['protection'], signal.SIGKILL)
         killed_wall_s = time.time()
-        status.clear()
-        after = wait_children(bringup, lambda f: f.get('protection', before['protection'])
+        suite.status.clear()
+        after = wait_children(suite, lambda f: f.get('protection', before['protection'])
                               != before['protection'], 20.0, 'a new protection process')
         started |= set(after.values())
         # the new process publishes (stamped after the kill: not a late sample of the old one)
-        status.wait_for(lambda s: stamp_s(s) > killed_wall_s, timeout_s=25.0,
-                        what='a protection status from the respawned node')
-        assert children(bringup)['protection'] == after['protection']
+        suite.status.wait_for(lambda s: stamp_s(s) > killed_wall_s, timeout_s=25.0,
+                              what='a protection status from the respawned node')
         # the simulated pack and the hub were not torn down, nor the other nodes
-        now = children(bringup)
+        now = suite.bringup_pids()
+        assert now['protection'] == after['protection']
         for name in ('can_hub', 'pack_simulator', 'can_driver', 'state_estimator',
                      'pack_supervisor'):
             assert now[name] == before[name], (name, before, now)
-        measurements.clear()
-        measurements.wait_for(timeout_s=5.0, what='measurements after the respawn')
+        suite.measurements.clear()
+        suite.measurements.wait_for(timeout_s=5.0, what='measurements after the respawn')
         log = bringup.log_tail(200)
         assert (f'protection (pid {before["protection"]}) exited with signal SIGKILL; '
                 'respawn 1 of 5 within 60 s in 1 s') in log, log
@@ -104,8 +74,9 @@ def test_a_killed_node_is_respawned_and_the_simulated_pack_stays(ros_env, tmp_pa
 
 def test_a_configuration_error_stops_the_suite_with_code_2_and_is_not_respawned(ros_env,
                                                                                 tmp_path):
-    bringup = start_bringup(ros_env, tmp_path,
-                            edits={'protection': {'cell_overvoltage': {'alarm_v': 3.0}}})
+    suite = Suite(ros_env, tmp_path, balancing=False,
+                  edits={'protection': {'cell_overvoltage': {'alarm_v': 3.0}}})
+    bringup = suite.start_bringup()
     assert bringup.popen.wait(40.0) == 2, bringup.log_tail(40)
     log = bringup.log_tail(200)
     assert 'protection (pid ' in log and \
