@@ -8,7 +8,23 @@ receive stamps and gives a complete, staleness-checked :class:`AssembledMeasurem
 The message layout comes only from the DBC and its mapping (bms_ros.core.can_mapping). The
 maximum raw value of a measurement signal is the "invalid" marker (open wire, sensor
 dropout): the encoder writes it for NaN and the decoder turns it into NaN + valid=false.
-Bad input is counted by reason (``REJECT_REASONS``, ``VALUE_REASONS``), never raised.
+Bad input is counted by reason (``REJECT_REASONS``, ``VALUE_REASONS``, ``COUNTER_REASONS``),
+never raised.
+
+Multiplexed frames: cantools returns only the signals of the frame's branch (nested branches
+included); a mapped signal absent from the frame is skipped, and a frame carrying no mapped
+signal is counted as ``unmapped_branch`` (not a decode error).
+
+Rolling counters (a mapping's ``counter:``; one sequence per message, shared by all its
+multiplexer branches, +1 per frame as :class:`PackEncoder` sends them): a frame whose counter
+is not the successor of the previous one has its values dropped (not stamped), counted as
+``counter_repeat`` (same value again: a frozen sender) or ``counter_jump``. A jump forward by
+less than half the counter range (frames lost) resynchronises at once, so a lost frame costs
+the one frame after it. A repeat or a step back (an old frame replayed) does not: the sequence
+is taken up again only after ``counter_errors_stale`` frames that follow each other (a sender
+that restarted). ``counter_errors_stale`` bad frames in a row mark the message stale: every
+element it maps is invalidated at once (its groups read stale) and its values stay withheld
+until ``counter_errors_stale`` good frames in a row; the frame completing that run is used.
 """
 import math
 import threading
@@ -24,8 +40,12 @@ from .measurement import MESSAGE_FIELDS, Measurement
 
 # Frame-level rejections (the whole frame is dropped; counted in frames_rejected)
 REJECT_REASONS = ('unknown_id', 'wrong_dlc', 'error_frame', 'remote_frame', 'decode_error')
-# Value-level problems (the frame is used, the value is invalid or ignored)
-VALUE_REASONS = ('invalid_marker', 'out_of_range', 'unmapped_index', 'counter_jump')
+# Value-level problems (the frame is used, the value is invalid or ignored; unmapped_branch:
+# the frame carries no mapped signal, e.g. a multiplexer branch the mapping does not use)
+VALUE_REASONS = ('invalid_marker', 'out_of_range', 'unmapped_index', 'unmapped_branch')
+# Rolling-counter errors: the frame is decoded but its values are dropped
+COUNTER_REASONS = ('counter_repeat', 'counter_jump')
+COUNTER_ERRORS_STALE = 3     # default of can.counter_errors_stale
 
 _EXT = 1 << 29            # key bit separating 29-bit from 11-bit ids
 _FLOAT, _BOOL, _BITMASK = 0, 1, 2
@@ -82,19 +102,28 @@ class AssembledMeasurement(Measurement):
     balancing_stale: bool = True
     stale_groups: tuple = ()
     counts: dict = field(default_factory=dict)
+    counter_stale: tuple = ()      # messages marked stale by their rolling counter
 
 
 class _Plan:
     """Everything the hot path needs about one received message, resolved once."""
 
     __slots__ = ('name', 'decode', 'length', 'mux', 'stride', 'first', 'entries', 'counter',
-                 'counter_modulo', 'counter_last')
+                 'counter_modulo', 'counter_last', 'counter_expected', 'candidate_next',
+                 'candidate_run', 'bad_run', 'good_run', 'counter_stale', 'elements')
 
 
 class MeasurementAssembler:
-    """Decodes measurement frames into per-element values with receive stamps (thread-safe)."""
+    """Decodes measurement frames into per-element values with receive stamps (thread-safe).
 
-    def __init__(self, protocol):
+    ``counter_errors_stale``: bad rolling-counter frames in a row that mark a message stale,
+    and good ones in a row that clear it (module docstring).
+    """
+
+    def __init__(self, protocol, counter_errors_stale=COUNTER_ERRORS_STALE):
+        if int(counter_errors_stale) < 1:
+            raise ValueError(f'counter_errors_stale must be >= 1, got {counter_errors_stale}')
+        self.counter_errors_stale = int(counter_errors_stale)
         self.protocol = protocol
         mapping = protocol.mapping
         self._values = {}
@@ -117,7 +146,18 @@ class MeasurementAssembler:
             plan.first = mm.mux_first
             plan.counter = mm.counter_signal
             plan.counter_modulo = mm.counter_modulo
-            plan.counter_last = None
+            plan.counter_last = plan.counter_expected = plan.candidate_next = None
+            plan.candidate_run = plan.bad_run = plan.good_run = 0
+            plan.counter_stale = False
+            elements = set()    # (field, element) pairs the message provides, for invalidation
+            for s in mm.signals:
+                n = mapping.field_length(s.field)
+                for mux in (mm.mux_values or (None,)):
+                    for bit in range(s.bits if s.bitmask else 1):
+                        e = mm.element(s, mux, bit)
+                        if e < n:
+                            elements.add((s.field, e))
+            plan.elements = tuple(sorted(elements))
             entries = []
             for s in mm.signals:
                 kind = _BITMASK if s.bitmask else (_BOOL if s.is_bool else _FLOAT)
@@ -127,7 +167,7 @@ class MeasurementAssembler:
             plan.entries = tuple(entries)
             self._plans[frame_key(mm.frame_id, mm.is_extended)] = plan
         self._command_keys = {frame_key(m.frame_id, m.is_extended) for m in mapping.commands}
-        self.counts = dict.fromkeys(REJECT_REASONS + VALUE_REASONS, 0)
+        self.counts = dict.fromkeys(REJECT_REASONS + VALUE_REASONS + COUNTER_REASONS, 0)
         self.frames_received = 0
         self.frames_rejected = 0
         self.frames_ignored = 0     # our own command ids (another controller on the bus)
@@ -183,23 +223,23 @@ class MeasurementAssembler:
         except Exception:  # noqa: BLE001  cantools DecodeError, bitstruct errors
             return self._reject('decode_error')
         counts = self.counts
-        if plan.counter is not None:
-            value = raw[plan.counter]
-            last = plan.counter_last
-            if last is not None and value != (last + 1) % plan.counter_modulo:
-                counts['counter_jump'] += 1
-            plan.counter_last = value
-        if plan.mux is None:
-            base = 0
-        else:
-            mux = raw[plan.mux]
-            if mux < plan.first:
-                counts['unmapped_index'] += 1
-                return True
-            base = plan.stride * (mux - plan.first)
+        if plan.counter is not None and not self._counter_ok(plan, raw[plan.counter]):
+            return True      # decoded, values withheld (counted)
+        base = 0
+        if plan.mux is not None and plan.stride is not None:
+            mux = raw.get(plan.mux)          # None: a nested branch without this multiplexer
+            if mux is not None:
+                if mux < plan.first:
+                    counts['unmapped_branch'] += 1
+                    return True
+                base = plan.stride * (mux - plan.first)
+        present = False
         for (name, values, stamps, index, bits, gain, bias, invalid, lo, hi, n,
              kind) in plan.entries:
-            r = raw[name]
+            r = raw.get(name)
+            if r is None:                    # not in this frame's multiplexer branch
+                continue
+            present = True
             i = base + index
             if kind == _FLOAT:
                 if i >= n:
@@ -231,7 +271,54 @@ class MeasurementAssembler:
                         break
                     values[j] = float((r >> k) & 1)
                     stamps[j] = now_s
+        if not present:
+            counts['unmapped_branch'] += 1
         return True
+
+    def _counter_ok(self, plan, value):
+        """Rolling-counter rule (module docstring); False: drop this frame's values."""
+        modulo = plan.counter_modulo
+        limit = self.counter_errors_stale
+        expected = plan.counter_expected
+        if expected is None or value == expected:          # first frame, or in sequence
+            plan.counter_expected = (value + 1) % modulo
+            plan.counter_last = value
+            plan.bad_run = plan.candidate_run = 0
+            plan.candidate_next = None
+            if not plan.counter_stale:
+                return True
+            plan.good_run += 1
+            if plan.good_run < limit:
+                return False
+            plan.counter_stale = False
+            return True
+        if value == plan.counter_last:
+            self.counts['counter_repeat'] += 1
+        else:
+            self.counts['counter_jump'] += 1
+        if value != plan.counter_last and (value - expected) % modulo < modulo // 2:
+            plan.counter_expected = (value + 1) % modulo     # frames lost: resynchronise
+            plan.candidate_run = 0
+        else:                                              # repeated or replayed frame
+            plan.candidate_run = plan.candidate_run + 1 if value == plan.candidate_next else 1
+            plan.candidate_next = (value + 1) % modulo
+            if plan.candidate_run >= limit:                # a new sequence: take it up
+                plan.counter_expected = plan.candidate_next
+                plan.candidate_run = 0
+        plan.counter_last = value
+        plan.good_run = 0
+        plan.bad_run += 1
+        if plan.bad_run >= limit and not plan.counter_stale:
+            plan.counter_stale = True
+            stamps = self._stamps
+            for name, e in plan.elements:
+                stamps[name][e] = -math.inf
+        return False
+
+    def counter_stale_messages(self):
+        """Names of the messages their rolling counter marks stale now."""
+        with self._lock:
+            return tuple(p.name for p in self._plans.values() if p.counter_stale)
 
     def latest(self, field, index=0):
         """The last decoded value of one element of a field (NaN if none or invalid)."""
@@ -246,6 +333,7 @@ class MeasurementAssembler:
             counts = dict(self.counts)
             received = self.frames_received
             rejected = self.frames_rejected
+            counter_stale = tuple(p.name for p in self._plans.values() if p.counter_stale)
         oldest = now_s - stale_timeout_s
         out = {}
         fresh = {}
@@ -295,7 +383,7 @@ class MeasurementAssembler:
             balancing_stale=stale['balancing'],
             stale_groups=tuple(g for g in GROUPS if stale[g] and any(
                 n in self._mapped for n in GROUPS[g])),
-            counts=counts)
+            counts=counts, counter_stale=counter_stale)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,4 +591,4 @@ class CommandEncoder(_Sender):
 
 __all__ = ['AssembledMeasurement', 'CanProtocol', 'MeasurementAssembler', 'Measurement',
            'PackEncoder', 'CommandEncoder', 'MESSAGE_FIELDS', 'REJECT_REASONS', 'VALUE_REASONS',
-           'CONTACTOR_COMMAND_FIELDS', 'frame_key']
+           'COUNTER_REASONS', 'COUNTER_ERRORS_STALE', 'CONTACTOR_COMMAND_FIELDS', 'frame_key']

@@ -19,7 +19,11 @@ Mapping file::
           - {signal: NegativeContactorClose, field: negative_closed}
 
 Array element of a signal: ``index + stride * (mux - first)`` (plus the bit number for a
-``bitmask: true`` signal, whose bit n is element n). Value of a field:
+``bitmask: true`` signal, whose bit n is element n). Without ``stride`` the index is the element
+itself and the multiplexer only selects which signals a frame carries: the layout of DBCs that
+name every cell (``CellVoltage_000`` ... each in its own branch). Any multiplexer of the message
+may be named, nested (extended) multiplexing included; the decoder uses the signals cantools
+returns for the frame's branch and skips the others. Value of a field:
 ``dbc_physical * scale + offset`` (``scale: -1`` turns a discharge-positive current into the
 charge-positive convention). ``invalid_raw`` is the raw value that means "invalid" (default
 ``max``: the largest raw value of the signal; ``null``: none).
@@ -101,7 +105,7 @@ class MessageMap:
     length: int
     period_s: float         # None for a command sent only on request
     mux_signal: str         # None if not multiplexed
-    mux_stride: int
+    mux_stride: int         # None: absolute indices (or not multiplexed)
     mux_first: int
     mux_values: tuple       # multiplexer values used for this pack (encoder sends these)
     counter_signal: str     # None if no rolling counter
@@ -143,8 +147,9 @@ class CanMapping:
 
 
 def element_of(index, stride, first, mux, bit=0):
-    """Array element: ``index + stride * (mux - first) + bit`` (``mux`` None: not multiplexed)."""
-    if mux is None:
+    """Array element: ``index + stride * (mux - first) + bit`` (``mux`` or ``stride`` None:
+    ``index + bit``, the index is absolute)."""
+    if mux is None or stride is None:
         return index + bit
     return index + stride * (mux - first) + bit
 
@@ -175,6 +180,17 @@ def load_mapping(mapping_path, dbc_path, cells_series, temperature_sensors, data
     return CanMapping(path=mapping_path, dbc_path=os.fspath(dbc_path), cells_series=cells_series,
                       temperature_sensors=temperature_sensors, measurement=measurement,
                       commands=commands, database=database)
+
+
+def _branch_values(dbc_signal, mux_signal, signals_by_name):
+    """Values of multiplexer ``mux_signal`` whose branch carries ``dbc_signal`` (nested
+    multiplexing followed upwards); None if the signal is in every frame of the message."""
+    signal = dbc_signal
+    while signal.multiplexer_signal is not None:
+        if signal.multiplexer_signal == mux_signal:
+            return tuple(signal.multiplexer_ids or ())
+        signal = signals_by_name[signal.multiplexer_signal]
+    return None
 
 
 def _format_indices(indices):
@@ -259,7 +275,7 @@ class _Loader:
             raise sec.error('period_s', f"missing, and message '{name}' has no GenMsgCycleTime "
                                         f'in {self.dbc_name}')
 
-        mux_signal, stride, first = None, 1, 0
+        mux_signal, stride, first = None, None, 0
         dbc_muxes = [s.name for s in dbc_message.signals if s.is_multiplexer]
         if sec.has('multiplexer'):
             mux = sec.section('multiplexer')
@@ -269,11 +285,12 @@ class _Loader:
                 known = ', '.join(dbc_muxes) or 'none'
                 raise mux.error('signal', f"'{mux_signal}' is not a multiplexer of message "
                                           f"'{name}' (multiplexers: {known})")
-            if len(dbc_muxes) > 1:
-                raise mux.error('signal', f"message '{name}' has nested multiplexers "
-                                          f"({', '.join(dbc_muxes)}): not supported")
-            stride = mux.integer('stride', minimum=1, maximum=1024)
+            # no stride: absolute indices (each branch names its own signals)
+            stride = mux.integer('stride', None, minimum=1, maximum=1024) \
+                if mux.data.get('stride') is not None else None
             first = mux.integer('first', 0, minimum=0)
+            if stride is None and mux.has('first'):
+                raise mux.error('first', 'only with a stride (absolute indices need no first)')
         elif dbc_muxes:
             raise sec.error('multiplexer', f"missing: message '{name}' is multiplexed by "
                                            f"{', '.join(dbc_muxes)}")
@@ -307,19 +324,26 @@ class _Loader:
                                              'with the fields of another command')
             element_kind = kind
             length = self.lengths[fields[sig_map.field][1]]
-            if mux_signal is None:
-                frame_muxes = (None,)
+            branches = None if mux_signal is None else \
+                _branch_values(dbc_signal, mux_signal, signals_by_name)
+            if mux_signal is None or stride is None:
+                frame_muxes = (None,)        # the element does not depend on the branch
             else:
-                frame_muxes = [m for m in (dbc_signal.multiplexer_ids or ()) if m >= first]
+                if branches is None:
+                    raise sig_sec.error('signal', f"'{sig_map.signal}' is not in a branch of "
+                                                  f"'{mux_signal}' (give no stride for absolute "
+                                                  'indices)')
+                frame_muxes = [m for m in branches if m >= first]
                 if not frame_muxes:
                     raise sig_sec.error('signal', f"'{sig_map.signal}' is not multiplexed by "
                                                   f"'{mux_signal}' with values >= {first}")
             nbits = sig_map.bits if sig_map.bitmask else 1
+            carries = False                  # at least one element inside the pack
             for mux in frame_muxes:
                 for bit in range(nbits):
                     element = element_of(sig_map.index, stride, first, mux, bit)
                     if element >= length:
-                        if mux_signal is None and not sig_map.bitmask:
+                        if (mux_signal is None or stride is None) and not sig_map.bitmask:
                             raise sig_sec.error('index', f'{sig_map.index} out of range: '
                                                          f'{sig_map.field} has {length} elements')
                         continue
@@ -330,8 +354,11 @@ class _Loader:
                             else f'{sig_map.field}[{element}]'
                         raise sig_sec.error('field', f'{target} already mapped by {owners[key]}')
                     owners[key] = where
+                    carries = True
                     if mux is not None:
                         mux_values_used.add(mux)
+            if carries and stride is None and branches is not None:
+                mux_values_used.update(branches)
             signal_maps.append(sig_map)
         if not signal_maps:
             raise sec.error('signals', 'expected at least one signal')
@@ -372,13 +399,13 @@ class _Loader:
         else:
             index = sec.integer('index', 0, minimum=0) if bitmask \
                 else sec.integer('index', minimum=0)
-            if mux_signal is not None and not bitmask and index >= stride:
+            if stride is not None and not bitmask and index >= stride:
                 raise sec.error('index', f'{index} out of range: expected 0 <= index < '
                                          f'multiplexer stride {stride}')
         if dbc_signal.conversion.is_float:
             raise sec.error('signal', f"'{name}' is a floating-point signal: not supported")
         bits = dbc_signal.length
-        if bitmask and mux_signal is not None and bits > stride:
+        if bitmask and stride is not None and bits > stride:
             raise sec.error('bitmask', f"'{name}' has {bits} bits but the multiplexer stride "
                                        f'is {stride}')
         if bitmask and (sec.has('scale') or sec.has('offset')):

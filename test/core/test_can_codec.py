@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bms_ros.core.can_codec import (MESSAGE_FIELDS, REJECT_REASONS, VALUE_REASONS, CanProtocol,
-                                    CommandEncoder, MeasurementAssembler, PackEncoder)
+from bms_ros.core.can_codec import (COUNTER_REASONS, MESSAGE_FIELDS, REJECT_REASONS,
+                                    VALUE_REASONS, CanProtocol, CommandEncoder,
+                                    MeasurementAssembler, PackEncoder)
 from bms_ros.core.errors import EncodeError
 from bms_ros.core.profile import config_dir
 
@@ -210,8 +211,9 @@ def test_staleness_per_group_and_element(name):
     encoder = PackEncoder(proto)
     frames = encoder.encode_all(pack_state())
     assembler = assemble(proto, frames, now_s=10.0)
+    later = encoder.encode_all(pack_state())      # the next frames (rolling counters +1)
     # at 10.4 s only the current frame is refreshed
-    _, current_frames = _frame_of(proto, frames, 'pack_current_a')
+    _, current_frames = _frame_of(proto, later, 'pack_current_a')
     assembler.feed(current_frames[0], 10.4)
     got = assembler.snapshot(10.6, 0.5)
     assert got.cell_voltages_stale and got.temperatures_stale and got.contactors_stale
@@ -223,7 +225,8 @@ def test_staleness_per_group_and_element(name):
     assert got.pack_current_a == pytest.approx(pack_state()['pack_current_a'], abs=1e-3)
     assert set(got.stale_groups) == {'cell_voltages', 'temperatures', 'contactors', 'balancing'}
     # one cell block refreshed: only those cells valid, the group still stale
-    message, cell_frames = _frame_of(proto, frames, 'cell_voltages_v')
+    message, cell_frames = _frame_of(proto, later, 'cell_voltages_v')
+    assembler.feed(cell_frames[0], 10.0)           # in sequence, but old by 10.6 s
     assembler.feed(cell_frames[1], 10.6)
     got = assembler.snapshot(10.6, 0.5)
     stride = message.mux_stride
@@ -238,17 +241,15 @@ def test_never_received_is_stale_with_nan_stamps():
     assert np.isnan(got.pack_current_a) and not got.cell_voltage_valid.any()
 
 
-def test_rolling_counter_gaps_are_counted():
-    proto = protocol('bms_ros')
-    encoder = PackEncoder(proto)
-    status = [f for f in encoder.encode_all(pack_state()) if f.arbitration_id == 0x110]
-    later = [f for f in encoder.encode_all(pack_state()) if f.arbitration_id == 0x110]
-    lost = [f for f in encoder.encode_all(pack_state()) if f.arbitration_id == 0x110]
-    last = [f for f in encoder.encode_all(pack_state()) if f.arbitration_id == 0x110]
-    assembler = assemble(proto, status + later + last)       # 'lost' never arrives
-    assert lost and assembler.counts['counter_jump'] == 1
-    assembler.feed(last[0], 0.0)                             # repeated: frozen sender
-    assert assembler.counts['counter_jump'] == 2
+@pytest.mark.parametrize('name', PROTOCOLS)
+def test_every_measurement_message_of_the_project_dbc_has_a_counter(name):
+    messages = protocol(name).measurement_messages
+    with_counter = {m.name for m in messages if m.counter_signal is not None}
+    if name == 'bms_ros':
+        assert with_counter == {m.name for m in messages}
+        assert {m.counter_modulo for m in messages} == {16}
+    else:       # the second protocol keeps its one alive counter: counters are optional
+        assert with_counter == {'AltBMS_Relays'}
 
 
 @pytest.mark.parametrize('name', PROTOCOLS)
@@ -348,7 +349,186 @@ def test_random_frames_never_raise_and_are_counted(name, data):
     # another controller on the bus may send)
     assert accepted + got.frames_rejected + assembler.frames_ignored == len(frames)
     assert got.frames_rejected == sum(got.counts[r] for r in REJECT_REASONS)
-    assert set(got.counts) == set(REJECT_REASONS + VALUE_REASONS)
+    assert set(got.counts) == set(REJECT_REASONS + VALUE_REASONS + COUNTER_REASONS)
     finite = np.isfinite(got.cell_voltages_v)
     assert (finite == got.cell_voltage_valid).all()
     assert (got.cell_voltages_v[finite] >= 0).all() and (got.cell_voltages_v[finite] <= 5).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rolling counters: a repeat or jump drops the frame's values; N bad in a row mark it stale
+
+def _status_frame(proto, counter, closed):
+    """A Pack_Status frame with a chosen rolling counter (negative contactor ``closed``)."""
+    mm = next(m for m in proto.measurement_messages if m.name == 'Pack_Status')
+    data = mm.dbc_message.encode({'NegativeContactorClosed': int(closed),
+                                  'PositiveContactorClosed': 0, 'PrechargeRelayClosed': 0,
+                                  'StatusCounter': counter % 16})
+    return can.Message(arbitration_id=mm.frame_id, data=data, is_extended_id=False)
+
+
+def _feed_status(assembler, sequence, t0=0.0):
+    """Feed (counter, closed) pairs 10 ms apart; the feed time of the last one (s)."""
+    t = t0
+    for k, (counter, closed) in enumerate(sequence):
+        t = t0 + 0.01 * k
+        assert assembler.feed(_status_frame(assembler.protocol, counter, closed), t) is True
+    return t
+
+
+def _negative(assembler, now_s):
+    snap = assembler.snapshot(now_s, 0.5)
+    return snap.negative_contactor_closed, snap.contactors_stale, snap
+
+
+def test_counter_in_sequence_wraps_without_errors():
+    assembler = MeasurementAssembler(protocol('bms_ros'))
+    t = _feed_status(assembler, [(c, True) for c in range(40)])   # wraps 15 -> 0 twice
+    closed, stale, snap = _negative(assembler, t)
+    assert (closed, stale) == (True, False)
+    assert snap.counts['counter_repeat'] == snap.counts['counter_jump'] == 0
+
+
+def test_counter_repeat_drops_the_frame_values_and_its_stamp():
+    assembler = MeasurementAssembler(protocol('bms_ros'))
+    _feed_status(assembler, [(0, True), (1, True)])                    # used at 0.00, 0.01 s
+    assembler.feed(_status_frame(assembler.protocol, 1, False), 0.30)  # repeat: dropped
+    closed, stale, snap = _negative(assembler, 0.30)
+    assert (closed, stale) == (True, False)                  # the repeat's False not used
+    assert (snap.counts['counter_repeat'], snap.counts['counter_jump']) == (1, 0)
+    # not stamped fresh: 0.52 s is more than 0.5 s after the last used frame (0.01 s)
+    assert _negative(assembler, 0.52)[1] is True
+
+
+def test_a_lost_frame_costs_the_next_frame_only():
+    assembler = MeasurementAssembler(protocol('bms_ros'))
+    _feed_status(assembler, [(0, True), (1, True)])
+    assembler.feed(_status_frame(assembler.protocol, 3, False), 0.02)  # 2 lost: jump, dropped
+    assert _negative(assembler, 0.02)[0] is True
+    assembler.feed(_status_frame(assembler.protocol, 4, False), 0.03)  # in sequence: used
+    closed, stale, snap = _negative(assembler, 0.03)
+    assert (closed, stale) == (False, False)
+    assert (snap.counts['counter_repeat'], snap.counts['counter_jump']) == (0, 1)
+    assert snap.counter_stale == ()
+
+
+def test_frozen_sender_marks_the_group_stale_until_three_good_frames():
+    assembler = MeasurementAssembler(protocol('bms_ros'))
+    _feed_status(assembler, [(0, True), (1, True), (2, True)])
+    _feed_status(assembler, [(2, True), (2, True)], t0=0.03)           # two repeats
+    closed, stale, _ = _negative(assembler, 0.04)
+    assert (closed, stale) == (True, False)                  # 2 < counter_errors_stale
+    assembler.feed(_status_frame(assembler.protocol, 2, True), 0.05)   # the third: stale
+    closed, stale, snap = _negative(assembler, 0.05)
+    assert (closed, stale) == (False, True)                  # at once, not after 0.5 s
+    assert snap.counter_stale == ('Pack_Status',) and snap.counts['counter_repeat'] == 3
+    assert 'contactors' in snap.stale_groups
+    # recovery: good frames 3 and 4 are withheld, the third good one (5) is used
+    for counter, t in ((3, 0.06), (4, 0.07)):
+        assembler.feed(_status_frame(assembler.protocol, counter, True), t)
+        assert _negative(assembler, t)[:2] == (False, True)
+    assembler.feed(_status_frame(assembler.protocol, 5, True), 0.08)
+    closed, stale, snap = _negative(assembler, 0.08)
+    assert (closed, stale, snap.counter_stale) == (True, False, ())
+    assert snap.counts['counter_repeat'] == 3 and snap.counts['counter_jump'] == 0
+
+
+def test_a_bad_frame_during_recovery_starts_the_good_run_again():
+    assembler = MeasurementAssembler(protocol('bms_ros'))
+    _feed_status(assembler, [(0, True)] + [(0, True)] * 3)             # stale
+    _feed_status(assembler, [(1, True), (2, True), (2, True), (3, True), (4, True)], t0=0.1)
+    assert _negative(assembler, 0.14)[1] is True          # 1, 2 good; repeat; 3, 4 good
+    assembler.feed(_status_frame(assembler.protocol, 5, True), 0.15)
+    assert _negative(assembler, 0.15)[:2] == (True, False)
+
+
+def test_replayed_old_frames_keep_the_message_stale():
+    assembler = MeasurementAssembler(protocol('bms_ros'))
+    _feed_status(assembler, [(c, True) for c in range(6)])             # 0..5 used
+    # a stuck sender replays its last three frames over and over (counters 3, 4, 5)
+    _feed_status(assembler, [(c, False) for c in (3, 4, 5) * 4], t0=0.1)
+    closed, stale, snap = _negative(assembler, 0.21)
+    assert (closed, stale, snap.counter_stale) == (False, True, ('Pack_Status',))
+    # 3 4 5 step back and are not resynchronised; after three that follow each other the
+    # sequence is taken up (expecting 6), which the next replayed 3 breaks again: 12 jumps
+    assert (snap.counts['counter_jump'], snap.counts['counter_repeat']) == (12, 0)
+
+
+def test_a_restarted_sender_is_taken_up_after_three_frames_in_a_row():
+    assembler = MeasurementAssembler(protocol('bms_ros'))
+    _feed_status(assembler, [(c, True) for c in range(6)])
+    # restarts at 0 (a step back from the expected 6): 0 1 2 dropped and stale, 3 4 5 recover
+    _feed_status(assembler, [(c, False) for c in range(6)], t0=0.1)
+    closed, stale, snap = _negative(assembler, 0.15)
+    assert (closed, stale, snap.counter_stale) == (False, False, ())
+    assert snap.counts['counter_jump'] == 3
+    _feed_status(assembler, [(6, True)], t0=0.16)
+    assert _negative(assembler, 0.16)[0] is True
+
+
+def test_counter_errors_stale_is_configurable():
+    assembler = MeasurementAssembler(protocol('bms_ros'), counter_errors_stale=1)
+    _feed_status(assembler, [(0, True), (0, True)])
+    assert _negative(assembler, 0.01)[1] is True
+    _feed_status(assembler, [(1, True)], t0=0.02)          # one good frame clears it
+    assert _negative(assembler, 0.02)[:2] == (True, False)
+    with pytest.raises(ValueError, match='counter_errors_stale'):
+        MeasurementAssembler(protocol('bms_ros'), counter_errors_stale=0)
+
+
+def _cell_frames(proto, encoder, volts):
+    state = pack_state()
+    state['cell_voltages_v'] = np.full(16, volts)
+    return _frame_of(proto, encoder.encode_all(state), 'cell_voltages_v')[1]
+
+
+def test_multiplexed_blocks_share_one_counter_sequence():
+    proto = protocol('bms_ros')
+    encoder = PackEncoder(proto)
+    mm = next(m for m in proto.measurement_messages if m.name == 'Pack_CellVoltages')
+    frames = _cell_frames(proto, encoder, 3.3) + _cell_frames(proto, encoder, 3.3)
+    raw = [mm.dbc_message.decode(bytes(f.data), decode_choices=False) for f in frames]
+    assert [r['CellVoltageCounter'] for r in raw] == list(range(8))   # one sequence ...
+    assert [r['CellVoltageMux'] for r in raw] == [0, 1, 2, 3] * 2     # ... over all blocks
+    assembler = assemble(proto, frames)
+    assert assembler.counts['counter_jump'] == assembler.counts['counter_repeat'] == 0
+
+
+def test_a_lost_cell_block_drops_the_next_block_only():
+    proto = protocol('bms_ros')
+    encoder = PackEncoder(proto)
+    assembler = MeasurementAssembler(proto)
+    for frame in _cell_frames(proto, encoder, 3.3):
+        assembler.feed(frame, 0.0)
+    second = _cell_frames(proto, encoder, 3.4)
+    for frame in second[:2] + second[3:]:                  # block 2 lost on the bus
+        assembler.feed(frame, 0.1)
+    got = assembler.snapshot(0.1, 0.5)
+    expected = np.array([3.4] * 8 + [3.3] * 8)             # blocks 2 (lost), 3 (dropped)
+    np.testing.assert_allclose(got.cell_voltages_v, expected, atol=5e-4)
+    assert got.counts['counter_jump'] == 1 and not got.cell_voltages_stale
+    for frame in _cell_frames(proto, encoder, 3.5):        # the next cycle: all used
+        assembler.feed(frame, 0.2)
+    got = assembler.snapshot(0.2, 0.5)
+    np.testing.assert_allclose(got.cell_voltages_v, np.full(16, 3.5), atol=5e-4)
+    assert got.counts['counter_jump'] == 1
+
+
+def test_a_frozen_cell_message_replaying_its_last_cycle_goes_stale():
+    proto = protocol('bms_ros')
+    encoder = PackEncoder(proto)
+    assembler = MeasurementAssembler(proto)
+    for frame in _cell_frames(proto, encoder, 3.3):
+        assembler.feed(frame, 0.0)
+    cycle = _cell_frames(proto, encoder, 3.4)
+    for frame in cycle:
+        assembler.feed(frame, 0.1)
+    for k in range(3):                                     # the sender freezes: same 4 frames
+        for frame in cycle:
+            assembler.feed(frame, 0.2 + 0.1 * k)
+    got = assembler.snapshot(0.4, 0.5)
+    assert got.cell_voltages_stale and not got.cell_voltage_valid.any()
+    assert got.counter_stale == ('Pack_CellVoltages',)
+    # per replayed cycle: 3 frames step back (the third is taken up as a new sequence) and
+    # the fourth follows it; stale after the first three, never 3 good in a row again
+    assert got.counts['counter_jump'] == 9 and got.counts['counter_repeat'] == 0
