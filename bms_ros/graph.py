@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .core.profile import default_profile_path
+from .core.state_paths import check_base
 
 DEFAULT_CAN_PORT = 29536  # socketcand's registered port; the hub binds 127.0.0.1 only
 
@@ -156,7 +157,7 @@ def suite(**overrides):
                               {**common, **can, 'time_scale': float(args['time_scale'])}))
     nodes.append(NodeSpec('can_driver', 'can_driver', 'bms_ros.nodes.can_driver', {**common, **can}))
     # persisted state: only passed when set, so each node's own default chain applies
-    state = {'state_dir': os.path.abspath(os.path.expanduser(args['state_dir']))} \
+    state = {'state_dir': check_base(args['state_dir'], 'argument', 'state_dir')} \
         if args['state_dir'] else {}
     nodes.append(NodeSpec('state_estimator', 'state_estimator', 'bms_ros.nodes.state_estimator',
                           {**common, **state}))

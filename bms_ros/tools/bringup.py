@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 
+from bms_ros.core.errors import ConfigError
 from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, RespawnBudget, suite
 
 POLL_S = 0.1             # s between checks of the children (a death is seen this fast)
@@ -232,7 +233,7 @@ def main(argv=None):
     namespace = args.namespace or ''
     try:
         specs = _specs(namespace, **launch_args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, ConfigError) as error:
         print(f'bringup: {error}', file=sys.stderr)
         return 2
     if args.print_graph:

@@ -11,6 +11,7 @@ import types
 
 import pytest
 
+from bms_ros.core.errors import ConfigError
 from bms_ros.graph import ARGUMENTS, RespawnPolicy, suite
 from bms_ros.tools.bringup import command_lines, ros_arguments
 
@@ -212,6 +213,9 @@ def test_state_dir_argument_reaches_protection_and_estimator_only(tmp_path):
     assert not any('state_dir' in n.parameters for n in default)   # each node's default chain
     lines = dict(command_lines('pack_a', state_dir=str(tmp_path / 's')))
     assert f'state_dir:={tmp_path / "s"}' in lines['protection']
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(ConfigError, match='argument: state_dir: not a folder'):
+        suite(state_dir=str(tmp_path / 'file'))
 
 
 def test_graph_contents():
