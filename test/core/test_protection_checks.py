@@ -321,7 +321,7 @@ def test_current_between_rating_and_curve_never_trips_and_the_budget_decays():
     for _ in range(600):
         t += 0.1
         prot.evaluate(measurement(current=-10.0), t)
-    assert prot._integrators['discharge_overcurrent'].fraction == pytest.approx(0.0, abs=1e-9)
+    assert prot.states['discharge_overcurrent'].integrator.fraction == pytest.approx(0.0, abs=1e-9)
     start = t
     while True:
         t += 0.1

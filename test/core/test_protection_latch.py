@@ -14,8 +14,11 @@ from bms_ros.core.protection import (CORRUPT_ID, LEVEL_TRIP, Measurement, Protec
 
 PROFILE = Profile(f'{config_dir()}/profiles/lfp_16s.yaml')
 CFG = load_protection_config(PROFILE.section('protection'), PROFILE.pack)
+# debounce 0 so one measurement trips; release_s as in the profile (1 s for cell voltages,
+# 5 s for temperatures): a trip is gone only once released (test_protection_relatch.py runs
+# every limit with all its real timing)
 CFG = replace(CFG, startup_grace_s=0.0, limits=tuple(
-    replace(lim, debounce_s=0.0, release_s=0.0) for lim in CFG.limits))
+    replace(lim, debounce_s=0.0) for lim in CFG.limits))
 
 
 def meas(cell3=3.3, temp2=30.0, current=0.0):
@@ -24,6 +27,12 @@ def meas(cell3=3.3, temp2=30.0, current=0.0):
     temps = np.full(8, 30.0)
     temps[2] = temp2
     return Measurement.simple(cells, temps, current)
+
+
+def hold(prot, measurement, start_s, end_s):
+    """Evaluate ``measurement`` every 0.1 s from start_s to end_s (both included)."""
+    for k in range(round(start_s * 10), round(end_s * 10) + 1):
+        prot.evaluate(measurement, k / 10)
 
 
 def tripped(state_dir=None, now_s=0.0):
@@ -43,46 +52,54 @@ def test_reset_refused_while_present_then_during_cool_down_then_granted():
     # within the hysteresis band (3.75 - 0.05 V): still present
     prot.evaluate(meas(cell3=3.72), 1.0)
     assert 'condition still present: 3.720 V' in prot.reset(1.0, 'vehicle', 'x').message
-    prot.evaluate(meas(cell3=3.4), 2.0)                    # gone at 2.0 s: cool-down to 12.0 s
-    result = prot.reset(8.0, 'vehicle', 'x')
+    hold(prot, meas(cell3=3.4), 2.0, 2.5)                # inside the band from 2.0 s
+    result = prot.reset(2.5, 'vehicle', 'x')              # release_s 1 s not over yet
+    assert result.message == ('refused: still latched: cell_overvoltage[3] '
+                              '(release running: 0.5 s of 1 s left)')
+    hold(prot, meas(cell3=3.4), 2.6, 3.0)                 # gone at 3.0 s: cool-down to 13.0 s
+    result = prot.reset(9.0, 'vehicle', 'x')
     assert result.message == ('refused: still latched: cell_overvoltage[3] '
                               '(cool-down running: 4.0 s of 10 s left)')
-    assert prot.status(8.0).active[-1].message.endswith('cool-down running: 4.0 s of 10 s left')
-    prot.evaluate(meas(cell3=3.4), 12.0)
-    assert prot.status(12.0).active[-1].message.endswith('; reset possible')
-    result = prot.reset(12.0, 'vehicle', 'cooled down')
+    assert prot.status(9.0).active[-1].message.endswith('cool-down running: 4.0 s of 10 s left')
+    prot.evaluate(meas(cell3=3.4), 13.0)
+    assert prot.status(13.0).active[-1].message.endswith('; reset possible')
+    result = prot.reset(13.0, 'vehicle', 'cooled down')
     assert (result.success, result.message, result.still_latched) == (
         True, 'reset cell_overvoltage[3]', [])
-    cleared, = prot.reset_events(result, 12.0, 'vehicle')
+    cleared, = prot.reset_events(result, 13.0, 'vehicle')
     assert (cleared.limit_id, cleared.index, cleared.level, cleared.active, cleared.latched,
             cleared.message) == ('cell_overvoltage', 3, LEVEL_TRIP, False, False,
                                  'cell_overvoltage[3] reset by vehicle')
-    status = prot.status(12.0)
+    status = prot.status(13.0)
     assert not status.trip_latched and status.charge_current_limit_a == 100.0
 
 
 def test_condition_returning_restarts_the_cool_down():
     prot = tripped()
-    prot.evaluate(meas(cell3=3.4), 1.0)
-    prot.evaluate(meas(cell3=3.76), 5.0)                    # back: not a new event, timer reset
-    prot.evaluate(meas(cell3=3.4), 6.0)
-    assert 'cool-down running: 5.0 s' in prot.reset(11.0, 'v', 'r').message
-    assert prot.reset(16.0, 'v', 'r').success
+    hold(prot, meas(cell3=3.4), 1.0, 2.0)                   # gone (released) at 2.0 s
+    back = prot.evaluate(meas(cell3=3.76), 5.0)             # back: not a new event, timer reset
+    assert [e for e in back if e.level == LEVEL_TRIP] == []
+    assert 'condition still present: 3.760 V' in prot.reset(5.0, 'v', 'r').message
+    hold(prot, meas(cell3=3.4), 6.0, 7.0)                   # a full release_s again: gone at 7.0
+    assert 'cool-down running: 5.0 s' in prot.reset(12.0, 'v', 'r').message
+    assert prot.reset(17.0, 'v', 'r').success
 
 
 def test_partial_reset_names_what_stays_latched():
     prot = tripped()
-    prot.evaluate(meas(cell3=3.4, temp2=46.0, current=5.0), 1.0)   # charge over-temperature
+    hold(prot, meas(cell3=3.4, temp2=46.0, current=5.0), 1.0, 2.0)  # charge over-temperature
     prot.evaluate(meas(cell3=3.4, temp2=46.0, current=0.0), 20.0)  # not charging, still 46 degC
     result = prot.reset(20.0, 'service tool', 'after inspection')
     assert not result.success
     assert result.message == ('reset cell_overvoltage[3]; still latched: '
                               'charge_overtemperature[2] (condition still present: 46.0 degC)')
     assert result.still_latched == ['charge_overtemperature']
-    # hot trips need their 60 s cool-down after the temperature fell below 45 - 2 degC
-    prot.evaluate(meas(temp2=42.0), 30.0)
-    assert 'cool-down running: 60.0 s of 60 s left' in prot.reset(30.0, 'v', 'r').message
-    assert prot.reset(90.0, 'v', 'r').success
+    # hot trips need their 5 s release below 45 - 2 degC, then their 60 s cool-down
+    hold(prot, meas(temp2=42.0), 30.0, 33.0)
+    assert 'release running: 2.0 s of 5 s left' in prot.reset(33.0, 'v', 'r').message
+    hold(prot, meas(temp2=42.0), 33.1, 35.0)
+    assert 'cool-down running: 60.0 s of 60 s left' in prot.reset(35.0, 'v', 'r').message
+    assert prot.reset(95.0, 'v', 'r').success
 
 
 def test_reset_needs_a_requester_and_is_a_no_op_when_nothing_is_latched():
@@ -97,7 +114,7 @@ def test_every_reset_request_is_logged_with_requester_and_reason(tmp_path, caplo
     prot = tripped(str(tmp_path))
     caplog.set_level('INFO')
     prot.reset(0.1, 'vehicle_ecu', 'driver pressed reset')
-    prot.evaluate(meas(), 0.2)
+    hold(prot, meas(), 0.2, 1.2)
     prot.reset(20.0, 'service_tool', 'fixed charger')
     lines = (tmp_path / 'reset_requests.log').read_text().splitlines()
     assert len(lines) == 2
@@ -129,8 +146,10 @@ def test_latched_trips_survive_a_restart_until_reset(tmp_path):
     assert 'condition unknown: no measurement since start' in prot.reset(100.0, 'v', 'r').message
     # the condition is present again after the restart: no second event, still latched
     assert prot.evaluate(meas(cell3=3.76), 100.1)[0].level < LEVEL_TRIP
-    prot.evaluate(meas(), 101.0)
-    assert prot.reset(111.0, 'v', 'r').success
+    hold(prot, meas(), 101.0, 101.5)   # a restored trip also needs its full release_s
+    assert 'release running: 0.5 s of 1 s left' in prot.reset(101.5, 'v', 'r').message
+    hold(prot, meas(), 101.6, 102.0)
+    assert prot.reset(112.0, 'v', 'r').success
     assert prot.save_if_changed()
     assert TripLatch(str(tmp_path)).load() == []
 

@@ -144,6 +144,23 @@ def test_bad_protection_values_name_file_and_field(path, value, message):
     assert str(info.value).startswith(f'p.yaml: {message}')
 
 
+@pytest.mark.parametrize('limit_id, suffix', [('cell_voltage_spread', 'v'),
+                                               ('stale_measurement', 's')])
+def test_no_hysteresis_and_no_release_time_is_refused(limit_id, suffix):
+    def change(data):
+        data[limit_id].update({f'hysteresis_{suffix}': 0.0, 'release_s': 0.0})
+    section, pack = _edit(change)
+    with pytest.raises(ConfigError) as info:
+        load_protection_config(section, pack)
+    assert str(info.value).startswith(
+        f'p.yaml: protection.{limit_id}.release_s: with hysteresis_{suffix} 0 a level needs '
+        'release_s > 0 (or a hysteresis), or it chatters on noise')
+    # either one is enough
+    section, pack = _edit(lambda data: data[limit_id].update({f'hysteresis_{suffix}': 0.0,
+                                                              'release_s': 0.5}))
+    assert load_protection_config(section, pack).limit(limit_id).hysteresis == 0.0
+
+
 def test_defaults_of_operating_fields():
     section, pack = _edit(lambda data: [data.pop(k) for k in (
         'temperature_rate_window_s', 'startup_grace_s', 'charge_current_max_a',

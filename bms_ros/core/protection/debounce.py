@@ -53,8 +53,26 @@ class LevelMonitor:
         self._clear_since_s[released] = np.nan
         return raised, released
 
+    def hold(self, level_index, mask):
+        """Raise one level at once on the channels of ``mask`` and stop their release timers.
+
+        For a latched trip whose condition is back (or restored after a restart): it is
+        present without a new debounce and must be gone for a full ``release_s`` again.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        self.active[level_index] |= mask
+        self._raise_since_s[level_index][mask] = np.nan
+        self._clear_since_s[level_index][mask] = np.nan
+
+    def release_started_s(self, level_index, channel):
+        """Since when a raised level has been inside its hysteresis band (NaN: it is not)."""
+        return float(self._clear_since_s[level_index, channel])
+
     def force_clear(self, level_index, channel):
-        """Drop one level of one channel (after a reset of its latched trip)."""
+        """Drop one level of one channel and its timers (after a reset of its latched trip).
+
+        A condition that returns afterwards is raised again after exactly ``debounce_s``.
+        """
         self.active[level_index, channel] = False
         self._raise_since_s[level_index, channel] = np.nan
         self._clear_since_s[level_index, channel] = np.nan

@@ -102,7 +102,8 @@ class ThresholdLimit:
     hysteresis: float
     debounce_s: float
     release_s: float
-    reset_cooldown_s: float   # a latched trip may be reset this long after its condition cleared
+    reset_cooldown_s: float   # a latched trip may be reset this long after its trip level
+    #                           released (release_s inside the hysteresis band), not before
 
     @property
     def levels(self):
@@ -267,10 +268,15 @@ def _load_limit(section, entry):
             raise section.error(names[2], f'must be below {names[1]} ({alarm}), got {trip}')
     if entry.floor > -np.inf and warning <= entry.floor:
         raise section.error(names[0], f'expected a number > {entry.floor:g}, got {warning}')
+    debounce_s = section.number('debounce_s', minimum=0.0)
+    release_s = section.number('release_s', 0.0, minimum=0.0)
+    if hysteresis == 0.0 and release_s == 0.0:
+        # a value sitting on a threshold would raise and clear the level at every sample
+        raise section.error('release_s', f'with hysteresis_{suffix} 0 a level needs '
+                            f'release_s > 0 (or a hysteresis), or it chatters on noise')
     common = dict(limit_id=entry.limit_id, unit=entry.unit, high=entry.high, warning=warning,
-                  alarm=alarm, trip=trip, hysteresis=hysteresis,
-                  debounce_s=section.number('debounce_s', minimum=0.0),
-                  release_s=section.number('release_s', 0.0, minimum=0.0),
+                  alarm=alarm, trip=trip, hysteresis=hysteresis, debounce_s=debounce_s,
+                  release_s=release_s,
                   reset_cooldown_s=section.number('reset_cooldown_s', 0.0, minimum=0.0))
     if entry.kind == 'threshold':
         return ThresholdLimit(**common)

@@ -1,0 +1,191 @@
+"""The state of one limit over its channels: debounce of every level, latched trips and reset.
+
+One object owns all three, so they cannot diverge (issue 13: a reset inside ``release_s`` left
+the debounce holding the trip level, and a returning condition never latched again). The rules
+it keeps, per channel of a limit with a trip level:
+
+- the trip level is raised (after ``debounce_s``) and latched together;
+- while the trip is latched and its value is known and not back inside the hysteresis band,
+  the trip level is held raised, so the condition is gone only after a full ``release_s``
+  inside the band (also after a restart: restored trips start raised);
+- a reset is granted only once the trip level has been released and ``reset_cooldown_s`` has
+  run since; it drops the trip level and its timers, so a returning condition latches again
+  after exactly ``debounce_s``. Lower levels keep their own state: they describe the value
+  as it is (e.g. still above the warning) and never latch.
+
+The inverse-time budget of an over-current limit is not reset: it is the conductors' heat.
+"""
+import logging
+import math
+import time
+
+import numpy as np
+
+from .debounce import InverseTimeIntegrator, LevelMonitor, threshold_masks
+from .events import Event
+from .latch import LatchedTrip
+from .limits import LEVEL_TRIP, FlagLimit, TimeCurrentLimit
+from .texts import channel_of, clear_text, fmt, index_of, raise_text, threshold_of
+
+log = logging.getLogger(__name__)
+
+
+class LimitState:
+    """Debounce, latched trips and reset of one limit over ``n_channels`` cells/sensors/pack."""
+
+    def __init__(self, limit, n_channels, latch):
+        self.limit = limit
+        self.latch = latch                      # the shared TripLatch (all limits, one file)
+        self.n_channels = int(n_channels)
+        self.monitor = LevelMonitor(len(limit.levels), self.n_channels, limit.debounce_s,
+                                    limit.release_s)
+        self.integrator = (InverseTimeIntegrator(limit) if isinstance(limit, TimeCurrentLimit)
+                           else None)
+        self.values = np.full(self.n_channels, np.nan)   # last values (status and messages)
+        self.trip_row = limit.levels.index(LEVEL_TRIP) if LEVEL_TRIP in limit.levels else None
+        # trip condition present per channel: not back inside by the hysteresis (unknown: yes)
+        self.present = np.ones(self.n_channels, dtype=bool)
+        restored = np.zeros(self.n_channels, dtype=bool)
+        for _, channel in self._latched():
+            restored[channel] = True
+        if restored.any():
+            self.monitor.hold(self.trip_row, restored)
+
+    # ------------------------------------------------------------------ checks
+
+    def update(self, signal, now_s):
+        """Advance with one signal (see signals.py) to ``now_s``; return the events raised."""
+        limit = self.limit
+        curve_tripped = None
+        if isinstance(limit, FlagLimit):
+            values, violated, cleared, known = signal
+            values = np.atleast_1d(np.asarray(values, dtype=float))
+            value_cleared, value_known = cleared, known
+        else:
+            raw, gate = signal
+            values = np.atleast_1d(np.asarray(raw, dtype=float))
+            violated, cleared, known = threshold_masks(values, limit.thresholds,
+                                                       limit.hysteresis, limit.high, gate)
+            # a trip's condition is judged on the value alone: charge over-temperature is
+            # still present at 46 degC after charging stopped
+            value_cleared, value_known = (cleared, known) if gate is None else threshold_masks(
+                values, limit.thresholds, limit.hysteresis, limit.high)[1:]
+            if self.integrator is not None:
+                curve_tripped = self.integrator.update(float(values[0]), now_s) >= 1.0
+                violated, cleared = violated.copy(), cleared.copy()
+                violated[2] |= curve_tripped
+                cleared[2] = (~curve_tripped & np.isfinite(values)
+                              & (values < limit.curve_current_a[0] - limit.hysteresis))
+                value_cleared = cleared
+        self.values = values
+        row = self.trip_row
+        if row is not None:
+            # the trip level releases on the value alone, whatever the gate says
+            cleared = np.array(np.broadcast_to(cleared, violated.shape))
+            known = np.array(np.broadcast_to(known, violated.shape))
+            cleared[row] = value_cleared[row]
+            known[row] = value_known[row]
+            self.present = ~np.asarray(value_cleared[row])
+        raised, released = self.monitor.update(violated, cleared, known, now_s)
+        if row is not None:
+            back = np.zeros(self.n_channels, dtype=bool)
+            for _, channel in self._latched():
+                back[channel] = self.present[channel] and bool(known[row, channel])
+            if back.any():
+                self.monitor.hold(row, back)
+        events = []
+        for level_row, channel in zip(*np.nonzero(raised | released)):
+            events += self._level_event(level_row, channel, bool(raised[level_row, channel]),
+                                        curve_tripped, now_s)
+        return events
+
+    def _level_event(self, row, channel, raised, curve_tripped, now_s):
+        limit = self.limit
+        level = limit.levels[row]
+        index = index_of(limit.limit_id, channel)
+        value = float(self.values[channel]) if channel < len(self.values) else math.nan
+        threshold = threshold_of(limit, row)
+        if not raised:
+            if level == LEVEL_TRIP:
+                return []   # a latched trip clears only by reset
+            return [Event(limit.limit_id, level, index, value, threshold, limit.unit, False,
+                          False, clear_text(limit, row, index, value), now_s)]
+        if level != LEVEL_TRIP:
+            return [Event(limit.limit_id, level, index, value, threshold, limit.unit, True, False,
+                          raise_text(limit, row, index, value), now_s)]
+        if (limit.limit_id, index) in self.latch:
+            return []       # already latched (restored, or raised again): nothing new
+        text = raise_text(limit, row, index, value, bool(curve_tripped) and value < limit.trip)
+        self.latch.add(LatchedTrip(limit.limit_id, index, value, threshold, limit.unit, text,
+                                   time.time()))
+        log.warning('TRIP latched: %s', text)
+        return [Event(limit.limit_id, level, index, value, threshold, limit.unit, True, True,
+                      text, now_s)]
+
+    # ------------------------------------------------------------------ latched trips
+
+    def owns(self, trip):
+        """True if ``trip`` is a trip of this limit on one of its channels."""
+        if trip.limit_id != self.limit.limit_id or self.trip_row is None:
+            return False
+        channel = channel_of(trip.limit_id, trip.index)
+        return channel is not None and 0 <= channel < self.n_channels
+
+    def _latched(self):
+        """(trip, channel) of every latched trip of this limit."""
+        for trip in list(self.latch.trips.values()):
+            if self.owns(trip):
+                yield trip, channel_of(trip.limit_id, trip.index)
+
+    def track(self, now_s):
+        """Note, per latched trip, since when its condition is gone (trip level released)."""
+        row = self.trip_row
+        for trip, channel in self._latched():
+            gone = not self.monitor.active[row, channel] and not self.present[channel]
+            if not gone:
+                trip.clear_since_s = None
+            elif trip.clear_since_s is None:
+                trip.clear_since_s = now_s
+
+    def reset_blocker(self, trip, now_s):
+        """Why ``trip`` (of this limit) cannot be reset now ('' = it can)."""
+        channel = channel_of(trip.limit_id, trip.index)
+        if trip.clear_since_s is None:
+            release_s = self.limit.release_s
+            if self.monitor.active[self.trip_row, channel] and not self.present[channel]:
+                started = self.monitor.release_started_s(self.trip_row, channel)
+                left = release_s - (now_s - started) if math.isfinite(started) else release_s
+                if left <= 0.0:   # only a measurement advances the debounce, never a reset
+                    return f'release of {release_s:g} s due at the next measurement'
+                return f'release running: {left:.1f} s of {release_s:g} s left'
+            value = float(self.values[channel])
+            return f'condition still present: {fmt(value, trip.unit)} {trip.unit}'.rstrip()
+        cooldown = self.limit.reset_cooldown_s
+        left = cooldown - (now_s - trip.clear_since_s)
+        if left > 0:
+            return f'cool-down running: {left:.1f} s of {cooldown:.0f} s left'
+        return ''
+
+    def clear(self, trip):
+        """Reset ``trip``: unlatch it and drop its trip level and timers (debounce from zero)."""
+        self.latch.remove(trip.key)
+        self.monitor.force_clear(self.trip_row, channel_of(trip.limit_id, trip.index))
+
+    # ------------------------------------------------------------------ status
+
+    def active_events(self, now_s):
+        """The highest raised level per channel, except latched trips (reported by the latch)."""
+        limit = self.limit
+        active = self.monitor.active
+        events = []
+        for channel in np.flatnonzero(active.any(axis=0)):
+            row = int(np.flatnonzero(active[:, channel])[-1])
+            level = int(limit.levels[row])
+            index = index_of(limit.limit_id, channel)
+            if level == LEVEL_TRIP and (limit.limit_id, index) in self.latch:
+                continue
+            value = float(self.values[channel])
+            events.append(Event(limit.limit_id, level, index, value, threshold_of(limit, row),
+                                limit.unit, True, False, raise_text(limit, row, index, value),
+                                now_s))
+        return events
