@@ -100,13 +100,17 @@ def test_balancing_node_commands_reports_and_obeys_protection(ros_env, tmp_path)
     c = commands.wait_for(lambda m: any(m.cell_bleed), what='a bleed command')
     assert bleeding(c) == [1, 3] and len(c.cell_bleed) == 4
 
-    # charge removed: only cells 1 and 3, V/R each; energy = V x charge at constant V
+    # charge removed: only cells 1 and 3, V/R each over the same on-time, so the ratio is
+    # V3 / V1 = 0.99708 (a 0.29 % effect); the tolerance is float32 rounding of the message
+    # (~1e-7 relative), 300 times smaller than the effect. Energy = V x charge at constant V.
     s = status.wait_for(lambda m: m.charge_removed_ah[1] > 2e-6, timeout_s=10.0,
                         what='charge removed growing')
-    q = np.array(s.charge_removed_ah)
+    q = np.array(s.charge_removed_ah, dtype=float)
+    v1, v3 = float(np.float32(3.420)), float(np.float32(3.410))   # as the measurement carried
     assert q[0] == 0.0 and q[2] == 0.0
-    assert q[3] / q[1] == pytest.approx(3.410 / 3.420, rel=0.2)      # same on-time, V / R
-    assert s.energy_bled_wh == pytest.approx(3.420 * q[1] + 3.410 * q[3], rel=0.01)
+    assert q[3] / q[1] == pytest.approx(v3 / v1, rel=1e-5)
+    assert q[3] / q[1] != pytest.approx(1.0, rel=1e-3)                # equal charge would fail
+    assert s.energy_bled_wh == pytest.approx(v1 * q[1] + v3 * q[3], rel=1e-5)
 
     # a latched trip switches every bleed resistor off
     feeder.set(trip_latched=True)
