@@ -12,7 +12,9 @@ from bms_interfaces.msg import (PackMeasurement, PackState, ProtectionEvent, Pro
                                 SimTruth)
 from bms_interfaces.srv import RequestState, ResetTrips
 from bms_ros.core.persistence import read_json
+from bms_ros.core.profile import Profile
 from bms_ros.core.protection.latch import FILE_NAME as LATCH_FILE_NAME
+from bms_ros.core.state_paths import state_folder
 
 from .harness import LATCHED, RELIABLE
 from .pack_plant import FakePack, SimulatedSuite, write_profile
@@ -23,11 +25,13 @@ TRIP = 3
 
 
 def start_protection(env, tmp_path, **edits):
+    """Start the node with state under tmp_path; returns the pack's own state folder."""
     profile = write_profile(tmp_path, protection=edits)
     state_dir = os.path.join(str(tmp_path), 'state')
     env.start_module('bms_ros.nodes.protection', name='protection',
                      params={'profile': profile, 'state_dir': state_dir})
-    return state_dir
+    # <base>/<namespace or _>/<serial_number>/ (the node runs in the root namespace)
+    return state_folder('/', Profile(profile).pack.serial_number, state_dir)
 
 
 def reset(env, requester='test', reason='test'):
