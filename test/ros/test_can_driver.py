@@ -8,7 +8,7 @@ import can
 import numpy as np
 import pytest
 import yaml
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from bms_interfaces.msg import BalancingCommand, CanFrame, ContactorCommand, PackMeasurement
 from bms_ros.core.can_bus import quiet_socketcand_logging
@@ -60,6 +60,7 @@ class PackPlayer:
         self.encoder = PackEncoder(protocol)
         self.state = state
         self.commands = []
+        self.arrivals = []          # (time.monotonic() at arrival, command)
         self.running = True
         self.paused = False
         self.error = None
@@ -77,6 +78,7 @@ class PackPlayer:
                 while msg is not None:
                     command = self.encoder.decode_command(msg)
                     if command is not None:
+                        self.arrivals.append((time.monotonic(), command))
                         self.commands.append(command)
                     msg = self.bus.recv(0.0)
         except Exception as error:  # noqa: BLE001  reported by the test
@@ -91,6 +93,18 @@ class PackPlayer:
                     return command
             time.sleep(0.02)
         raise AssertionError(f'no matching command on the bus ({len(self.commands)} seen)\n'
+                             + env.process_logs())
+
+    def wait_arrival(self, predicate, after_s, env, timeout_s=10.0):
+        """The first (arrival time, command) after ``after_s`` (monotonic) matching."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.error is None, self.error
+            for arrival in list(self.arrivals):
+                if arrival[0] > after_s and predicate(arrival[1]):
+                    return arrival
+            time.sleep(0.01)
+        raise AssertionError(f'no matching command on the bus after {after_s:.3f}\n'
                              + env.process_logs())
 
     def close(self):
@@ -197,3 +211,112 @@ def test_bad_parameter_exits_with_code_2(ros_env):
     process.popen.wait(20.0)
     assert process.popen.returncode == 2, process.log_tail()
     assert 'parameter: interface: expected one of' in process.log_tail()
+
+
+ALL_OPEN = {'kind': 'contactor', 'negative_closed': False, 'precharge_closed': False,
+            'positive_closed': False}
+DRIVE = {'kind': 'contactor', 'negative_closed': True, 'precharge_closed': False,
+         'positive_closed': True}
+
+
+def _status(diagnostics, topic, predicate, what):
+    """The latest DiagnosticStatus of the driver named ``...: topic`` matching ``predicate``."""
+    array = diagnostics.wait_for(
+        lambda d: any(s.name.endswith(f': {topic}') and predicate(s) for s in d.status),
+        timeout_s=10.0, what=what)
+    return next(s for s in array.status if s.name.endswith(f': {topic}'))
+
+
+def test_lost_contactor_command_stream_opens_all_within_the_deadline(ros_env, tmp_path):
+    """The supervisor stand-in stops publishing: all-open frames on the bus, then resume."""
+    profile_path, pack = write_profile(tmp_path, 'bms_ros')
+    deadline_s, period_s = 0.5, 0.1          # can.command_deadline_s, the command period
+    port = start_hub(ros_env)
+    diagnostics = ros_env.subscribe(DiagnosticArray, '/diagnostics')
+    ros_env.start_module('bms_ros.nodes.can_driver', params={'profile': profile_path,
+                                                             'port': port})
+    protocol = CanProtocol.from_files(os.path.join(CAN_DIR, 'bms_ros.dbc'),
+                                      os.path.join(CAN_DIR, 'bms_ros_mapping.yaml'),
+                                      pack.cells_series, pack.temperature_sensors)
+    player = PackPlayer(protocol, port, pack_state(pack.cells_series,
+                                                   pack.temperature_sensors))
+    publisher = ros_env.publisher(ContactorCommand, 'contactor_command')
+    command = ContactorCommand(negative_closed=True, precharge_closed=False,
+                               positive_closed=True, reason='probe')
+    try:
+        ros_env.wait_for_subscribers(publisher)
+        start = time.monotonic()
+        for _ in range(10):                  # 1 s of the supervisor's 10 Hz stream
+            publisher.publish(command)
+            time.sleep(period_s)
+        player.wait_arrival(lambda c: c == DRIVE, start, ros_env)
+        _status(diagnostics, 'contactor_command',
+                lambda s: s.level == DiagnosticStatus.OK and 'forwarding' in s.message,
+                'contactor_command forwarding')
+        last_publish = time.monotonic()      # the publisher goes quiet (supervisor died)
+        opened, _ = player.wait_arrival(lambda c: c == ALL_OPEN, last_publish, ros_env)
+        latency = opened - last_publish
+        assert latency <= deadline_s + 2 * period_s, f'all open {latency:.3f} s after the last'
+        # every frame after it is all open while the stream stays lost
+        time.sleep(3 * period_s)
+        after = [c for t, c in list(player.arrivals) if t > opened]
+        assert len(after) >= 2 and all(c == ALL_OPEN for c in after), after
+        status = _status(diagnostics, 'contactor_command',
+                         lambda s: s.level == DiagnosticStatus.ERROR,
+                         'contactor_command ERROR on /diagnostics')
+        assert 'contactor_command lost' in status.message and 'all open' in status.message
+        # a fresh command resumes forwarding at once
+        resumed_at = time.monotonic()
+        publisher.publish(command)
+        player.wait_arrival(lambda c: c == DRIVE, resumed_at, ros_env)
+    finally:
+        player.close()
+
+
+def test_reader_thread_failures_are_restarted_then_exit_1(ros_env, tmp_path):
+    """BMS_ROS_TEST_READER_FAULTS (tests only) makes the reader's first runs raise."""
+    profile_path, pack = write_profile(tmp_path, 'bms_ros')
+    port = start_hub(ros_env)
+    measurements = ros_env.subscribe(PackMeasurement, 'measurement')
+    diagnostics = ros_env.subscribe(DiagnosticArray, '/diagnostics')
+    ros_env.env['BMS_ROS_TEST_READER_FAULTS'] = '2'
+    try:
+        driver = ros_env.start_module('bms_ros.nodes.can_driver', name='driver_two_faults',
+                                      params={'profile': profile_path, 'port': port})
+    finally:
+        del ros_env.env['BMS_ROS_TEST_READER_FAULTS']
+    protocol = CanProtocol.from_files(os.path.join(CAN_DIR, 'bms_ros.dbc'),
+                                      os.path.join(CAN_DIR, 'bms_ros_mapping.yaml'),
+                                      pack.cells_series, pack.temperature_sensors)
+    player = PackPlayer(protocol, port, pack_state(pack.cells_series,
+                                                   pack.temperature_sensors))
+    try:
+        # restarted twice (0.1 s, 0.2 s back-off), then reading: a complete measurement
+        measurements.wait_for(all_fresh, timeout_s=15.0, what='a complete measurement')
+        array = diagnostics.wait_for(
+            lambda d: any('CAN bus' in s.name and any(
+                kv.key == 'reader_restarts' and kv.value == '2' for kv in s.values)
+                for s in d.status), timeout_s=10.0, what='reader_restarts 2')
+        status = next(s for s in array.status if 'CAN bus' in s.name)
+        assert status.level == DiagnosticStatus.OK, status.message
+        log = driver.log_tail(200)
+        assert len(re.findall(r'CAN reader thread failed: restart \d', log)) == 2, log
+        assert 'RuntimeError: fault injected by BMS_ROS_TEST_READER_FAULTS' in log  # traceback
+        assert driver.alive()
+        driver.kill()
+        # more than can.reader_restart_max (5) failures within 60 s: exit code 1, all open sent
+        ros_env.env['BMS_ROS_TEST_READER_FAULTS'] = '1000'
+        try:
+            failing = ros_env.start_module('bms_ros.nodes.can_driver', name='driver_failing',
+                                           params={'profile': profile_path, 'port': port})
+        finally:
+            del ros_env.env['BMS_ROS_TEST_READER_FAULTS']
+        started = time.monotonic()
+        failing.popen.wait(20.0)
+        assert failing.popen.returncode == 1, failing.log_tail(60)
+        log = failing.log_tail(200)
+        assert len(re.findall(r'CAN reader thread failed: restart \d', log)) == 5, log
+        assert 'restart budget spent' in log and 'exiting (code 1)' in log
+        player.wait_arrival(lambda c: c == ALL_OPEN, started, ros_env)
+    finally:
+        player.close()
