@@ -154,7 +154,9 @@ class LimitState:
             release_s = self.limit.release_s
             if self.monitor.active[self.trip_row, channel] and not self.present[channel]:
                 started = self.monitor.release_started_s(self.trip_row, channel)
-                left = release_s - (now_s - started) if math.isfinite(started) else release_s
+                # (a start "in the future", the clock went back, counts as now)
+                left = (release_s - max(now_s - started, 0.0) if math.isfinite(started)
+                        else release_s)
                 if left <= 0.0:   # only a measurement advances the debounce, never a reset
                     return f'release of {release_s:g} s due at the next measurement'
                 return f'release running: {left:.1f} s of {release_s:g} s left'
