@@ -532,3 +532,29 @@ def test_a_frozen_cell_message_replaying_its_last_cycle_goes_stale():
     # per replayed cycle: 3 frames step back (the third is taken up as a new sequence) and
     # the fourth follows it; stale after the first three, never 3 good in a row again
     assert got.counts['counter_jump'] == 9 and got.counts['counter_repeat'] == 0
+
+
+# frames replayed in a cycle -> (counter_repeat, counter_jump) after 6 cycles: every frame is
+# dropped, except (4 and 5 frames) those following the third, taken up as a new sequence
+REPLAYS = {1: (6, 0), 2: (0, 12), 3: (0, 18), 4: (0, 18), 5: (0, 18)}
+
+
+@pytest.mark.parametrize('cycle', sorted(REPLAYS))
+def test_a_replayed_cycle_of_up_to_five_frames_stays_stale(cycle):
+    assembler = MeasurementAssembler(protocol('bms_ros'))
+    _feed_status(assembler, [(c, True) for c in range(10)])            # 0..9 used
+    replay = [(c, True) for c in range(10 - cycle, 10)] * 6            # the last frames again
+    t = _feed_status(assembler, replay, t0=0.1)
+    closed, stale, snap = _negative(assembler, t)
+    assert (closed, stale, snap.counter_stale) == (False, True, ('Pack_Status',))
+    assert (snap.counts['counter_repeat'], snap.counts['counter_jump']) == REPLAYS[cycle]
+
+
+def test_a_replayed_cycle_longer_than_half_the_counter_drops_one_frame_per_cycle():
+    assembler = MeasurementAssembler(protocol('bms_ros'))
+    _feed_status(assembler, [(c, True) for c in range(12)])            # 0..11 used
+    _feed_status(assembler, [(c, False) for c in range(12)] * 3, t0=0.2)
+    closed, stale, snap = _negative(assembler, 0.55)
+    # the documented limit of a 4-bit counter: looks like 4 frames lost per cycle
+    assert (closed, stale, snap.counter_stale) == (False, False, ())
+    assert snap.counts['counter_jump'] == 3
