@@ -82,7 +82,7 @@ def wait_file(path, predicate, timeout_s, what):
         time.sleep(0.05)
 
 
-def test_two_packs_keep_their_latched_trips_apart(ros_env, tmp_path):
+def test_two_packs_do_not_share_persisted_state(ros_env, tmp_path):
     base = str(tmp_path / 'state')
     profiles = {'pack_a': pack_profile(tmp_path, 'a', 'SN-A'),
                 'pack_b': pack_profile(tmp_path, 'b', 'SN-B')}
