@@ -3,6 +3,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ..plausibility import PlausibilityConfig
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class EstimatorConfig:
     status_current_threshold_a: float = 0.5    # |I| below: not charging / full (pack A)
     full_soc: float = 0.98                     # pack SoC at or above, idle: FULL
     bleed_resistance_ohm: float = 33.0         # per cell; must equal balancing.bleed_resistance_ohm
+    # --- measurement plausibility (bms_ros.core.plausibility): implausible cells are counted
+    plausibility: PlausibilityConfig = field(default_factory=PlausibilityConfig)
 
     @classmethod
     def from_section(cls, section):
@@ -137,6 +140,7 @@ class EstimatorConfig:
             raise section.error('horizon_long_s',
                                 f'must be >= horizon_short_s ({kw["horizon_short_s"]})')
         kw['derating'] = _derating(section)
+        kw['plausibility'] = PlausibilityConfig.from_section(section.section('plausibility', {}))
         return cls(**kw)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..plausibility import Plausibility
 from . import state_of_power
 from .soc_filter import SLOW, SOC, VRC, SocFilter
 from .soh import CapacityEstimator, ResistanceEstimator
@@ -73,6 +74,8 @@ class PackEstimator:
         self.filter = SocFilter(cell, self.n, config)
         self.resistance = ResistanceEstimator(cell, self.n, config)
         self.capacity = CapacityEstimator(cell, self.n, config)
+        # the measurement path (interface.step_from_measurement) asks it which cells to use
+        self.plausibility = Plausibility(cell, self.n, config.plausibility)
         self.t_s = None
         self.last_current_a = np.zeros(self.n)
         self.rest_s = 0.0

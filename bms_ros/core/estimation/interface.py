@@ -69,20 +69,29 @@ def step_from_measurement(estimator, msg, t_s, last_t_s, sensor_of_cell, bleed_r
 
     Stale groups count as invalid; a balancing cell carries its bleed current (-V/R, A); with
     both contactors open (feedback not stale) the measured current is the sensor offset.
-    Returns (cell voltage valid per cell, cell temperature per cell in degC, NaN = unmeasured).
+    The estimator's plausibility checks (bms_ros.core.plausibility) run first: an implausible
+    cell voltage is treated as invalid (its SoC is counted, not corrected), an implausible
+    temperature as unmeasured.
+    Returns (cell voltage used per cell, cell temperature per cell in degC, NaN = unmeasured).
     """
     voltages = np.asarray(msg.cell_voltages_v, dtype=float)
     valid = np.asarray(msg.cell_voltage_valid, dtype=bool) & np.isfinite(voltages) \
         & (not msg.cell_voltages_stale)
-    temperature = cell_temperatures(
-        sensor_of_cell, msg.temperatures_degc,
-        np.asarray(msg.temperature_valid, dtype=bool) & (not msg.temperatures_stale))
+    temperature_ok = np.asarray(msg.temperature_valid, dtype=bool) & (not msg.temperatures_stale)
+    plausibility = getattr(estimator, 'plausibility', None)     # None: a stand-in, no checks
+    if plausibility is not None:
+        temperature_ok = plausibility.check_temperatures(t_s, msg.temperatures_degc,
+                                                         temperature_ok)
+    temperature = cell_temperatures(sensor_of_cell, msg.temperatures_degc, temperature_ok)
     current = float(msg.pack_current_a)
     # a bleeding cell gives V / R_bleed more than the pack current through its resistor
     bleed = np.zeros(voltages.size)
     if len(msg.cell_balancing) == voltages.size:
         on = np.asarray(msg.cell_balancing, dtype=bool) & valid
         bleed[on] = -voltages[on] / bleed_resistance_ohm
+    if plausibility is not None:
+        valid = plausibility.check(t_s, current, voltages, valid, temperature,
+                                   float(getattr(msg, 'pack_voltage_v', math.nan)))
     contactors_open = not msg.contactors_stale and not (
         msg.negative_contactor_closed or msg.positive_contactor_closed)
     if contactors_open and last_t_s is not None:

@@ -8,8 +8,11 @@ protection (state-of-power derating), and the stale-measurement check runs every
 protection.status_period_s between measurements. Nothing is persisted (no state files read or
 written), so a replay always starts from the same state: a regression test.
 
-Reports the SoC trajectory (and its error against sim_truth when the bag has it) and every
-protection event with its time since the first measurement.
+The estimator's plausibility checks (bms_ros.core.plausibility, the `estimator.plausibility:`
+section) run as in the node: an implausible cell is counted, not corrected.
+
+Reports the SoC trajectory (and its error against sim_truth when the bag has it), every
+protection event with its time since the first measurement, and the plausibility flags.
 """
 import json
 import math
@@ -74,6 +77,7 @@ class OfflineResult:
     truth_pack_soc: list = field(default_factory=list)   # sim_truth at t_s (interpolated), or []
     events: list = field(default_factory=list)           # OfflineEvent
     final_trip_latched: bool = False
+    plausibility: dict = field(default_factory=dict)     # Plausibility.summary() at the end
 
     @property
     def speed_x_real_time(self):
@@ -114,6 +118,8 @@ class OfflineResult:
                        'value': e.value, 'threshold': e.threshold, 'unit': e.unit}
                       for e in self.trips()],
             'final_trip_latched': self.final_trip_latched,
+            'plausibility_flags': int(self.plausibility.get('flags', 0)),
+            'plausibility_cells_held': list(self.plausibility.get('cells_held', [])),
         }
 
 
@@ -245,6 +251,7 @@ def replay(bag_path, profile=None, namespace=None):
     result.final_discharge_current_limit_a = float(est.discharge_current_limit_a)
     result.final_trip_latched = bool(protection.status(t_end).trip_latched)
     result.estimator_rejected = runner.rejected
+    result.plausibility = runner.estimator.plausibility.summary()
     result.protection_rejected = int(protection.measurements_rejected)
     result.duration_s = t_end - t0
     if truths:
@@ -282,6 +289,11 @@ def run(args):
               f'{e.limit_id}[{e.index}]: {e.message}')
     if not result.events:
         print('no protection events')
+    flagged = {name: c['counts'] for name, c in result.plausibility.get('checks', {}).items()
+               if c['count']}
+    print('plausibility: ' + ('; '.join(f'{name} flags per index {counts}'
+                                        for name, counts in flagged.items())
+                              if flagged else 'no implausible reading'))
     if args.json:
         document = _nan_to_none({'summary': summary, **{
             k: v for k, v in asdict(result).items() if k != 'events'},
