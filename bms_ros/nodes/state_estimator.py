@@ -7,7 +7,8 @@ state_dir (base folder; '' = the profile's pack.state_dir, else $XDG_STATE_HOME/
 Subscribes: measurement (PackMeasurement), protection_status (ProtectionStatus: health, limits
 forced to 0 while a trip is latched), pack_state (PackState: contactors for status and offset).
 Publishes every 1/estimator.publish_rate_hz: battery_state (sensor_msgs/BatteryState, filled as
-nav2 and opennav_docking read it) and estimate (BatteryEstimate).
+nav2 and opennav_docking read it), estimate (BatteryEstimate) and /diagnostics (the plausibility
+checks of bms_ros.core.plausibility: cells held, flags per check and cell).
 Services: set_soc (SetSoc: set every/each cell SoC, or re-anchor from OCV at rest).
 State (SoC, capacity, R0 per cell) is written every estimator.persist_period_s and at shutdown.
 """
@@ -15,6 +16,7 @@ import math
 import time
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
@@ -69,6 +71,7 @@ class StateEstimator(Node):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.battery_pub = self.create_publisher(BatteryState, 'battery_state', stream)
         self.estimate_pub = self.create_publisher(BatteryEstimate, 'estimate', stream)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', stream)
         self.create_subscription(PackMeasurement, 'measurement', self.on_measurement, stream)
         self.create_subscription(ProtectionStatus, 'protection_status', self.on_protection, stream)
         self.create_subscription(PackState, 'pack_state', self.on_pack_state, latched)
@@ -206,6 +209,23 @@ class StateEstimator(Node):
                 setattr(est, name, 0.0)
         self.estimate_pub.publish(self.estimate_msg(est, stamp))
         self.battery_pub.publish(self.battery_msg(est, stamp))
+        self.diagnostics_pub.publish(self.diagnostics_msg(stamp))
+
+    def diagnostics_msg(self, stamp):
+        """The plausibility checks' report (which cells, which check, counts)."""
+        level, message, values = self.estimator.plausibility.diagnostic()
+        diag = DiagnosticStatus()
+        diag.name = f'{self.get_fully_qualified_name()}: plausibility'
+        diag.hardware_id = self.pack.serial_number
+        diag.level = DiagnosticStatus.WARN if level == 'WARN' else DiagnosticStatus.OK
+        diag.message = message
+        diag.values = [KeyValue(key=k, value=v) for k, v in
+                       values + [('measurements_rejected', str(self.rejected))]]
+        array = DiagnosticArray()
+        array.header.stamp = stamp
+        array.status = [diag]
+        return array
+
 
     def estimate_msg(self, est, stamp):
         msg = BatteryEstimate()
