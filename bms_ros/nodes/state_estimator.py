@@ -226,7 +226,6 @@ class StateEstimator(Node):
         array.status = [diag]
         return array
 
-
     def estimate_msg(self, est, stamp):
         msg = BatteryEstimate()
         msg.header.stamp = stamp
