@@ -74,6 +74,7 @@ class FakePack:
         # the contactor status frames stop: the driver flags the group stale and its bools
         # decode as False (open), whatever the contactors really are
         self.contactors_stale = False
+        self.estimates = True      # False: the state estimator stops publishing
         self.cells_v = [CELL_V] * CELLS
         self.temperatures_degc = [25.0] * SENSORS
         self.current_a = 0.0
@@ -183,7 +184,7 @@ class FakePack:
                 if self.env.context.ok() and not self._stop.is_set():
                     raise
                 return
-            if k % 5 == 0:
+            if k % 5 == 0 and self.estimates:
                 estimate = BatteryEstimate()
                 estimate.header.stamp = self.env.node.get_clock().now().to_msg()
                 estimate.pack_soc = float(self.soc)

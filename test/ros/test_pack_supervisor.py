@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
 from bms_interfaces.msg import ContactorCommand, PackMeasurement, PackState, ProtectionEvent
 from bms_interfaces.srv import RequestState, ResetTrips
 
@@ -185,6 +187,33 @@ def test_stale_contactor_feedback_in_drive_opens_all_and_blocks_the_error_exit(s
         answer = suite.request(STANDBY, 'service')
     assert (answer.accepted, answer.reason) == (
         True, 'STANDBY requested by service: trips reset, contactors open')
+
+
+@pytest.mark.parametrize('suite', [{'supervisor': {'estimate_timeout_s': 1.0}}], indirect=True)
+def test_lost_estimate_rides_through_in_drive_and_says_so(suite, ros_env):
+    diagnostics = ros_env.subscribe(DiagnosticArray, '/diagnostics', RELIABLE)
+    assert suite.request(DRIVE).accepted
+    suite.states.wait_for(lambda s: s.state == DRIVE, timeout_s=10.0, what='DRIVE')
+    suite.states.clear()
+    suite.pack.set(estimates=False)
+    marked = suite.states.wait_for(lambda s: 'riding through' in s.reason, timeout_s=5.0,
+                                   what='estimate-stale reason')
+    assert marked.state == DRIVE and marked.commanded.positive_closed
+    assert marked.reason.startswith('DRIVE riding through: estimate stale (1.')
+    assert marked.reason.endswith('new DRIVE/CHARGE requests refused')
+
+    def warned(array):
+        return any(s.name.endswith('pack state') and s.level == DiagnosticStatus.WARN
+                   and 'estimate stale (' in s.message for s in array.status)
+    diagnostics.wait_for(warned, timeout_s=5.0, what='WARN estimate stale on /diagnostics')
+    answer = suite.request(CHARGE)
+    assert not answer.accepted and answer.state == DRIVE
+    assert answer.reason.startswith('refused: SoC unknown (estimate stale: 1.'), answer.reason
+    suite.pack.set(estimates=True)
+    back = suite.states.wait_for(lambda s: s.reason == 'DRIVE: estimate fresh again',
+                                 timeout_s=5.0, what='estimate back')
+    assert back.state == DRIVE
+    assert suite.request(CHARGE).accepted
 
 
 # ---------------------------------------------------------------- through the simulated pack
