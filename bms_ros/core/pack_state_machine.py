@@ -49,16 +49,17 @@ PHASE_NEGATIVE = 'close negative'
 PHASE_PRECHARGE = 'pre-charge'
 PHASE_POSITIVE = 'close positive'
 PHASE_RELEASE = 'open pre-charge'
-# the phases that wait on one contactor's feedback: (contactor index, feedback awaited); each has
-# precharge_phase_timeout_s (the rise, PHASE_PRECHARGE, has precharge_timeout_s)
-PHASE_WAITS = {PHASE_NEGATIVE: (0, 'closed'), PHASE_POSITIVE: (2, 'closed'),
-               PHASE_RELEASE: (1, 'open')}
 
 # Contactor feedback: closed, open, or unknown (stale or no measurement). Strings on purpose:
 # every use compares explicitly, so unknown can never pass for open (a falsy value could).
 FEEDBACK_CLOSED = 'closed'
 FEEDBACK_OPEN = 'open'
 FEEDBACK_UNKNOWN = 'unknown'
+
+# the phases that wait on one contactor's feedback: (command index, feedback awaited); each has
+# precharge_phase_timeout_s (the rise, PHASE_PRECHARGE, has precharge_timeout_s)
+PHASE_WAITS = {PHASE_NEGATIVE: (0, FEEDBACK_CLOSED), PHASE_POSITIVE: (2, FEEDBACK_CLOSED),
+               PHASE_RELEASE: (1, FEEDBACK_OPEN)}
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,8 @@ def load_supervisor_config(section: Section):
     section.reject_unknown(names)
     positive = {name: section.number(name, exclusive_minimum=0.0) for name in (
         'contactor_feedback_timeout_s', 'precharge_timeout_s', 'precharge_phase_timeout_s',
-        'precharge_retry_delay_s',
-        'break_current_max_a', 'measurement_timeout_s', 'protection_timeout_s',
-        'estimate_timeout_s', 'state_period_s', 'command_period_s')}
+        'precharge_retry_delay_s', 'break_current_max_a', 'measurement_timeout_s',
+        'protection_timeout_s', 'estimate_timeout_s', 'state_period_s', 'command_period_s')}
     values = dict(
         positive,
         precharge_target_fraction=section.number('precharge_target_fraction',
