@@ -1,0 +1,216 @@
+"""Encoding of frames: the pack side's measurement frames (:class:`PackEncoder`, used by the
+simulator and the test players) and the driver's commands (:class:`CommandEncoder`).
+
+NaN is sent as the signal's invalid marker; every message with a rolling counter counts +1
+per frame, one sequence over all its multiplexer branches (what the decoder checks).
+"""
+import math
+
+import can
+import numpy as np
+
+from .can_decode import REJECT_REASONS, frame_key
+from .can_mapping import MEASUREMENT_FIELDS
+from .errors import EncodeError
+
+_NAN = float('nan')
+
+
+def _raw_of_value(s, value):
+    """Raw integer of a numeric field value for signal map ``s`` (NaN -> invalid marker)."""
+    if value is None or not math.isfinite(value):
+        return s.invalid_raw if s.invalid_raw is not None else max(s.type_min, min(0, s.type_max))
+    raw = round((value - s.bias) / s.gain)
+    raw = max(s.type_min, min(s.type_max, raw))
+    if raw == s.invalid_raw:   # a saturated reading must not read back as "invalid"
+        raw = raw - 1 if raw == s.type_max else raw + 1
+    return raw
+
+
+def _raw_of_bool(s, value):
+    """Raw 0/1 that decodes to ``value`` through the mapping's scale/offset."""
+    one_is_true = (s.gain + s.bias) >= 0.5
+    return 1 if bool(value) == one_is_true else 0
+
+
+def _encode_frame(mm, fields, mux, counter_value):
+    """One frame of message ``mm`` for multiplexer value ``mux`` from ``fields`` (name -> value)."""
+    raw = dict.fromkeys(mm.other_signals, 0)
+    if mm.mux_signal is not None:
+        raw[mm.mux_signal] = mux
+    if mm.counter_signal is not None:
+        raw[mm.counter_signal] = counter_value
+    for s in mm.signals:
+        value = fields[s.field]
+        is_array = np.ndim(value) > 0
+        element = mm.element(s, mux)
+        n = len(value) if is_array else 1
+        if s.bitmask:
+            bits = 0
+            for k in range(min(s.bits, max(0, n - element))):
+                if value[element + k]:
+                    bits |= 1 << k
+            raw[s.signal] = bits
+        elif element >= n:   # padding slot beyond the pack
+            raw[s.signal] = 0 if s.is_bool else _raw_of_value(s, _NAN)
+        else:
+            v = value[element] if is_array else value
+            raw[s.signal] = _raw_of_bool(s, v) if s.is_bool else _raw_of_value(s, float(v))
+    data = mm.dbc_message.encode(raw, scaling=False, padding=False, strict=False)
+    return can.Message(arbitration_id=mm.frame_id, is_extended_id=mm.is_extended, data=data,
+                       dlc=len(data), is_rx=False)
+
+
+def _field(state, name):
+    if isinstance(state, dict):
+        if name not in state:
+            raise EncodeError(f'state has no field {name!r}')
+        return state[name]
+    try:
+        return getattr(state, name)
+    except AttributeError:
+        raise EncodeError(f'state has no field {name!r}') from None
+
+
+class _Sender:
+    """Frame encoding of mapped messages with one rolling counter per message."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self._counter = {}
+
+    def _frames(self, mm, fields):
+        frames = []
+        for mux in (mm.mux_values or (None,)):
+            counter = self._counter.get(mm.name, 0)
+            if mm.counter_signal is not None:
+                self._counter[mm.name] = (counter + 1) % mm.counter_modulo
+            frames.append(_encode_frame(mm, fields, mux, counter))
+        return frames
+
+
+class PackEncoder(_Sender):
+    """Pack side: measurement frames at their periods, and decoding of commands."""
+
+    def __init__(self, protocol):
+        super().__init__(protocol)
+        self._next_due = {mm.name: -math.inf for mm in protocol.mapping.measurement}
+        self._cell_bleed = np.zeros(protocol.cells_series, dtype=bool)
+        self.frames_sent = 0
+        self.commands_received = 0
+        self.rejected = dict.fromkeys(REJECT_REASONS + ('counter_jump',), 0)
+        self._command_plans = {frame_key(m.frame_id, m.is_extended): m
+                               for m in protocol.mapping.commands}
+        self._command_counter = {}
+
+    def state_fields(self, state):
+        """Values of every mapped measurement field in ``state`` (object or dict), checked."""
+        fields = {}
+        for name in self.protocol.mapping.mapped_fields():
+            value = _field(state, name)
+            n = self.protocol.field_length(name)
+            if MEASUREMENT_FIELDS[name][1] is not None:
+                value = np.asarray(value)
+                if value.shape != (n,):
+                    raise EncodeError(f'{name}: expected {n} values, got shape {value.shape}')
+            fields[name] = value
+        return fields
+
+    def encode_all(self, state):
+        """Every measurement frame (all multiplexer blocks) of ``state`` now."""
+        fields = self.state_fields(state)
+        frames = []
+        for mm in self.protocol.mapping.measurement:
+            frames += self._frames(mm, fields)
+        self.frames_sent += len(frames)
+        return frames
+
+    def due_frames(self, now_s, state):
+        """Frames whose period elapsed at ``now_s`` (s), from ``state`` (NaN -> invalid marker)."""
+        due = [mm for mm in self.protocol.mapping.measurement if now_s >= self._next_due[mm.name]]
+        if not due:
+            return []
+        fields = self.state_fields(state)
+        frames = []
+        for mm in due:
+            next_due = self._next_due[mm.name] + mm.period_s
+            # fell behind (first call, paused process): restart the schedule from now
+            self._next_due[mm.name] = next_due if next_due > now_s else now_s + mm.period_s
+            frames += self._frames(mm, fields)
+        self.frames_sent += len(frames)
+        return frames
+
+    def decode_command(self, msg):
+        """A command frame as a dict, or None (not a command, or malformed: counted)."""
+        try:
+            if msg.is_error_frame:
+                self.rejected['error_frame'] += 1
+                return None
+            mm = self._command_plans.get(frame_key(msg.arbitration_id, msg.is_extended_id))
+            if mm is None:
+                return None   # measurement frames of other senders, foreign ids: not ours
+            if msg.is_remote_frame:
+                self.rejected['remote_frame'] += 1
+                return None
+            if len(msg.data) != mm.length:
+                self.rejected['wrong_dlc'] += 1
+                return None
+            raw = mm.dbc_message.decode(bytes(msg.data), decode_choices=False, scaling=False)
+        except Exception:  # noqa: BLE001
+            self.rejected['decode_error'] += 1
+            return None
+        if mm.counter_signal is not None:
+            last = self._command_counter.get(mm.name)
+            value = raw[mm.counter_signal]
+            if last is not None and value != (last + 1) % mm.counter_modulo:
+                self.rejected['counter_jump'] += 1
+            self._command_counter[mm.name] = value
+        self.commands_received += 1
+        if mm.kind == 'contactor':
+            out = {'kind': 'contactor'}
+            for s in mm.signals:
+                out[s.field] = raw[s.signal] * s.gain + s.bias >= 0.5
+            return out
+        mux = raw.get(mm.mux_signal) if mm.mux_signal else None
+        if mux is not None and mux < mm.mux_first:
+            return None
+        n = len(self._cell_bleed)
+        for s in mm.signals:
+            r = raw[s.signal]
+            start = mm.element(s, mux)
+            for k in range(s.bits if s.bitmask else 1):
+                if start + k < n:
+                    self._cell_bleed[start + k] = bool((r >> k) & 1) if s.bitmask \
+                        else r * s.gain + s.bias >= 0.5
+        return {'kind': 'balancing', 'cell_bleed': self._cell_bleed.copy()}
+
+
+class CommandEncoder(_Sender):
+    """Driver side: contactor and balancing commands as frames."""
+
+    def __init__(self, protocol):
+        super().__init__(protocol)
+        self.contactor = protocol.mapping.command('contactor')
+        self.balancing = protocol.mapping.command('balancing')
+
+    @property
+    def contactor_period_s(self):
+        """Repeat period of the contactor command (s), None if sent on change only."""
+        return self.contactor.period_s
+
+    def encode_contactor_command(self, negative_closed, precharge_closed, positive_closed):
+        """Frames of one contactor command (true = close)."""
+        fields = {'negative_closed': bool(negative_closed),
+                  'precharge_closed': bool(precharge_closed),
+                  'positive_closed': bool(positive_closed)}
+        return self._frames(self.contactor, fields)
+
+    def encode_balancing_command(self, cell_bleed):
+        """Frames of one balancing command: one bool per series cell (true = bleed)."""
+        if self.balancing is None:
+            raise EncodeError('the CAN mapping has no balancing command')
+        cell_bleed = np.asarray(cell_bleed)
+        n = self.protocol.cells_series
+        if cell_bleed.shape != (n,):
+            raise EncodeError(f'cell_bleed: expected {n} values, got shape {cell_bleed.shape}')
+        return self._frames(self.balancing, {'cell_bleed': cell_bleed.astype(bool)})
