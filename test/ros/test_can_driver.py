@@ -243,9 +243,13 @@ def test_lost_contactor_command_stream_opens_all_within_the_deadline(ros_env, tm
     publisher = ros_env.publisher(ContactorCommand, 'contactor_command')
     command = ContactorCommand(negative_closed=True, precharge_closed=False,
                                positive_closed=True, reason='probe')
+    balancing = ros_env.publisher(BalancingCommand, 'balancing_command')
+    bleed = np.arange(pack.cells_series) % 3 == 0
     try:
         ros_env.wait_for_subscribers(publisher)
+        ros_env.wait_for_subscribers(balancing)
         start = time.monotonic()
+        balancing.publish(BalancingCommand(cell_bleed=bleed.tolist()))   # once, then silence
         for _ in range(10):                  # 1 s of the supervisor's 10 Hz stream
             publisher.publish(command)
             time.sleep(period_s)
@@ -257,10 +261,15 @@ def test_lost_contactor_command_stream_opens_all_within_the_deadline(ros_env, tm
         opened, _ = player.wait_arrival(lambda c: c == ALL_OPEN, last_publish, ros_env)
         latency = opened - last_publish
         assert latency <= deadline_s + 2 * period_s, f'all open {latency:.3f} s after the last'
-        # every frame after it is all open while the stream stays lost
-        time.sleep(3 * period_s)
-        after = [c for t, c in list(player.arrivals) if t > opened]
-        assert len(after) >= 2 and all(c == ALL_OPEN for c in after), after
+        # every contactor frame after it is all open while the stream stays lost
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            after = [c for t, c in list(player.arrivals) if t > opened
+                     and c['kind'] == 'contactor']
+            if len(after) >= 3:
+                break
+            time.sleep(period_s)
+        assert len(after) >= 3 and all(c == ALL_OPEN for c in after), after
         status = _status(diagnostics, 'contactor_command',
                          lambda s: s.level == DiagnosticStatus.ERROR,
                          'contactor_command ERROR on /diagnostics')
@@ -269,6 +278,13 @@ def test_lost_contactor_command_stream_opens_all_within_the_deadline(ros_env, tm
         resumed_at = time.monotonic()
         publisher.publish(command)
         player.wait_arrival(lambda c: c == DRIVE, resumed_at, ros_env)
+        # the balancing stream went quiet after one command: no bleeding after its 3 s deadline
+        sent, _ = player.wait_arrival(lambda c: c['kind'] == 'balancing'
+                                      and c['cell_bleed'].tolist() == bleed.tolist(),
+                                      start, ros_env)
+        stopped, _ = player.wait_arrival(lambda c: c['kind'] == 'balancing'
+                                         and not c['cell_bleed'].any(), sent, ros_env)
+        assert 3.0 <= stopped - sent <= 3.0 + 1.0, f'no bleed {stopped - sent:.3f} s after'
     finally:
         player.close()
 
