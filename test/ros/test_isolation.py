@@ -1,7 +1,7 @@
 """Two packs on one machine keep their persisted state apart: two protection nodes (namespaces
 pack_a and pack_b, serial numbers SN-A and SN-B) share one state base and are fed by the probe;
-pack_a's latched trip never reaches pack_b, resetting pack_b leaves pack_a's file alone, and a
-node that fails to start writes nothing."""
+pack_a's latched trip never reaches pack_b, resetting pack_b leaves pack_a's file alone, the
+estimator's SoC lands in pack_a's folder too, and a node that fails to start writes nothing."""
 import os
 import threading
 import time
@@ -9,13 +9,14 @@ import time
 import pytest
 import yaml
 
-from bms_interfaces.msg import PackMeasurement, ProtectionEvent, ProtectionStatus
+from bms_interfaces.msg import BatteryEstimate, PackMeasurement, ProtectionEvent, ProtectionStatus
 from bms_interfaces.srv import ResetTrips
+from bms_ros.core.estimation.stored_state import FILE_NAME as ESTIMATOR_FILE
 from bms_ros.core.persistence import read_json
 from bms_ros.core.protection.latch import FILE_NAME, RESET_LOG_NAME
 from bms_ros.core.state_paths import state_folder
 
-from .harness import LATCHED
+from .harness import LATCHED, RELIABLE
 from .pack_plant import CELL_V, CELLS, FakePack, write_profile
 
 pytestmark = pytest.mark.ros
@@ -101,6 +102,7 @@ def test_two_packs_do_not_share_persisted_state(ros_env, tmp_path):
               for ns in profiles}
     status = {ns: ros_env.subscribe(ProtectionStatus, f'/{ns}/protection_status', LATCHED)
               for ns in profiles}
+    estimates = ros_env.subscribe(BatteryEstimate, '/pack_a/estimate', RELIABLE)
     feed = Feed(ros_env, profiles)
     node = {ns: start(ns) for ns in profiles}
     try:
@@ -147,6 +149,18 @@ def test_two_packs_do_not_share_persisted_state(ros_env, tmp_path):
             timeout_s=20.0, what='pack_a restored trip')
         assert restored.message.endswith('(restored after restart, reset required)')
         assert sorted(os.listdir(base)) == ['pack_a', 'pack_b']
+
+        # the estimator keeps pack_a's SoC in pack_a's folder too (the same function)
+        estimator = ros_env.start_module(
+            'bms_ros.nodes.state_estimator', name='state_estimator_pack_a',
+            params={'profile': profiles['pack_a'], 'state_dir': base},
+            remaps={'__ns': '/pack_a'})
+        estimates.wait_for(lambda e: e.pack_soc == e.pack_soc, timeout_s=20.0,
+                           what='a pack_a estimate')
+        assert estimator.stop() == 0, estimator.log_tail()
+        saved = read_json(os.path.join(folder['pack_a'], ESTIMATOR_FILE))
+        assert saved is not None and saved['cells_series'] == CELLS
+        assert not os.path.exists(os.path.join(folder['pack_b'], ESTIMATOR_FILE))
 
         # a node that fails to start (a serial number that would climb into pack_a's folder)
         # exits 2 and writes nothing, anywhere
