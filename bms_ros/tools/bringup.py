@@ -176,8 +176,8 @@ class Bringup:
         """Short status-line suffix naming the respawned processes ('' if none)."""
         if not self.respawns:
             return ''
-        return ' | respawned ' + ','.join(f'{name}x{count}'
-                                          for name, count in self.respawns.items())
+        return ' | respawns: ' + ', '.join(f'{name} {count}'
+                                           for name, count in self.respawns.items())
 
     def stop(self, timeout_s=5.0):
         """SIGINT the BMS nodes, then the simulated pack and hub; SIGKILL what stays."""

@@ -83,7 +83,7 @@ def test_bringup_respawns_a_dying_process_and_gives_up_after_its_budget(tmp_path
         assert 'boom' in reports[0]                   # the log tail of the dead run
         log = open(tmp_path / 'crasher.log').read()
         assert log.count('boom') == 4 and '--- bringup: respawn 3 at' in log
-        assert sup.status_note() == ' | respawned crasherx3'
+        assert sup.status_note() == ' | respawns: crasher 3'
     finally:
         sup.stop(timeout_s=2.0)
     assert not steady.running()
