@@ -187,7 +187,10 @@ class Bringup:
             for child in reversed(group):
                 child.respawn_at = None
                 if child.running():
-                    os.killpg(child.pid, signal.SIGINT)
+                    try:
+                        os.killpg(child.pid, signal.SIGINT)
+                    except ProcessLookupError:
+                        pass
             deadline = time.monotonic() + timeout_s
             for child in reversed(group):
                 if child.popen is None:
@@ -195,7 +198,10 @@ class Bringup:
                 try:
                     child.popen.wait(max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    os.killpg(child.pid, signal.SIGKILL)
+                    try:
+                        os.killpg(child.pid, signal.SIGKILL)
+                    except ProcessLookupError:  # it exited just now
+                        pass
                     child.popen.wait()
         for child in self.children.values():
             if child.log is not None:
@@ -261,7 +267,7 @@ def main(argv=None):
             if name == 'can_hub' and not wait_for_port(host, port, 10.0, child.popen):
                 print(f'bringup: CAN hub did not open {host}:{port}\n'
                       + child.log_tail(), file=sys.stderr)
-                return 1
+                return CONFIG_ERROR_EXIT if child.popen.poll() == CONFIG_ERROR_EXIT else 1
         started = ', '.join(f'{c.name} (pid {c.pid})' for c in bringup.children.values())
         print(f'bringup: started {started}; logs in {args.log_dir}', file=sys.stderr, flush=True)
         if args.status or args.request_state:
