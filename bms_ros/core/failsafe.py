@@ -31,7 +31,11 @@ class FailsafeRow:
     reaction: str             # what it does
     safe_state: str           # SAFE_OPEN, or what riding through means
     terms: tuple              # ((profile field, default s), ...): their sum bounds the delay
-    allowance_s: float        # evaluation periods and inter-process hops on top of the terms
+    # on top of the terms: the detection's granularity (the 0.1 s measurement, status and
+    # command periods each stage waits for) plus 0.2 s for scheduling and the DDS and TCP hops
+    # on a loaded 2-core machine; e.g. contactor feedback: its stale flag appears at the next
+    # measurement (0.1 s), the supervisor acts at its next step (0.1 s), then two hops
+    allowance_s: float
     test: str                 # the test that breaks it: path::function
     why: str = ''             # why riding through is safe (rows that do not open)
 
@@ -42,31 +46,31 @@ ROWS = (
         'last contactor_command older than the deadline (monotonic clock)',
         'stops repeating the last command, sends all-open frames at the command period; '
         '/diagnostics ERROR', SAFE_OPEN,
-        (('can.command_deadline_s', 0.5),), 0.2, f'{CAMPAIGN}::test_node_lost_opens[pack_supervisor]'),
+        (('can.command_deadline_s', 0.5),), 0.3, f'{CAMPAIGN}::test_node_lost_opens[pack_supervisor]'),
     FailsafeRow(
         'driver_lost', 'can_driver killed or hung', 'pack (contactor controller)',
         'no contactor command frame for its own timeout',
         'the pack opens every contactor itself, as a real contactor controller must; the '
         'supervisor sees no measurement and goes to ERROR', SAFE_OPEN,
-        (('simulator.contactors.command_timeout_s', 0.5),), 0.1,
+        (('simulator.contactors.command_timeout_s', 0.5),), 0.2,
         f'{CAMPAIGN}::test_node_lost_opens[can_driver]'),
     FailsafeRow(
         'bus_lost', 'CAN hub (the bus) killed or hung', 'pack (contactor controller)',
         'no contactor command frame for its own timeout',
         'the pack opens every contactor; the driver reconnects with back-off and its groups '
         'go stale, so the supervisor is in ERROR when the bus returns', SAFE_OPEN,
-        (('simulator.contactors.command_timeout_s', 0.5),), 0.1,
+        (('simulator.contactors.command_timeout_s', 0.5),), 0.2,
         f'{CAMPAIGN}::test_node_lost_opens[can_hub]'),
     FailsafeRow(
         'protection_lost', 'protection killed or hung', 'pack_supervisor',
         'no protection_status for protection_timeout_s', 'ERROR, all open at once', SAFE_OPEN,
-        (('supervisor.protection_timeout_s', 1.0),), 0.2,
+        (('supervisor.protection_timeout_s', 1.0),), 0.3,
         f'{CAMPAIGN}::test_node_lost_opens[protection]'),
     FailsafeRow(
         'slave_lost', 'pack simulator (the BMS slave / AFE) killed or hung', 'pack_supervisor',
         'contactor feedback unknown (its group stale) for contactor_feedback_timeout_s; cell '
         'and current groups stale at protection', 'ERROR, all-open frames on the bus', SAFE_OPEN,
-        (('can.stale_timeout_s', 0.5), ('supervisor.contactor_feedback_timeout_s', 0.5)), 0.2,
+        (('can.stale_timeout_s', 0.5), ('supervisor.contactor_feedback_timeout_s', 0.5)), 0.5,
         f'{CAMPAIGN}::test_node_lost_opens[pack_simulator]'),
     FailsafeRow(
         'estimator_lost', 'state_estimator killed or hung', 'pack_supervisor',
@@ -88,24 +92,24 @@ ROWS = (
         'can_driver, then protection',
         'frames with a repeated or jumping counter are dropped; the group ages at protection',
         'stale_measurement trip: ERROR, all open', SAFE_OPEN,
-        (('protection.stale_measurement.trip_s', 1.0),), 0.3,
+        (('protection.stale_measurement.trip_s', 1.0),), 0.5,
         f'{CAMPAIGN}::test_frame_group_lost_opens[cell_voltages]'),
     FailsafeRow(
         'temperatures_lost', 'temperature frames stop or repeat', 'can_driver, then protection',
         'as cell voltages', 'stale_measurement trip: ERROR, all open', SAFE_OPEN,
-        (('protection.stale_measurement.trip_s', 1.0),), 0.3,
+        (('protection.stale_measurement.trip_s', 1.0),), 0.5,
         f'{CAMPAIGN}::test_frame_group_lost_opens[temperatures]'),
     FailsafeRow(
         'current_lost', 'current/voltage frames stop or repeat', 'can_driver, then protection',
         'as cell voltages', 'stale_measurement trip: ERROR, all open', SAFE_OPEN,
-        (('protection.stale_measurement.trip_s', 1.0),), 0.3,
+        (('protection.stale_measurement.trip_s', 1.0),), 0.5,
         f'{CAMPAIGN}::test_frame_group_lost_opens[current]'),
     FailsafeRow(
         'contactor_feedback_lost', 'contactor status frames stop or repeat',
         'can_driver, then pack_supervisor',
         'feedback unknown (stale) for contactor_feedback_timeout_s: unknown is not open',
         'ERROR, all open; requests and the ERROR exit refused while unknown', SAFE_OPEN,
-        (('can.stale_timeout_s', 0.5), ('supervisor.contactor_feedback_timeout_s', 0.5)), 0.3,
+        (('can.stale_timeout_s', 0.5), ('supervisor.contactor_feedback_timeout_s', 0.5)), 0.5,
         f'{CAMPAIGN}::test_frame_group_lost_opens[contactors]'),
     FailsafeRow(
         'balancing_feedback_lost', 'balancing feedback frames stop or repeat', 'can_driver',
@@ -119,8 +123,8 @@ ROWS = (
         'exception caught outside the shutdown path', 'logged with traceback, counted on '
         '/diagnostics, restarted; past can.reader_restart_max in 60 s the node exits 1 and is '
         'respawned; meanwhile its groups age as above', SAFE_OPEN,
-        (('protection.stale_measurement.trip_s', 1.0),), 0.3,
-        'test/ros/test_can_driver.py::test_reader_thread_failure_is_reported_and_restarted'),
+        (('protection.stale_measurement.trip_s', 1.0),), 0.5,
+        'test/ros/test_can_driver.py::test_reader_thread_failures_are_restarted_then_exit_1'),
     FailsafeRow(
         'persisted_state', 'a state file is corrupt or belongs to another pack',
         'protection, state_estimator', 'unreadable JSON; files keyed by namespace and serial',
@@ -133,7 +137,7 @@ ROWS = (
         'plausibility checks with a debounce', 'the cell is counted, not corrected, until '
         'plausible again; a reading beyond a limit still trips protection',
         'ride through: SoC kept within 2 points', (), 0.0,
-        'test/ros/test_stuck_cell.py::test_stuck_cell_reading_does_not_corrupt_the_soc',
+        'test/ros/test_stuck_cell.py::test_stuck_cell_reading_keeps_battery_state_within_2_points',
         why='a reading beyond the voltage limits trips protection anyway; below them the SoC '
             'must simply not follow it'),
 )

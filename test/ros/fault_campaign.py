@@ -13,9 +13,9 @@ import signal
 import threading
 import time
 
-import can
+from bms_interfaces.srv import InjectFault, RequestState, ResetTrips
 
-from bms_ros.core.can_bus import load_can_settings, quiet_socketcand_logging
+from bms_ros.core.can_bus import BusConfig, CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.failsafe import resolve
 from bms_ros.core.profile import Profile
@@ -34,7 +34,6 @@ class BusSniffer:
     """A client of the CAN hub recording every contactor command frame it sees."""
 
     def __init__(self, port, protocol):
-        quiet_socketcand_logging()
         self.port = port
         self.decoder = PackEncoder(protocol)
         self.commands = []          # (monotonic s, (negative, precharge, positive))
@@ -44,24 +43,10 @@ class BusSniffer:
         self._thread.start()
 
     def _run(self):
-        bus = None
+        # CanBus reopens the link by itself and sees a hub that closed it (a campaign case)
+        bus = CanBus(BusConfig(port=self.port, reconnect_max_s=0.2))
         while self._running:
-            if bus is None:
-                try:
-                    bus = can.Bus(interface='socketcand', host='127.0.0.1', port=self.port,
-                                  channel='vcan0')
-                except Exception:  # noqa: BLE001  hub down (a campaign case): try again
-                    time.sleep(0.1)
-                    continue
-            try:
-                msg = bus.recv(0.1)
-            except Exception:  # noqa: BLE001  hub killed under us
-                try:
-                    bus.shutdown()
-                except Exception:  # noqa: BLE001
-                    pass
-                bus = None
-                continue
+            msg = bus.recv(0.1)
             if msg is None:
                 continue
             now = time.monotonic()
@@ -71,8 +56,7 @@ class BusSniffer:
                          command['positive_closed'])
                 with self._lock:
                     self.commands.append((now, state))
-        if bus is not None:
-            bus.shutdown()
+        bus.close()
 
     def first_all_open_after(self, t0):
         """Monotonic time of the first all-open command frame after ``t0`` (None if none)."""
@@ -119,6 +103,51 @@ class Campaign:
                 return i
         raise KeyError(group)
 
+    # ------------------------------------------------------------------ services
+
+    # the services each node serves: a killed server leaves a ghost in the graph for a while
+    # (its DDS lease), so a cached client may send to it and wait forever; after a restart the
+    # clients are made anew and every call is retried a few times with a short timeout
+    SERVICES = {'pack_supervisor': (RequestState, 'request_state'),
+                'protection': (ResetTrips, 'reset_trips'),
+                'pack_simulator': (InjectFault, 'sim/inject_fault')}
+
+    def call(self, srv_type, name, request, tries=5, timeout_s=4.0):
+        env = self.suite.env
+        for attempt in range(tries):
+            try:
+                return env.call(srv_type, name, request, timeout_s=timeout_s)
+            except AssertionError:
+                if attempt == tries - 1:
+                    raise
+                env._clients.pop((srv_type, name), None)
+        raise AssertionError('unreachable')
+
+    def request(self, state, retry_s=10.0):
+        request = RequestState.Request(state=state, requester='campaign')
+        deadline = time.monotonic() + retry_s
+        while True:
+            answer = self.call(RequestState, 'request_state', request)
+            if answer.accepted or time.monotonic() >= deadline:
+                return answer
+            time.sleep(0.3)
+
+    def reset_until_clear(self, timeout_s):
+        request = ResetTrips.Request(requester='campaign', reason='fault campaign')
+        deadline = time.monotonic() + timeout_s
+        while True:
+            answer = self.call(ResetTrips, 'reset_trips', request)
+            if answer.success or 'nothing' in answer.message.lower() \
+                    or time.monotonic() >= deadline:
+                return answer
+            time.sleep(0.3)
+
+    def fault(self, kind, index, clear=False):
+        request = InjectFault.Request(fault=kind, index=index, value=0.0, clear=clear)
+        answer = self.call(InjectFault, 'sim/inject_fault', request)
+        assert answer.success, answer.message
+        return answer.message
+
     # ------------------------------------------------------------------ getting to DRIVE
 
     def drive(self, timeout_s=40.0):
@@ -134,11 +163,16 @@ class Campaign:
             timeout_s=max(1.0, deadline - time.monotonic()), what='a fresh measurement')
         state = s.states.latest()
         if state is None or state.state not in (STANDBY, DRIVE):
-            s.reset_until(lambda a: a.success or 'nothing' in a.message.lower(),
-                          timeout_s=max(1.0, deadline - time.monotonic()))
-            answer = s.request(STANDBY, retry_s=max(1.0, deadline - time.monotonic() - 15.0))
+            self.reset_until_clear(max(1.0, deadline - time.monotonic() - 15.0))
+            answer = self.request(STANDBY, retry_s=max(1.0, deadline - time.monotonic() - 15.0))
             assert answer.accepted, f'STANDBY refused: {answer.reason}\n' + s.env.process_logs()
-        s.drive(timeout_s=max(1.0, deadline - time.monotonic()))
+        state = s.states.latest()
+        if state is None or state.state != DRIVE:
+            s.states.clear()
+            answer = self.request(DRIVE, retry_s=max(1.0, deadline - time.monotonic() - 10.0))
+            assert answer.accepted, f'DRIVE refused: {answer.reason}\n' + s.env.process_logs()
+            s.states.wait_for(lambda m: m.state == DRIVE,
+                              timeout_s=max(1.0, deadline - time.monotonic()), what='DRIVE')
         s.truth.wait_for(lambda t: t.negative_contactor_closed and t.positive_contactor_closed
                          and t.pack_current_a < 0.5 * DRIVE_CURRENT_A,
                          timeout_s=max(1.0, deadline - time.monotonic()),
@@ -158,11 +192,13 @@ class Campaign:
         else:
             self.suite.processes[name].popen.wait(5.0)
             self.suite.start_node(name)
+            if name in self.SERVICES:
+                self.suite.env._clients.pop(self.SERVICES[name], None)
 
     def frame_fault(self, kind, group, clear=False):
         """``can_silent`` / ``can_frozen`` of ``group``'s message at the pack; time before."""
         t0 = time.monotonic()
-        self.suite.fault(kind, self.message_index(group), clear=clear)
+        self.fault(kind, self.message_index(group), clear=clear)
         return t0
 
     # ------------------------------------------------------------------ observations
