@@ -236,8 +236,8 @@ class Plausibility:
         for name in CELL_CHECKS:
             rose = self.debounce[name].update(now_s, suspect[name])
             for i in np.flatnonzero(rose):
-                log.warning('cell %d implausible (%s): %.4f V, median %.4f V, current %.1f A',
-                            i, name, v[i], median_v, current_a)
+                log.warning('cell %d implausible (%s) at %.1f s: %.4f V, median %.4f V, '
+                            'current %.1f A', i, name, now_s, v[i], median_v, current_a)
             any_suspect |= suspect[name]
             any_flagged |= self.debounce[name].flagged
         plausible = ok & ~any_suspect

@@ -321,7 +321,7 @@ def test_shipped_profiles_validate():
 STUCK_CELL = 5
 
 
-def stuck_cell_run(enabled, fault_s=600.0, after_s=300.0, pre_s=30.0):
+def stuck_cell_run(enabled, fault_s=600.0, after_s=200.0, pre_s=30.0):
     """ECE-15 drive from 60 % SoC; cell 5 reads 3.80 V for ``fault_s``, then cleared.
 
     The estimator starts from the model's truth (as from a good state file), so what is
@@ -404,7 +404,11 @@ def healthy_run(profile_name, scenario, duration_s):
     c_a = prof.pack.capacity_ah
     changes = {}
     if scenario == 'drive':
-        changes = dict(initial_soc=0.95)          # the profile's ECE-15 cycle down to the knee
+        changes = dict(initial_soc=0.95)          # the profile's ECE-15 cycle, looped
+    elif scenario == 'drive_low':
+        changes = dict(initial_soc=0.2)           # ... into the low knee, weakest cell to 3 %
+    elif scenario == 'charge_top':
+        changes = dict(load=ConstantLoad(0.0), initial_soc=0.85)   # 0.5 C into the top knee
     elif scenario in ('steps', 'bleed', 'thermal', 'rest'):
         changes = dict(load=ConstantLoad(0.0), initial_soc=0.6)
     model = make_model(prof, **changes)
@@ -424,10 +428,15 @@ def healthy_run(profile_name, scenario, duration_s):
             model.set_demand((-1.0 if int(t // 60) % 2 else 0.0) * c_a)
         elif scenario == 'thermal':
             if t == 0.0:
-                model.inject_fault('thermal_event', n // 2, 40.0)
+                # ~0.6 degC/s in the middle cell: its R0 falls to a third as it heats
+                model.inject_fault('thermal_event', n // 2, 500.0)
             model.set_demand(-1.0 * c_a)
-        elif scenario == 'drive' and float(np.min(model.soc)) < 0.03:
+        elif scenario in ('drive', 'drive_low') and float(np.min(model.soc)) < 0.03:
             break
+        elif scenario == 'charge_top':
+            if float(np.max(model.soc)) >= 1.0:
+                break
+            model.set_demand(0.5 * c_a)
         model.advance(STEP_S)
         t += STEP_S
         feed(runner, model, t, last, prof)
@@ -440,25 +449,29 @@ def healthy_run(profile_name, scenario, duration_s):
 
 
 HEALTHY = [('lfp_16s.yaml', 'drive', 6 * 3600.0), ('nmc_96s.yaml', 'drive', 6 * 3600.0),
-           ('lfp_16s.yaml', 'steps', 600.0), ('nmc_96s.yaml', 'steps', 600.0),
-           ('lfp_16s.yaml', 'bleed', 600.0), ('nmc_96s.yaml', 'bleed', 600.0),
-           ('lfp_16s.yaml', 'thermal', 900.0), ('nmc_96s.yaml', 'thermal', 900.0),
-           ('lfp_16s.yaml', 'rest', 600.0)]
+           ('lfp_16s.yaml', 'drive_low', 4 * 3600.0), ('nmc_96s.yaml', 'drive_low', 4 * 3600.0),
+           ('lfp_16s.yaml', 'charge_top', 3600.0), ('nmc_96s.yaml', 'charge_top', 3600.0),
+           ('lfp_16s.yaml', 'steps', 300.0), ('nmc_96s.yaml', 'steps', 300.0),
+           ('lfp_16s.yaml', 'bleed', 300.0), ('nmc_96s.yaml', 'bleed', 300.0),
+           ('lfp_16s.yaml', 'thermal', 120.0), ('nmc_96s.yaml', 'thermal', 120.0),
+           ('lfp_16s.yaml', 'rest', 300.0)]
 
 
 @pytest.mark.parametrize('profile_name,scenario,duration_s',
-                         [h for h in HEALTHY if h[1] != 'drive'])
+                         [h for h in HEALTHY if 'drive' not in h[1] and h[1] != 'charge_top'])
 def test_healthy_pack_is_never_flagged(profile_name, scenario, duration_s):
     samples, flags, held, _ = healthy_run(profile_name, scenario, duration_s)
     assert samples >= duration_s / STEP_S - 1
     assert flags == 0 and held == 0
 
 
-def main():
-    """Print the false-flag figures of every healthy scenario (the long drives included)."""
+def main(scenarios=()):
+    """Print the false-flag figures of every healthy scenario (or those named)."""
     print('| profile | scenario | simulated h | samples | flags | samples with a cell held |')
     print('|---|---|---|---|---|---|')
     for profile_name, scenario, duration_s in HEALTHY:
+        if scenarios and scenario not in scenarios:
+            continue
         started = time.perf_counter()
         samples, flags, held, model = healthy_run(profile_name, scenario, duration_s)
         print(f'| {profile_name} | {scenario} | {samples * STEP_S / 3600:.2f} | {samples} | '
@@ -468,4 +481,33 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    main(sys.argv[1:])
+
+
+@pytest.mark.parametrize('profile_name,cell', [('lfp_16s.yaml', 3), ('nmc_96s.yaml', 40)])
+def test_reading_frozen_at_its_present_value_is_flagged_stuck_in_a_drive(profile_name, cell):
+    """The stuck fault with value 0 (the reading at injection): inside every range, no jump;
+    the drive cycle moves the other cells and this reading does not."""
+    prof = profile(profile_name)
+    model = make_model(prof, initial_soc=0.6)
+    runner = ChecksOnly(prof)
+    t, last = 0.0, None
+    flagged_at = None
+    while t < 300.0:
+        if abs(t - 20.0) < 1e-6:
+            model.inject_fault('stuck_cell_voltage', cell, 0.0)
+        model.advance(STEP_S)
+        t = round(t + STEP_S, 6)
+        usable, _ = feed(runner, model, t, last, prof)
+        last = t
+        stuck = runner.plausibility.summary()['checks']['cell_stuck']['flagged']
+        if stuck and flagged_at is None:
+            flagged_at = t
+            assert not usable[cell]
+        if flagged_at is not None and t > flagged_at + 10.0:
+            break
+    assert flagged_at is not None and flagged_at - 20.0 < 120.0, flagged_at
+    summary = runner.plausibility.summary()
+    assert summary['checks']['cell_stuck']['counts'] == {cell: 1}
+    assert summary['cells_held'] == [cell]
+    assert sum(c['count'] for name, c in summary['checks'].items() if name != 'cell_stuck') == 0
