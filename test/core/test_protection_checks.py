@@ -223,6 +223,20 @@ def test_invalid_values_are_held_until_the_startup_grace_is_over():
         'current stale 10.00 s >= trip 1.00 s'
 
 
+def test_a_group_that_stops_during_the_startup_grace_trips_at_once():
+    """Fresh once, then silent: the grace does not hide it (the contactors may be closed)."""
+    prot = protection(config(startup_grace_s=10.0))
+    for k in range(10):                               # 1 s of complete measurements
+        assert prot.evaluate(measurement(), 0.1 * k) == []
+    # the current group stops at 0.9 s: its age counts at once, 7 s inside the grace
+    events = []
+    for k in range(10, 20):
+        events += prot.evaluate(measurement(current_stale=True), 0.1 * k)
+    trips = of(events, 'stale_measurement', LEVEL_TRIP)
+    assert [(t.message, round(t.stamp_s, 6)) for t in trips] == [
+        ('current stale 1.00 s >= trip 1.00 s', 1.9)]
+
+
 def test_open_wire_cell_is_not_checked_against_voltage_limits():
     prot = protection()
     cells = with_cell(4, 0.0)          # an open wire reads near 0 V and is flagged invalid

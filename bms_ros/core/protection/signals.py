@@ -104,15 +104,16 @@ class SignalExtractor:
         """Ages (s) of: the last measurement message, then each group of STALE_GROUPS.
 
         Unknown (NaN, no decision) before the first measurement; a group that was never fresh
-        ages from the first measurement once the start-up grace is over.
+        is unknown during the start-up grace and ages from the first measurement after it. A
+        group that has been fresh counts at once, grace or not: the contactors may already be
+        closed (a DRIVE request a second after start), and a group that stops then must trip.
         """
         if self.first_measurement_s is None:
             return (np.full(1 + len(STALE_GROUPS), np.nan), None)
-        fresh = np.where(np.isnan(self.group_fresh_s), self.first_measurement_s,
-                         self.group_fresh_s)
-        groups = now_s - fresh
+        never = np.isnan(self.group_fresh_s)
+        groups = now_s - np.where(never, self.first_measurement_s, self.group_fresh_s)
         if self.in_grace(now_s):
-            groups = np.where(groups > 0.0, np.nan, groups)
+            groups = np.where(never, np.nan, groups)
         return (np.concatenate(([now_s - self.last_arrival_s], groups)), None)
 
     def in_grace(self, now_s):
