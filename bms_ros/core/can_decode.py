@@ -20,6 +20,11 @@ is taken up again only after ``counter_errors_stale`` frames that follow each ot
 that restarted). ``counter_errors_stale`` bad frames in a row mark the message stale: every
 element it maps is invalidated at once (its groups read stale) and its values stay withheld
 until ``counter_errors_stale`` good frames in a row; the frame completing that run is used.
+A multiplexed block whose counter changed between its last good frames but now equals the one of
+its previous frame is a replayed block (``counter_repeat``) even when it follows the frame
+before: a frozen sender replaying a cycle longer than half the counter range (the 24 cell
+blocks of a 96s pack) is caught too; a cycle of a multiple of the counter range (16 blocks),
+where every block's counter is the same each cycle anyway, cannot be.
 """
 import math
 import threading
@@ -65,7 +70,8 @@ class _Plan:
 
     __slots__ = ('name', 'decode', 'length', 'mux', 'stride', 'first', 'entries', 'counter',
                  'counter_modulo', 'counter_last', 'counter_expected', 'candidate_next',
-                 'candidate_run', 'bad_run', 'good_run', 'counter_stale', 'elements')
+                 'candidate_run', 'bad_run', 'good_run', 'counter_stale', 'elements',
+                 'branch_last', 'branch_muxes')
 
 
 class MeasurementAssembler:
@@ -104,6 +110,12 @@ class MeasurementAssembler:
             plan.counter_last = plan.counter_expected = plan.candidate_next = None
             plan.candidate_run = plan.bad_run = plan.good_run = 0
             plan.counter_stale = False
+            # multiplexer value -> (its last counter, whether its counter changed between its
+            # last good frames: false when the cycle is a multiple of the counter range)
+            plan.branch_last = {}
+            # nested multiplexing: a block is the combination of all multiplexer values
+            muxes = tuple(s.name for s in dbc_message.signals if s.is_multiplexer)
+            plan.branch_muxes = muxes if len(muxes) > 1 else None
             elements = set()    # (field, element) pairs the message provides, for invalidation
             for s in mm.signals:
                 n = mapping.field_length(s.field)
@@ -178,7 +190,8 @@ class MeasurementAssembler:
         except Exception:  # noqa: BLE001  cantools DecodeError, bitstruct errors
             return self._reject('decode_error')
         counts = self.counts
-        if plan.counter is not None and not self._counter_ok(plan, raw[plan.counter]):
+        if plan.counter is not None and not self._counter_ok(plan, raw[plan.counter],
+                                                             self._branch(plan, raw)):
             return True      # decoded, values withheld (counted)
         base = 0
         if plan.mux is not None and plan.stride is not None:
@@ -230,16 +243,35 @@ class MeasurementAssembler:
             counts['unmapped_branch'] += 1
         return True
 
-    def _counter_ok(self, plan, value):
+    @staticmethod
+    def _branch(plan, raw):
+        """The frame's block (multiplexer value, or values when nested); None: no mux."""
+        if plan.mux is None:
+            return None
+        if plan.branch_muxes is None:
+            return raw.get(plan.mux)
+        return tuple(raw.get(m) for m in plan.branch_muxes)
+
+    def _counter_ok(self, plan, value, branch):
         """Rolling-counter rule (module docstring); False: drop this frame's values."""
         modulo = plan.counter_modulo
         limit = self.counter_errors_stale
         expected = plan.counter_expected
-        if expected is None or value == expected:          # first frame, or in sequence
+        in_sequence = expected is None or value == expected
+        replayed = False
+        seen = None
+        if branch is not None:
+            # a block whose counter normally changes from cycle to cycle comes with the same
+            # counter as its last frame: replayed (a frozen cycle of any length)
+            seen = plan.branch_last.get(branch)
+            replayed = seen is not None and seen[1] and seen[0] == value
+        if in_sequence and not replayed:                   # first frame, or in sequence
             plan.counter_expected = (value + 1) % modulo
             plan.counter_last = value
             plan.bad_run = plan.candidate_run = 0
             plan.candidate_next = None
+            if branch is not None:
+                plan.branch_last[branch] = (value, seen is not None and seen[0] != value)
             if not plan.counter_stale:
                 return True
             plan.good_run += 1
@@ -247,11 +279,15 @@ class MeasurementAssembler:
                 return False
             plan.counter_stale = False
             return True
-        if value == plan.counter_last:
+        if branch is not None:
+            plan.branch_last[branch] = (value, seen is not None and seen[1])
+        if value == plan.counter_last or replayed:
             self.counts['counter_repeat'] += 1
         else:
             self.counts['counter_jump'] += 1
-        if value != plan.counter_last and (value - expected) % modulo < modulo // 2:
+        if in_sequence:                                    # a replayed block in sequence
+            plan.counter_expected = (value + 1) % modulo
+        elif value != plan.counter_last and (value - expected) % modulo < modulo // 2:
             plan.counter_expected = (value + 1) % modulo     # frames lost: resynchronise
             plan.candidate_run = 0
         else:                                              # repeated or replayed frame

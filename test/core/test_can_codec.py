@@ -529,9 +529,57 @@ def test_a_frozen_cell_message_replaying_its_last_cycle_goes_stale():
     got = assembler.snapshot(0.4, 0.5)
     assert got.cell_voltages_stale and not got.cell_voltage_valid.any()
     assert got.counter_stale == ('Pack_CellVoltages',)
-    # per replayed cycle: 3 frames step back (the third is taken up as a new sequence) and
-    # the fourth follows it; stale after the first three, never 3 good in a row again
-    assert got.counts['counter_jump'] == 9 and got.counts['counter_repeat'] == 0
+    # every replayed block carries its own last counter, which changed from cycle to cycle
+    # before (4 blocks: +4 each cycle): all repeats, in sequence or not
+    assert got.counts['counter_jump'] == 0 and got.counts['counter_repeat'] == 3 * 4
+
+
+@pytest.mark.parametrize('field, message, valid, blocks', [
+    ('cell_voltages_v', 'Pack_CellVoltages', 'cell_voltage_valid', 24),
+    ('temperatures_degc', 'Pack_Temperatures', 'temperature_valid', 12)])
+def test_a_frozen_96s_message_replaying_its_long_cycle_goes_stale(field, message, valid, blocks):
+    """24 (12) blocks per cycle: the 4-bit counter wraps inside the cycle, so the replay's
+    step back looks like lost frames; the blocks repeating their own counters give it away."""
+    proto = protocol('bms_ros', cells=96, sensors=48)
+    encoder = PackEncoder(proto)
+    assembler = MeasurementAssembler(proto)
+    state = pack_state(96, 48)
+    for t in (0.0, 0.1):
+        for frame in _frame_of(proto, encoder.encode_all(state), field)[1]:
+            assembler.feed(frame, t)
+    assert message not in assembler.snapshot(0.1, 0.5).counter_stale
+    cycle = _frame_of(proto, encoder.encode_all(state), field)[1]
+    assert len(cycle) == blocks
+    for k in range(4):                                     # the last cycle, then 3 replays
+        for frame in cycle:
+            assembler.feed(frame, 0.2 + 0.1 * k)
+    got = assembler.snapshot(0.5, 0.5)
+    assert not getattr(got, valid).any() and got.counter_stale == (message,)
+    assert got.counts['counter_jump'] + got.counts['counter_repeat'] == 3 * blocks
+    # and genuine frames again (the counter goes on): taken up, all valid
+    for t in (0.6, 0.7):
+        for frame in _frame_of(proto, encoder.encode_all(state), field)[1]:
+            assembler.feed(frame, t)
+    got = assembler.snapshot(0.7, 0.5)
+    assert getattr(got, valid).all() and got.counter_stale == ()
+
+
+def test_sixteen_blocks_per_cycle_are_normal_traffic_even_with_a_lost_frame():
+    """64 cells: each block's counter is the same every cycle; that alone is no replay."""
+    proto = protocol('bms_ros', cells=64, sensors=8)
+    encoder = PackEncoder(proto)
+    assembler = MeasurementAssembler(proto)
+    state = pack_state(64, 8)
+    for k in range(5):
+        frames = _frame_of(proto, encoder.encode_all(state), 'cell_voltages_v')[1]
+        assert len(frames) == 16
+        if k == 2:
+            del frames[5]                                  # one frame lost on the bus
+        for frame in frames:
+            assembler.feed(frame, 0.1 * k)
+    got = assembler.snapshot(0.4, 0.5)
+    assert got.cell_voltage_valid.all() and not got.cell_voltages_stale
+    assert (got.counts['counter_jump'], got.counts['counter_repeat']) == (1, 0)
 
 
 # frames replayed in a cycle -> (counter_repeat, counter_jump) after 6 cycles: every frame is
