@@ -92,17 +92,17 @@ ROWS = (
         'can_driver, then protection',
         'frames with a repeated or jumping counter are dropped; the group ages at protection',
         'stale_measurement trip: ERROR, all open', SAFE_OPEN,
-        (('protection.stale_measurement.trip_s', 1.0),), 0.5,
+        (('can.stale_timeout_s', 0.5), ('protection.stale_measurement.trip_s', 0.5)), 0.5,
         f'{CAMPAIGN}::test_frame_group_lost_opens[cell_voltages]'),
     FailsafeRow(
         'temperatures_lost', 'temperature frames stop or repeat', 'can_driver, then protection',
         'as cell voltages', 'stale_measurement trip: ERROR, all open', SAFE_OPEN,
-        (('protection.stale_measurement.trip_s', 1.0),), 0.5,
+        (('can.stale_timeout_s', 0.5), ('protection.stale_measurement.trip_s', 0.5)), 0.5,
         f'{CAMPAIGN}::test_frame_group_lost_opens[temperatures]'),
     FailsafeRow(
         'current_lost', 'current/voltage frames stop or repeat', 'can_driver, then protection',
         'as cell voltages', 'stale_measurement trip: ERROR, all open', SAFE_OPEN,
-        (('protection.stale_measurement.trip_s', 1.0),), 0.5,
+        (('can.stale_timeout_s', 0.5), ('protection.stale_measurement.trip_s', 0.5)), 0.5,
         f'{CAMPAIGN}::test_frame_group_lost_opens[current]'),
     FailsafeRow(
         'contactor_feedback_lost', 'contactor status frames stop or repeat',
@@ -123,7 +123,7 @@ ROWS = (
         'exception caught outside the shutdown path', 'logged with traceback, counted on '
         '/diagnostics, restarted; past can.reader_restart_max in 60 s the node exits 1 and is '
         'respawned; meanwhile its groups age as above', SAFE_OPEN,
-        (('protection.stale_measurement.trip_s', 1.0),), 0.5,
+        (('can.stale_timeout_s', 0.5), ('protection.stale_measurement.trip_s', 0.5)), 0.5,
         'test/ros/test_can_driver.py::test_reader_thread_failures_are_restarted_then_exit_1'),
     FailsafeRow(
         'persisted_state', 'a state file is corrupt or belongs to another pack',

@@ -179,21 +179,24 @@ def test_temperature_rise_rate_over_the_window():
 
 
 def test_stale_measurement_by_timeout_and_by_group_flag():
+    # the LFP profile: warning 0.2 s, alarm 0.35 s, trip 0.5 s
     prot = protection()
     prot.evaluate(measurement(), 0.0)
-    assert prot.check_timeout(0.25) == []
-    warning, = prot.check_timeout(0.3)
-    assert warning.message == 'measurement stale 0.30 s >= warning 0.30 s'
-    events = prot.check_timeout(1.0)
+    assert prot.check_timeout(0.15) == []
+    warning, = prot.check_timeout(0.2)
+    assert warning.message == 'measurement stale 0.20 s >= warning 0.20 s'
+    events = prot.check_timeout(0.5)
     trip, = of(events, 'stale_measurement', LEVEL_TRIP)
-    assert (trip.index, trip.message) == (-1, 'measurement stale 1.00 s >= trip 1.00 s')
+    assert (trip.index, trip.message) == (-1, 'measurement stale 0.50 s >= trip 0.50 s')
     # a group the driver flags stale ages from its last fresh value (index 0 = cell voltages)
     prot = protection()
     prot.evaluate(measurement(), 0.0)
-    for k in range(1, 11):
+    for k in range(1, 5):
         events = prot.evaluate(measurement(cell_voltages_stale=True), 0.1 * k)
+        assert of(events, 'stale_measurement', LEVEL_TRIP) == [], k
+    events = prot.evaluate(measurement(cell_voltages_stale=True), 0.5)
     trip, = of(events, 'stale_measurement', LEVEL_TRIP)
-    assert (trip.index, trip.message) == (0, 'cell voltages stale 1.00 s >= trip 1.00 s')
+    assert (trip.index, trip.message) == (0, 'cell voltages stale 0.50 s >= trip 0.50 s')
 
 
 def test_nothing_is_stale_before_the_first_measurement():
@@ -220,7 +223,7 @@ def test_invalid_values_are_held_until_the_startup_grace_is_over():
         assert prot.evaluate(measurement(current_stale=True), 0.1 * k) == []
     events = prot.evaluate(measurement(current_stale=True), 10.0)
     assert of(events, 'stale_measurement', LEVEL_TRIP)[0].message == \
-        'current stale 10.00 s >= trip 1.00 s'
+        'current stale 10.00 s >= trip 0.50 s'
 
 
 def test_a_group_that_stops_during_the_startup_grace_trips_at_once():
@@ -234,7 +237,7 @@ def test_a_group_that_stops_during_the_startup_grace_trips_at_once():
         events += prot.evaluate(measurement(current_stale=True), 0.1 * k)
     trips = of(events, 'stale_measurement', LEVEL_TRIP)
     assert [(t.message, round(t.stamp_s, 6)) for t in trips] == [
-        ('current stale 1.00 s >= trip 1.00 s', 1.9)]
+        ('current stale 0.50 s >= trip 0.50 s', 1.4)]
 
 
 def test_open_wire_cell_is_not_checked_against_voltage_limits():

@@ -29,9 +29,10 @@ OPENING = {
 GROUPS_OPENING = {'cell_voltages': 'cell_voltages_lost', 'temperatures': 'temperatures_lost',
                   'current': 'current_lost', 'contactors': 'contactor_feedback_lost'}
 EDITS = {
-    # voltage-mode balancing at rest with a 2 mV threshold, so the balancing case has bleeding
+    # voltage-mode balancing at rest with a 0.5 mV threshold (below the 1 mV reading noise), so
+    # the balancing case has bleeding
     # to stop (inhibited while discharging: it does not touch the DRIVE cases)
-    'balancing': {'mode': 'voltage', 'threshold_v': 0.002, 'hysteresis_v': 0.001,
+    'balancing': {'mode': 'voltage', 'threshold_v': 0.0005, 'hysteresis_v': 0.0002,
                   'rest_time_s': 1.0},
 }
 
