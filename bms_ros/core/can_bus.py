@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import can
 
+from .command_deadline import CAN_FAILSAFE_FIELDS
 from .profile import config_dir
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 CAN_SECTION_FIELDS = ('dbc', 'mapping', 'interface', 'channel', 'host', 'port', 'bitrate',
                       'bus_options', 'reconnect_min_s', 'reconnect_max_s', 'stale_timeout_s',
                       'publish_rate_hz', 'publish_can_rx', 'prompt_min_interval_s',
-                      'prompt_current_a')
+                      'prompt_current_a') + CAN_FAILSAFE_FIELDS
 CAN_ERR_BUSOFF = 0x40      # SocketCAN error class bit in the id of an error frame
 _SOCKETCAND_LOGGER = 'can.interfaces.socketcand.socketcand'
 

@@ -11,6 +11,7 @@ sum and the timing relations between nodes are checked.
 ``docs/safety.md`` is this table as an FMEA (``python -m bms_ros.tools.safety_table``), and
 each row names the test that breaks it in real processes.
 """
+import math
 from dataclasses import dataclass
 
 from .config import Section
@@ -38,6 +39,7 @@ class FailsafeRow:
     allowance_s: float
     test: str                 # the test that breaks it: path::function
     why: str = ''             # why riding through is safe (rows that do not open)
+    bound_note: str = ''      # the bound in words where no profile field gives it
 
 
 ROWS = (
@@ -130,7 +132,15 @@ ROWS = (
         'protection, state_estimator', 'unreadable JSON; files keyed by namespace and serial',
         'warning and a safe default: a corrupt latch file is a latched trip (latch_file_corrupt),'
         ' a corrupt estimator file starts from the OCV', SAFE_OPEN, (), 0.0,
-        'test/ros/test_isolation.py::test_two_packs_do_not_share_persisted_state'),
+        'test/ros/test_isolation.py::test_two_packs_do_not_share_persisted_state',
+        bound_note='at start-up, before the supervisor leaves OFF'),
+    FailsafeRow(
+        'relatch_after_reset', 'a reset trip\'s condition returns (within its release time too)',
+        'protection', 'a reset is refused until the condition has been gone for release_s; a '
+        'granted reset drops the trip level and its debounce timers',
+        'the returning condition trips and latches again', SAFE_OPEN, (), 0.0,
+        'test/core/test_protection_relatch.py::test_a_returning_condition_trips_again_after_reset',
+        bound_note="the limit's own debounce_s, as the first time"),
     FailsafeRow(
         'implausible_cell', 'a cell reading stuck or inconsistent with current and neighbours',
         'state_estimator (plausibility); protection (limits)',
@@ -139,7 +149,8 @@ ROWS = (
         'ride through: SoC kept within 2 points', (), 0.0,
         'test/ros/test_stuck_cell.py::test_stuck_cell_reading_keeps_battery_state_within_2_points',
         why='a reading beyond the voltage limits trips protection anyway; below them the SoC '
-            'must simply not follow it'),
+            'must simply not follow it',
+        bound_note='excluded from the first implausible sample; flagged after 0.2-1 s'),
 )
 
 ROW_IDS = tuple(row.row_id for row in ROWS)
@@ -153,6 +164,16 @@ def _lookup(data, dotted, default):
             return default
         node = node[part]
     return node
+
+
+def _number(data, dotted, default):
+    """A positive finite number at ``dotted``, else None: a missing, mistyped or out-of-range
+    value is its owner's to reject (with its own message), not this table's."""
+    value = _lookup(data, dotted, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and value > 0.0 else None
 
 
 @dataclass(frozen=True)
@@ -182,10 +203,8 @@ def resolve(top: Section):
     for row in ROWS:
         terms = []
         for field, default in row.terms:
-            value = _lookup(data, field, default)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(top.path, field, f'expected a number, got {value!r}')
-            terms.append((field, float(value)))
+            value = _number(data, field, default)
+            terms.append((field, default if value is None else value))
         worst = sum(v for _, v in terms) + row.allowance_s
         if row.safe_state == SAFE_OPEN and worst > max_s:
             field = max(terms, key=lambda t: t[1])[0] if terms else 'failsafe.max_time_to_safe_s'
@@ -193,11 +212,11 @@ def resolve(top: Section):
                               f'{row.row_id}: worst-case time to open the contactors '
                               f'{worst:.2f} s exceeds failsafe.max_time_to_safe_s {max_s:g} s')
         rows.append(ResolvedRow(row, tuple(terms), worst))
-    period = float(_lookup(data, 'supervisor.command_period_s', 0.1))
+    period = _number(data, 'supervisor.command_period_s', 0.1) or 0.1
     for field, default in (('can.command_deadline_s', 0.5),
                            ('simulator.contactors.command_timeout_s', 0.5)):
-        value = float(_lookup(data, field, default))
-        if value <= 2.0 * period:
+        value = _number(data, field, default)
+        if value is not None and value <= 2.0 * period:
             raise ConfigError(top.path, field,
                               f'must exceed two supervisor.command_period_s ({2 * period:g} s) '
                               f'so that one late command does not open, got {value:g}')
@@ -213,7 +232,7 @@ def markdown_table(rows):
         row = r.row
         terms = ' + '.join(f'`{field}` {value:g}' for field, value in r.terms_s)
         bound = (f'{r.worst_case_s:.2f} s ({terms} + {row.allowance_s:g} allowance)'
-                 if terms else 'at the next measurement')
+                 if terms else row.bound_note)
         state = row.safe_state + (f' ({row.why})' if row.why else '')
         lines.append(f'| `{row.row_id}` | {row.failure} | {row.detected_by} | {row.detection} | '
                      f'{row.reaction} | {state} | {bound} | `{row.test}` |')

@@ -6,6 +6,7 @@ Each node reads ``pack`` plus its own section (``simulator``, ``can``, ``estimat
 import os
 from dataclasses import dataclass
 
+from . import failsafe
 from .cell import CellSpec
 from .config import Section
 from .state_paths import check_base, check_path_part
@@ -50,6 +51,9 @@ class Profile:
         self.top = Section.from_file(self.path)
         self.top.reject_unknown(SECTIONS)
         self.pack = self._load_pack(self.top.section('pack'))
+        # the fail-safe bounds span sections (driver, simulator, supervisor, protection):
+        # every node checks them at start-up, before anything is created
+        self.failsafe = failsafe.resolve(self.top)
 
     def section(self, name):
         """The raw Section of a node (empty if absent: every field then takes its default)."""

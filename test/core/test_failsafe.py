@@ -72,8 +72,11 @@ def test_bad_failsafe_fields_name_file_and_field():
         resolve(_top(PROFILES[0], {'failsafe.max_time_to_safe_s': 'soon'}))
     with pytest.raises(ConfigError, match='failsafe.typo_s: unknown field'):
         resolve(_top(PROFILES[0], {'failsafe.typo_s': 1.0}))
-    with pytest.raises(ConfigError, match='can.command_deadline_s: expected a number'):
-        resolve(_top(PROFILES[0], {'can.command_deadline_s': True}))
+    # a mistyped or non-positive term is its owner's to reject, with the owner's message
+    for value in (True, 'soon', 0.0, -1.0, float('nan')):
+        rows = {r.row.row_id: r for r in resolve(_top(PROFILES[0],
+                                                      {'can.command_deadline_s': value}))}
+        assert dict(rows['supervisor_lost'].terms_s) == {'can.command_deadline_s': 0.5}
 
 
 def _test_functions(path):
@@ -101,3 +104,17 @@ def test_docs_safety_md_holds_the_table_of_the_lfp_profile():
         doc = stream.read()
     assert markdown_table(resolve(Profile(PROFILES[0]).top)) in doc, \
         'docs/safety.md is out of date: python -m bms_ros.tools.safety_table'
+
+
+def test_a_profile_with_a_bound_beyond_two_seconds_stops_every_node_at_load(tmp_path):
+    """Profile() (what every node loads first) applies the table: file and field named."""
+    with open(PROFILES[0], encoding='utf-8') as stream:
+        data = yaml.safe_load(stream)
+    data['pack']['cell'] = os.path.join(os.path.dirname(PROFILES[0]), data['pack']['cell'])
+    data['can']['command_deadline_s'] = 1.9
+    path = tmp_path / 'slow.yaml'
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as error:
+        Profile(path)
+    assert str(error.value).startswith(f'{path}: can.command_deadline_s: supervisor_lost: '
+                                       'worst-case time to open the contactors 2.20 s')
