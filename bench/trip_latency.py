@@ -38,7 +38,6 @@ import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
 from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasurement, PackState,
                                 ProtectionEvent, ProtectionStatus)
 from bms_interfaces.srv import RequestState, ResetTrips
-from bms_ros.core.can_codec import frame_key
 from bms_ros.core.profile import config_dir
 from bms_ros.core.prompt_publish import CURRENT_FIELD
 from test.ros.harness import LATCHED, RELIABLE, RosTestEnv
@@ -313,11 +312,12 @@ class BusSlave:
                 'precharge_relay_closed': precharge, 'cell_balancing': np.zeros(CELLS, bool)}
 
     def _send_loop(self):
+        # frames are sent under the lock, in encoding order: a frame overtaken by another of
+        # its message would look like a rolling counter stepping back, and be dropped
         while not self._stop.wait(0.005):
             with self.lock:
-                frames = self.encoder.due_frames(time.monotonic(), self._state())
-            for frame in frames:
-                self.bus.send(frame)
+                for frame in self.encoder.due_frames(time.monotonic(), self._state()):
+                    self.bus.send(frame)
 
     def _recv_loop(self):
         while not self._stop.is_set():
@@ -344,13 +344,12 @@ class BusSlave:
                 frames = self.encoder.encode_all(self._state())
             else:
                 self.current_a = current_a
-                frames = [f for f in self.encoder.encode_all(self._state())
-                          if frame_key(f.arbitration_id, f.is_extended_id) in self.current_keys]
+                frames = self.encoder.encode_all(self._state(), keys=self.current_keys)
             self.open_event.clear()
             self._armed = True
             start = time.perf_counter()
-        for frame in frames:
-            self.bus.send(frame)
+            for frame in frames:
+                self.bus.send(frame)
         return start
 
     def set_cell(self, volts):

@@ -116,12 +116,15 @@ class PackEncoder(_Sender):
             fields[name] = value
         return fields
 
-    def encode_all(self, state):
-        """Every measurement frame (all multiplexer blocks) of ``state`` now."""
+    def encode_all(self, state, keys=None):
+        """Every measurement frame (all multiplexer blocks) of ``state`` now; with ``keys``
+        (frame keys, as CanProtocol.frame_keys gives) only those messages, so the rolling
+        counters of the others do not advance for frames never sent."""
         fields = self.state_fields(state)
         frames = []
         for mm in self.protocol.mapping.measurement:
-            frames += self._frames(mm, fields)
+            if keys is None or frame_key(mm.frame_id, mm.is_extended) in keys:
+                frames += self._frames(mm, fields)
         self.frames_sent += len(frames)
         return frames
 

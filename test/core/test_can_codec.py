@@ -606,3 +606,24 @@ def test_a_replayed_cycle_longer_than_half_the_counter_drops_one_frame_per_cycle
     # the documented limit of a 4-bit counter: looks like 4 frames lost per cycle
     assert (closed, stale, snap.counter_stale) == (False, False, ())
     assert snap.counts['counter_jump'] == 3
+
+
+
+def test_encode_all_of_some_messages_leaves_the_others_counters_alone():
+    """A sender of the current frame alone must not skip counter values of the others."""
+    proto = protocol('bms_ros')
+    encoder = PackEncoder(proto)
+    state = pack_state()
+    first = encoder.encode_all(state)
+    current_only = encoder.encode_all(state, keys=proto.frame_keys(('pack_current_a',)))
+    assert [f.arbitration_id for f in current_only] == [256]
+    # everything after it decodes without a single counter error
+    assembler = assemble(proto, first + current_only + encoder.encode_all(state))
+    assert assembler.counts['counter_jump'] == assembler.counts['counter_repeat'] == 0
+    assert_equal_within_quantisation('bms_ros', assembler.snapshot(0.0, 1.0), state)
+    # encoding everything and sending the current frame alone costs the others a frame each
+    encoder = PackEncoder(proto)
+    first = encoder.encode_all(state)
+    filtered = [f for f in encoder.encode_all(state) if f.arbitration_id == 256]
+    assembler = assemble(proto, first + filtered + encoder.encode_all(state))
+    assert assembler.counts['counter_jump'] == len(proto.measurement_messages) - 1

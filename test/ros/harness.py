@@ -43,7 +43,8 @@ class NodeProcess:
         return self.popen.poll() is None
 
     def log_tail(self, lines=30):
-        self._log.flush()
+        if not self._log.closed:   # a stopped process's log is closed and complete
+            self._log.flush()
         with open(self.log_path, 'rb') as stream:
             text = stream.read().decode(errors='replace')
         return '\n'.join(text.splitlines()[-lines:])
