@@ -149,19 +149,27 @@ class Stamped:
         self.predicate = predicate
         self.event = threading.Event()
         self.time = None
+        self.msg = None               # the matching message (its header stamp: its sender's)
         self.armed = False
         env.node.create_subscription(msg_type, topic, self._on, qos)
 
     def arm(self):
         self.time = None
+        self.msg = None
         self.event.clear()
         self.armed = True
 
     def _on(self, msg):
         if self.armed and self.predicate(msg):
             self.time = time.perf_counter()
+            self.msg = msg
             self.armed = False
             self.event.set()
+
+    def stamp_s(self, timeout_s=5.0):
+        """Header stamp (s, the sender's ROS clock: wall time here) of the matching message."""
+        self.wait(timeout_s)
+        return self.msg.header.stamp.sec + self.msg.header.stamp.nanosec * 1e-9
 
     def wait(self, timeout_s=5.0):
         if not self.event.wait(timeout_s):
@@ -333,6 +341,7 @@ class BusSlave:
             if self._armed and not any(state):
                 self._armed = False
                 self.open_time = now
+                self.open_wall = time.time()
                 self.open_event.set()
 
     def trip(self, volts=None, current_a=None):
@@ -348,6 +357,7 @@ class BusSlave:
             self.open_event.clear()
             self._armed = True
             start = time.perf_counter()
+            self.sent_wall = time.time()
             for frame in frames:
                 self.bus.send(frame)
         return start
@@ -399,9 +409,17 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
             start_nodes(env, profile, os.path.join(folder, 'state'))
             states, status, trip = watch(
                 env, 'discharge_overcurrent' if over_current else 'cell_overvoltage')
+            # where the time goes: the header stamps of the hops (every process stamps with
+            # the same system clock here), from the frame sent to the open frame received
+            crossed = ((lambda m: m.pack_current_a <= 0.5 * SHORT_CIRCUIT_A) if over_current
+                       else (lambda m: len(m.cell_voltages_v) > 3 and m.cell_voltages_v[3] >= 3.75))
+            measured = Stamped(env, PackMeasurement, 'measurement', RELIABLE, crossed)
+            opened = Stamped(env, ContactorCommand, 'contactor_command', RELIABLE,
+                             lambda c: not (c.negative_closed or c.precharge_closed
+                                            or c.positive_closed))
             slave = BusSlave(port)
             wait_state(env, states, PackState.STATE_STANDBY, 30.0)
-            to_event, to_open = [], []
+            to_event, to_open, hops = [], [], []
             rng = random.Random(1)
             while len(to_open) < trips:
                 states.clear()
@@ -414,20 +432,32 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
                 # always arrive just after the driver's timer, the worst case every time
                 time.sleep(rng.uniform(0.0, 0.1))
                 trip.arm()
+                measured.arm()
+                opened.arm()
                 start = slave.trip(current_a=SHORT_CIRCUIT_A) if over_current \
                     else slave.trip(3.8)
                 to_event.append(trip.wait() - start)
                 if not slave.open_event.wait(5.0):
                     raise TimeoutError('no contactor-open frame')
                 to_open.append(slave.open_time - start)
+                marks = (slave.sent_wall, measured.stamp_s(), trip.stamp_s(), opened.stamp_s(),
+                         slave.open_wall)
+                hops.append(np.diff(marks))
                 slave.set_cell(CELL_V)
                 slave.set_current(0.0)
                 reset_to_standby(env, status, 0.02)
+            measure_can.hops = np.array(hops)   # (trips, 4): see HOPS
             return np.array(to_event), np.array(to_open)
         finally:
             if slave is not None:
                 slave.stop()
             env.close()
+
+
+HOPS = ('frame sent -> measurement published (hub, decode, prompt wait)',
+        'measurement -> trip_event published (DDS hop 1, protection)',
+        'trip_event -> contactor_command published (DDS hop 2, supervisor)',
+        'contactor_command -> open frame received (DDS hop 3, driver, hub)')
 
 
 def _rows(name, values, goal, note):
@@ -457,7 +487,10 @@ def run():
         note = f'{len(can_open)} trips, {label}, debounce 0 s'
         rows += _rows('CAN frame -> trip_event (other process)', can_event, '', note)
         rows += _rows('CAN frame -> contactor-open frame on the bus', can_open,
-                      '< 50 ms + debounce', note)
+                      '<= 10 ms + debounce (issue 13)', note)
+        if prompt is None:
+            for k, hop in enumerate(HOPS):
+                rows += _rows(f'  where: {hop}', measure_can.hops[:, k], '', note)
     for prompt_current, label in ((None, 'prompt publish at |I| >= can.prompt_current_a '
                                           '(90 A, as profiled)'),
                                   (0.0, 'prompt_current_a 0: timer and cell-frame prompts only')):
