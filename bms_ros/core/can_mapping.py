@@ -31,6 +31,7 @@ charge-positive convention). ``invalid_raw`` is the raw value that means "invali
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field as dc_field
 
 import cantools
@@ -208,9 +209,31 @@ def _format_indices(indices):
     return ', '.join(out)
 
 
+def _unpadded(name):
+    """``name`` with the leading zeros of every number dropped: CellVoltage_017 -> CellVoltage_17."""
+    return re.sub(r'\d+', lambda m: str(int(m.group())), name)
+
+
 def _suggest(name, known):
-    close = difflib.get_close_matches(name, known, n=1)
+    # a name that differs only in zero padding (CellVoltage_17 / CellVoltage_017) comes first:
+    # difflib alone ranks CellVoltage_197 higher
+    key = _unpadded(name)
+    padded = [k for k in known if _unpadded(k) == key]
+    close = difflib.get_close_matches(name, padded, n=1, cutoff=0.0) if padded \
+        else difflib.get_close_matches(name, known, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ''
+
+
+def is_boolean_signal(dbc_signal):
+    """True for a 1-bit signal, or one whose named choices are exactly 0 and 1 and whose DBC
+    range holds nothing else (a flag, not a value)."""
+    if dbc_signal.length == 1:
+        return True
+    choices = dbc_signal.choices or {}
+    if {int(k) for k in choices} != {0, 1}:
+        return False
+    hi = dbc_signal.maximum
+    return hi is not None and (hi - float(dbc_signal.offset)) / float(dbc_signal.scale) <= 1.0
 
 
 class _Loader:
@@ -389,6 +412,13 @@ class _Loader:
             raise sec.error('signal', f"'{name}' is multiplexed: give the message a multiplexer")
         field_name = sec.string('field', choices=list(fields))
         kind, length_of = fields[field_name]
+        if kind == 'float' and is_boolean_signal(dbc_signal):
+            what = 'a 1-bit signal' if dbc_signal.length == 1 else \
+                'a boolean signal (choices ' + ', '.join(
+                    f"{int(k)} '{v}'" for k, v in sorted(dbc_signal.choices.items())) + ')'
+            raise sec.error('field', f"'{field_name}' is a value, but '{name}' in message "
+                                     f"'{message_name}' is {what}: a flag cannot be mapped "
+                                     'onto it')
         bitmask = sec.boolean('bitmask', False)
         if bitmask and (kind != 'bool' or length_of is None):
             raise sec.error('bitmask', f"only for arrays of booleans, not '{field_name}'")

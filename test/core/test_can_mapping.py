@@ -156,6 +156,10 @@ CASES = [
      "'Pack_CellVoltages'"),
     ('commands missing', lambda d: d.pop('commands'),
      'commands | missing required field'),
+    ('1-bit flag mapped as a value', lambda d: _signal(d, 3, 0).update(field='pack_current_a'),
+     "measurement[3].signals[0].field | 'pack_current_a' is a value, but "
+     "'NegativeContactorClosed' in message 'Pack_Status' is a 1-bit signal: a flag cannot be "
+     'mapped onto it'),
 ]
 
 
@@ -179,3 +183,85 @@ def test_mapping_file_errors(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_mapping(path, DBC, 16, 8)
     assert str(info.value) == f'{path}: extra: unknown field (known: commands, measurement)'
+
+
+# Named per-cell signals (zero-padded numbers) and an 8-bit on/off signal with choices 0/1.
+PADDED_DBC = """VERSION ""
+NS_ :
+BS_:
+BU_: BMS VCU
+BO_ 768 BMS_Cells: 8 BMS
+ SG_ CellVoltage_017 : 0|13@1+ (0.001,0) [0|8.19] "V" VCU
+ SG_ CellVoltage_197 : 13|13@1+ (0.001,0) [0|8.19] "V" VCU
+ SG_ CellVoltage_170 : 26|13@1+ (0.001,0) [0|8.19] "V" VCU
+ SG_ HeaterOn : 39|8@1+ (1,0) [0|1] "" VCU
+ SG_ Mode : 47|8@1+ (1,0) [0|3] "" VCU
+BO_ 784 VCU_Command: 1 VCU
+ SG_ CloseNegative : 0|1@1+ (1,0) [0|1] "" BMS
+ SG_ ClosePrecharge : 1|1@1+ (1,0) [0|1] "" BMS
+ SG_ ClosePositive : 2|1@1+ (1,0) [0|1] "" BMS
+BA_DEF_ BO_ "GenMsgCycleTime" INT 0 10000;
+BA_ "GenMsgCycleTime" BO_ 768 100;
+VAL_ 768 HeaterOn 0 "Off" 1 "On" ;
+VAL_ 768 Mode 0 "Off" 1 "On" ;
+"""
+
+
+def _padded_error(tmp_path, signal, field='cell_voltages_v', index=0):
+    dbc = tmp_path / 'padded.dbc'
+    dbc.write_text(PADDED_DBC)
+    mapping = {'measurement': [{'message': 'BMS_Cells', 'signals': [
+        {'signal': signal, 'field': field, 'index': index}]}],
+        'commands': [{'message': 'VCU_Command', 'signals': [
+            {'signal': 'CloseNegative', 'field': 'negative_closed'},
+            {'signal': 'ClosePrecharge', 'field': 'precharge_closed'},
+            {'signal': 'ClosePositive', 'field': 'positive_closed'}]}]}
+    path = tmp_path / 'mapping.yaml'
+    path.write_text(yaml.safe_dump(mapping))
+    with pytest.raises(ConfigError) as info:
+        load_mapping(path, dbc, 1, 1)
+    assert info.value.path == str(path)
+    return f'{info.value.field} | {info.value.problem}'
+
+
+def test_did_you_mean_prefers_the_zero_padded_name(tmp_path):
+    import difflib
+    # difflib alone would suggest CellVoltage_197
+    assert difflib.get_close_matches('CellVoltage_17', ['CellVoltage_017', 'CellVoltage_197'],
+                                     n=1) == ['CellVoltage_197']
+    assert _padded_error(tmp_path, 'CellVoltage_17') == (
+        "measurement[0].signals[0].signal | unknown signal 'CellVoltage_17' in message "
+        "'BMS_Cells' (did you mean 'CellVoltage_017'?)")
+    assert _padded_error(tmp_path, 'CellVoltage_0197') == (
+        "measurement[0].signals[0].signal | unknown signal 'CellVoltage_0197' in message "
+        "'BMS_Cells' (did you mean 'CellVoltage_197'?)")
+    # no padded twin: the closest name as before
+    assert _padded_error(tmp_path, 'CellVolage_170') == (
+        "measurement[0].signals[0].signal | unknown signal 'CellVolage_170' in message "
+        "'BMS_Cells' (did you mean 'CellVoltage_170'?)")
+
+
+def test_boolean_choice_signal_is_not_a_value(tmp_path):
+    assert _padded_error(tmp_path, 'HeaterOn', 'temperatures_degc') == (
+        "measurement[0].signals[0].field | 'temperatures_degc' is a value, but 'HeaterOn' in "
+        "message 'BMS_Cells' is a boolean signal (choices 0 'Off', 1 'On'): a flag cannot be "
+        'mapped onto it')
+    # choices 0/1 on a wider range (0..3): a value with named codes, past the flag check
+    assert _padded_error(tmp_path, 'Mode', 'temperatures_degc') == (
+        'measurement | no signal maps cell_voltages_v, pack_current_a, pack_voltage_v '
+        '(required)')
+
+
+def test_percell_invalid_flag_is_not_a_cell_voltage(tmp_path):
+    fixture = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'fixtures', 'can')
+    with open(os.path.join(fixture, 'percell_bms_mapping.yaml'), encoding='utf-8') as stream:
+        data = yaml.safe_load(stream)
+    data['measurement'][0]['signals'][0]['signal'] = 'CellVoltage_000_Invalid'
+    path = tmp_path / 'mapping.yaml'
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_mapping(path, os.path.join(fixture, 'percell_bms.dbc'), 12, 6)
+    assert str(info.value) == (
+        f"{path}: measurement[0].signals[0].field: 'cell_voltages_v' is a value, but "
+        "'CellVoltage_000_Invalid' in message 'BMS_CellVoltages' is a 1-bit signal: a flag "
+        'cannot be mapped onto it')
