@@ -47,6 +47,8 @@ setup(
             'estimate_csv = bms_ros.tools.estimate_csv:main',
             'bms-report = bms_ros.tools.report:main',
             'bms-bag = bms_ros.tools.bag:main',
+            'bms-can-log = bms_ros.tools.can_log:main',
+            'bms-dbc-skeleton = bms_ros.tools.dbc_skeleton:main',
         ],
     },
 )
