@@ -29,10 +29,11 @@ _FIELD_ORDER = ('cell_voltages_v', 'temperatures_degc', 'pack_current_a', 'pack_
                 'link_voltage_v', 'negative_contactor_closed', 'positive_contactor_closed',
                 'precharge_relay_closed', 'cell_balancing', 'negative_closed',
                 'precharge_closed', 'positive_closed', 'cell_bleed')
-_SUMMARY = re.compile(r'max|min|avg|mean|average|delta|diff|limit|threshold|allowed|request|'
-                      r'target|setpoint|balanc|board|ambient|chip|pcb|mcu|internal|ref',
-                      re.IGNORECASE)
-_FLAG_WORDS = re.compile(r'fault|error|err|weld|invalid|fail|diag|warn', re.IGNORECASE)
+# words (prefixes of CamelCase / snake_case parts) of summary values and flags, not a reading
+_SUMMARY = ('max', 'min', 'avg', 'mean', 'average', 'delta', 'diff', 'limit', 'threshold',
+            'allowed', 'request', 'target', 'setpoint', 'balanc', 'board', 'ambient', 'chip',
+            'pcb', 'mcu', 'internal', 'ref')
+_FLAGS = ('fault', 'error', 'err', 'weld', 'invalid', 'fail', 'diag', 'warn')
 _COUNTER = re.compile(r'counter|alive|rolling|cnt|sqc|sequence', re.IGNORECASE)
 _COMMAND_NAME = re.compile(r'command|cmd|request|req|ctrl|control', re.IGNORECASE)
 _TEMPERATURE_UNITS = {'degc', '°c', 'c', 'deg c', 'degreec', 'celsius', 'degree_celsius'}
@@ -45,6 +46,12 @@ class _Guess:
     index: int = None
     extra: dict = dc_field(default_factory=dict)     # scale, bitmask
     note: str = ''
+
+
+def _has_word(name, words):
+    """True if a part of ``name`` (split at CamelCase, '_' and digits) starts with a word."""
+    parts = [p.lower() for p in re.findall(r'[A-Z]?[a-z]+|[A-Z]+(?![a-z])', name)]
+    return any(p.startswith(w) for p in parts for w in words)
 
 
 def _unit(signal):
@@ -76,7 +83,7 @@ def _value_field(message, signal):
         return None
     name = signal.name
     unit = _unit(signal)
-    if _SUMMARY.search(name) or _FLAG_WORDS.search(name):
+    if _has_word(name, _SUMMARY + _FLAGS):
         return None
     if unit in ('V', 'mV') and 'cell' in name.lower():
         return 'cell_voltages_v'
@@ -96,7 +103,7 @@ def _value_field(message, signal):
 def _flag_field(message, signal, section):
     """The contactor or balancing field of a flag / mask signal, or None."""
     text = f'{message.name} {signal.name}'.lower()
-    if _FLAG_WORDS.search(signal.name):
+    if _has_word(signal.name, _FLAGS):
         return None
     if is_boolean_signal(signal) and re.search(r'contactor|relay|close', text):
         name = signal.name.lower()
@@ -123,7 +130,7 @@ def _section_of(message, bms_nodes):
 
 def _counter(message):
     for s in message.signals:
-        if _COUNTER.search(s.name) and not _FLAG_WORDS.search(s.name) and not s.is_signed \
+        if _COUNTER.search(s.name) and not _has_word(s.name, _FLAGS) and not s.is_signed \
                 and not s.multiplexer_ids and not s.is_multiplexer and not s.conversion.is_float:
             return s
     return None
