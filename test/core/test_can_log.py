@@ -40,9 +40,9 @@ def known_state(protocol):
             'cell_balancing': np.arange(cells) % 3 == 0}
 
 
-def encoded_frames(protocol, duration_s=DURATION_S, t0_s=T0_S):
+def encoded_frames(protocol, duration_s=DURATION_S, t0_s=T0_S, encoder=None):
     """Frames the pack simulator's encoder sends over ``duration_s``, stamped with log time."""
-    encoder = PackEncoder(protocol)
+    encoder = encoder or PackEncoder(protocol)
     state = known_state(protocol)
     frames = []
     for k in range(int(round(duration_s / STEP_S))):
@@ -255,3 +255,18 @@ def test_play_tool_on_virtual_bus_counts_frames(tmp_path, protocol, capsys):
     assert f'{len(frames)} frames sent, 0 failed' in capsys.readouterr().out
     assert [m.arbitration_id for m in got] == [m.arbitration_id for m in frames]
     assert all(math.isfinite(m.timestamp) for m in got)
+
+
+def test_long_silence_is_skipped_after_it_reads_stale(protocol):
+    encoder = PackEncoder(protocol)       # one sender: its rolling counters run on
+    frames = encoded_frames(protocol, 0.5, T0_S, encoder) + \
+        encoded_frames(protocol, 0.5, T0_S + 300.0, encoder)
+    decoder = LogDecoder(protocol, 10.0, 0.5)
+    snaps = list(decoder.snapshots(frames))
+    assert decoder.stats.gaps_skipped == 1
+    assert len(snaps) < 30                     # not 3000 snapshots of silence
+    times = [t for t, _ in snaps]
+    assert times == sorted(times)
+    silent = [s for t, s in snaps if T0_S + 0.995 < t < T0_S + 300.0]   # > 0.5 s after 0.49
+    assert silent and all(s.cell_voltages_stale and s.current_stale for s in silent)
+    assert not snaps[-1][1].cell_voltages_stale
