@@ -270,3 +270,22 @@ def test_long_silence_is_skipped_after_it_reads_stale(protocol):
     silent = [s for t, s in snaps if T0_S + 0.995 < t < T0_S + 300.0]   # > 0.5 s after 0.49
     assert silent and all(s.cell_voltages_stale and s.current_stale for s in silent)
     assert not snaps[-1][1].cell_voltages_stale
+
+
+def test_play_ctrl_c_is_clean(tmp_path, protocol, monkeypatch, capsys):
+    path = write_log(tmp_path / 'pack.log', encoded_frames(protocol, 0.1))
+
+    def interrupted(*args, **kwargs):
+        kwargs['stats'].sent = 3
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tool, 'play', interrupted)
+    assert tool.main(['play', str(path), '--profile', PROFILE, '--interface', 'virtual',
+                      '--channel', f'can_log_int_{os.getpid()}']) == 0
+    out = capsys.readouterr().out
+    assert '3 frames sent, 0 failed' in out and out.rstrip().endswith('(interrupted)')
+
+
+def test_play_rejects_a_bad_rate(tmp_path, protocol, capsys):
+    path = write_log(tmp_path / 'pack.log', encoded_frames(protocol, 0.1))
+    assert tool.main(['play', str(path), '--profile', PROFILE, '--rate', '0']) == 2
+    assert capsys.readouterr().err == 'can_log play: --rate: expected a number > 0, got 0.0\n'
