@@ -413,7 +413,13 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
             # the same system clock here), from the frame sent to the open frame received
             crossed = ((lambda m: m.pack_current_a <= 0.5 * SHORT_CIRCUIT_A) if over_current
                        else (lambda m: len(m.cell_voltages_v) > 3 and m.cell_voltages_v[3] >= 3.75))
-            measured = Stamped(env, PackMeasurement, 'measurement', RELIABLE, crossed)
+            crossings = []     # header stamps of every measurement showing the crossing
+
+            def on_measurement(msg):
+                if crossed(msg):
+                    crossings.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+            env.node.create_subscription(PackMeasurement, 'measurement', on_measurement,
+                                         RELIABLE)
             opened = Stamped(env, ContactorCommand, 'contactor_command', RELIABLE,
                              lambda c: not (c.negative_closed or c.precharge_closed
                                             or c.positive_closed))
@@ -432,7 +438,7 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
                 # always arrive just after the driver's timer, the worst case every time
                 time.sleep(rng.uniform(0.0, 0.1))
                 trip.arm()
-                measured.arm()
+                crossings.clear()
                 opened.arm()
                 start = slave.trip(current_a=SHORT_CIRCUIT_A) if over_current \
                     else slave.trip(3.8)
@@ -440,13 +446,17 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
                 if not slave.open_event.wait(5.0):
                     raise TimeoutError('no contactor-open frame')
                 to_open.append(slave.open_time - start)
-                marks = (slave.sent_wall, measured.stamp_s(), trip.stamp_s(), opened.stamp_s(),
-                         slave.open_wall)
-                hops.append(np.diff(marks))
+                # the measurement protection tripped on: the last crossing before the event
+                event_s = trip.stamp_s()
+                before = [t for t in crossings if slave.sent_wall <= t <= event_s]
+                if before:
+                    marks = (slave.sent_wall, max(before), event_s, opened.stamp_s(),
+                             slave.open_wall)
+                    hops.append(np.diff(marks))
                 slave.set_cell(CELL_V)
                 slave.set_current(0.0)
                 reset_to_standby(env, status, 0.02)
-            measure_can.hops = np.array(hops)   # (trips, 4): see HOPS
+            measure_can.hops = np.array(hops).reshape(-1, 4)   # (trips, 4): see HOPS
             return np.array(to_event), np.array(to_open)
         finally:
             if slave is not None:
@@ -489,8 +499,10 @@ def run():
         rows += _rows('CAN frame -> contactor-open frame on the bus', can_open,
                       '<= 10 ms + debounce (issue 13)', note)
         if prompt is None:
+            hops = measure_can.hops
             for k, hop in enumerate(HOPS):
-                rows += _rows(f'  where: {hop}', measure_can.hops[:, k], '', note)
+                rows += _rows(f'  where: {hop}', hops[:, k], '',
+                              f'{len(hops)} of {len(can_open)} trips (stamps of each hop)')
     for prompt_current, label in ((None, 'prompt publish at |I| >= can.prompt_current_a '
                                           '(90 A, as profiled)'),
                                   (0.0, 'prompt_current_a 0: timer and cell-frame prompts only')):

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 CAN_SECTION_FIELDS = ('dbc', 'mapping', 'interface', 'channel', 'host', 'port', 'bitrate',
                       'bus_options', 'reconnect_min_s', 'reconnect_max_s', 'stale_timeout_s',
                       'publish_rate_hz', 'publish_can_rx', 'prompt_min_interval_s',
-                      'prompt_current_a') + CAN_FAILSAFE_FIELDS
+                      'prompt_current_a', 'prompt_cell_voltage_v') + CAN_FAILSAFE_FIELDS
 CAN_ERR_BUSOFF = 0x40      # SocketCAN error class bit in the id of an error frame
 _SOCKETCAND_LOGGER = 'can.interfaces.socketcand.socketcand'
 
@@ -76,6 +76,9 @@ class CanSettings:
     # a current frame with |I| at or above this publishes at once too (0 = never): set it at
     # or below the lowest over-current warning, above the currents of normal use
     prompt_current_a: float = 0.0
+    # a cell voltage leaving this (low, high) window publishes at once, bypassing the minimum
+    # interval (() = no window): the lowest under- and over-voltage warning levels
+    prompt_cell_voltage_v: tuple = ()
 
     def with_overrides(self, interface=None, channel=None, host=None, port=None, bitrate=None):
         """The same settings with non-empty overrides (node parameters) applied to the bus."""
@@ -115,7 +118,19 @@ def load_can_settings(profile):
         publish_can_rx=sec.boolean('publish_can_rx', True),
         prompt_min_interval_s=sec.number('prompt_min_interval_s', 0.02, minimum=0.0,
                                          maximum=10.0),
-        prompt_current_a=sec.number('prompt_current_a', 0.0, minimum=0.0, maximum=1e5))
+        prompt_current_a=sec.number('prompt_current_a', 0.0, minimum=0.0, maximum=1e5),
+        prompt_cell_voltage_v=_cell_window(sec))
+
+
+def _cell_window(sec):
+    """``prompt_cell_voltage_v``: [low, high] V with low < high, or absent (no window)."""
+    if not sec.has('prompt_cell_voltage_v'):
+        return ()
+    low, high = sec.numbers('prompt_cell_voltage_v', length=2, minimum=0.0, maximum=10.0)
+    if not low < high:
+        raise sec.error('prompt_cell_voltage_v', f'expected [low, high] with low < high, '
+                                                 f'got [{low}, {high}]')
+    return (low, high)
 
 
 def quiet_socketcand_logging():

@@ -316,6 +316,14 @@ class MeasurementAssembler:
         with self._lock:
             return float(self._values[field][index])
 
+    def extremes(self, field):
+        """(lowest, highest) last decoded value of an array field (NaN, NaN if none valid)."""
+        with self._lock:
+            values = np.asarray(self._values[field], dtype=float)
+        if not np.isfinite(values).any():
+            return math.nan, math.nan
+        return float(np.nanmin(values)), float(np.nanmax(values))
+
     def snapshot(self, now_s, stale_timeout_s):
         """The measurement at ``now_s`` (s): elements older than ``stale_timeout_s`` are invalid."""
         with self._lock:

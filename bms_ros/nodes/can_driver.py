@@ -120,7 +120,7 @@ class CanDriver(Node):
         self.prompt_min_interval_s = overrides.get('prompt_min_interval_s',
                                                    settings.prompt_min_interval_s)
         self.prompt = PromptPolicy(self.protocol, self.prompt_min_interval_s,
-                                   settings.prompt_current_a)
+                                   settings.prompt_current_a, settings.prompt_cell_voltage_v)
         self._publish_lock = threading.Lock()
         self._last_publish = 0.0
         self.commands = CommandEncoder(self.protocol)
@@ -217,11 +217,15 @@ class CanDriver(Node):
                 assembler.feed_many(batch, now)
                 if self.can_rx_pub is not None:
                     self._publish_frames(batch, frame)
-                if self.prompt.wanted(batch, assembler):
-                    prompt_pending = True
+                wanted, urgent = self.prompt.assess(batch, assembler)
+                prompt_pending = prompt_pending or wanted
+            else:
+                urgent = False
             # publish a prompt one at once, or as soon as the minimum interval allows, so the
-            # rest of a burst (the other cell blocks) is never left waiting for the timer
-            if prompt_pending and now - self._last_publish >= self.prompt_min_interval_s:
+            # rest of a burst (the other cell blocks) is never left waiting for the timer; a
+            # crossing (core/prompt_publish) does not wait for the interval at all
+            if prompt_pending and (urgent or
+                                   now - self._last_publish >= self.prompt_min_interval_s):
                 prompt_pending = False
                 self.publish_measurement()   # raises only when shutting down (run quietly)
 

@@ -107,3 +107,55 @@ def test_prompt_current_is_validated(tmp_path):
     bad.write_text(text)
     with pytest.raises(ConfigError, match=r'bad\.yaml: can\.prompt_current_a'):
         load_can_settings(Profile(str(bad)))
+
+
+def _cell_batch(protocol, volts):
+    groups = frames_by_group(protocol, 0.0)
+    state = dict(cell_voltages_v=[3.3] * 16, temperatures_degc=[25.0] * 8, pack_current_a=0.0,
+                 pack_voltage_v=52.8, link_voltage_v=52.8, negative_contactor_closed=True,
+                 positive_contactor_closed=True, precharge_relay_closed=False,
+                 cell_balancing=[False] * 16)
+    state['cell_voltages_v'][5] = volts
+    keys = protocol.frame_keys(('cell_voltages_v',))
+    assert groups['limit']
+    return PackEncoder(protocol).encode_all(state, keys=keys)
+
+
+def test_a_crossing_is_urgent_once_then_rate_limited(protocol):
+    """Leaving the cell window (or reaching the current threshold) skips the minimum interval
+    once; staying beyond is an ordinary prompt; coming back and leaving again is urgent again."""
+    policy = PromptPolicy(protocol, 0.02, current_a=90.0, cell_voltage_v=(2.5, 3.62))
+    seen = []
+    for volts in (3.30, 3.70, 3.71, 3.30, 2.40, 2.40):
+        batch = _cell_batch(protocol, volts)
+        assembler = MeasurementAssembler(protocol)      # fresh: no counter history
+        assembler.feed_many(batch, 0.0)
+        seen.append(policy.assess(batch, assembler))
+    assert seen == [(True, False), (True, True), (True, False), (True, False), (True, True),
+                    (True, False)]
+    current = frames_by_group(protocol, -400.0)['current']
+    quiet = frames_by_group(protocol, -10.0)['current']
+    assert [decide_both(policy, protocol, b) for b in (current, current, quiet, current)] == [
+        (True, True), (True, False), (False, False), (True, True)]
+
+
+def decide_both(policy, protocol, batch):
+    assembler = MeasurementAssembler(protocol)
+    assembler.feed_many(batch, 0.0)
+    return policy.assess(batch, assembler)
+
+
+def test_the_cell_window_is_validated(tmp_path):
+    import yaml
+
+    from ..profile_copy import absolute_paths
+    path = os.path.join(config_dir(), 'profiles', 'lfp_16s.yaml')
+    with open(path, encoding='utf-8') as stream:
+        data = absolute_paths(yaml.safe_load(stream), os.path.dirname(path))
+    data['can']['prompt_cell_voltage_v'] = [3.62, 2.5]
+    bad = tmp_path / 'p.yaml'
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r'can.prompt_cell_voltage_v: expected \[low, high\] '
+                                          r'with low < high, got \[3.62, 2.5\]'):
+        load_can_settings(Profile(bad))
+    assert load_can_settings(Profile(path)).prompt_cell_voltage_v == (2.5, 3.62)
