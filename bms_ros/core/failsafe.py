@@ -153,11 +153,9 @@ ROWS = (
         bound_note='excluded from the first implausible sample; flagged after 0.2-1 s'),
 )
 
-ROW_IDS = tuple(row.row_id for row in ROWS)
 
-
-def _lookup(data, dotted, default):
-    """The value at ``a.b.c`` of nested dicts, else ``default``."""
+def profile_value(data, dotted, default):
+    """The value at ``a.b.c`` of nested dicts (a profile's raw data), else ``default``."""
     node = data
     for part in dotted.split('.'):
         if not isinstance(node, dict) or part not in node:
@@ -169,7 +167,7 @@ def _lookup(data, dotted, default):
 def _number(data, dotted, default):
     """A positive finite number at ``dotted``, else None: a missing, mistyped or out-of-range
     value is its owner's to reject (with its own message), not this table's."""
-    value = _lookup(data, dotted, default)
+    value = profile_value(data, dotted, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)
@@ -192,8 +190,8 @@ def resolve(top: Section):
     - ``failsafe.max_time_to_safe_s`` (default 2.0 s) bounds every row that opens;
     - ``can.command_deadline_s`` exceeds two supervisor command periods (one late command must
       not open the contactors);
-    - ``simulator.contactors.command_timeout_s`` exceeds ``can.command_deadline_s``'s repeat
-      basis, two supervisor command periods, for the same reason.
+    - ``simulator.contactors.command_timeout_s`` exceeds two supervisor command periods too,
+      for the same reason.
     """
     section = top.section('failsafe', {})
     section.reject_unknown(('max_time_to_safe_s',))

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from bms_ros.core.errors import ConfigError
-from bms_ros.core.failsafe import markdown_table, resolve
+from bms_ros.core.failsafe import markdown_table
 from bms_ros.core.profile import Profile, default_profile_path
 
 
@@ -17,7 +17,7 @@ def main(argv=None):
     parser.add_argument('--profile', default=default_profile_path(), help='pack profile YAML')
     args = parser.parse_args(argv)
     try:
-        rows = resolve(Profile(args.profile).top)
+        rows = Profile(args.profile).failsafe   # resolved (and checked) as it loads
     except ConfigError as error:
         print(f'safety_table: {error}', file=sys.stderr)
         return 2

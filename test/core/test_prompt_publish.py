@@ -21,12 +21,19 @@ def protocol(request):
                                   16, 8)
 
 
+def pack_state(current_a, cell_5_v=3.3):
+    """A 16-cell pack state at ``current_a`` (A) with cell 5 at ``cell_5_v``, the rest 3.3 V."""
+    cells = [3.3] * 16
+    cells[5] = cell_5_v
+    return dict(cell_voltages_v=cells, temperatures_degc=[25.0] * 8,
+                pack_current_a=current_a, pack_voltage_v=52.8, link_voltage_v=52.8,
+                negative_contactor_closed=True, positive_contactor_closed=True,
+                precharge_relay_closed=False, cell_balancing=[False] * 16)
+
+
 def frames_by_group(protocol, current_a):
     """{'group': [frames]} of one encoded pack state: cells/temps/contactors, current, other."""
-    state = dict(cell_voltages_v=[3.3] * 16, temperatures_degc=[25.0] * 8,
-                 pack_current_a=current_a, pack_voltage_v=52.8, link_voltage_v=52.8,
-                 negative_contactor_closed=True, positive_contactor_closed=True,
-                 precharge_relay_closed=False, cell_balancing=[False] * 16)
+    state = pack_state(current_a)
     fields = {}
     for m in protocol.measurement_messages:
         fields[m.frame_id] = {s.field for s in m.signals}
@@ -40,6 +47,13 @@ def frames_by_group(protocol, current_a):
         else:
             groups['other'].append(frame)
     return groups
+
+
+def assess(policy, protocol, batch):
+    """(wanted, urgent) of ``batch`` fed to a fresh assembler (no counter history)."""
+    assembler = MeasurementAssembler(protocol)
+    assembler.feed_many(batch, 0.0)
+    return policy.assess(batch, assembler)
 
 
 def decide(policy, protocol, batch):
@@ -110,39 +124,23 @@ def test_prompt_current_is_validated(tmp_path):
 
 
 def _cell_batch(protocol, volts):
-    groups = frames_by_group(protocol, 0.0)
-    state = dict(cell_voltages_v=[3.3] * 16, temperatures_degc=[25.0] * 8, pack_current_a=0.0,
-                 pack_voltage_v=52.8, link_voltage_v=52.8, negative_contactor_closed=True,
-                 positive_contactor_closed=True, precharge_relay_closed=False,
-                 cell_balancing=[False] * 16)
-    state['cell_voltages_v'][5] = volts
-    keys = protocol.frame_keys(('cell_voltages_v',))
-    assert groups['limit']
-    return PackEncoder(protocol).encode_all(state, keys=keys)
+    """The cell-voltage frames alone of a pack state with cell 5 at ``volts``."""
+    return PackEncoder(protocol).encode_all(pack_state(0.0, volts),
+                                            keys=protocol.frame_keys(('cell_voltages_v',)))
 
 
 def test_a_crossing_is_urgent_once_then_rate_limited(protocol):
     """Leaving the cell window (or reaching the current threshold) skips the minimum interval
     once; staying beyond is an ordinary prompt; coming back and leaving again is urgent again."""
     policy = PromptPolicy(protocol, 0.02, current_a=90.0, cell_voltage_v=(2.5, 3.62))
-    seen = []
-    for volts in (3.30, 3.70, 3.71, 3.30, 2.40, 2.40):
-        batch = _cell_batch(protocol, volts)
-        assembler = MeasurementAssembler(protocol)      # fresh: no counter history
-        assembler.feed_many(batch, 0.0)
-        seen.append(policy.assess(batch, assembler))
+    seen = [assess(policy, protocol, _cell_batch(protocol, volts))
+            for volts in (3.30, 3.70, 3.71, 3.30, 2.40, 2.40)]
     assert seen == [(True, False), (True, True), (True, False), (True, False), (True, True),
                     (True, False)]
     current = frames_by_group(protocol, -400.0)['current']
     quiet = frames_by_group(protocol, -10.0)['current']
-    assert [decide_both(policy, protocol, b) for b in (current, current, quiet, current)] == [
+    assert [assess(policy, protocol, b) for b in (current, current, quiet, current)] == [
         (True, True), (True, False), (False, False), (True, True)]
-
-
-def decide_both(policy, protocol, batch):
-    assembler = MeasurementAssembler(protocol)
-    assembler.feed_many(batch, 0.0)
-    return policy.assess(batch, assembler)
 
 
 def test_the_cell_window_is_validated(tmp_path):
