@@ -17,7 +17,7 @@ from bms_interfaces.srv import InjectFault, RequestState, ResetTrips
 
 from bms_ros.core.can_bus import BusConfig, CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol, PackEncoder
-from bms_ros.core.failsafe import resolve
+from bms_ros.core.failsafe import profile_value
 from bms_ros.core.profile import Profile
 
 from .suite import DRIVE, ERROR, STANDBY, Suite, contactors_open
@@ -28,6 +28,17 @@ GROUP_FIELDS = {'cell_voltages': 'cell_voltages_v', 'temperatures': 'temperature
                 'balancing': 'cell_balancing'}
 # what the campaign drives with: a steady discharge (A, + = charging)
 DRIVE_CURRENT_A = -20.0
+
+
+def _first_after(log, t0, predicate, timeout_s):
+    """(arrival, message) of the first message of ``log`` after ``t0`` matching ``predicate``,
+    waiting until ``t0 + timeout_s``; None if there is none by then."""
+    deadline = t0 + timeout_s
+    while True:
+        hit = next(((t, m) for t, m in list(log.messages) if t > t0 and predicate(m)), None)
+        if hit is not None or time.monotonic() > deadline:
+            return hit
+        time.sleep(0.02)
 
 
 class BusSniffer:
@@ -81,7 +92,7 @@ class Campaign:
         self.protocol = CanProtocol.from_files(settings.dbc_path, settings.mapping_path,
                                                profile.pack.cells_series,
                                                profile.pack.temperature_sensors)
-        self.bounds = {r.row.row_id: r.worst_case_s for r in resolve(profile.top)}
+        self.bounds = {r.row.row_id: r.worst_case_s for r in profile.failsafe}
         self.raw = profile.top.data
         self.sniffer = None
 
@@ -161,22 +172,36 @@ class Campaign:
             lambda m: not (m.cell_voltages_stale or m.temperatures_stale or m.current_stale
                            or m.contactors_stale),
             timeout_s=max(1.0, deadline - time.monotonic()), what='a fresh measurement')
-        state = s.states.latest()
-        if state is None or state.state not in (STANDBY, DRIVE):
+        # the state now, not the last one seen: a node resumed from SIGSTOP (or a supervisor
+        # that was stopped itself) still acts on what it missed, so a DRIVE must also hold for
+        # the contactor feedback timeout before it counts
+        s.states.clear()
+        state = s.states.wait_for(timeout_s=max(1.0, deadline - time.monotonic()),
+                                  what='a fresh pack_state')
+        if state.state == DRIVE:
+            settle_s = self.field('supervisor.contactor_feedback_timeout_s', 0.5) + 0.5
+            moved = self.state_after(time.monotonic(), lambda m: m.state != DRIVE, settle_s)
+            state = moved or state
+        if state.state not in (STANDBY, DRIVE):
             self.reset_until_clear(max(1.0, deadline - time.monotonic() - 15.0))
             answer = self.request(STANDBY, retry_s=max(1.0, deadline - time.monotonic() - 15.0))
             assert answer.accepted, f'STANDBY refused: {answer.reason}\n' + s.env.process_logs()
-        state = s.states.latest()
-        if state is None or state.state != DRIVE:
+            state = s.states.latest()
+        if state.state != DRIVE:
             s.states.clear()
             answer = self.request(DRIVE, retry_s=max(1.0, deadline - time.monotonic() - 10.0))
             assert answer.accepted, f'DRIVE refused: {answer.reason}\n' + s.env.process_logs()
             s.states.wait_for(lambda m: m.state == DRIVE,
                               timeout_s=max(1.0, deadline - time.monotonic()), what='DRIVE')
-        s.truth.wait_for(lambda t: t.negative_contactor_closed and t.positive_contactor_closed
-                         and t.pack_current_a < 0.5 * DRIVE_CURRENT_A,
-                         timeout_s=max(1.0, deadline - time.monotonic()),
-                         what='current flowing through closed contactors')
+        # the demand again until the pack carries it: a restarted simulator may have missed
+        # the first one (volatile topic; the killed subscriber's ghost took it)
+        def flowing(t):
+            return (t.negative_contactor_closed and t.positive_contactor_closed
+                    and t.pack_current_a < 0.5 * DRIVE_CURRENT_A)
+        while self.truth_after(time.monotonic(), flowing, 0.5) is None:
+            assert time.monotonic() < deadline, \
+                'no current through closed contactors after DRIVE\n' + s.env.process_logs()
+            s.demand(DRIVE_CURRENT_A)
 
     # ------------------------------------------------------------------ faults
 
@@ -221,15 +246,13 @@ class Campaign:
 
     def truth_after(self, t0, predicate, timeout_s):
         """Seconds from ``t0`` to the first sim_truth after it matching ``predicate`` (None)."""
-        deadline = t0 + timeout_s
-        while True:
-            hit = next((t for t, m in list(self.suite.truth.messages)
-                        if t > t0 and predicate(m)), None)
-            if hit is not None:
-                return hit - t0
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.02)
+        hit = _first_after(self.suite.truth, t0, predicate, timeout_s)
+        return None if hit is None else hit[0] - t0
+
+    def state_after(self, t0, predicate, timeout_s):
+        """The first pack_state received after ``t0`` matching ``predicate`` (None)."""
+        hit = _first_after(self.suite.states, t0, predicate, timeout_s)
+        return None if hit is None else hit[1]
 
     def closed_throughout(self, t0, seconds):
         """True if the pack kept its main contactors closed from ``t0`` for ``seconds``."""
@@ -241,12 +264,8 @@ class Campaign:
                                   for m in seen)
 
     def field(self, dotted, default):
-        node = self.raw
-        for part in dotted.split('.'):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
+        """A value of the campaign's profile (``section.field``), else ``default``."""
+        return profile_value(self.raw, dotted, default)
 
 
 __all__ = ['BusSniffer', 'Campaign', 'DRIVE', 'ERROR', 'STANDBY']
