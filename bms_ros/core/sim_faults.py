@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from bms_ros.core.errors import BmsError
+
 CONTACTORS = ('negative', 'positive', 'precharge')
 
 # fault name -> what its index addresses (None: the fault has no index)
@@ -47,7 +49,7 @@ FRAME_FAULTS = ('can_silent', 'can_frozen')
 DEFAULT_SHORT_RESISTANCE_OHM = 0.05
 
 
-class FaultError(ValueError):
+class FaultError(BmsError, ValueError):
     """A fault request names an unknown fault, a bad index or a bad value."""
 
 
