@@ -49,6 +49,12 @@ setup(
             'bms-bag = bms_ros.tools.bag:main',
             'bms-can-log = bms_ros.tools.can_log:main',
             'bms-dbc-skeleton = bms_ros.tools.dbc_skeleton:main',
+            # the tools under bms- names on the venv's PATH (scripts/bootstrap.sh puts every
+            # name starting with bms into .venv/bin; the rest only into .venv/lib/bms_ros)
+            'bms-bringup = bms_ros.tools.bringup:main',
+            'bms-can-hub = bms_ros.tools.can_hub:main',
+            'bms-estimate-csv = bms_ros.tools.estimate_csv:main',
+            'bms-safety-table = bms_ros.tools.safety_table:main',
         ],
     },
 )

@@ -58,17 +58,24 @@ PY
     touch "$venv/.cmake-fixed"
 fi
 
-# 4. colcon build when an input changed (interfaces, package manifests, setup files)
-build_sum=$( (find bms_interfaces -type f | sort | xargs sha256sum; sha256sum package.xml setup.py setup.cfg) | sha256sum | cut -d' ' -f1)
+# 4. colcon build when an input changed (interfaces, package manifests, setup files); the
+# interfaces are rebuilt only when they changed (a new entry point rebuilds bms_ros alone)
+iface_sum=$( (find bms_interfaces -type f | sort | xargs sha256sum) | sha256sum | cut -d' ' -f1)
+build_sum=$( (echo "$iface_sum"; sha256sum package.xml setup.py setup.cfg) | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$venv/.build.sha256" 2>/dev/null)" != "$build_sum" ] \
         || ! (cd / && "$vpy" -c 'import bms_interfaces.msg, bms_ros' 2>/dev/null); then
-    log "colcon build (bms_interfaces, bms_ros) into .venv"
+    select=()
+    if [ "$(cat "$venv/.interfaces.sha256" 2>/dev/null)" = "$iface_sum" ] \
+            && (cd / && "$vpy" -c 'import bms_interfaces.msg' 2>/dev/null); then
+        select=(--packages-select bms_ros)
+    fi
+    log "colcon build (${select[1]:-bms_interfaces, bms_ros}) into .venv"
     mkdir -p "$root/log"
     (
         export AMENT_PREFIX_PATH="$venv" VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
         "$venv/bin/colcon" --log-base "$root/log" build \
             --build-base "$root/build" --install-base "$venv" --merge-install \
-            --symlink-install --base-paths "$root" "$root/bms_interfaces" \
+            --symlink-install --base-paths "$root" "$root/bms_interfaces" "${select[@]}" \
             --event-handlers console_cohesion- summary- status- \
             --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$vpy" >"$root/log/last-build.txt" 2>&1 \
             || { cat "$root/log/last-build.txt" >&2; exit 1; }
@@ -79,5 +86,44 @@ if [ "$(cat "$venv/.build.sha256" 2>/dev/null)" != "$build_sum" ] \
     (cd / && "$vpy" -c 'import bms_interfaces.msg, bms_ros') \
         || { log "build finished but bms_interfaces/bms_ros do not import"; exit 1; }
     echo "$build_sum" > "$venv/.build.sha256"
+    echo "$iface_sum" > "$venv/.interfaces.sha256"
+    rm -f "$venv/.scripts.sha256"
+fi
+
+# 5. console scripts that need no package metadata (colcon's symlink install leaves the
+# metadata under build/, so its easy-install scripts fail unless a setup file is sourced):
+# every entry point of setup.py into .venv/lib/bms_ros (where launch_ros looks for node
+# executables), and the tools (bmsctl, bms-*) also into .venv/bin, the venv's PATH
+scripts_sum=$( (sha256sum setup.py; echo "$venv") | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$venv/.scripts.sha256" 2>/dev/null)" != "$scripts_sum" ]; then
+    "$vpy" - "$venv" <<'PY'
+import os, sys
+import setuptools
+venv = sys.argv[1]
+captured = {}
+setuptools.setup = lambda **kwargs: captured.update(kwargs)
+exec(compile(open('setup.py').read(), 'setup.py', 'exec'), {'__name__': 'setup'})
+lib = os.path.join(venv, 'lib', 'bms_ros')
+os.makedirs(lib, exist_ok=True)
+count = 0
+for line in captured['entry_points']['console_scripts']:
+    name, target = (part.strip() for part in line.split('='))
+    module, func = target.split(':')
+    text = (f'#!{venv}/bin/python\n'
+            f'# {name}: written by scripts/bootstrap.sh from setup.py (needs no package metadata)\n'
+            f'import sys\n\nfrom {module} import {func}\n\n'
+            f"if __name__ == '__main__':\n    sys.exit({func}())\n")
+    targets = [lib] + ([os.path.join(venv, 'bin')] if name.startswith('bms') else [])
+    for folder in targets:
+        path = os.path.join(folder, name)
+        if os.path.islink(path):
+            os.unlink(path)
+        with open(path, 'w') as stream:
+            stream.write(text)
+        os.chmod(path, 0o755)
+        count += 1
+print(f'[bootstrap] {count} console scripts written', file=sys.stderr)
+PY
+    echo "$scripts_sum" > "$venv/.scripts.sha256"
 fi
 log "ready: $venv"
