@@ -25,10 +25,14 @@ ARGUMENTS = {
     'namespace': ('', 'namespace of this pack, e.g. pack_a (one per pack on multi-pack robots)'),
     'use_sim_time': ('false', 'use /clock (Gazebo or bag replay) instead of wall time'),
     'simulate': ('true', 'start the simulated pack and a loopback CAN hub instead of hardware'),
-    'can_interface': ('socketcand', 'python-can interface: socketcand, socketcan, pcan, kvaser, ...'),
-    'can_channel': ('vcan0', 'python-can channel, e.g. can0 or PCAN_USBBUS1'),
-    'can_host': ('127.0.0.1', 'socketcand host (interface socketcand only)'),
-    'can_port': (str(DEFAULT_CAN_PORT), 'socketcand port (interface socketcand only)'),
+    # the CAN bus: empty = the profile's can: section decides (interface, channel, host, port);
+    # a value given here overrides that one field for the driver and the simulated pack
+    'can_interface': ('', 'python-can interface: socketcand, socketcan, pcan, kvaser, ... '
+                          '(empty: the profile\'s can.interface)'),
+    'can_channel': ('', 'python-can channel, e.g. can0 or PCAN_USBBUS1 (empty: the profile\'s)'),
+    'can_host': ('', 'socketcand host, interface socketcand only (empty: the profile\'s)'),
+    'can_port': ('', 'socketcand port, interface socketcand only (empty: the profile\'s; '
+                     f'shipped profiles use {DEFAULT_CAN_PORT})'),
     'time_scale': ('1.0', 'simulated seconds per wall second (simulator only)'),
     'balancing': ('true', 'start the balancing node'),
     'state_dir': ('', 'base folder of persisted state (latched trips, SoC): files live in '
@@ -139,20 +143,60 @@ def resolve_arguments(**overrides):
     return args
 
 
+CAN_ARGUMENTS = {'can_interface': 'interface', 'can_channel': 'channel', 'can_host': 'host',
+                 'can_port': 'port'}   # launch argument -> node parameter (and can: field)
+
+
+def can_overrides(args):
+    """The CAN node parameters the user gave (a non-empty argument), nothing else: the
+    profile's `can:` section decides every field not given."""
+    out = {}
+    for argument, parameter in CAN_ARGUMENTS.items():
+        value = str(args.get(argument) or '').strip()
+        if not value:
+            continue
+        if parameter == 'port':
+            try:
+                value = int(value)
+            except ValueError:
+                raise ValueError(f'{argument}: expected a port number, got {value!r}') from None
+            if not 1 <= value <= 65535:
+                raise ValueError(f'{argument}: expected a port in 1..65535, got {value}')
+        out[parameter] = value
+    return out
+
+
+def is_loopback(host):
+    """True for a host name of this machine only (127.x.y.z, ::1, localhost)."""
+    return host == 'localhost' or host == '::1' or host.startswith('127.')
+
+
+def effective_bus(profile, overrides):
+    """(interface, channel, host, port) the nodes will use: ``overrides`` over the profile's
+    `can:` section (ConfigError for a bad profile)."""
+    from .core.can_bus import load_can_settings
+    from .core.profile import Profile
+    bus = load_can_settings(Profile(profile)).bus
+    return (overrides.get('interface', bus.interface), overrides.get('channel', bus.channel),
+            overrides.get('host', bus.host), int(overrides.get('port', bus.port)))
+
+
 def suite(**overrides):
     """(processes, nodes) of the suite for the given launch arguments."""
     args = resolve_arguments(**overrides)
     profile = os.path.abspath(args['profile'])
     simulate = _flag(args['simulate'])
     common = {'profile': profile, 'use_sim_time': _flag(args['use_sim_time'])}
-    can = {'interface': args['can_interface'], 'channel': args['can_channel'],
-           'host': args['can_host'], 'port': int(args['can_port'])}
+    can = can_overrides(args)
     processes = []
     nodes = []
     if simulate:
-        if args['can_interface'] == 'socketcand':
+        interface, _, host, port = effective_bus(profile, can)
+        # the loopback hub only stands in for a bus on this machine; a socketcand server
+        # elsewhere (or any other interface) is the user's bus, never started here
+        if interface == 'socketcand' and is_loopback(host):
             processes.append(ProcessSpec('can_hub', 'can_hub', 'bms_ros.tools.can_hub',
-                                         ('--host', args['can_host'], '--port', args['can_port'])))
+                                         ('--host', host, '--port', str(port))))
         nodes.append(NodeSpec('pack_simulator', 'pack_simulator', 'bms_ros.nodes.pack_simulator',
                               {**common, **can, 'time_scale': float(args['time_scale'])}))
     nodes.append(NodeSpec('can_driver', 'can_driver', 'bms_ros.nodes.can_driver', {**common, **can}))

@@ -12,9 +12,20 @@ bringup there: its delay is fixed (no doubling back-off), its retry count is for
 (not per window_s), and when the count is used up it leaves that process dead instead of
 stopping the suite. An exit with code 2 (configuration error) shuts the launch down, as in
 bringup, since a restart cannot fix a bad profile.
+
+The CAN bus: the profile's `can:` section decides; can_interface:=, can_channel:=, can_host:=,
+can_port:= override one field each when given. The loopback hub is started only for a
+simulated pack on a loopback socketcand bus, with this python, and the nodes after it listens.
+
+Stop it with SIGINT (Ctrl-C; systemd KillSignal=SIGINT, docker STOPSIGNAL SIGINT): on SIGTERM
+ros2 launch exits at once and leaves the nodes running (ros2/launch#666).
 """
+import sys
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, Shutdown
+from launch.actions import (DeclareLaunchArgument, ExecuteProcess, OpaqueFunction,
+                            RegisterEventHandler, Shutdown)
+from launch.event_handlers import OnProcessIO
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -42,14 +53,33 @@ def _nodes(context):
     values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     namespace = values['namespace']
     processes, nodes = suite(**values)
-    actions = [ExecuteProcess(cmd=['python3', '-m', process.module, *process.arguments],
-                              name=process.name, output='screen', **_respawn(process))
-               for process in processes]
-    actions += [Node(package='bms_ros', executable=node.executable, name=node.name,
-                     namespace=namespace, parameters=[node.parameters], output='screen',
-                     **_respawn(node))
-                for node in nodes]
-    return actions
+    node_actions = [Node(package='bms_ros', executable=node.executable, name=node.name,
+                         namespace=namespace, parameters=[node.parameters], output='screen',
+                         **_respawn(node))
+                    for node in nodes]
+    if not processes:
+        return node_actions
+    # the hub runs with this interpreter (the venv's python that runs launch), not the first
+    # python3 on PATH; the nodes start once it says it listens (first start only: a respawned
+    # hub finds them running, and they reconnect by themselves)
+    hub_actions = [ExecuteProcess(cmd=[sys.executable, '-m', process.module, *process.arguments],
+                                  name=process.name, output='screen', **_respawn(process))
+                   for process in processes]
+    return [RegisterEventHandler(OnProcessIO(target_action=hub_actions[0],
+                                             on_stdout=_once_listening(node_actions))),
+            *hub_actions]
+
+
+def _once_listening(actions):
+    """on_stdout of the hub: ``actions`` the first time it prints that it listens."""
+    started = []
+
+    def on_stdout(event):
+        if started or b'listening on' not in event.text:
+            return None
+        started.append(True)
+        return actions
+    return on_stdout
 
 
 def generate_launch_description():

@@ -81,6 +81,21 @@ def port_in_use(host, port):
     return ''
 
 
+def free_port(host):
+    """A TCP port on ``host`` that nobody holds now (the OS's choice)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def log_folder(base, namespace):
+    """The log folder of one pack: <base>/<namespace or _> (two packs never share one)."""
+    return os.path.join(base, namespace.strip('/').replace('/', '.') or '_')
+
+
+LOG_ROTATE_BYTES = 10_000_000   # a log larger than this at a start is moved to <name>.log.1
+
+
 def describe_exit(returncode):
     """'code 2' or 'signal SIGKILL' for a Popen return code."""
     if returncode is not None and returncode < 0:
@@ -110,12 +125,19 @@ class Child:
     def start(self):
         if self.log is not None:
             self.log.close()
-        # the first run starts a fresh log; a respawn appends, so the tail shows the crash
-        self.log = open(self.log_path, 'ab' if self.starts else 'wb')
-        if self.starts:
-            self.log.write(f'--- bringup: respawn {self.starts} at '
-                           f'{time.strftime("%Y-%m-%d %H:%M:%S")} ---\n'.encode())
-            self.log.flush()
+        # every run appends with a dated header (a respawn too, so the tail shows the crash);
+        # a log grown past LOG_ROTATE_BYTES is moved aside to <name>.log.1 at a first start
+        if not self.starts:
+            try:
+                if os.path.getsize(self.log_path) > LOG_ROTATE_BYTES:
+                    os.replace(self.log_path, self.log_path + '.1')
+            except OSError:
+                pass
+        self.log = open(self.log_path, 'ab')
+        what = f'respawn {self.starts}' if self.starts else 'start'
+        self.log.write(f'--- bringup: {what} at {time.strftime("%Y-%m-%d %H:%M:%S %z")} '
+                       '---\n'.encode())
+        self.log.flush()
         self.popen = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
         self.starts += 1
@@ -212,6 +234,14 @@ def _indent(text):
     return '\n'.join('    ' + line for line in text.splitlines())
 
 
+def _hub_address(specs):
+    """(host, port) of the loopback hub among the specs, None if none is started."""
+    for name, argv, _ in specs:
+        if name == 'can_hub':
+            return argv[argv.index('--host') + 1], int(argv[argv.index('--port') + 1])
+    return None
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -225,8 +255,9 @@ def parse_args(argv=None):
                         help='ask the pack supervisor for this state once the suite is up')
     parser.add_argument('--duration', type=float, default=0.0,
                         help='stop after this many seconds (0 = until Ctrl-C)')
-    parser.add_argument('--log-dir', default=os.path.join('log', 'bringup'),
-                        help='one log file per process')
+    parser.add_argument('--log-dir', default=None,
+                        help='one log file per process, appended with a dated header per start '
+                             '(default: log/bringup/<namespace or _>)')
     parser.add_argument('--print-graph', action='store_true',
                         help='print the command lines and exit')
     return parser.parse_args(argv)
@@ -237,11 +268,21 @@ def main(argv=None):
     launch_args = {name: getattr(args, name) for name in ARGUMENTS
                    if getattr(args, name) is not None and name != 'namespace'}
     namespace = args.namespace or ''
+    if args.log_dir is None:
+        args.log_dir = log_folder(os.path.join('log', 'bringup'), namespace)
     try:
         specs = _specs(namespace, **launch_args)
     except (ValueError, OSError, ConfigError) as error:
         print(f'bringup: {error}', file=sys.stderr)
         return 2
+    hub = _hub_address(specs)
+    if hub is not None and args.can_port is None and port_in_use(*hub):
+        # a second pack on this machine: its own hub on a free port, passed to every node
+        port = free_port(hub[0])
+        print(f'bringup: CAN hub port {hub[0]}:{hub[1]} is taken (another suite?); using '
+              f'{hub[0]}:{port} (--can-port N to choose)', file=sys.stderr)
+        launch_args['can_port'] = str(port)
+        specs = _specs(namespace, **launch_args)
     if args.print_graph:
         for name, argv, _ in specs:
             print(f'{name}: {" ".join(argv)}')

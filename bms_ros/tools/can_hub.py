@@ -31,6 +31,7 @@ a saturated 1 Mbit/s bus is ~8,000 frames/s. At that rate the hub process uses ~
 """
 import argparse
 import asyncio
+import errno
 import ipaddress
 import signal
 import socket
@@ -309,7 +310,13 @@ async def _serve(args):
     try:
         port = await hub.start()
     except OSError as error:
-        print(f'can_hub: cannot listen on {args.host}:{args.port}: {error.strerror}',
+        hint = ''
+        if error.errno == errno.EADDRINUSE:
+            # most often a second pack's suite on the default port
+            hint = ('; another suite\'s hub holds it? Give each pack its own port: '
+                    'bringup --can-port N (it picks a free one when none is given), '
+                    'ros2 launch ... can_port:=N, or the profile\'s can.port')
+        print(f'can_hub: cannot listen on {args.host}:{args.port}: {error.strerror}{hint}',
               file=sys.stderr, flush=True)
         return 1
     print(f'can_hub: listening on {args.host}:{port} (socketcand protocol)', flush=True)

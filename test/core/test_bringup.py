@@ -113,3 +113,42 @@ def test_bringup_refuses_a_busy_hub_port_with_a_hint(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert f'CAN hub port 127.0.0.1:{port} is not free' in err and '--can-port' in err
     assert not list(tmp_path.iterdir())            # nothing was started
+
+
+def test_a_second_pack_gets_a_free_hub_port_when_none_is_given(tmp_path, capsys):
+    """issue 18 item 7: the profile's hub port is taken, no --can-port: a free one for all."""
+    from test.core.test_graph import _profile_with_can
+    with socket.socket() as busy:
+        busy.bind(('127.0.0.1', 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        profile = _profile_with_can(tmp_path, port=taken)
+        code = bringup.main(['--profile', profile, '--namespace', 'pack_b', '--print-graph'])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert f'CAN hub port 127.0.0.1:{taken} is taken' in captured.err
+    assert '--can-port' in captured.err
+    lines = dict(line.split(': ', 1) for line in captured.out.splitlines())
+    port = int(lines['can_hub'].split('--port ')[1].split()[0])
+    assert port != taken
+    assert f'port:={port}' in lines['pack_simulator'] and f'port:={port}' in lines['can_driver']
+
+
+def test_logs_per_namespace_appended_with_a_dated_header_per_start(tmp_path):
+    assert bringup.log_folder('log/bringup', '') == 'log/bringup/_'
+    assert bringup.log_folder('log/bringup', '/pack_a') == 'log/bringup/pack_a'
+    assert bringup.log_folder('log/bringup', 'robot/pack_b') == 'log/bringup/robot.pack_b'
+    for run in range(2):
+        sup = Bringup(str(tmp_path), report=lambda text: None)
+        child = sup.start('echo', [sys.executable, '-c', f'print("run {run}")'], RespawnPolicy())
+        child.popen.wait(30)
+        sup.stop(timeout_s=2.0)
+    text = (tmp_path / 'echo.log').read_text()
+    assert text.count('--- bringup: start at ') == 2       # appended, not overwritten
+    assert text.index('run 0') < text.index('run 1')
+    (tmp_path / 'echo.log').write_bytes(b'x' * (bringup.LOG_ROTATE_BYTES + 1))
+    sup = Bringup(str(tmp_path), report=lambda text: None)
+    sup.start('echo', [sys.executable, '-c', 'pass'], RespawnPolicy()).popen.wait(30)
+    sup.stop(timeout_s=2.0)
+    assert (tmp_path / 'echo.log.1').stat().st_size == bringup.LOG_ROTATE_BYTES + 1
+    assert (tmp_path / 'echo.log').stat().st_size < 1000

@@ -80,6 +80,21 @@ class _Shutdown(_Action):   # launch.actions.Shutdown (an EmitEvent of a Shutdow
         self.reason = reason
 
 
+class _RegisterEventHandler(_Action):   # launch.actions.RegisterEventHandler
+    def __init__(self, event_handler, **kwargs):
+        super().__init__(**kwargs)
+        assert isinstance(event_handler, _OnProcessIO)
+        self.event_handler = event_handler
+
+
+class _OnProcessIO(_Recorded):            # launch.event_handlers.OnProcessIO
+    def __init__(self, *, target_action=None, on_stdin=None, on_stdout=None, on_stderr=None,
+                 **kwargs):
+        assert target_action is None or isinstance(target_action, _ExecuteProcess)
+        assert on_stdout is None or callable(on_stdout)
+        self.target_action, self.on_stdout = target_action, on_stdout
+
+
 class _LaunchDescription(_Recorded):
     def __init__(self, initial_entities=None, *, deprecated_reason=None):
         self.entities = list(initial_entities or [])
@@ -103,6 +118,9 @@ def launch_file(monkeypatch):
     actions.ExecuteProcess = _ExecuteProcess
     actions.OpaqueFunction = _OpaqueFunction
     actions.Shutdown = _Shutdown
+    actions.RegisterEventHandler = _RegisterEventHandler
+    event_handlers = types.ModuleType('launch.event_handlers')
+    event_handlers.OnProcessIO = _OnProcessIO
     substitutions = types.ModuleType('launch.substitutions')
     substitutions.LaunchConfiguration = _LaunchConfiguration
     launch_ros = types.ModuleType('launch_ros')
@@ -110,6 +128,7 @@ def launch_file(monkeypatch):
     ros_actions.Node = _Node
     for name, module in (('launch', launch), ('launch.actions', actions),
                          ('launch.substitutions', substitutions), ('launch_ros', launch_ros),
+                         ('launch.event_handlers', event_handlers),
                          ('launch_ros.actions', ros_actions)):
         monkeypatch.setitem(sys.modules, name, module)
     spec = importlib.util.spec_from_file_location(
@@ -126,7 +145,27 @@ def _run_launch(module, **overrides):
                 if isinstance(e, _DeclareLaunchArgument)}
     opaque = [e for e in entities if isinstance(e, _OpaqueFunction)]
     context = types.SimpleNamespace(launch_configurations={**declared, **overrides})
-    return declared, opaque[0].kwargs['function'](context)
+    return declared, _after_hub_listens(opaque[0].kwargs['function'](context))
+
+
+def _after_hub_listens(actions):
+    """The actions with those a hub's handler starts, once the hub printed that it listens."""
+    out = []
+    for action in actions:
+        if not isinstance(action, _RegisterEventHandler):
+            out.append(action)
+            continue
+        handler = action.event_handler
+        hub = handler.target_action
+        assert hub in actions and hub.kwargs['name'] == 'can_hub'
+        io = types.SimpleNamespace
+        assert handler.on_stdout(io(text=b'can_hub: starting')) is None
+        started = handler.on_stdout(io(text=b'can_hub: listening on 127.0.0.1:1 (socketcand)'))
+        assert started and all(isinstance(a, _Node) for a in started)
+        # a respawned hub prints it again: the nodes are not started twice
+        assert handler.on_stdout(io(text=b'can_hub: listening on 127.0.0.1:1')) is None
+        out += started
+    return out
 
 
 @pytest.mark.parametrize('overrides', [
@@ -155,6 +194,7 @@ def test_launch_file_and_bringup_start_the_same_graph(launch_file, overrides):
             launched[action.kwargs['name']] = (action.kwargs['executable'],
                                                action.kwargs['parameters'][0])
         else:
+            assert action.kwargs['cmd'][0] == sys.executable   # the venv's python, not PATH's
             launched[action.kwargs['name']] = tuple(action.kwargs['cmd'][1:])
     launch_args = {k: v for k, v in overrides.items() if k != 'namespace'}
     processes, nodes = suite(**launch_args)
@@ -228,6 +268,7 @@ def test_graph_contents():
     driver = next(n for n in hardware if n.name == 'can_driver')
     assert driver.parameters['interface'] == 'socketcan'
     assert driver.parameters['channel'] == 'can0'
+    assert 'host' not in driver.parameters and 'port' not in driver.parameters
     with pytest.raises(ValueError, match='unknown argument'):
         suite(bogus='1')
     with pytest.raises(ValueError, match='expected true or false'):
@@ -241,3 +282,59 @@ def test_setup_py_has_an_entry_point_per_executable():
         assert f"'{spec.executable} = {spec.module}:main'" in text
     for spec in nodes:
         assert ros_arguments(spec, '')[:3] == ['--ros-args', '-r', f'__node:={spec.name}']
+
+
+def _profile_with_can(tmp_path, **can):
+    """A copy of the LFP profile whose can: section has ``can`` merged in."""
+    import yaml
+    from bms_ros.core.profile import default_profile_path
+    base = default_profile_path()
+    with open(base) as stream:
+        data = yaml.safe_load(stream)
+    data['can'].update(can)
+    folder = os.path.dirname(base)
+    for key in ('dbc', 'mapping'):        # relative to the profile: make them absolute
+        data['can'][key] = os.path.normpath(os.path.join(folder, data['can'][key]))
+    data['pack']['cell'] = os.path.normpath(os.path.join(folder, data['pack']['cell']))
+    for section in data.values():
+        if isinstance(section, dict) and isinstance(section.get('load'), dict) \
+                and 'file' in section['load']:
+            section['load']['file'] = os.path.normpath(os.path.join(folder,
+                                                                    section['load']['file']))
+    path = tmp_path / 'profile.yaml'
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_the_profile_can_section_decides_when_no_override_is_given(tmp_path):
+    """issue 15 item 7: no CAN parameter reaches the nodes unless the user gives one."""
+    profile = _profile_with_can(tmp_path, interface='socketcan', channel='can7')
+    processes, nodes = suite(profile=profile)
+    assert processes == []                       # socketcan: no loopback hub
+    for node in nodes:
+        assert not {'interface', 'channel', 'host', 'port'} & set(node.parameters), node
+    lines = dict(command_lines('', profile=profile))
+    assert not any('interface:=' in arg or 'channel:=' in arg
+                   for argv in lines.values() for arg in argv)
+
+
+def test_the_hub_follows_the_profile_port_and_an_override_wins_field_by_field(tmp_path):
+    profile = _profile_with_can(tmp_path, port=31234)
+    processes, nodes = suite(profile=profile)
+    hub, = processes
+    assert hub.arguments == ('--host', '127.0.0.1', '--port', '31234')
+    assert all('port' not in n.parameters for n in nodes)
+    processes, nodes = suite(profile=profile, can_port='31300')
+    assert processes[0].arguments == ('--host', '127.0.0.1', '--port', '31300')
+    sim = next(n for n in nodes if n.name == 'pack_simulator')
+    driver = next(n for n in nodes if n.name == 'can_driver')
+    assert sim.parameters['port'] == driver.parameters['port'] == 31300
+    assert 'interface' not in driver.parameters       # only the field given
+    # a socketcand server elsewhere is the user's bus: no hub here
+    remote = _profile_with_can(tmp_path, host='192.0.2.7')
+    assert suite(profile=remote)[0] == []
+    assert suite(profile=profile, can_interface='socketcan')[0] == []
+    with pytest.raises(ValueError, match='can_port: expected a port number'):
+        suite(can_port='x')
+    with pytest.raises(ValueError, match='can_port: expected a port in 1..65535'):
+        suite(can_port='0')
