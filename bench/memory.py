@@ -1,9 +1,17 @@
-"""Peak memory (RSS) and CPU of every process of the suite on the simulated pack.
+"""Footprint of the whole suite: RSS and CPU of every process, one process per node or single.
 
 Starts the suite with the bringup tool in a private ROS domain (from the block of domain ids
-this process reserves, as the tests do), asks for DRIVE so the simulated pack runs its drive
-cycle, lets it run, samples each process with psutil, and reports peak RSS and mean CPU per
-node.
+this process reserves, as the tests do), lets it settle, samples bringup and each of its
+children with psutil, and reports peak RSS (MiB) and mean CPU (% of one core) per process and
+for the whole suite (bringup included). Rows:
+
+- LFP 16s in STANDBY (the idle footprint of issue 18 item 8), one process per node and
+  ``--single-process`` (every BMS node in one process; simulator and hub stay separate):
+  goal for the single-process suite <= 15 % of a core and <= 200 MiB;
+- LFP 16s and NMC 96s in DRIVE (the simulated drive cycle), one process per node, per process.
+
+    .venv/bin/python -m bench.run memory
+    BMS_BENCH_MEMORY_S=20 .venv/bin/python -m bench.memory    # print the table alone
 """
 import os
 import socket
@@ -18,6 +26,9 @@ import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
 from test.ros.harness import next_domain_id
 
 RUN_S = float(os.environ.get('BMS_BENCH_MEMORY_S', '40'))
+SETTLE_S = 8.0           # s after start before sampling: start-up is not what we measure
+GOAL_CPU_PCT = 15.0      # whole suite, STANDBY, single process (issue 18 item 8)
+GOAL_RSS_MIB = 200.0
 
 
 def free_port():
@@ -26,30 +37,41 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def run_suite(profile, seconds, extra=()):
-    """Run bringup for ``seconds`` and sample its children: {name: (peak_rss_mb, cpu_pct)}."""
+def _name(process):
+    cmd = process.cmdline()
+    module = cmd[cmd.index('-m') + 1] if '-m' in cmd else os.path.basename(cmd[0])
+    return module.rsplit('.', 1)[-1]
+
+
+def run_suite(profile, seconds, request_state=None, single_process=False):
+    """Run bringup, sample it and its children for ``seconds``: {name: (peak_rss_mib, cpu_pct)};
+    the key 'bringup' is the bringup process itself, 'total' the sum over all of them."""
     log_dir = tempfile.mkdtemp(prefix='bms_bench_')
     env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain_id()),
-               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+               XDG_STATE_HOME=os.path.join(log_dir, 'state'))
     argv = [sys.executable, '-m', 'bms_ros.tools.bringup', '--profile', profile,
             '--can-port', str(free_port()), '--log-dir', log_dir,
-            '--duration', str(seconds + 5), '--request-state', 'drive', *extra]
+            '--duration', str(seconds + SETTLE_S + 5)]
+    if request_state:
+        argv += ['--request-state', request_state]
+    if single_process:
+        argv += ['--single-process']
     bringup = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    peaks, cpu_first, names = {}, {}, {}
-    time.sleep(5.0)  # start-up is not what we measure
+    peaks, cpu_first, names, procs = {}, {}, {}, {}
+    time.sleep(SETTLE_S)
     start = time.monotonic()
     try:
         parent = psutil.Process(bringup.pid)
         while time.monotonic() - start < seconds and bringup.poll() is None:
-            for child in parent.children():
+            for proc in [parent, *parent.children()]:
                 try:
-                    if child.pid not in names:
-                        cmd = child.cmdline()
-                        module = cmd[cmd.index('-m') + 1] if '-m' in cmd else cmd[0]
-                        names[child.pid] = module.rsplit('.', 1)[-1]
-                        cpu_first[child.pid] = (time.monotonic(), sum(child.cpu_times()[:2]))
-                    peaks[child.pid] = max(peaks.get(child.pid, 0), child.memory_info().rss)
+                    if proc.pid not in names:
+                        names[proc.pid] = 'bringup' if proc.pid == bringup.pid else _name(proc)
+                        procs[proc.pid] = proc
+                        cpu_first[proc.pid] = (time.monotonic(), sum(proc.cpu_times()[:2]))
+                    peaks[proc.pid] = max(peaks.get(proc.pid, 0), proc.memory_info().rss)
                 except psutil.NoSuchProcess:
                     pass
             time.sleep(0.5)
@@ -57,23 +79,49 @@ def run_suite(profile, seconds, extra=()):
         for pid, name in names.items():
             try:
                 t0, c0 = cpu_first[pid]
-                proc = psutil.Process(pid)
-                cpu = 100.0 * (sum(proc.cpu_times()[:2]) - c0) / (time.monotonic() - t0)
+                cpu = 100.0 * (sum(procs[pid].cpu_times()[:2]) - c0) / (time.monotonic() - t0)
             except psutil.NoSuchProcess:
                 cpu = float('nan')
             result[name] = (peaks[pid] / 2**20, cpu)
+        result['total'] = (sum(r for r, _ in result.values()),
+                           sum(c for _, c in result.values()))
         return result
     finally:
         bringup.terminate()
         bringup.wait(30)
 
 
+def _detail(result):
+    return ', '.join(f'{name} {rss:.0f} MiB {cpu:.1f} %' for name, (rss, cpu)
+                     in sorted(result.items()) if name != 'total')
+
+
 def run():
     from bms_ros.core.profile import config_dir
     rows = []
+    lfp = os.path.join(config_dir(), 'profiles', 'lfp_16s.yaml')
+    for single in (False, True):
+        mode = 'single process' if single else 'one process per node'
+        result = run_suite(lfp, RUN_S, single_process=single)
+        rss, cpu = result['total']
+        goal = single
+        rows.append({'benchmark': f'lfp_16s STANDBY whole suite CPU, {mode}', 'value': cpu,
+                     'unit': '% of a core',
+                     'goal': f'<= {GOAL_CPU_PCT:g}' if goal else '',
+                     'note': f'mean over {RUN_S:g} s: {_detail(result)}'})
+        rows.append({'benchmark': f'lfp_16s STANDBY whole suite peak RSS, {mode}', 'value': rss,
+                     'unit': 'MiB', 'goal': f'<= {GOAL_RSS_MIB:g}' if goal else '',
+                     'note': f'sum of per-process peaks, {len(result) - 1} processes'})
     for profile in ('lfp_16s', 'nmc_96s'):
         path = os.path.join(config_dir(), 'profiles', f'{profile}.yaml')
-        for name, (rss_mb, cpu) in sorted(run_suite(path, RUN_S).items()):
-            rows.append({'benchmark': f'{profile} {name} peak RSS', 'value': rss_mb, 'unit': 'MiB',
-                         'goal': '', 'note': f'mean CPU {cpu:.1f} % of a core over {RUN_S:g} s'})
+        result = run_suite(path, RUN_S, request_state='drive')
+        for name, (rss_mb, cpu) in sorted(result.items()):
+            rows.append({'benchmark': f'{profile} DRIVE {name} peak RSS', 'value': rss_mb,
+                         'unit': 'MiB', 'goal': '',
+                         'note': f'mean CPU {cpu:.1f} % of a core over {RUN_S:g} s'})
     return rows
+
+
+if __name__ == '__main__':
+    from bench.run import format_table
+    print(format_table(run()))

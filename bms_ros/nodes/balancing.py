@@ -16,7 +16,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from bms_interfaces.msg import (BalancingCommand, BalancingStatus, BatteryEstimate,
                                 PackMeasurement, ProtectionStatus)
 from bms_interfaces.srv import SetBalancingMode
-from bms_ros.nodes.runner import run_node
+from bms_ros.nodes.runner import Component
 from bms_ros.core.balancing import BalancingController
 from bms_ros.core.measurement import Measurement
 from bms_ros.core.profile import Profile, default_profile_path
@@ -31,8 +31,9 @@ def from_float32(value):
 class Balancing(Node):
     """Decides the bleed resistors from measurement, estimate and protection status."""
 
-    def __init__(self):
-        super().__init__('balancing')
+    def __init__(self, **node_options):
+        """``node_options``: rclpy Node keywords (cli_args, namespace, ...; a container's)."""
+        super().__init__('balancing', **node_options)
         path = self.declare_parameter('profile', default_profile_path()).value
         # Configuration errors surface here, before any publisher exists.
         profile = Profile(path)
@@ -112,8 +113,11 @@ class Balancing(Node):
             self.get_logger().info(f'balancing {"inhibited: " + reason if reason else "enabled"}')
 
 
+COMPONENT = Component(Balancing, 'balancing')
+
+
 def main(args=None):
-    run_node(Balancing, 'balancing', args)
+    COMPONENT.main(args)
 
 
 if __name__ == '__main__':

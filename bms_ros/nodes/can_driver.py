@@ -39,7 +39,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from bms_interfaces.msg import BalancingCommand, CanFrame, ContactorCommand, PackMeasurement
-from bms_ros.nodes.runner import run_node
+from bms_ros.nodes.runner import Component
 from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import (COUNTER_REASONS, MESSAGE_FIELDS, REJECT_REASONS,
                                     VALUE_REASONS, CanProtocol, CommandEncoder,
@@ -77,8 +77,9 @@ def _time_msg(seconds):
 class CanDriver(Node):
     """Reads the pack's frames into PackMeasurement and sends contactor / balancing commands."""
 
-    def __init__(self):
-        super().__init__('can_driver')
+    def __init__(self, **node_options):
+        """``node_options``: rclpy Node keywords (cli_args, namespace, ...; a container's)."""
+        super().__init__('can_driver', **node_options)
         path = self.declare_parameter('profile', default_profile_path()).value
         dynamic = ParameterDescriptor(dynamic_typing=True)
         overrides = {}
@@ -440,8 +441,11 @@ class CanDriver(Node):
         return super().destroy_node()
 
 
+COMPONENT = Component(CanDriver, 'can_driver')
+
+
 def main(args=None):
-    run_node(CanDriver, 'can_driver', args)   # SystemExit(1) from _check_reader passes through
+    COMPONENT.main(args)   # SystemExit(1) from _check_reader passes through
 
 
 if __name__ == '__main__':

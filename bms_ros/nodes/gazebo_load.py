@@ -17,7 +17,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import BatteryState, Imu, JointState
 from std_msgs.msg import Float32
 
-from bms_ros.nodes.runner import run_node
+from bms_ros.nodes.runner import Component
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.stamps import stamp_s
 from bms_ros.core.vehicle_load import VehicleConfig, VehicleLoad
@@ -26,8 +26,9 @@ from bms_ros.core.vehicle_load import VehicleConfig, VehicleLoad
 class GazeboLoad(Node):
     """Turns odometry, IMU and wheel efforts into the pack's current demand."""
 
-    def __init__(self):
-        super().__init__('gazebo_load')
+    def __init__(self, **node_options):
+        """``node_options``: rclpy Node keywords (cli_args, namespace, ...; a container's)."""
+        super().__init__('gazebo_load', **node_options)
         path = self.declare_parameter('profile', default_profile_path()).value
         # Configuration errors surface here, before any publisher exists.
         profile = Profile(path)
@@ -83,8 +84,11 @@ class GazeboLoad(Node):
                 self.get_logger().info(f'demand from {demand.source}')
 
 
+COMPONENT = Component(GazeboLoad, 'gazebo_load')
+
+
 def main(args=None):
-    run_node(GazeboLoad, 'gazebo_load', args)
+    COMPONENT.main(args)
 
 
 if __name__ == '__main__':

@@ -31,7 +31,7 @@ from std_msgs.msg import Float32
 
 from bms_interfaces.msg import SimTruth
 from bms_interfaces.srv import InjectFault
-from bms_ros.nodes.runner import run_node
+from bms_ros.nodes.runner import Component
 from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.errors import ConfigError
@@ -48,8 +48,9 @@ MAX_FRAMES_PER_TICK = 500
 class PackSimulator(Node):
     """The simulated pack on the CAN bus."""
 
-    def __init__(self):
-        super().__init__('pack_simulator')
+    def __init__(self, **node_options):
+        """``node_options``: rclpy Node keywords (cli_args, namespace, ...; a container's)."""
+        super().__init__('pack_simulator', **node_options)
         path = self.declare_parameter('profile', default_profile_path()).value
         # Everything that can fail on configuration happens before any publisher exists.
         profile = Profile(path)
@@ -222,8 +223,11 @@ class PackSimulator(Node):
         super().destroy_node()
 
 
+COMPONENT = Component(PackSimulator, 'pack_simulator')
+
+
 def main(args=None):
-    run_node(PackSimulator, 'pack_simulator', args)
+    COMPONENT.main(args)
 
 
 if __name__ == '__main__':

@@ -24,7 +24,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasurement, PackState,
                                 ProtectionEvent, ProtectionStatus)
 from bms_interfaces.srv import RequestState
-from bms_ros.nodes.runner import run_node
+from bms_ros.nodes.runner import Component
 from bms_ros.core.measurement import Measurement
 from bms_ros.core.pack_state_machine import (CONTACTOR_FAULT_IDS, CONTACTORS, STATE_ERROR,
                                              STATE_NAMES, STATE_OFF, PackStateMachine,
@@ -47,8 +47,9 @@ LATEST = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 class PackSupervisor(Node):
     """Runs the pack state machine and publishes its contactor command and state."""
 
-    def __init__(self):
-        super().__init__('pack_supervisor')
+    def __init__(self, **node_options):
+        """``node_options``: rclpy Node keywords (cli_args, namespace, ...; a container's)."""
+        super().__init__('pack_supervisor', **node_options)
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         profile_path = self.declare_parameter('profile', default_profile_path()).value
         profile = Profile(profile_path)
@@ -234,8 +235,11 @@ class PackSupervisor(Node):
         self.diagnostics_pub.publish(array)
 
 
+COMPONENT = Component(PackSupervisor, 'pack_supervisor')
+
+
 def main(args=None):
-    run_node(PackSupervisor, 'pack_supervisor', args)
+    COMPONENT.main(args)
 
 
 if __name__ == '__main__':

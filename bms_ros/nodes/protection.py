@@ -20,7 +20,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, ProtectionEvent,
                                 ProtectionStatus)
 from bms_interfaces.srv import ResetTrips
-from bms_ros.nodes.runner import run_node
+from bms_ros.nodes.runner import Component
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.state_paths import state_folder
 from bms_ros.core.protection import (LEVEL_ALARM, LEVEL_NAMES, LEVEL_TRIP, LEVEL_WARNING,
@@ -54,8 +54,9 @@ def event_to_msg(event, stamp):
 class ProtectionNode(Node):
     """Checks every measurement against the profile's limits and reports events and status."""
 
-    def __init__(self):
-        super().__init__('protection')
+    def __init__(self, **node_options):
+        """``node_options``: rclpy Node keywords (cli_args, namespace, ...; a container's)."""
+        super().__init__('protection', **node_options)
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         profile_path = self.declare_parameter('profile', default_profile_path()).value
         state_dir = self.declare_parameter('state_dir', '').value
@@ -204,8 +205,11 @@ def _num(value):
     return 'nan' if not math.isfinite(value) else f'{value:.1f}'
 
 
+COMPONENT = Component(ProtectionNode, 'protection')
+
+
 def main(args=None):
-    run_node(ProtectionNode, 'protection', args)
+    COMPONENT.main(args)
 
 
 if __name__ == '__main__':

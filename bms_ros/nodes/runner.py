@@ -2,9 +2,15 @@
 
 A bad configuration is raised by the node's constructor before it creates any publisher, so
 printing it and exiting with code 2 leaves no half-started node in the graph.
+
+Each node module names its node as ``COMPONENT = Component(NodeClass, 'name', on_shutdown)``:
+its ``main()`` runs it alone in a process; bms_ros.tools.container builds several of them in
+one process (the constructors take rclpy Node keywords and never call rclpy.init).
 """
 import logging
 import sys
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -12,10 +18,26 @@ from rclpy.executors import ExternalShutdownException
 from bms_ros.core.errors import ConfigError
 
 
+LOG_FORMAT = '[%(levelname)s] [%(name)s]: %(message)s'
+
+
+@dataclass(frozen=True)
+class Component:
+    """A node class, its default name and what runs before it is destroyed (persisting)."""
+
+    node_class: type
+    name: str
+    on_shutdown: Optional[Callable] = None
+
+    def main(self, args=None):
+        """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
+        run_node(self.node_class, self.name, args, self.on_shutdown)
+
+
 def run_node(node_class, name, args=None, on_shutdown=None):
     """Run ``node_class()`` until Ctrl-C or shutdown; ``on_shutdown(node)`` runs before destroy."""
     # core modules log through `logging` (not rclpy): show their messages next to the node's
-    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] [%(name)s]: %(message)s')
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     rclpy.init(args=args)
     try:
         node = node_class()

@@ -23,7 +23,7 @@ from sensor_msgs.msg import BatteryState
 
 from bms_interfaces.msg import BatteryEstimate, PackMeasurement, PackState, ProtectionStatus
 from bms_interfaces.srv import SetSoc
-from bms_ros.nodes.runner import run_node
+from bms_ros.nodes.runner import Component
 from bms_ros.core.errors import PersistenceError
 from bms_ros.core.estimation import interface, stored_state
 from bms_ros.core.estimation.config import EstimatorConfig
@@ -38,8 +38,9 @@ CLOCK_JUMP_S = 1.0   # s: a stamp step this far off the steady clock's step is a
 class StateEstimator(Node):
     """Runs the pack estimator on each measurement and publishes its results at a fixed rate."""
 
-    def __init__(self):
-        super().__init__('state_estimator')
+    def __init__(self, **node_options):
+        """``node_options``: rclpy Node keywords (cli_args, namespace, ...; a container's)."""
+        super().__init__('state_estimator', **node_options)
         path = self.declare_parameter('profile', default_profile_path()).value
         state_file = self.declare_parameter('state_file', '').value
         state_dir = self.declare_parameter('state_dir', '').value
@@ -286,8 +287,12 @@ class StateEstimator(Node):
         return msg
 
 
+COMPONENT = Component(StateEstimator, 'state_estimator',
+                      on_shutdown=lambda node: node.save_state())
+
+
 def main(args=None):
-    run_node(StateEstimator, 'state_estimator', args, on_shutdown=lambda node: node.save_state())
+    COMPONENT.main(args)
 
 
 if __name__ == '__main__':

@@ -22,7 +22,7 @@ import sys
 import time
 
 from bms_ros.core.errors import ConfigError
-from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, RespawnBudget, suite
+from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, RESPAWN, RespawnBudget, suite
 
 POLL_S = 0.1             # s between checks of the children (a death is seen this fast)
 STATUS_PERIOD_S = 0.5    # s between status lines
@@ -41,16 +41,30 @@ def ros_arguments(node, namespace):
     return argv
 
 
-def command_lines(namespace='', **arguments):
+def command_lines(namespace='', single_process=False, **arguments):
     """(name, argv) of every process bringup starts, in start order."""
-    return [(name, argv) for name, argv, _ in _specs(namespace, **arguments)]
+    return [(name, argv) for name, argv, _ in _specs(namespace, single_process, **arguments)]
 
 
-def _specs(namespace='', **arguments):
-    """(name, argv, respawn policy) of every process, in start order."""
+def _specs(namespace='', single_process=False, **arguments):
+    """(name, argv, respawn policy) of every process, in start order. ``single_process``: the
+    BMS nodes in one bms_ros.tools.container process (named 'container'), built from the same
+    arguments; the simulated pack and the hub keep their own processes."""
     processes, nodes = suite(namespace=namespace, **arguments)
     lines = [(p.name, [sys.executable, '-m', p.module, *p.arguments], p.respawn)
              for p in processes]
+    if single_process:
+        from bms_ros.tools.container import HARDWARE
+        lines += [(n.name, [sys.executable, '-m', n.module, *ros_arguments(n, namespace)],
+                   n.respawn) for n in nodes if n.name in HARDWARE]
+        argv = [sys.executable, '-m', 'bms_ros.tools.container']
+        for name, value in arguments.items():
+            if value is not None:
+                argv += ['--' + name.replace('_', '-'), str(value)]
+        if namespace:
+            argv += ['--namespace', namespace]
+        lines.append(('container', argv, RESPAWN))
+        return lines
     lines += [(n.name, [sys.executable, '-m', n.module, *ros_arguments(n, namespace)], n.respawn)
               for n in nodes]
     return lines
@@ -260,6 +274,9 @@ def parse_args(argv=None):
                              '(default: log/bringup/<namespace or _>)')
     parser.add_argument('--print-graph', action='store_true',
                         help='print the command lines and exit')
+    parser.add_argument('--single-process', action='store_true',
+                        help='every BMS node in one process (bms_ros.tools.container, a '
+                             'multi-threaded executor); the simulated pack and hub apart')
     return parser.parse_args(argv)
 
 
@@ -271,7 +288,7 @@ def main(argv=None):
     if args.log_dir is None:
         args.log_dir = log_folder(os.path.join('log', 'bringup'), namespace)
     try:
-        specs = _specs(namespace, **launch_args)
+        specs = _specs(namespace, args.single_process, **launch_args)
     except (ValueError, OSError, ConfigError) as error:
         print(f'bringup: {error}', file=sys.stderr)
         return 2
@@ -282,7 +299,7 @@ def main(argv=None):
         print(f'bringup: CAN hub port {hub[0]}:{hub[1]} is taken (another suite?); using '
               f'{hub[0]}:{port} (--can-port N to choose)', file=sys.stderr)
         launch_args['can_port'] = str(port)
-        specs = _specs(namespace, **launch_args)
+        specs = _specs(namespace, args.single_process, **launch_args)
     if args.print_graph:
         for name, argv, _ in specs:
             print(f'{name}: {" ".join(argv)}')

@@ -84,9 +84,12 @@ class Suite:
     """The graph of bringup, started from a test; ``logs`` hold every message the probe saw."""
 
     def __init__(self, env, folder, base='lfp_16s.yaml', edits=None, time_scale=1.0,
-                 use_sim_time=False, balancing=True, namespace='', state_dir=None):
+                 use_sim_time=False, balancing=True, namespace='', state_dir=None,
+                 single_process=False):
         """``namespace``: the pack's ROS namespace ('' = root; the probe's topics and services
-        follow it); ``state_dir``: base folder of persisted state (default <folder>/state)."""
+        follow it); ``state_dir``: base folder of persisted state (default <folder>/state);
+        ``single_process``: the BMS nodes in one process, as `bringup --single-process` (the
+        process is named 'container'; the per-node helpers take that name then)."""
         self.env = env
         self.namespace = namespace.strip('/')
         self.folder = str(folder)
@@ -109,7 +112,8 @@ class Suite:
                               time_scale=time_scale,
                               use_sim_time='true' if use_sim_time else 'false',
                               balancing='true' if balancing else 'false',
-                              state_dir=self.state_base)
+                              state_dir=self.state_base, single_process=single_process)
+        self.single_process = single_process
         self.argv = dict(lines)
         # the same graph as one bringup process (start_bringup): bringup's own respawn
         self.bringup_args = ['--profile', self.profile, '--can-port', str(self.port),
@@ -120,6 +124,8 @@ class Suite:
                              '--log-dir', os.path.join(self.folder, 'bringup')]
         if self.namespace:
             self.bringup_args += ['--namespace', self.namespace]
+        if single_process:
+            self.bringup_args += ['--single-process']
         self.bringup = None
         self.processes = {}
         self.starts = dict.fromkeys(self.argv, 0)

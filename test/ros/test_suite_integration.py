@@ -1,6 +1,8 @@
 """Faults of the simulated pack through the whole graph, every node in its own process:
 simulator -> CAN hub -> driver -> protection -> supervisor -> driver -> hub -> simulator, with
-the estimator's BatteryState and the probe (this process) watching."""
+the estimator's BatteryState and the probe (this process) watching. Each test runs twice: one
+process per node, and every BMS node in one process (`bringup --single-process`, the
+container of bms_ros.tools.container), the graph unchanged."""
 import pytest
 from sensor_msgs.msg import BatteryState
 
@@ -8,11 +10,16 @@ from .suite import CHARGE, ERROR, STANDBY, Suite, contactors_open, is_trip
 
 pytestmark = pytest.mark.ros
 
+MODES = pytest.mark.parametrize('single_process', [False, True],
+                                ids=['process_per_node', 'single_process'])
+
 OVERHEAT = BatteryState.POWER_SUPPLY_HEALTH_OVERHEAT
 GOOD = BatteryState.POWER_SUPPLY_HEALTH_GOOD
 
 
-def test_thermal_event_trips_opens_contactors_and_resets_only_after_cooling(ros_env, tmp_path):
+@MODES
+def test_thermal_event_trips_opens_contactors_and_resets_only_after_cooling(ros_env, tmp_path,
+                                                                           single_process):
     # The pack runs 50x faster than the wall clock (the CAN frames keep their real rates) so
     # a cell heats past the limit in seconds; protection's clock is the wall clock, so the
     # rise rate it sees is 50x the physical one and temperature_rise_rate trips too, as a
@@ -21,7 +28,8 @@ def test_thermal_event_trips_opens_contactors_and_resets_only_after_cooling(ros_
     edits = {'protection': {'startup_grace_s': 3.0,
                             'discharge_overtemperature': {'reset_cooldown_s': 2.0},
                             'temperature_rise_rate': {'reset_cooldown_s': 2.0}}}
-    suite = Suite(ros_env, tmp_path, edits=edits, time_scale=50.0).start()
+    suite = Suite(ros_env, tmp_path, edits=edits, time_scale=50.0,
+                  single_process=single_process).start()
     suite.wait_ready()
     suite.demand(-10.0)               # a steady 10 A discharge instead of the drive cycle
     suite.drive()
@@ -82,14 +90,16 @@ UNSPEC_FAILURE = BatteryState.POWER_SUPPLY_HEALTH_UNSPEC_FAILURE
 OVERVOLTAGE = BatteryState.POWER_SUPPLY_HEALTH_OVERVOLTAGE
 
 
-def test_offset_dropout_and_overcharge_of_the_96_cell_pack(ros_env, tmp_path):
+@MODES
+def test_offset_dropout_and_overcharge_of_the_96_cell_pack(ros_env, tmp_path, single_process):
     # NMC 96s at 100x: an over-charge takes ~1,200 simulated seconds from 70 % SoC at 40 A
     # (the LFP model saturates at 3.71 V even at 80 A: it cannot reach its 3.75 V trip).
     # The estimator's zero-current low-pass is cut from 30 s to 2 s (wall), the start-up
     # grace of protection from 10 s to 3 s, so the test does not idle.
     edits = {'estimator': {'zero_current_time_s': 2.0},
              'protection': {'startup_grace_s': 3.0}}
-    suite = Suite(ros_env, tmp_path, base='nmc_96s.yaml', edits=edits, time_scale=100.0)
+    suite = Suite(ros_env, tmp_path, base='nmc_96s.yaml', edits=edits, time_scale=100.0,
+                  single_process=single_process)
     suite.start().wait_ready(timeout_s=60.0)
 
     # current-sensor offset: with the contactors open the current is known to be 0, so the

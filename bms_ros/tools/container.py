@@ -1,0 +1,152 @@
+"""Every BMS node of one pack in one process, as a ROS component container (component_container_mt).
+
+    python -m bms_ros.tools.container [--profile P] [--namespace NS] [--state-dir DIR] ...
+
+Takes bringup's launch arguments and builds the nodes of bms_ros.graph (the same names,
+namespace and parameters as one process per node; the simulated pack and the CAN hub, which
+stand for hardware, are left to their own processes), each from its module's COMPONENT with
+its own --ros-args (so no node sees another's parameters or remaps), all in one rclpy context
+spun by a MultiThreadedExecutor. Each node keeps its default, mutually exclusive callback group:
+its callbacks never run concurrently, as in its own process; another node's callbacks run
+beside them.
+
+Configuration first: every node's constructor is run once up to its first publisher (all its
+parameters and profile sections; nothing is published, no /rosout, no parameter services) and
+the node destroyed; a ConfigError in any of them prints it and exits 2 before any node of the
+container has a publisher. Then the nodes are built for real and spun.
+
+A node that raises out of a callback (or the CAN driver's exit 1 when its reader's restart
+budget is spent) stops the whole container with code 1: bringup respawns it, with every node.
+Exit codes: 0 on Ctrl-C / SIGTERM, 1 a node failed, 2 a configuration error.
+"""
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from bms_ros.core.errors import ConfigError
+from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, suite
+
+HARDWARE = ('pack_simulator',)   # the simulated pack stands for hardware: its own process
+DEFAULT_THREADS = 2              # executor threads (GIL-bound: more only adds switching)
+
+
+class _ConfigChecked(Exception):
+    """Raised at a node's first publisher during the configuration pass."""
+
+
+def bms_nodes(namespace='', **arguments):
+    """The NodeSpecs the container runs: bms_ros.graph's nodes without the simulated pack."""
+    _, nodes = suite(namespace=namespace, **arguments)
+    return [node for node in nodes if node.name not in HARDWARE]
+
+
+def component(spec):
+    """The Component (bms_ros.nodes.runner) of a NodeSpec's module."""
+    return importlib.import_module(spec.module).COMPONENT
+
+
+def node_options(spec, namespace):
+    """rclpy Node keywords of one spec: its own --ros-args (name, namespace, parameters)."""
+    from bms_ros.tools.bringup import ros_arguments
+    return {'cli_args': ros_arguments(spec, namespace), 'use_global_arguments': False}
+
+
+def check_configuration(comp, options):
+    """Run the constructor of ``comp`` up to its first publisher, then destroy the node.
+    Raises the ConfigError the node would raise; returns None."""
+    class Checked(comp.node_class):
+        def create_publisher(self, msg_type, topic, *args, **kwargs):
+            if topic == '/parameter_events':   # rclpy's own, in Node.__init__
+                return super().create_publisher(msg_type, topic, *args, **kwargs)
+            raise _ConfigChecked(self)
+
+    Checked.__name__ = comp.node_class.__name__
+    try:
+        node = Checked(**options, enable_rosout=False, start_parameter_services=False)
+    except _ConfigChecked as checked:
+        node = checked.args[0]
+    node.destroy_node()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    for name, (default, description) in ARGUMENTS.items():
+        parser.add_argument('--' + name.replace('_', '-'), dest=name, default=None,
+                            help=f'{description} (default: {default or "none"})')
+    parser.add_argument('--threads', type=int, default=DEFAULT_THREADS,
+                        help=f'executor threads (default {DEFAULT_THREADS})')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads < 1:
+        print('container: --threads must be >= 1', file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+    arguments = {name: getattr(args, name) for name in ARGUMENTS
+                 if getattr(args, name) is not None and name != 'namespace'}
+    namespace = args.namespace or ''
+    try:
+        specs = bms_nodes(namespace, **arguments)
+        components = [component(spec) for spec in specs]
+    except (ValueError, OSError, ConfigError) as error:
+        print(f'container: {error}', file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    from bms_ros.nodes.runner import LOG_FORMAT
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # rclpy's signal handlers turn SIGINT and SIGTERM into a shutdown of the context: the
+    # spin ends and every node is persisted and destroyed below
+    rclpy.init(args=None)
+    nodes = []            # (component, node), in start order
+    code = 0
+    try:
+        options = [node_options(spec, namespace) for spec in specs]
+        for spec, comp, opts in zip(specs, components, options):
+            try:
+                check_configuration(comp, opts)
+            except ConfigError as error:
+                print(f'{spec.name}: configuration error: {error}', file=sys.stderr)
+                return CONFIG_ERROR_EXIT
+        for spec, comp, opts in zip(specs, components, options):
+            try:
+                nodes.append((comp, comp.node_class(**opts)))
+            except ConfigError as error:   # changed on disk since the check
+                print(f'{spec.name}: configuration error: {error}', file=sys.stderr)
+                return CONFIG_ERROR_EXIT
+        executor = MultiThreadedExecutor(num_threads=args.threads)
+        for _, node in nodes:
+            executor.add_node(node)
+        names = ', '.join(node.get_fully_qualified_name() for _, node in nodes)
+        nodes[0][1].get_logger().info(f'container (pid {os.getpid()}): {names} on '
+                                      f'{args.threads} executor threads')
+        try:
+            executor.spin()
+        finally:
+            executor.shutdown(timeout_sec=2.0)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SystemExit as exit_:       # a node's own exit (the CAN driver's reader budget)
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except Exception:                 # a node's callback failed: the whole container goes
+        logging.getLogger('container').exception('a node failed: stopping every node')
+        code = 1
+    finally:
+        for comp, node in reversed(nodes):
+            try:
+                if comp.on_shutdown is not None:
+                    comp.on_shutdown(node)
+            finally:
+                node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())
