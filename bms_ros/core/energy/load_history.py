@@ -1,0 +1,99 @@
+"""The pack's load: its present (low-passed) power and a profile learnt from the recent past.
+
+Power is measured current x pack voltage (W, + = charging); "drawn" power is its negative.
+The profile keeps the drawn energy of fixed blocks (profile_block_s) over profile_window_s and
+gives the time-weighted mean drawn power, the spread of block means, and E[P^2] / E[P]^2 (the
+I^2 R losses of a varying load exceed those of its mean). Samples on a charger are left out.
+"""
+import math
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass
+class LoadProfileStats:
+    """The learnt load: drawn power statistics (W, + = discharging) over ``duration_s``."""
+
+    mean_drawn_w: float
+    block_std_w: float         # std of the block means
+    peak_drawn_w: float        # highest block mean
+    loss_factor: float         # E[P^2] / E[P]^2 over the samples (>= 1)
+    duration_s: float
+    blocks: int
+
+
+class LoadTracker:
+    """Low-pass of the pack power and block statistics of the drawn power."""
+
+    def __init__(self, config):
+        self.config = config
+        self.t_s = None
+        self.power_w = float('nan')        # low-passed, + = charging
+        self.current_a = float('nan')      # low-passed, + = charging
+        self.power_var_w2 = 0.0            # low-passed variance around power_w
+        self._blocks = deque()             # (t_end_s, seconds, drawn Ws, drawn W^2 s)
+        self._block = [0.0, 0.0, 0.0]      # seconds, Ws, W^2 s of the running block
+        self._block_start_s = None
+        self.rejected = 0
+
+    def update(self, t_s, current_a, voltage_v, on_charger=False):
+        """One measurement: time (s), pack current (A, + = charging), pack voltage (V)."""
+        if not (math.isfinite(t_s) and math.isfinite(current_a) and math.isfinite(voltage_v)
+                and voltage_v > 0.0):
+            self.rejected += 1
+            return False
+        p = current_a * voltage_v
+        if self.t_s is None or not math.isfinite(self.power_w):
+            self.t_s, self.power_w, self.current_a = t_s, p, current_a
+            self._block_start_s = t_s
+            return True
+        dt = t_s - self.t_s
+        if dt <= 0.0:
+            self.rejected += 1
+            return False
+        tau = self.config.load_filter_s
+        a = 1.0 - math.exp(-dt / tau) if tau > 0.0 else 1.0
+        err = p - self.power_w
+        self.power_w += a * err
+        self.current_a += a * (current_a - self.current_a)
+        self.power_var_w2 = (1.0 - a) * (self.power_var_w2 + a * err * err)
+        self.t_s = t_s
+        if not on_charger and dt <= 10.0 * self.config.profile_block_s:
+            drawn = -p
+            self._block[0] += dt
+            self._block[1] += drawn * dt
+            self._block[2] += drawn * drawn * dt
+        if t_s - self._block_start_s >= self.config.profile_block_s:
+            if self._block[0] > 0.0:
+                self._blocks.append((t_s, *self._block))
+            self._block = [0.0, 0.0, 0.0]
+            self._block_start_s = t_s
+            while self._blocks and t_s - self._blocks[0][0] > self.config.profile_window_s:
+                self._blocks.popleft()
+        return True
+
+    @property
+    def drawn_power_w(self):
+        """The present filtered drawn power (W, + = discharging)."""
+        return -self.power_w
+
+    @property
+    def power_std_w(self):
+        return math.sqrt(max(self.power_var_w2, 0.0))
+
+    def profile(self):
+        """Statistics of the learnt profile, or None before one full block."""
+        blocks = list(self._blocks)
+        if not blocks:
+            return None
+        seconds = sum(b[1] for b in blocks) + self._block[0]
+        energy = sum(b[2] for b in blocks) + self._block[1]
+        square = sum(b[3] for b in blocks) + self._block[2]
+        if seconds <= 0.0:
+            return None
+        mean = energy / seconds
+        means = [b[2] / b[1] for b in blocks if b[1] > 0.0]
+        var = sum((m - mean) ** 2 for m in means) / max(len(means) - 1, 1)
+        loss = (square / seconds) / (mean * mean) if mean > 0.0 else 1.0
+        return LoadProfileStats(mean, math.sqrt(var), max(means), max(loss, 1.0), seconds,
+                                len(means))
