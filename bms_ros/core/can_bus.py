@@ -18,13 +18,14 @@ from dataclasses import dataclass, field, replace
 
 import can
 
+from .can_devices import CanDevice, device_name
 from .command_deadline import CAN_FAILSAFE_FIELDS
 from .profile import config_dir
 
 log = logging.getLogger(__name__)
 
 CAN_SECTION_FIELDS = ('dbc', 'mapping', 'interface', 'channel', 'host', 'port', 'bitrate',
-                      'bus_options', 'reconnect_min_s', 'reconnect_max_s', 'stale_timeout_s',
+                      'devices', 'bus_options', 'reconnect_min_s', 'reconnect_max_s', 'stale_timeout_s',
                       'publish_rate_hz', 'publish_can_rx', 'prompt_min_interval_s',
                       'prompt_current_a', 'prompt_cell_voltage_v') + CAN_FAILSAFE_FIELDS
 CAN_ERR_BUSOFF = 0x40      # SocketCAN error class bit in the id of an error frame
@@ -79,6 +80,10 @@ class CanSettings:
     # a cell voltage leaving this (low, high) window publishes at once, bypassing the minimum
     # interval (() = no window): the lowest under- and over-voltage warning levels
     prompt_cell_voltage_v: tuple = ()
+    # several devices on the bus (core/can_devices.CanDevice; () = the single dbc / mapping;
+    # then dbc_path and mapping_path are tuples of the devices' paths, a None mapping: ignored)
+    devices: tuple = ()
+    devices_where: tuple = None    # (profile file, 'can.devices') for errors
 
     def with_overrides(self, interface=None, channel=None, host=None, port=None, bitrate=None):
         """The same settings with non-empty overrides (node parameters) applied to the bus."""
@@ -92,8 +97,14 @@ def load_can_settings(profile):
     sec = profile.section('can')
     sec.reject_unknown(CAN_SECTION_FIELDS)
     default_dir = os.path.join(config_dir(), 'can')
-    dbc = sec.path_field('dbc', os.path.join(default_dir, 'bms_ros.dbc'))
-    mapping = sec.path_field('mapping', os.path.join(default_dir, 'bms_ros_mapping.yaml'))
+    devices, devices_where = _devices(sec), None
+    if devices:
+        dbc = tuple(d.dbc_path for d in devices)
+        mapping = tuple(d.mapping_path for d in devices)
+        devices_where = (sec.path, sec.field_name('devices'))
+    else:
+        dbc = sec.path_field('dbc', os.path.join(default_dir, 'bms_ros.dbc'))
+        mapping = sec.path_field('mapping', os.path.join(default_dir, 'bms_ros_mapping.yaml'))
     options = sec.section('bus_options', {})
     for key in options.data:
         if not isinstance(key, str) or not key.isidentifier():
@@ -119,7 +130,26 @@ def load_can_settings(profile):
         prompt_min_interval_s=sec.number('prompt_min_interval_s', 0.02, minimum=0.0,
                                          maximum=10.0),
         prompt_current_a=sec.number('prompt_current_a', 0.0, minimum=0.0, maximum=1e5),
-        prompt_cell_voltage_v=_cell_window(sec))
+        prompt_cell_voltage_v=_cell_window(sec), devices=devices, devices_where=devices_where)
+
+
+def _devices(sec):
+    """``devices``: CanDevice per entry (paths relative to the profile file), () if absent."""
+    if not sec.has('devices'):
+        return ()
+    for single in ('dbc', 'mapping'):
+        if sec.has(single):
+            raise sec.error(single, 'give either dbc / mapping or devices, not both')
+    items = sec.sections('devices')
+    if not items:
+        raise sec.error('devices', 'expected at least one device')
+    devices = []
+    for item in items:
+        item.reject_unknown(('name', 'dbc', 'mapping'))
+        dbc = item.path_field('dbc')
+        mapping = item.path_field('mapping') if item.data.get('mapping') is not None else None
+        devices.append(CanDevice(item.string('name', device_name(dbc)), dbc, mapping))
+    return tuple(devices)
 
 
 def _cell_window(sec):

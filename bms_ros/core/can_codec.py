@@ -15,9 +15,12 @@ Decoding lives in bms_ros.core.can_decode (multiplexed layouts, the rolling-coun
 encoding in bms_ros.core.can_encode; this module holds :class:`CanProtocol` and re-exports
 both, so ``from bms_ros.core.can_codec import ...`` keeps working.
 """
+import os
+
 from .can_decode import (COUNTER_ERRORS_STALE, COUNTER_REASONS, REJECT_REASONS, VALUE_REASONS,
                          AssembledMeasurement, MeasurementAssembler, frame_key)
 from .can_encode import CommandEncoder, PackEncoder
+from .can_devices import CanDevice, device_name, devices_of, load_devices
 from .can_mapping import CONTACTOR_COMMAND_FIELDS, load_dbc, load_mapping
 from .measurement import MESSAGE_FIELDS, Measurement
 
@@ -32,10 +35,39 @@ class CanProtocol:
 
     @classmethod
     def from_files(cls, dbc_path, mapping_path, cells_series, temperature_sensors):
-        """Load and validate; ConfigError naming the file and field on any problem."""
+        """Load and validate; ConfigError naming the file and field on any problem. Two
+        lists of paths (equal length; a None mapping: an ignored device) load several devices
+        on one bus (core/can_devices.py), each named after its DBC."""
+        if not isinstance(dbc_path, (str, os.PathLike)):
+            dbc_paths, mapping_paths = list(dbc_path), list(mapping_path)
+            if len(dbc_paths) != len(mapping_paths):
+                raise ValueError(f'{len(dbc_paths)} DBCs but {len(mapping_paths)} mappings')
+            return cls.from_devices([CanDevice(device_name(d), os.fspath(d), m)
+                                     for d, m in zip(dbc_paths, mapping_paths)],
+                                    cells_series, temperature_sensors)
         database = load_dbc(dbc_path)
         return cls(load_mapping(mapping_path, dbc_path, int(cells_series),
                                 int(temperature_sensors), database=database))
+
+    @classmethod
+    def from_devices(cls, devices, cells_series, temperature_sensors, where=None):
+        """Several devices (CanDevice) on one bus; ``where``: (file, field) for errors."""
+        return cls(load_devices(devices, int(cells_series), int(temperature_sensors), where))
+
+    @classmethod
+    def from_settings(cls, settings, cells_series, temperature_sensors):
+        """The protocol of a profile's validated ``can:`` section (core/can_bus.py): its
+        single DBC and mapping, or its ``devices``."""
+        if settings.devices:
+            return cls.from_devices(settings.devices, cells_series, temperature_sensors,
+                                    settings.devices_where)
+        return cls.from_files(settings.dbc_path, settings.mapping_path, cells_series,
+                              temperature_sensors)
+
+    @property
+    def devices(self):
+        """The devices of the bus (core/can_devices.DeviceMapping), one for a single DBC."""
+        return devices_of(self.mapping)
 
     @property
     def measurement_messages(self):

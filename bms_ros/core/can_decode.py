@@ -32,14 +32,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .can_devices import devices_of, frame_devices_of
 from .can_mapping import GROUPS, MEASUREMENT_FIELDS
 from .measurement import Measurement
 
 # Frame-level rejections (the whole frame is dropped; counted in frames_rejected)
 REJECT_REASONS = ('unknown_id', 'wrong_dlc', 'error_frame', 'remote_frame', 'decode_error')
 # Value-level problems (the frame is used, the value is invalid or ignored; unmapped_branch:
-# the frame carries no mapped signal, e.g. a multiplexer branch the mapping does not use)
-VALUE_REASONS = ('invalid_marker', 'out_of_range', 'unmapped_index', 'unmapped_branch')
+# the frame carries no mapped signal, e.g. a multiplexer branch the mapping does not use;
+# invalid_flag / error_bits: the value's invalid_flag or error_bits signal says invalid)
+VALUE_REASONS = ('invalid_marker', 'out_of_range', 'unmapped_index', 'unmapped_branch',
+                 'invalid_flag', 'error_bits')
 # Rolling-counter errors: the frame is decoded but its values are dropped
 COUNTER_REASONS = ('counter_repeat', 'counter_jump')
 COUNTER_ERRORS_STALE = 3     # default of can.counter_errors_stale
@@ -63,6 +66,7 @@ class AssembledMeasurement(Measurement):
     stale_groups: tuple = ()
     counts: dict = field(default_factory=dict)
     counter_stale: tuple = ()      # messages marked stale by their rolling counter
+    device_counts: dict = field(default_factory=dict)   # {device: {reason: count}}
 
 
 class _Plan:
@@ -71,7 +75,7 @@ class _Plan:
     __slots__ = ('name', 'decode', 'length', 'mux', 'stride', 'first', 'entries', 'counter',
                  'counter_modulo', 'counter_last', 'counter_expected', 'candidate_next',
                  'candidate_run', 'bad_run', 'good_run', 'counter_stale', 'elements',
-                 'branch_last', 'branch_muxes')
+                 'branch_last', 'branch_muxes', 'counts', 'device')
 
 
 class MeasurementAssembler:
@@ -95,9 +99,20 @@ class MeasurementAssembler:
             self._stamps[name] = [-math.inf] * n
         self._mapped = mapping.mapped_fields()
         self._plans = {}
+        reasons = REJECT_REASONS + VALUE_REASONS + COUNTER_REASONS
+        # per device: counts of its DBC's frames that no plan takes (unknown_id, ignored)
+        frame_devices = frame_devices_of(mapping)
+        self._device_counts = {d.name: dict.fromkeys(reasons + ('ignored',), 0)
+                               for d in devices_of(mapping)}
+        ignored = {d.name for d in devices_of(mapping) if d.mapping_path is None}
+        self._known = {frame_key(*k): (self._device_counts[name], name in ignored)
+                       for k, name in frame_devices.items()}
+        self._bus_counts = dict.fromkeys(reasons, 0)     # frames of no device
         for mm in mapping.measurement:
             plan = _Plan()
             plan.name = mm.name
+            plan.device = mm.device or frame_devices.get((mm.frame_id, mm.is_extended), '')
+            plan.counts = dict.fromkeys(reasons, 0)
             # decode_simple skips the container check of decode(); both exist in cantools 45
             dbc_message = mm.dbc_message
             plan.decode = getattr(dbc_message, 'decode_simple', None) or dbc_message.decode
@@ -128,13 +143,14 @@ class MeasurementAssembler:
             entries = []
             for s in mm.signals:
                 kind = _BITMASK if s.bitmask else (_BOOL if s.is_bool else _FLOAT)
+                check = None if s.flag is None and s.error is None else (
+                    s.flag, s.flag_invalid, s.error, s.error_mask)
                 entries.append((s.signal, self._values[s.field], self._stamps[s.field], s.index,
                                 s.bits, s.gain, s.bias, s.invalid_raw, s.raw_min, s.raw_max,
-                                mapping.field_length(s.field), kind))
+                                mapping.field_length(s.field), kind, check))
             plan.entries = tuple(entries)
             self._plans[frame_key(mm.frame_id, mm.is_extended)] = plan
         self._command_keys = {frame_key(m.frame_id, m.is_extended) for m in mapping.commands}
-        self.counts = dict.fromkeys(REJECT_REASONS + VALUE_REASONS + COUNTER_REASONS, 0)
         self.frames_received = 0
         self.frames_rejected = 0
         self.frames_ignored = 0     # our own command ids (another controller on the bus)
@@ -146,7 +162,7 @@ class MeasurementAssembler:
             try:
                 return self._feed(msg, now_s)
             except Exception:  # noqa: BLE001  malformed objects must not stop the reader
-                self.counts['decode_error'] += 1
+                self._bus_counts['decode_error'] += 1
                 self.frames_rejected += 1
                 return False
 
@@ -158,12 +174,31 @@ class MeasurementAssembler:
                 try:
                     accepted += self._feed(msg, now_s)
                 except Exception:  # noqa: BLE001
-                    self.counts['decode_error'] += 1
+                    self._bus_counts['decode_error'] += 1
                     self.frames_rejected += 1
         return accepted
 
-    def _reject(self, reason):
-        self.counts[reason] += 1
+    @property
+    def counts(self):
+        """Frames and values counted per reason over the whole bus (a fresh dict)."""
+        total = dict(self._bus_counts)
+        for c in [p.counts for p in self._plans.values()] + list(self._device_counts.values()):
+            for k in total:
+                total[k] += c[k]
+        return total
+
+    @property
+    def device_counts(self):
+        """{device: {reason: count}}; 'ignored': frames of a device without a mapping."""
+        out = {name: dict(c) for name, c in self._device_counts.items()}
+        for p in self._plans.values():
+            target = out.setdefault(p.device, dict.fromkeys(p.counts, 0))
+            for k, v in p.counts.items():
+                target[k] = target.get(k, 0) + v
+        return out
+
+    def _reject(self, reason, counts=None):
+        (self._bus_counts if counts is None else counts)[reason] += 1
         self.frames_rejected += 1
         return False
 
@@ -179,17 +214,22 @@ class MeasurementAssembler:
             if key in self._command_keys:
                 self.frames_ignored += 1
                 return False
-            return self._reject('unknown_id')
+            known = self._known.get(key)     # in a device's DBC but not mapped
+            if known is not None and known[1]:
+                known[0]['ignored'] += 1
+                self.frames_ignored += 1
+                return False
+            return self._reject('unknown_id', None if known is None else known[0])
+        counts = plan.counts
         if msg.is_remote_frame:
-            return self._reject('remote_frame')
+            return self._reject('remote_frame', counts)
         data = msg.data
         if len(data) != plan.length or msg.dlc != plan.length:
-            return self._reject('wrong_dlc')
+            return self._reject('wrong_dlc', counts)
         try:
             raw = plan.decode(bytes(data), False, False, False, False)
         except Exception:  # noqa: BLE001  cantools DecodeError, bitstruct errors
-            return self._reject('decode_error')
-        counts = self.counts
+            return self._reject('decode_error', counts)
         if plan.counter is not None and not self._counter_ok(plan, raw[plan.counter],
                                                              self._branch(plan, raw)):
             return True      # decoded, values withheld (counted)
@@ -203,12 +243,23 @@ class MeasurementAssembler:
                 base = plan.stride * (mux - plan.first)
         present = False
         for (name, values, stamps, index, bits, gain, bias, invalid, lo, hi, n,
-             kind) in plan.entries:
+             kind, check) in plan.entries:
             r = raw.get(name)
             if r is None:                    # not in this frame's multiplexer branch
                 continue
             present = True
             i = base + index
+            if check is not None:            # invalid_flag / error_bits of the same frame
+                flag, flag_invalid, error, mask = check
+                reason = 'invalid_flag' if flag is not None and raw[flag] == flag_invalid \
+                    else 'error_bits' if error is not None and raw[error] & mask else None
+                if reason is not None:
+                    if i < n:                # like the invalid marker: NaN, stamped
+                        counts[reason] += 1
+                        for j in range(i, min(i + (bits if kind == _BITMASK else 1), n)):
+                            values[j] = _NAN
+                            stamps[j] = now_s
+                    continue
             if kind == _FLOAT:
                 if i >= n:
                     if r != invalid:   # a real value beyond the pack: mapping/pack mismatch
@@ -282,9 +333,9 @@ class MeasurementAssembler:
         if branch is not None:
             plan.branch_last[branch] = (value, seen is not None and seen[1])
         if value == plan.counter_last or replayed:
-            self.counts['counter_repeat'] += 1
+            plan.counts['counter_repeat'] += 1
         else:
-            self.counts['counter_jump'] += 1
+            plan.counts['counter_jump'] += 1
         if in_sequence:                                    # a replayed block in sequence
             plan.counter_expected = (value + 1) % modulo
         elif value != plan.counter_last and (value - expected) % modulo < modulo // 2:
@@ -329,7 +380,8 @@ class MeasurementAssembler:
         with self._lock:
             values = {k: np.array(v, dtype=float) for k, v in self._values.items()}
             stamps = {k: np.array(v, dtype=float) for k, v in self._stamps.items()}
-            counts = dict(self.counts)
+            counts = self.counts
+            device_counts = self.device_counts
             received = self.frames_received
             rejected = self.frames_rejected
             counter_stale = tuple(p.name for p in self._plans.values() if p.counter_stale)
@@ -382,4 +434,4 @@ class MeasurementAssembler:
             balancing_stale=stale['balancing'],
             stale_groups=tuple(g for g in GROUPS if stale[g] and any(
                 n in self._mapped for n in GROUPS[g])),
-            counts=counts, counter_stale=counter_stale)
+            counts=counts, counter_stale=counter_stale, device_counts=device_counts)

@@ -1,7 +1,8 @@
 """Encoding of frames: the pack side's measurement frames (:class:`PackEncoder`, used by the
 simulator and the test players) and the driver's commands (:class:`CommandEncoder`).
 
-NaN is sent as the signal's invalid marker; every message with a rolling counter counts +1
+NaN is sent as the signal's invalid marker (and sets its invalid_flag or the lowest bit of
+its error_bits mask); every message with a rolling counter counts +1
 per frame, one sequence over all its multiplexer branches (what the decoder checks).
 """
 import math
@@ -40,6 +41,11 @@ def _encode_frame(mm, fields, mux, counter_value):
         raw[mm.mux_signal] = mux
     if mm.counter_signal is not None:
         raw[mm.counter_signal] = counter_value
+    for s in mm.signals:      # validity signals read valid unless a value they serve is NaN
+        if s.flag is not None:
+            raw[s.flag] = 1 - s.flag_invalid
+        if s.error is not None:
+            raw[s.error] = 0
     for s in mm.signals:
         value = fields[s.field]
         is_array = np.ndim(value) > 0
@@ -56,6 +62,11 @@ def _encode_frame(mm, fields, mux, counter_value):
         else:
             v = value[element] if is_array else value
             raw[s.signal] = _raw_of_bool(s, v) if s.is_bool else _raw_of_value(s, float(v))
+            if not s.is_bool and not math.isfinite(float(v)):
+                if s.flag is not None:
+                    raw[s.flag] = s.flag_invalid
+                if s.error is not None:
+                    raw[s.error] |= s.error_mask & -s.error_mask   # its lowest bit
     data = mm.dbc_message.encode(raw, scaling=False, padding=False, strict=False)
     return can.Message(arbitration_id=mm.frame_id, is_extended_id=mm.is_extended, data=data,
                        dlc=len(data), is_rx=False)

@@ -73,7 +73,8 @@ GROUPS = {
 }
 
 _MESSAGE_KEYS = ('message', 'period_s', 'multiplexer', 'counter', 'signals')
-_SIGNAL_KEYS = ('signal', 'field', 'index', 'bitmask', 'scale', 'offset', 'invalid_raw')
+_SIGNAL_KEYS = ('signal', 'field', 'index', 'bitmask', 'scale', 'offset', 'invalid_raw',
+                'invalid_flag', 'invalid_when', 'error_bits', 'error_mask')
 
 
 @dataclass
@@ -94,6 +95,10 @@ class SignalMap:
     bits: int
     is_bool: bool
     where: str              # dotted mapping field, for messages
+    flag: str = None        # invalid_flag signal of the same frame (None: none)
+    flag_invalid: int = 1   # its raw value meaning "invalid" (invalid_when)
+    error: str = None       # error_bits signal of the same frame (None: none)
+    error_mask: int = 0     # error_bits & error_mask != 0: invalid
 
 
 @dataclass
@@ -115,6 +120,7 @@ class MessageMap:
     dbc_message: object     # cantools Message
     kind: str = ''          # commands: 'contactor' or 'balancing'
     other_signals: tuple = dc_field(default=())  # DBC signals of the message not mapped
+    device: str = ''        # the device (core/can_devices.py) whose DBC defines it
 
     def element(self, signal_map, mux, bit=0):
         """Array element of ``signal_map`` in the frame with multiplexer value ``mux``."""
@@ -247,17 +253,22 @@ class _Loader:
         self.by_name = {m.name: m for m in database.messages}
         self.message_names = set()
         self.frame_ids = {}
+        self.owner_suffix = ''   # ' in <mapping file>' when several devices share the owners
 
-    def messages(self, section_name, fields):
+    def messages(self, section_name, fields, owners=None, coverage=True):
+        """The MessageMaps of a section; ``owners`` ((field, element) -> the signal that
+        provides it) may be shared by several devices, which then check coverage together."""
         if not self.top.has(section_name):
             raise self.top.error(section_name, 'missing required field')
         sections = self.top.sections(section_name)
         if not sections:
             raise self.top.error(section_name, 'expected at least one message')
-        owners = {}   # (field, element) -> description of the signal that provides it
+        owners = {} if owners is None else owners
         maps = [self._message(sec, fields, owners, section_name) for sec in sections]
         # every element of every mapped array field must be provided
         for field_name, (_, length_of) in fields.items():
+            if not coverage:
+                break
             if length_of is None:
                 continue
             covered = {e for f, e in owners if f == field_name}
@@ -376,7 +387,7 @@ class _Loader:
                         target = sig_map.field if fields[sig_map.field][1] is None \
                             else f'{sig_map.field}[{element}]'
                         raise sig_sec.error('field', f'{target} already mapped by {owners[key]}')
-                    owners[key] = where
+                    owners[key] = where + self.owner_suffix
                     carries = True
                     if mux is not None:
                         mux_values_used.add(mux)
@@ -479,8 +490,75 @@ class _Loader:
             if raw_min > raw_max:
                 raise sec.error('signal', f"'{name}' has an empty [minimum|maximum] range in "
                                           f'{self.dbc_name}')
+        flag, flag_invalid, error, error_mask = _validity(sec, dbc_signal, signals_by_name,
+                                                          message_name)
         return SignalMap(
             signal=name, field=field_name, index=index, bitmask=bitmask,
             gain=dbc_scale * scale, bias=dbc_offset * scale + offset, invalid_raw=invalid_raw,
             raw_min=raw_min, raw_max=raw_max, type_min=type_min, type_max=type_max, bits=bits,
-            is_bool=is_bool, where=sec.prefix), dbc_signal
+            is_bool=is_bool, where=sec.prefix, flag=flag, flag_invalid=flag_invalid,
+            error=error, error_mask=error_mask), dbc_signal
+
+
+def _branch_chain(dbc_signal, signals_by_name):
+    """{multiplexer name: values} that must hold for ``dbc_signal`` to be in a frame."""
+    chain = {}
+    signal = dbc_signal
+    while signal.multiplexer_signal is not None:
+        chain[signal.multiplexer_signal] = set(signal.multiplexer_ids or ())
+        signal = signals_by_name[signal.multiplexer_signal]
+    return chain
+
+
+def _always_beside(flag_signal, value_signal, signals_by_name):
+    """True if every frame carrying ``value_signal`` carries ``flag_signal`` too."""
+    value_chain = _branch_chain(value_signal, signals_by_name)
+    for mux, values in _branch_chain(flag_signal, signals_by_name).items():
+        if mux not in value_chain or not value_chain[mux] <= values:
+            return False
+    return True
+
+
+def _validity(sec, dbc_signal, signals_by_name, message_name):
+    """(invalid_flag, invalid_when, error_bits, error_mask) of one mapped signal, checked:
+    the signals exist in the same message and in every frame that carries the value."""
+    found = {}
+    for key in ('invalid_flag', 'error_bits'):
+        if not sec.has(key):
+            continue
+        name = sec.string(key)
+        other = signals_by_name.get(name)
+        if other is None:
+            raise sec.error(key, f"unknown signal '{name}' in message '{message_name}'"
+                            + _suggest(name, list(signals_by_name)))
+        if name == dbc_signal.name or other.is_multiplexer:
+            raise sec.error(key, f"'{name}' is " + ('the value itself' if name == dbc_signal.name
+                                                    else 'a multiplexer') + ', not a flag')
+        if not _always_beside(other, dbc_signal, signals_by_name):
+            raise sec.error(key, f"'{name}' is not in every frame that carries "
+                                 f"'{dbc_signal.name}' (another multiplexer branch)")
+        if other.conversion.is_float:
+            raise sec.error(key, f"'{name}' is a floating-point signal, not a flag")
+        found[key] = other
+    flag_invalid = 1
+    if 'invalid_flag' in found:
+        flag = found['invalid_flag']
+        if not is_boolean_signal(flag):
+            raise sec.error('invalid_flag', f"'{flag.name}' has {flag.length} bits: an "
+                                            'invalid_flag is a 1-bit or boolean signal '
+                                            '(error_bits takes a multi-bit one)')
+        flag_invalid = sec.integer('invalid_when', 1, minimum=0, maximum=1)
+    elif sec.has('invalid_when'):
+        raise sec.error('invalid_when', 'only with an invalid_flag')
+    error_mask = 0
+    if 'error_bits' in found:
+        error = found['error_bits']
+        if error.is_signed:
+            raise sec.error('error_bits', f"'{error.name}' is signed: error bits are an "
+                                          'unsigned signal')
+        full = (1 << error.length) - 1
+        error_mask = sec.integer('error_mask', full, minimum=1, maximum=full)
+    elif sec.has('error_mask'):
+        raise sec.error('error_mask', 'only with error_bits')
+    return (found['invalid_flag'].name if 'invalid_flag' in found else None, flag_invalid,
+            found['error_bits'].name if 'error_bits' in found else None, error_mask)

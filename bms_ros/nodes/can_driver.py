@@ -112,9 +112,8 @@ class CanDriver(Node):
         self.stale_timeout_s = overrides.get('stale_timeout_s', settings.stale_timeout_s)
         publish_rate_hz = overrides.get('publish_rate_hz', settings.publish_rate_hz)
         self.publish_can_rx = overrides.get('publish_can_rx', settings.publish_can_rx)
-        self.protocol = CanProtocol.from_files(settings.dbc_path, settings.mapping_path,
-                                               profile.pack.cells_series,
-                                               profile.pack.temperature_sensors)
+        self.protocol = CanProtocol.from_settings(settings, profile.pack.cells_series,
+                                                  profile.pack.temperature_sensors)
         self.assembler = MeasurementAssembler(self.protocol,
                                               self.failsafe.counter_errors_stale)
         # frames that carry limit-relevant groups trigger a prompt publish (core/prompt_publish)
@@ -393,6 +392,9 @@ class CanDriver(Node):
         values.update({f'rejected_{k}': snap.counts.get(k, 0) for k in REJECT_REASONS})
         values.update({f'values_{k}': snap.counts.get(k, 0) for k in VALUE_REASONS})
         values.update({k: snap.counts.get(k, 0) for k in COUNTER_REASONS})
+        if len(snap.device_counts) > 1:    # several devices: '<device>.<reason>', non-zero
+            values.update({f'{device}.{k}': v for device, c in snap.device_counts.items()
+                           for k, v in c.items() if v})
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         out = DiagnosticArray()
         out.header.stamp = self.get_clock().now().to_msg()
