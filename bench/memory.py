@@ -43,7 +43,7 @@ def _name(process):
     return module.rsplit('.', 1)[-1]
 
 
-def run_suite(profile, seconds, request_state=None, single_process=False):
+def run_suite(profile, seconds, request_state=None, single_process=False, extra=()):
     """Run bringup, sample it and its children for ``seconds``: {name: (peak_rss_mib, cpu_pct)};
     the key 'bringup' is the bringup process itself, 'total' the sum over all of them."""
     log_dir = tempfile.mkdtemp(prefix='bms_bench_')
@@ -57,6 +57,7 @@ def run_suite(profile, seconds, request_state=None, single_process=False):
         argv += ['--request-state', request_state]
     if single_process:
         argv += ['--single-process']
+    argv += list(extra)
     bringup = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     peaks, cpu_first, names, procs = {}, {}, {}, {}

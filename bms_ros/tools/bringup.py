@@ -41,15 +41,17 @@ def ros_arguments(node, namespace):
     return argv
 
 
-def command_lines(namespace='', single_process=False, **arguments):
+def command_lines(namespace='', single_process=False, container_args=(), **arguments):
     """(name, argv) of every process bringup starts, in start order."""
-    return [(name, argv) for name, argv, _ in _specs(namespace, single_process, **arguments)]
+    return [(name, argv) for name, argv, _
+            in _specs(namespace, single_process, container_args, **arguments)]
 
 
-def _specs(namespace='', single_process=False, **arguments):
+def _specs(namespace='', single_process=False, container_args=(), **arguments):
     """(name, argv, respawn policy) of every process, in start order. ``single_process``: the
     BMS nodes in one bms_ros.tools.container process (named 'container'), built from the same
-    arguments; the simulated pack and the hub keep their own processes."""
+    arguments (and ``container_args``); the simulated pack and the hub keep their own
+    processes."""
     processes, nodes = suite(namespace=namespace, **arguments)
     lines = [(p.name, [sys.executable, '-m', p.module, *p.arguments], p.respawn)
              for p in processes]
@@ -63,7 +65,7 @@ def _specs(namespace='', single_process=False, **arguments):
                 argv += ['--' + name.replace('_', '-'), str(value)]
         if namespace:
             argv += ['--namespace', namespace]
-        lines.append(('container', argv, RESPAWN))
+        lines.append(('container', [*argv, *container_args], RESPAWN))
         return lines
     lines += [(n.name, [sys.executable, '-m', n.module, *ros_arguments(n, namespace)], n.respawn)
               for n in nodes]
@@ -277,6 +279,8 @@ def parse_args(argv=None):
     parser.add_argument('--single-process', action='store_true',
                         help='every BMS node in one process (bms_ros.tools.container, a '
                              'multi-threaded executor); the simulated pack and hub apart')
+    parser.add_argument('--executor', choices=('multi', 'single', 'events'), default=None,
+                        help='with --single-process: the container\'s executor (default multi)')
     return parser.parse_args(argv)
 
 
@@ -285,10 +289,11 @@ def main(argv=None):
     launch_args = {name: getattr(args, name) for name in ARGUMENTS
                    if getattr(args, name) is not None and name != 'namespace'}
     namespace = args.namespace or ''
+    container_args = ('--executor', args.executor) if args.executor else ()
     if args.log_dir is None:
         args.log_dir = log_folder(os.path.join('log', 'bringup'), namespace)
     try:
-        specs = _specs(namespace, args.single_process, **launch_args)
+        specs = _specs(namespace, args.single_process, container_args, **launch_args)
     except (ValueError, OSError, ConfigError) as error:
         print(f'bringup: {error}', file=sys.stderr)
         return 2
@@ -299,7 +304,7 @@ def main(argv=None):
         print(f'bringup: CAN hub port {hub[0]}:{hub[1]} is taken (another suite?); using '
               f'{hub[0]}:{port} (--can-port N to choose)', file=sys.stderr)
         launch_args['can_port'] = str(port)
-        specs = _specs(namespace, args.single_process, **launch_args)
+        specs = _specs(namespace, args.single_process, container_args, **launch_args)
     if args.print_graph:
         for name, argv, _ in specs:
             print(f'{name}: {" ".join(argv)}')
@@ -394,8 +399,8 @@ class _Monitor:
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=max(0.0, end - time.monotonic()))
             # ask once the supervisor says it is ready (out of OFF), not merely reachable
-            state = self.node.latest.get('pack_state')
-            ready = state is not None and state.state != state.STATE_OFF \
+            state = self.node.latest.get('pack_state')     # message dicts (tools/status.py)
+            ready = state is not None and state['state_name'] != 'OFF' \
                 and self.node.latest.get('estimate') is not None
             if self.request is not None and self.future is None and ready \
                     and time.monotonic() >= self.next_try and self.client.service_is_ready():

@@ -30,6 +30,7 @@ from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, suite
 
 HARDWARE = ('pack_simulator',)   # the simulated pack stands for hardware: its own process
 DEFAULT_THREADS = 2              # executor threads (GIL-bound: more only adds switching)
+EXECUTORS = ('multi', 'single', 'events')
 
 
 class _ConfigChecked(Exception):
@@ -70,13 +71,28 @@ def check_configuration(comp, options):
     node.destroy_node()
 
 
+def make_executor(kind, threads):
+    """The executor that spins every node of the container."""
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+    if kind == 'multi':
+        return MultiThreadedExecutor(num_threads=threads)
+    if kind == 'single':
+        return SingleThreadedExecutor()
+    from rclpy.experimental import EventsExecutor
+    return EventsExecutor()
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     for name, (default, description) in ARGUMENTS.items():
         parser.add_argument('--' + name.replace('_', '-'), dest=name, default=None,
                             help=f'{description} (default: {default or "none"})')
+    parser.add_argument('--executor', choices=EXECUTORS, default=EXECUTORS[0],
+                        help='multi: MultiThreadedExecutor (as component_container_mt); '
+                             'single: SingleThreadedExecutor; events: rclpy\'s experimental '
+                             'EventsExecutor (default multi)')
     parser.add_argument('--threads', type=int, default=DEFAULT_THREADS,
-                        help=f'executor threads (default {DEFAULT_THREADS})')
+                        help=f'threads of the multi executor (default {DEFAULT_THREADS})')
     return parser.parse_args(argv)
 
 
@@ -96,7 +112,7 @@ def main(argv=None):
         return CONFIG_ERROR_EXIT
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
 
     from bms_ros.nodes.runner import LOG_FORMAT
 
@@ -120,12 +136,13 @@ def main(argv=None):
             except ConfigError as error:   # changed on disk since the check
                 print(f'{spec.name}: configuration error: {error}', file=sys.stderr)
                 return CONFIG_ERROR_EXIT
-        executor = MultiThreadedExecutor(num_threads=args.threads)
+        executor = make_executor(args.executor, args.threads)
         for _, node in nodes:
             executor.add_node(node)
         names = ', '.join(node.get_fully_qualified_name() for _, node in nodes)
-        nodes[0][1].get_logger().info(f'container (pid {os.getpid()}): {names} on '
-                                      f'{args.threads} executor threads')
+        threads = f'{args.threads} threads' if args.executor == 'multi' else 'one thread'
+        nodes[0][1].get_logger().info(f'container (pid {os.getpid()}): {names}; '
+                                      f'{args.executor} executor, {threads}')
         try:
             executor.spin()
         finally:
