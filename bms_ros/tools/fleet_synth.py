@@ -23,7 +23,6 @@ end; custom data bms_ros.serial_number and bms_ros.profile. Written with bms_ros
 BagWriter; no ROS. Exit codes: 0 done, 2 bad arguments.
 """
 import argparse
-import json
 import math
 import os
 import sys
