@@ -12,7 +12,7 @@ from .config import Section
 from .state_paths import check_base, check_path_part
 
 SECTIONS = ('pack', 'simulator', 'can', 'estimator', 'protection', 'supervisor', 'balancing',
-            'gazebo', 'failsafe')
+            'gazebo', 'failsafe', 'energy', 'motion_limits')
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ Publishes every 1/estimator.publish_rate_hz: battery_state (sensor_msgs/BatteryS
 nav2 and opennav_docking read it), estimate (BatteryEstimate) and /diagnostics (the plausibility
 checks of bms_ros.core.plausibility: cells held, flags per check and cell).
 Services: set_soc (SetSoc: set every/each cell SoC, or re-anchor from OCV at rest).
+Energy (bms_ros.nodes.energy_wiring, the `energy:` section): subscribes charger_present
+(std_msgs/Bool), serves check_mission (CheckMission), fills the estimate's energy fields and,
+with energy.docking_current_a > 0, publishes dock_battery_state (docs/robot_energy.md).
 State (SoC, capacity, R0 per cell) is written every estimator.persist_period_s and at shutdown.
 """
 import math
@@ -30,6 +33,7 @@ from bms_ros.core.estimation.config import EstimatorConfig
 from bms_ros.core.estimation.estimator import PackEstimator
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.stamps import stamp_s
+from bms_ros.nodes.energy_wiring import EnergyWiring
 
 CONTACTORS_OPEN_STATES = (PackState.STATE_OFF, PackState.STATE_STANDBY, PackState.STATE_ERROR)
 CLOCK_JUMP_S = 1.0   # s: a stamp step this far off the steady clock's step is a clock jump
@@ -48,6 +52,7 @@ class StateEstimator(Node):
         profile = Profile(path)
         self.pack = profile.pack
         self.config = EstimatorConfig.from_section(profile.section('estimator'))
+        self.energy = EnergyWiring(profile, self.config)     # energy: section (issue 16)
         self.n = self.pack.cells_series
         self.sensor_of_cell = self.pack.sensor_of_cell()
         self.estimator = PackEstimator(self.pack.cell, self.n, self.config)
@@ -77,6 +82,7 @@ class StateEstimator(Node):
         self.create_subscription(ProtectionStatus, 'protection_status', self.on_protection, stream)
         self.create_subscription(PackState, 'pack_state', self.on_pack_state, latched)
         self.create_service(SetSoc, 'set_soc', self.on_set_soc)
+        self.energy.wire(self, BatteryState)
         self.create_timer(1.0 / self.config.publish_rate_hz, self.on_publish)
         self.create_timer(self.config.persist_period_s, self.save_state)
         self.get_logger().info(
@@ -154,6 +160,7 @@ class StateEstimator(Node):
             self.config.bleed_resistance_ohm)
         self.last_t_s = t_s
         self.last_measurement = (now, msg, valid, temperature)
+        self.energy.on_measurement(t_s, msg)
 
     def on_protection(self, msg):
         self.protection = msg
@@ -209,7 +216,9 @@ class StateEstimator(Node):
                          'charge_current_limit_long_a', 'discharge_current_limit_long_a'):
                 setattr(est, name, 0.0)
         self.estimate_pub.publish(self.estimate_msg(est, stamp))
-        self.battery_pub.publish(self.battery_msg(est, stamp))
+        battery = self.battery_msg(est, stamp)
+        self.battery_pub.publish(battery)
+        self.energy.publish_docking(battery)
         self.diagnostics_pub.publish(self.diagnostics_msg(stamp))
 
     def diagnostics_msg(self, stamp):
@@ -241,6 +250,7 @@ class StateEstimator(Node):
             setattr(msg, name, float(getattr(est, name)))
         msg.at_rest = bool(est.at_rest)
         msg.measurements_rejected = self.rejected
+        self.energy.fill_estimate(msg, est)
         return msg
 
     def battery_msg(self, est, stamp):
@@ -268,13 +278,14 @@ class StateEstimator(Node):
         msg.charge = float(est.remaining_charge_ah)
         msg.capacity = float(est.capacity_ah)
         msg.design_capacity = float(self.pack.capacity_ah)
-        msg.percentage = float(est.pack_soc)
+        msg.percentage = interface.battery_percentage(est.pack_soc)   # NaN reads 0 ("low")
         contactors = None
         if self.pack_state is not None:
             contactors = self.pack_state.state not in CONTACTORS_OPEN_STATES
         status = interface.power_supply_status(
             msg.current if recent else nan, est.pack_soc, self.config.status_current_threshold_a,
-            self.config.full_soc, contactors, measured=recent)
+            self.config.full_soc, contactors, measured=recent,
+            charger_present=self.energy.charger_present(msg.current))
         msg.power_supply_status = getattr(BatteryState, 'POWER_SUPPLY_STATUS_' + status)
         events = None if self.protection is None else [
             (e.limit_id, e.level) for e in self.protection.active]

@@ -4,6 +4,7 @@
 * :func:`measurement_reject_reason`, :func:`step_from_measurement`: the same check and the
   estimator update from a PackMeasurement-shaped object (a ROS message, a rosbags message);
 * :func:`cell_temperatures`: per-cell temperature from the sensors (PackSpec.sensor_of_cell);
+* :func:`battery_percentage`: the NaN policy of BatteryState.percentage; :func:`docking_current_a`;
 * :func:`power_supply_status`, :func:`power_supply_health`, :data:`TECHNOLOGY`: the
   sensor_msgs/BatteryState enumerations by name (the node maps names to the constants
   ``POWER_SUPPLY_STATUS_<name>``, ``POWER_SUPPLY_HEALTH_<name>`` and
@@ -120,10 +121,16 @@ def limit_temperatures(cell_temperature_degc):
 
 
 def power_supply_status(current_a, pack_soc, threshold_a, full_soc, contactors_closed=None,
-                        measured=True):
-    """CHARGING / DISCHARGING / FULL / NOT_CHARGING / UNKNOWN (current A, + = charging)."""
+                        measured=True, charger_present=None):
+    """CHARGING / DISCHARGING / FULL / NOT_CHARGING / UNKNOWN (current A, + = charging).
+
+    ``charger_present`` True (the charger_present input): CHARGING even while full or with the
+    contactors open, as nav2's IsBatteryCharging accepts only CHARGING (docs/robot_energy.md).
+    """
     if not measured or not math.isfinite(current_a):
         return 'UNKNOWN'
+    if charger_present:
+        return 'CHARGING'
     idle = abs(current_a) <= threshold_a or contactors_closed is False
     if idle:
         return 'FULL' if math.isfinite(pack_soc) and pack_soc >= full_soc else 'NOT_CHARGING'
@@ -145,3 +152,23 @@ def power_supply_health(events):
     if any(level >= LEVEL_TRIP for _, level in serious):
         return 'UNSPEC_FAILURE'
     return 'GOOD'
+
+
+def battery_percentage(pack_soc):
+    """BatteryState.percentage (0..1) of a pack SoC; unknown (NaN) reads 0.0, i.e. "low".
+
+    nav2's IsBatteryLow fires on ``percentage <= min_battery``, which a NaN never satisfies: a
+    pack without an estimate must not look charged (docs/robot_energy.md, NaN policy).
+    """
+    z = float(pack_soc)
+    return min(max(z, 0.0), 1.0) if math.isfinite(z) else 0.0
+
+
+def docking_current_a(current_a, charger_present, floor_a):
+    """Current for the dock_battery_state copy: at least ``floor_a`` (A) while a charger is
+    present, so opennav_docking's ``current > charging_threshold`` sees the charger even with
+    the contactors open or the pack full; the measured current otherwise."""
+    i = float(current_a)
+    if charger_present and floor_a > 0.0:
+        return max(i, floor_a) if math.isfinite(i) else floor_a
+    return i
