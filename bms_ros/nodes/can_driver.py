@@ -171,7 +171,8 @@ class CanDriver(Node):
         self._reader.start()
         mapping = self.protocol.mapping
         self.get_logger().info(
-            f'{profile.pack.name}: {settings.bus.describe()}, DBC {settings.dbc_path}, '
+            f'{profile.pack.name}: {settings.bus.describe()}, DBC '
+            f'{", ".join(f"{d.name}: {d.dbc_path}" for d in self.protocol.devices)}, '
             f'{len(mapping.measurement)} measurement and {len(mapping.commands)} command '
             f'messages, {profile.pack.cells_series} cells, {profile.pack.temperature_sensors} '
             f'sensors, stale after {self.stale_timeout_s:g} s, measurement at '
@@ -392,6 +393,9 @@ class CanDriver(Node):
         values.update({f'rejected_{k}': snap.counts.get(k, 0) for k in REJECT_REASONS})
         values.update({f'values_{k}': snap.counts.get(k, 0) for k in VALUE_REASONS})
         values.update({k: snap.counts.get(k, 0) for k in COUNTER_REASONS})
+        if len(snap.device_counts) > 1:    # several devices: '<device>.<reason>', non-zero
+            values.update({f'{device}.{k}': v for device, c in snap.device_counts.items()
+                           for k, v in c.items() if v})
         if len(snap.device_counts) > 1:    # several devices: '<device>.<reason>', non-zero
             values.update({f'{device}.{k}': v for device, c in snap.device_counts.items()
                            for k, v in c.items() if v})
