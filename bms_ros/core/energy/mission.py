@@ -91,12 +91,12 @@ class MissionChecker:
         duration = float(sum(d for d, _ in segments))
         needed_ws = float(sum(d * p for d, p in segments))
         mean_w = needed_ws / duration if duration > 0 else 0.0
-        peak_w = max([p for _, p in segments] + [0.0])
         gain = float(np.min((cfg.soc_ceiling - z) * q))
+        # at the mean load: the peaks are judged per step against the state of power
         full = self.model.discharge(np.clip(z + max(gain, 0.0) / q, 0.0, 1.0), q, r, temp,
-                                    max(mean_w, 0.0), peak_w)
+                                    max(mean_w, 0.0))
         reserve_wh = cfg.reserve_fraction * full.energy_wh
-        available = self.model.discharge(z, q, r, temp, max(mean_w, 0.0), peak_w).energy_wh
+        available = self.model.discharge(z, q, r, temp, max(mean_w, 0.0)).energy_wh
         ret_w = return_drawn_power_w if return_drawn_power_w > 0.0 else max(mean_w, 0.0)
 
         def can_return(zz):
