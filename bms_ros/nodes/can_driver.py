@@ -396,9 +396,6 @@ class CanDriver(Node):
         if len(snap.device_counts) > 1:    # several devices: '<device>.<reason>', non-zero
             values.update({f'{device}.{k}': v for device, c in snap.device_counts.items()
                            for k, v in c.items() if v})
-        if len(snap.device_counts) > 1:    # several devices: '<device>.<reason>', non-zero
-            values.update({f'{device}.{k}': v for device, c in snap.device_counts.items()
-                           for k, v in c.items() if v})
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         out = DiagnosticArray()
         out.header.stamp = self.get_clock().now().to_msg()
