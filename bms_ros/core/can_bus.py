@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 CAN_SECTION_FIELDS = ('dbc', 'mapping', 'interface', 'channel', 'host', 'port', 'bitrate',
                       'devices', 'bus_options', 'reconnect_min_s', 'reconnect_max_s', 'stale_timeout_s',
                       'publish_rate_hz', 'publish_can_rx', 'prompt_min_interval_s',
-                      'prompt_current_a', 'prompt_cell_voltage_v') + CAN_FAILSAFE_FIELDS
+                      'prompt_current_a', 'prompt_cell_voltage_v',
+                      'control', 'pack_bms') + CAN_FAILSAFE_FIELDS   # core/pack_report.py
 CAN_ERR_BUSOFF = 0x40      # SocketCAN error class bit in the id of an error frame
 _SOCKETCAND_LOGGER = 'can.interfaces.socketcand.socketcand'
 

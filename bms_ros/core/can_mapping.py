@@ -138,6 +138,8 @@ class CanMapping:
     measurement: list
     commands: list
     database: object
+    pack_report: list = None     # control style (b): core/pack_report.py (None: not mapped)
+    state_request: object = None
 
     def field_length(self, field_name):
         """Number of elements of a field (1 for scalars)."""
@@ -177,16 +179,25 @@ def load_mapping(mapping_path, dbc_path, cells_series, temperature_sensors, data
     mapping_path = os.fspath(mapping_path)
     database = database if database is not None else load_dbc(dbc_path)
     top = Section(load_yaml(mapping_path), mapping_path)
-    top.reject_unknown(('measurement', 'commands'))
+    top.reject_unknown(('measurement', 'commands', 'pack_report', 'state_request'))
     loader = _Loader(top, database, os.path.basename(os.fspath(dbc_path)),
                      cells_series, temperature_sensors)
     measurement = loader.messages('measurement', MEASUREMENT_FIELDS)
-    commands = loader.messages('commands', COMMAND_FIELDS)
+    # a pack that takes a state request owns its contactors: the contactor command is optional
+    pack_controls = top.has('state_request')
+    commands = loader.messages('commands', COMMAND_FIELDS) \
+        if top.has('commands') or not pack_controls else []
     loader.check_required('measurement', measurement, REQUIRED_MEASUREMENT_FIELDS)
-    loader.check_required('commands', commands, REQUIRED_COMMAND_FIELDS)
+    if not pack_controls or any(s.field in CONTACTOR_COMMAND_FIELDS
+                                for m in commands for s in m.signals):
+        loader.check_required('commands', commands, REQUIRED_COMMAND_FIELDS)
+    from .pack_report import load_report_sections   # its loader lives there (control style b)
+    pack_report, state_request = load_report_sections(
+        top, database, loader.dbc_name, _suggest, is_boolean_signal)
     return CanMapping(path=mapping_path, dbc_path=os.fspath(dbc_path), cells_series=cells_series,
                       temperature_sensors=temperature_sensors, measurement=measurement,
-                      commands=commands, database=database)
+                      commands=commands, database=database, pack_report=pack_report,
+                      state_request=state_request)
 
 
 def _branch_values(dbc_signal, mux_signal, signals_by_name):

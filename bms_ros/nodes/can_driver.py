@@ -47,6 +47,7 @@ from bms_ros.core.can_codec import (COUNTER_REASONS, MESSAGE_FIELDS, REJECT_REAS
 from bms_ros.core.command_deadline import (EXPIRED, FRESH, CommandDeadline, RestartBudget,
                                            load_can_failsafe, run_with_restarts)
 from bms_ros.core.errors import ConfigError, EncodeError
+from bms_ros.core.pack_report import check_style, load_control
 from bms_ros.core.prompt_publish import PromptPolicy
 from bms_ros.core.profile import Profile, default_profile_path
 
@@ -114,6 +115,9 @@ class CanDriver(Node):
         self.publish_can_rx = overrides.get('publish_can_rx', settings.publish_can_rx)
         self.protocol = CanProtocol.from_settings(settings, profile.pack.cells_series,
                                                   profile.pack.temperature_sensors)
+        # style (b), the pack's own BMS owns the contactors: no contactor command here
+        self.control = load_control(profile.section('can'))
+        check_style(self.control, self.protocol.mapping, profile.path)
         self.assembler = MeasurementAssembler(self.protocol,
                                               self.failsafe.counter_errors_stale)
         # frames that carry limit-relevant groups trigger a prompt publish (core/prompt_publish)
@@ -130,9 +134,9 @@ class CanDriver(Node):
         self.can_rx_skipped = 0          # frames whose id does not fit CanFrame
         self._rx_rate = (time.monotonic(), 0, 0.0)   # (time, frames, frames/s)
         start = time.monotonic()
-        period_s = self.commands.contactor_period_s
+        period_s = self.commands.contactor_period_s if self.commands.contactor else None
         deadline_s = self.failsafe.command_deadline_s
-        self.contactor_deadline = CommandDeadline(
+        self.contactor_deadline = None if self.commands.contactor is None else CommandDeadline(
             deadline_s, _ALL_OPEN, repeat_s=period_s or deadline_s, start_s=start,
             safe_before_first=True, repeat_fresh=bool(period_s))
         self.balancing_deadline = None
@@ -155,12 +159,15 @@ class CanDriver(Node):
             self.can_rx_pub = self.create_publisher(
                 CanFrame, 'can_rx', QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', stream)
-        self.create_subscription(ContactorCommand, 'contactor_command', self.on_contactor, stream)
+        if self.contactor_deadline is not None:
+            self.create_subscription(ContactorCommand, 'contactor_command', self.on_contactor,
+                                     stream)
         self.create_subscription(BalancingCommand, 'balancing_command', self.on_balancing, stream)
         self.create_timer(1.0 / publish_rate_hz, self.publish_measurement)
         self.create_timer(1.0, self.publish_diagnostics)
         # the contactor timer repeats the command and enforces its deadline
-        self.create_timer(period_s or deadline_s / 5.0, self.repeat_contactor)
+        if self.contactor_deadline is not None:
+            self.create_timer(period_s or deadline_s / 5.0, self.repeat_contactor)
         if self.balancing_deadline is not None:
             self.create_timer(self.failsafe.balancing_deadline_s / 10.0, self.check_balancing)
         self.create_timer(0.1, self._check_reader)
@@ -305,6 +312,8 @@ class CanDriver(Node):
                 'sending all open')
 
     def _send_contactor(self, command):
+        if self.commands.contactor is None:   # style (b): the pack owns its contactors
+            return
         for frame in self.commands.encode_contactor_command(*command):
             self.bus.send(frame)
 
@@ -399,8 +408,10 @@ class CanDriver(Node):
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         out = DiagnosticArray()
         out.header.stamp = self.get_clock().now().to_msg()
-        out.status = [status, self._command_status('contactor_command', self.contactor_deadline,
-                                                   now)]
+        out.status = [status]
+        if self.contactor_deadline is not None:
+            out.status.append(self._command_status('contactor_command', self.contactor_deadline,
+                                                   now))
         if self.balancing_deadline is not None:
             out.status.append(self._command_status('balancing_command', self.balancing_deadline,
                                                    now))

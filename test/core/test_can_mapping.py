@@ -182,7 +182,8 @@ def test_mapping_file_errors(tmp_path):
     path.write_text('measurement: []\ncommands: []\nextra: 1\n')
     with pytest.raises(ConfigError) as info:
         load_mapping(path, DBC, 16, 8)
-    assert str(info.value) == f'{path}: extra: unknown field (known: commands, measurement)'
+    assert str(info.value) == (f'{path}: extra: unknown field (known: commands, measurement, '
+                               'pack_report, state_request)')
 
 
 # Named per-cell signals (zero-padded numbers) and an 8-bit on/off signal with choices 0/1.
