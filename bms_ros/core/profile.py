@@ -12,7 +12,7 @@ from .config import Section
 from .state_paths import check_base, check_path_part
 
 SECTIONS = ('pack', 'simulator', 'can', 'estimator', 'protection', 'supervisor', 'balancing',
-            'gazebo', 'failsafe', 'energy', 'motion_limits')
+            'gazebo', 'failsafe', 'energy', 'motion_limits', 'dashboard')
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class PackSpec:
     cell: CellSpec            # one series element (already scaled by cells_parallel)
     cell_single: CellSpec     # one physical cell
     state_dir: str = ''       # base folder of persisted state (absolute; '' = the XDG default)
+    frame_id: str = 'battery'   # TF frame of the pack: header.frame_id of battery_state, estimate
 
     @property
     def capacity_ah(self):
@@ -62,7 +63,8 @@ class Profile:
     @staticmethod
     def _load_pack(section):
         section.reject_unknown(('name', 'serial_number', 'location', 'cells_series',
-                                'cells_parallel', 'temperature_sensors', 'cell', 'state_dir'))
+                                'cells_parallel', 'temperature_sensors', 'cell', 'state_dir',
+                                'frame_id'))
         single = CellSpec.from_file(section.path_field('cell'))
         parallel = section.integer('cells_parallel', 1, minimum=1, maximum=1000)
         series = section.integer('cells_series', minimum=1, maximum=1000)
@@ -81,7 +83,8 @@ class Profile:
             serial_number=serial_number,
             location=section.string('location', 'unknown'),
             cells_series=series, cells_parallel=parallel, temperature_sensors=sensors,
-            cell=single.scaled(parallel), cell_single=single, state_dir=state_dir)
+            cell=single.scaled(parallel), cell_single=single, state_dir=state_dir,
+            frame_id=section.string('frame_id', 'battery'))
 
 
 def default_profile_path():
