@@ -8,6 +8,8 @@ Per cell i (one RC pair, zero-order hold of the current over a step dt, exact di
     soc[k+1]  = soc[k] + i_cell * dt / (3600 * capacity_ah)
     v_cell    = OCV(soc, T) + i_cell * R0(T) + v_rc
     i_cell    = i_pack - v_cell / R_bleed (if bleeding) - i_self_discharge
+i_pack: an external demand, else the charger while plugged in (CC-CV, ChargerConfig), else the
+load profile.
 Thermal, per cell, exact for the cooling term (neighbour temperatures held over a step):
     m cp dT/dt = i_cell^2 R0 + v_rc^2 / r1 + bleed heat + thermal-event heat
                  - cooling (T - ambient) - g_nb * sum(T - T_neighbour)
@@ -34,7 +36,7 @@ SIMULATOR_FIELDS = (
     'initial_temperature_degc', 'neighbour_conductance_w_per_k', 'bleed_resistance_ohm',
     'link_capacitance_f', 'precharge_resistance_ohm', 'link_discharge_resistance_ohm',
     'contactors', 'noise', 'demand_timeout_s', 'faded_cells', 'load', 'faults',
-    'balancing_command_timeout_s')
+    'balancing_command_timeout_s', 'cooling_w_per_k', 'charger')
 
 # spreads are Gaussian, truncated at this many standard deviations so no draw is unphysical
 SPREAD_TRUNCATION = 3.0
@@ -49,6 +51,18 @@ class NoiseConfig:
     link_voltage_v: float = 0.0
     current_a: float = 0.0
     temperature_degc: float = 0.0
+
+
+@dataclass(frozen=True)
+class ChargerConfig:
+    """The simulated charger (CC-CV), plugged in while the pack is in CHARGE (the node).
+
+    CC at the smaller of current_a and the BMS's allowed charge current, CV with the highest
+    cell at cell_voltage_v, done once the CV current falls below end_current_a."""
+
+    current_a: float = None          # A, pack; None: the cell's charge_current_max_a x parallel
+    cell_voltage_v: float = None     # V; None: the cell's voltage_max_v
+    end_current_a: float = None      # A, pack; None: C/20 of the nominal capacity
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,9 @@ class SimulatorConfig:
     faded_cells: tuple = ()
     faults: tuple = ()                         # (fault, index, value) active at start
     load: LoadProfile = field(default_factory=lambda: ConstantLoad(0.0))
+    # W/K from one cell to ambient (the pack's cooling); None: the cell file's thermal value
+    cooling_w_per_k: float = None
+    charger: ChargerConfig = ChargerConfig()
 
     @classmethod
     def from_section(cls, section, pack):
@@ -122,6 +139,17 @@ class SimulatorConfig:
                                  str(error)) from None
             faults.append((fault, index, value))
         initial_t = section.data.get('initial_temperature_degc')
+        charger = section.section('charger', {})
+        charger.reject_unknown(ChargerConfig.__dataclass_fields__)
+        limits = pack.cell.limits
+        charger_config = ChargerConfig(
+            current_a=charger.number('current_a', limits.charge_current_max_a,
+                                     exclusive_minimum=0.0, maximum=1e5),
+            cell_voltage_v=charger.number('cell_voltage_v', limits.voltage_max_v,
+                                          exclusive_minimum=0.0, maximum=10.0),
+            end_current_a=charger.number('end_current_a', pack.capacity_ah / 20.0,
+                                         exclusive_minimum=0.0, maximum=1e5))
+        cooling = section.data.get('cooling_w_per_k')
         config = cls(
             seed=section.integer('seed', 1, minimum=0),
             time_scale=num('time_scale', 1.0, exclusive_minimum=0.0, maximum=10000.0),
@@ -153,7 +181,11 @@ class SimulatorConfig:
                                  for name in NoiseConfig.__dataclass_fields__}),
             demand_timeout_s=num('demand_timeout_s', 0.0, minimum=0.0),
             faded_cells=tuple(faded), faults=tuple(faults),
-            load=load_from_section(section.section('load', {}), pack.capacity_ah))
+            load=load_from_section(section.section('load', {}), pack.capacity_ah),
+            cooling_w_per_k=None if cooling is None else num('cooling_w_per_k',
+                                                              exclusive_minimum=0.0,
+                                                              maximum=100.0),
+            charger=charger_config)
         if config.link_discharge_resistance_ohm < 20.0 * config.precharge_resistance_ohm:
             # else the link settles below ~95 % of the pack voltage and pre-charge never ends
             raise section.error('link_discharge_resistance_ohm',
@@ -232,6 +264,14 @@ class PackModel:
         self.pack_current_a = 0.0
         self.demand_current_a = 0.0
         self.link_voltage_v = 0.0
+        charger = config.charger     # unset values from the cell's datasheet limits
+        self.charger = ChargerConfig(
+            current_a=charger.current_a or self.cell.limits.charge_current_max_a,
+            cell_voltage_v=charger.cell_voltage_v or self.cell.limits.voltage_max_v,
+            end_current_a=charger.end_current_a or self.cell.capacity_ah / 20.0)
+        self.charger_enabled = False     # plugged in (the node: while the pack is in CHARGE)
+        self.charge_limit_a = None       # the BMS's allowed charge current, A (None: unknown)
+        self.charger_phase = 'off'       # off, CC, CV, done
         self._override_a = None          # A, or W when _override_is_power
         self._override_is_power = False
         self._override_at_s = 0.0
@@ -248,7 +288,11 @@ class PackModel:
         if n == 1:
             neighbours[:] = 0.0
         g_nb = config.neighbour_conductance_w_per_k
-        self._g_total = self.cell.cooling_w_per_k + g_nb * neighbours
+        # cooling of one series element (a group of parallel cells) to ambient, W/K
+        self.cooling_w_per_k = self.cell.cooling_w_per_k if config.cooling_w_per_k is None \
+            else config.cooling_w_per_k * pack.cells_parallel
+        self.heat_capacity_j_per_k = heat_capacity_j_per_k
+        self._g_total = self.cooling_w_per_k + g_nb * neighbours
         self._thermal_decay = np.exp(-self.step_s * self._g_total / heat_capacity_j_per_k)
         self._g_nb = g_nb
         # temperature sensors: mean of the cells each covers; a sensor with no cell reads the
@@ -322,6 +366,54 @@ class PackModel:
         """Go back to the load profile."""
         self._override_a = None
 
+    @property
+    def thermal_time_constant_s(self):
+        """s: heat capacity / cooling of one series element (the whole pack cools with it)."""
+        return self.heat_capacity_j_per_k / self.cooling_w_per_k
+
+    def set_ambient(self, degc):
+        """Set the ambient temperature (degC); ValueError outside -60..100 degC."""
+        degc = float(degc)
+        if not (math.isfinite(degc) and -60.0 <= degc <= 100.0):
+            raise ValueError(f'ambient must be in -60..100 degC, got {degc}')
+        self.ambient_degc = degc
+
+    def set_charger(self, enabled, charge_limit_a=None):
+        """Plug the charger in (``enabled``) or out; ``charge_limit_a``: the BMS's allowed
+        charge current (A, magnitude; None keeps the last). Unplugging ends a finished charge."""
+        if charge_limit_a is not None:
+            limit = float(charge_limit_a)
+            self.charge_limit_a = limit if math.isfinite(limit) else None
+        enabled = bool(enabled)
+        if enabled != self.charger_enabled:
+            self.charger_enabled = enabled
+            self.charger_phase = 'CC' if enabled else 'off'
+            log.info('charger %s', 'plugged in (CC-CV)' if enabled else 'unplugged')
+
+    def charger_current_a(self):
+        """The charger's current now (A, >= 0): CC at the smaller of its rating and the BMS's
+        limit, CV with the highest cell at the charger's cell voltage, 0 once done."""
+        if not self.charger_enabled or self.charger_phase == 'done':
+            return 0.0
+        cc = self.charger.current_a
+        if self.charge_limit_a is not None:
+            cc = min(cc, max(0.0, self.charge_limit_a))
+        # terminal voltage after one step at current i: OCV + RC decayed + i (R0 + R1 (1 - e))
+        decay = self._rc_decay
+        slope = self.r0_ohm + self.r1_ohm * (1.0 - decay)
+        headroom = self.charger.cell_voltage_v - (self.ocv_v + self.rc_v * decay)
+        cv = float(np.min(headroom / slope))
+        if cv < cc:
+            if self.charger_phase == 'CC':
+                log.info('charger: CV at %.3f V per cell', self.charger.cell_voltage_v)
+            self.charger_phase = 'CV'
+            if cv < self.charger.end_current_a:
+                self.charger_phase = 'done'
+                log.info('charger: done (CV current below %.2f A)', self.charger.end_current_a)
+                return 0.0
+            return max(0.0, cv)
+        return cc
+
     def inject_fault(self, fault, index=0, value=0.0):
         """Inject a fault (see bms_ros.core.sim_faults); returns a description. FaultError."""
         present = None
@@ -359,6 +451,8 @@ class PackModel:
                 return self._override_a
             self._override_a = None
             log.info('external demand expired after %.1f s: back to the load profile', timeout)
+        if self.charger_enabled:
+            return self.charger_current_a()     # plugged in: the charger, not the drive cycle
         return self.load.current_a(t_s)
 
     def step(self):
@@ -411,7 +505,7 @@ class PackModel:
         # thermal: Joule heat in R0 and R1, bleed resistor heat, injected heat
         heat_w = i_cell * i_cell * r0 + rc * rc / self.r1_ohm + bleed_a * bleed_a \
             * cfg.bleed_resistance_ohm + faults.thermal_event_w
-        drive_w = heat_w + self.cell.cooling_w_per_k * self.ambient_degc
+        drive_w = heat_w + self.cooling_w_per_k * self.ambient_degc
         if self._g_nb > 0.0:
             around = np.zeros(self.cells)
             around[1:] += temperatures[:-1]
@@ -596,4 +690,4 @@ def _spread(rng, n, relative_std):
 
 
 __all__ = ['PackModel', 'SimulatorConfig', 'CommandWatchdog', 'check_command_timeout',
-           'NoiseConfig', 'FadedCell', 'CONTACTORS', 'FaultError']
+           'NoiseConfig', 'FadedCell', 'ChargerConfig', 'CONTACTORS', 'FaultError']

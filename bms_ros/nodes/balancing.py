@@ -17,6 +17,7 @@ from bms_interfaces.msg import (BalancingCommand, BalancingStatus, BatteryEstima
                                 PackMeasurement, ProtectionStatus)
 from bms_interfaces.srv import SetBalancingMode
 from bms_ros.nodes.runner import Component
+from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.balancing import BalancingController
 from bms_ros.core.measurement import Measurement
 from bms_ros.core.profile import Profile, default_profile_path
@@ -41,6 +42,9 @@ class Balancing(Node):
         self.cells = profile.pack.cells_series
         self._last_reason = None
 
+        # the effective configuration as read-only parameters (bmsctl config)
+        declare_effective(self, profile.pack, 'pack')
+        declare_effective(self, self.controller.config, 'balancing')
         stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.command_pub = self.create_publisher(BalancingCommand, 'balancing_command', stream)
         self.status_pub = self.create_publisher(BalancingStatus, 'balancing_status', stream)

@@ -40,6 +40,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from bms_interfaces.msg import BalancingCommand, CanFrame, ContactorCommand, PackMeasurement
 from bms_ros.nodes.runner import Component
+from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import (COUNTER_REASONS, MESSAGE_FIELDS, REJECT_REASONS,
                                     VALUE_REASONS, CanProtocol, CommandEncoder,
@@ -156,6 +157,9 @@ class CanDriver(Node):
         self._test_faults = int(os.environ.get(_TEST_READER_FAULTS, '0') or 0)
         self._stop = threading.Event()
 
+        # the effective configuration as read-only parameters (bmsctl config)
+        declare_effective(self, profile.pack, 'pack')
+        declare_effective(self, self.settings, 'can')
         stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.measurement_pub = self.create_publisher(PackMeasurement, 'measurement', stream)
         self.can_rx_pub = None

@@ -26,12 +26,14 @@ from dataclasses import replace
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32
 
-from bms_interfaces.msg import SimTruth
+from bms_interfaces.msg import PackState, ProtectionStatus, SimTruth
 from bms_interfaces.srv import InjectFault
 from bms_ros.nodes.runner import Component
+from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.errors import ConfigError
@@ -91,11 +93,24 @@ class PackSimulator(Node):
         self.commands_rejected = 0
         self._behind_logged = False
 
+        # the effective configuration as read-only parameters (bmsctl config)
+        declare_effective(self, profile.pack, 'pack')
+        declare_effective(self, self.model.config, 'simulator')
         stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.truth_pub = self.create_publisher(SimTruth, 'sim_truth', stream)
         self.create_subscription(Float32, 'load_demand', self.on_load_demand, stream)
         self.create_subscription(Float32, 'load_demand_power', self.on_load_demand_power, stream)
         self.create_service(InjectFault, 'sim/inject_fault', self.on_inject_fault)
+        # the demo's charger: plugged in while the supervisor is in CHARGE, following the
+        # BMS's allowed charge current as a CAN charger would (bms_ros.core.pack_model)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(PackState, 'pack_state', self.on_pack_state, latched)
+        self.create_subscription(ProtectionStatus, 'protection_status',
+                                 self.on_protection_status, stream)
+        # the ambient temperature, settable at run time (bmsctl sim ambient)
+        self.declare_parameter('ambient_degc', float(self.model.ambient_degc))
+        self.add_on_set_parameters_callback(self.on_set_parameters)
         self.bus.open()
         self._wall_start = time.monotonic()
         self._sim_start = self.model.sim_time_s
@@ -107,7 +122,10 @@ class PackSimulator(Node):
             f'{pack.name}: {pack.cells_series}s{pack.cells_parallel}p, '
             f'{pack.temperature_sensors} sensors, load {self.model.load.description}, '
             f'time_scale {self.time_scale:g}, step {self.model.step_s:g} s, bus '
-            f'{bus.describe()}, command timeouts {config.contactor_command_timeout_s:g} s '
+            f'{bus.describe()}, thermal time constant '
+            f'{self.model.thermal_time_constant_s / 60.0:.1f} min, charger CC '
+            f'{self.model.charger.current_a:g} A CV {self.model.charger.cell_voltage_v:g} V/cell, '
+            f'command timeouts {config.contactor_command_timeout_s:g} s '
             f'(contactors), {config.balancing_command_timeout_s:g} s (balancing) of bus time')
 
     # ------------------------------------------------------------------ bus
@@ -181,6 +199,25 @@ class PackSimulator(Node):
             self.demands_rejected += 1
             self.get_logger().warning(f'load_demand_power rejected ({self.demands_rejected}): '
                                       f'{error}', throttle_duration_sec=5.0)
+
+    def on_pack_state(self, msg):
+        """The charger is plugged in while the pack is in CHARGE."""
+        self.model.set_charger(msg.state == PackState.STATE_CHARGE)
+
+    def on_protection_status(self, msg):
+        """The charger follows the BMS's allowed charge current (A, magnitude)."""
+        self.model.set_charger(self.model.charger_enabled, msg.charge_current_limit_a)
+
+    def on_set_parameters(self, parameters):
+        """ambient_degc at run time; a bad value is refused with the reason."""
+        for parameter in parameters:
+            if parameter.name == 'ambient_degc':
+                try:
+                    self.model.set_ambient(parameter.value)
+                except (TypeError, ValueError) as error:
+                    return SetParametersResult(successful=False, reason=str(error))
+                self.get_logger().info(f'ambient set to {self.model.ambient_degc:g} degC')
+        return SetParametersResult(successful=True)
 
     def on_inject_fault(self, request, response):
         """Inject or clear a fault of the simulated pack."""

@@ -25,6 +25,7 @@ from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasureme
                                 ProtectionEvent, ProtectionStatus)
 from bms_interfaces.srv import RequestState
 from bms_ros.nodes.runner import Component
+from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.measurement import Measurement
 from bms_ros.core.pack_state_machine import (CONTACTOR_FAULT_IDS, CONTACTORS, STATE_ERROR,
                                              STATE_NAMES, STATE_OFF, PackStateMachine,
@@ -58,6 +59,9 @@ class PackSupervisor(Node):
         self.machine = PackStateMachine(self.config, self._now_s())
         self.ordering = TripOrdering()   # history / outdated, on protection's own stamps
 
+        # the effective configuration as read-only parameters (bmsctl config)
+        declare_effective(self, profile.pack, 'pack')
+        declare_effective(self, self.config, 'supervisor')
         self.command_pub = self.create_publisher(ContactorCommand, 'contactor_command', STREAM)
         self.state_pub = self.create_publisher(PackState, 'pack_state', LATCHED)
         self.event_pub = self.create_publisher(ProtectionEvent, 'trip_event', EVENTS)

@@ -21,6 +21,7 @@ from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, ProtectionEven
                                 ProtectionStatus)
 from bms_interfaces.srv import ResetTrips
 from bms_ros.nodes.runner import Component
+from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.state_paths import state_folder
 from bms_ros.core.protection import (LEVEL_ALARM, LEVEL_NAMES, LEVEL_TRIP, LEVEL_WARNING,
@@ -75,6 +76,9 @@ class ProtectionNode(Node):
         self.protection = Protection(self.config, self.pack.cells_series,
                                      self.pack.temperature_sensors, latch, self._now_s())
 
+        # the effective configuration as read-only parameters (bmsctl config)
+        declare_effective(self, profile.pack, 'pack')
+        declare_effective(self, self.config, 'protection')
         self.event_pub = self.create_publisher(ProtectionEvent, 'trip_event', EVENTS)
         self.status_pub = self.create_publisher(ProtectionStatus, 'protection_status', LATEST)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', STREAM)

@@ -18,7 +18,8 @@ from rclpy.executors import ExternalShutdownException
 from bms_ros.core.errors import ConfigError
 
 
-LOG_FORMAT = '[%(levelname)s] [%(name)s]: %(message)s'
+# core lines as rclpy's: level, wall time (epoch s), logger name
+LOG_FORMAT = '[%(levelname)s] [%(created).9f] [%(name)s]: %(message)s'
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from sensor_msgs.msg import BatteryState
 from bms_interfaces.msg import BatteryEstimate, PackMeasurement, PackState, ProtectionStatus
 from bms_interfaces.srv import SetSoc
 from bms_ros.nodes.runner import Component
+from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.errors import PersistenceError
 from bms_ros.core.estimation import interface, stored_state
 from bms_ros.core.estimation.config import EstimatorConfig
@@ -75,6 +76,9 @@ class StateEstimator(Node):
         stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        # the effective configuration as read-only parameters (bmsctl config)
+        declare_effective(self, profile.pack, 'pack')
+        declare_effective(self, self.config, 'estimator')
         self.battery_pub = self.create_publisher(BatteryState, 'battery_state', stream)
         self.estimate_pub = self.create_publisher(BatteryEstimate, 'estimate', stream)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', stream)
@@ -120,8 +124,13 @@ class StateEstimator(Node):
         self.rejected += 1
         if reason != self._last_reject_reason:
             self._last_reject_reason = reason
-            self.get_logger().warning(f'measurement rejected: {reason} '
-                                      f'({self.rejected} rejected so far)')
+            if self.last_measurement is None:
+                # at start-up the driver publishes before every frame group has arrived once:
+                # waiting, not a fault (separate call site: rclpy fixes each site's severity)
+                self.get_logger().info(f'waiting for the first usable measurement: {reason}')
+            else:
+                self.get_logger().warning(f'measurement rejected: {reason} '
+                                          f'({self.rejected} rejected so far)')
 
     def timeline_s(self, stamp_s_):
         """Estimator time (s) of a measurement stamped ``stamp_s_`` (ROS time).
@@ -239,6 +248,7 @@ class StateEstimator(Node):
     def estimate_msg(self, est, stamp):
         msg = BatteryEstimate()
         msg.header.stamp = stamp
+        msg.header.frame_id = self.pack.frame_id
         msg.cell_soc = [float(z) for z in est.cell_soc]
         msg.cell_capacity_ah = [float(q) for q in est.cell_capacity_ah]
         msg.cell_r0_ohm = [float(r) for r in est.cell_r0_ohm]
@@ -256,6 +266,7 @@ class StateEstimator(Node):
     def battery_msg(self, est, stamp):
         msg = BatteryState()
         msg.header.stamp = stamp
+        msg.header.frame_id = self.pack.frame_id      # the profile's pack.frame_id (TF frame)
         nan = float('nan')
         recent = self.last_measurement is not None and \
             self.now_s() - self.last_measurement[0] <= self.config.measurement_timeout_s

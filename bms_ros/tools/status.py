@@ -1,5 +1,9 @@
-"""Live one-line status of a running suite (used by bringup --status and `bmsctl status`)."""
-import math
+"""The suite's topics for a terminal (bringup --status, `bmsctl status`, `bmsctl top`).
+
+StatusMonitor keeps the latest message of each topic as a dict (message_to_dict) and the recent
+protection events; the texts come from bms_ros.core.operator_view (pure, tested without ROS).
+"""
+import collections
 import time
 
 from rclpy.node import Node
@@ -7,12 +11,14 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
 
 from bms_interfaces.msg import (BalancingStatus, BatteryEstimate, PackMeasurement, PackState,
-                                ProtectionStatus)
+                                ProtectionEvent, ProtectionStatus)
+from bms_ros.core import operator_view
 
 STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-LEVEL_NAMES = {0: 'ok', 1: 'WARN', 2: 'ALARM', 3: 'TRIP'}
+EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 TOPICS = {
     'battery_state': (BatteryState, STREAM),
@@ -22,63 +28,42 @@ TOPICS = {
     'pack_state': (PackState, LATCHED),
     'balancing_status': (BalancingStatus, STREAM),
 }
+EVENTS_KEPT = 50
 
 
-def _finite(values):
-    return [v for v in values if math.isfinite(v)]
-
-
-def format_status(latest):
-    """One line from the latest message of each topic (a dict topic -> message or None)."""
-    parts = []
-    state = latest.get('pack_state')
-    parts.append(f'{state.state_name if state else "?":<9}')
-    battery = latest.get('battery_state')
-    if battery is not None:
-        parts.append(f'SoC {battery.percentage * 100:5.1f}%' if math.isfinite(battery.percentage)
-                     else 'SoC   n/a')
-        parts.append(f'{battery.voltage:6.1f} V {battery.current:+7.1f} A')
-    measurement = latest.get('measurement')
-    if measurement is not None:
-        cells = _finite(measurement.cell_voltages_v)
-        if cells:
-            parts.append(f'cell {min(cells):.3f}..{max(cells):.3f} V '
-                         f'(spread {1000 * (max(cells) - min(cells)):3.0f} mV)')
-        temps = _finite(measurement.temperatures_degc)
-        if temps:
-            parts.append(f'T max {max(temps):4.1f} C')
-    estimate = latest.get('estimate')
-    if estimate is not None:
-        parts.append(f'limits chg {estimate.charge_current_limit_a:.0f} A '
-                     f'dis {estimate.discharge_current_limit_a:.0f} A')
-    protection = latest.get('protection_status')
-    if protection is not None:
-        level = LEVEL_NAMES.get(protection.max_level, str(protection.max_level))
-        names = sorted({event.limit_id for event in protection.active
-                        if event.level == protection.max_level})
-        parts.append(f'{level}' + (f' {",".join(names)}' if names and protection.max_level else ''))
-    balancing = latest.get('balancing_status')
-    if balancing is not None and balancing.active:
-        parts.append(f'bal {sum(balancing.cell_bleed)} cells')
-    if len(parts) == 1 and state is None:
-        return 'waiting for the suite (no battery_state, measurement or pack_state yet)'
-    return ' | '.join(parts)
+def message_to_dict(msg):
+    """A ROS message as a dict of its fields (nested messages as dicts, arrays as lists)."""
+    if hasattr(msg, 'get_fields_and_field_types'):
+        return {name: message_to_dict(getattr(msg, name))
+                for name in msg.get_fields_and_field_types()}
+    if isinstance(msg, (list, tuple)) or hasattr(msg, 'tolist') or type(msg).__name__ == 'array':
+        return [message_to_dict(item) for item in msg]
+    return msg
 
 
 class StatusMonitor(Node):
-    """Subscribes to the suite's topics and keeps the latest message of each."""
+    """Subscribes to the suite's topics; keeps the latest of each (as dicts) and the events."""
 
-    def __init__(self, namespace=''):
+    def __init__(self, namespace='', topics=None):
         super().__init__('bms_status', namespace=namespace or '')
+        wanted = TOPICS if topics is None else {t: TOPICS[t] for t in topics}
         self.latest = {name: None for name in TOPICS}
         self.received_at = {}
-        for name, (msg_type, qos) in TOPICS.items():
+        self.events = collections.deque(maxlen=EVENTS_KEPT)
+        for name, (msg_type, qos) in wanted.items():
             self.create_subscription(msg_type, name,
                                      lambda msg, name=name: self._store(name, msg), qos)
+        self.create_subscription(ProtectionEvent, 'trip_event', self._event, EVENTS)
 
     def _store(self, name, msg):
-        self.latest[name] = msg
+        self.latest[name] = message_to_dict(msg)
         self.received_at[name] = time.monotonic()
 
-    def line(self):
-        return format_status(self.latest)
+    def _event(self, msg):
+        self.events.append(message_to_dict(msg))
+
+    def line(self, fields=operator_view.DEFAULT_FIELDS, width=operator_view.LINE_WIDTH):
+        return operator_view.status_line(self.latest, fields, width)
+
+    def missing(self, fields=operator_view.DEFAULT_FIELDS):
+        return operator_view.missing_text(self.latest, fields)

@@ -57,6 +57,7 @@ class LimitState:
         """Advance with one signal (see signals.py) to ``now_s``; return the events raised."""
         limit = self.limit
         curve_tripped = None
+        gated = None      # per (level row, channel): released by the gate, not by the value
         if isinstance(limit, FlagLimit):
             values, violated, cleared, known = signal
             values = np.atleast_1d(np.asarray(values, dtype=float))
@@ -70,6 +71,9 @@ class LimitState:
             # still present at 46 degC after charging stopped
             value_cleared, value_known = (cleared, known) if gate is None else threshold_masks(
                 values, limit.thresholds, limit.hysteresis, limit.high)[1:]
+            if gate is not None:
+                # a level the gate released while its value is still beyond: say why it cleared
+                gated = np.broadcast_to(~np.asarray(value_cleared, dtype=bool), violated.shape)
             if self.integrator is not None:
                 curve_tripped = self.integrator.update(float(values[0]), now_s) >= 1.0
                 violated, cleared = violated.copy(), cleared.copy()
@@ -96,10 +100,11 @@ class LimitState:
         events = []
         for level_row, channel in zip(*np.nonzero(raised | released)):
             events += self._level_event(level_row, channel, bool(raised[level_row, channel]),
-                                        curve_tripped, now_s)
+                                        curve_tripped, now_s,
+                                        gated is not None and bool(gated[level_row, channel]))
         return events
 
-    def _level_event(self, row, channel, raised, curve_tripped, now_s):
+    def _level_event(self, row, channel, raised, curve_tripped, now_s, by_gate=False):
         limit = self.limit
         level = limit.levels[row]
         index = index_of(limit.limit_id, channel)
@@ -109,7 +114,7 @@ class LimitState:
             if level == LEVEL_TRIP:
                 return []   # a latched trip clears only by reset
             return [Event(limit.limit_id, level, index, value, threshold, limit.unit, False,
-                          False, clear_text(limit, row, index, value), now_s)]
+                          False, clear_text(limit, row, index, value, by_gate), now_s)]
         if level != LEVEL_TRIP:
             return [Event(limit.limit_id, level, index, value, threshold, limit.unit, True, False,
                           raise_text(limit, row, index, value), now_s)]

@@ -79,14 +79,25 @@ def raise_text(limit, row, index, value, by_curve=False):
             f'{fmt(limit.thresholds[row], unit)} {unit}')
 
 
-def clear_text(limit, row, index, value):
-    """Message of a released warning or alarm (a trip clears only by reset)."""
+GATE_TEXT = {   # limit id -> why a gated limit stops applying (bms_ros.core.protection.signals)
+    'charge_overtemperature': ('charging stopped', 'only while charging'),
+    'charge_undertemperature': ('charging stopped', 'only while charging'),
+}
+
+
+def clear_text(limit, row, index, value, by_gate=False):
+    """Message of a released warning or alarm (a trip clears only by reset); ``by_gate``: the
+    limit stopped applying (e.g. charging stopped) while its value is still beyond."""
     entry = CATALOG_BY_ID[limit.limit_id]
     name = subject(limit.limit_id, index)
     unit = limit.unit
     if isinstance(limit, FlagLimit):
         return f'{name} {entry.text}: cleared'
     level = limit.levels[row]
+    if by_gate:
+        why, scope = GATE_TEXT.get(limit.limit_id, ('the limit no longer applies', 'sometimes'))
+        return (f'{name} {entry.text} {LEVEL_NAMES[level]} cleared: {why} (now '
+                f'{fmt(value, unit)} {unit}; this limit applies {scope})')
     bound = limit.thresholds[row] + (-limit.hysteresis if limit.high else limit.hysteresis)
     op = '<' if limit.high else '>'
     return (f'{name} {entry.text} {LEVEL_NAMES[level]} cleared: {fmt(value, unit)} {unit} '

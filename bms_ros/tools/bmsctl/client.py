@@ -3,8 +3,11 @@ import os
 import sys
 import time
 
+import signal
+
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 
 class SuiteNotRunning(RuntimeError):
@@ -15,7 +18,9 @@ class Session:
     """rclpy context for one verb: call services and spin with bounded waits."""
 
     def __init__(self, namespace=''):
-        rclpy.init()
+        # our own handlers (bms_ros.tools.bmsctl.main): SIGINT and SIGTERM end the verb with
+        # KeyboardInterrupt and this context shuts down cleanly, no traceback
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node('bmsctl', namespace=namespace or '')
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
@@ -48,6 +53,14 @@ class Session:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=max(0.0, end - time.monotonic()))
+
+
+def stop_on_signals():
+    """SIGINT and SIGTERM raise KeyboardInterrupt (how systemd, docker and Ctrl-C stop us)."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run_call(namespace, timeout_s, srv_type, name, request, describe):

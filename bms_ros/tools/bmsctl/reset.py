@@ -2,6 +2,7 @@
 import getpass
 
 from bms_interfaces.srv import ResetTrips
+from bms_ros.core.operator_view import reset_reply
 from bms_ros.tools.bmsctl.client import run_call
 
 
@@ -14,8 +15,6 @@ def run(args):
     request = ResetTrips.Request(requester=args.requester, reason=args.reason)
 
     def describe(response):
-        text = ('reset granted' if response.success else 'reset refused') + f': {response.message}'
-        if response.still_latched:
-            text += f' (still latched: {", ".join(response.still_latched)})'
-        return response.success, text
+        return response.success, reset_reply(response.success, response.message,
+                                             list(response.still_latched))
     return run_call(args.namespace, args.timeout, ResetTrips, 'reset_trips', request, describe)
