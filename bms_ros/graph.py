@@ -14,6 +14,7 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 
+from .core.pack_report import control_of_file
 from .core.profile import default_profile_path
 from .core.state_paths import check_base
 
@@ -35,12 +36,17 @@ ARGUMENTS = {
                      f'shipped profiles use {DEFAULT_CAN_PORT})'),
     'time_scale': ('1.0', 'simulated seconds per wall second (simulator only)'),
     'balancing': ('true', 'start the balancing node'),
+    'motion_limits': ('false', 'start the motion_limits node (power-aware speed limits, '
+                               'docs/robot_energy.md)'),
     'state_dir': ('', 'base folder of persisted state (latched trips, SoC): files live in '
                       '<state_dir>/<namespace or _>/<serial_number>/; empty = the profile\'s '
                       'pack.state_dir, else $XDG_STATE_HOME/bms_ros, else ~/.local/state/bms_ros'),
 }
 
 CONFIG_ERROR_EXIT = 2   # every node exits with 2 on a ConfigError (bms_ros.nodes.runner)
+# control style (b): our estimator and protection as a second opinion, their outputs under own/
+SECOND_OPINION_REMAPS = tuple((name, f'own/{name}') for name in (
+    'estimate', 'battery_state', 'protection_status', 'trip_event', 'set_soc', 'reset_trips'))
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class NodeSpec:
     module: str                    # python -m module runs the same main()
     parameters: dict = field(default_factory=dict)
     respawn: RespawnPolicy = RESPAWN
+    remappings: tuple = ()         # (from, to) topic / service names, relative
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,20 @@ def suite(**overrides):
     # persisted state: only passed when set, so each node's own default chain applies
     state = {'state_dir': check_base(args['state_dir'], 'argument', 'state_dir')} \
         if args['state_dir'] else {}
+    style, second_opinion = control_of_file(profile)
+    if style == 'pack':
+        # the pack's own BMS owns its contactors (docs/can.md, control styles): its report
+        # gives pack_state, estimate, protection_status, battery_state; ours run beside it as
+        # a second opinion under own/ (unless can.pack_bms.second_opinion is false)
+        nodes.append(NodeSpec('pack_report', 'pack_report', 'bms_ros.nodes.pack_report',
+                              dict(common)))
+        if second_opinion:
+            nodes.append(NodeSpec('state_estimator', 'state_estimator',
+                                  'bms_ros.nodes.state_estimator', {**common, **state},
+                                  remappings=SECOND_OPINION_REMAPS))
+            nodes.append(NodeSpec('protection', 'protection', 'bms_ros.nodes.protection',
+                                  {**common, **state}, remappings=SECOND_OPINION_REMAPS))
+        return processes, nodes
     nodes.append(NodeSpec('state_estimator', 'state_estimator', 'bms_ros.nodes.state_estimator',
                           {**common, **state}))
     nodes.append(NodeSpec('protection', 'protection', 'bms_ros.nodes.protection',
@@ -211,4 +232,7 @@ def suite(**overrides):
                           dict(common)))
     if _flag(args['balancing']):
         nodes.append(NodeSpec('balancing', 'balancing', 'bms_ros.nodes.balancing', dict(common)))
+    if _flag(args['motion_limits']):
+        nodes.append(NodeSpec('motion_limits', 'motion_limits', 'bms_ros.nodes.motion_limits',
+                              dict(common)))
     return processes, nodes

@@ -54,7 +54,8 @@ def _nodes(context):
     namespace = values['namespace']
     processes, nodes = suite(**values)
     node_actions = [Node(package='bms_ros', executable=node.executable, name=node.name,
-                         namespace=namespace, parameters=[node.parameters], output='screen',
+                         namespace=namespace, parameters=[node.parameters],
+                         remappings=list(node.remappings), output='screen',
                          **_respawn(node))
                     for node in nodes]
     if not processes:

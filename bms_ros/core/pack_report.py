@@ -123,16 +123,23 @@ def load_control(can_section):
         request_hold_s=sec.number('request_hold_s', 0.0, minimum=0.0, maximum=86400.0))
 
 
-def control_style_of_file(profile_path):
-    """``can.control`` of a profile file without validating it ('bms_ros' if unreadable: the
-    nodes then report the file's error themselves); for graph.py."""
+def control_of_file(profile_path):
+    """(``can.control``, ``can.pack_bms.second_opinion``) of a profile file without
+    validating it (('bms_ros', True) where unreadable: the nodes then report the file's error
+    themselves, exit code 2); for graph.py."""
     try:
         with open(os.fspath(profile_path), encoding='utf-8') as stream:
-            data = yaml.safe_load(stream)
-        style = data.get('can', {}).get('control', 'bms_ros')
+            can_section = yaml.safe_load(stream).get('can') or {}
+        style = can_section.get('control', 'bms_ros')
+        second = (can_section.get('pack_bms') or {}).get('second_opinion', True)
     except Exception:  # noqa: BLE001  any unreadable profile: the nodes say why
-        return 'bms_ros'
-    return style if style in CONTROL_STYLES else 'bms_ros'
+        return 'bms_ros', True
+    return (style if style in CONTROL_STYLES else 'bms_ros'), second is not False
+
+
+def control_style_of_file(profile_path):
+    """``can.control`` of a profile file ('bms_ros' if unreadable)."""
+    return control_of_file(profile_path)[0]
 
 
 def check_style(control, mapping, where):
@@ -793,6 +800,6 @@ class ReportEncoder:
 
 __all__ = ['CONTROL_STYLES', 'ControlConfig', 'PackReport', 'REPORT_FIELDS', 'ReportDecoder',
            'ReportEncoder', 'RequestEncoder', 'RequestHold', 'StateRequestMap',
-           'battery_health', 'check_style', 'control_style_of_file', 'decode_request',
+           'battery_health', 'check_style', 'control_of_file', 'control_style_of_file', 'decode_request',
            'disagreements', 'estimate_fields', 'load_control', 'load_report_sections',
            'pack_state_fields', 'protection_fields', 'report_keys']

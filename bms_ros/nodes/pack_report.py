@@ -37,7 +37,7 @@ from bms_ros.core.pack_report import (REQUESTABLE, STATE_NAMES, UNKNOWN_NAME, Re
                                       disagreements, estimate_fields, load_control,
                                       pack_state_fields, protection_fields)
 from bms_ros.core.profile import Profile, default_profile_path
-from bms_ros.nodes.runner import run_node
+from bms_ros.nodes.runner import Component
 
 STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -60,6 +60,7 @@ class PackReportNode(Node):
     """Publishes our messages from the pack BMS's report and forwards request_state."""
 
     def __init__(self, **node_options):
+        """``node_options``: rclpy Node keywords (cli_args, namespace, ...; a container's)."""
         super().__init__('pack_report', **node_options)
         path = self.declare_parameter('profile', default_profile_path()).value
         # Configuration errors surface here, before any publisher exists.
@@ -316,8 +317,11 @@ class PackReportNode(Node):
         return super().destroy_node()
 
 
+COMPONENT = Component(PackReportNode, 'pack_report')
+
+
 def main(args=None):
-    run_node(PackReportNode, 'pack_report', args)
+    COMPONENT.main(args)
 
 
 if __name__ == '__main__':

@@ -38,6 +38,8 @@ def ros_arguments(node, namespace):
         if isinstance(value, bool):
             value = 'true' if value else 'false'
         argv += ['-p', f'{key}:={value}']
+    for source, target in getattr(node, 'remappings', ()):
+        argv += ['-r', f'{source}:={target}']
     return argv
 
 

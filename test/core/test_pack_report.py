@@ -223,3 +223,32 @@ def test_disagreements_beyond_the_bounds():
     assert [r[0] for r in rows] == ['pack_soc', 'charge_current_limit_a']
     assert abs(rows[0][3] - 0.0932) < 1e-3 and rows[0][4] == 0.05
     assert disagreements(report, math.nan, (math.nan, math.nan), control) == []
+
+
+def _profile(tmp_path, **can):
+    path = tmp_path / 'profile.yaml'
+    path.write_text(yaml.safe_dump({
+        'pack': {'name': 'p', 'cells_series': 16, 'temperature_sensors': 8,
+                 'cell': os.path.join(config_dir(), 'cells', 'lfp_a123_anr26650.yaml')},
+        'can': {'dbc': DBC, 'mapping': MAPPING, **can}}))
+    return str(path)
+
+
+def test_graph_starts_the_nodes_of_each_style(tmp_path):
+    from bms_ros.graph import SECOND_OPINION_REMAPS, suite
+    from bms_ros.tools.bringup import ros_arguments
+    _, nodes = suite(profile=_profile(tmp_path, control='pack'), simulate='false')
+    assert [n.name for n in nodes] == ['can_driver', 'pack_report', 'state_estimator',
+                                       'protection']
+    estimator = nodes[2]
+    assert dict(estimator.remappings)['estimate'] == 'own/estimate'
+    assert dict(nodes[3].remappings)['protection_status'] == 'own/protection_status'
+    argv = ros_arguments(estimator, 'pack_a')
+    assert all(f'{a}:={b}' in argv for a, b in SECOND_OPINION_REMAPS)
+    _, nodes = suite(profile=_profile(tmp_path, control='pack',
+                                      pack_bms={'second_opinion': False}), simulate='false')
+    assert [n.name for n in nodes] == ['can_driver', 'pack_report']
+    _, nodes = suite(simulate='false')      # the shipped profile: style (a), unchanged
+    assert [n.name for n in nodes] == ['can_driver', 'state_estimator', 'protection',
+                                       'pack_supervisor', 'balancing']
+    assert all(n.remappings == () for n in nodes)
