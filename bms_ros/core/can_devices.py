@@ -18,13 +18,16 @@ from dataclasses import dataclass, field, fields
 
 import cantools
 
-from .can_mapping import (COMMAND_FIELDS, MEASUREMENT_FIELDS, REQUIRED_COMMAND_FIELDS,
-                          REQUIRED_MEASUREMENT_FIELDS, CanMapping, _format_indices, _Loader,
-                          load_dbc, load_mapping)
+from .can_mapping import (COMMAND_FIELDS, CONTACTOR_COMMAND_FIELDS, MEASUREMENT_FIELDS,
+                          REQUIRED_COMMAND_FIELDS, REQUIRED_MEASUREMENT_FIELDS, CanMapping,
+                          _format_indices, _Loader, _suggest, is_boolean_signal, load_dbc,
+                          load_mapping)
 from .config import Section, load_yaml
 from .errors import ConfigError
 
 _NAME = re.compile(r'^[A-Za-z0-9_]+$')
+# sections of one device's mapping file (pack_report / state_request: core/pack_report.py)
+_DEVICE_SECTIONS = ('measurement', 'commands', 'pack_report', 'state_request')
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
 
     owners = {'measurement': {}, 'commands': {}}
     message_owner = {}          # (frame id, is_extended) -> mapping file that maps it
+    pack_parts = {}             # 'pack_report' / 'state_request' -> (mapping file, its map)
     parts = []
     for device, database in zip(devices, databases):
         if device.mapping_path is None:
@@ -135,12 +139,24 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
             continue
         path = os.fspath(device.mapping_path)
         top = Section(load_yaml(path), path)
-        top.reject_unknown(('measurement', 'commands'))
-        if not top.has('measurement') and not top.has('commands'):
-            raise top.error('measurement', 'expected measurement or commands (or both): a '
-                                           'device without either needs no mapping')
+        top.reject_unknown(_DEVICE_SECTIONS)
+        if not any(top.has(k) for k in _DEVICE_SECTIONS):
+            raise top.error('measurement', 'expected measurement, commands, pack_report or '
+                                           'state_request: a device without any needs no mapping')
         loader = _Loader(top, database, os.path.basename(os.fspath(device.dbc_path)),
                          cells_series, temperature_sensors)
+        if top.has('pack_report') or top.has('state_request'):
+            # control style (b), the pack's own BMS: its loader lives in core/pack_report.py
+            from .pack_report import load_report_sections
+            found = dict(zip(('pack_report', 'state_request'), load_report_sections(
+                top, database, loader.dbc_name, _suggest, is_boolean_signal)))
+            for key, value in found.items():
+                if value is None:
+                    continue
+                if key in pack_parts:
+                    raise top.error(key, f'{key} is mapped by {pack_parts[key][0]} too: one '
+                                         'device maps it')
+                pack_parts[key] = (path, value)
         loader.owner_suffix = f' in {path}'
         sections = {}
         for section_name, known in (('measurement', MEASUREMENT_FIELDS),
@@ -160,9 +176,14 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
                                    sections['measurement'], sections['commands']))
     files = ', '.join(os.fspath(d.mapping_path) for d in mapped)
     lengths = {'cells': cells_series, 'sensors': temperature_sensors}
+    # a pack taking a state request owns its contactors: their command is then optional,
+    # unless a device maps part of it (as load_mapping rules)
+    contactor_optional = 'state_request' in pack_parts and not any(
+        f in CONTACTOR_COMMAND_FIELDS for f, _ in owners['commands'])
     for section_name, known, required in (
             ('measurement', MEASUREMENT_FIELDS, REQUIRED_MEASUREMENT_FIELDS),
-            ('commands', COMMAND_FIELDS, REQUIRED_COMMAND_FIELDS)):
+            ('commands', COMMAND_FIELDS,
+             () if contactor_optional else REQUIRED_COMMAND_FIELDS)):
         provided = {f for f, _ in owners[section_name]}
         missing = [f for f in required if f not in provided]
         if missing:
@@ -187,7 +208,9 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
                 seen.add(key)
                 messages.append(m)
     first = next(p for p in parts if p.mapping_path is not None)
-    return BusMapping(
+    # only when a device maps them (CanMapping has these fields with control style b)
+    pack = {key: value for key, (_, value) in pack_parts.items()}
+    return BusMapping(**pack,
         path=first.mapping_path, dbc_path=first.dbc_path, cells_series=cells_series,
         temperature_sensors=temperature_sensors,
         measurement=[m for p in parts for m in p.measurement],

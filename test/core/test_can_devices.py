@@ -320,3 +320,29 @@ def test_any_frames_on_the_bus_are_counted_never_raised(proto, frames):
         assert sum(c[reason] for c in by_device.values()) == total[reason]
     snap = assembler.snapshot(1.0, 0.5)
     assert np.isnan(snap.pack_current_a) or abs(snap.pack_current_a) <= 2000.0
+
+
+def test_a_pack_taking_a_state_request_needs_no_contactor_command_on_a_bus(tmp_path):
+    pytest.importorskip('bms_ros.core.pack_report')   # control style (b), issue 15 item 4
+    dbc = tmp_path / 'pack_bms.dbc'
+    dbc.write_text(open(BMS_DBC, encoding='utf-8').read().replace(
+        'BO_ 784 VCU_Command: 1 VCU',
+        'BO_ 785 VCU_StateRequest: 1 VCU\n SG_ Request : 7|2@0+ (1,0) [0|3] "" BMS\n\n'
+        'BO_ 784 VCU_Command: 1 VCU').replace(
+        'BA_ "GenMsgCycleTime" BO_ 784 100;',
+        'BA_ "GenMsgCycleTime" BO_ 784 100;\nBA_ "GenMsgCycleTime" BO_ 785 100;'))
+    data = yaml.safe_load(open(BMS_MAPPING, encoding='utf-8'))
+    del data['commands']
+    data['state_request'] = {'message': 'VCU_StateRequest', 'signal': 'Request',
+                             'values': {'STANDBY': 0, 'DRIVE': 1, 'CHARGE': 2}}
+    path = tmp_path / 'pack_bms_mapping.yaml'
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    loaded = load_devices([CanDevice('bms', str(dbc), str(path)),
+                           CanDevice('shunt', SHUNT_DBC, SHUNT_MAPPING)], CELLS, SENSORS)
+    assert loaded.commands == [] and loaded.state_request.name == 'VCU_StateRequest'
+    # without the state request the contactor command is required over the bus again
+    del data['state_request']
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match='commands: no device maps negative_closed'):
+        load_devices([CanDevice('bms', str(dbc), str(path)),
+                      CanDevice('shunt', SHUNT_DBC, SHUNT_MAPPING)], CELLS, SENSORS)
