@@ -49,8 +49,6 @@ from bms_ros.core.command_deadline import (EXPIRED, FRESH, CommandDeadline, Rest
                                            load_can_failsafe, run_with_restarts)
 from bms_ros.core.errors import ConfigError, EncodeError
 from bms_ros.core.pack_report import check_style, load_control
-from bms_ros.core.pack_report import check_style, load_control
-from bms_ros.core.pack_report import check_style, load_control
 from bms_ros.core.prompt_publish import PromptPolicy
 from bms_ros.core.profile import Profile, default_profile_path
 
@@ -118,12 +116,6 @@ class CanDriver(Node):
         self.publish_can_rx = overrides.get('publish_can_rx', settings.publish_can_rx)
         self.protocol = CanProtocol.from_settings(settings, profile.pack.cells_series,
                                                   profile.pack.temperature_sensors)
-        # style (b), the pack's own BMS owns the contactors: no contactor command here
-        self.control = load_control(profile.section('can'))
-        check_style(self.control, self.protocol.mapping, profile.path)
-        # style (b), the pack's own BMS owns the contactors: no contactor command here
-        self.control = load_control(profile.section('can'))
-        check_style(self.control, self.protocol.mapping, profile.path)
         # style (b), the pack's own BMS owns the contactors: no contactor command here
         self.control = load_control(profile.section('can'))
         check_style(self.control, self.protocol.mapping, profile.path)
