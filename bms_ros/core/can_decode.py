@@ -36,8 +36,6 @@ from .can_devices import devices_of, frame_devices_of
 from .can_mapping import GROUPS, MEASUREMENT_FIELDS
 from .measurement import Measurement
 from .pack_report import report_keys
-from .pack_report import report_keys
-from .pack_report import report_keys
 
 # Frame-level rejections (the whole frame is dropped; counted in frames_rejected)
 REJECT_REASONS = ('unknown_id', 'wrong_dlc', 'error_frame', 'remote_frame', 'decode_error')
@@ -154,8 +152,6 @@ class MeasurementAssembler:
             plan.entries = tuple(entries)
             self._plans[frame_key(mm.frame_id, mm.is_extended)] = plan
         self._command_keys = {frame_key(m.frame_id, m.is_extended) for m in mapping.commands}
-        self._command_keys |= report_keys(mapping)   # the pack report's node decodes those
-        self._command_keys |= report_keys(mapping)   # the pack report's node decodes those
         self._command_keys |= report_keys(mapping)   # the pack report's node decodes those
         self.frames_received = 0
         self.frames_rejected = 0
