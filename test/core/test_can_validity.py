@@ -271,3 +271,26 @@ def test_decoded_value_is_nan_exactly_when_flagged_or_marked(tmp_path_factory, r
 
 _PROTO = {}
 _DB = cantools.database.load_file(DBC)
+
+
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True),
+                 st.sampled_from(['CurrentValid', 'VoltageValid', 'Status', 'SignedStatus',
+                                  'Mux', 'Current', 'Nope', '']),
+                 st.lists(st.integers(0, 1), max_size=2), st.dictionaries(st.text(max_size=2),
+                                                                           st.integers(),
+                                                                           max_size=1))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(['invalid_flag', 'invalid_when', 'error_bits',
+                                        'error_mask']), _ANY, max_size=4))
+def test_any_validity_keys_load_or_give_a_config_error(tmp_path_factory, keys):
+    path, dbc = _load(tmp_path_factory.mktemp('k'), _valid_mapping(current=keys))
+    try:
+        loaded = load_mapping(path, dbc, 1, 1)
+    except ConfigError as error:
+        assert error.path == path and error.field.startswith('measurement[0].signals[0].')
+        return
+    current = loaded.measurement[0].signals[0]
+    assert current.flag in (None, 'CurrentValid') and current.flag_invalid in (0, 1)
+    assert current.error in (None, 'Status', 'CurrentValid') and 0 <= current.error_mask <= 255
