@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .can_devices import devices_of, frame_devices_of
-from .can_mapping import GROUPS, MEASUREMENT_FIELDS
+from .can_mapping import GROUPS, MEASUREMENT_FIELDS, _branch_values
 from .measurement import Measurement
 from .pack_report import report_keys
 
@@ -51,6 +51,21 @@ COUNTER_ERRORS_STALE = 3     # default of can.counter_errors_stale
 _EXT = 1 << 29            # key bit separating 29-bit from 11-bit ids
 _FLOAT, _BOOL, _BITMASK = 0, 1, 2
 _NAN = float('nan')
+
+
+def _entries_by_branch(mm, entries):
+    """{value of the named multiplexer: the entries that branch can carry} for a message of
+    named signals per branch (no stride), so a frame walks its own few signals, not all of the
+    message's; None for other messages (every entry may be in every frame)."""
+    if mm.mux_signal is None or mm.mux_stride is not None:
+        return None
+    signals = {s.name: s for s in mm.dbc_message.signals}
+    branches = [_branch_values(signals[s.signal], mm.mux_signal, signals) for s in mm.signals]
+    values = {v for b in branches if b is not None for v in b}
+    if not values:
+        return None
+    return {v: tuple(e for e, b in zip(entries, branches) if b is None or v in b)
+            for v in values}
 
 
 def frame_key(arbitration_id, is_extended):
@@ -76,7 +91,7 @@ class _Plan:
     __slots__ = ('name', 'decode', 'length', 'mux', 'stride', 'first', 'entries', 'counter',
                  'counter_modulo', 'counter_last', 'counter_expected', 'candidate_next',
                  'candidate_run', 'bad_run', 'good_run', 'counter_stale', 'elements',
-                 'branch_last', 'branch_muxes', 'counts', 'device')
+                 'branch_last', 'branch_muxes', 'counts', 'device', 'by_branch')
 
 
 class MeasurementAssembler:
@@ -150,6 +165,7 @@ class MeasurementAssembler:
                                 s.bits, s.gain, s.bias, s.invalid_raw, s.raw_min, s.raw_max,
                                 mapping.field_length(s.field), kind, check))
             plan.entries = tuple(entries)
+            plan.by_branch = _entries_by_branch(mm, plan.entries)
             self._plans[frame_key(mm.frame_id, mm.is_extended)] = plan
         self._command_keys = {frame_key(m.frame_id, m.is_extended) for m in mapping.commands}
         self._command_keys |= report_keys(mapping)   # the pack report's node decodes those
@@ -244,8 +260,11 @@ class MeasurementAssembler:
                     return True
                 base = plan.stride * (mux - plan.first)
         present = False
+        entries = plan.entries
+        if plan.by_branch is not None:       # named signals: only those of this branch
+            entries = plan.by_branch.get(raw.get(plan.mux), entries)
         for (name, values, stamps, index, bits, gain, bias, invalid, lo, hi, n,
-             kind, check) in plan.entries:
+             kind, check) in entries:
             r = raw.get(name)
             if r is None:                    # not in this frame's multiplexer branch
                 continue
