@@ -21,6 +21,7 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*', 'bench']),
+    package_data={'bms_ros.tools.dashboard': ['static/*']},   # the page, its script and style
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -57,6 +58,10 @@ setup(
             'bms-can-hub = bms_ros.tools.can_hub:main',
             'bms-estimate-csv = bms_ros.tools.estimate_csv:main',
             'bms-safety-table = bms_ros.tools.safety_table:main',
+            # the web dashboard (docs/dashboard.md) and the single-process container
+            'dashboard = bms_ros.nodes.dashboard:main',
+            'bms-dashboard = bms_ros.nodes.dashboard:main',
+            'bms-container = bms_ros.tools.container:main',
         ],
     },
 )

@@ -74,6 +74,14 @@ def _specs(namespace='', single_process=False, container_args=(), **arguments):
     return lines
 
 
+def dashboard_spec(profile=None):
+    """(name, argv, respawn policy) of the web dashboard: in the root namespace, it finds every
+    pack of the graph; its settings are the profile's dashboard: section."""
+    profile = os.path.abspath(profile or ARGUMENTS['profile'][0])
+    return ('dashboard', [sys.executable, '-m', 'bms_ros.nodes.dashboard', '--ros-args',
+                          '-r', '__node:=dashboard', '-p', f'profile:={profile}'], RESPAWN)
+
+
 def wait_for_port(host, port, timeout_s, child=None):
     """True once ``host:port`` accepts connections (False if ``child`` exits meanwhile)."""
     deadline = time.monotonic() + timeout_s
@@ -281,6 +289,9 @@ def parse_args(argv=None):
     parser.add_argument('--single-process', action='store_true',
                         help='every BMS node in one process (bms_ros.tools.container, a '
                              'multi-threaded executor); the simulated pack and hub apart')
+    parser.add_argument('--dashboard', action='store_true',
+                        help='also start the web dashboard (bms_ros.nodes.dashboard; the '
+                             'profile\'s dashboard: section, default http://127.0.0.1:8642/)')
     parser.add_argument('--executor', choices=('multi', 'single', 'events'), default=None,
                         help='with --single-process: the container\'s executor (default multi)')
     return parser.parse_args(argv)
@@ -307,6 +318,8 @@ def main(argv=None):
               f'{hub[0]}:{port} (--can-port N to choose)', file=sys.stderr)
         launch_args['can_port'] = str(port)
         specs = _specs(namespace, args.single_process, container_args, **launch_args)
+    if args.dashboard:
+        specs.append(dashboard_spec(launch_args.get('profile')))
     if args.print_graph:
         for name, argv, _ in specs:
             print(f'{name}: {" ".join(argv)}')

@@ -14,11 +14,15 @@ import can
 import pytest
 from sensor_msgs.msg import BatteryState
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
 from bms_interfaces.msg import BatteryEstimate, PackState, ProtectionStatus
 from bms_interfaces.srv import RequestState
 from bms_ros.core.can_bus import quiet_socketcand_logging
 from bms_ros.core.can_codec import CanProtocol
+from bms_ros.core.can_codec import PackEncoder
 from bms_ros.core.pack_report import ReportEncoder, decode_request
+from bms_ros.graph import SECOND_OPINION_REMAPS
 
 from test.ros.harness import LATCHED, RELIABLE
 from test.ros.test_can_driver import start_hub
@@ -34,11 +38,15 @@ class FakePackBms:
     """The pack's own BMS: follows the state request (PRECHARGE 0.3 s, then DRIVE) and sends
     its report every 0.1 s; ``paused`` stops the report (a silent pack)."""
 
-    def __init__(self, port, values):
+    def __init__(self, port, values, measurement=None):
         quiet_socketcand_logging()
         protocol = CanProtocol.from_files(os.path.join(VENDORS, 'statereq_bms.dbc'),
                                           os.path.join(VENDORS, 'statereq_bms_mapping.yaml'),
                                           16, 8)
+        # cells, temperatures, pack values at their periods too (PBMS_State is the report's)
+        self.measurement = measurement
+        self.pack_encoder = PackEncoder(protocol) if measurement else None
+        self._state_id = protocol.mapping.pack_report[0].frame_id
         self.request_map = protocol.mapping.state_request
         self.encoder = ReportEncoder(protocol.mapping)
         self.values = dict(values, state='STANDBY')
@@ -60,6 +68,10 @@ class FakePackBms:
                 raw = self.request_map.dbc_message.decode(bytes(msg.data), decode_choices=False)
                 self.requests.append((now, raw['RequestedState']))
                 self._follow(raw['RequestedState'], now)
+            if self.pack_encoder is not None and not self.paused:
+                for frame in self.pack_encoder.due_frames(now, self.measurement):
+                    if frame.arbitration_id != self._state_id:
+                        self.bus.send(frame)
             if now >= next_report:
                 next_report = now + 0.1
                 if not self.paused:
@@ -189,3 +201,55 @@ def test_a_stale_report_reads_unknown_and_refuses_drive(pack_control):
     pack.paused = False
     logs['pack_state'].wait_for(lambda m: m.state_name == 'STANDBY'
                                 and m.header.stamp.sec > state.header.stamp.sec, timeout_s=5.0)
+
+
+def test_our_estimator_and_protection_as_a_second_opinion(ros_env, tmp_path):
+    """Our estimator and protection run beside the pack's BMS with their outputs under own/
+    (graph.py's remaps): the pack's SoC on estimate, ours on own/estimate, and their
+    difference beyond can.pack_bms.soc_bound on /diagnostics."""
+    port = start_hub(ros_env)
+    profile = write_profile(tmp_path, 'statereq_bms', port, sections=('protection', 'estimator'))
+    cells = [3.30] * 16
+    measurement = {'cell_voltages_v': cells, 'temperatures_degc': [25.0] * 8,
+                   'pack_current_a': -2.0, 'pack_voltage_v': sum(cells),
+                   'link_voltage_v': 0.0, 'negative_contactor_closed': True,
+                   'positive_contactor_closed': False, 'precharge_relay_closed': False}
+    # an LFP pack at 3.30 V per cell at rest is nowhere near empty: the pack says 2 %
+    pack = FakePackBms(port, dict(REPORT, pack_soc=0.02), measurement)
+    try:
+        estimate = ros_env.subscribe(BatteryEstimate, 'estimate')
+        own = ros_env.subscribe(BatteryEstimate, 'own/estimate')
+        own_status = ros_env.subscribe(ProtectionStatus, 'own/protection_status', LATCHED)
+        diagnostics = ros_env.subscribe(DiagnosticArray, '/diagnostics')
+        remaps = dict(SECOND_OPINION_REMAPS)
+        ros_env.start_module('bms_ros.nodes.can_driver', params={'profile': profile})
+        ros_env.start_module('bms_ros.nodes.pack_report', params={'profile': profile})
+        ros_env.start_module('bms_ros.nodes.state_estimator', remaps=remaps,
+                             params={'profile': profile, 'state_dir': str(tmp_path / 'state')})
+        ros_env.start_module('bms_ros.nodes.protection', remaps=remaps,
+                             params={'profile': profile, 'state_dir': str(tmp_path / 'state')})
+        ours = own.wait_for(lambda m: math.isfinite(m.pack_soc) and m.pack_soc > 0.1,
+                            timeout_s=25.0, what='our own estimate')
+        own_status.wait_for(timeout_s=10.0, what='our own protection status')
+
+        def second_opinion(array):
+            return next((s for s in array.status if s.name.endswith('second opinion')), None)
+        def disagreeing(array):
+            status = second_opinion(array)
+            return [] if status is None else next(
+                kv.value for kv in status.values if kv.key == 'disagreeing').split()
+        warn = diagnostics.wait_for(lambda a: 'pack_soc' in disagreeing(a), timeout_s=10.0,
+                                    what='the SoC disagreement on /diagnostics')
+        status = second_opinion(warn)
+        assert status.level == DiagnosticStatus.WARN
+        values = {kv.key: kv.value for kv in status.values}
+        assert abs(float(values['pack_soc']) - 0.02) <= 0.00005 + 1e-6
+        assert abs(float(values['own_soc']) - ours.pack_soc) < 0.05
+        assert 'pack_soc pack 0.02 vs ours' in status.message
+        # estimate carries only the pack's values: ours never reach it
+        pack_estimates = estimate.wait_count(5, timeout_s=10.0)
+        assert all(math.isnan(m.pack_soc_min) for m in pack_estimates)
+        assert all(abs(m.pack_soc - 0.02) <= 0.00005 + 1e-6 for m in pack_estimates
+                   if math.isfinite(m.pack_soc))
+    finally:
+        pack.close()

@@ -42,8 +42,9 @@ LAYOUTS = {
 MAPPED_GROUPS = ('cell_voltages', 'temperatures', 'current')
 
 
-def write_profile(tmp_path, layout, port=None):
-    """The LFP profile's pack (16 cells, 8 sensors) with a vendor layout's DBC and mapping."""
+def write_profile(tmp_path, layout, port=None, sections=()):
+    """The LFP profile's pack (16 cells, 8 sensors) with a vendor layout's DBC and mapping,
+    plus the LFP profile's ``sections`` (e.g. protection, estimator) as they are."""
     source = Profile(default_profile_path())
     with open(source.path, encoding='utf-8') as stream:
         data = yaml.safe_load(stream)
@@ -55,7 +56,8 @@ def write_profile(tmp_path, layout, port=None):
     if port is not None:
         can_section.update(interface='socketcand', host='127.0.0.1', port=port)
     path = tmp_path / f'profile_{layout}.yaml'
-    path.write_text(yaml.safe_dump({'pack': pack, 'can': can_section}))
+    others = {name: data[name] for name in sections}
+    path.write_text(yaml.safe_dump({'pack': pack, 'can': can_section, **others}))
     return str(path)
 
 
