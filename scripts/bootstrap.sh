@@ -126,4 +126,15 @@ print(f'[bootstrap] {count} console scripts written', file=sys.stderr)
 PY
     echo "$scripts_sum" > "$venv/.scripts.sha256"
 fi
+# 6. Debian's chromium for the dashboard's headless-browser test (test/ros/test_dashboard.py);
+# skipped when present; without it (no apt, no root) that one test is skipped
+if ! command -v chromium >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        log "installing chromium (Debian) for the dashboard's browser test"
+        { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+            || log "chromium could not be installed: the browser test will be skipped"
+    else
+        log "chromium missing (apt-get install chromium): the browser test will be skipped"
+    fi
+fi
 log "ready: $venv"

@@ -99,6 +99,10 @@ function lineChart(svg, t, series) {
   }
 }
 
+// A limit line is drawn when it lies within ``margin`` of the values shown.
+const near = (margin) => (l, v) => v.length > 0 &&
+  l.v >= Math.min(...v) - margin && l.v <= Math.max(...v) + margin;
+
 function contactor(id, closed, other) {
   const el = $(id);
   el.textContent = closed ? 'closed' : 'open';
@@ -132,14 +136,14 @@ function render(s) {
     barChart($('cells_chart'), s.cells.voltages_v, {cls: 'cell', label: 'cell', unit: 'V',
       digits: 2, minPad: 0.02, limits: (s.limits || {}).cell_v, invalid: s.cells.valid,
       balancing: s.cells.balancing,
-      // only the levels near the cells (the trip levels far off would flatten the bars)
-      lineFilter: (l, v) => l.level !== 'trip' || Math.abs(l.v - v.reduce((a, b) => a + b, 0) / v.length) < 0.6});
+      // only the levels near the cells: lines far off would flatten the bars
+      lineFilter: near(0.4)});
   }
   if (s.temperatures) {
     setText('temp_range', `${fmt(s.temperatures.min_degc, 1)} … ${fmt(s.temperatures.max_degc, 1, '°C')}`);
     barChart($('temps_chart'), s.temperatures.degc, {cls: 'temp', label: 'sensor', unit: '°C',
       digits: 0, minPad: 2, limits: (s.limits || {}).temperature_degc, invalid: s.temperatures.valid,
-      lineFilter: (l) => l.level !== 'alarm'});
+      lineFilter: near(12)});
   }
   const h = s.history;
   lineChart($('history_chart'), h.time_s, [
