@@ -72,9 +72,8 @@ class PackReportNode(Node):
             raise ConfigError(profile.path, 'can.control',
                               "the pack_report node needs control: pack (with 'bms_ros' the "
                               'pack supervisor owns the contactors)')
-        self.protocol = CanProtocol.from_files(settings.dbc_path, settings.mapping_path,
-                                               self.pack.cells_series,
-                                               self.pack.temperature_sensors)
+        self.protocol = CanProtocol.from_settings(settings, self.pack.cells_series,
+                                                  self.pack.temperature_sensors)
         mapping = self.protocol.mapping
         check_style(self.control, mapping, profile.path)
         self.decoder = ReportDecoder(mapping)

@@ -53,6 +53,11 @@ def write_profile(tmp_path, layout, port=None, sections=()):
     can_section = dict(data.get('can', {}), dbc=os.path.join(VENDORS, f'{layout}.dbc'),
                        mapping=os.path.join(VENDORS, f'{layout}_mapping.yaml'),
                        publish_can_rx=False, **LAYOUTS[layout][1])
+    if layout == 'modular_bms':     # the BMS and a separate shunt: two devices on one bus
+        can_section['devices'] = [
+            {'name': 'mbms', 'dbc': can_section.pop('dbc'), 'mapping': can_section.pop('mapping')},
+            {'name': 'shunt', 'dbc': os.path.join(VENDORS, 'ivt_shunt.dbc'),
+             'mapping': os.path.join(VENDORS, 'ivt_shunt_mapping.yaml')}]
     if port is not None:
         can_section.update(interface='socketcand', host='127.0.0.1', port=port)
     path = tmp_path / f'profile_{layout}.yaml'
@@ -74,20 +79,22 @@ def guard_s(layout):
 
 def matches(layout, cells, temps, current, pack_v, k):
     """True if the values equal segment k's truth within quantisation."""
-    t = make_logs.truth(k)
+    t = make_logs.truth(k, layout)
     tol = tolerances(layout)
-    return (np.allclose(cells, t['cell_voltages_v'], rtol=0, atol=tol[0])
-            and np.allclose(temps, t['temperatures_degc'], rtol=0, atol=tol[1])
+    return (np.allclose(cells, t['cell_voltages_v'], rtol=0, atol=tol[0], equal_nan=True)
+            and np.allclose(temps, t['temperatures_degc'], rtol=0, atol=tol[1], equal_nan=True)
             and abs(current - t['pack_current_a']) <= tol[2]
             and abs(pack_v - t['pack_voltage_v']) <= tol[3])
 
 
-def element_segments(values, key, tol):
-    """Per element: the set of segments whose truth it equals within ``tol``."""
+def element_segments(layout, values, key, tol):
+    """Per element: the set of segments whose truth it equals within ``tol`` (NaN: where
+    the truth is NaN, an invalid value)."""
     out = []
     for i, v in enumerate(values):
-        out.append({k for k in range(make_logs.SEGMENTS)
-                    if abs(v - make_logs.truth(k)[key][i]) <= tol})
+        truths = [make_logs.truth(k, layout)[key][i] for k in range(make_logs.SEGMENTS)]
+        out.append({k for k, t in enumerate(truths)
+                    if abs(v - t) <= tol or (math.isnan(v) and math.isnan(t))})
     return out
 
 
@@ -113,7 +120,7 @@ def test_log_decodes_offline_into_the_truth(tmp_path, layout):
             continue       # a boundary: the slower messages still carry the last segment
         cells = [float(row[f'cell_voltages_v_{i}']) for i in range(make_logs.CELLS)]
         temps = [float(row[f'temperatures_degc_{j}']) for j in range(make_logs.SENSORS)]
-        truth = make_logs.truth(k)
+        truth = make_logs.truth(k, layout)
         np.testing.assert_allclose(cells, truth['cell_voltages_v'], rtol=0, atol=tol[0])
         np.testing.assert_allclose(temps, truth['temperatures_degc'], rtol=0, atol=tol[1])
         assert abs(float(row['pack_current_a']) - truth['pack_current_a']) <= tol[2], row
@@ -128,6 +135,9 @@ def test_log_decodes_offline_into_the_truth(tmp_path, layout):
     assert 'decode_error 0' in counters and 'wrong_dlc 0' in counters, counters
     if layout == 'modular_bms':       # the diagnostics branch, once a second
         assert 'unmapped_branch 9' in counters, counters
+        # cell 5 flagged in each of segment 3's 15 cell cycles (NaN in the truth, compared
+        # above); the shunt's status bit 0 in segment 4 is not an error (error_mask 0x0E)
+        assert 'invalid_flag 15,' in counters and 'error_bits 0,' in counters, counters
     if layout == 'j1939_bms':         # the second pack at SA 0xF4: other ids
         assert 'unknown_id 90' in counters, counters
 
@@ -149,7 +159,7 @@ def test_statereq_report_decodes_offline_into_the_truth():
             k = make_logs.segment_of(rel)
             if k is not None and make_logs.segment_of(rel - guard_s(layout)) == k:
                 report = decoder.snapshot(next_check, 0.5)
-                truth = make_logs.truth(k)
+                truth = make_logs.truth(k, layout)
                 assert report.state_name == truth['state'], (rel, report.reason)
                 assert not report.stale, report.stale_fields
                 assert abs(report.pack_soc - truth['pack_soc']) <= 0.0001 / 2 + 1e-9
@@ -207,13 +217,14 @@ def test_driver_decodes_played_log_into_the_truth(ros_env, tmp_path, layout):
             assert not getattr(m, f'{group}_stale'), (group, m.header.stamp)
         cells = np.asarray(m.cell_voltages_v, dtype=float)
         temps = np.asarray(m.temperatures_degc, dtype=float)
-        assert all(m.cell_voltage_valid) and all(m.temperature_valid)
+        assert list(m.cell_voltage_valid) == list(np.isfinite(cells))
+        assert list(m.temperature_valid) == list(np.isfinite(temps))
         for values, key, t in ((cells, 'cell_voltages_v', tol[0]),
                                (temps, 'temperatures_degc', tol[1])):
-            for i, segs in enumerate(element_segments(values, key, t)):
+            for i, segs in enumerate(element_segments(layout, values, key, t)):
                 assert segs, f'{key}[{i}] = {values[i]} is no truth value'
         current = float(m.pack_current_a)
-        assert any(abs(current - make_logs.truth(k)['pack_current_a']) <= tol[2]
+        assert any(abs(current - make_logs.truth(k, layout)['pack_current_a']) <= tol[2]
                    for k in range(make_logs.SEGMENTS)), current
         ks = [k for k in range(make_logs.SEGMENTS)
               if matches(layout, cells, temps, current, float(m.pack_voltage_v), k)]
