@@ -40,8 +40,7 @@ def run(args):
     with Session(args.namespace) as session:
         for node in nodes:
             try:
-                parameters = parameters_of(session, node, args.timeout if args.nodes
-                                           else min(args.timeout, 2.0))
+                parameters = parameters_of(session, node, args.timeout)
             except SuiteNotRunning as error:
                 print(f'bmsctl: {node}: {error}', file=sys.stderr)
                 continue

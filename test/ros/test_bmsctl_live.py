@@ -1,0 +1,73 @@
+"""bmsctl against a running suite (separate processes): the status line and view, sim faults,
+load and ambient, the effective configuration; and the simulated pack charging in CHARGE."""
+import subprocess
+import sys
+
+import pytest
+
+from bms_interfaces.msg import PackState
+
+from .suite import Suite
+
+pytestmark = pytest.mark.ros
+
+CHARGE = PackState.STATE_CHARGE
+
+
+def bmsctl(suite, *argv, timeout_s=60.0):
+    """Run bmsctl in the suite's ROS domain; the CompletedProcess."""
+    return subprocess.run([sys.executable, '-m', 'bms_ros.tools.bmsctl', *argv],
+                          env=suite.env.env, capture_output=True, text=True, timeout=timeout_s)
+
+
+def test_bmsctl_operates_the_running_suite_and_charge_charges(ros_env, tmp_path):
+    suite = Suite(ros_env, tmp_path, namespace='pack_a').start()
+    suite.wait_ready()
+    ns = ['--namespace', 'pack_a']
+
+    line = bmsctl(suite, 'status', '--once', '--timeout', '20', *ns)
+    assert line.returncode == 0, line.stderr
+    text = line.stdout.strip()
+    assert text.startswith('STANDBY   | SoC ') and text.endswith('| ok'), text
+    assert len(text) <= 80 and '\n' not in text
+
+    # the effective configuration: read-only parameters of every node
+    whole = bmsctl(suite, 'config', '--timeout', '20', *ns)
+    assert whole.returncode == 0 and not whole.stderr, whole.stderr
+    for node in ('can_driver', 'state_estimator', 'protection', 'pack_supervisor', 'balancing',
+                 'pack_simulator'):
+        assert f'{node}: pack.serial_number = SIM-LFP-0001' in whole.stdout, node
+    assert 'protection: protection.limits.cell_overvoltage.trip = 3.75\n' in whole.stdout
+
+    # faults and the ambient, with the simulator's replies
+    injected = bmsctl(suite, 'sim', *ns, 'fault', 'current_offset', '--value', '0.5')
+    assert injected.returncode == 0 and injected.stdout.strip() == \
+        'injected: current sensor offset +0.5 A', injected.stdout + injected.stderr
+    cleared = bmsctl(suite, 'sim', *ns, 'clear', 'all')
+    assert cleared.returncode == 0 and cleared.stdout.strip() == 'cleared: all faults cleared'
+    ambient = bmsctl(suite, 'sim', *ns, 'ambient', '35')
+    assert ambient.returncode == 0 and ambient.stdout.startswith('ambient 35 degC set')
+    too_hot = bmsctl(suite, 'sim', *ns, 'ambient', '300')
+    assert too_hot.returncode == 1 and 'must be in -60..100 degC' in too_hot.stdout
+    nothing = bmsctl(suite, 'reset', '--reason', 'test', *ns)
+    assert nothing.returncode == 0 and nothing.stdout.strip() == 'reset granted: nothing latched'
+
+    # CHARGE: the charger (CC at the BMS's allowed charge current, capped by its rating)
+    answer = suite.request(CHARGE, retry_s=10.0)
+    assert answer.accepted, answer.reason
+    suite.states.wait_for(lambda s: s.state == CHARGE, timeout_s=20.0, what='CHARGE')
+    suite.truth.clear()
+    charging = suite.truth.wait_for(lambda t: t.pack_current_a > 1.0, timeout_s=20.0,
+                                    what='the pack charging')
+    status = suite.status.wait_for(timeout_s=5.0)
+    expected = min(100.0, status.charge_current_limit_a)     # 10 A x 10p, the cell's rating
+    assert charging.pack_current_a == pytest.approx(expected, abs=2.0)
+    suite.truth.clear()
+    later = suite.truth.wait_for(lambda t: t.sim_time_s > charging.sim_time_s + 2.0,
+                                 timeout_s=20.0)
+    assert later.pack_current_a > 1.0                       # still charging, no drive cycle
+    assert sum(later.cell_soc) > sum(charging.cell_soc)
+    load = bmsctl(suite, 'sim', *ns, 'load', '-5A')       # an explicit load still wins
+    assert load.returncode == 0, load.stderr
+    assert load.stdout.startswith('load -5 A (discharging) set; pack current now -5.0'), \
+        load.stdout
