@@ -34,11 +34,41 @@ def _raw_of_bool(s, value):
     return 1 if bool(value) == one_is_true else 0
 
 
-def _encode_frame(mm, fields, mux, counter_value):
-    """One frame of message ``mm`` for multiplexer value ``mux`` from ``fields`` (name -> value)."""
+def _branch_frames(mm):
+    """(value of the named multiplexer, {other multiplexer: value}) of each frame a message
+    takes: one per multiplexer value; with named signals (no stride) one per distinct branch of
+    the other multiplexers of its mapped signals too (nested: module, then block)."""
+    if mm.mux_signal is None:
+        return [(None, {})]
+    if mm.mux_stride is not None:
+        return [(m, {}) for m in mm.mux_values]
+    signals = {s.name: s for s in mm.dbc_message.signals}
+    out = []
+    for value in mm.mux_values:
+        others = []
+        for s in mm.signals:
+            chain = {}
+            signal = signals[s.signal]
+            while signal.multiplexer_signal is not None:
+                chain[signal.multiplexer_signal] = tuple(signal.multiplexer_ids or ())
+                signal = signals[signal.multiplexer_signal]
+            if mm.mux_signal in chain and value not in chain[mm.mux_signal]:
+                continue                     # not in this branch
+            rest = tuple(sorted((m, min(ids)) for m, ids in chain.items()
+                                if m != mm.mux_signal and ids))
+            if rest and rest not in others:
+                others.append(rest)
+        out += [(value, dict(r)) for r in others] or [(value, {})]
+    return out
+
+
+def _encode_frame(mm, fields, mux, counter_value, other_muxes=None):
+    """One frame of message ``mm`` for multiplexer value ``mux`` (and ``other_muxes``, name ->
+    value, nested) from ``fields`` (name -> value)."""
     raw = dict.fromkeys(mm.other_signals, 0)
     if mm.mux_signal is not None:
         raw[mm.mux_signal] = mux
+        raw.update(other_muxes or {})
     if mm.counter_signal is not None:
         raw[mm.counter_signal] = counter_value
     for s in mm.signals:      # validity signals read valid unless a value they serve is NaN
@@ -89,14 +119,18 @@ class _Sender:
     def __init__(self, protocol):
         self.protocol = protocol
         self._counter = {}
+        self._branches = {}
 
     def _frames(self, mm, fields):
+        branches = self._branches.get(mm.name)
+        if branches is None:
+            branches = self._branches[mm.name] = _branch_frames(mm)
         frames = []
-        for mux in (mm.mux_values or (None,)):
+        for mux, other_muxes in branches:
             counter = self._counter.get(mm.name, 0)
             if mm.counter_signal is not None:
                 self._counter[mm.name] = (counter + 1) % mm.counter_modulo
-            frames.append(_encode_frame(mm, fields, mux, counter))
+            frames.append(_encode_frame(mm, fields, mux, counter, other_muxes))
         return frames
 
 

@@ -83,13 +83,6 @@ def test_the_bus_decodes_into_the_truth_within_quantisation(proto):
     encoder = PackEncoder(proto)
     frames = encoder.encode_all(state)
     assert {f.arbitration_id for f in frames} == {0x300, 0x301, 0x302, 0x521}
-    # the pack encoder sends only the first branch of an inner multiplexer: temperatures 2, 3
-    # (TempModule 0, TempBlockA 1) by cantools itself
-    db = cantools.database.load_file(BMS_DBC)
-    m = db.get_message_by_name('BMS_Temperatures')
-    frames.append(can.Message(arbitration_id=m.frame_id, is_extended_id=False, data=m.encode(
-        {'TempModule': 0, 'TempBlockA': 1, 'Temperature_02': 22, 'Temperature_03': 23,
-         'TempStatus': 0})))
     assembler = MeasurementAssembler(proto)
     assert assembler.feed_many(frames, 1.0) == len(frames)
     snap = assembler.snapshot(1.0, 0.5)

@@ -195,3 +195,20 @@ def test_the_inner_multiplexer_with_a_stride_addresses_blocks(tmp_path):
     # Module_B's frame has no TempBlockA: nothing of it is mapped (an unmapped branch)
     np.testing.assert_array_equal(got.temperatures_degc, [10.0, 11.0, 12.0, 13.0])
     assert got.counts['unmapped_branch'] == 1
+
+
+def test_the_pack_encoder_sends_every_branch_of_a_nested_multiplexer(proto):
+    from bms_ros.core.can_codec import PackEncoder
+    state = {'cell_voltages_v': np.linspace(3.2, 3.311, CELLS),
+             'temperatures_degc': np.arange(-5.0, -5.0 + SENSORS), 'pack_current_a': 2.5,
+             'pack_voltage_v': 39.6}
+    frames = PackEncoder(proto).encode_all(state)
+    temperatures = [f for f in frames if f.arbitration_id == 0x301]
+    # module A block 0, module A block 1, module B block 0
+    assert [(f.data[0], f.data[1]) for f in temperatures] == [(0, 0), (0, 1), (1, 0)]
+    assembler = MeasurementAssembler(proto)
+    assert assembler.feed_many(frames, 1.0) == len(frames)
+    snap = assembler.snapshot(1.0, 0.5)
+    np.testing.assert_allclose(snap.temperatures_degc, state['temperatures_degc'], atol=0.5)
+    np.testing.assert_allclose(snap.cell_voltages_v, state['cell_voltages_v'], atol=0.0005)
+    assert not snap.temperatures_stale and sum(snap.counts.values()) == 0
