@@ -484,7 +484,15 @@ class ReportDecoder:
         return key in self.messages and not msg.is_error_frame and not msg.is_remote_frame
 
     def feed(self, msg, now_s):
-        """Decode one frame received at ``now_s`` (s); False if not a good report frame."""
+        """Decode one frame received at ``now_s`` (s); False if not a good report frame.
+        Never raises (a malformed object is a decode_error)."""
+        try:
+            return self._feed(msg, now_s)
+        except Exception:  # noqa: BLE001  malformed objects must not stop the reader
+            self.counts['decode_error'] += 1
+            return False
+
+    def _feed(self, msg, now_s):
         if not self.wants(msg):
             return False
         key = msg.arbitration_id | _EXT if msg.is_extended_id else msg.arbitration_id
@@ -692,6 +700,16 @@ def disagreements(report, own_estimate, own_limits, control):
     return out
 
 
+def trip_disagreement(report, own_trips):
+    """A text when our own protection holds latched trips (``own_trips``: their limit ids)
+    while the pack reports no fault, else None (a known report only)."""
+    if report.state_name == UNKNOWN_NAME or not own_trips:
+        return None
+    if any(level >= LEVEL_TRIP for _, level, _ in report.flags) or report.state == STATE_ERROR:
+        return None
+    return f'bms_ros trips {", ".join(sorted(own_trips))}, the pack reports no fault'
+
+
 # ---------------------------------------------------------------------- the request
 
 class RequestEncoder:
@@ -801,5 +819,5 @@ class ReportEncoder:
 __all__ = ['CONTROL_STYLES', 'ControlConfig', 'PackReport', 'REPORT_FIELDS', 'ReportDecoder',
            'ReportEncoder', 'RequestEncoder', 'RequestHold', 'StateRequestMap',
            'battery_health', 'check_style', 'control_of_file', 'control_style_of_file', 'decode_request',
-           'disagreements', 'estimate_fields', 'load_control', 'load_report_sections',
+           'disagreements', 'trip_disagreement', 'estimate_fields', 'load_control', 'load_report_sections',
            'pack_state_fields', 'protection_fields', 'report_keys']

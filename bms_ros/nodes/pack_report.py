@@ -35,7 +35,7 @@ from bms_ros.core.estimation import interface
 from bms_ros.core.pack_report import (REQUESTABLE, STATE_NAMES, UNKNOWN_NAME, ReportDecoder,
                                       RequestEncoder, RequestHold, battery_health, check_style,
                                       disagreements, estimate_fields, load_control,
-                                      pack_state_fields, protection_fields)
+                                      pack_state_fields, protection_fields, trip_disagreement)
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.nodes.runner import Component
 
@@ -84,6 +84,7 @@ class PackReportNode(Node):
         self.measurement = None
         self.own_soc = _NAN
         self.own_limits = (_NAN, _NAN)
+        self.own_trips = ()
         self._own_seen = False
         self.requests_sent = 0
         self._last_disagreement = ()
@@ -147,6 +148,7 @@ class PackReportNode(Node):
 
     def _on_own_status(self, msg):
         self.own_limits = (float(msg.charge_current_limit_a), float(msg.discharge_current_limit_a))
+        self.own_trips = tuple(e.limit_id for e in msg.active if e.latched)
 
     def _on_request(self, request, response):
         report = self._report()
@@ -283,14 +285,15 @@ class PackReportNode(Node):
         status.name = f'{self.get_fully_qualified_name()}: second opinion'
         status.hardware_id = self.pack.serial_number
         rows = disagreements(report, self.own_soc, self.own_limits, self.control)
+        trips = trip_disagreement(report, self.own_trips)
         if not self._own_seen:
             status.level = DiagnosticStatus.OK
             status.message = 'no own estimate yet (own/estimate)'
-        elif rows:
+        elif rows or trips:
             status.level = DiagnosticStatus.WARN
             status.message = 'pack and bms_ros disagree: ' + '; '.join(
-                f'{what} pack {theirs:.3g} vs ours {ours:.3g} (|diff| {diff:.3g} > {bound:g})'
-                for what, theirs, ours, diff, bound in rows)
+                [f'{what} pack {theirs:.3g} vs ours {ours:.3g} (|diff| {diff:.3g} > {bound:g})'
+                 for what, theirs, ours, diff, bound in rows] + ([trips] if trips else []))
         else:
             status.level = DiagnosticStatus.OK
             status.message = 'pack and bms_ros agree within the bounds'
@@ -304,7 +307,8 @@ class PackReportNode(Node):
             ('own_charge_current_limit_a', f'{self.own_limits[0]:.2f}'),
             ('pack_discharge_current_limit_a', f'{report.discharge_current_limit_a:.2f}'),
             ('own_discharge_current_limit_a', f'{self.own_limits[1]:.2f}'),
-            ('disagreeing', ' '.join(r[0] for r in rows)))]
+            ('own_trips', ' '.join(self.own_trips)),
+            ('disagreeing', ' '.join([r[0] for r in rows] + (['trips'] if trips else []))))]
         return status
 
     def destroy_node(self):

@@ -14,7 +14,7 @@ from bms_ros.core.pack_report import (ControlConfig, ReportDecoder, ReportEncode
                                       RequestEncoder, RequestHold, battery_health, check_style,
                                       control_style_of_file, decode_request, disagreements,
                                       estimate_fields, load_control, pack_state_fields,
-                                      protection_fields)
+                                      protection_fields, trip_disagreement)
 from bms_ros.core.pack_state_machine import (STATE_CHARGE, STATE_DRIVE, STATE_ERROR,
                                              STATE_OFF, STATE_STANDBY)
 from bms_ros.core.profile import config_dir
@@ -223,6 +223,12 @@ def test_disagreements_beyond_the_bounds():
     assert [r[0] for r in rows] == ['pack_soc', 'charge_current_limit_a']
     assert abs(rows[0][3] - 0.0932) < 1e-3 and rows[0][4] == 0.05
     assert disagreements(report, math.nan, (math.nan, math.nan), control) == []
+    # our protection trips while the pack reports no fault: said; with a pack fault: not
+    assert trip_disagreement(report, ('cell_overvoltage[3]',)) == \
+        'bms_ros trips cell_overvoltage[3], the pack reports no fault'
+    assert trip_disagreement(report, ()) is None
+    assert trip_disagreement(decoder.snapshot(9.0, 0.5), ('x',)) is None    # stale: unknown
+    assert ReportDecoder(mapping).feed(object(), 1.0) is False       # malformed: counted
 
 
 def _profile(tmp_path, **can):
