@@ -113,6 +113,18 @@ def run():
         rows.append({'benchmark': f'lfp_16s STANDBY whole suite peak RSS, {mode}', 'value': rss,
                      'unit': 'MiB', 'goal': f'<= {GOAL_RSS_MIB:g}' if goal else '',
                      'note': f'sum of per-process peaks, {len(result) - 1} processes'})
+    # what the prompt publish costs at rest: the driver publishes a measurement on every cell,
+    # temperature and contactor frame group (can.prompt_min_interval_s, ~23/s instead of 10/s),
+    # and protection, estimator, supervisor and balancing each handle every one
+    from test.ros.suite import write_profile
+    folder = tempfile.mkdtemp(prefix='bms_bench_profile_')
+    timer_only = write_profile(os.path.join(folder, 'lfp_16s.yaml'),
+                               edits={'can': {'prompt_min_interval_s': 0.0}})
+    result = run_suite(timer_only, RUN_S, single_process=True)
+    rows.append({'benchmark': 'lfp_16s STANDBY whole suite CPU, single process, prompt publish '
+                              'off', 'value': result['total'][1], 'unit': '% of a core',
+                 'goal': '', 'note': 'can.prompt_min_interval_s 0 (measurement on the timer '
+                 f'only; trips wait up to one period longer): {_detail(result)}'})
     for profile in ('lfp_16s', 'nmc_96s'):
         path = os.path.join(config_dir(), 'profiles', f'{profile}.yaml')
         result = run_suite(path, RUN_S, request_state='drive')
