@@ -1,11 +1,16 @@
-"""bms-report: PNG plots of a recorded bag (pack current, voltage, SoC, cells, temperatures, trips).
+"""bms-report: PNG plots of a recorded bag (current, voltage, SoC, cells, temperatures, pack
+state and contactors, protection events).
 
-    bms-report BAG [--out DIR] [--namespace NS]
+    bms-report BAG [--out DIR] [--namespace NS] [--profile P]
     python -m bms_ros.tools.report BAG [--out DIR]
 
 ``report_data`` reads the bag into plain arrays (pure, tested against the bag's values);
 ``render`` draws them with matplotlib's Agg backend, one PNG per panel plus an overview, each
-series in a fixed colour (``COLORS``) so a test can find its pixels.
+series in a fixed colour (``COLORS``) so a test can find its pixels. The protection panel has
+one row per limit, index and level (a warning, an alarm and a trip raised together never
+paint over each other); an event raised before the bag started (a latched trip the recorder
+received from transient-local history) is drawn from the bag's start. The voltage, cell and
+temperature panels carry the profile's warning / alarm / trip levels as dashed lines.
 """
 import argparse
 import os
@@ -32,9 +37,21 @@ COLORS = {
     'warning': '#fbc02d',          # yellow
     'alarm': '#ff6d00',            # orange
     'trip': '#b71c1c',             # dark red
+    'state': '#37474f',            # blue grey
+    'negative': '#283593',         # indigo
+    'positive': '#c62828',         # red
+    'precharge': '#ef6c00',        # orange
 }
 LEVEL_NAMES = {1: 'warning', 2: 'alarm', 3: 'trip'}
-PANELS = ('current', 'voltage', 'soc', 'cell_voltages', 'temperatures', 'trips')
+PANELS = ('current', 'voltage', 'soc', 'cell_voltages', 'temperatures', 'pack_state', 'trips')
+STATE_NAMES = ('OFF', 'STANDBY', 'PRECHARGE', 'DRIVE', 'CHARGE', 'ERROR')
+CONTACTORS = ('negative', 'positive', 'precharge')   # rows of the pack state panel, from the top
+# panel -> the protection limits drawn on it as dashed lines (the profile's levels)
+LIMIT_LINES = {
+    'voltage': ('pack_overvoltage', 'pack_undervoltage'),
+    'cell_voltages': ('cell_overvoltage', 'cell_undervoltage'),
+    'temperatures': ('discharge_overtemperature', 'discharge_undertemperature'),
+}
 
 
 @dataclass
@@ -50,6 +67,7 @@ class Interval:
     value: float
     threshold: float
     unit: str
+    before_start: bool = False     # raised before the bag started: drawn from its start
 
 
 @dataclass
@@ -74,6 +92,10 @@ class ReportData:
     truth_soc: np.ndarray = field(default_factory=lambda: np.zeros(0))     # 0..1
     events: list = field(default_factory=list)                             # [Interval]
     end_s: float = 0.0
+    state_t_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    state: np.ndarray = field(default_factory=lambda: np.zeros(0))        # PackState.state
+    contactors: dict = field(default_factory=dict)    # name -> bool array at measurement_t_s
+    limits: dict = field(default_factory=dict)        # panel -> [(limit_id, level, value)]
 
 
 def _stamp_s(msg, t_ns, t0_ns):
@@ -100,8 +122,24 @@ def truth_pack_soc(cell_soc, cell_capacity_ah):
     return pack_soc(cell_soc, cell_capacity_ah)[0]
 
 
-def report_data(bag_path, namespace=None):
-    """Read a bag into a ReportData (pure: no ROS graph, no plotting)."""
+def profile_limits(profile_path):
+    """{panel: [(limit_id, level, threshold)]} of LIMIT_LINES from a profile's protection."""
+    from bms_ros.core.profile import Profile
+    from bms_ros.core.protection import load_protection_config
+    profile = Profile(profile_path)
+    config = load_protection_config(profile.section('protection'), profile.pack)
+    out = {}
+    for panel, limit_ids in LIMIT_LINES.items():
+        out[panel] = [(limit_id, int(level), float(value))
+                      for limit_id in limit_ids
+                      for level, value in zip(config.limit(limit_id).levels,
+                                              config.limit(limit_id).thresholds)]
+    return out
+
+
+def report_data(bag_path, namespace=None, profile=None):
+    """Read a bag into a ReportData (pure: no ROS graph, no plotting); ``profile``: a profile
+    path whose protection levels become the limit lines (None: no lines)."""
     from bms_ros.tools.bag.bagio import Bag
 
     with Bag(bag_path) as bag:
@@ -123,6 +161,14 @@ def report_data(bag_path, namespace=None):
             data.temperature_min_degc = _reduce(temps, temp_ok, np.min)
             data.temperature_max_degc = _reduce(temps, temp_ok, np.max)
             data.temperature_mean_degc = _reduce(temps, temp_ok, np.mean)
+            data.contactors = {
+                'negative': np.array([m.negative_contactor_closed for m in msgs], dtype=bool),
+                'positive': np.array([m.positive_contactor_closed for m in msgs], dtype=bool),
+                'precharge': np.array([m.precharge_relay_closed for m in msgs], dtype=bool)}
+        states = bag.read('pack_state', namespace)
+        if states:
+            data.state_t_s = np.array([_stamp_s(m, t, t0) for t, m in states])
+            data.state = np.array([m.state for _, m in states], dtype=float)
         estimates = bag.read('estimate', namespace)
         if estimates:
             data.soc_source = 'estimate'
@@ -141,6 +187,8 @@ def report_data(bag_path, namespace=None):
                                        for _, m in truths], dtype=float)
         data.events = events_to_intervals(
             [(_stamp_s(m, t, t0), m) for t, m in bag.read('trip_event', namespace)], data.end_s)
+    if profile is not None:
+        data.limits = profile_limits(profile)
     return data
 
 
@@ -161,7 +209,21 @@ def events_to_intervals(events, end_s):
             interval = open_.pop(key)
             interval.end_s = t_s
             interval.cleared = True
-    return out
+    # history from before the bag (transient-local): over before it started -> not drawn;
+    # still raised when it started (a latched trip) -> from the bag's start
+    kept = []
+    for interval in out:
+        if interval.end_s < 0.0:
+            continue
+        if interval.start_s < 0.0:
+            interval.start_s, interval.before_start = 0.0, True
+        kept.append(interval)
+    return kept
+
+
+def event_rows(events):
+    """Rows of the protection panel: (limit_id, index, level), one per level, sorted."""
+    return sorted({(e.limit_id, e.index, e.level) for e in events})
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -209,20 +271,45 @@ def _draw(panel, ax, data):
         line('temperature_mean', t, data.temperature_mean_degc, 'mean sensor')
         line('temperature_min', t, data.temperature_min_degc, 'min sensor')
         ax.set_ylabel('temperature (degC)')
+    if panel in LIMIT_LINES and data.limits.get(panel) and drawn:
+        _limit_lines(ax, data.limits[panel], drawn)
+    elif panel == 'pack_state':
+        if len(data.state_t_s):
+            x = np.append(data.state_t_s, max(data.end_s, data.state_t_s[-1]))
+            y = np.append(data.state, data.state[-1])
+            ax.step(x, y, where='post', color=COLORS['state'], linewidth=1.6, label='state')
+            drawn['state'] = (x, y)
+        for k, name in enumerate(CONTACTORS):
+            closed = data.contactors.get(name)
+            if closed is None or not len(t):
+                continue
+            row = -1.0 - k              # below OFF: one row per contactor, closed spans
+            spans = _spans(t, closed, data.end_s)
+            if spans:
+                ax.broken_barh(spans, (row - 0.3, 0.6), color=COLORS[name])
+            drawn[name] = (np.array([a for a, _ in spans]), np.full(len(spans), row))
+        ax.set_yticks([-3.0, -2.0, -1.0] + list(range(len(STATE_NAMES))))
+        ax.set_yticklabels([f'{n} closed' for n in reversed(CONTACTORS)] + list(STATE_NAMES),
+                           fontsize=7)
+        ax.set_ylim(-3.6, len(STATE_NAMES) - 0.4)
+        ax.set_xlim(0.0, max(data.end_s, 1e-3))
+        ax.set_ylabel('state, contactors')
     elif panel == 'trips':
-        rows = sorted({(e.limit_id, e.index) for e in data.events})
-        for k, (limit_id, index) in enumerate(rows):
-            for e in data.events:
-                if (e.limit_id, e.index) != (limit_id, index):
-                    continue
-                name = LEVEL_NAMES[e.level]
-                width = max(e.end_s - e.start_s, 1e-3 * max(data.end_s, 1.0))
-                ax.broken_barh([(e.start_s, width)], (k - 0.35, 0.7), color=COLORS[name])
-                drawn.setdefault(name, ([], []))
-                drawn[name][0].append(e.start_s)
-                drawn[name][1].append(k)
+        rows = event_rows(data.events)
+        for e in data.events:
+            k = rows.index((e.limit_id, e.index, e.level))
+            name = LEVEL_NAMES[e.level]
+            width = max(e.end_s - e.start_s, 1e-3 * max(data.end_s, 1.0))
+            ax.broken_barh([(e.start_s, width)], (k - 0.35, 0.7), color=COLORS[name])
+            drawn.setdefault(name, ([], []))
+            drawn[name][0].append(e.start_s)
+            drawn[name][1].append(k)
         ax.set_yticks(range(len(rows)))
-        ax.set_yticklabels([f'{lid}[{i}]' if i >= 0 else lid for lid, i in rows], fontsize=7)
+        ax.set_yticklabels([(f'{lid}[{i}]' if i >= 0 else lid) + f' {LEVEL_NAMES[level]}'
+                            + (' (before start)' if any(
+                                e.before_start and (e.limit_id, e.index, e.level) ==
+                                (lid, i, level) for e in data.events) else '')
+                            for lid, i, level in rows], fontsize=7)
         ax.set_ylim(-0.8, max(len(rows), 1) - 0.2)
         ax.set_xlim(0.0, max(data.end_s, 1e-3))
         handles = [_patch(COLORS[n], n) for n in ('warning', 'alarm', 'trip')
@@ -233,13 +320,60 @@ def _draw(panel, ax, data):
             ax.text(0.5, 0.5, 'no protection events', ha='center', va='center',
                     transform=ax.transAxes, color='#616161')
         ax.set_ylabel('protection events')
-    if panel != 'trips' and drawn:
+    if panel not in ('trips', 'pack_state') and drawn:
         ax.legend(loc='best', fontsize=7)
+    if panel == 'pack_state' and drawn:
+        ax.legend(handles=[_patch(COLORS[n], n) for n in ('state', *CONTACTORS) if n in drawn],
+                  loc='upper left', fontsize=7)
     if panel != 'trips' and not drawn:
         ax.text(0.5, 0.5, 'not recorded', ha='center', va='center', transform=ax.transAxes,
                 color='#616161')
     ax.grid(True, color='#eeeeee', linewidth=0.5)
     return drawn
+
+
+def _spans(t, closed, end_s):
+    """(start, width) of the runs where ``closed`` is true, sampled at times ``t`` (s)."""
+    spans = []
+    start = None
+    for k, on in enumerate(closed):
+        if on and start is None:
+            start = t[k]
+        elif not on and start is not None:
+            spans.append((start, t[k] - start))
+            start = None
+    if start is not None:
+        spans.append((start, max(end_s, t[-1]) - start))
+    return spans
+
+
+def _limit_lines(ax, limits, drawn):
+    """Dashed lines at the limits' levels; the y range keeps the data and each limit's first
+    level (warning) in view. Adds drawn['limits'] = [(limit_id, level, value)]."""
+    lows, highs = [], []
+    for _, (x, y) in drawn.items():
+        finite = np.asarray(y, dtype=float)[np.isfinite(np.asarray(y, dtype=float))]
+        if finite.size:
+            lows.append(finite.min())
+            highs.append(finite.max())
+    if not lows:
+        return
+    low, high = min(lows), max(highs)
+    shown = []
+    for limit_id, level, value in limits:
+        first = min(lv for lid, lv, _ in limits if lid == limit_id)
+        if level == first:
+            low, high = min(low, value), max(high, value)
+    margin = 0.05 * max(high - low, 1e-6)
+    labelled = set()
+    for limit_id, level, value in limits:
+        name = LEVEL_NAMES[level]
+        ax.axhline(value, color=COLORS[name], linestyle='--', linewidth=1.0,
+                   label=None if name in labelled else f'{name} level (profile)')
+        labelled.add(name)
+        shown.append((limit_id, level, value))
+    ax.set_ylim(low - margin, high + margin)
+    drawn['limits'] = shown
 
 
 def _patch(color, label):
@@ -297,7 +431,8 @@ def summary_lines(data):
         lines.append(f'SoC ({data.soc_source}) {100 * data.soc[0]:.1f} % -> '
                      f'{100 * data.soc[-1]:.1f} %')
     for e in data.events:
-        lines.append(f'{LEVEL_NAMES[e.level]} {e.limit_id}[{e.index}] at {e.start_s:.2f} s'
+        when = 'before the bag started' if e.before_start else f'at {e.start_s:.2f} s'
+        lines.append(f'{LEVEL_NAMES[e.level]} {e.limit_id}[{e.index}] {when}'
                      + (f', cleared at {e.end_s:.2f} s' if e.cleared else ', still active'))
     return lines
 
@@ -309,11 +444,17 @@ def main(argv=None):
     parser.add_argument('--out', default=None, help='output folder (default: <bag>_report)')
     parser.add_argument('--namespace', default=None, help='pack namespace if several in the bag')
     parser.add_argument('--dpi', type=int, default=100)
+    parser.add_argument('--profile', default=None,
+                        help='profile whose protection levels are drawn as limit lines '
+                             '(default: the shipped LFP profile; "none": no lines)')
     args = parser.parse_args(argv)
     out = args.out or os.path.normpath(args.bag).rstrip(os.sep) + '_report'
+    from bms_ros.core.errors import ConfigError
+    from bms_ros.core.profile import default_profile_path
+    profile = None if args.profile == 'none' else (args.profile or default_profile_path())
     try:
-        data = report_data(args.bag, args.namespace)
-    except BagError as error:
+        data = report_data(args.bag, args.namespace, profile)
+    except (BagError, ConfigError) as error:
         print(f'bms-report: {error}', file=sys.stderr)
         return 2
     if not len(data.measurement_t_s) and not len(data.soc) and not data.events:

@@ -189,9 +189,9 @@ def test_trips_timeline_shows_bars_from_raise_to_clear(rendered):
     data, result = rendered
     info = result['trips']
     image = imread(info['path'])
-    rows = sorted({(e.limit_id, e.index) for e in data.events})
-    trip_row = rows.index(('discharge_overtemperature', 0))
-    warn_row = rows.index(('cell_overvoltage', 2))
+    rows = report.event_rows(data.events)
+    trip_row = rows.index(('discharge_overtemperature', 0, 3))
+    warn_row = rows.index(('cell_overvoltage', 2, 1))
     trip = colour_mask(image, report.COLORS['trip'])
     warning = colour_mask(image, report.COLORS['warning'])
     # trip bar from 6 s to the end of the bag (still latched), none before 6 s
@@ -210,3 +210,138 @@ def test_cli(tmp_path, capsys):
     assert 'bag ' in capsys.readouterr().out
     assert report.main([str(tmp_path / 'missing')]) == 2
     assert 'no such bag' in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- issue 18 item 5
+
+def busy_bag(path):
+    """12 s: a trip latched 5 s before the bag started (transient-local history), an alarm
+    raised and cleared before it (not drawn), warning + alarm + trip of one sensor raised at the
+    same instant (6 s), the pack state STANDBY -> PRECHARGE -> DRIVE -> ERROR and the contactor
+    feedback closed from 3.5 s until the trip opened them."""
+    names = ('measurement', 'trip_event', 'pack_state')
+    topics = {name: bag_schema.resolve('', name) for name in names}
+    with BagWriter(path, {'bms_ros.namespace': ''}) as writer:
+        for name, topic in topics.items():
+            writer.add_topic(topic, bag_schema.TOPICS[name].msgtype,
+                             [bag_schema.qos_fields(bag_schema.TOPICS[name].kind, 10)])
+
+        def put(name, t, stamp_t=None, **fields):
+            header = new_message('std_msgs/msg/Header',
+                                 stamp=time_message(T0 + (t if stamp_t is None else stamp_t)))
+            msgtype = bag_schema.TOPICS[name].msgtype
+            writer.write_message(topics[name], int(round((T0 + t) * 1e9)),
+                                 new_message(msgtype, header=header, **fields), msgtype)
+
+        # the recorder receives the latched history first, stamped when it was raised
+        put('trip_event', 0.0, stamp_t=-5.0, limit_id='cell_undervoltage', level=3, index=1,
+            active=True, latched=True)
+        put('trip_event', 0.0, stamp_t=-9.0, limit_id='temperature_spread', level=2, index=-1,
+            active=True)
+        put('trip_event', 0.0, stamp_t=-8.0, limit_id='temperature_spread', level=2, index=-1,
+            active=False)
+        for k in range(121):
+            t = 0.1 * k
+            closed = 3.5 <= t < 6.05
+            put('measurement', t, pack_current_a=-10.0 if closed else 0.0, pack_voltage_v=52.0,
+                cell_voltages_v=[3.25, 3.26, 3.27], cell_voltage_valid=[True] * 3,
+                temperatures_degc=[30.0 + t, 25.0], temperature_valid=[True, True],
+                negative_contactor_closed=closed, positive_contactor_closed=closed,
+                precharge_relay_closed=3.0 <= t < 3.5)
+        for t, state in ((0.05, 1), (3.0, 2), (3.5, 3), (6.05, 5)):
+            put('pack_state', t, state=state)
+        for level in (1, 2, 3):
+            put('trip_event', 6.0, limit_id='discharge_overtemperature', level=level, index=0,
+                active=True, latched=level == 3, value=56.0, threshold=55.0, unit='degC')
+        put('trip_event', 9.0, limit_id='discharge_overtemperature', level=1, index=0,
+            active=False)
+    return path
+
+
+@pytest.fixture(scope='module')
+def busy(tmp_path_factory):
+    from bms_ros.core.profile import default_profile_path
+    out = tmp_path_factory.mktemp('busy')
+    data = report.report_data(busy_bag(out / 'busy'), profile=default_profile_path())
+    return data, report.render(data, str(out / 'png'))
+
+
+def test_each_level_has_its_own_row_and_nothing_paints_over_a_trip(busy):
+    data, result = busy
+    rows = report.event_rows(data.events)
+    assert rows == [('cell_undervoltage', 1, 3), ('discharge_overtemperature', 0, 1),
+                    ('discharge_overtemperature', 0, 2), ('discharge_overtemperature', 0, 3)]
+    info = result['trips']
+    image = imread(info['path'])
+    for level, name in ((1, 'warning'), (2, 'alarm'), (3, 'trip')):
+        row = rows.index(('discharge_overtemperature', 0, level))
+        mask = colour_mask(image, report.COLORS[name])
+        # each level's bar starts at 6 s on its own row ...
+        assert found_near(mask, *to_pixel(info, 6.3, row), radius=1), name
+        assert not found_near(mask, *to_pixel(info, 5.5, row), radius=1), name
+        # ... and no other level's colour is on that row
+        for other in {'warning', 'alarm', 'trip'} - {name}:
+            other_mask = colour_mask(image, report.COLORS[other])
+            assert not found_near(other_mask, *to_pixel(info, 7.0, row), radius=1), (name, other)
+    warning = colour_mask(image, report.COLORS['warning'])
+    warn_row = rows.index(('discharge_overtemperature', 0, 1))
+    assert not found_near(warning, *to_pixel(info, 10.0, warn_row), radius=1)   # cleared at 9 s
+
+
+def test_a_trip_latched_before_the_bag_is_drawn_from_its_start(busy):
+    data, result = busy
+    early = next(e for e in data.events if e.limit_id == 'cell_undervoltage')
+    assert (early.start_s, early.end_s, early.before_start) == (0.0, pytest.approx(12.0), True)
+    assert not any(e.limit_id == 'temperature_spread' for e in data.events)   # over before 0
+    info = result['trips']
+    trip = colour_mask(imread(info['path']), report.COLORS['trip'])
+    row = report.event_rows(data.events).index(('cell_undervoltage', 1, 3))
+    assert all(found_near(trip, *to_pixel(info, t, row), radius=1) for t in (0.2, 6.0, 11.8))
+    assert 'trip cell_undervoltage[1] before the bag started, still active' in \
+        report.summary_lines(data)
+
+
+def test_pack_state_and_contactor_panel(busy):
+    data, result = busy
+    assert np.allclose(data.state_t_s, [0.05, 3.0, 3.5, 6.05], atol=1e-6)
+    assert list(data.state) == [1, 2, 3, 5]
+    info = result['pack_state']
+    x, y = info['series']['state']
+    assert list(y) == [1, 2, 3, 5, 5] and x[-1] == pytest.approx(data.end_s)
+    image = imread(info['path'])
+    state = colour_mask(image, report.COLORS['state'])
+    assert found_near(state, *to_pixel(info, 4.5, 3))          # DRIVE at 4.5 s
+    assert not found_near(state, *to_pixel(info, 4.5, 1), radius=1)
+    assert found_near(state, *to_pixel(info, 9.0, 5))          # ERROR after the trip
+    for k, name in enumerate(report.CONTACTORS):
+        mask = colour_mask(image, report.COLORS[name])
+        row = -1.0 - k
+        on = (3.2,) if name == 'precharge' else (3.8, 5.0, 5.9)
+        off = (1.0, 4.5, 8.0) if name == 'precharge' else (1.0, 2.5, 7.0, 11.0)
+        assert all(found_near(mask, *to_pixel(info, t, row), radius=1) for t in on), name
+        assert not any(found_near(mask, *to_pixel(info, t, row), radius=1) for t in off), name
+
+
+@pytest.mark.parametrize('panel, limit_id, values', [
+    ('cell_voltages', 'cell_overvoltage', (3.62,)),          # the warning stays in view
+    ('cell_voltages', 'cell_undervoltage', (2.5,)),
+    ('temperatures', 'discharge_overtemperature', (45.0,)),
+    ('temperatures', 'discharge_undertemperature', (-20.0,)),
+    ('voltage', 'pack_overvoltage', (57.9,)),
+])
+def test_limit_lines_at_the_profile_levels(busy, panel, limit_id, values):
+    """Every level is drawn; the y range holds the data and each limit's warning, so the
+    alarm and trip lines beyond it may lie outside the view."""
+    data, result = busy
+    info = result[panel]
+    drawn = {(lid, level): value for lid, level, value in info['series']['limits']}
+    expected = {(lid, level): value for lid, level, value in data.limits[panel]}
+    assert drawn == expected
+    image = imread(info['path'])
+    levels = {3.62: 1, 2.5: 1, 45.0: 1, -20.0: 1, 57.9: 1}
+    for value in values:
+        level = levels[value]
+        assert drawn[(limit_id, level)] == pytest.approx(value)
+        mask = colour_mask(image, report.COLORS[report.LEVEL_NAMES[level]])
+        hits = [found_near(mask, *to_pixel(info, t, value), radius=1) for t in (1.0, 4.0, 11.0)]
+        assert sum(hits) >= 2, (limit_id, value)     # dashed: most probes hit a dash
