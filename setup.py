@@ -58,6 +58,7 @@ setup(
             'bms-can-hub = bms_ros.tools.can_hub:main',
             'bms-estimate-csv = bms_ros.tools.estimate_csv:main',
             'bms-safety-table = bms_ros.tools.safety_table:main',
+            'bms-launch = bms_ros.tools.launch_wrapper:main',
             # the web dashboard (docs/dashboard.md) and the single-process container
             'dashboard = bms_ros.nodes.dashboard:main',
             'bms-dashboard = bms_ros.nodes.dashboard:main',
