@@ -13,7 +13,7 @@ from bms_ros.graph import suite
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV = os.path.join(ROOT, '.venv')
 TOOLS = ('bmsctl', 'bms-report', 'bms-bag', 'bms-bringup', 'bms-can-log', 'bms-dbc-skeleton',
-         'bms-estimate-csv', 'bms-safety-table', 'bms-can-hub')
+         'bms-estimate-csv', 'bms-safety-table', 'bms-can-hub', 'bms-launch')
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(os.path.join(VENV, 'lib', 'bms_ros')),
                                 reason='needs the bootstrapped .venv')
