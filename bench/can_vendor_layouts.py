@@ -1,6 +1,6 @@
 """Decode throughput of the vendor-style layouts (test/fixtures/can/vendors/) from their logs.
 
-    .venv/bin/python -m bench.run can_vendor_layouts   # or: .venv/bin/python -m bench.can_vendor_layouts
+    .venv/bin/python -m bench.can_vendor_layouts    # or: bench.run can_vendor_layouts
 
 Per layout: the driver's MeasurementAssembler over the frames of the recorded log (encoded by
 cantools from the truth trajectory, extra traffic included: a diagnostics branch, a second J1939

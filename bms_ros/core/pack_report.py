@@ -391,7 +391,8 @@ def _report_message(sec, by_name, dbc_name, suggest, is_boolean_signal, owners, 
             signal=signal_name, field=field_name, kind=kind,
             gain=dbc_scale * scale, bias=dbc_offset * scale + offset,
             invalid_raw=invalid_raw, raw_min=raw_min, raw_max=raw_max, states=states,
-            name=flag_name, choices={int(k): str(v) for k, v in (dbc_signal.choices or {}).items()}))
+            name=flag_name,
+            choices={int(k): str(v) for k, v in (dbc_signal.choices or {}).items()}))
     if not signals:
         raise sec.error('signals', 'expected at least one signal')
     return ReportMessage(name=name, frame_id=message.frame_id,
@@ -818,6 +819,7 @@ class ReportEncoder:
 
 __all__ = ['CONTROL_STYLES', 'ControlConfig', 'PackReport', 'REPORT_FIELDS', 'ReportDecoder',
            'ReportEncoder', 'RequestEncoder', 'RequestHold', 'StateRequestMap',
-           'battery_health', 'check_style', 'control_of_file', 'control_style_of_file', 'decode_request',
-           'disagreements', 'trip_disagreement', 'estimate_fields', 'load_control', 'load_report_sections',
-           'pack_state_fields', 'protection_fields', 'report_keys']
+           'battery_health', 'check_style', 'control_of_file', 'control_style_of_file',
+           'decode_request', 'disagreements', 'estimate_fields', 'load_control',
+           'load_report_sections', 'pack_state_fields', 'protection_fields', 'report_keys',
+           'trip_disagreement']
