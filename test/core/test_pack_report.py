@@ -258,3 +258,18 @@ def test_graph_starts_the_nodes_of_each_style(tmp_path):
     assert [n.name for n in nodes] == ['can_driver', 'state_estimator', 'protection',
                                        'pack_supervisor', 'balancing']
     assert all(n.remappings == () for n in nodes)
+
+
+from test.core.test_graph import _Node, _run_launch, launch_file  # noqa: E402,F401  (fixture)
+
+
+def test_the_launch_file_follows_graph_in_style_b(tmp_path, launch_file):  # noqa: F811
+    from bms_ros.graph import SECOND_OPINION_REMAPS, suite
+    profile = _profile(tmp_path, control='pack')
+    _, actions = _run_launch(launch_file, profile=profile, simulate='false')
+    launched = {a.kwargs['name']: a.kwargs for a in actions if isinstance(a, _Node)}
+    _, nodes = suite(profile=profile, simulate='false')
+    assert sorted(launched) == sorted(n.name for n in nodes)
+    for node in nodes:
+        assert launched[node.name]['remappings'] == list(node.remappings)
+    assert launched['protection']['remappings'] == list(SECOND_OPINION_REMAPS)
