@@ -20,5 +20,17 @@ test-core: bootstrap
 bench: bootstrap
 	@$(PY) -m bench.run
 
+# PyBaMM validation matrix (docs/estimation.md "Validation matrix"): the pinned validation venv,
+# the new cells' files, the simulations not yet in test/fixtures/pybamm/matrix/, the manifest,
+# then the scoreboard. Simulations take ~20 s each; delete a fixture to re-simulate it.
+VPY := .venv-validation/bin/python
+validate: bootstrap
+	@test -x $(VPY) || (python3 -m venv .venv-validation && \
+		$(VPY) -m pip install -q -r bench/validation/requirements.txt)
+	@nice -n 10 $(VPY) bench/validation/make_matrix.py cells
+	@nice -n 10 $(VPY) bench/validation/make_matrix.py simulate
+	@$(PY) bench/validation/make_matrix.py manifest
+	@$(PY) -m bench.estimation_matrix
+
 clean:
 	rm -rf build log .venv

@@ -13,7 +13,7 @@ import time
 import traceback
 
 TOPICS = ('can_decode', 'pack_model', 'estimation', 'trip_latency', 'supervisor',
-          'fault_latency', 'replay', 'memory', 'soak')
+          'fault_latency', 'replay', 'memory', 'soak', 'estimation_matrix')
 
 
 def machine():

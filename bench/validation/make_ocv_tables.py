@@ -2,7 +2,8 @@
 
 OCV(z) = U_p(y(z)) - U_n(x(z)), with the electrode stoichiometries at 0 % and 100 % SoC from
 PyBaMM's electrode state-of-health solver; the entropic coefficient column comes from the
-parameter set where it has one (else 0).
+parameter set where it has one (else 0). The matrix's new cells (Mohtat2020, NCA_Kim2011) get
+their tables through write_table from make_matrix.py cells.
 
     .venv-validation/bin/python bench/validation/make_ocv_tables.py
 """
@@ -47,19 +48,24 @@ def ocv_table(name):
     return soc, ocv, dt * np.ones_like(soc), (x0, x100, y0, y100)
 
 
+def write_table(path, name, cell, ref, soc, ocv, dt, stoich):
+    """One config/ocv/*.csv with its provenance comment."""
+    with open(path, 'w') as out:
+        out.write(f'# {cell}: OCV at 25 degC from PyBaMM {pybamm.__version__} parameter set '
+                  f'"{name}" ({ref}).\n')
+        out.write('# OCV(z) = U_p(y) - U_n(x) with stoichiometries x0,x100,y0,y100 = '
+                  + ', '.join(f'{s:.4f}' for s in stoich)
+                  + ' from the electrode SOH solver; made by bench/validation/make_ocv_tables.py\n')
+        out.write('soc,ocv_v,docv_dt_v_per_degc\n')
+        for z, v, d in zip(soc, ocv, dt):
+            out.write(f'{z:.2f},{v:.5f},{d:.3e}\n')
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for filename, (name, cell, ref) in SETS.items():
         soc, ocv, dt, stoich = ocv_table(name)
-        with open(os.path.join(OUT, filename), 'w') as out:
-            out.write(f'# {cell}: OCV at 25 degC from PyBaMM {pybamm.__version__} parameter set '
-                      f'"{name}" ({ref}).\n')
-            out.write('# OCV(z) = U_p(y) - U_n(x) with stoichiometries x0,x100,y0,y100 = '
-                      + ', '.join(f'{s:.4f}' for s in stoich)
-                      + ' from the electrode SOH solver; made by bench/validation/make_ocv_tables.py\n')
-            out.write('soc,ocv_v,docv_dt_v_per_degc\n')
-            for z, v, d in zip(soc, ocv, dt):
-                out.write(f'{z:.2f},{v:.5f},{d:.3e}\n')
+        write_table(os.path.join(OUT, filename), name, cell, ref, soc, ocv, dt, stoich)
         print(filename, f'{ocv[0]:.3f}..{ocv[-1]:.3f} V')
 
 
