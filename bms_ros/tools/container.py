@@ -29,7 +29,8 @@ from bms_ros.core.errors import ConfigError
 from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, suite
 
 HARDWARE = ('pack_simulator',)   # the simulated pack stands for hardware: its own process
-DEFAULT_THREADS = 2              # executor threads (GIL-bound: more only adds switching)
+# executor threads: one per node by default, so a node's timer never waits for a free thread
+# while other nodes' callbacks run (as with one process per node); they share the GIL
 EXECUTORS = ('multi', 'single', 'events')
 
 
@@ -91,15 +92,15 @@ def parse_args(argv=None):
                         help='multi: MultiThreadedExecutor (as component_container_mt); '
                              'single: SingleThreadedExecutor; events: rclpy\'s experimental '
                              'EventsExecutor (default multi)')
-    parser.add_argument('--threads', type=int, default=DEFAULT_THREADS,
-                        help=f'threads of the multi executor (default {DEFAULT_THREADS})')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='threads of the multi executor (default 0: one per node)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads < 1:
-        print('container: --threads must be >= 1', file=sys.stderr)
+    if args.threads < 0:
+        print('container: --threads must be >= 0', file=sys.stderr)
         return CONFIG_ERROR_EXIT
     arguments = {name: getattr(args, name) for name in ARGUMENTS
                  if getattr(args, name) is not None and name != 'namespace'}
@@ -136,11 +137,12 @@ def main(argv=None):
             except ConfigError as error:   # changed on disk since the check
                 print(f'{spec.name}: configuration error: {error}', file=sys.stderr)
                 return CONFIG_ERROR_EXIT
-        executor = make_executor(args.executor, args.threads)
+        threads = args.threads or len(nodes)
+        executor = make_executor(args.executor, threads)
         for _, node in nodes:
             executor.add_node(node)
         names = ', '.join(node.get_fully_qualified_name() for _, node in nodes)
-        threads = f'{args.threads} threads' if args.executor == 'multi' else 'one thread'
+        threads = f'{threads} threads' if args.executor == 'multi' else 'one thread'
         nodes[0][1].get_logger().info(f'container (pid {os.getpid()}): {names}; '
                                       f'{args.executor} executor, {threads}')
         try:
