@@ -13,7 +13,8 @@ import time
 import traceback
 
 TOPICS = ('can_decode', 'pack_model', 'estimation', 'trip_latency', 'supervisor',
-          'fault_latency', 'replay', 'memory', 'soak', 'estimation_matrix')
+          'fault_latency', 'replay', 'memory', 'soak', 'estimation_matrix',
+          'energy')
 
 
 def machine():

@@ -16,7 +16,7 @@ class LoadProfileStats:
 
     mean_drawn_w: float
     block_std_w: float         # std of the block means
-    peak_drawn_w: float        # highest block mean
+    peak_drawn_w: float        # 95th percentile of the blocks' highest sample
     loss_factor: float         # E[P^2] / E[P]^2 over the samples (>= 1)
     duration_s: float
     blocks: int
@@ -31,8 +31,8 @@ class LoadTracker:
         self.power_w = float('nan')        # low-passed, + = charging
         self.current_a = float('nan')      # low-passed, + = charging
         self.power_var_w2 = 0.0            # low-passed variance around power_w
-        self._blocks = deque()             # (t_end_s, seconds, drawn Ws, drawn W^2 s)
-        self._block = [0.0, 0.0, 0.0]      # seconds, Ws, W^2 s of the running block
+        self._blocks = deque()             # (t_end_s, seconds, drawn Ws, drawn W^2 s, peak W)
+        self._block = [0.0, 0.0, 0.0, -math.inf]   # seconds, Ws, W^2 s, peak of the running one
         self._block_start_s = None
         self.rejected = 0
 
@@ -63,10 +63,11 @@ class LoadTracker:
             self._block[0] += dt
             self._block[1] += drawn * dt
             self._block[2] += drawn * drawn * dt
+            self._block[3] = max(self._block[3], drawn)
         if t_s - self._block_start_s >= self.config.profile_block_s:
             if self._block[0] > 0.0:
                 self._blocks.append((t_s, *self._block))
-            self._block = [0.0, 0.0, 0.0]
+            self._block = [0.0, 0.0, 0.0, -math.inf]
             self._block_start_s = t_s
             while self._blocks and t_s - self._blocks[0][0] > self.config.profile_window_s:
                 self._blocks.popleft()
@@ -95,5 +96,7 @@ class LoadTracker:
         means = [b[2] / b[1] for b in blocks if b[1] > 0.0]
         var = sum((m - mean) ** 2 for m in means) / max(len(means) - 1, 1)
         loss = (square / seconds) / (mean * mean) if mean > 0.0 else 1.0
-        return LoadProfileStats(mean, math.sqrt(var), max(means), max(loss, 1.0), seconds,
+        peaks = sorted(b[4] for b in blocks if b[1] > 0.0)
+        peak = peaks[min(len(peaks) - 1, int(0.95 * len(peaks)))]
+        return LoadProfileStats(mean, math.sqrt(var), max(peak, mean), max(loss, 1.0), seconds,
                                 len(means))

@@ -97,7 +97,9 @@ class EnergyEstimator:
                         else 25.0)[ok]
         z = soc[ok]
         q = np.asarray(est.cell_capacity_ah, dtype=float)[ok]
-        r = self.model.resistance_ohm(np.asarray(est.cell_r0_ohm, dtype=float)[ok], temp)
+        r0_25 = np.asarray(est.cell_r0_ohm, dtype=float)[ok]
+        r = self.model.resistance_ohm(r0_25, temp)
+        r_peak = self.model.peak_resistance_ohm(r0_25, temp)     # a profile's short peaks
         sigma = cfg.band_sigma
         z_std = np.full(z.size, cfg.soc_std) if soc_std is None else \
             np.nan_to_num(np.asarray(soc_std, dtype=float)[ok], nan=cfg.soc_std)
@@ -111,14 +113,16 @@ class EnergyEstimator:
         profile_ok = profile is not None and profile.mean_drawn_w > \
             cfg.idle_current_a * self._pack_voltage(z, temp)
 
-        # the load the energy refers to: the present one, else the learnt one, else none
-        if discharging:
-            power, loss, peak = drawn, 1.0, drawn
-        elif profile_ok:
-            power, loss, peak = profile.mean_drawn_w, profile.loss_factor, profile.peak_drawn_w
+        # the load the energy refers to: the learnt profile (its mean, losses and peaks), else
+        # the present filtered one, else none
+        if profile_ok:
+            power, loss, peak, r_pk = (profile.mean_drawn_w, profile.loss_factor,
+                                       profile.peak_drawn_w, r_peak)
+        elif discharging:
+            power, loss, peak, r_pk = drawn, 1.0, drawn, None
         else:
-            power, loss, peak = 0.0, 1.0, 0.0
-        mid = self.model.discharge(z, q, r, temp, power, peak, loss)
+            power, loss, peak, r_pk = 0.0, 1.0, 0.0, None
+        mid = self.model.discharge(z, q, r, temp, power, peak, loss, r_pk)
         out.remaining_energy_wh = mid.energy_wh
         i_mean = mid.charge_ah * 3600.0 / mid.time_s if mid.time_s > 0 and \
             math.isfinite(mid.time_s) else 0.0
@@ -128,17 +132,17 @@ class EnergyEstimator:
         # a full pack: every cell gains the charge the strongest can still take
         gain = float(np.min((cfg.soc_ceiling - z) * q))
         full = self.model.discharge(np.clip(z + max(gain, 0.0) / q, 0.0, 1.0), q, r, temp, power,
-                                    peak, loss)
+                                    peak, loss, r_pk)
         out.energy_full_wh = full.energy_wh
 
         if discharging:
             p_std = self.load.power_std_w
+            present = mid if not profile_ok else self.model.discharge(z, q, r, temp, drawn)
             out.time_to_empty_s, out.time_to_empty_low_s, out.time_to_empty_high_s = \
-                self._tte_band(z, z_std, q, q_std, r, temp, drawn, p_std, drawn, 1.0, mid)
+                self._tte_band(z, z_std, q, q_std, r, temp, drawn, p_std, drawn, 1.0, present)
         if profile_ok:
             p = profile.mean_drawn_w
-            base = mid if not discharging else self.model.discharge(
-                z, q, r, temp, p, profile.peak_drawn_w, profile.loss_factor)
+            base = mid
             horizon = base.time_s if math.isfinite(base.time_s) else profile.duration_s
             # the mean over the horizon of a load with this block spread (and this window)
             p_std = profile.block_std_w * math.sqrt(
@@ -146,7 +150,7 @@ class EnergyEstimator:
             (out.time_to_empty_profile_s, out.time_to_empty_profile_low_s,
              out.time_to_empty_profile_high_s) = self._tte_band(
                 z, z_std, q, q_std, r, temp, p, p_std, profile.peak_drawn_w,
-                profile.loss_factor, base)
+                profile.loss_factor, base, r_peak)
         if charging or out.charger_present:
             i_cc = self._charge_current(est, current)
             ttf = self.model.time_to_full_s(z, q, r, temp, i_cc)
@@ -160,14 +164,16 @@ class EnergyEstimator:
             out.time_to_full_high_s = _finite_or_nan(high)
         return out
 
-    def _tte_band(self, z, z_std, q, q_std, r, temp, power, power_std, peak, loss, mid):
+    def _tte_band(self, z, z_std, q, q_std, r, temp, power, power_std, peak, loss, mid,
+                  r_peak=None):
         """(time to empty, low, high) in s at ``power`` W drawn, band from SoC, capacity, load."""
         k = self.config.band_sigma
         low = self.model.discharge(np.clip(z - k * z_std, 0.0, 1.0),
                                    np.maximum(q - k * q_std, 1e-6), r, temp,
-                                   power + k * power_std, max(peak, power + k * power_std), loss)
+                                   power + k * power_std, max(peak, power + k * power_std), loss,
+                                   r_peak)
         high = self.model.discharge(np.clip(z + k * z_std, 0.0, 1.0), q + k * q_std, r, temp,
-                                    max(power - k * power_std, 0.05 * power), peak, loss)
+                                    max(power - k * power_std, 0.05 * power), peak, loss, r_peak)
         return (_finite_or_nan(mid.time_s), _finite_or_nan(low.time_s),
                 _finite_or_nan(high.time_s))
 

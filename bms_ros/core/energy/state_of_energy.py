@@ -78,12 +78,21 @@ class CellEnergyModel:
         return r0 + self.cell.r1_ohm * np.asarray(cell_r0_ohm, dtype=float) / self.cell.r0_ohm
 
     # ------------------------------------------------------------------ discharge
+    def peak_resistance_ohm(self, cell_r0_ohm, temperature_degc, peak_s=10.0):
+        """R0(T) + R1 (1 - exp(-peak_s / tau1)) per cell: what a peak of ``peak_s`` meets."""
+        t = np.asarray(temperature_degc, dtype=float)
+        r0 = np.asarray(cell_r0_ohm, dtype=float)
+        return r0 * self.cell.r0_at(t) / self.cell.r0_ohm + self.cell.r1_ohm * r0 \
+            / self.cell.r0_ohm * (1.0 - np.exp(-peak_s / self.cell.tau1_s))
+
     def discharge(self, soc, capacity_ah, resistance_ohm, temperature_degc, power_w,
-                  peak_power_w=None, loss_factor=1.0):
+                  peak_power_w=None, loss_factor=1.0, peak_resistance_ohm=None):
         """Integrate a discharge at constant pack power ``power_w`` (W drawn, >= 0).
 
-        ``peak_power_w`` (default ``power_w``) is the load the cut-off voltage is judged at;
-        ``loss_factor`` scales the I^2 R losses (E[P^2] / E[P]^2 of a varying load).
+        ``peak_power_w`` (default ``power_w``) is the load the cut-off voltage is judged at,
+        through ``peak_resistance_ohm`` per cell (default ``resistance_ohm``: a sustained peak)
+        on top of the mean load's drop; ``loss_factor`` scales the I^2 R losses
+        (E[P^2] / E[P]^2 of a varying load).
         """
         cfg = self.config
         z0 = np.clip(np.asarray(soc, dtype=float), 0.0, 1.0)
@@ -105,7 +114,13 @@ class CellEnergyModel:
         r_pack = float(r.sum())
         current, ok = _current_at_power(emf, r_pack * loss_factor, power)
         peak_current, peak_ok = _current_at_power(emf, r_pack, peak)
-        terminal = ocv - peak_current[:, None] * r[None, :]
+        if peak_resistance_ohm is None:
+            terminal = ocv - peak_current[:, None] * r[None, :]
+        else:
+            r_pk = np.asarray(peak_resistance_ohm, dtype=float)
+            # the RC pair carries the mean load; the peak adds its step through r_pk
+            terminal = ocv - current[:, None] * (r - r_pk)[None, :] \
+                - peak_current[:, None] * r_pk[None, :]
         margin = np.min(terminal, axis=1) - self.cutoff_v
         bad = (margin < 0.0) | ~ok | ~peak_ok
         end_reason = 'floor'
