@@ -60,7 +60,7 @@ class ChargerConfig:
     CC at the smaller of current_a and the BMS's allowed charge current, CV with the highest
     cell at cell_voltage_v, done once the CV current falls below end_current_a."""
 
-    current_a: float = None          # A, pack; None: the cell's charge_current_max_a x parallel
+    current_a: float = None          # A, pack; None: half the cell's charge_current_max_a x p
     cell_voltage_v: float = None     # V; None: the cell's voltage_max_v
     end_current_a: float = None      # A, pack; None: C/20 of the nominal capacity
 
@@ -143,7 +143,7 @@ class SimulatorConfig:
         charger.reject_unknown(ChargerConfig.__dataclass_fields__)
         limits = pack.cell.limits
         charger_config = ChargerConfig(
-            current_a=charger.number('current_a', limits.charge_current_max_a,
+            current_a=charger.number('current_a', 0.5 * limits.charge_current_max_a,
                                      exclusive_minimum=0.0, maximum=1e5),
             cell_voltage_v=charger.number('cell_voltage_v', limits.voltage_max_v,
                                           exclusive_minimum=0.0, maximum=10.0),
@@ -266,7 +266,7 @@ class PackModel:
         self.link_voltage_v = 0.0
         charger = config.charger     # unset values from the cell's datasheet limits
         self.charger = ChargerConfig(
-            current_a=charger.current_a or self.cell.limits.charge_current_max_a,
+            current_a=charger.current_a or 0.5 * self.cell.limits.charge_current_max_a,
             cell_voltage_v=charger.cell_voltage_v or self.cell.limits.voltage_max_v,
             end_current_a=charger.end_current_a or self.cell.capacity_ah / 20.0)
         self.charger_enabled = False     # plugged in (the node: while the pack is in CHARGE)

@@ -23,10 +23,13 @@ def closed(model):
     return model
 
 
-def test_the_charger_defaults_come_from_the_cell_datasheet(profile):
+def test_the_charger_of_the_profile_and_its_datasheet_defaults(profile):
     config = SimulatorConfig.from_section(profile.section('simulator'), profile.pack)
     limits = profile.pack.cell.limits
-    assert config.charger.current_a == limits.charge_current_max_a        # 10 A x 10p
+    bare = type(profile.section('simulator'))({}, profile.path, 'simulator')
+    assert SimulatorConfig.from_section(bare, profile.pack).charger.current_a == \
+        0.5 * limits.charge_current_max_a
+    assert config.charger.current_a == 11.5                  # the profile's 0.5 C dock charger
     assert config.charger.cell_voltage_v == limits.voltage_max_v          # 3.6 V (A123)
     assert config.charger.end_current_a == pytest.approx(profile.pack.capacity_ah / 20.0)
 

@@ -60,8 +60,8 @@ def test_bmsctl_operates_the_running_suite_and_charge_charges(ros_env, tmp_path)
     charging = suite.truth.wait_for(lambda t: t.pack_current_a > 1.0, timeout_s=20.0,
                                     what='the pack charging')
     status = suite.status.wait_for(timeout_s=5.0)
-    expected = min(100.0, status.charge_current_limit_a)     # 10 A x 10p, the cell's rating
-    assert charging.pack_current_a == pytest.approx(expected, abs=2.0)
+    expected = min(11.5, status.charge_current_limit_a)      # the profile's 0.5 C charger
+    assert charging.pack_current_a == pytest.approx(expected, abs=0.5)
     suite.truth.clear()
     later = suite.truth.wait_for(lambda t: t.sim_time_s > charging.sim_time_s + 2.0,
                                  timeout_s=20.0)
