@@ -365,7 +365,8 @@ def main(argv=None):
                 monitor.spin(POLL_S)
                 if args.status and time.monotonic() >= next_status:
                     next_status = time.monotonic() + STATUS_PERIOD_S
-                    line = monitor.line() + bringup.status_note()
+                    note = bringup.status_note()     # the line stays within 80 columns
+                    line = monitor.line(max(40, 80 - len(note))) + note
                     if sys.stdout.isatty():
                         sys.stdout.write('\r\033[K' + line)
                     else:
@@ -431,8 +432,9 @@ class _Monitor:
                     self.future = None
                     self.next_try = time.monotonic() + 2.0
 
-    def line(self):
-        return self.node.line()
+    def line(self, width=80):
+        from bms_ros.core.operator_view import DEFAULT_FIELDS
+        return self.node.line(DEFAULT_FIELDS, width)
 
     def close(self):
         self.executor.shutdown(timeout_sec=1.0)
