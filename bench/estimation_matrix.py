@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.estimation_matrix [--half tuning|test|all] [--case NAME ...]
         [--kind KIND ...] [--cell CELL ...] [--write-baseline] [--json OUT.json] [--markdown]
+        [--write-inputs DIR]
     .venv/bin/python -m bench.run estimation_matrix          # the whole matrix as bench rows
 
 Cases: test/fixtures/pybamm/matrix.json (made by bench/validation/make_matrix.py from PyBaMM
@@ -195,6 +196,24 @@ def summary(results):
     return lines
 
 
+def write_inputs(cases, folder):
+    """IN.csv of each case for the estimate_csv CLI; returns the commands that replay them."""
+    os.makedirs(folder, exist_ok=True)
+    commands = []
+    for case in cases:
+        data = case_input(case)
+        path = os.path.join(folder, f"{case['name']}.csv")
+        with open(path, 'w') as stream:
+            stream.write('t_s,current_a,voltage_v,temperature_c,soc_true,ocv_true_v\n')
+            for row in zip(data['t_s'], data['current_a'], data['voltage_v'],
+                           data['temperature_c'], data['soc_true'], data['ocv_true_v']):
+                stream.write('{:.1f},{:.4f},{:.3f},{:.1f},{:.5f},{:.4f}\n'.format(*row))
+        commands.append(' '.join([
+            '.venv/bin/python -m bms_ros.tools.estimate_csv', '--cell', case['cell_yaml'],
+            '--input', path, '--output', path[:-4] + '_out.csv', *case['args']]))
+    return commands
+
+
 def run():
     """Bench rows: one per case (value = SoC RMSE in %), then a pass count per half."""
     results = score(load_manifest()['cases'])
@@ -260,10 +279,17 @@ def main(argv=None):
                         help=f'merge the figures into {os.path.relpath(BASELINE, REPO)}')
     parser.add_argument('--json', default=None, help='also write the results to this file')
     parser.add_argument('--markdown', action='store_true', help='print a markdown table too')
+    parser.add_argument('--write-inputs', default=None, metavar='DIR',
+                        help='write each case as IN.csv for the estimate_csv CLI (sliced, offset '
+                             'added) and print the commands; no scoring')
     parser.add_argument('--label', default=None,
                         help='estimator version to record in the baseline (default: git HEAD)')
     args = parser.parse_args(argv)
     cases = select(load_manifest()['cases'], args.half, args.case, args.kind, args.cell)
+    if args.write_inputs:
+        for command in write_inputs(cases, args.write_inputs):
+            print(command)
+        return 0
     print(HEADER)
     start = time.monotonic()
     results = score(cases, progress=lambda r: print(format_row(r), flush=True))
