@@ -27,7 +27,7 @@ dependency of bms_ros):
   - ``mission``: from 85 % at rest, 3 h of robot mission (robot_mission.py: long idle at
     0.02-0.06 C, travel at 0.15-0.45 C, peaks of 1-2 C for 4-12 s), 2 min rest, docking CC-CV
     0.5 C to C/20, 10 min rest;
-  - ``partial``: the faded cell (so the cell file's capacity is 12-18 % high), from 80 % at
+  - ``partial``: the faded cell (so the cell file's capacity is 14-18 % high), from 80 % at
     rest, two cycles of [drive load discharging exactly 30 % of the true capacity, 2 min
     rest, CC 0.5 C charge of 30 %, 2 min rest] (no rest long enough to anchor: the capacity
     goal of issue 14 item 4, within 3 % after two partial cycles of 30 % depth).
