@@ -49,13 +49,13 @@ class EnergyWiring:
         voltage = float(msg.pack_voltage_v)
         if not math.isfinite(voltage):
             voltage = float(np.nansum(np.asarray(msg.cell_voltages_v, dtype=float)))
-        self.energy.update(t_s, float(msg.pack_current_a), voltage)
+        # t_s is the estimator's timeline; the charger input is stamped on the node clock
+        self.energy.update(t_s, float(msg.pack_current_a), voltage,
+                           charger=self.energy.charger_input(self.node.now_s()))
 
-    def charger_present(self, current_a):
-        """The charger flag for battery_state (None: no input and no charging current)."""
-        now = self.node.now_s()
-        given = self.energy.charger_input(now)
-        return given if given is not None else None
+    def charger_present(self):
+        """The charger input for battery_state: True / False, None when absent or stale."""
+        return self.energy.charger_input(self.node.now_s())
 
     def _temperature(self):
         last = self.node.last_measurement

@@ -296,7 +296,7 @@ class StateEstimator(Node):
         status = interface.power_supply_status(
             msg.current if recent else nan, est.pack_soc, self.config.status_current_threshold_a,
             self.config.full_soc, contactors, measured=recent,
-            charger_present=self.energy.charger_present(msg.current))
+            charger_present=self.energy.charger_present())
         msg.power_supply_status = getattr(BatteryState, 'POWER_SUPPLY_STATUS_' + status)
         events = None if self.protection is None else [
             (e.limit_id, e.level) for e in self.protection.active]

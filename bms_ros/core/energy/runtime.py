@@ -75,9 +75,13 @@ class EnergyEstimator:
             return given
         return math.isfinite(current_a) and current_a > self.config.idle_current_a
 
-    def update(self, t_s, current_a, pack_voltage_v):
-        """One accepted measurement: time (s), pack current (A, + = charging), voltage (V)."""
-        on_charger = self.charger_input(t_s) is True or current_a > self.config.idle_current_a \
+    def update(self, t_s, current_a, pack_voltage_v, charger=None):
+        """One accepted measurement: time (s), pack current (A, + = charging), voltage (V);
+        ``charger``: the charger input now (None: looked up at ``t_s``, the same clock)."""
+        if charger is None:
+            charger = self.charger_input(t_s)
+        # on a charger (or charging for a while): not part of the learnt load profile
+        on_charger = charger is True or current_a > self.config.idle_current_a \
             and self.load.current_a > self.config.idle_current_a
         return self.load.update(t_s, current_a, pack_voltage_v, on_charger=on_charger)
 
