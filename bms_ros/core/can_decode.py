@@ -300,7 +300,15 @@ class MeasurementAssembler:
                     if r:
                         counts['unmapped_index'] += 1
                     continue
-                values[i] = 1.0 if r * gain + bias >= 0.5 else 0.0
+                v = r * gain + bias
+                if r == invalid:
+                    counts['invalid_marker'] += 1
+                    values[i] = _NAN
+                elif v != 0.0 and v != 1.0:  # e.g. a J1939 2-bit state: 2 error, 3 n/a
+                    counts['out_of_range'] += 1
+                    values[i] = _NAN
+                else:
+                    values[i] = v
                 stamps[i] = now_s
             else:
                 for k in range(bits):
@@ -427,7 +435,10 @@ class MeasurementAssembler:
                 stale[group] = True
                 group_stamp[group] = math.nan
                 continue
-            stale[group] = not all(bool(fresh[n].all()) for n in mapped)
+            # a flag that is not 0 or 1 is unknown, and unknown feedback is never "open"
+            stale[group] = not all(bool(fresh[n].all()) and (MEASUREMENT_FIELDS[n][0] != 'bool'
+                                                             or bool(out[n + '#valid'].all()))
+                                   for n in mapped)
             all_stamps = np.concatenate([stamps[n] for n in mapped])
             first = float(all_stamps.min())
             group_stamp[group] = first if math.isfinite(first) else math.nan

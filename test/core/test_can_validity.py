@@ -294,3 +294,45 @@ def test_any_validity_keys_load_or_give_a_config_error(tmp_path_factory, keys):
     current = loaded.measurement[0].signals[0]
     assert current.flag in (None, 'CurrentValid') and current.flag_invalid in (0, 1)
     assert current.error in (None, 'Status', 'CurrentValid') and 0 <= current.error_mask <= 255
+
+
+STATE_DBC = VALID_DBC.replace(
+    ' SG_ SignedStatus : 55|8@0- (1,0) [-128|127] "" VCU\n',
+    ' SG_ SignedStatus : 55|8@0- (1,0) [-128|127] "" VCU\n'
+    ' SG_ PosState : 57|2@1+ (1,0) [0|3] "" VCU\n'
+    ' SG_ NegState : 59|2@1+ (1,0) [0|3] "" VCU\n')
+
+
+@pytest.mark.parametrize('invalid_raw', [3, None])
+def test_a_two_bit_contactor_state_that_is_not_0_or_1_is_unknown_not_closed(tmp_path,
+                                                                           invalid_raw):
+    """J1939 style: 0 open, 1 closed, 2 error, 3 not available; only 0 and 1 are feedback."""
+    data = _valid_mapping()
+    data['measurement'][0]['signals'] += [
+        {'signal': 'PosState', 'field': 'positive_contactor_closed', 'invalid_raw': invalid_raw},
+        {'signal': 'NegState', 'field': 'negative_contactor_closed', 'invalid_raw': invalid_raw}]
+    path, dbc = _load(tmp_path, data, STATE_DBC)
+    proto = CanProtocol.from_files(dbc, path, 1, 1)
+    m = cantools.database.load_string(STATE_DBC).get_message_by_name('Pack_Values')
+    assembler = MeasurementAssembler(proto)
+
+    def feed(pos, neg, t):
+        assembler.feed(can.Message(arbitration_id=m.frame_id, is_extended_id=False, data=m.encode(
+            {'Mux': 0, 'Current': 1.0, 'CurrentValid': 1, 'Voltage': 50.0, 'VoltageValid': 1,
+             'Status': 0, 'SignedStatus': 0, 'PosState': pos, 'NegState': neg})), t)
+        return assembler.snapshot(t, 0.5)
+
+    snap = feed(1, 1, 1.0)
+    assert snap.positive_contactor_closed and snap.negative_contactor_closed
+    assert not snap.contactors_stale
+    for k, state in enumerate((2, 3)):
+        snap = feed(state, 0, 1.1 + k / 10)
+        assert not snap.positive_contactor_closed and not snap.negative_contactor_closed
+        assert snap.contactors_stale, f'state {state} must read unknown, not open'
+    counts = snap.counts
+    if invalid_raw == 3:
+        assert (counts['invalid_marker'], counts['out_of_range']) == (1, 1)
+    else:
+        assert (counts['invalid_marker'], counts['out_of_range']) == (0, 2)
+    snap = feed(0, 0, 1.5)
+    assert not snap.contactors_stale and not snap.positive_contactor_closed
