@@ -6,7 +6,7 @@ the power-aware limiter against an unlimited run.
 Missions run on bms_ros.core.pack_model directly (1 s steps, no ROS, faster than real time) on
 the LFP robot pack (config/profiles/lfp_16s.yaml, 2 % capacity / R0 / SoC spread), starting
 SoCs 0.9 and 0.6, ambient 25 and 0 degC. The energy runtime (bms_ros.core.energy.runtime) is fed
-every simulator measurement and, every 30 s, evaluated on the simulator's per-cell truth (SoC,
+every simulator measurement and, every 120 s, evaluated on the simulator's per-cell truth (SoC,
 capacity, R0): the rows measure the energy model, not the SoC estimator (docs/estimation.md).
 "Actual" empty is the first second a cell reaches the cut-off (energy.cutoff_voltage_v) under
 load or the SoC floor. Predictions are taken where 75 / 50 / 25 % of the run's time is left:
@@ -40,7 +40,7 @@ from bms_ros.core.vehicle_load import VehicleConfig, pack_power_w, tractive_forc
 
 PROFILE = os.path.join(config_dir(), 'profiles', 'lfp_16s.yaml')
 CYCLE = os.path.join(config_dir(), 'load_profiles', 'ece15_urban_c_rate.csv')
-EVAL_PERIOD_S = 60
+EVAL_PERIOD_S = 120
 FRACTIONS = (0.75, 0.50, 0.25)
 LIMITER_SOC = 0.02
 LIMITER_DEGC = -20.0
