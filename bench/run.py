@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 
-TOPICS = ('can_decode', 'pack_model', 'estimation', 'trip_latency', 'supervisor',
+TOPICS = ('can_decode', 'can_vendor_layouts', 'pack_model', 'estimation', 'trip_latency', 'supervisor',
           'fault_latency', 'replay', 'memory', 'soak', 'estimation_matrix',
           'energy')
 
