@@ -12,8 +12,8 @@ import sys
 import time
 import traceback
 
-TOPICS = ('can_decode', 'can_vendor_layouts', 'pack_model', 'estimation', 'trip_latency', 'supervisor',
-          'fault_latency', 'replay', 'memory', 'soak', 'estimation_matrix',
+TOPICS = ('can_decode', 'can_vendor_layouts', 'pack_model', 'estimation', 'trip_latency',
+          'supervisor', 'fault_latency', 'replay', 'memory', 'soak', 'estimation_matrix',
           'energy')
 
 
