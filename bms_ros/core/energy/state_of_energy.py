@@ -113,14 +113,17 @@ class CellEnergyModel:
         emf = ocv.sum(axis=1)
         r_pack = float(r.sum())
         current, ok = _current_at_power(emf, r_pack * loss_factor, power)
-        peak_current, peak_ok = _current_at_power(emf, r_pack, peak)
         if peak_resistance_ohm is None:
+            peak_current, peak_ok = _current_at_power(emf, r_pack, peak)
             terminal = ocv - peak_current[:, None] * r[None, :]
         else:
             r_pk = np.asarray(peak_resistance_ohm, dtype=float)
-            # the RC pair carries the mean load; the peak adds its step through r_pk
-            terminal = ocv - current[:, None] * (r - r_pk)[None, :] \
-                - peak_current[:, None] * r_pk[None, :]
+            # the RC pair carries the mean load (its drop behind the EMF); the peak draws its
+            # power through r_pk from what is left
+            behind = ocv - current[:, None] * (r - r_pk)[None, :]
+            peak_current, peak_ok = _current_at_power(behind.sum(axis=1), float(r_pk.sum()),
+                                                      peak)
+            terminal = behind - peak_current[:, None] * r_pk[None, :]
         margin = np.min(terminal, axis=1) - self.cutoff_v
         bad = (margin < 0.0) | ~ok | ~peak_ok
         end_reason = 'floor'
