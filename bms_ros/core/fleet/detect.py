@@ -1,0 +1,137 @@
+"""Fleet detection, pure numpy: per-cell self-discharge with a CUSUM alarm, robust outliers,
+trends (capacity fade, R0 growth, imbalance drift, current-offset drift).
+
+Self-discharge (an internal short shows as one cell losing charge the others do not): at the
+end of each bag the estimator has re-anchored every cell's SoC from OCV after the final rest;
+the charge each cell holds is ``q_i = soc_i * capacity_i`` (Ah). A series current (load,
+charger, a current-sensor offset) moves every cell by the same charge, so the charge of a cell
+relative to the pack's median cell, ``r_i = q_i - median_j(q_j)``, changes only by what flows
+in that cell alone: its own self-discharge (or leak) and the bleed current of balancing. The
+bleed charge is counted (the estimator counts it in its SoC; the fleet adds it back,
+``r_i + bled_i``), so between two anchors ``-(delta r_i + delta bled_i) / delta t`` is the
+cell's excess self-discharge current over the median cell's (A, + = discharging the cell).
+
+A one-sided CUSUM per cell on those currents raises the alarm when the sum of the excess over
+``reference_a`` passes ``threshold_a`` (Page 1954); the first alarm's time is the detection.
+"""
+import math
+
+import numpy as np
+
+MAD_SCALE = 1.4826          # MAD of a normal sample / its standard deviation
+OUTLIER_Z = 3.5             # modified z-score beyond which a value is an outlier (Iglewicz)
+
+
+def robust_z(values, floor=0.0):
+    """(x - median) / (1.4826 MAD) per value, the scale at least ``floor``; NaN kept."""
+    x = np.asarray(values, dtype=float)
+    ok = np.isfinite(x)
+    z = np.full(x.shape, np.nan)
+    if ok.sum() < 2:
+        return z
+    med = float(np.median(x[ok]))
+    scale = max(MAD_SCALE * float(np.median(np.abs(x[ok] - med))), float(floor), 1e-300)
+    z[ok] = (x[ok] - med) / scale
+    return z
+
+
+def outliers(values, floor=0.0, limit=OUTLIER_Z):
+    """Mask of values whose robust z-score exceeds ``limit`` in magnitude."""
+    z = robust_z(values, floor)
+    return np.isfinite(z) & (np.abs(z) > limit)
+
+
+def slope(t, y):
+    """Least-squares slope of y over t (units of y per unit of t); NaN with < 2 points."""
+    t = np.asarray(t, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(t) & np.isfinite(y)
+    if ok.sum() < 2 or np.ptp(t[ok]) <= 0.0:
+        return math.nan
+    tc = t[ok] - t[ok].mean()
+    return float(np.sum(tc * (y[ok] - y[ok].mean())) / np.sum(tc * tc))
+
+
+def relative_charge(cell_soc, cell_capacity_ah, bled_ah=None):
+    """Per row (bag) and cell: charge relative to the median cell (Ah), bleed added back.
+
+    ``cell_soc``, ``cell_capacity_ah``: (bags, cells); ``bled_ah``: cumulative bleed charge per
+    cell up to each row (Ah, >= 0) or None.
+    """
+    q = np.asarray(cell_soc, dtype=float) * np.asarray(cell_capacity_ah, dtype=float)
+    if bled_ah is not None:
+        q = q + np.asarray(bled_ah, dtype=float)
+    return q - np.nanmedian(q, axis=1, keepdims=True)
+
+
+def excess_self_discharge(t_s, cell_soc, cell_capacity_ah, bled_ah=None, valid=None):
+    """Excess self-discharge current per interval and cell (A, + = the cell loses charge).
+
+    Row k is the interval from the last valid row before k to row k (NaN for the first valid
+    row and for rows not valid, e.g. a bag without a final anchor). Returns (t_s, current).
+    """
+    t = np.asarray(t_s, dtype=float)
+    r = relative_charge(cell_soc, cell_capacity_ah, bled_ah)
+    ok = np.ones(len(t), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    ok &= np.all(np.isfinite(r), axis=1)
+    out = np.full(r.shape, np.nan)
+    last = None
+    for k in range(len(t)):
+        if not ok[k]:
+            continue
+        if last is not None and t[k] > t[last]:
+            out[k] = -(r[k] - r[last]) / ((t[k] - t[last]) / 3600.0)
+        last = k
+    return t, out
+
+
+def cusum(x, reference, threshold):
+    """One-sided upper CUSUM of ``x`` (NaN skipped): (S per sample, index of first alarm or -1).
+
+    S_k = max(0, S_{k-1} + x_k - reference); alarm when S_k >= threshold.
+    """
+    s = 0.0
+    out = np.zeros(len(x))
+    first = -1
+    for k, value in enumerate(np.asarray(x, dtype=float)):
+        if math.isfinite(value):
+            s = max(0.0, s + value - reference)
+        out[k] = s
+        if first < 0 and s >= threshold:
+            first = k
+    return out, first
+
+
+def leak_alarms(t_s, excess_a, reference_a=0.004, threshold_a=0.012):
+    """CUSUM per cell over the excess self-discharge currents (rows x cells, A).
+
+    Returns {'statistic': (rows, cells) A, 'alarm': bool per cell, 'alarm_t_s': t of the first
+    alarm per cell (NaN: none), 'leak_a': median excess current per cell since its alarm (or
+    over all rows without one)}.
+    """
+    x = np.asarray(excess_a, dtype=float)
+    rows, cells = x.shape
+    stat = np.zeros((rows, cells))
+    alarm = np.zeros(cells, dtype=bool)
+    alarm_t = np.full(cells, np.nan)
+    leak = np.full(cells, np.nan)
+    t = np.asarray(t_s, dtype=float)
+    for i in range(cells):
+        stat[:, i], first = cusum(x[:, i], reference_a, threshold_a)
+        if first >= 0:
+            alarm[i] = True
+            alarm_t[i] = t[first]
+        values = x[max(first, 0):, i]
+        values = values[np.isfinite(values)]
+        leak[i] = float(np.median(values)) if values.size else math.nan
+    return {'statistic': stat, 'alarm': alarm, 'alarm_t_s': alarm_t, 'leak_a': leak}
+
+
+def drift_flags(slopes, limit, floor=0.0, z_limit=OUTLIER_Z):
+    """Packs whose slope is beyond ``limit`` in magnitude and an outlier of the fleet (or the
+    only ones: with fewer than three packs, the limit alone decides)."""
+    s = np.asarray(slopes, dtype=float)
+    beyond = np.isfinite(s) & (np.abs(s) > limit)
+    if np.isfinite(s).sum() < 3:
+        return beyond
+    return beyond & outliers(s, floor, z_limit)
