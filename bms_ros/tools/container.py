@@ -58,7 +58,15 @@ def node_options(spec, namespace):
 def check_configuration(comp, options):
     """Run the constructor of ``comp`` up to its first publisher, then destroy the node.
     Raises the ConfigError the node would raise; returns None."""
+    import rclpy.logging
+
+    quiet = rclpy.logging.get_logger(f'{comp.name}.configuration_check')
+    quiet.set_level(rclpy.logging.LoggingSeverity.ERROR)   # its info is the real run's to say
+
     class Checked(comp.node_class):
+        def get_logger(self):
+            return quiet
+
         def create_publisher(self, msg_type, topic, *args, **kwargs):
             if topic == '/parameter_events':   # rclpy's own, in Node.__init__
                 return super().create_publisher(msg_type, topic, *args, **kwargs)

@@ -22,6 +22,7 @@ import html
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -46,7 +47,11 @@ class DashboardServer:
         self.config, self.dashboard, self.actions = config, dashboard, actions
         self._stopping = threading.Event()
         handler = type('Handler', (_Handler,), {'server_ref': self})
-        self.httpd = ThreadingHTTPServer((config.host, config.port), handler)
+        server_class = ThreadingHTTPServer
+        if ':' in config.host:   # an IPv6 address
+            server_class = type('Server6', (ThreadingHTTPServer,),
+                                {'address_family': socket.AF_INET6})
+        self.httpd = server_class((config.host, config.port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread = None
