@@ -238,7 +238,7 @@ class PackReportNode(Node):
         msg.design_capacity = float(self.pack.capacity_ah)
         msg.capacity = soh * self.pack.capacity_ah if math.isfinite(soh) else _NAN
         msg.charge = report.pack_soc * msg.capacity if math.isfinite(msg.capacity) else _NAN
-        msg.percentage = report.pack_soc
+        msg.percentage = interface.battery_percentage(report.pack_soc)   # never NaN
         unknown = report.state_name == UNKNOWN_NAME
         closed = None if unknown else report.state in (PackState.STATE_DRIVE,
                                                        PackState.STATE_CHARGE)

@@ -186,7 +186,7 @@ def test_a_stale_report_reads_unknown_and_refuses_drive(pack_control):
     assert state.state == PackState.STATE_ERROR and 'stale' in state.reason
     logs['battery_state'].wait_for(
         lambda m: m.power_supply_health == BatteryState.POWER_SUPPLY_HEALTH_UNKNOWN
-        and not m.present and math.isnan(m.percentage), timeout_s=5.0)
+        and not m.present and m.percentage == 0.0, timeout_s=5.0)   # NaN policy: "low"
     logs['estimate'].wait_for(lambda m: m.charge_current_limit_a == 0.0
                               and m.discharge_current_limit_a == 0.0
                               and math.isnan(m.pack_soc), timeout_s=5.0)
