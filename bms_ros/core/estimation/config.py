@@ -34,7 +34,8 @@ class EstimatorConfig:
 
     # --- SoC filter: EKF on the cell's 1-RC model plus a learnt slow (diffusion) RC
     voltage_noise_v: float = 0.010             # voltage noise at rest: sensor + OCV table
-    voltage_noise_per_c_v: float = 0.080       # + ECM error per 1 C of present |I|
+    voltage_noise_per_c_v: float = 0.150       # + ECM error per 1 C of present |I| (correlated: it
+                                               # persists over the slow RC, so it is large)
     diffusion_time_s: float = 300.0            # time constant of the slow RC
     diffusion_resistance_ratio: float = 1.0    # its initial resistance / the cell's r1_ohm
     initial_diffusion_resistance_std: float = 1.0      # relative to that initial value

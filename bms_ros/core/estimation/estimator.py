@@ -211,7 +211,8 @@ class PackEstimator:
             self.capacity.count(dt, i_interval - self.filter.current_offset_a,
                                 self.filter.current_noise_a, self.filter.offset_std_a)
             # rest: offset-corrected current small for long enough -> re-anchor once per rest
-            i_pack = current_a - float(np.median(self.filter.current_offset_a))
+            offset = self.filter.current_offset_a
+            i_pack = current_a - (float(offset[0]) if self.n == 1 else float(np.median(offset)))
             if abs(i_pack) <= rest_a:
                 self.rest_s += dt
             else:
@@ -219,15 +220,18 @@ class PackEstimator:
                 self.anchored = False
         self.t_s = t_s
         self.last_current_a = i_cells
-        r0 = self.resistance.at(temp_model)
+        factor = self.filter.arrhenius(temp_model)
+        r0 = self.resistance.r0_ohm * factor
         # v - OCV - v_rc - v_diff = R0 (i - offset); the R0 estimator differences it
-        self.resistance.update(self._ohmic(v, temp_model), i_cells, temp_model,
+        ocv_v = self.cell.ocv.ocv(self.filter.soc, temp_model)
+        self.resistance.update(self._ohmic(v, ocv_v), i_cells, factor,
                                valid & (self.filter.soc_std < 0.05))
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
         noise_v = cfg.voltage_noise_v + cfg.voltage_noise_per_c_v * np.abs(
             i_cells) / self.cell.capacity_ah
-        self.filter.update(v, i_cells, temp_model, r0, valid, noise_v=noise_v)
-        self.resistance.remember(self._ohmic(v, temp_model), i_cells, temp_model, valid)
+        self.filter.update(v, i_cells, temp_model, r0, valid, noise_v=noise_v, prior_ocv_v=ocv_v)
+        self.resistance.remember(self._ohmic(v, self.filter.posterior_ocv_v), i_cells, factor,
+                                 valid)
         if first and cfg.startup_anchor and abs(current_a) <= rest_a:
             # a pack that was off has rested: its voltage is OCV; a SoC given at start is a
             # prior of the doubt it was given with (initial_soc_std), fused with that OCV
@@ -241,10 +245,11 @@ class PackEstimator:
         self._limits_due = True
         return True
 
-    def _ohmic(self, voltage_v, temperature_degc):
-        """v - OCV - v_rc - v_diff per cell: what the model leaves to R0 (V)."""
+    def _ohmic(self, voltage_v, ocv_v):
+        """v - OCV - v_rc - v_diff per cell (OCV at the filter's SoC): what the model leaves to
+        R0 (V)."""
         f = self.filter
-        return voltage_v - self.cell.ocv.ocv(f.soc, temperature_degc) - f.x[:, VRC] - f.x[:, SLOW]
+        return voltage_v - ocv_v - f.x[:, VRC] - f.x[:, SLOW]
 
     def _slow_std(self, current_a):
         """Stationary std of the diffusion model error for the present and recent current (V)."""

@@ -57,7 +57,10 @@ class SocFilter:
             (config.diffusion_resistance_noise_per_sqrt_s * cell.r1_ohm) ** 2])
         self.current_noise_a = config.current_noise_c * c_a
         self.initialised = np.zeros(self.n, dtype=bool)
+        self.posterior_ocv_v = np.full(self.n, np.nan)
         self._eye = np.eye(N_STATES)
+        self._update_mask = np.ones(N_STATES, dtype=bool)
+        self._update_mask[list(CONSIDER)] = False
 
     # ------------------------------------------------------------------ initialisation
     def initialise(self, soc, soc_std, cells=None, capacity_ah=None, capacity_std=None,
@@ -173,25 +176,27 @@ class SocFilter:
         q_nom_as = 3600.0 * self.capacity_nominal_ah
         i_true = current_a - x[:, OFFSET]
         a = np.exp(-dt_s / self.cell.tau1_s)
-        r1 = self.cell.r1_ohm * self.arrhenius(temperature_degc)
+        f_t = self.arrhenius(temperature_degc)
+        r1 = self.cell.r1_ohm * f_t
         g_soc = dt_s * x[:, QINV] / q_nom_as          # d soc / d i
         g_rc = r1 * (1.0 - a)                          # d v_rc / d i
         x[:, SOC] += g_soc * i_true
         x[:, VRC] = a * x[:, VRC] + g_rc * i_true
         b = np.exp(-dt_s / self.config.diffusion_time_s)
-        f_t = self.arrhenius(temperature_degc)
         g_slow = (1.0 - b) * f_t * x[:, RSLOW]
         x[:, SLOW] = b * x[:, SLOW] + g_slow * i_true
-        # F = I + the model's partial derivatives; P' = F P F^T
-        F = np.broadcast_to(self._eye, P.shape).copy()
-        F[:, SOC, OFFSET] = -g_soc
-        F[:, SOC, QINV] = dt_s * i_true / q_nom_as
-        F[:, VRC, VRC] = a
-        F[:, VRC, OFFSET] = -g_rc
-        F[:, SLOW, SLOW] = b
-        F[:, SLOW, OFFSET] = -g_slow
-        F[:, SLOW, RSLOW] = (1.0 - b) * f_t * i_true
-        P[:] = np.matmul(np.matmul(F, P), F.transpose(0, 2, 1))
+        # P' = F P F^T with F = I + E, E sparse (rows SOC, VRC, SLOW): row then column
+        # operations on (n, 6) slices instead of two batched 6x6 products (numpy overhead)
+        g_q = dt_s * i_true / q_nom_as
+        g_rs = (1.0 - b) * f_t * i_true
+        g_rc_n = np.broadcast_to(g_rc, (self.n,))
+        for side in (1, 2):
+            rows = P if side == 1 else P.transpose(0, 2, 1)
+            p_off = rows[:, OFFSET, :].copy()
+            rows[:, SOC, :] += (-g_soc)[:, None] * p_off + g_q[:, None] * rows[:, QINV, :]
+            rows[:, VRC, :] = a * rows[:, VRC, :] - g_rc_n[:, None] * p_off
+            rows[:, SLOW, :] = b * rows[:, SLOW, :] - g_slow[:, None] * p_off \
+                + g_rs[:, None] * rows[:, RSLOW, :]
         # process noise: diagonal random walks plus the current-sensor noise through g
         idx = np.arange(N_STATES)
         P[:, idx, idx] += self.q_per_s * dt_s
@@ -201,21 +206,27 @@ class SocFilter:
         P[:, VRC, VRC] += g_rc ** 2 * s_i2
         P[:, SOC, VRC] += g_soc * g_rc * s_i2
         P[:, VRC, SOC] += g_soc * g_rc * s_i2
-        self._clamp()
+        self._clamp(symmetrise=False)
 
-    def predicted_voltage(self, current_a, temperature_degc, r0_ohm):
-        """Terminal voltage the model expects now (V)."""
+    def predicted_voltage(self, current_a, temperature_degc, r0_ohm, ocv_v=None):
+        """Terminal voltage the model expects now (V); ``ocv_v``: OCV at the SoC, if known."""
         i_true = current_a - self.x[:, OFFSET]
-        return (self.cell.ocv.ocv(self.x[:, SOC], temperature_degc) + self.x[:, VRC]
-                + r0_ohm * i_true + self.x[:, SLOW])
+        if ocv_v is None:
+            ocv_v = self.cell.ocv.ocv(self.x[:, SOC], temperature_degc)
+        return ocv_v + self.x[:, VRC] + r0_ohm * i_true + self.x[:, SLOW]
 
-    def update(self, voltage_v, current_a, temperature_degc, r0_ohm, valid, noise_v=None):
+    def update(self, voltage_v, current_a, temperature_degc, r0_ohm, valid, noise_v=None,
+               prior_ocv_v=None):
         """Measurement update of the cells flagged ``valid`` with their voltages (V).
 
-        ``noise_v`` is the measurement noise per cell (V); returns the innovation (V).
+        ``noise_v`` is the measurement noise per cell (V); ``prior_ocv_v`` the OCV at the
+        present SoC if the caller has it. Returns the innovation (V); afterwards
+        ``posterior_ocv_v`` is the OCV at the corrected SoC.
         """
         valid = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
         if not valid.any():
+            self.posterior_ocv_v = (self.cell.ocv.ocv(self.x[:, SOC], temperature_degc)
+                                    if prior_ocv_v is None else prior_ocv_v)
             return np.zeros(self.n)
         x, P = self.x, self.P
         r0 = np.broadcast_to(np.asarray(r0_ohm, dtype=float), (self.n,))
@@ -224,26 +235,35 @@ class SocFilter:
             (self.n,))
         measured = np.nan_to_num(voltage_v)
         prior = x.copy()
-        H = np.zeros((self.n, N_STATES))
-        H[:, VRC] = 1.0
-        H[:, OFFSET] = -r0
-        H[:, SLOW] = 1.0
+        # H = [slope, 1, -r0, 0, 1, 0]: P H from four columns of P (no batched products)
+        p_fixed = P[:, :, VRC] - r0[:, None] * P[:, :, OFFSET] + P[:, :, SLOW]
+        p_soc = P[:, :, SOC]
+        mask = valid[:, None] & self._update_mask
         # iterated EKF: relinearise the OCV at the updated SoC (a large first correction,
         # e.g. from a wrong initial SoC, would otherwise stop short on a curved OCV)
-        for _ in range(self.config.update_iterations):
-            H[:, SOC] = self.ocv_slope(x[:, SOC])
-            PH = np.einsum('nij,nj->ni', P, H)
-            S = np.einsum('ni,ni->n', H, PH) + noise2
-            K = np.where(valid[:, None], PH / S[:, None], 0.0)
-            K[:, CONSIDER] = 0.0
+        for iteration in range(self.config.update_iterations):
+            h = self.ocv_slope(x[:, SOC])
+            ocv_v = prior_ocv_v if iteration == 0 and prior_ocv_v is not None else \
+                self.cell.ocv.ocv(x[:, SOC], temperature_degc)
+            PH = h[:, None] * p_soc + p_fixed
+            HPH = h * PH[:, SOC] + PH[:, VRC] - r0 * PH[:, OFFSET] + PH[:, SLOW]
+            S = HPH + noise2
+            K = np.where(mask, PH / S[:, None], 0.0)
+            # innovation of the linearisation at x: y - h(x) - H (prior - x)
+            d = prior - x
             innovation = np.where(valid, measured - self.predicted_voltage(
-                current_a, temperature_degc, r0) - np.einsum('ni,ni->n', H, prior - x), 0.0)
+                current_a, temperature_degc, r0, ocv_v) - (h * d[:, SOC] + d[:, VRC] - r0 * d[:, OFFSET]
+                                                    + d[:, SLOW]), 0.0)
+            z_lin = x[:, SOC].copy()
             x[:] = prior + K * innovation[:, None]
-            np.clip(x[:, SOC], -0.05, 1.05, out=x[:, SOC])
-        # Joseph form keeps P symmetric and positive for a scalar measurement
-        A = np.broadcast_to(self._eye, P.shape) - K[:, :, None] * H[:, None, :]
-        P[:] = np.matmul(np.matmul(A, P), A.transpose(0, 2, 1)) \
-            + noise2[:, None, None] * K[:, :, None] * K[:, None, :]
+            np.minimum(np.maximum(x[:, SOC], -0.05), 1.05, out=x[:, SOC])
+        # OCV at the corrected SoC, linearised from the last iteration (its step is small)
+        self.posterior_ocv_v = ocv_v + h * (x[:, SOC] - z_lin)
+        # Joseph form (K is not the optimal gain: consider-states get none), rank one:
+        # (I - K H) P (I - K H)^T + R K K^T = P - K (PH)^T - PH K^T + (H P H + R) K K^T
+        KPH = K[:, :, None] * PH[:, None, :]
+        P -= KPH + KPH.transpose(0, 2, 1)
+        P += S[:, None, None] * K[:, :, None] * K[:, None, :]
         self._clamp()
         return innovation
 
@@ -270,11 +290,14 @@ class SocFilter:
         """dOCV/dSoC for the Jacobian, from a 2 % secant so LFP's table kinks do not stall it."""
         return self.cell.ocv.secant_slope(soc, 0.01)
 
-    def _clamp(self):
-        """Keep states physical and P symmetric."""
+    def _clamp(self, symmetrise=True):
+        """Keep states physical and P symmetric (np.minimum/maximum: np.clip's wrapper costs)."""
         x = self.x
-        np.clip(x[:, SOC], -0.05, 1.05, out=x[:, SOC])
-        np.clip(x[:, RSLOW], 0.0, 20.0 * self.cell.r1_ohm, out=x[:, RSLOW])
-        np.clip(x[:, QINV], 1.0 / self.config.capacity_max_ratio,
-                1.0 / self.config.capacity_min_ratio, out=x[:, QINV])
-        self.P[:] = 0.5 * (self.P + self.P.transpose(0, 2, 1))
+        for state, low, high in ((SOC, -0.05, 1.05), (RSLOW, 0.0, 20.0 * self.cell.r1_ohm),
+                                 (QINV, 1.0 / self.config.capacity_max_ratio,
+                                  1.0 / self.config.capacity_min_ratio)):
+            np.minimum(np.maximum(x[:, state], low), high, out=x[:, state])
+        if symmetrise:
+            P = self.P
+            np.add(P, P.transpose(0, 2, 1), out=P)
+            P *= 0.5

@@ -46,12 +46,12 @@ class ResistanceEstimator:
         self._last_y[:] = np.nan
         self._last_i[:] = np.nan
 
-    def update(self, ohmic_v, current_a, temperature_degc, valid):
+    def update(self, ohmic_v, current_a, factor, valid):
         """One sample: ``ohmic_v`` = v - OCV - v_rc - v_diff per cell from the filter's
-        prediction (V), cell current (A, + = charging). Call :meth:`remember` after the
-        filter's update so the next difference is taken against the corrected state."""
+        prediction (V), cell current (A, + = charging), ``factor`` = R0(T) / R0(25 degC) per
+        cell. Call :meth:`remember` after the filter's update so the next difference is taken
+        against the corrected state."""
         current_a = np.broadcast_to(np.asarray(current_a, dtype=float), (self.n,))
-        factor = self.cell.r0_at(temperature_degc) / self.cell.r0_ohm
         y = np.where(valid, np.asarray(ohmic_v, dtype=float) / factor, np.nan)
         di = current_a - self._last_i
         dy = y - self._last_y
@@ -69,9 +69,9 @@ class ResistanceEstimator:
                               self.config.r0_max_ratio * self.cell.r0_ohm)
         self.samples += use
 
-    def remember(self, ohmic_v, current_a, temperature_degc, valid):
-        """The sample's ohmic part from the corrected state, the reference of the next step."""
-        factor = self.cell.r0_at(temperature_degc) / self.cell.r0_ohm
+    def remember(self, ohmic_v, current_a, factor, valid):
+        """The sample's ohmic part from the corrected state, the reference of the next step
+        (``factor`` = R0(T) / R0(25 degC) per cell)."""
         self._last_y = np.where(valid, np.asarray(ohmic_v, dtype=float) / factor, np.nan)
         self._last_i = np.broadcast_to(np.asarray(current_a, dtype=float), (self.n,)).copy()
 
