@@ -1,4 +1,4 @@
-"""Every BMS node of one pack in one process, as a ROS component container (component_container_mt).
+"""Every BMS node of one pack in one process, as a ROS component container does.
 
     python -m bms_ros.tools.container [--profile P] [--namespace NS] [--state-dir DIR] ...
 

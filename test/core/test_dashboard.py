@@ -44,7 +44,8 @@ def test_host_parameter_overrides_the_profile_and_is_checked_too():
 
 
 @pytest.mark.parametrize('data, field', [
-    ({'token': 'short'}, 'token'), ({'token': ' spaced-token '}, 'token'), ({'token': 12345678}, 'token'),
+    ({'token': 'short'}, 'token'), ({'token': ' spaced-token '}, 'token'),
+    ({'token': 12345678}, 'token'),
     ({'port': 70000}, 'port'), ({'period_s': 0.0}, 'period_s'), ({'colour': 'red'}, 'colour')])
 def test_bad_fields_name_the_field(data, field):
     with pytest.raises(ConfigError, match=f'dashboard.{field}'):

@@ -34,12 +34,12 @@ def call(port, method, path, body=None, token=None, timeout_s=15.0):
 
 
 def wait_snapshot(port, predicate, timeout_s=30.0, what='a snapshot'):
-    """The first snapshot of the root pack that satisfies ``predicate``."""
+    """The first snapshot of the pack in /pack_a that satisfies ``predicate``."""
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
         try:
-            status, last = call(port, 'GET', '/api/pack/_', timeout_s=2.0)
+            status, last = call(port, 'GET', '/api/pack/pack_a', timeout_s=2.0)
             if status == 200 and predicate(last):
                 return last
         except (OSError, http.client.HTTPException):
@@ -58,9 +58,10 @@ def fresh(suite):
 
 @pytest.fixture
 def dashboard_suite(ros_env, tmp_path):
-    """The single-process suite with a token in its profile, and the dashboard node."""
+    """The single-process suite in namespace pack_a with a token in its profile, and the
+    dashboard node (in the root namespace: it finds the pack by its topics)."""
     suite = Suite(ros_env, tmp_path, edits={'dashboard': {'token': TOKEN}},
-                  single_process=True).start()
+                  single_process=True, namespace='pack_a').start()
     port = free_port()
     process = ros_env.start_module('bms_ros.tools.dashboard', name='dashboard',
                                    params={'profile': suite.profile, 'port': port})
@@ -73,7 +74,7 @@ def dashboard_suite(ros_env, tmp_path):
 def test_snapshot_and_actions_of_a_running_suite(dashboard_suite):
     suite, port, process = dashboard_suite
     status, packs = call(port, 'GET', '/api/packs')
-    assert status == 200 and [p['namespace'] for p in packs] == ['/']
+    assert status == 200 and [p['namespace'] for p in packs] == ['/pack_a']
     measurement, estimate = fresh(suite)
     snap = wait_snapshot(port, lambda s: True)
     assert len(snap['cells']['voltages_v']) == suite.cells == 16
@@ -89,14 +90,15 @@ def test_snapshot_and_actions_of_a_running_suite(dashboard_suite):
 
     # no token, a wrong one: refused, nothing changes
     drive = {'state': 'drive', 'confirm': True}
-    assert call(port, 'POST', '/api/pack/_/request_state', drive)[0] == 401
-    assert call(port, 'POST', '/api/pack/_/request_state', drive, token='not-the-token')[0] == 401
+    assert call(port, 'POST', '/api/pack/pack_a/request_state', drive)[0] == 401
+    assert call(port, 'POST', '/api/pack/pack_a/request_state', drive,
+                token='not-the-token')[0] == 401
     assert suite.states.latest().state == STANDBY
     # with the token: the supervisor answers and goes to DRIVE
     suite.states.clear()
     deadline = time.monotonic() + 15.0
     while True:   # the supervisor may still settle (as Suite.drive retries)
-        status, answer = call(port, 'POST', '/api/pack/_/request_state', drive, token=TOKEN)
+        status, answer = call(port, 'POST', '/api/pack/pack_a/request_state', drive, token=TOKEN)
         assert status == 200, answer
         if answer['accepted'] or time.monotonic() > deadline:
             break
@@ -105,10 +107,10 @@ def test_snapshot_and_actions_of_a_running_suite(dashboard_suite):
     suite.states.wait_for(lambda s: s.state == DRIVE, timeout_s=15.0, what='DRIVE')
     wait_snapshot(port, lambda s: s['state']['name'] == 'DRIVE' and
                   s['state']['commanded']['positive'], what='DRIVE in the snapshot')
-    status, answer = call(port, 'POST', '/api/pack/_/reset', {'reason': 'test', 'confirm': True},
-                          token=TOKEN)
+    status, answer = call(port, 'POST', '/api/pack/pack_a/reset',
+                          {'reason': 'test', 'confirm': True}, token=TOKEN)
     assert status == 200 and answer['success'], answer     # nothing latched: granted
-    status, answer = call(port, 'POST', '/api/pack/_/request_state',
+    status, answer = call(port, 'POST', '/api/pack/pack_a/request_state',
                           {'state': 'standby', 'confirm': True}, token=TOKEN)
     assert status == 200 and answer['accepted'], answer
     assert process.alive() and not suite.dead()
@@ -117,7 +119,7 @@ def test_snapshot_and_actions_of_a_running_suite(dashboard_suite):
 @pytest.mark.skipif(CHROMIUM is None, reason='chromium not installed (scripts/bootstrap.sh)')
 def test_page_in_a_headless_browser(dashboard_suite, tmp_path):
     suite, port, _ = dashboard_suite
-    url = f'http://127.0.0.1:{port}/pack/_?poll'
+    url = f'http://127.0.0.1:{port}/pack/pack_a?poll'
     browser = [CHROMIUM, '--headless', '--no-sandbox', '--no-zygote', '--disable-gpu',
                '--disable-dev-shm-usage', f'--user-data-dir={tmp_path / "chromium"}',
                '--virtual-time-budget=3000', '--window-size=1280,1700']

@@ -123,7 +123,8 @@ class PackView:
     def _sample(self, now_s):
         m = self.latest['measurement'][1]
         estimate = self.latest.get('estimate', (0, {}))[1]
-        return (now_s, _nanmin(m.get('cell_voltages_v', [])), _nanmax(m.get('cell_voltages_v', [])),
+        volts = m.get('cell_voltages_v', [])
+        return (now_s, _nanmin(volts), _nanmax(volts),
                 _nanmin(m.get('temperatures_degc', [])), _nanmax(m.get('temperatures_degc', [])),
                 m.get('pack_current_a'), estimate.get('pack_soc'))
 
