@@ -223,15 +223,17 @@ def suite(**overrides):
                                   remappings=SECOND_OPINION_REMAPS))
             nodes.append(NodeSpec('protection', 'protection', 'bms_ros.nodes.protection',
                                   {**common, **state}, remappings=SECOND_OPINION_REMAPS))
-        return processes, nodes
-    nodes.append(NodeSpec('state_estimator', 'state_estimator', 'bms_ros.nodes.state_estimator',
-                          {**common, **state}))
-    nodes.append(NodeSpec('protection', 'protection', 'bms_ros.nodes.protection',
-                          {**common, **state}))
-    nodes.append(NodeSpec('pack_supervisor', 'pack_supervisor', 'bms_ros.nodes.pack_supervisor',
-                          dict(common)))
-    if _flag(args['balancing']):
-        nodes.append(NodeSpec('balancing', 'balancing', 'bms_ros.nodes.balancing', dict(common)))
+    else:
+        nodes.append(NodeSpec('state_estimator', 'state_estimator',
+                              'bms_ros.nodes.state_estimator', {**common, **state}))
+        nodes.append(NodeSpec('protection', 'protection', 'bms_ros.nodes.protection',
+                              {**common, **state}))
+        nodes.append(NodeSpec('pack_supervisor', 'pack_supervisor',
+                              'bms_ros.nodes.pack_supervisor', dict(common)))
+        if _flag(args['balancing']):
+            nodes.append(NodeSpec('balancing', 'balancing', 'bms_ros.nodes.balancing',
+                                  dict(common)))
+    # the limits come from `estimate`, which either style publishes
     if _flag(args['motion_limits']):
         nodes.append(NodeSpec('motion_limits', 'motion_limits', 'bms_ros.nodes.motion_limits',
                               dict(common)))

@@ -254,6 +254,10 @@ def test_graph_starts_the_nodes_of_each_style(tmp_path):
     _, nodes = suite(profile=_profile(tmp_path, control='pack',
                                       pack_bms={'second_opinion': False}), simulate='false')
     assert [n.name for n in nodes] == ['can_driver', 'pack_report']
+    _, nodes = suite(profile=_profile(tmp_path, control='pack',
+                                      pack_bms={'second_opinion': False}), simulate='false',
+                     motion_limits='true')   # the pack's own limits drive the motion limits
+    assert [n.name for n in nodes] == ['can_driver', 'pack_report', 'motion_limits']
     _, nodes = suite(simulate='false')      # the shipped profile: style (a), unchanged
     assert [n.name for n in nodes] == ['can_driver', 'state_estimator', 'protection',
                                        'pack_supervisor', 'balancing']
