@@ -16,8 +16,19 @@ CHARGE = PackState.STATE_CHARGE
 
 def bmsctl(suite, *argv, timeout_s=60.0):
     """Run bmsctl in the suite's ROS domain; the CompletedProcess."""
-    return subprocess.run([sys.executable, '-m', 'bms_ros.tools.bmsctl', *argv],
-                          env=suite.env.env, capture_output=True, text=True, timeout=timeout_s)
+    return together(suite, argv, timeout_s=timeout_s)[0]
+
+
+def together(suite, *commands, timeout_s=60.0):
+    """Run several bmsctl commands at once (each waits for discovery); their results."""
+    running = [subprocess.Popen([sys.executable, '-m', 'bms_ros.tools.bmsctl', *argv],
+                                env=suite.env.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for argv in commands]
+    results = []
+    for argv, process in zip(commands, running):
+        out, err = process.communicate(timeout=timeout_s)
+        results.append(subprocess.CompletedProcess(argv, process.returncode, out, err))
+    return results
 
 
 def test_bmsctl_operates_the_running_suite_and_charge_charges(ros_env, tmp_path):
@@ -25,14 +36,19 @@ def test_bmsctl_operates_the_running_suite_and_charge_charges(ros_env, tmp_path)
     suite.wait_ready()
     ns = ['--namespace', 'pack_a']
 
-    line = bmsctl(suite, 'status', '--once', '--timeout', '20', *ns)
+    line, whole, too_hot, nothing, injected, ambient = together(
+        suite, ['status', '--once', '--timeout', '20', *ns],
+        ['config', '--timeout', '20', *ns],
+        ['sim', *ns, 'ambient', '300'],
+        ['reset', '--reason', 'test', *ns],
+        ['sim', *ns, 'fault', 'current_offset', '--value', '0.5'],
+        ['sim', *ns, 'ambient', '35'])
     assert line.returncode == 0, line.stderr
     text = line.stdout.strip()
     assert text.startswith('STANDBY   | SoC ') and text.endswith('| ok'), text
     assert len(text) <= 80 and '\n' not in text
 
     # the effective configuration: read-only parameters of every node
-    whole = bmsctl(suite, 'config', '--timeout', '20', *ns)
     assert whole.returncode == 0 and not whole.stderr, whole.stderr
     for node in ('can_driver', 'state_estimator', 'protection', 'pack_supervisor', 'balancing',
                  'pack_simulator'):
@@ -40,17 +56,13 @@ def test_bmsctl_operates_the_running_suite_and_charge_charges(ros_env, tmp_path)
     assert 'protection: protection.limits.cell_overvoltage.trip = 3.75\n' in whole.stdout
 
     # faults and the ambient, with the simulator's replies
-    injected = bmsctl(suite, 'sim', *ns, 'fault', 'current_offset', '--value', '0.5')
     assert injected.returncode == 0 and injected.stdout.strip() == \
         'injected: current sensor offset +0.5 A', injected.stdout + injected.stderr
+    assert ambient.returncode == 0 and ambient.stdout.startswith('ambient 35 degC set')
+    assert too_hot.returncode == 1 and 'must be in -60..100 degC' in too_hot.stdout
+    assert nothing.returncode == 0 and nothing.stdout.strip() == 'reset granted: nothing latched'
     cleared = bmsctl(suite, 'sim', *ns, 'clear', 'all')
     assert cleared.returncode == 0 and cleared.stdout.strip() == 'cleared: all faults cleared'
-    ambient = bmsctl(suite, 'sim', *ns, 'ambient', '35')
-    assert ambient.returncode == 0 and ambient.stdout.startswith('ambient 35 degC set')
-    too_hot = bmsctl(suite, 'sim', *ns, 'ambient', '300')
-    assert too_hot.returncode == 1 and 'must be in -60..100 degC' in too_hot.stdout
-    nothing = bmsctl(suite, 'reset', '--reason', 'test', *ns)
-    assert nothing.returncode == 0 and nothing.stdout.strip() == 'reset granted: nothing latched'
 
     # CHARGE: the charger (CC at the BMS's allowed charge current, capped by its rating)
     answer = suite.request(CHARGE, retry_s=10.0)
