@@ -409,7 +409,7 @@ def test_soc_mode_needs_a_fresh_estimate_and_filters_it():
     ctrl.set_estimate({'cell_soc': [0.5, 0.52, 0.5, 0.5], 'cell_capacity_ah': [1.0] * 4}, 11.0)
     r = step(ctrl, 11.0, volts)
     assert r.inhibit_reason == '' and bled(r) == []
-    assert ctrl._soc_f[1] == pytest.approx(0.5 + 0.02 * (1 - math.exp(-11.0 / 60.0)))
+    assert ctrl.soc_filtered[1] == pytest.approx(0.5 + 0.02 * (1 - math.exp(-11.0 / 60.0)))
 
 
 def test_soc_mode_never_bleeds_a_cell_clearly_lowest_by_voltage():

@@ -145,7 +145,7 @@ def run_case(name, profile_name, mode, mean_soc, soc_spread=None, ocv_spread_v=N
         result = ctrl.update(t)
         bleed = result.cell_bleed
         # the lowest cell by the controller's own quantity, at every step
-        key = measured['cell_voltages_v'] if mode == 'voltage' else ctrl._soc_f
+        key = measured['cell_voltages_v'] if mode == 'voltage' else ctrl.soc_filtered
         lowest_bled += int(np.any(bleed & (key == key.min())))
         order = np.argsort(model.soc)
         if bleed[order[0]]:
