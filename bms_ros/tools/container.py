@@ -46,7 +46,10 @@ def bms_nodes(namespace='', **arguments):
 
 def component(spec):
     """The Component (bms_ros.nodes.runner) of a NodeSpec's module."""
-    return importlib.import_module(spec.module).COMPONENT
+    found = getattr(importlib.import_module(spec.module), 'COMPONENT', None)
+    if found is None:
+        raise ValueError(f'{spec.module} names no COMPONENT: it cannot run in the container')
+    return found
 
 
 def node_options(spec, namespace):
