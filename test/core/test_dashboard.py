@@ -100,7 +100,8 @@ def test_snapshot_of_a_pack():
         'discharge_current_limit_a': 400.0}, 100.3)
     for i in range(5):   # 5 events, 3 kept, newest first
         view.update('trip_event', {'limit_id': f'limit_{i}', 'level': 3, 'index': i,
-                                   'active': True, 'latched': True, 'message': f'm{i}'},
+                                   'active': True, 'latched': True, 'message': f'm{i}',
+                                   'header': {'stamp': 50.0 + i, 'frame_id': ''}},
                     101.0 + i)
     snap = view.snapshot(110.0)
     json.dumps(snap, allow_nan=False)   # NaN became null
@@ -116,6 +117,7 @@ def test_snapshot_of_a_pack():
     assert snap['protection']['active'][0]['limit_id'] == 'cell_voltage_spread'
     assert [e['limit_id'] for e in snap['events']] == ['limit_4', 'limit_3', 'limit_2']
     assert snap['events'][0]['level'] == 'trip'
+    assert snap['events'][0]['stamp_s'] == 54.0 and snap['events'][0]['received_s'] == 105.0
     assert snap['estimate']['pack_soc'] == pytest.approx(0.62)
     assert snap['age_s']['measurement'] == pytest.approx(10.0)
     assert snap['page'] == 'pack_a'

@@ -198,8 +198,11 @@ class PackView:
 
 
 def _event(event):
-    """A ProtectionEvent dict, its level as a name."""
+    """A ProtectionEvent dict, its level as a name; stamp_s: its header stamp (s, None if
+    unset), so events sent before the dashboard started keep their own time."""
+    stamp = (event.get('header') or {}).get('stamp')
     return {'limit_id': event.get('limit_id'), 'index': event.get('index'),
+            'stamp_s': stamp if isinstance(stamp, float) and stamp > 0.0 else None,
             'level': LEVEL_NAMES.get(event.get('level'), str(event.get('level'))),
             'value': event.get('value'), 'threshold': event.get('threshold'),
             'unit': event.get('unit'), 'active': bool(event.get('active')),

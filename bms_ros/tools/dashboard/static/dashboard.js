@@ -173,7 +173,7 @@ function render(s) {
   for (const ev of s.events.slice(0, 50)) {
     const li = document.createElement('li');
     li.className = 'level-' + (ev.active ? ev.level : 'ok');
-    const when = new Date(ev.received_s * 1000).toLocaleTimeString();
+    const when = new Date((ev.stamp_s || ev.received_s) * 1000).toLocaleTimeString();
     li.textContent = `${when} ${ev.active ? 'RAISE' : 'CLEAR'} ${ev.level} ${ev.message}`;
     events.append(li);
   }
