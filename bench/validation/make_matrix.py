@@ -426,11 +426,10 @@ def cmd_manifest():
 
 def pulse_ecm(cell):
     """(R0, R1, tau1) from a 1 C, 30 s DFN discharge pulse at 50 % SoC and 25 degC."""
-    import pybamm
     params = parameter_values(cell)
     q_true = windows(params)[4]
     capacity_ah = cell_file_capacity_ah(params, q_true)
-    steps = [f'Rest for 10 seconds (1 second period)',
+    steps = ['Rest for 10 seconds (1 second period)',
              f'Discharge at {capacity_ah:.4f} A for 30 seconds (1 second period)']
     solution = run_experiment(params, steps, 0.5)
     t = solution['Time [s]'].entries
