@@ -1,11 +1,15 @@
 """Datasheet description of one cell type, loaded from config/cells/*.yaml."""
+from __future__ import annotations
+
 import math
+import os
 
 import numpy as np
 from dataclasses import dataclass
+from numpy.typing import ArrayLike
 
 from .config import Section
-from .ocv import OcvTable
+from .ocv import FloatOrArray, OcvTable
 
 CHEMISTRIES = ('NMC', 'LFP', 'NCA', 'LMO', 'LCO')
 
@@ -43,15 +47,15 @@ class CellSpec:
     path: str = ''
 
     @property
-    def c1_f(self):
+    def c1_f(self) -> float:
         return self.tau1_s / self.r1_ohm
 
-    def r0_at(self, temperature_degc):
+    def r0_at(self, temperature_degc: ArrayLike) -> FloatOrArray:
         """R0 at a temperature: Arrhenius, R0 * exp(Ea/R * (1/T - 1/298.15 K)); 1x at 25 degC."""
         kelvin = np.asarray(temperature_degc, dtype=float) + 273.15
         return self.r0_ohm * np.exp(self.r0_arrhenius_k * (1.0 / kelvin - 1.0 / 298.15))
 
-    def scaled(self, cells_parallel):
+    def scaled(self, cells_parallel: int) -> CellSpec:
         """The same cell as a group of ``cells_parallel`` cells in parallel."""
         p = float(cells_parallel)
         lim = self.limits
@@ -70,11 +74,12 @@ class CellSpec:
             path=self.path)
 
     @classmethod
-    def from_file(cls, path):
+    def from_file(cls, path: str | os.PathLike[str]) -> CellSpec:
         """Load and validate a cell file; ConfigError names the file and field."""
         top = Section.from_file(path)
+        # estimator: the cell's own estimator settings (EstimatorConfig, read by estimate_csv)
         top.reject_unknown(('name', 'chemistry', 'capacity_ah', 'ocv_table', 'ecm', 'thermal',
-                            'limits'))
+                            'limits', 'estimator'))
         ecm = top.section('ecm')
         ecm.reject_unknown(('r0_ohm', 'r1_ohm', 'tau1_s', 'r0_arrhenius_k'))
         thermal = top.section('thermal')

@@ -4,19 +4,24 @@ Every configuration section is read through a :class:`Section`, which knows the 
 came from and the dotted path of the field being read, so a bad value is reported as
 ``config/profiles/lfp_16s.yaml: cell.capacity_ah: expected a number > 0, got -3``.
 """
+from __future__ import annotations
+
 import csv
 import math
 import os
+from collections.abc import Collection, Iterable
+from typing import Any
 
 import numpy as np
 import yaml
+from numpy.typing import NDArray
 
 from .errors import ConfigError
 
-_MISSING = object()
+_MISSING: Any = object()
 
 
-def load_yaml(path):
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML file whose top level is a mapping; raise ConfigError otherwise."""
     path = os.fspath(path)
     try:
@@ -35,7 +40,7 @@ def load_yaml(path):
     return data
 
 
-def load_csv(path, header):
+def load_csv(path: str | os.PathLike[str], header: str) -> list[dict[str, str]]:
     """Rows of a CSV file as dicts (``#`` lines are comments); ConfigError if the file is
     missing, unreadable or has no rows (``header``: the expected header, for the message)."""
     path = os.fspath(path)
@@ -51,10 +56,11 @@ def load_csv(path, header):
     return rows
 
 
-def csv_columns(path, rows, names):
+def csv_columns(path: str | os.PathLike[str], rows: list[dict[str, str]],
+                names: Iterable[str]) -> dict[str, NDArray[np.float64]]:
     """The columns ``names`` of ``rows`` (from :func:`load_csv`) as float arrays; ConfigError
     naming the row and column of the first value that is not a finite number."""
-    columns = {name: [] for name in names}
+    columns: dict[str, list[float]] = {name: [] for name in names}
     for line, row in enumerate(rows, start=2):
         for name in names:
             try:
@@ -71,30 +77,30 @@ def csv_columns(path, rows, names):
 class Section:
     """A mapping from a configuration file, read field by field with validation."""
 
-    def __init__(self, data, path, prefix=''):
+    def __init__(self, data: Any, path: str | os.PathLike[str], prefix: str = '') -> None:
         if not isinstance(data, dict):
             raise ConfigError(path, prefix, f'expected a mapping, got {type(data).__name__}')
-        self.data = data
+        self.data: dict[str, Any] = data
         self.path = os.fspath(path)
         self.prefix = prefix
 
     @classmethod
-    def from_file(cls, path):
+    def from_file(cls, path: str | os.PathLike[str]) -> Section:
         """Load ``path`` and return its top-level section."""
         return cls(load_yaml(path), path)
 
-    def field_name(self, field):
+    def field_name(self, field: str) -> str:
         """Dotted path of ``field`` inside the file."""
         return f'{self.prefix}.{field}' if self.prefix else field
 
-    def error(self, field, problem):
+    def error(self, field: str, problem: str) -> ConfigError:
         """A ConfigError for ``field`` of this section."""
         return ConfigError(self.path, self.field_name(field), problem)
 
-    def has(self, field):
+    def has(self, field: str) -> bool:
         return field in self.data
 
-    def section(self, field, default=_MISSING):
+    def section(self, field: str, default: Any = _MISSING) -> Section:
         """A nested mapping as a Section."""
         value = self._raw(field, default)
         if value is None:
@@ -103,7 +109,7 @@ class Section:
             raise self.error(field, f'expected a mapping, got {type(value).__name__}')
         return Section(value, self.path, self.field_name(field))
 
-    def sections(self, field, default=_MISSING):
+    def sections(self, field: str, default: Any = _MISSING) -> list[Section]:
         """A list of mappings as Sections."""
         value = self._raw(field, default)
         if not isinstance(value, list):
@@ -111,8 +117,9 @@ class Section:
         return [Section(item, self.path, f'{self.field_name(field)}[{i}]')
                 for i, item in enumerate(value)]
 
-    def number(self, field, default=_MISSING, minimum=None, maximum=None,
-               exclusive_minimum=None, integer=False):
+    def number(self, field: str, default: Any = _MISSING, minimum: float | None = None,
+               maximum: float | None = None, exclusive_minimum: float | None = None,
+               integer: bool = False) -> float:
         """A finite number within the given bounds."""
         value = self._raw(field, default)
         kind = 'an integer' if integer else 'a number'
@@ -130,16 +137,18 @@ class Section:
             raise self.error(field, f'expected a number <= {maximum}, got {value!r}')
         return int(value) if integer else float(value)
 
-    def integer(self, field, default=_MISSING, minimum=None, maximum=None):
-        return self.number(field, default, minimum=minimum, maximum=maximum, integer=True)
+    def integer(self, field: str, default: Any = _MISSING, minimum: float | None = None,
+                maximum: float | None = None) -> int:
+        return int(self.number(field, default, minimum=minimum, maximum=maximum, integer=True))
 
-    def boolean(self, field, default=_MISSING):
+    def boolean(self, field: str, default: Any = _MISSING) -> bool:
         value = self._raw(field, default)
         if not isinstance(value, bool):
             raise self.error(field, f'expected true or false, got {value!r}')
         return value
 
-    def string(self, field, default=_MISSING, choices=None):
+    def string(self, field: str, default: Any = _MISSING,
+               choices: Collection[str] | None = None) -> str:
         value = self._raw(field, default)
         if not isinstance(value, str) or not value:
             raise self.error(field, f'expected a non-empty string, got {value!r}')
@@ -147,13 +156,14 @@ class Section:
             raise self.error(field, f'expected one of {", ".join(sorted(choices))}, got {value!r}')
         return value
 
-    def numbers(self, field, default=_MISSING, length=None, minimum=None, maximum=None,
-                increasing=False):
+    def numbers(self, field: str, default: Any = _MISSING, length: int | None = None,
+                minimum: float | None = None, maximum: float | None = None,
+                increasing: bool = False) -> list[float]:
         """A list of finite numbers, optionally of a given length and strictly increasing."""
         value = self._raw(field, default)
         if not isinstance(value, list) or not value:
             raise self.error(field, f'expected a non-empty list of numbers, got {value!r}')
-        out = []
+        out: list[float] = []
         for i, item in enumerate(value):
             if isinstance(item, bool) or not isinstance(item, (int, float)) \
                     or not math.isfinite(item):
@@ -169,7 +179,7 @@ class Section:
             raise self.error(field, 'expected strictly increasing values')
         return out
 
-    def path_field(self, field, default=_MISSING):
+    def path_field(self, field: str, default: Any = _MISSING) -> str:
         """A file path, relative paths resolved against this file's folder; must exist."""
         value = self.string(field, default)
         resolved = value if os.path.isabs(value) else os.path.join(
@@ -178,13 +188,13 @@ class Section:
             raise self.error(field, f'file not found: {resolved}')
         return resolved
 
-    def reject_unknown(self, known):
+    def reject_unknown(self, known: Collection[str]) -> None:
         """Fail on fields this section does not define: a typo must not be silently ignored."""
         unknown = sorted(set(self.data) - set(known))
         if unknown:
             raise self.error(unknown[0], f'unknown field (known: {", ".join(sorted(known))})')
 
-    def _raw(self, field, default):
+    def _raw(self, field: str, default: Any) -> Any:
         if field in self.data:
             return self.data[field]
         if default is _MISSING:

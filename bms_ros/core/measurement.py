@@ -1,8 +1,12 @@
 """One pack measurement as bms_interfaces/PackMeasurement, without ROS (driver, protection)."""
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .stamps import stamp_s
 
@@ -16,17 +20,17 @@ class Measurement:
     filled them (NaN: some element never received); there is no header.
     """
 
-    cell_voltages_v: np.ndarray
-    cell_voltage_valid: np.ndarray
-    temperatures_degc: np.ndarray
-    temperature_valid: np.ndarray
+    cell_voltages_v: NDArray[np.float64]
+    cell_voltage_valid: NDArray[np.bool_]
+    temperatures_degc: NDArray[np.float64]
+    temperature_valid: NDArray[np.bool_]
     pack_current_a: float
     pack_voltage_v: float
     link_voltage_v: float = math.nan
     negative_contactor_closed: bool = False      # contactor feedback (auxiliary contacts)
     positive_contactor_closed: bool = False
     precharge_relay_closed: bool = False
-    cell_balancing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    cell_balancing: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
     cell_voltages_stamp: float = math.nan
     temperatures_stamp: float = math.nan
     current_stamp: float = math.nan
@@ -38,8 +42,9 @@ class Measurement:
     frames_rejected: int = 0
 
     @classmethod
-    def simple(cls, cell_voltages_v, temperatures_degc, pack_current_a=0.0, pack_voltage_v=None,
-               **fields):
+    def simple(cls, cell_voltages_v: ArrayLike, temperatures_degc: ArrayLike,
+               pack_current_a: float = 0.0, pack_voltage_v: float | None = None,
+               **fields: Any) -> Measurement:
         """A measurement with every value valid; pack voltage defaults to the sum of cells."""
         cells = np.asarray(cell_voltages_v, dtype=float)
         temps = np.asarray(temperatures_degc, dtype=float)
@@ -48,7 +53,7 @@ class Measurement:
                    float(cells.sum() if pack_voltage_v is None else pack_voltage_v), **fields)
 
     @classmethod
-    def from_message(cls, msg):
+    def from_message(cls, msg: Any) -> Measurement:
         """From a PackMeasurement-shaped object (ROS or rosbags message): arrays as numpy,
         stamps as seconds (NaN where the stamp is zero: not set)."""
         return cls(

@@ -4,9 +4,15 @@ A table file is CSV with a header: ``soc,ocv_v`` and optionally ``docv_dt_v_per_
 (the entropic coefficient), so that OCV(z, T) = OCV_25(z) + dOCV/dT(z) * (T - 25 degC).
 SoC is 0..1 and strictly increasing; OCV must be non-decreasing in SoC.
 """
+from __future__ import annotations
+
 import os
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+# a value of a function of SoC or temperature: a float for a scalar argument, else an array
+FloatOrArray = float | NDArray[np.float64]
 
 from .config import csv_columns, load_csv
 from .errors import ConfigError
@@ -17,7 +23,8 @@ REFERENCE_TEMPERATURE_DEGC = 25.0
 class OcvTable:
     """OCV as a function of SoC (0..1) and temperature (degC); linear interpolation."""
 
-    def __init__(self, soc, ocv_v, docv_dt_v_per_degc=None, source=''):
+    def __init__(self, soc: ArrayLike, ocv_v: ArrayLike,
+                 docv_dt_v_per_degc: ArrayLike | None = None, source: str = '') -> None:
         self.soc_grid = np.asarray(soc, dtype=float)
         self.ocv_grid_v = np.asarray(ocv_v, dtype=float)
         self.docv_dt_v_per_degc = (np.zeros_like(self.soc_grid) if docv_dt_v_per_degc is None
@@ -26,10 +33,10 @@ class OcvTable:
         self._slope = np.gradient(self.ocv_grid_v, self.soc_grid)
         # most tables have no entropic column: skip its interpolation (a hot path of the filter)
         self._isothermal = not np.any(self.docv_dt_v_per_degc)
-        self._secants = {}
+        self._secants: dict[float, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
 
     @classmethod
-    def from_csv(cls, path):
+    def from_csv(cls, path: str | os.PathLike[str]) -> OcvTable:
         """Load a table; raise ConfigError naming the file and the bad row or column."""
         path = os.fspath(path)
         rows = load_csv(path, 'soc,ocv_v')
@@ -55,14 +62,15 @@ class OcvTable:
         return cls(soc, ocv, columns['docv_dt_v_per_degc'] if has_dt else None,
                    source=source)
 
-    def ocv(self, soc, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
+    def ocv(self, soc: FloatOrArray,
+            temperature_degc: ArrayLike = REFERENCE_TEMPERATURE_DEGC) -> FloatOrArray:
         """OCV in volts; SoC is clipped to 0..1."""
         z = np.minimum(np.maximum(soc, 0.0), 1.0)      # np.clip without its wrapper overhead
         base = np.interp(z, self.soc_grid, self.ocv_grid_v)
         dt = 0.0 if self._isothermal else np.interp(z, self.soc_grid, self.docv_dt_v_per_degc)
         return base + dt * (np.asarray(temperature_degc, dtype=float) - REFERENCE_TEMPERATURE_DEGC)
 
-    def secant_slope(self, soc, half_width):
+    def secant_slope(self, soc: FloatOrArray, half_width: float) -> FloatOrArray:
         """(OCV(lo + 2 w) - OCV(lo)) / 2 w with lo = SoC - w kept inside 0..1 - 2 w, at the
         reference temperature, in volts per unit SoC: a slope that does not stall on a table's
         kinks. Piecewise linear in SoC with knots at the grid and the grid -+ w, so it is
@@ -78,11 +86,12 @@ class OcvTable:
             table = self._secants[half_width] = (knots, values)
         return np.interp(soc, *table)
 
-    def slope(self, soc):
+    def slope(self, soc: FloatOrArray) -> FloatOrArray:
         """dOCV/dSoC in volts per unit SoC (at the reference temperature)."""
         return np.interp(np.clip(soc, 0.0, 1.0), self.soc_grid, self._slope)
 
-    def soc_from_ocv(self, ocv_v, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
+    def soc_from_ocv(self, ocv_v: ArrayLike,
+                     temperature_degc: ArrayLike = REFERENCE_TEMPERATURE_DEGC) -> FloatOrArray:
         """Inverse: SoC for an OCV, clipped to 0..1. On flat parts the middle is returned."""
         corrected = np.asarray(ocv_v, dtype=float) - np.interp(
             0.5, self.soc_grid, self.docv_dt_v_per_degc) * (

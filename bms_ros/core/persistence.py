@@ -3,17 +3,20 @@
 A write goes to a temporary file in the same folder, is flushed and fsync'ed, then
 renamed over the target, so a crash leaves either the old or the new file, never half.
 """
+from __future__ import annotations
+
 import json
 import logging
 import os
 import tempfile
+from typing import Any
 
 from .errors import PersistenceError
 
 log = logging.getLogger(__name__)
 
 
-def write_json_atomic(path, document):
+def write_json_atomic(path: str | os.PathLike[str], document: Any) -> None:
     """Write ``document`` as JSON to ``path`` atomically."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -39,7 +42,7 @@ def write_json_atomic(path, document):
         os.close(dir_fd)
 
 
-def read_json(path):
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """Read a JSON document; None if the file does not exist.
 
     :raises PersistenceError: the file exists but is not valid JSON object.

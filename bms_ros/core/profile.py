@@ -3,13 +3,20 @@
 Each node reads ``pack`` plus its own section (``simulator``, ``can``, ``estimator``,
 ``protection``, ``supervisor``, ``balancing``) and validates that section itself.
 """
+from __future__ import annotations
+
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import failsafe
 from .cell import CellSpec
 from .config import Section
 from .state_paths import check_base, check_path_part
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 SECTIONS = ('pack', 'simulator', 'can', 'estimator', 'protection', 'supervisor', 'balancing',
             'gazebo', 'failsafe', 'energy', 'motion_limits', 'dashboard')
@@ -31,14 +38,14 @@ class PackSpec:
     frame_id: str = 'battery'   # TF frame of the pack: header.frame_id of battery_state, estimate
 
     @property
-    def capacity_ah(self):
+    def capacity_ah(self) -> float:
         return self.cell.capacity_ah
 
     @property
-    def nominal_voltage_v(self):
+    def nominal_voltage_v(self) -> float:
         return self.cells_series * float(self.cell.ocv.ocv(0.5))
 
-    def sensor_of_cell(self):
+    def sensor_of_cell(self) -> NDArray[np.int_]:
         """Index of the temperature sensor nearest each cell (sensors spread evenly)."""
         import numpy as np
         return (np.arange(self.cells_series) * self.temperature_sensors) // self.cells_series
@@ -47,7 +54,7 @@ class PackSpec:
 class Profile:
     """A loaded profile file: its validated pack section and raw sections for the nodes."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.top = Section.from_file(self.path)
         self.top.reject_unknown(SECTIONS)
@@ -56,12 +63,12 @@ class Profile:
         # every node checks them at start-up, before anything is created
         self.failsafe = failsafe.resolve(self.top)
 
-    def section(self, name):
+    def section(self, name: str) -> Section:
         """The raw Section of a node (empty if absent: every field then takes its default)."""
         return self.top.section(name, {})
 
     @staticmethod
-    def _load_pack(section):
+    def _load_pack(section: Section) -> PackSpec:
         section.reject_unknown(('name', 'serial_number', 'location', 'cells_series',
                                 'cells_parallel', 'temperature_sensors', 'cell', 'state_dir',
                                 'frame_id'))
@@ -87,12 +94,12 @@ class Profile:
             frame_id=section.string('frame_id', 'battery'))
 
 
-def default_profile_path():
+def default_profile_path() -> str:
     """The LFP robot profile shipped with the package (source tree or installed share)."""
     return os.path.join(config_dir(), 'profiles', 'lfp_16s.yaml')
 
 
-def config_dir():
+def config_dir() -> str:
     """config/ of the source tree, else the installed share/bms_ros/config."""
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     source = os.path.join(here, 'config')

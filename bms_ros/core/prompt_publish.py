@@ -12,9 +12,17 @@ whenever the last publish was (the bench found that 20 ms wait at the p99 of the
 While the value stays beyond, the ordinary rate limit applies again: a pack sitting above a
 warning level does not make every cell frame a publish.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .can_codec import frame_key
+
+if TYPE_CHECKING:
+    from .can_codec import CanProtocol
+    from .can_decode import MeasurementAssembler
 
 PROMPT_FIELDS = frozenset(('cell_voltages_v', 'temperatures_degc', 'negative_contactor_closed',
                            'positive_contactor_closed', 'precharge_relay_closed'))
@@ -26,7 +34,8 @@ class PromptPolicy:
     """Decides, per received batch, whether a prompt publish is wanted, and whether it is a
     crossing that must not wait for the minimum interval."""
 
-    def __init__(self, protocol, min_interval_s, current_a=0.0, cell_voltage_v=()):
+    def __init__(self, protocol: CanProtocol, min_interval_s: float, current_a: float = 0.0,
+                 cell_voltage_v: Sequence[float] = ()) -> None:
         self.enabled = min_interval_s > 0.0
         self.current_a = float(current_a)          # 0: current frames never prompt
         self.cell_window_v = tuple(float(v) for v in cell_voltage_v)   # (): no window
@@ -38,7 +47,8 @@ class PromptPolicy:
         self._current_beyond = False               # |I| >= current_a at the last current frame
         self._cells_beyond = False                 # a cell outside the window at the last look
 
-    def assess(self, batch, assembler):
+    def assess(self, batch: Sequence[Any],
+               assembler: MeasurementAssembler) -> tuple[bool, bool]:
         """(wanted, urgent) for ``batch`` (can.Message list, already fed to ``assembler``)."""
         if not self.enabled:
             return False, False
@@ -57,6 +67,6 @@ class PromptPolicy:
             self._cells_beyond = beyond
         return bool(keys & self._group_keys) or current_wanted or urgent, urgent
 
-    def wanted(self, batch, assembler):
+    def wanted(self, batch: Sequence[Any], assembler: MeasurementAssembler) -> bool:
         """True if ``batch`` (already fed to ``assembler``) asks for a prompt publish."""
         return self.assess(batch, assembler)[0]

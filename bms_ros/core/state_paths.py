@@ -12,7 +12,11 @@ namespace starts clean rather than with a neighbour's trips. The base is, first 
 Nothing here creates a folder: the first save does (bms_ros.core.persistence), so a node that
 fails to start leaves nothing behind.
 """
+from __future__ import annotations
+
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import ConfigError
 
@@ -20,7 +24,7 @@ NO_NAMESPACE = '_'   # folder of a pack in the root namespace (ROS names cannot 
 APP = 'bms_ros'
 
 
-def check_path_part(value, path, field):
+def check_path_part(value: Any, path: str, field: str) -> str:
     """``value`` if it is safe as one folder name, else ConfigError naming ``path`` and ``field``.
 
     Rejected: empty, '.', '..', a '/' or '\\', a NUL, a leading '.' (hidden, or a way to '..'),
@@ -38,16 +42,16 @@ def check_path_part(value, path, field):
     return value
 
 
-def namespace_parts(namespace):
+def namespace_parts(namespace: str | None) -> list[str]:
     """Folder names of a ROS namespace: '/' or '' -> ['_'], '/robot/pack_a' -> ['robot',
     'pack_a'] (each part a ROS name token: letters, digits, '_')."""
     parts = [part for part in str(namespace or '').split('/') if part]
     for part in parts:
-        check_path_part(part, 'node namespace', namespace)
+        check_path_part(part, 'node namespace', str(namespace))
     return parts or [NO_NAMESPACE]
 
 
-def check_base(folder, path, field):
+def check_base(folder: Any, path: str, field: str) -> str:
     """An absolute, user-expanded folder from ``folder``; ConfigError if it is a file."""
     if not isinstance(folder, str) or not folder.strip():
         raise ConfigError(path, field, f'expected a folder, got {folder!r}')
@@ -57,7 +61,7 @@ def check_base(folder, path, field):
     return resolved
 
 
-def default_base(environ=None):
+def default_base(environ: Mapping[str, str] | None = None) -> str:
     """$XDG_STATE_HOME/bms_ros if XDG_STATE_HOME is absolute, else ~/.local/state/bms_ros."""
     environ = os.environ if environ is None else environ
     xdg = environ.get('XDG_STATE_HOME', '')
@@ -67,7 +71,8 @@ def default_base(environ=None):
     return os.path.join(home, '.local', 'state', APP)
 
 
-def state_base(parameter='', profile_state_dir='', environ=None):
+def state_base(parameter: str = '', profile_state_dir: str = '',
+               environ: Mapping[str, str] | None = None) -> str:
     """The base folder: node parameter, else profile ``pack.state_dir``, else the XDG default.
 
     ``profile_state_dir`` is already resolved against the profile's folder (Profile does it).
@@ -79,7 +84,9 @@ def state_base(parameter='', profile_state_dir='', environ=None):
     return default_base(environ)
 
 
-def state_folder(namespace, serial_number, parameter='', profile_state_dir='', environ=None):
+def state_folder(namespace: str | None, serial_number: str, parameter: str = '',
+                 profile_state_dir: str = '',
+                 environ: Mapping[str, str] | None = None) -> str:
     """``<base>/<namespace or _>/<serial_number>``: the folder of one pack's persisted files.
 
     :param namespace: the node's own namespace (``node.get_namespace()``: '/' or '/pack_a').

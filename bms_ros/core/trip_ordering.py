@@ -19,8 +19,11 @@ live trip into history. Rules (docs/protection.md, "Trip ordering"):
 
 Stamps are seconds (float) on the protection's clock.
 """
+from __future__ import annotations
+
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +37,22 @@ class StatusVerdict:
     """What to do with a status: apply it or not, and the pending events now found live."""
 
     accepted: bool
-    released: list = field(default_factory=list)   # payloads of pending events now live
+    released: list[Any] = field(default_factory=list)   # payloads of pending events now live
 
 
 class TripOrdering:
     """Classifies trip events and statuses on the protection's own stamps (s)."""
 
-    def __init__(self, pending_max=200):
+    def __init__(self, pending_max: int = 200) -> None:
         self.pending_max = pending_max
-        self.baseline_s = None          # stamp of the first status (protection's clock)
-        self.last_status_s = None       # stamp of the last status received
-        self.last_live_trip_s = None    # stamp of the last live trip event
+        self.baseline_s: float | None = None     # stamp of the first status (protection's clock)
+        self.last_status_s: float | None = None  # stamp of the last status received
+        self.last_live_trip_s: float | None = None   # stamp of the last live trip event
         self.statuses_ignored = 0       # not-latched statuses older than a live trip
         self.clock_restarts = 0         # status stamps that went back
-        self._pending = []              # (stamp_s, payload) before the first status
+        self._pending: list[tuple[float, Any]] = []   # (stamp_s, payload) before the first status
 
-    def on_trip(self, stamp_s, payload=None):
+    def on_trip(self, stamp_s: float, payload: Any = None) -> str:
         """A raised, latched trip event stamped ``stamp_s``: LIVE, HISTORY or PENDING."""
         if self.baseline_s is None:
             if len(self._pending) >= self.pending_max:
@@ -61,9 +64,9 @@ class TripOrdering:
             return LIVE
         return HISTORY
 
-    def on_status(self, stamp_s, trip_latched):
+    def on_status(self, stamp_s: float, trip_latched: bool) -> StatusVerdict:
         """A protection status stamped ``stamp_s``; returns a StatusVerdict."""
-        released = []
+        released: list[Any] = []
         if self.last_status_s is not None and stamp_s < self.last_status_s:
             log.warning('protection status stamp went back by %.3f s: trip ordering restarts',
                         self.last_status_s - stamp_s)
@@ -84,6 +87,6 @@ class TripOrdering:
             return StatusVerdict(False, released)
         return StatusVerdict(True, released)
 
-    def _live(self, stamp_s):
+    def _live(self, stamp_s: float) -> None:
         if self.last_live_trip_s is None or stamp_s > self.last_live_trip_s:
             self.last_live_trip_s = stamp_s

@@ -1,7 +1,14 @@
 """Derated current limits (foxBMS's SoF trapezoid): 1 at a limit's warning, 0 at its trip."""
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from .limits import ProtectionConfig, ThresholdLimit
 
 # which limits derate which direction: charge is limited by the high-voltage and the charge
 # temperature limits, discharge by the low-voltage and the discharge temperature limits
@@ -13,7 +20,7 @@ DISCHARGE_DERATING = (('cell_undervoltage', 'low_cell_v'), ('pack_undervoltage',
                       ('discharge_undertemperature', 'low_degc'))
 
 
-def derate(limit, value):
+def derate(limit: ThresholdLimit, value: float) -> float:
     """1 inside the warning level, 0 at the trip level, linear between; 1 if unknown."""
     if not math.isfinite(value):
         return 1.0
@@ -21,7 +28,10 @@ def derate(limit, value):
     return float(np.clip((limit.trip - value) / span, 0.0, 1.0))
 
 
-def current_limits(config, cells_v, temperatures_degc, pack_v, estimate, now_s):
+def current_limits(config: ProtectionConfig, cells_v: NDArray[np.float64],
+                   temperatures_degc: NDArray[np.float64], pack_v: float,
+                   estimate: tuple[float, float, float] | None,
+                   now_s: float) -> tuple[float, float]:
     """(charge, discharge) current limits in A (magnitudes) before any latched trip.
 
     Each is the configured maximum (or the state-of-power ``estimate`` (charge_a, discharge_a,
