@@ -18,6 +18,9 @@ at or above ``resistor_max_temperature_degc`` (both with ``temperature_hysteresi
 never the lowest cell, and nothing at all while a protection trip is latched, the protection
 status is missing or old, the measurement is stale, rejected or has an invalid cell voltage,
 the current is unknown, or (SoC mode) the estimate is missing or old.
+
+About 390 lines: the input validation (set_measurement, set_estimate, set_mode) is most of it
+and belongs with the inhibits that read what it accepted.
 """
 import logging
 import math

@@ -12,142 +12,26 @@ it has lasted ``contactor_feedback_timeout_s``.
 
 Every method takes the time ``now_s`` (seconds, monotonic) explicitly, so every transition and
 guard is unit-testable without sleeping. Transition table: docs/protection.md.
+
+The pre-charge sequence (precharge.py), the feedback supervision (feedback.py) and the request
+guards (guards.py) are mixins of this class, one module each; this module keeps the inputs,
+requests and transitions together (about 380 lines) because each transition reads them all.
 """
 import logging
 import math
-from dataclasses import dataclass
 
-import numpy as np
-
-from .config import Section
-from .protection.checks import Event
-from .protection.limits import LEVEL_TRIP
+from ..protection.limits import LEVEL_TRIP
+from .feedback import ContactorFeedback
+from .guards import RequestGuards
+from .precharge import PHASE_NEGATIVE, PrechargeSequence
+from .states import (CONTACTOR_FAULT_IDS, FEEDBACK_CLOSED, FEEDBACK_UNKNOWN,
+                     REQUESTABLE, STATE_CHARGE, STATE_DRIVE, STATE_ERROR, STATE_NAMES, STATE_OFF,
+                     STATE_PRECHARGE, STATE_STANDBY, ContactorCommand)
 
 log = logging.getLogger(__name__)
 
-STATE_OFF = 0
-STATE_STANDBY = 1
-STATE_PRECHARGE = 2
-STATE_DRIVE = 3
-STATE_CHARGE = 4
-STATE_ERROR = 5
-STATE_NAMES = {STATE_OFF: 'OFF', STATE_STANDBY: 'STANDBY', STATE_PRECHARGE: 'PRECHARGE',
-               STATE_DRIVE: 'DRIVE', STATE_CHARGE: 'CHARGE', STATE_ERROR: 'ERROR'}
-REQUESTABLE = (STATE_STANDBY, STATE_DRIVE, STATE_CHARGE)
 
-# Contactors in command order (ContactorCommand: negative, precharge, positive). A contactor
-# fault reported on trip_event carries FAULT_INDEX, the PackMeasurement feedback order used by
-# the simulator's fault injection too: 0 negative, 1 positive, 2 precharge.
-CONTACTORS = ('negative', 'precharge', 'positive')
-FAULT_INDEX = {'negative': 0, 'positive': 1, 'precharge': 2}
-CONTACTOR_WELDED = 'contactor_welded'
-CONTACTOR_STUCK_OPEN = 'contactor_stuck_open'
-CONTACTOR_FAULT_IDS = (CONTACTOR_WELDED, CONTACTOR_STUCK_OPEN)
-
-# Pre-charge phases: which contactor the sequence waits on.
-PHASE_NEGATIVE = 'close negative'
-PHASE_PRECHARGE = 'pre-charge'
-PHASE_POSITIVE = 'close positive'
-PHASE_RELEASE = 'open pre-charge'
-
-# Contactor feedback: closed, open, or unknown (stale or no measurement). Strings on purpose:
-# every use compares explicitly, so unknown can never pass for open (a falsy value could).
-FEEDBACK_CLOSED = 'closed'
-FEEDBACK_OPEN = 'open'
-FEEDBACK_UNKNOWN = 'unknown'
-
-# the phases that wait on one contactor's feedback: (command index, feedback awaited); each has
-# precharge_phase_timeout_s (the rise, PHASE_PRECHARGE, has precharge_timeout_s)
-PHASE_WAITS = {PHASE_NEGATIVE: (0, FEEDBACK_CLOSED), PHASE_POSITIVE: (2, FEEDBACK_CLOSED),
-               PHASE_RELEASE: (1, FEEDBACK_OPEN)}
-
-
-@dataclass(frozen=True)
-class SupervisorConfig:
-    """The ``supervisor:`` section of a profile."""
-
-    contactor_feedback_timeout_s: float
-    precharge_target_fraction: float
-    precharge_timeout_s: float
-    precharge_phase_timeout_s: float
-    precharge_min_time_s: float
-    precharge_retry_delay_s: float
-    break_current_max_a: float
-    open_delay_max_s: float
-    drive_soc_min: float
-    charge_soc_max: float
-    drive_temperature_min_degc: float
-    drive_temperature_max_degc: float
-    charge_temperature_min_degc: float
-    charge_temperature_max_degc: float
-    require_estimate: bool
-    measurement_timeout_s: float
-    protection_timeout_s: float
-    estimate_timeout_s: float
-    state_period_s: float
-    command_period_s: float
-
-
-def load_supervisor_config(section: Section):
-    """Validate a profile's ``supervisor:`` section; ConfigError names the file and field."""
-    names = SupervisorConfig.__dataclass_fields__
-    section.reject_unknown(names)
-    positive = {name: section.number(name, exclusive_minimum=0.0) for name in (
-        'contactor_feedback_timeout_s', 'precharge_timeout_s', 'precharge_phase_timeout_s',
-        'precharge_retry_delay_s', 'break_current_max_a', 'measurement_timeout_s',
-        'protection_timeout_s', 'estimate_timeout_s', 'state_period_s', 'command_period_s')}
-    values = dict(
-        positive,
-        precharge_target_fraction=section.number('precharge_target_fraction',
-                                                 exclusive_minimum=0.0, maximum=1.0),
-        precharge_min_time_s=section.number('precharge_min_time_s', minimum=0.0),
-        open_delay_max_s=section.number('open_delay_max_s', minimum=0.0),
-        drive_soc_min=section.number('drive_soc_min', minimum=0.0, maximum=1.0),
-        charge_soc_max=section.number('charge_soc_max', minimum=0.0, maximum=1.0),
-        require_estimate=section.boolean('require_estimate'))
-    for mode in ('drive', 'charge'):
-        low = section.number(f'{mode}_temperature_min_degc')
-        high = section.number(f'{mode}_temperature_max_degc')
-        if low >= high:
-            raise section.error(f'{mode}_temperature_min_degc',
-                                f'must be below {mode}_temperature_max_degc ({high}), got {low}')
-        values[f'{mode}_temperature_min_degc'] = low
-        values[f'{mode}_temperature_max_degc'] = high
-    if values['precharge_min_time_s'] >= values['precharge_timeout_s']:
-        raise section.error('precharge_min_time_s',
-                            f'must be below precharge_timeout_s ({values["precharge_timeout_s"]}),'
-                            f' got {values["precharge_min_time_s"]}')
-    if values['precharge_phase_timeout_s'] <= values['contactor_feedback_timeout_s']:
-        # a stuck or unknown contactor must be reported as such (ERROR, a latched fault), not
-        # as a pre-charge phase timeout (STANDBY, retry)
-        raise section.error('precharge_phase_timeout_s',
-                            f'must exceed contactor_feedback_timeout_s '
-                            f'({values["contactor_feedback_timeout_s"]}), '
-                            f'got {values["precharge_phase_timeout_s"]}')
-    return SupervisorConfig(**values)
-
-
-@dataclass(frozen=True)
-class ContactorCommand:
-    """Commanded contactor states (True = closed), as bms_interfaces/ContactorCommand."""
-
-    negative_closed: bool = False
-    precharge_closed: bool = False
-    positive_closed: bool = False
-    reason: str = ''
-
-    def as_tuple(self):
-        return (self.negative_closed, self.precharge_closed, self.positive_closed)
-
-
-OPEN = (False, False, False)
-
-
-def _pct(fraction):
-    return f'{100.0 * fraction:.1f} %'
-
-
-class PackStateMachine:
+class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
     """The pack state machine; feed it inputs, read ``state``, ``command`` and ``reason``."""
 
     def __init__(self, config, now_s=0.0):
@@ -339,97 +223,6 @@ class PackStateMachine:
         log.info('request %s', text)
         return False, text
 
-    # ------------------------------------------------------------------ guards
-
-    def _guard(self, state, now_s):
-        """Why DRIVE or CHARGE may not be entered now ('' = allowed). First failing guard."""
-        cfg = self.config
-        if self._trip_latched:
-            return (f'trip latched ({", ".join(self._latched_names) or "see trip_event"}); '
-                    f'reset trips first')
-        if self._status_s is None:
-            return 'no protection status yet'
-        if now_s - self._status_s > cfg.protection_timeout_s:
-            return f'protection status stale ({now_s - self._status_s:.1f} s old)'
-        if self._measurement_s is None:
-            return 'no measurement yet'
-        if now_s - self._measurement_s > cfg.measurement_timeout_s:
-            return f'measurement stale ({now_s - self._measurement_s:.1f} s old)'
-        unknown = self._unknown_blocker(now_s)
-        if unknown:
-            return unknown
-        if self.state == STATE_STANDBY and self._precharge_failed_s is not None:
-            left = cfg.precharge_retry_delay_s - (now_s - self._precharge_failed_s)
-            if left > 0:
-                return (f'pre-charge failed ({self._precharge_failure}); retry in {left:.1f} s')
-        soc_known = self._soc_s is not None and now_s - self._soc_s <= cfg.estimate_timeout_s
-        if cfg.require_estimate and not soc_known:
-            return ('SoC unknown (no estimate yet)' if self._soc_s is None else
-                    f'SoC unknown (estimate stale: {now_s - self._soc_s:.1f} s old)')
-        if state == STATE_DRIVE:
-            if soc_known and self._soc < cfg.drive_soc_min:
-                return f'SoC too low: {_pct(self._soc)} < {_pct(cfg.drive_soc_min)}'
-            window = (cfg.drive_temperature_min_degc, cfg.drive_temperature_max_degc, 'drive')
-            limit, direction = self._discharge_limit_a, 'discharge'
-        else:
-            if soc_known and self._soc > cfg.charge_soc_max:
-                return f'SoC too high: {_pct(self._soc)} > {_pct(cfg.charge_soc_max)}'
-            window = (cfg.charge_temperature_min_degc, cfg.charge_temperature_max_degc, 'charge')
-            limit, direction = self._charge_limit_a, 'charge'
-        blocker = self._temperature_blocker(*window)
-        if blocker:
-            return blocker
-        if not limit > 0.0:
-            return f'{direction} current limit is 0 A (protection derating)'
-        if self.state == STATE_STANDBY:
-            closed = [name for name, fb in zip(CONTACTORS, self._feedback())
-                      if fb != FEEDBACK_OPEN]
-            if closed:
-                return f'contactor feedback not open: {", ".join(closed)}'
-        return ''
-
-    def _unknown_blocker(self, now_s):
-        """'contactor feedback unknown (...)' while it is, else ''."""
-        unknown_s = self.feedback_unknown_s(now_s)
-        if unknown_s is None:
-            return ''
-        return f'contactor feedback unknown (stale for {unknown_s:.2f} s)'
-
-    def _temperature_blocker(self, low, high, mode):
-        m = self._measurement
-        temps = np.asarray(m.temperatures_degc, dtype=float)
-        valid = np.asarray(m.temperature_valid, dtype=bool) & np.isfinite(temps)
-        if not valid.any():
-            return 'no valid temperature'
-        hottest = int(np.argmax(np.where(valid, temps, -np.inf)))
-        coldest = int(np.argmin(np.where(valid, temps, np.inf)))
-        if temps[hottest] > high:
-            return (f'temperature outside the {mode} window: sensor {hottest} at '
-                    f'{temps[hottest]:.1f} degC > {high:.1f} degC')
-        if temps[coldest] < low:
-            return (f'temperature outside the {mode} window: sensor {coldest} at '
-                    f'{temps[coldest]:.1f} degC < {low:.1f} degC')
-        return ''
-
-    def _error_exit_blocker(self, now_s):
-        cfg = self.config
-        if self._trip_latched:
-            return (f'trip latched ({", ".join(self._latched_names) or "see trip_event"}); '
-                    f'reset trips first')
-        if self._status_s is None or now_s - self._status_s > cfg.protection_timeout_s:
-            return 'no fresh protection status'
-        if self._measurement_s is None or now_s - self._measurement_s > cfg.measurement_timeout_s:
-            return 'no fresh measurement'
-        unknown = self._unknown_blocker(now_s)
-        if unknown:
-            faults = ', '.join(CONTACTORS[i] for i in sorted(self._faults))
-            return unknown + (f'; contactor faults kept: {faults}' if faults else '')
-        closed = [name for name, fb in zip(CONTACTORS, self._feedback())
-                  if fb == FEEDBACK_CLOSED]
-        if closed:
-            return f'contactor feedback not open: {", ".join(closed)} (welded?)'
-        return ''
-
     # ------------------------------------------------------------------ time
 
     def step(self, now_s):
@@ -494,77 +287,6 @@ class PackStateMachine:
         self._enter(STATE_STANDBY, 'ready: measurement and protection status received, '
                                    'contactors open')
 
-    def _precharge_step(self, now_s):
-        cfg = self.config
-        negative, precharge, positive = (fb == FEEDBACK_CLOSED for fb in self._feedback())
-        released = self._feedback()[1] == FEEDBACK_OPEN
-        if self._phase == PHASE_NEGATIVE and negative:
-            self._set_phase(PHASE_PRECHARGE, now_s)
-            self._link_start_fraction = self._link_fraction()
-            self._command(True, True, False, 'pre-charge: close pre-charge relay')
-        if self._phase == PHASE_PRECHARGE:
-            elapsed = now_s - self._phase_since_s
-            m = self._measurement
-            pack_v = float(m.pack_voltage_v) if m is not None else math.nan
-            link_v = float(m.link_voltage_v) if m is not None else math.nan
-            fraction = self._link_fraction()
-            # a link still charged from the last drive may rise fast: judge only a discharged one
-            started_low = not (self._link_start_fraction >= 0.5 * cfg.precharge_target_fraction)
-            if precharge and fraction >= cfg.precharge_target_fraction:
-                if elapsed < cfg.precharge_min_time_s and started_low:
-                    self._abort_precharge(
-                        f'rise too fast: {_pct(fraction)} of {pack_v:.1f} V after {elapsed:.3f} s'
-                        f' < {cfg.precharge_min_time_s:.3f} s (no DC-link capacitance or a '
-                        f'bypassed resistor?)', now_s)
-                    return
-                self._set_phase(PHASE_POSITIVE, now_s)
-                self._precharge_time_s = elapsed
-                self._command(True, True, True, 'pre-charge: close positive')
-            elif elapsed > cfg.precharge_timeout_s:
-                shown = 'unknown' if not math.isfinite(fraction) else _pct(fraction)
-                self._abort_precharge(
-                    f'rise too slow: link {link_v:.1f} V = {shown} of {pack_v:.1f} V after '
-                    f'{elapsed:.2f} s, target {_pct(cfg.precharge_target_fraction)} within '
-                    f'{cfg.precharge_timeout_s:.2f} s (shorted load?)', now_s)
-                return
-        if self._phase == PHASE_POSITIVE and positive:
-            self._set_phase(PHASE_RELEASE, now_s)
-            self._command(True, False, True, 'pre-charge: open pre-charge relay')
-        if self._phase == PHASE_RELEASE and released:
-            target = self._target
-            took = now_s - self._precharge_started_s
-            self._phase = None
-            self._target = None
-            self._precharge_failed_s = None
-            self._command(True, False, True, f'{STATE_NAMES[target]}: main contactors closed')
-            self._enter(target, f'pre-charge done in {took:.2f} s '
-                                f'(link at target after {self._precharge_time_s:.2f} s)')
-            return
-        if self._phase in PHASE_WAITS:
-            elapsed = now_s - self._phase_since_s
-            if elapsed > cfg.precharge_phase_timeout_s:
-                index, wanted = PHASE_WAITS[self._phase]
-                self._abort_precharge(
-                    f'phase {self._phase} timed out after {elapsed:.2f} s > '
-                    f'{cfg.precharge_phase_timeout_s:.2f} s ({CONTACTORS[index]} feedback '
-                    f'{self._feedback()[index]}, waiting for {wanted})', now_s)
-
-    def _link_fraction(self):
-        """DC-link voltage / pack voltage (NaN if unknown)."""
-        m = self._measurement
-        if m is None:
-            return math.nan
-        pack_v, link_v = float(m.pack_voltage_v), float(m.link_voltage_v)
-        return link_v / pack_v if pack_v > 0.0 and math.isfinite(link_v) else math.nan
-
-    def _abort_precharge(self, why, now_s):
-        self._precharge_failed_s = now_s
-        self._precharge_failure = why
-        self._phase = None
-        self._target = None
-        self._open_all(f'pre-charge failed: {why}')
-        self._enter(STATE_STANDBY, f'pre-charge failed: {why}')
-        log.warning('pre-charge failed: %s', why)
 
     def _opening_step(self, now_s):
         cfg = self.config
@@ -586,62 +308,6 @@ class PackStateMachine:
             self.reason = (f'{self._open_reason}: waiting for |I| {shown} <= '
                            f'{cfg.break_current_max_a:.0f} A before opening '
                            f'({cfg.open_delay_max_s - waited:.1f} s left)')
-
-    # ------------------------------------------------------------------ contactor feedback
-
-    def _supervise_feedback(self, now_s):
-        """Raise a contactor fault when feedback disagrees with the command for too long."""
-        if self._measurement is None or self._measurement.contactors_stale:
-            # unknown: faults and timers are kept; the unknown timeout (step) and the guards
-            # handle it, the measurement timeout a silent driver
-            return
-        timeout = self.config.contactor_feedback_timeout_s
-        for index, (commanded, feedback) in enumerate(zip(self.command.as_tuple(),
-                                                          self._feedback())):
-            seen = feedback == FEEDBACK_CLOSED
-            if commanded == seen:
-                self._mismatch_since_s[index] = None
-                continue
-            if self._mismatch_since_s[index] is None:
-                self._mismatch_since_s[index] = now_s
-            lasted = now_s - self._mismatch_since_s[index]
-            if lasted > timeout and index not in self._faults:
-                limit_id = CONTACTOR_WELDED if seen else CONTACTOR_STUCK_OPEN
-                what = ('welded: feedback closed' if seen else 'stuck open: feedback open')
-                message = (f'{CONTACTORS[index]} contactor {what} {lasted:.2f} s after the '
-                           f'{"close" if commanded else "open"} command (> {timeout:.2f} s)')
-                event = Event(limit_id, LEVEL_TRIP, FAULT_INDEX[CONTACTORS[index]], lasted,
-                              timeout, 's', True, True, message, now_s)
-                self._faults[index] = event
-                self._events.append(event)
-                log.error('contactor fault: %s', message)
-                self._error_open(f'contactor fault: {message}')
-
-    def _clear_fault(self, index, now_s, why):
-        raised = self._faults.pop(index)
-        self._events.append(Event(raised.limit_id, LEVEL_TRIP, raised.index, 0.0,
-                                  raised.threshold, 's', False, False,
-                                  f'{CONTACTORS[index]} contactor fault {why}', now_s))
-
-    def _feedback(self):
-        """Feedback in command order (negative, precharge, positive): closed, open or unknown."""
-        m = self._measurement
-        if m is None or m.contactors_stale:
-            return (FEEDBACK_UNKNOWN,) * 3
-        return tuple(FEEDBACK_CLOSED if bool(closed) else FEEDBACK_OPEN for closed in (
-            m.negative_contactor_closed, m.precharge_relay_closed, m.positive_contactor_closed))
-
-    @property
-    def feedback(self):
-        """Contactor feedback in command order: 'closed', 'open' or 'unknown'."""
-        return self._feedback()
-
-    def feedback_unknown_s(self, now_s):
-        """How long the contactor feedback has been unknown (s); None while known or before
-        the first measurement (then other guards say 'no measurement')."""
-        if self._unknown_since_s is None:
-            return None
-        return max(0.0, now_s - self._unknown_since_s)
 
     def estimate_age_s(self, now_s):
         """Age of the last SoC estimate (s); None if none received."""
@@ -713,8 +379,3 @@ class PackStateMachine:
     @property
     def state_name(self):
         return STATE_NAMES[self.state]
-
-    @property
-    def phase(self):
-        """The pre-charge phase (None outside PRECHARGE)."""
-        return self._phase
