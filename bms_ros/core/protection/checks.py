@@ -6,6 +6,8 @@ limits (derating.py); texts.py names things. It reports and never acts: each cal
 events raised or cleared by that call; the pack supervisor decides what to do with them. Time
 is always passed in as ``now_s`` (seconds, monotonic).
 """
+from __future__ import annotations
+
 import logging
 import math
 import time
@@ -13,9 +15,9 @@ import time
 from ..measurement import Measurement as Measurement   # re-exported: evaluate() takes one
 from .derating import current_limits
 from .events import Event, ResetResult, Status
-from .latch import CORRUPT_ID, TripLatch
+from .latch import CORRUPT_ID, LatchedTrip, TripLatch
 from .limit_state import LimitState
-from .limits import CATALOG_BY_ID, LEVEL_OK, LEVEL_TRIP, STALE_GROUPS
+from .limits import CATALOG_BY_ID, LEVEL_OK, LEVEL_TRIP, STALE_GROUPS, ProtectionConfig
 from .signals import SignalExtractor
 
 __all__ = ['Event', 'Measurement', 'Protection', 'ResetResult', 'Status']
@@ -26,7 +28,8 @@ log = logging.getLogger(__name__)
 class Protection:
     """Limit checks of one pack with debounce, hysteresis, time-current and latched trips."""
 
-    def __init__(self, config, cells_series, temperature_sensors, latch=None, now_s=0.0):
+    def __init__(self, config: ProtectionConfig, cells_series: int, temperature_sensors: int,
+                 latch: TripLatch | None = None, now_s: float = 0.0) -> None:
         self.config = config
         self.cells_series = int(cells_series)
         self.temperature_sensors = int(temperature_sensors)
@@ -42,11 +45,12 @@ class Protection:
                                                   self.latch)
                        for limit in config.limits}
         self._latch_dirty = bool(self.latch.load_problem)  # rewrite a corrupt file at once
-        self._estimate = None  # (charge_a, discharge_a, now_s) of the last state-of-power estimate
+        # (charge_a, discharge_a, now_s) of the last state-of-power estimate
+        self._estimate: tuple[float, float, float] | None = None
 
     # ------------------------------------------------------------------ inputs
 
-    def evaluate(self, measurement, now_s):
+    def evaluate(self, measurement: Measurement, now_s: float) -> list[Event]:
         """Check every limit against one measurement; return the events it raised or cleared.
 
         A malformed measurement (wrong array lengths) is rejected and counted: it returns no
@@ -62,14 +66,14 @@ class Protection:
         self._clamp_to(now_s)
         self.signals.accept(measurement, now_s)
         signals = self.signals.compute(measurement, now_s)
-        events = []
+        events: list[Event] = []
         for limit in self.config.limits:
             events += self.states[limit.limit_id].update(signals[limit.limit_id], now_s)
         self._after_update(events, now_s)
         events.sort(key=lambda e: -e.level)  # trips first: they matter most for latency
         return events
 
-    def check_timeout(self, now_s):
+    def check_timeout(self, now_s: float) -> list[Event]:
         """Re-evaluate the stale-measurement limit without a new measurement (a periodic call)."""
         self._clamp_to(now_s)
         ages, gate = self.signals.stale(now_s)
@@ -78,19 +82,20 @@ class Protection:
         self._after_update(events, now_s)
         return events
 
-    def update_estimate(self, charge_current_limit_a, discharge_current_limit_a, now_s):
+    def update_estimate(self, charge_current_limit_a: float, discharge_current_limit_a: float,
+                        now_s: float) -> None:
         """Remember the estimator's state-of-power limits (A, magnitudes) for derating."""
         if math.isfinite(charge_current_limit_a) and math.isfinite(discharge_current_limit_a):
             self._estimate = (max(charge_current_limit_a, 0.0),
                               max(discharge_current_limit_a, 0.0), now_s)
 
-    def restored_events(self, now_s):
+    def restored_events(self, now_s: float) -> list[Event]:
         """Events for the trips read back from the latch file (to re-announce after a restart)."""
         return [Event(t.limit_id, LEVEL_TRIP, t.index, t.value, t.threshold, t.unit, True, True,
                       f'{t.message} (restored after restart, reset required)', now_s)
                 for t in self.latch.trips.values()]
 
-    def _after_update(self, events, now_s):
+    def _after_update(self, events: list[Event], now_s: float) -> None:
         if any(e.latched for e in events):
             self._latch_dirty = True
         for state in self.states.values():
@@ -102,7 +107,7 @@ class Protection:
 
     # ------------------------------------------------------------------ reset
 
-    def reset(self, now_s, requester, reason):
+    def reset(self, now_s: float, requester: str, reason: str) -> ResetResult:
         """Clear every latched trip whose condition is gone and whose cool-down has run.
 
         Gone means the trip level was released: back inside the hysteresis band for the
@@ -116,7 +121,8 @@ class Protection:
         elif not self.latch.trips:
             result = ResetResult(True, 'nothing latched')
         else:
-            cleared, kept = [], []
+            cleared: list[LatchedTrip] = []
+            kept: list[str] = []
             for trip in list(self.latch.trips.values()):
                 why = self._reset_blocker(trip, now_s)
                 if why:
@@ -128,7 +134,7 @@ class Protection:
                 else:
                     self.latch.remove(trip.key)
                 cleared.append(trip)
-            parts = []
+            parts: list[str] = []
             if cleared:
                 parts.append(f'reset {", ".join(t.name for t in cleared)}')
             if kept:
@@ -143,21 +149,21 @@ class Protection:
             f'success={result.success} {result.message}')
         return result
 
-    def reset_events(self, result, now_s, requester):
+    def reset_events(self, result: ResetResult, now_s: float, requester: str) -> list[Event]:
         """Clearing events for the trips a reset removed."""
         return [Event(t.limit_id, LEVEL_TRIP, t.index, t.value, t.threshold, t.unit, False, False,
                       f'{t.name} reset by {requester}', now_s)
                 for t in result.cleared]
 
-    def _latched_ids(self):
+    def _latched_ids(self) -> list[str]:
         return sorted({t.limit_id for t in self.latch.trips.values()})
 
-    def _owner(self, trip):
+    def _owner(self, trip: LatchedTrip) -> LimitState | None:
         """The LimitState of ``trip`` (None: a corrupt file, or a limit/index not configured)."""
         state = self.states.get(trip.limit_id)
         return state if state is not None and state.owns(trip) else None
 
-    def _reset_blocker(self, trip, now_s):
+    def _reset_blocker(self, trip: LatchedTrip, now_s: float) -> str:
         """Why ``trip`` cannot be reset now ('' = it can)."""
         if trip.limit_id != CORRUPT_ID and not self.signals.measured:
             return 'condition unknown: no measurement since start'
@@ -177,9 +183,9 @@ class Protection:
 
     # ------------------------------------------------------------------ status
 
-    def status(self, now_s):
+    def status(self, now_s: float) -> Status:
         """Every active warning/alarm (highest level per channel), latched trips, limits."""
-        active = []
+        active: list[Event] = []
         for limit in self.config.limits:
             active += self.states[limit.limit_id].active_events(now_s)
         for trip in self.latch.trips.values():
@@ -192,7 +198,7 @@ class Protection:
         return Status(max_level, bool(self.latch.trips), active, charge_a, discharge_a,
                       self.measurements_rejected)
 
-    def current_limits(self, now_s):
+    def current_limits(self, now_s: float) -> tuple[float, float]:
         """(charge, discharge) current limits in A (magnitudes) after derating; 0 if tripped.
 
         Each is the configured maximum (or the fresher state-of-power estimate, if lower)
@@ -205,7 +211,7 @@ class Protection:
         return current_limits(self.config, s.cells_v, s.temperatures_degc, s.pack_v,
                               self._estimate, now_s)
 
-    def save_if_changed(self):
+    def save_if_changed(self) -> bool:
         """Persist the latched trips if a trip latched or was reset since the last save.
 
         Separate from :meth:`evaluate` so the caller can publish a trip before the fsync.
@@ -221,7 +227,7 @@ class Protection:
         self._latch_dirty = bool(self.latch.load_problem)  # rewrite a corrupt file at once
         return True
 
-    def _clamp_to(self, now_s):
+    def _clamp_to(self, now_s: float) -> None:
         """Times recorded "in the future" (the clock went back) are moved to now."""
         self.signals.clamp_to(now_s)
         for trip in self.latch.trips.values():

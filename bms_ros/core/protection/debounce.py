@@ -3,7 +3,17 @@
 Everything is vectorised over channels (cells, sensors) and takes the time ``now_s``
 (seconds, any monotonic clock) as an argument, so it is unit-testable without sleeping.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from .limits import TimeCurrentLimit
+
+BoolArray = NDArray[np.bool_]
 
 
 class LevelMonitor:
@@ -15,7 +25,8 @@ class LevelMonitor:
     (NaN) also keeps the state and any running timer, because no information is not good news.
     """
 
-    def __init__(self, n_levels, n_channels, debounce_s, release_s):
+    def __init__(self, n_levels: int, n_channels: int, debounce_s: float,
+                 release_s: float) -> None:
         self.debounce_s = float(debounce_s)
         self.release_s = float(release_s)
         shape = (n_levels, n_channels)
@@ -23,7 +34,8 @@ class LevelMonitor:
         self._raise_since_s = np.full(shape, np.nan)
         self._clear_since_s = np.full(shape, np.nan)
 
-    def update(self, violated, cleared, known, now_s):
+    def update(self, violated: ArrayLike, cleared: ArrayLike, known: ArrayLike,
+               now_s: float) -> tuple[BoolArray, BoolArray]:
         """Advance to ``now_s``; return (raised, released) masks of the levels that changed.
 
         violated: value beyond the level; cleared: value back inside by the hysteresis;
@@ -53,7 +65,7 @@ class LevelMonitor:
         self._clear_since_s[released] = np.nan
         return raised, released
 
-    def hold(self, level_index, mask):
+    def hold(self, level_index: int, mask: ArrayLike) -> None:
         """Raise one level at once on the channels of ``mask`` and stop their release timers.
 
         For a latched trip whose condition is back (or restored after a restart): it is
@@ -64,11 +76,11 @@ class LevelMonitor:
         self._raise_since_s[level_index][mask] = np.nan
         self._clear_since_s[level_index][mask] = np.nan
 
-    def release_started_s(self, level_index, channel):
+    def release_started_s(self, level_index: int, channel: int) -> float:
         """Since when a raised level has been inside its hysteresis band (NaN: it is not)."""
         return float(self._clear_since_s[level_index, channel])
 
-    def force_clear(self, level_index, channel):
+    def force_clear(self, level_index: int, channel: int) -> None:
         """Drop one level of one channel and its timers (after a reset of its latched trip).
 
         A condition that returns afterwards is raised again after exactly ``debounce_s``.
@@ -78,7 +90,8 @@ class LevelMonitor:
         self._clear_since_s[level_index, channel] = np.nan
 
 
-def threshold_masks(values, thresholds, hysteresis, high, gate=None):
+def threshold_masks(values: ArrayLike, thresholds: ArrayLike, hysteresis: float, high: bool,
+                    gate: ArrayLike | None = None) -> tuple[BoolArray, BoolArray, BoolArray]:
     """(violated, cleared, known) of each level for each value, shapes (levels, channels).
 
     High limits are violated at value >= threshold and cleared below threshold - hysteresis
@@ -114,13 +127,13 @@ class InverseTimeIntegrator:
     decays to zero in ``curve_decay_s``. A NaN current holds the fraction.
     """
 
-    def __init__(self, limit, max_step_s=1.0):
+    def __init__(self, limit: TimeCurrentLimit, max_step_s: float = 1.0) -> None:
         self.limit = limit
         self.max_step_s = max_step_s  # a gap in measurements must not count as one long pulse
         self.fraction = 0.0
-        self._last_s = None
+        self._last_s: float | None = None
 
-    def update(self, current_a, now_s):
+    def update(self, current_a: float, now_s: float) -> float:
         """Integrate up to ``now_s`` with the magnitude ``current_a`` (A); return the fraction."""
         dt = 0.0 if self._last_s is None else min(max(now_s - self._last_s, 0.0),
                                                    self.max_step_s)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,6 +50,9 @@ def current_limits(config: ProtectionConfig, cells_v: NDArray[np.float64],
               'high_degc': temps.max() if temps.size else math.nan,
               'low_degc': temps.min() if temps.size else math.nan,
               'pack_v': pack_v}
-    charge *= min(derate(config.limit(lid), values[key]) for lid, key in CHARGE_DERATING)
-    discharge *= min(derate(config.limit(lid), values[key]) for lid, key in DISCHARGE_DERATING)
+    # the derating limits are all threshold limits (CATALOG)
+    charge *= min(derate(cast('ThresholdLimit', config.limit(lid)), values[key])
+                  for lid, key in CHARGE_DERATING)
+    discharge *= min(derate(cast('ThresholdLimit', config.limit(lid)), values[key])
+                     for lid, key in DISCHARGE_DERATING)
     return float(charge), float(discharge)

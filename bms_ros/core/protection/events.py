@@ -1,5 +1,11 @@
 """What the protection reports: events, its status and the answer to a reset request."""
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .latch import LatchedTrip
 
 
 @dataclass
@@ -24,7 +30,7 @@ class Status:
 
     max_level: int
     trip_latched: bool
-    active: list
+    active: list[Event]
     charge_current_limit_a: float
     discharge_current_limit_a: float
     measurements_rejected: int
@@ -36,5 +42,5 @@ class ResetResult:
 
     success: bool
     message: str
-    still_latched: list = field(default_factory=list)
-    cleared: list = field(default_factory=list)   # the LatchedTrip objects this reset removed
+    still_latched: list[str] = field(default_factory=list)
+    cleared: list[LatchedTrip] = field(default_factory=list)   # the LatchedTrip objects this reset removed

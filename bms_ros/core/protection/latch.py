@@ -4,11 +4,14 @@ The file is written atomically (bms_ros.core.persistence) on every change. A cor
 not read as "no trips": it latches the trip ``latch_file_corrupt`` instead, which a reset
 clears at once, so a damaged file can never silently re-enable a tripped pack.
 """
+from __future__ import annotations
+
 import logging
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from ..errors import PersistenceError
 from ..persistence import read_json, write_json_atomic
@@ -33,18 +36,18 @@ class LatchedTrip:
     message: str
     latched_wall_s: float
     # not persisted: when the condition was last seen gone (now_s clock), None while present
-    clear_since_s: float = None
+    clear_since_s: float | None = None
 
     @property
-    def key(self):
+    def key(self) -> tuple[str, int]:
         return (self.limit_id, self.index)
 
     @property
-    def name(self):
+    def name(self) -> str:
         """``limit_id`` or ``limit_id[index]``, as reset replies list it."""
         return self.limit_id if self.index < 0 else f'{self.limit_id}[{self.index}]'
 
-    def to_document(self):
+    def to_document(self) -> dict[str, Any]:
         doc = asdict(self)
         doc.pop('clear_since_s')
         for field in ('value', 'threshold'):
@@ -53,8 +56,8 @@ class LatchedTrip:
         return doc
 
     @classmethod
-    def from_document(cls, doc):
-        def number(name):
+    def from_document(cls, doc: dict[str, Any]) -> LatchedTrip:
+        def number(name: str) -> float:
             value = doc.get(name)
             return float('nan') if value is None else float(value)
         return cls(limit_id=str(doc['limit_id']), index=int(doc['index']), value=number('value'),
@@ -66,13 +69,14 @@ class LatchedTrip:
 class TripLatch:
     """The set of latched trips, kept in a JSON file in ``state_dir`` (None: memory only)."""
 
-    def __init__(self, state_dir=None):
+    def __init__(self, state_dir: str | None = None) -> None:
         self.path = os.path.join(state_dir, FILE_NAME) if state_dir else None
         self.reset_log_path = os.path.join(state_dir, RESET_LOG_NAME) if state_dir else None
-        self.trips = {}          # (limit_id, index) -> LatchedTrip, in latch order
+        # (limit_id, index) -> LatchedTrip, in latch order
+        self.trips: dict[tuple[str, int], LatchedTrip] = {}
         self.load_problem = ''   # why the file could not be read ('' = fine or absent)
 
-    def load(self):
+    def load(self) -> list[LatchedTrip]:
         """Read the file; a corrupt one latches CORRUPT_ID. Returns the trips restored."""
         if self.path is None:
             return []
@@ -101,26 +105,26 @@ class TripLatch:
         self.trips = {trip.key: trip for trip in trips}
         return trips
 
-    def save(self):
+    def save(self) -> None:
         """Write the file atomically (no-op without a state_dir)."""
         if self.path is None:
             return
         write_json_atomic(self.path, {'version': FORMAT_VERSION,
                                       'trips': [t.to_document() for t in self.trips.values()]})
 
-    def add(self, trip):
+    def add(self, trip: LatchedTrip) -> None:
         self.trips[trip.key] = trip
 
-    def remove(self, key):
+    def remove(self, key: tuple[str, int]) -> LatchedTrip | None:
         return self.trips.pop(key, None)
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         return key in self.trips
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.trips)
 
-    def log_reset_request(self, line):
+    def log_reset_request(self, line: str) -> None:
         """Append one line to the reset audit log (best effort: never fails the reset)."""
         if self.reset_log_path is None:
             return

@@ -15,17 +15,25 @@ it keeps, per channel of a limit with a trip level:
 
 The inverse-time budget of an over-current limit is not reset: it is the conductors' heat.
 """
+from __future__ import annotations
+
 import logging
 import math
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .debounce import InverseTimeIntegrator, LevelMonitor, threshold_masks
 from .events import Event
 from .latch import LatchedTrip
-from .limits import LEVEL_TRIP, FlagLimit, TimeCurrentLimit
+from .limits import LEVEL_TRIP, FlagLimit, Limit, ThresholdLimit, TimeCurrentLimit
 from .texts import channel_of, clear_text, fmt, index_of, raise_text, threshold_of
+
+if TYPE_CHECKING:
+    from .latch import TripLatch
+    from .signals import Signal
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +41,7 @@ log = logging.getLogger(__name__)
 class LimitState:
     """Debounce, latched trips and reset of one limit over ``n_channels`` cells/sensors/pack."""
 
-    def __init__(self, limit, n_channels, latch):
+    def __init__(self, limit: Limit, n_channels: int, latch: TripLatch) -> None:
         self.limit = limit
         self.latch = latch                      # the shared TripLatch (all limits, one file)
         self.n_channels = int(n_channels)
@@ -49,11 +57,18 @@ class LimitState:
         for _, channel in self._latched():
             restored[channel] = True
         if restored.any():
-            self.monitor.hold(self.trip_row, restored)
+            self.monitor.hold(self._row, restored)
+
+    @property
+    def _row(self) -> int:
+        """The trip level's row: asked only for a limit with latched trips (owns() needs one)."""
+        if self.trip_row is None:
+            raise ValueError(f'{self.limit.limit_id} has no trip level')
+        return self.trip_row
 
     # ------------------------------------------------------------------ checks
 
-    def update(self, signal, now_s):
+    def update(self, signal: Signal, now_s: float) -> list[Event]:
         """Advance with one signal (see signals.py) to ``now_s``; return the events raised."""
         limit = self.limit
         curve_tripped = None
@@ -79,7 +94,8 @@ class LimitState:
                 violated, cleared = violated.copy(), cleared.copy()
                 violated[2] |= curve_tripped
                 cleared[2] = (~curve_tripped & np.isfinite(values)
-                              & (values < limit.curve_current_a[0] - limit.hysteresis))
+                              & (values < self.integrator.limit.curve_current_a[0]
+                                 - limit.hysteresis))
                 value_cleared = cleared
         self.values = values
         row = self.trip_row
@@ -97,14 +113,15 @@ class LimitState:
                 back[channel] = self.present[channel] and bool(known[row, channel])
             if back.any():
                 self.monitor.hold(row, back)
-        events = []
+        events: list[Event] = []
         for level_row, channel in zip(*np.nonzero(raised | released)):
             events += self._level_event(level_row, channel, bool(raised[level_row, channel]),
                                         curve_tripped, now_s,
                                         gated is not None and bool(gated[level_row, channel]))
         return events
 
-    def _level_event(self, row, channel, raised, curve_tripped, now_s, by_gate=False):
+    def _level_event(self, row: int, channel: int, raised: bool, curve_tripped: bool | None,
+                     now_s: float, by_gate: bool = False) -> list[Event]:
         limit = self.limit
         level = limit.levels[row]
         index = index_of(limit.limit_id, channel)
@@ -120,7 +137,9 @@ class LimitState:
                           raise_text(limit, row, index, value), now_s)]
         if (limit.limit_id, index) in self.latch:
             return []       # already latched (restored, or raised again): nothing new
-        text = raise_text(limit, row, index, value, bool(curve_tripped) and value < limit.trip)
+        # (a curve trip is one of a TimeCurrentLimit: a ThresholdLimit, with a trip level)
+        text = raise_text(limit, row, index, value, bool(curve_tripped)
+                          and isinstance(limit, ThresholdLimit) and value < limit.trip)
         self.latch.add(LatchedTrip(limit.limit_id, index, value, threshold, limit.unit, text,
                                    time.time()))
         log.warning('TRIP latched: %s', text)
@@ -129,20 +148,20 @@ class LimitState:
 
     # ------------------------------------------------------------------ latched trips
 
-    def owns(self, trip):
+    def owns(self, trip: LatchedTrip) -> bool:
         """True if ``trip`` is a trip of this limit on one of its channels."""
         if trip.limit_id != self.limit.limit_id or self.trip_row is None:
             return False
         channel = channel_of(trip.limit_id, trip.index)
         return channel is not None and 0 <= channel < self.n_channels
 
-    def _latched(self):
+    def _latched(self) -> Iterator[tuple[LatchedTrip, int]]:
         """(trip, channel) of every latched trip of this limit."""
         for trip in list(self.latch.trips.values()):
             if self.owns(trip):
                 yield trip, channel_of(trip.limit_id, trip.index)
 
-    def track(self, now_s):
+    def track(self, now_s: float) -> None:
         """Note, per latched trip, since when its condition is gone (trip level released)."""
         row = self.trip_row
         for trip, channel in self._latched():
@@ -152,13 +171,13 @@ class LimitState:
             elif trip.clear_since_s is None:
                 trip.clear_since_s = now_s
 
-    def reset_blocker(self, trip, now_s):
+    def reset_blocker(self, trip: LatchedTrip, now_s: float) -> str:
         """Why ``trip`` (of this limit) cannot be reset now ('' = it can)."""
         channel = channel_of(trip.limit_id, trip.index)
         if trip.clear_since_s is None:
             release_s = self.limit.release_s
-            if self.monitor.active[self.trip_row, channel] and not self.present[channel]:
-                started = self.monitor.release_started_s(self.trip_row, channel)
+            if self.monitor.active[self._row, channel] and not self.present[channel]:
+                started = self.monitor.release_started_s(self._row, channel)
                 # (a start "in the future", the clock went back, counts as now)
                 left = (release_s - max(now_s - started, 0.0) if math.isfinite(started)
                         else release_s)
@@ -173,18 +192,18 @@ class LimitState:
             return f'cool-down running: {left:.1f} s of {cooldown:.0f} s left'
         return ''
 
-    def clear(self, trip):
+    def clear(self, trip: LatchedTrip) -> None:
         """Reset ``trip``: unlatch it and drop its trip level and timers (debounce from zero)."""
         self.latch.remove(trip.key)
-        self.monitor.force_clear(self.trip_row, channel_of(trip.limit_id, trip.index))
+        self.monitor.force_clear(self._row, channel_of(trip.limit_id, trip.index))
 
     # ------------------------------------------------------------------ status
 
-    def active_events(self, now_s):
+    def active_events(self, now_s: float) -> list[Event]:
         """The highest raised level per channel, except latched trips (reported by the latch)."""
         limit = self.limit
         active = self.monitor.active
-        events = []
+        events: list[Event] = []
         for channel in np.flatnonzero(active.any(axis=0)):
             row = int(np.flatnonzero(active[:, channel])[-1])
             level = int(limit.levels[row])

@@ -10,11 +10,18 @@ YAML keys carry the unit of the limit, e.g.::
     cell_overvoltage: {warning_v: 3.62, alarm_v: 3.65, trip_v: 3.75, hysteresis_v: 0.05,
                        debounce_s: 0.2}
 """
+from __future__ import annotations
+
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ..config import Section
+
+if TYPE_CHECKING:
+    from ..profile import PackSpec
 
 LEVEL_OK = 0
 LEVEL_WARNING = 1
@@ -106,12 +113,12 @@ class ThresholdLimit:
     #                           released (release_s inside the hysteresis band), not before
 
     @property
-    def levels(self):
+    def levels(self) -> tuple[int, ...]:
         """Levels that this limit raises, lowest first (LEVEL_* values)."""
         return (LEVEL_WARNING, LEVEL_ALARM, LEVEL_TRIP)
 
     @property
-    def thresholds(self):
+    def thresholds(self) -> NDArray[np.float64]:
         """Thresholds of warning, alarm and trip, in the limit's unit."""
         return np.array([self.warning, self.alarm, self.trip])
 
@@ -127,11 +134,11 @@ class TimeCurrentLimit(ThresholdLimit):
     magnitudes in A.
     """
 
-    curve_current_a: tuple = ()
-    curve_time_s: tuple = ()
+    curve_current_a: tuple[float, ...] = ()
+    curve_time_s: tuple[float, ...] = ()
     curve_decay_s: float = 60.0
 
-    def allowed_time_s(self, current_a):
+    def allowed_time_s(self, current_a: ArrayLike) -> NDArray[np.float64]:
         """Time the curve allows at ``current_a`` (A, magnitude); inf below the curve."""
         current = np.asarray(current_a, dtype=float)
         log_i = np.log(np.maximum(current, 1e-9))
@@ -151,7 +158,7 @@ class FlagLimit:
     reset_cooldown_s: float
 
     @property
-    def levels(self):
+    def levels(self) -> tuple[int, ...]:
         return (self.level,)
 
     high = True
@@ -166,11 +173,16 @@ class RangeLimit(FlagLimit):
     maximum: float = np.inf
 
 
+# any limit of ProtectionConfig.limits (TimeCurrentLimit is a ThresholdLimit, RangeLimit a
+# FlagLimit)
+Limit = ThresholdLimit | FlagLimit
+
+
 @dataclass(frozen=True)
 class ProtectionConfig:
     """Everything the protection needs: the limits and a few operating parameters."""
 
-    limits: tuple                      # Threshold/TimeCurrent/Flag limits, in CATALOG order
+    limits: tuple[Limit, ...]          # Threshold/TimeCurrent/Flag limits, in CATALOG order
     charge_detect_current_a: float     # A, + = charging: above it charge temperatures apply
     temperature_rate_window_s: float   # span over which the temperature rise rate is taken
     startup_grace_s: float             # after the first measurement: invalid/stale ignored
@@ -180,14 +192,14 @@ class ProtectionConfig:
     status_period_s: float             # protection_status period (also sent on change)
     diagnostics_period_s: float
 
-    def limit(self, limit_id):
+    def limit(self, limit_id: str) -> Limit:
         """The limit with this id."""
         for limit in self.limits:
             if limit.limit_id == limit_id:
                 return limit
         raise KeyError(limit_id)
 
-    def replace_limit(self, limit):
+    def replace_limit(self, limit: Limit) -> ProtectionConfig:
         """A copy with one limit replaced (tests and benches)."""
         return replace(self, limits=tuple(limit if lim.limit_id == limit.limit_id else lim
                                           for lim in self.limits))
@@ -198,7 +210,7 @@ OPERATING_FIELDS = ('charge_detect_current_a', 'temperature_rate_window_s', 'sta
                     'status_period_s', 'diagnostics_period_s')
 
 
-def load_protection_config(section: Section, pack):
+def load_protection_config(section: Section, pack: PackSpec) -> ProtectionConfig:
     """Validate a profile's ``protection:`` section; raise ConfigError naming file and field.
 
     ``pack`` is the PackSpec: its cell limits give the default current limits before derating.
@@ -223,14 +235,14 @@ def load_protection_config(section: Section, pack):
     return config
 
 
-def _load_limit(section, entry):
+def _load_limit(section: Section, entry: CatalogEntry) -> Limit:
     timing = ('debounce_s', 'release_s', 'reset_cooldown_s')
     if entry.kind in ('flag', 'range'):
         suffix = UNIT_SUFFIX[entry.unit]
         known = ('level',) + timing + ((f'min_{suffix}', f'max_{suffix}')
                                        if entry.kind == 'range' else ())
         section.reject_unknown(known)
-        common = dict(
+        common: dict[str, Any] = dict(
             limit_id=entry.limit_id, unit=entry.unit,
             level=LEVEL_BY_NAME[section.string('level', choices=tuple(LEVEL_BY_NAME))],
             debounce_s=section.number('debounce_s', minimum=0.0),

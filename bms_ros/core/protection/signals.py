@@ -5,31 +5,43 @@ apply, None = always) or ``(values, violated, cleared, known)`` masks of shape (
 for a yes/no flag or plausibility window. Also keeps what the signals need from earlier
 measurements: arrival times for the stale check and the temperature history for the rise rate.
 """
+from __future__ import annotations
+
 import math
 from collections import deque
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .limits import STALE_GROUPS
+
+if TYPE_CHECKING:
+    from ..measurement import Measurement
+    from .limits import ProtectionConfig, RangeLimit
+
+# (values, gate) of a threshold limit or (values, violated, cleared, known) of a flag or window
+Signal = tuple[Any, ...]
 
 
 class SignalExtractor:
     """Turns measurements into per-limit signals; time ``now_s`` in seconds (monotonic)."""
 
-    def __init__(self, config, cells_series, temperature_sensors, now_s=0.0):
+    def __init__(self, config: ProtectionConfig, cells_series: int, temperature_sensors: int,
+                 now_s: float = 0.0) -> None:
         self.config = config
         self.cells_series = int(cells_series)
         self.temperature_sensors = int(temperature_sensors)
         self.measured = False             # a well-formed measurement has arrived since start
-        self.first_measurement_s = None
+        self.first_measurement_s: float | None = None
         self.last_arrival_s = now_s
         self.group_fresh_s = np.full(len(STALE_GROUPS), np.nan)
-        self.temperature_history = deque()
+        self.temperature_history: deque[tuple[float, NDArray[np.float64]]] = deque()
         self.cells_v = np.full(self.cells_series, np.nan)          # last valid values (NaN: not)
         self.temperatures_degc = np.full(self.temperature_sensors, np.nan)
         self.pack_v = math.nan
 
-    def malformed(self, m):
+    def malformed(self, m: Measurement) -> str:
         """Why ``m`` cannot be checked ('' = it can): wrong array lengths."""
         expect = {'cell_voltages_v': self.cells_series, 'cell_voltage_valid': self.cells_series,
                   'temperatures_degc': self.temperature_sensors,
@@ -40,7 +52,7 @@ class SignalExtractor:
                 return f'{name} has {got} values, expected {length}'
         return ''
 
-    def accept(self, m, now_s):
+    def accept(self, m: Measurement, now_s: float) -> None:
         """Record the arrival of a well-formed measurement (for the stale check)."""
         self.measured = True
         if self.first_measurement_s is None:
@@ -51,7 +63,7 @@ class SignalExtractor:
             if not stale:
                 self.group_fresh_s[group] = now_s
 
-    def compute(self, m, now_s):
+    def compute(self, m: Measurement, now_s: float) -> dict[str, Signal]:
         """Per limit id: (values, gate) for thresholds, (values, violated, cleared, known) else."""
         cells_raw = np.asarray(m.cell_voltages_v, dtype=float)
         cells_ok = np.asarray(m.cell_voltage_valid, dtype=bool) & np.isfinite(cells_raw)
@@ -72,8 +84,8 @@ class SignalExtractor:
         temp_spread = (np.nanmax(temps) - np.nanmin(temps)) if temps_ok.sum() >= 2 else math.nan
         mismatch = (abs(cells.sum() - pack_v) if cells_ok.all() and math.isfinite(pack_v)
                     else math.nan)
-        voltage_range = self.config.limit('cell_voltage_out_of_range')
-        temperature_range = self.config.limit('temperature_out_of_range')
+        voltage_range = cast('RangeLimit', self.config.limit('cell_voltage_out_of_range'))
+        temperature_range = cast('RangeLimit', self.config.limit('temperature_out_of_range'))
         return {
             'cell_overvoltage': (cells, None),
             'cell_undervoltage': (cells, None),
@@ -100,7 +112,7 @@ class SignalExtractor:
                                                np.array([not math.isfinite(pack_v)]), now_s),
         }
 
-    def stale(self, now_s):
+    def stale(self, now_s: float) -> Signal:
         """Ages (s) of: the last measurement message, then each group of STALE_GROUPS.
 
         Unknown (NaN, no decision) before the first measurement; a group that was never fresh
@@ -116,25 +128,25 @@ class SignalExtractor:
             groups = np.where(never, np.nan, groups)
         return (np.concatenate(([now_s - self.last_arrival_s], groups)), None)
 
-    def in_grace(self, now_s):
+    def in_grace(self, now_s: float) -> bool:
         """True while the driver may still be filling its first complete measurement."""
         return (self.first_measurement_s is None
                 or now_s - self.first_measurement_s < self.config.startup_grace_s)
 
-    def clamp_to(self, now_s):
+    def clamp_to(self, now_s: float) -> None:
         """Times recorded "in the future" (the clock went back) are moved to now."""
         self.last_arrival_s = min(self.last_arrival_s, now_s)
         self.group_fresh_s = np.where(self.group_fresh_s > now_s, now_s, self.group_fresh_s)
         if self.first_measurement_s is not None:
             self.first_measurement_s = min(self.first_measurement_s, now_s)
 
-    def _flag(self, values, bad, now_s):
+    def _flag(self, values: NDArray[np.float64], bad: ArrayLike, now_s: float) -> Signal:
         """Masks of a yes/no plausibility flag; during the start-up grace a bad flag is unknown."""
         bad = np.asarray(bad, dtype=bool)[None, :]
         known = ~bad if self.in_grace(now_s) else np.ones_like(bad)
         return (values, bad & known, ~bad, known)
 
-    def _rise_rate(self, temps, now_s):
+    def _rise_rate(self, temps: NDArray[np.float64], now_s: float) -> NDArray[np.float64]:
         """Temperature rise rate per sensor (degC/s) over the configured window; NaN if short."""
         window = self.config.temperature_rate_window_s
         history = self.temperature_history
@@ -149,7 +161,7 @@ class SignalExtractor:
         return (temps - then) / (now_s - then_s)
 
 
-def _range(values, ok, limit):
+def _range(values: NDArray[np.float64], ok: NDArray[np.bool_], limit: RangeLimit) -> Signal:
     """Masks of a plausibility window: a valid value outside [minimum, maximum] is violated."""
     with np.errstate(invalid='ignore'):
         outside = ok & ((values < limit.minimum) | (values > limit.maximum))
