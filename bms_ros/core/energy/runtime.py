@@ -54,7 +54,7 @@ class EnergyEstimator:
         self.n = int(n_cells)
         self.config = config
         self.model = CellEnergyModel(cell, config)
-        self.load = LoadTracker(config)
+        self.load = LoadTracker(config, cell.tau1_s)
         self._charger = None               # (t_s, bool) of the last charger_present input
 
     # ------------------------------------------------------------------ inputs
@@ -119,14 +119,17 @@ class EnergyEstimator:
 
         # the load the energy refers to: the learnt profile (its mean, losses and peaks), else
         # the present filtered one, else none
+        r_loss = None
         if profile_ok:
             power, loss, peak, r_pk = (profile.mean_drawn_w, profile.loss_factor,
                                        profile.peak_drawn_w, r_peak)
+            r_loss = self.model.loss_resistance_ohm(r0_25, temp, profile.loss_factor,
+                                                    profile.rc_loss_factor)
         elif discharging:
             power, loss, peak, r_pk = drawn, 1.0, drawn, None
         else:
             power, loss, peak, r_pk = 0.0, 1.0, 0.0, None
-        mid = self.model.discharge(z, q, r, temp, power, peak, loss, r_pk)
+        mid = self.model.discharge(z, q, r, temp, power, peak, loss, r_pk, r_loss)
         out.remaining_energy_wh = mid.energy_wh
         i_mean = mid.charge_ah * 3600.0 / mid.time_s if mid.time_s > 0 and \
             math.isfinite(mid.time_s) else 0.0
@@ -136,7 +139,7 @@ class EnergyEstimator:
         # a full pack: every cell gains the charge the strongest can still take
         gain = float(np.min((cfg.soc_ceiling - z) * q))
         full = self.model.discharge(np.clip(z + max(gain, 0.0) / q, 0.0, 1.0), q, r, temp, power,
-                                    peak, loss, r_pk)
+                                    peak, loss, r_pk, r_loss)
         out.energy_full_wh = full.energy_wh
 
         if discharging:
@@ -154,7 +157,7 @@ class EnergyEstimator:
             (out.time_to_empty_profile_s, out.time_to_empty_profile_low_s,
              out.time_to_empty_profile_high_s) = self._tte_band(
                 z, z_std, q, q_std, r, temp, p, p_std, profile.peak_drawn_w,
-                profile.loss_factor, base, r_peak)
+                profile.loss_factor, base, r_peak, r_loss)
         if charging or out.charger_present:
             i_cc = self._charge_current(est, current)
             ttf = self.model.time_to_full_s(z, q, r, temp, i_cc)
@@ -169,15 +172,16 @@ class EnergyEstimator:
         return out
 
     def _tte_band(self, z, z_std, q, q_std, r, temp, power, power_std, peak, loss, mid,
-                  r_peak=None):
+                  r_peak=None, r_loss=None):
         """(time to empty, low, high) in s at ``power`` W drawn, band from SoC, capacity, load."""
         k = self.config.band_sigma
         low = self.model.discharge(np.clip(z - k * z_std, 0.0, 1.0),
                                    np.maximum(q - k * q_std, 1e-6), r, temp,
                                    power + k * power_std, max(peak, power + k * power_std), loss,
-                                   r_peak)
+                                   r_peak, r_loss)
         high = self.model.discharge(np.clip(z + k * z_std, 0.0, 1.0), q + k * q_std, r, temp,
-                                    max(power - k * power_std, 0.05 * power), peak, loss, r_peak)
+                                    max(power - k * power_std, 0.05 * power), peak, loss, r_peak,
+                                    r_loss)
         return (_finite_or_nan(mid.time_s), _finite_or_nan(low.time_s),
                 _finite_or_nan(high.time_s))
 

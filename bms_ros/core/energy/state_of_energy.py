@@ -17,6 +17,7 @@ current tapering as exp(-t / tau), tau = R 3600 Q / (dOCV/dz): the cell's resist
 capacitance of its OCV, until the SoC ceiling or the termination current; the pack is full when
 its first cell is (as pack_soc in bms_ros.core.estimation.estimator).
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,35 +48,61 @@ class CellEnergyModel:
         self.grid = ocv.soc_grid
         self.cutoff_v = config.cutoff_voltage_v or cell.limits.voltage_min_v
         self.cv_v = config.cv_voltage_v or cell.limits.voltage_max_v
-        # cumulative integrals of the piecewise-linear OCV (and its entropic term) over SoC
-        self._ocv_cum = _cumulative(self.grid, ocv.ocv_grid_v)
-        self._dt_cum = _cumulative(self.grid, ocv.docv_dt_v_per_degc)
+        # cumulative integrals of the piecewise-linear OCV (and its entropic term) over SoC,
+        # once per cell type: an integral is then two table look-ups
+        self._ocv_table = _integral_table(self.grid, ocv.ocv_grid_v)
+        self._dt_table = _integral_table(self.grid, ocv.docv_dt_v_per_degc)
+        self._isothermal = not np.any(ocv.docv_dt_v_per_degc)
+        # the inverse OCV table (flat runs collapsed to their middle, as OcvTable.soc_from_ocv)
+        # once, not per call
+        volts = np.unique(ocv.ocv_grid_v)
+        self._inverse = (volts, np.array([ocv.soc_grid[ocv.ocv_grid_v == v].mean()
+                                          for v in volts]))
+        self._dt_mid = float(np.interp(0.5, self.grid, ocv.docv_dt_v_per_degc))
 
     # ------------------------------------------------------------------ building blocks
     def ocv_integral(self, soc_lo, soc_hi, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
         """Integral of OCV(z, T) dz from soc_lo to soc_hi (V per unit SoC; x Q in Ah = Wh)."""
-        lo = np.clip(soc_lo, 0.0, 1.0)
-        hi = np.clip(soc_hi, 0.0, 1.0)
-        base = self._primitive(self._ocv_cum, self.cell.ocv.ocv_grid_v, hi) - \
-            self._primitive(self._ocv_cum, self.cell.ocv.ocv_grid_v, lo)
-        entropic = self._primitive(self._dt_cum, self.cell.ocv.docv_dt_v_per_degc, hi) - \
-            self._primitive(self._dt_cum, self.cell.ocv.docv_dt_v_per_degc, lo)
+        lo = np.minimum(np.maximum(soc_lo, 0.0), 1.0)     # np.clip without its wrapper overhead
+        hi = np.minimum(np.maximum(soc_hi, 0.0), 1.0)
+        base = self._primitive(self._ocv_table, hi) - self._primitive(self._ocv_table, lo)
+        if self._isothermal:
+            return base
+        entropic = self._primitive(self._dt_table, hi) - self._primitive(self._dt_table, lo)
         return base + entropic * (np.asarray(temperature_degc, dtype=float)
                                   - REFERENCE_TEMPERATURE_DEGC)
 
-    def _primitive(self, cumulative, values, z):
-        """Exact integral from 0 to z of the linear interpolation of ``values`` on the grid."""
+    def soc_from_ocv(self, ocv_v, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
+        """SoC for an OCV (V) at a temperature, clipped to 0..1 (OcvTable.soc_from_ocv, cached)."""
+        corrected = np.asarray(ocv_v, dtype=float) - self._dt_mid * (
+            np.asarray(temperature_degc, dtype=float) - REFERENCE_TEMPERATURE_DEGC)
+        return np.clip(np.interp(corrected, *self._inverse), 0.0, 1.0)
+
+    def _primitive(self, table, z):
+        """Exact integral from 0 to z (0..1) of a piecewise-linear table (cumulative, values,
+        slopes per grid interval): a quadratic inside each interval."""
+        cumulative, values, slopes = table
         g = self.grid
-        k = np.clip(np.searchsorted(g, z, side='right') - 1, 0, g.size - 2)
+        k = np.minimum(np.searchsorted(g, z, side='right') - 1, g.size - 2)
         dz = z - g[k]
-        slope = (values[k + 1] - values[k]) / (g[k + 1] - g[k])
-        return cumulative[k] + values[k] * dz + 0.5 * slope * dz * dz
+        return cumulative[k] + dz * (values[k] + 0.5 * slopes[k] * dz)
 
     def resistance_ohm(self, cell_r0_ohm, temperature_degc):
         """R0(T) + R1 per cell (ohm) from the estimate's R0 (normalised to 25 degC)."""
         t = np.asarray(temperature_degc, dtype=float)
         r0 = np.asarray(cell_r0_ohm, dtype=float) * self.cell.r0_at(t) / self.cell.r0_ohm
         return r0 + self.cell.r1_ohm * np.asarray(cell_r0_ohm, dtype=float) / self.cell.r0_ohm
+
+    def rc_resistance_ohm(self, cell_r0_ohm):
+        """R1 per cell (ohm): the RC pair's resistance, scaled with the estimate's R0 at 25 degC."""
+        return self.cell.r1_ohm * np.asarray(cell_r0_ohm, dtype=float) / self.cell.r0_ohm
+
+    def loss_resistance_ohm(self, cell_r0_ohm, temperature_degc, loss_factor, rc_loss_factor):
+        """R0(T) E[P^2]/E[P]^2 + R1 E[P_rc^2]/E[P]^2 per cell (ohm): the I^2 R losses of a varying
+        load at its mean current (R1 only sees the current low-passed at tau1)."""
+        r1 = self.rc_resistance_ohm(cell_r0_ohm)
+        r0 = self.resistance_ohm(cell_r0_ohm, temperature_degc) - r1
+        return r0 * float(loss_factor) + r1 * float(rc_loss_factor)
 
     # ------------------------------------------------------------------ discharge
     def peak_resistance_ohm(self, cell_r0_ohm, temperature_degc, peak_s=10.0):
@@ -86,13 +113,20 @@ class CellEnergyModel:
             / self.cell.r0_ohm * (1.0 - np.exp(-peak_s / self.cell.tau1_s))
 
     def discharge(self, soc, capacity_ah, resistance_ohm, temperature_degc, power_w,
-                  peak_power_w=None, loss_factor=1.0, peak_resistance_ohm=None):
+                  peak_power_w=None, loss_factor=1.0, peak_resistance_ohm=None,
+                  loss_resistance_ohm=None):
         """Integrate a discharge at constant pack power ``power_w`` (W drawn, >= 0).
 
         ``peak_power_w`` (default ``power_w``) is the load the cut-off voltage is judged at,
         through ``peak_resistance_ohm`` per cell (default ``resistance_ohm``: a sustained peak)
         on top of the mean load's drop; ``loss_factor`` scales the I^2 R losses
-        (E[P^2] / E[P]^2 of a varying load).
+        (E[P^2] / E[P]^2 of a varying load); ``loss_resistance_ohm`` per cell, when given,
+        replaces ``loss_factor x resistance_ohm`` (see :meth:`loss_resistance_ohm`).
+
+        The end is searched on a coarse charge grid and refined inside the bracket where it
+        falls (together ``integration_steps`` resolution); the OCV energy is the exact integral
+        of the table (:meth:`ocv_integral`), the I R losses a trapezoid over the same points,
+        and the time is energy / power (P = (E - I R) I exactly at every point).
         """
         cfg = self.config
         z0 = np.clip(np.asarray(soc, dtype=float), 0.0, 1.0)
@@ -106,56 +140,46 @@ class CellEnergyModel:
         zero = np.zeros(n_cells)
         if not np.isfinite(deliverable) or deliverable <= 0.0:
             return Discharge(0.0, 0.0, 0.0, 'empty', zero)
-        steps = cfg.integration_steps
-        charge = np.linspace(0.0, deliverable, steps + 1)                  # Ah
-        z = z0[None, :] - charge[:, None] / q[None, :]
-        ocv = self.cell.ocv.ocv(z, t[None, :])                            # (steps+1, n)
-        emf = ocv.sum(axis=1)
-        r_pack = float(r.sum())
-        current, ok = _current_at_power(emf, r_pack * loss_factor, power)
-        if peak_resistance_ohm is None:
-            peak_current, peak_ok = _current_at_power(emf, r_pack, peak)
-            terminal = ocv - peak_current[:, None] * r[None, :]
-        else:
-            r_pk = np.asarray(peak_resistance_ohm, dtype=float)
-            # the RC pair carries the mean load (its drop behind the EMF); the peak draws its
-            # power through r_pk from what is left
-            behind = ocv - current[:, None] * (r - r_pk)[None, :]
-            peak_current, peak_ok = _current_at_power(behind.sum(axis=1), float(r_pk.sum()),
-                                                      peak)
-            terminal = behind - peak_current[:, None] * r_pk[None, :]
-        margin = np.min(terminal, axis=1) - self.cutoff_v
-        bad = (margin < 0.0) | ~ok | ~peak_ok
+        r_loss = r * float(loss_factor) if loss_resistance_ohm is None else \
+            np.broadcast_to(np.asarray(loss_resistance_ohm, dtype=float), r.shape)
+        r_pk = None if peak_resistance_ohm is None else \
+            np.asarray(peak_resistance_ohm, dtype=float)
+        march = _March(self, z0, q, r, t, power, peak, r_loss, r_pk)
+        coarse_n, fine_n = _grid_split(cfg.integration_steps)
+        charge = np.linspace(0.0, deliverable, coarse_n + 1)                # Ah
+        current, margin, bad, reason = march.at(charge)
         end_reason = 'floor'
-        last = steps
-        frac = 1.0
+        q_end = deliverable
+        points_q, points_i = charge, current
         if bad.any():
             k = int(np.argmax(bad))
-            end_reason = 'cutoff' if (ok[k] and peak_ok[k]) else 'power'
+            end_reason = reason[k]
             if k == 0:
                 return Discharge(0.0, 0.0, 0.0, end_reason, zero)
-            last = k
-            # cross the cut-off margin linearly inside the last step
-            if end_reason == 'cutoff' and margin[k - 1] > margin[k]:
-                frac = float(np.clip(margin[k - 1] / (margin[k - 1] - margin[k]), 0.0, 1.0))
-            else:
-                frac = 0.0
-        # per-cell terminal voltage along the way (losses at the mean-load current)
-        cell_v = ocv - (current * loss_factor)[:, None] * r[None, :]
-        dq = np.diff(charge)
-        w = np.ones(steps)
-        w[last:] = 0.0
-        if last < steps + 1 and last >= 1:
-            w[last - 1] = frac if bad.any() else 1.0
-        seg_cell = 0.5 * (cell_v[1:] + cell_v[:-1]) * (dq * w)[:, None]   # Wh per step, cell
-        cell_energy = seg_cell.sum(axis=0) * WH_PER_V_AH
-        delivered = float(np.sum(dq * w))
-        if power > 0.0:
-            inv = np.where(current > 0.0, 1.0 / np.maximum(current, 1e-12), 0.0)
-            time_s = float(np.sum(0.5 * (inv[1:] + inv[:-1]) * dq * w) * 3600.0)
-        else:
-            time_s = float('inf')
-        return Discharge(float(cell_energy.sum()), time_s, delivered, end_reason, cell_energy)
+            # refine inside the bracket (charge[k-1], charge[k]]
+            fine = np.linspace(charge[k - 1], charge[k], fine_n + 1)
+            f_current, f_margin, f_bad, f_reason = march.at(fine[1:])
+            j = int(np.argmax(f_bad)) if f_bad.any() else fine_n - 1
+            end_reason = f_reason[j] if f_bad.any() else end_reason
+            prev_margin = margin[k - 1] if j == 0 else f_margin[j - 1]
+            prev_i = current[k - 1] if j == 0 else f_current[j - 1]
+            q_end = fine[j]                      # the last good point
+            points_q = np.concatenate([charge[:k], fine[1:j + 1]])
+            points_i = np.concatenate([current[:k], f_current[:j]])
+            if end_reason == 'cutoff' and f_bad.any() and prev_margin > f_margin[j]:
+                # cross the cut-off margin linearly inside the last fine step (the current too)
+                frac = float(np.clip(prev_margin / (prev_margin - f_margin[j]), 0.0, 1.0))
+                q_end = fine[j] + frac * (fine[j + 1] - fine[j])
+                points_q = np.append(points_q, q_end)
+                points_i = np.append(points_i, prev_i + frac * (f_current[j] - prev_i))
+        # per cell: the exact OCV integral minus the I r_loss drop integrated over the charge
+        z_end = z0 - q_end / q
+        ocv_wh = q * self.ocv_integral(z_end, z0, t)
+        loss_ah_a = float(np.sum(0.5 * (points_i[1:] + points_i[:-1]) * np.diff(points_q)))
+        cell_energy = (ocv_wh - r_loss * loss_ah_a) * WH_PER_V_AH
+        energy = float(cell_energy.sum())
+        time_s = energy * 3600.0 / power if power > 0.0 else float('inf')
+        return Discharge(energy, time_s, float(q_end), end_reason, cell_energy)
 
     def cell_remaining_energy_wh(self, soc, capacity_ah, resistance_ohm, temperature_degc,
                                  current_a):
@@ -164,7 +188,7 @@ class CellEnergyModel:
         q = np.asarray(capacity_ah, dtype=float)
         r = np.asarray(resistance_ohm, dtype=float)
         i = max(float(current_a), 0.0)
-        cut = self.cell.ocv.soc_from_ocv(self.cutoff_v + i * r, temperature_degc)
+        cut = self.soc_from_ocv(self.cutoff_v + i * r, temperature_degc)
         end = np.minimum(np.maximum(self.config.soc_floor, cut), z)
         energy = q * (self.ocv_integral(end, z, temperature_degc) - i * r * (z - end))
         return np.maximum(energy, 0.0)
@@ -186,7 +210,7 @@ class CellEnergyModel:
             return 0.0
         if not np.isfinite(i_cc) or i_cc <= i_term or z.size == 0:
             return float('inf')
-        z_cv = self.cell.ocv.soc_from_ocv(self.cv_v - i_cc * r, temperature_degc)
+        z_cv = self.soc_from_ocv(self.cv_v - i_cc * r, temperature_degc)
         z_cv = np.clip(z_cv, z, ceiling)
         t_cc = (z_cv - z) * q * 3600.0 / i_cc
         # CV: I(z) = (V_cv - OCV(z)) / R, dt = 3600 Q dz / I(z), to the ceiling or I_term;
@@ -214,10 +238,57 @@ class CellEnergyModel:
         return float(np.min(t_cc + t_cv))
 
 
-def _cumulative(grid, values):
-    """Integral from 0 to each grid point of the linear interpolation of ``values``."""
+def _grid_split(steps):
+    """(coarse, fine) step counts with coarse x fine ~ ``steps`` (the end's resolution)."""
+    coarse = max(8, int(round(math.sqrt(steps) * 1.5)))
+    return coarse, max(2, int(math.ceil(steps / coarse)))
+
+
+class _March:
+    """Pack EMF, mean-load current and the cut-off margin at given delivered charges (Ah)."""
+
+    def __init__(self, model, z0, q, r, t, power, peak, r_loss, r_pk):
+        self.ocv = model.cell.ocv.ocv
+        self.cutoff_v = model.cutoff_v
+        self.z0, self.inv_q, self.r, self.t = z0, 1.0 / q, r, t
+        self.power, self.peak = power, peak
+        self.r_loss_pack = float(r_loss.sum())
+        self.r_pack = float(r.sum())
+        self.r_pk = r_pk
+        if r_pk is not None:
+            self.r_slow = r - r_pk                   # the RC pair's part a short peak does not see
+            self.r_pk_pack = float(r_pk.sum())
+
+    def at(self, charge):
+        """(mean current A, min terminal margin V, bad, end reason) per charge point."""
+        z = self.z0[None, :] - charge[:, None] * self.inv_q[None, :]
+        ocv = self.ocv(z, self.t[None, :])                               # (points, n)
+        emf = ocv.sum(axis=1)
+        current, ok = _current_at_power(emf, self.r_loss_pack, self.power)
+        if self.r_pk is None:
+            peak_current, peak_ok = _current_at_power(emf, self.r_pack, self.peak)
+            terminal = ocv - peak_current[:, None] * self.r[None, :]
+        else:
+            # the RC pair carries the mean load (its drop behind the EMF); the peak draws its
+            # power through r_pk from what is left
+            behind = ocv - current[:, None] * self.r_slow[None, :]
+            peak_current, peak_ok = _current_at_power(behind.sum(axis=1), self.r_pk_pack,
+                                                      self.peak)
+            terminal = behind - peak_current[:, None] * self.r_pk[None, :]
+        margin = terminal.min(axis=1) - self.cutoff_v
+        feasible = ok & peak_ok
+        bad = (margin < 0.0) | ~feasible
+        reason = np.where(feasible, 'cutoff', 'power')
+        return current, margin, bad, reason
+
+
+def _integral_table(grid, values):
+    """(integral from 0 to each grid point, values, slope of each interval) of the linear
+    interpolation of ``values`` on ``grid``."""
+    values = np.asarray(values, dtype=float)
     seg = 0.5 * (values[1:] + values[:-1]) * np.diff(grid)
-    return np.concatenate([[0.0], np.cumsum(seg)])
+    return (np.concatenate([[0.0], np.cumsum(seg)]), values,
+            np.diff(values) / np.diff(grid))
 
 
 def _current_at_power(emf_v, r_ohm, power_w):
