@@ -52,6 +52,7 @@ setup(
             'bms-bag = bms_ros.tools.bag:main',
             'bms-can-log = bms_ros.tools.can_log:main',
             'bms-dbc-skeleton = bms_ros.tools.dbc_skeleton:main',
+            'bms-fleet = bms_ros.tools.fleet:main',
             # the tools under bms- names on the venv's PATH (scripts/bootstrap.sh puts every
             # name starting with bms into .venv/bin; the rest only into .venv/lib/bms_ros)
             'bms-bringup = bms_ros.tools.bringup:main',

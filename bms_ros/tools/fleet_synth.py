@@ -136,6 +136,7 @@ class _Mission:
         self.t0_s = t0_s
         self.k = 0
         self.topic = bag_schema.resolve('', 'measurement')
+        self.rng = np.random.default_rng([int(t0_s), model.config.seed, 3])
 
     @property
     def t_s(self):
@@ -158,11 +159,50 @@ class _Mission:
             self.sample()
 
     def rest_for(self, duration_s):
-        """Contactors open: the model's rest in closed form per sample (much faster)."""
-        for _ in range(int(round(duration_s / PERIOD_S))):
-            rest(self.model, PERIOD_S, keep_bleed=True)
+        """Contactors open: the model's closed-form rest, every sample of it at once.
+
+        Self-discharge, leaks and the bleed current at the start of the rest flow; the model's
+        measurement noise (same standard deviations, its own generator) is added; the model
+        ends where bms_ros.core.ageing.rest leaves it.
+        """
+        model = self.model
+        count = int(round(duration_s / PERIOD_S))
+        if count <= 0:
+            return
+        cfg = model.config
+        t = PERIOD_S * np.arange(1, count + 1)[:, None]
+        bleed_a = np.where(model.bleed, model.cell_voltages_v / cfg.bleed_resistance_ohm, 0.0)
+        i_cell = -np.asarray(model.self_discharge_a, dtype=float) - bleed_a
+        soc = np.clip(model.soc + i_cell * t / (3600.0 * model.capacity_ah), 0.0, 1.0)
+        decay = np.exp(-t / model.tau1_s)
+        rc = model.rc_v * decay + model.r1_ohm * (1.0 - decay) * i_cell
+        cell = model.cell
+        thermal = np.exp(-t * cell.cooling_w_per_k / (cell.mass_kg * cell.heat_capacity_j_per_kg_k))
+        temps = model.ambient_degc + (model.temperatures_degc - model.ambient_degc) * thermal
+        r0 = cell.r0_at(temps) * model.r0_factor
+        volts = cell.ocv.ocv(soc, temps) + i_cell * r0 + rc
+        sensor = model.pack.sensor_of_cell()
+        per_sensor = np.stack([temps[:, sensor == j].mean(axis=1) if np.any(sensor == j)
+                               else temps[:, min(j, model.cells - 1)]
+                               for j in range(model.sensors)], axis=1)
+        noise = cfg.noise
+        rng = self.rng
+        volts_m = volts + noise.cell_voltage_v * rng.standard_normal(volts.shape)
+        temps_m = per_sensor + noise.temperature_degc * rng.standard_normal(per_sensor.shape)
+        current_m = model.faults.current_offset_a + noise.current_a * rng.standard_normal(count)
+        pack_m = np.maximum(0.0, volts.sum(axis=1) + noise.pack_voltage_v
+                            * rng.standard_normal(count))
+        link_m = np.maximum(0.0, noise.link_voltage_v * rng.standard_normal(count))
+        contactors = (model.negative_contactor_closed, model.positive_contactor_closed,
+                      model.precharge_relay_closed)
+        bleed = model.bleed.copy()
+        for k in range(count):
             self.k += 1
-            self.sample()
+            t_ns = int(round(self.t_s * 1e9))
+            data = self.layout.encode(t_ns, volts_m[k], temps_m[k], float(current_m[k]),
+                                      float(pack_m[k]), float(link_m[k]), contactors, bleed)
+            self.writer.write(self.topic, t_ns + int(LATENCY_S * 1e9), data)
+        rest(model, count * PERIOD_S, keep_bleed=True)
 
 
 def _write_bag(path, spec, profile, model, serial, t0_s, bleed):

@@ -72,7 +72,7 @@ def excess_self_discharge(t_s, cell_soc, cell_capacity_ah, bled_ah=None, valid=N
     """
     t = np.asarray(t_s, dtype=float)
     r = relative_charge(cell_soc, cell_capacity_ah, bled_ah)
-    ok = np.ones(len(t), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    ok = np.ones(len(t), dtype=bool) if valid is None else np.array(valid, dtype=bool)
     ok &= np.all(np.isfinite(r), axis=1)
     out = np.full(r.shape, np.nan)
     last = None

@@ -298,8 +298,34 @@ def hot_masks(columns, t_s, pconfig):
                 beyond, inside = values >= level, values >= level - margin
             else:
                 beyond, inside = values <= level, values <= level + margin
-        out.append((limit, _held(np.any(beyond, axis=1), np.any(inside, axis=1))))
+        unknown = np.isnan(values)
+        if isinstance(limit, TimeCurrentLimit) or limit.limit_id == 'stale_measurement':
+            out.append((limit, _held(np.any(beyond, axis=1), np.any(inside | unknown, axis=1))))
+            continue
+        # a level raises only after debounce_s beyond it on one channel (NaN keeps the timer)
+        hot = np.zeros(n, dtype=bool)
+        for c in range(values.shape[1]):
+            capable = _long_runs(beyond[:, c], unknown[:, c], t_s, limit.debounce_s)
+            if capable.any():
+                hot |= _held(capable, inside[:, c] | unknown[:, c])
+        out.append((limit, hot))
     return out
+
+
+def _long_runs(beyond, unknown, t_s, duration_s):
+    """Samples of runs beyond a level (unknown samples continue a run) that last at least
+    ``duration_s`` minus a sample period, from the run's first beyond sample."""
+    on = beyond | unknown
+    if not beyond.any():
+        return np.zeros(len(on), dtype=bool)
+    run = np.cumsum(np.concatenate(([True], on[1:] != on[:-1])))
+    first = np.searchsorted(run, run, side='left')
+    last = np.searchsorted(run, run, side='right') - 1
+    dt = float(np.median(np.diff(t_s))) if len(t_s) > 1 else 0.0
+    long_enough = on & (t_s[last] - t_s[first] >= duration_s - dt - 1e-9)
+    has_beyond = np.zeros(run.max() + 1, dtype=bool)
+    has_beyond[run[beyond]] = True
+    return long_enough & has_beyond[run] & beyond
 
 
 def _held(beyond, near):
