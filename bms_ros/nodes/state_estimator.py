@@ -28,16 +28,14 @@ from bms_interfaces.msg import BatteryEstimate, PackMeasurement, PackState, Prot
 from bms_interfaces.srv import SetSoc
 from bms_ros.nodes.runner import Component
 from bms_ros.nodes.effective import declare_effective
-from bms_ros.core.errors import PersistenceError
 from bms_ros.core.estimation import interface, stored_state
 from bms_ros.core.estimation.config import EstimatorConfig
-from bms_ros.core.estimation.estimator import PackEstimator
+from bms_ros.core.estimation.runtime import EstimatorRuntime
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.stamps import stamp_s
 from bms_ros.nodes.energy_wiring import EnergyWiring
 
 CONTACTORS_OPEN_STATES = (PackState.STATE_OFF, PackState.STATE_STANDBY, PackState.STATE_ERROR)
-CLOCK_JUMP_S = 1.0   # s: a stamp step this far off the steady clock's step is a clock jump
 
 
 class StateEstimator(Node):
@@ -56,18 +54,13 @@ class StateEstimator(Node):
         self.energy = EnergyWiring(profile, self.config)     # energy: section (issue 16)
         self.n = self.pack.cells_series
         self.sensor_of_cell = self.pack.sensor_of_cell()
-        self.estimator = PackEstimator(self.pack.cell, self.n, self.config)
+        # everything the estimator decides lives in the core runtime (estimate_csv and the
+        # offline replay run the same): time line, rejection, trips, set_soc, persistence
+        self.runtime = EstimatorRuntime.from_profile(profile, self.config, self.get_logger())
         # this pack's own folder (namespace, serial); nothing is written until the first save
         self.state_path = state_file or stored_state.default_path(
             self.get_namespace(), self.pack.serial_number, state_dir, self.pack.state_dir)
-        self._restore()
-
-        self.rejected = 0
-        self._last_reject_reason = None
-        self.last_measurement = None          # (arrival s, message) of the last accepted one
-        self.last_t_s = None                  # estimator time of the last accepted one
-        self._last_stamp = None               # (stamp s, steady s) of the last measurement
-        self._timeline_offset_s = 0.0         # estimator time = stamp + this (clock jumps)
+        self.runtime.restore(self.state_path)
         self.protection = None                # last ProtectionStatus
         self.pack_state = None                # last PackState
         technology = interface.TECHNOLOGY.get(self.pack.cell.chemistry, 'UNKNOWN')
@@ -94,116 +87,47 @@ class StateEstimator(Node):
             f'({self.pack.cell.capacity_ah:g} Ah, {self.pack.cell.chemistry}), publishing at '
             f'{self.config.publish_rate_hz:g} Hz, state file {self.state_path}')
 
-    # ------------------------------------------------------------------ persistence
-    def _restore(self):
-        try:
-            if stored_state.load(self.state_path, self.estimator, self.pack.name):
-                est = self.estimator.estimate()
-                self.get_logger().info(
-                    f'restored SoC {np.nanmin(est.cell_soc):.3f}..{np.nanmax(est.cell_soc):.3f}, '
-                    f'capacity {np.min(est.cell_capacity_ah):.2f} Ah from {self.state_path}')
-            else:
-                self.get_logger().info(f'no saved state at {self.state_path}: SoC from OCV')
-        except (PersistenceError, OSError) as error:
-            self.estimator = PackEstimator(self.pack.cell, self.n, self.config)
-            self.get_logger().warning(f'ignoring saved state ({error}); SoC from OCV, '
-                                      'capacity and R0 from the datasheet')
+    # ------------------------------------------------------------------ runtime state
+    @property
+    def estimator(self):
+        return self.runtime.estimator
+
+    @property
+    def last_measurement(self):
+        """(arrival s, message, valid mask, temperature per cell) of the last accepted one."""
+        return self.runtime.last_measurement
+
+    @property
+    def rejected(self):
+        return self.runtime.rejected
 
     def save_state(self):
         """Write SoC, capacity and R0 per cell atomically; a failure is logged, not raised."""
-        try:
-            stored_state.save(self.state_path, self.estimator, self.pack.name)
-        except (OSError, ValueError) as error:
-            self.get_logger().error(f'cannot save state to {self.state_path}: {error}')
+        self.runtime.save(self.state_path)
 
     # ------------------------------------------------------------------ inputs
     def now_s(self):
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def reject(self, reason):
-        self.rejected += 1
-        if reason != self._last_reject_reason:
-            self._last_reject_reason = reason
-            if self.last_measurement is None:
-                # at start-up the driver publishes before every frame group has arrived once:
-                # waiting, not a fault (separate call site: rclpy fixes each site's severity)
-                self.get_logger().info(f'waiting for the first usable measurement: {reason}')
-            else:
-                self.get_logger().warning(f'measurement rejected: {reason} '
-                                          f'({self.rejected} rejected so far)')
-
-    def timeline_s(self, stamp_s_):
-        """Estimator time (s) of a measurement stamped ``stamp_s_`` (ROS time).
-
-        Stamp differences, except across a jump of the ROS clock (a simulator reset, a looped
-        bag, a clock set by hand): a stamp that goes back, or runs ahead of the steady clock
-        by more than CLOCK_JUMP_S, advances the estimator by the steady-clock interval, so a
-        jump neither counts as hours of current nor stalls the estimator until the clock
-        catches up. Protection and the supervisor run on the steady clock for the same reason.
-        """
-        steady_s = time.monotonic()
-        if self._last_stamp is not None:
-            d_stamp = stamp_s_ - self._last_stamp[0]
-            d_steady = steady_s - self._last_stamp[1]
-            if d_stamp < -CLOCK_JUMP_S or d_stamp > d_steady + CLOCK_JUMP_S:
-                self._timeline_offset_s += d_steady - d_stamp
-                self.get_logger().warning(
-                    f'ROS clock jumped by {d_stamp - d_steady:+.1f} s between measurements: '
-                    f'counting the {d_steady:.2f} s that passed')
-        self._last_stamp = (stamp_s_, steady_s)
-        return stamp_s_ + self._timeline_offset_s
-
     def on_measurement(self, msg):
         now = self.now_s()
         taken = stamp_s(msg.header.stamp)
-        t_s = self.timeline_s(now if taken is None else taken)
-        reason = interface.measurement_reject_reason(
-            msg, self.n, self.pack.temperature_sensors, t_s, self.last_t_s,
-            None if taken is None else now - taken, self.config.measurement_timeout_s)
-        if reason is not None:
-            self.reject(reason)
-            return
-        self._last_reject_reason = None
-        valid, temperature = interface.step_from_measurement(
-            self.estimator, msg, t_s, self.last_t_s, self.sensor_of_cell,
-            self.config.bleed_resistance_ohm)
-        self.last_t_s = t_s
-        self.last_measurement = (now, msg, valid, temperature)
-        self.energy.on_measurement(t_s, msg)
+        t_s = self.runtime.on_measurement(msg, taken, now, time.monotonic(),
+                                          None if taken is None else now - taken)
+        if t_s is not None:
+            self.energy.on_measurement(t_s, msg)
 
     def on_protection(self, msg):
         self.protection = msg
+        self.runtime.on_protection(msg.trip_latched)
 
     def on_pack_state(self, msg):
         self.pack_state = msg
 
     # ------------------------------------------------------------------ service
     def on_set_soc(self, request, response):
-        soc = np.asarray(request.cell_soc, dtype=float)
-        if request.from_ocv:
-            if self.last_measurement is None:
-                response.success, response.message = False, 'no measurement yet'
-            elif not (self.estimator.at_rest or request.force):
-                response.success = False
-                response.message = (f'pack not at rest ({self.estimator.rest_s:.0f} of '
-                                    f'{self.config.rest_time_s:g} s): use force to re-anchor')
-            else:
-                _, msg, valid, temperature = self.last_measurement
-                used = self.estimator.reanchor_from_ocv(
-                    np.asarray(msg.cell_voltages_v, dtype=float),
-                    np.where(np.isfinite(temperature), temperature, 25.0), valid)
-                response.success = bool(used.any())
-                response.message = (f're-anchored {int(used.sum())} of {self.n} cells from OCV'
-                                    if used.any() else 'no valid cell voltage')
-        elif soc.size not in (1, self.n):
-            response.success = False
-            response.message = f'cell_soc has {soc.size} values: give 1 or {self.n}'
-        elif not np.all(np.isfinite(soc)) or np.any((soc < 0.0) | (soc > 1.0)):
-            response.success, response.message = False, 'cell_soc must be within 0..1'
-        else:
-            self.estimator.set_soc(soc)
-            response.success = True
-            response.message = f'SoC set on {self.n} cells'
+        response.success, response.message = self.runtime.set_soc(
+            request.cell_soc, request.from_ocv, request.force)
         if response.success:
             self.save_state()
             self.get_logger().info(f'set_soc: {response.message}')
@@ -214,16 +138,9 @@ class StateEstimator(Node):
         return response
 
     # ------------------------------------------------------------------ outputs
-    def tripped(self):
-        return self.protection is not None and self.protection.trip_latched
-
     def on_publish(self):
-        est = self.estimator.estimate()
+        est = self.runtime.estimate()      # limits 0 while protection has a trip latched
         stamp = self.get_clock().now().to_msg()
-        if self.tripped():
-            for name in ('charge_current_limit_a', 'discharge_current_limit_a',
-                         'charge_current_limit_long_a', 'discharge_current_limit_long_a'):
-                setattr(est, name, 0.0)
         self.estimate_pub.publish(self.estimate_msg(est, stamp))
         battery = self.battery_msg(est, stamp)
         self.battery_pub.publish(battery)

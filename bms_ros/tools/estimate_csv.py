@@ -1,9 +1,13 @@
 """Run the state estimator offline on a recording of one cell (docs/estimation.md).
 
     python -m bms_ros.tools.estimate_csv --cell CELL.yaml --input IN.csv --output OUT.csv \\
-        [--initial-soc X] [--current-sign discharge-positive|charge-positive] \\
-        [--state STATE.json] [--save-state STATE.json]
+        [--initial-soc X [--initial-soc-std S]] \\
+        [--current-sign discharge-positive|charge-positive] \\
+        [--state STATE.json] [--save-state STATE.json] [--profile PROFILE.yaml]
 
+Settings: the profile's ``estimator:`` section, else the cell file's own ``estimator:``
+section, else the defaults of EstimatorConfig (a warning says so); the settings used are
+printed to stderr.
 IN.csv: header ``t_s,current_a,voltage_v,temperature_c`` (any column order, extra columns
 ignored, ``#`` lines are comments); t_s strictly increasing. Current sign by --current-sign
 (default charge-positive, the bms_ros convention). OUT.csv: ``t_s,soc_est,capacity_est_ah,
@@ -23,7 +27,7 @@ from ..core.cell import CellSpec
 from ..core.errors import BmsError, ConfigError, MeasurementError, PersistenceError
 from ..core.estimation import stored_state
 from ..core.estimation.config import EstimatorConfig
-from ..core.estimation.estimator import PackEstimator
+from ..core.estimation.runtime import CsvMeasurement, EstimatorRuntime
 
 INPUT_COLUMNS = ('t_s', 'current_a', 'voltage_v', 'temperature_c')
 OUTPUT_COLUMNS = ('t_s', 'soc_est', 'capacity_est_ah', 'r0_est_ohm', 'ccl_a', 'dcl_a')
@@ -76,30 +80,65 @@ def read_input(path):
     return {c: np.asarray(v) for c, v in data.items()}
 
 
-def run(cell, data, initial_soc=None, config=None, state_path=None, save_state_path=None):
-    """Estimate over the rows of ``data`` (current + = charging); returns OUTPUT_COLUMNS arrays."""
-    estimator = PackEstimator(cell, 1, config or EstimatorConfig())
+def run(cell, data, initial_soc=None, config=None, state_path=None, save_state_path=None,
+        initial_soc_std=None):
+    """Estimate over the rows of ``data`` (current + = charging); returns OUTPUT_COLUMNS arrays.
+
+    Every row goes through the estimator runtime the state_estimator node runs
+    (bms_ros.core.estimation.runtime: checks, plausibility, time line), as a one-cell pack
+    whose contactors are unknown. ``initial_soc``: start there with the doubt
+    ``initial_soc_std`` (default: the config's) instead of reading the SoC from the first
+    voltage; a first voltage at rest is read as OCV and fused with it by the two doubts.
+    """
+    runtime = EstimatorRuntime(cell, 1, config or EstimatorConfig(), 1, [0], STATE_PACK_NAME)
     if state_path:
-        if not stored_state.load(state_path, estimator, STATE_PACK_NAME):
+        if not stored_state.load(state_path, runtime.estimator, STATE_PACK_NAME):
             raise PersistenceError(f'{state_path}: no such state file')
     if initial_soc is not None:
-        estimator.start_from_soc(initial_soc)
+        runtime.estimator.start_from_soc(initial_soc, initial_soc_std)
     n = len(data['t_s'])
-    out = {c: np.empty(n) for c in OUTPUT_COLUMNS}
-    valid = np.ones(1, dtype=bool)
+    out = {c: np.full(n, np.nan) for c in OUTPUT_COLUMNS}
+    t_col, i_col = data['t_s'], data['current_a']
+    v_col, temp_col = data['voltage_v'], data['temperature_c']
     for k in range(n):
-        estimator.step(data['t_s'][k], data['current_a'][k], data['voltage_v'][k:k + 1], valid,
-                       data['temperature_c'][k:k + 1])
-        est = estimator.estimate()
-        out['t_s'][k] = data['t_s'][k]
+        t = float(t_col[k])
+        # the CSV's time is both stamp and steady clock: no clock jumps offline
+        runtime.on_measurement(CsvMeasurement(i_col[k], v_col[k], temp_col[k]), t, t, t)
+        est = runtime.estimate()
+        out['t_s'][k] = t
         out['soc_est'][k] = est.cell_soc[0]
         out['capacity_est_ah'][k] = est.cell_capacity_ah[0]
         out['r0_est_ohm'][k] = est.cell_r0_ohm[0]
         out['ccl_a'][k] = est.charge_current_limit_a
         out['dcl_a'][k] = est.discharge_current_limit_a
     if save_state_path:
-        stored_state.save(save_state_path, estimator, STATE_PACK_NAME)
+        stored_state.save(save_state_path, runtime.estimator, STATE_PACK_NAME)
     return out
+
+
+def load_config(profile_path=None, cell_path=None):
+    """(EstimatorConfig, where it came from): the ``estimator:`` section of ``profile_path``,
+    else the cell file's own ``estimator:`` section, else the defaults."""
+    if profile_path:
+        from ..core.config import Section
+        top = Section.from_file(profile_path)
+        return (EstimatorConfig.from_section(top.section('estimator', {})),
+                f'profile {profile_path}')
+    if cell_path:
+        from ..core.config import Section
+        top = Section.from_file(cell_path)
+        if top.has('estimator'):
+            return EstimatorConfig.from_section(top.section('estimator')), f'cell file {cell_path}'
+    return EstimatorConfig(), 'defaults'
+
+
+def settings_text(config, source):
+    """One line per setting that matters offline, and where the settings came from."""
+    names = ('rest_time_s', 'rest_current_c', 'rest_ocv_noise_v', 'voltage_noise_v',
+             'voltage_noise_per_c_v', 'diffusion_time_s', 'initial_soc_std',
+             'initial_capacity_std', 'estimate_capacity', 'startup_anchor')
+    return f'estimate_csv: estimator settings from {source}: ' + ', '.join(
+        f'{name}={getattr(config, name)!r}' for name in names)
 
 
 def write_output(path, out):
@@ -121,15 +160,26 @@ def parse_args(argv):
     parser.add_argument('--initial-soc', type=float, default=None,
                         help='start from this SoC (0..1) instead of reading it from the first '
                              'voltage')
+    parser.add_argument('--initial-soc-std', type=float, default=None,
+                        help='doubt (standard deviation, 0..1) of --initial-soc (default: '
+                             'the estimator setting initial_soc_std, 0.25)')
     parser.add_argument('--current-sign', choices=('charge-positive', 'discharge-positive'),
                         default='charge-positive',
                         help='sign convention of current_a in IN.csv (default charge-positive)')
     parser.add_argument('--state', default=None,
                         help='start from a state file written by --save-state (capacity, R0, SoC)')
     parser.add_argument('--save-state', default=None, help='write the final state to this file')
+    parser.add_argument('--profile', default=None,
+                        help="profile YAML whose estimator: section to use (default: the cell "
+                             "file's own estimator: section, else the built-in defaults)")
     args = parser.parse_args(argv)
     if args.initial_soc is not None and not 0.0 <= args.initial_soc <= 1.0:
         parser.error(f'--initial-soc must be within 0..1, got {args.initial_soc}')
+    if args.initial_soc_std is not None and not 0.0 < args.initial_soc_std <= 1.0:
+        parser.error(f'--initial-soc-std must be within 0..1 (above 0), got '
+                     f'{args.initial_soc_std}')
+    if args.initial_soc_std is not None and args.initial_soc is None:
+        parser.error('--initial-soc-std needs --initial-soc')
     return args
 
 
@@ -138,11 +188,17 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cell = CellSpec.from_file(args.cell)
+        config, source = load_config(args.profile, args.cell)
+        print(settings_text(config, source), file=sys.stderr)
+        if source == 'defaults':
+            print('estimate_csv: warning: no --profile and no estimator: section in the cell '
+                  'file: running on the built-in defaults (the shipped profiles differ, e.g. '
+                  'rest_time_s)', file=sys.stderr)
         data = read_input(args.input)
         if args.current_sign == 'discharge-positive':
             data['current_a'] = -data['current_a']
-        out = run(cell, data, args.initial_soc, state_path=args.state,
-                  save_state_path=args.save_state)
+        out = run(cell, data, args.initial_soc, config=config, state_path=args.state,
+                  save_state_path=args.save_state, initial_soc_std=args.initial_soc_std)
         write_output(args.output, out)
     except (BmsError, OSError) as error:
         kind = 'configuration error' if isinstance(error, ConfigError) else 'error'

@@ -126,15 +126,29 @@ class PackEstimator:
         self.filter.set_current_offset(self._zero_current_a, std)
 
     def soc_from_voltage(self, voltage_v, current_a, temperature_degc):
-        """(soc, std) per cell from a terminal voltage, treating it as OCV + R0 i."""
-        r0 = self.resistance.at(temperature_degc)
-        ocv = np.asarray(voltage_v, dtype=float) - r0 * current_a
+        """(soc, std, v_rc, v_diff) per cell from a terminal voltage under an unknown history.
+
+        At rest current this is OCV. Under load the voltage holds R0 i and the polarisation of
+        both RC pairs: the fast pair (tau1, tens of s) is taken as settled, R1 i, the slow one
+        half-way, r_diff i / 2 (a load of unknown duration); the doubt covers the other half
+        and the R0 error."""
+        factor = self.filter.arrhenius(temperature_degc)
+        i = np.asarray(current_a, dtype=float)
+        r0 = self.resistance.r0_ohm * factor
+        v_rc = self.cell.r1_ohm * factor * i
+        v_diff = 0.5 * self.config.diffusion_resistance_ratio * self.cell.r1_ohm * factor * i
+        ocv = np.asarray(voltage_v, dtype=float) - r0 * i - v_rc - v_diff
         soc = self.cell.ocv.soc_from_ocv(ocv, temperature_degc)
-        slope = np.maximum(self.filter.ocv_slope(soc), 1e-3)
-        # unknown RC voltages and R0 error grow the doubt with the current
-        noise_v = self.config.rest_ocv_noise_v + (
-            self.cell.r1_ohm + 0.3 * r0) * np.abs(current_a)
-        return soc, np.clip(noise_v / slope, 0.005, 0.5)
+        noise_v = self.config.rest_ocv_noise_v + np.abs(v_diff) + 0.3 * np.abs(r0 * i)
+        return soc, self._ocv_soc_std(ocv, noise_v, temperature_degc), v_rc, v_diff
+
+    def _ocv_soc_std(self, ocv_v, noise_v, temperature_degc):
+        """SoC doubt of an OCV known to +-noise_v: half the SoC span the inverse table gives
+        (on a plateau a few mV span tens of %, which a local slope at one point would hide)."""
+        inverse = self.cell.ocv.soc_from_ocv
+        span = inverse(ocv_v + noise_v, temperature_degc) - inverse(ocv_v - noise_v,
+                                                                    temperature_degc)
+        return np.clip(0.5 * span, 0.005, 0.5)
 
     def set_soc(self, soc):
         """Set every (or each) cell SoC, 0..1, as a trusted value (service set_soc)."""
@@ -192,9 +206,11 @@ class PackEstimator:
         first = self.t_s is None
         fresh = valid & ~self.filter.initialised
         if fresh.any():
-            soc, std = self.soc_from_voltage(v, i_cells, temp_model)
+            soc, std, v_rc, v_diff = self.soc_from_voltage(v, i_cells, temp_model)
             self.filter.initialise(soc, std, cells=fresh, capacity_ah=self.capacity.capacity_ah,
                                    capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+            self.filter.x[fresh, VRC] = np.broadcast_to(v_rc, (self.n,))[fresh]
+            self.filter.x[fresh, SLOW] = np.broadcast_to(v_diff, (self.n,))[fresh]
         if not first:
             dt = t_s - self.t_s
             i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
@@ -229,10 +245,13 @@ class PackEstimator:
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
         noise_v = cfg.voltage_noise_v + cfg.voltage_noise_per_c_v * np.abs(
             i_cells) / self.cell.capacity_ah
-        self.filter.update(v, i_cells, temp_model, r0, valid, noise_v=noise_v, prior_ocv_v=ocv_v)
+        startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
+        # at a start at rest the first voltage is read once, as OCV (below), not twice
+        self.filter.update(v, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
+                           prior_ocv_v=ocv_v)
         self.resistance.remember(self._ohmic(v, self.filter.posterior_ocv_v), i_cells, factor,
                                  valid)
-        if first and cfg.startup_anchor and abs(current_a) <= rest_a:
+        if startup_anchor:
             # a pack that was off has rested: its voltage is OCV; a SoC given at start is a
             # prior of the doubt it was given with (initial_soc_std), fused with that OCV
             self.reanchor_from_ocv(v, temp_model, valid, doubt_floor=not self._given_soc)

@@ -1,7 +1,9 @@
 """offline: feed a bag's measurements through the estimation and protection cores (no ROS).
 
-Every `measurement` message goes, in time order and on its own header stamp, through what the
-state_estimator and protection nodes run: the PackEstimator (bms_ros.core.estimation) and the
+Every `measurement` message goes, in the order it was recorded and on its own header stamp,
+through what the state_estimator and protection nodes run: the estimator runtime the node runs
+(bms_ros.core.estimation.runtime: time line with clock-jump handling on the bag's log time,
+rejection, limits 0 while a trip is latched) and the
 Protection checks (bms_ros.core.protection), with the profile's `estimator:` and `protection:`
 sections. As in the nodes, the estimate is sampled at estimator.publish_rate_hz and handed to
 protection (state-of-power derating), and the stale-measurement check runs every
@@ -134,33 +136,12 @@ def _nan_to_none(value):
     return value
 
 
-class EstimatorRunner:
-    """The state_estimator node's handling of one measurement, without ROS (same checks)."""
-
-    def __init__(self, profile):
-        from bms_ros.core.estimation.config import EstimatorConfig
-        from bms_ros.core.estimation.estimator import PackEstimator
-        self.pack = profile.pack
-        self.config = EstimatorConfig.from_section(profile.section('estimator'))
-        self.n = self.pack.cells_series
-        self.sensor_of_cell = self.pack.sensor_of_cell()
-        self.estimator = PackEstimator(self.pack.cell, self.n, self.config)
-        self.rejected = 0
-        self.last_t_s = None
-
-    def step(self, msg, t_s):
-        """Feed one measurement taken at ``t_s``; False if rejected (counted)."""
-        from bms_ros.core.estimation import interface
-        reason = interface.measurement_reject_reason(
-            msg, self.n, self.pack.temperature_sensors, t_s, self.last_t_s, None,
-            self.config.measurement_timeout_s)
-        if reason is not None:
-            self.rejected += 1
-            return False
-        interface.step_from_measurement(self.estimator, msg, t_s, self.last_t_s,
-                                        self.sensor_of_cell, self.config.bleed_resistance_ohm)
-        self.last_t_s = t_s
-        return True
+def estimator_runtime(profile):
+    """The state_estimator node's runtime (bms_ros.core.estimation.runtime) for a profile."""
+    from bms_ros.core.estimation.config import EstimatorConfig
+    from bms_ros.core.estimation.runtime import EstimatorRuntime
+    config = EstimatorConfig.from_section(profile.section('estimator'))
+    return EstimatorRuntime.from_profile(profile, config)
 
 
 def resolve_profile(bag, profile=None):
@@ -186,7 +167,7 @@ def replay(bag_path, profile=None, namespace=None):
     with Bag(bag_path) as bag:
         profile_path = resolve_profile(bag, profile)
         loaded = Profile(profile_path)
-        runner = EstimatorRunner(loaded)
+        runner = estimator_runtime(loaded)
         pconfig = load_protection_config(loaded.section('protection'), loaded.pack)
         topic = bag.find_topic('measurement', namespace)
         if topic is None:
@@ -195,14 +176,18 @@ def replay(bag_path, profile=None, namespace=None):
         truth_topic = bag.find_topic('sim_truth', namespace)
         # time-ordered, decoded once (the cost of decoding is part of the replay speed)
         started = time.perf_counter()
-        messages = [(message_time_ns(m, t) * 1e-9, m) for _, t, m in bag.messages({topic})]
+        # (stamp s, log s, message): the log time is the replay's steady clock
+        messages = [(message_time_ns(m, t) * 1e-9, t * 1e-9, m)
+                    for _, t, m in bag.messages({topic})]
         truths = [(message_time_ns(m, t) * 1e-9, truth_pack_soc(m.cell_soc, m.cell_capacity_ah))
                   for _, t, m in bag.messages({truth_topic})] if truth_topic else []
     result = OfflineResult(bag=str(bag_path), profile=profile_path)
     if not messages:
         result.wall_s = time.perf_counter() - started
         return result
-    messages.sort(key=lambda item: item[0])
+    # in the order the node received them (log time), so the runtime's time line sees what
+    # the node saw (stamps that go back: a clock jump)
+    messages.sort(key=lambda item: item[1])
     t0 = messages[0][0]
     protection = Protection(pconfig, loaded.pack.cells_series, loaded.pack.temperature_sensors,
                             TripLatch(None), now_s=t0)
@@ -219,7 +204,9 @@ def replay(bag_path, profile=None, namespace=None):
                 bool(e.active), bool(e.latched), e.message))
 
     def publish(now):
-        est = runner.estimator.estimate()
+        # as the node: limits 0 while protection has a trip latched
+        runner.on_protection(bool(protection.latch.trips))
+        est = runner.estimate()
         result.t_s.append(now - t0)
         result.pack_soc.append(float(est.pack_soc))
         result.pack_soc_min.append(float(est.pack_soc_min))
@@ -227,7 +214,7 @@ def replay(bag_path, profile=None, namespace=None):
         protection.update_estimate(float(est.charge_current_limit_a),
                                    float(est.discharge_current_limit_a), now)
 
-    for t_s, msg in messages:
+    for t_s, log_s, msg in messages:
         # timers of the nodes that fall before this measurement
         while min(next_publish, next_status) < t_s:
             if next_publish <= next_status:
@@ -238,14 +225,15 @@ def replay(bag_path, profile=None, namespace=None):
                 _stamp_events(events, next_status)
                 record(events)
                 next_status += status_period
-        runner.step(msg, t_s)
+        runner.on_measurement(msg, t_s, t_s, log_s)
         events = protection.evaluate(Measurement.from_message(msg), t_s)
         _stamp_events(events, t_s)
         record(events)
         result.measurements += 1
     t_end = messages[-1][0]
+    runner.on_protection(bool(protection.latch.trips))
     publish(t_end)
-    est = runner.estimator.estimate()
+    est = runner.estimate()
     result.final_cell_soc = [float(z) for z in est.cell_soc]
     result.final_capacity_ah = float(est.capacity_ah)
     result.final_discharge_current_limit_a = float(est.discharge_current_limit_a)
