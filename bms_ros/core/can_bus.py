@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 import can
+import psutil
 
 from .can_devices import CanDevice, device_name
 from .command_deadline import CAN_FAILSAFE_FIELDS
@@ -170,6 +171,45 @@ def quiet_socketcand_logging():
     logging.getLogger(_SOCKETCAND_LOGGER).setLevel(logging.ERROR)
 
 
+# opening a socketcand bus and finding its connection among this process's sockets happen
+# under one lock, so two buses opened at once in one process cannot take each other's socket
+_SOCKETCAND_OPEN_LOCK = threading.Lock()
+
+
+def _connection_fds(host, port):
+    """File descriptors of this process's TCP connections to ``host``:``port``."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port,
+                                                                type=socket.SOCK_STREAM)}
+    except OSError:
+        addresses = set()
+    try:
+        connections = psutil.Process().net_connections(kind='tcp')
+    except psutil.Error as error:
+        log.warning('cannot list this process\'s connections: %s', error)
+        return set()
+    return {c.fd for c in connections if c.fd >= 0 and c.raddr and c.raddr.port == port
+            and (not addresses or c.raddr.ip in addresses)}
+
+
+def _watch_socket(new_fds, where):
+    """A duplicate of the one new connection's socket, to peek at (None if not exactly one).
+
+    python-can 4.6.1's socketcand client treats a closed TCP connection as "no data" and has
+    no public way to reach its socket; the duplicate (its own descriptor) shows the close.
+    """
+    if len(new_fds) != 1:
+        log.warning('%s: %d new connections found, a closed connection is detected on send only',
+                    where, len(new_fds))
+        return None
+    try:
+        return socket.socket(fileno=os.dup(next(iter(new_fds))))
+    except OSError as error:
+        log.warning('%s: cannot watch the connection (%s), a closed connection is detected on '
+                    'send only', where, error)
+        return None
+
+
 class CanBus:
     """A python-can bus that reopens itself; ``recv`` and ``send`` never raise."""
 
@@ -177,6 +217,7 @@ class CanBus:
         self.config = config
         self._opener = opener or (lambda cfg: can.Bus(**cfg.bus_kwargs()))
         self._bus = None
+        self._watch = None                     # socketcand: our duplicate of its socket
         self._lock = threading.Lock()          # guards opening / closing, not each frame
         self._delay_s = config.reconnect_min_s
         self._next_attempt = 0.0
@@ -207,11 +248,17 @@ class CanBus:
         cfg = self.config
         try:
             if cfg.interface == 'socketcand':
-                # python-can's socketcand client retries connect() in a busy loop for 10 s;
-                # probe first so a missing hub costs one refused connect
-                with socket.create_connection((cfg.host, cfg.port), timeout=1.0):
-                    pass
-            bus = self._opener(cfg)
+                with _SOCKETCAND_OPEN_LOCK:
+                    # python-can's socketcand client retries connect() in a busy loop for 10 s;
+                    # probe first so a missing hub costs one refused connect
+                    with socket.create_connection((cfg.host, cfg.port), timeout=1.0):
+                        pass
+                    before = _connection_fds(cfg.host, cfg.port)
+                    bus = self._opener(cfg)
+                    self._watch = _watch_socket(_connection_fds(cfg.host, cfg.port) - before,
+                                                cfg.describe())
+            else:
+                bus = self._opener(cfg)
         except Exception as error:  # noqa: BLE001  each interface raises its own types
             self.counters['open_failures'] += 1
             self._fail(f'open {cfg.describe()} failed: {error}')
@@ -244,11 +291,18 @@ class CanBus:
             if bus is None:
                 return
             self.counters[counter] += 1
+            self._close_watch()
             try:
                 bus.shutdown()
             except Exception:  # noqa: BLE001
                 pass
             self._fail(reason)
+
+    def _close_watch(self):
+        """Close our duplicate of the socketcand socket (else the connection would stay up)."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
 
     def _ensure(self, timeout_s):
         """The open bus, reopening it when due; None (after sleeping up to timeout_s) if down."""
@@ -313,7 +367,7 @@ class CanBus:
         """Detect a dead link that the interface reports only as silence."""
         if self.config.interface == 'socketcand':
             # python-can 4.6.1's socketcand client treats a closed TCP connection as "no data"
-            sock = getattr(bus, '_SocketCanDaemonBus__socket', None)
+            sock = self._watch
             if sock is None:
                 return
             try:
@@ -351,6 +405,7 @@ class CanBus:
             self._closed = True
             bus, self._bus = self._bus, None
             self.state = 'closed'
+            self._close_watch()
         if bus is not None:
             try:
                 bus.shutdown()

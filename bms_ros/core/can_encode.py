@@ -11,6 +11,7 @@ import can
 import numpy as np
 
 from .can_decode import REJECT_REASONS, frame_key
+from .can_frame import decode_frame
 from .can_mapping import MEASUREMENT_FIELDS
 from .errors import EncodeError
 
@@ -203,8 +204,8 @@ class PackEncoder(_Sender):
             if len(msg.data) != mm.length:
                 self.rejected['wrong_dlc'] += 1
                 return None
-            raw = mm.dbc_message.decode(bytes(msg.data), decode_choices=False, scaling=False)
-        except Exception:  # noqa: BLE001
+            raw = decode_frame(mm.dbc_message, msg.data)
+        except Exception:  # noqa: BLE001  DecodeError, or not a frame at all
             self.rejected['decode_error'] += 1
             return None
         if mm.counter_signal is not None:

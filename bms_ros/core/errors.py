@@ -21,7 +21,11 @@ class ConfigError(BmsError):
 
 
 class DecodeError(BmsError):
-    """A CAN frame could not be decoded into measurements."""
+    """A CAN frame's payload does not decode (raised by core/can_frame.decode_frame).
+
+    The stream decoders (measurement assembler, command and request decoders) never raise:
+    they catch it and count the frame as ``decode_error``.
+    """
 
 
 class EncodeError(BmsError):

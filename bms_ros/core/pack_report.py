@@ -45,7 +45,8 @@ from dataclasses import dataclass, field as dc_field
 import can
 import yaml
 
-from .errors import ConfigError
+from .can_frame import decode_frame
+from .errors import ConfigError, DecodeError
 from .pack_state_machine import (STATE_CHARGE, STATE_DRIVE, STATE_ERROR, STATE_NAMES,
                                  STATE_STANDBY)
 from .protection.limits import LEVEL_OK, LEVEL_TRIP, LEVEL_WARNING
@@ -767,9 +768,8 @@ def decode_request(request_map, msg):
     if key != request_map.key or msg.is_error_frame or msg.is_remote_frame:
         return None
     try:
-        raw = request_map.dbc_message.decode(bytes(msg.data), decode_choices=False,
-                                             scaling=False)
-    except Exception:  # noqa: BLE001
+        raw = decode_frame(request_map.dbc_message, msg.data)
+    except DecodeError:
         return None
     value = raw.get(request_map.signal)
     return next((s for s, v in request_map.values.items() if v == value), None)
