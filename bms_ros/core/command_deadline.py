@@ -16,10 +16,17 @@ reader thread is logged with its traceback and the reader restarts after a back-
 doubles from ``backoff_min_s`` to ``backoff_max_s``; more than ``max_restarts`` restarts within
 ``window_s`` give up (the node exits 1 and bringup's respawn takes over).
 """
+from __future__ import annotations
+
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Section
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +47,7 @@ class CanFailsafeSettings:
     reader_restart_max: int = 5          # reader restarts per 60 s before the node exits 1
 
 
-def load_can_failsafe(section):
+def load_can_failsafe(section: Section) -> CanFailsafeSettings:
     """Read the fail-safe fields from the profile's ``can:`` Section (ConfigError if bad)."""
     return CanFailsafeSettings(
         command_deadline_s=section.number('command_deadline_s', 0.5, exclusive_minimum=0.0,
@@ -55,8 +62,8 @@ def load_can_failsafe(section):
 class CommandDeadline:
     """What to send of one command stream, given the age of its last command (monotonic s)."""
 
-    def __init__(self, deadline_s, safe_command, repeat_s, start_s, safe_before_first=True,
-                 repeat_fresh=True):
+    def __init__(self, deadline_s: float, safe_command: Any, repeat_s: float, start_s: float,
+                 safe_before_first: bool = True, repeat_fresh: bool = True) -> None:
         if not deadline_s > 0.0 or not repeat_s > 0.0:
             raise ValueError(f'deadline_s and repeat_s must be > 0, got {deadline_s}, '
                              f'{repeat_s}')
@@ -65,27 +72,27 @@ class CommandDeadline:
         self.repeat_s = float(repeat_s)
         self.safe_before_first = safe_before_first
         self.repeat_fresh = repeat_fresh      # repeat a fresh command at repeat_s too
-        self.last = None                      # last command received
+        self.last: Any = None                 # last command received
         self.stamp_s = float(start_s)         # when it arrived (start: before the first)
         self.expired = False
         self.expiries = 0                     # fresh -> expired transitions
         self._safe_sent_s = -math.inf
 
     @property
-    def received(self):
+    def received(self) -> bool:
         return self.last is not None
 
-    def state(self, now_s):
+    def state(self, now_s: float) -> str:
         """'fresh', 'waiting' (none yet, deadline not reached) or 'expired'."""
         if now_s - self.stamp_s <= self.deadline_s:
             return FRESH if self.received else WAITING
         return EXPIRED
 
-    def age_s(self, now_s):
+    def age_s(self, now_s: float) -> float:
         """Age of the last command (s); since start if none was received."""
         return now_s - self.stamp_s
 
-    def receive(self, command, now_s):
+    def receive(self, command: Any, now_s: float) -> bool:
         """A command arrived: forward it at once. Returns True if it ends an expiry."""
         resumed = self.expired
         self.last = command
@@ -93,7 +100,7 @@ class CommandDeadline:
         self.expired = False
         return resumed
 
-    def tick(self, now_s):
+    def tick(self, now_s: float) -> tuple[Any, bool]:
         """The command to send now (None: nothing) and whether the deadline just expired."""
         if self.state(now_s) != EXPIRED:
             if self.received and self.repeat_fresh:
@@ -114,15 +121,16 @@ class CommandDeadline:
 class RestartBudget:
     """At most ``max_restarts`` restarts within any ``window_s``, with a doubling back-off."""
 
-    def __init__(self, max_restarts=5, window_s=60.0, backoff_min_s=0.1, backoff_max_s=2.0):
+    def __init__(self, max_restarts: int = 5, window_s: float = 60.0,
+                 backoff_min_s: float = 0.1, backoff_max_s: float = 2.0) -> None:
         self.max_restarts = int(max_restarts)
         self.window_s = float(window_s)
         self.backoff_min_s = float(backoff_min_s)
         self.backoff_max_s = float(backoff_max_s)
         self.restarts = 0                    # restarts granted in total
-        self._times = deque()                # failure times within the window
+        self._times: deque[float] = deque()  # failure times within the window
 
-    def failure(self, now_s):
+    def failure(self, now_s: float) -> float | None:
         """A failure at ``now_s``: the back-off before the restart (s), or None: give up."""
         times = self._times
         times.append(float(now_s))
@@ -134,7 +142,9 @@ class RestartBudget:
         return min(self.backoff_max_s, self.backoff_min_s * 2.0 ** (len(times) - 1))
 
 
-def run_with_restarts(body, budget, running, clock, wait, name='thread'):
+def run_with_restarts(body: Callable[[], object], budget: RestartBudget,
+                      running: Callable[[], bool], clock: Callable[[], float],
+                      wait: Callable[[float], bool], name: str = 'thread') -> bool:
     """Run ``body()`` until it returns or ``running()`` is false; restart it after an exception.
 
     An exception while ``running()`` is true is logged with its traceback and the body

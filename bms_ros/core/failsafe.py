@@ -11,8 +11,12 @@ sum and the timing relations between nodes are checked.
 ``docs/safety.md`` is this table as an FMEA (``python -m bms_ros.tools.safety_table``), and
 each row names the test that breaks it in real processes.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .config import Section
 from .errors import ConfigError
@@ -31,7 +35,8 @@ class FailsafeRow:
     detection: str            # how
     reaction: str             # what it does
     safe_state: str           # SAFE_OPEN, or what riding through means
-    terms: tuple              # ((profile field, default s), ...): their sum bounds the delay
+    terms: tuple[tuple[str, float], ...]   # ((profile field, default s), ...): their sum bounds
+    #                                        the delay
     # on top of the terms: the detection's granularity (the 0.1 s measurement, status and
     # command periods each stage waits for) plus 0.2 s for scheduling and the DDS and TCP hops
     # on a loaded 2-core machine; e.g. contactor feedback: its stale flag appears at the next
@@ -154,7 +159,7 @@ ROWS = (
 )
 
 
-def profile_value(data, dotted, default):
+def profile_value(data: Any, dotted: str, default: Any) -> Any:
     """The value at ``a.b.c`` of nested dicts (a profile's raw data), else ``default``."""
     node = data
     for part in dotted.split('.'):
@@ -164,7 +169,7 @@ def profile_value(data, dotted, default):
     return node
 
 
-def _number(data, dotted, default):
+def _number(data: Any, dotted: str, default: Any) -> float | None:
     """A positive finite number at ``dotted``, else None: a missing, mistyped or out-of-range
     value is its owner's to reject (with its own message), not this table's."""
     value = profile_value(data, dotted, default)
@@ -179,11 +184,11 @@ class ResolvedRow:
     """A row with its terms read from one profile: the worst-case time to the safe state."""
 
     row: FailsafeRow
-    terms_s: tuple            # ((field, value s), ...)
+    terms_s: tuple[tuple[str, float], ...]   # ((field, value s), ...)
     worst_case_s: float
 
 
-def resolve(top: Section):
+def resolve(top: Section) -> list[ResolvedRow]:
     """The table for one profile (its top-level Section); ConfigError on a bad bound.
 
     Checks, naming the profile file and field:
@@ -197,9 +202,9 @@ def resolve(top: Section):
     section.reject_unknown(('max_time_to_safe_s',))
     max_s = section.number('max_time_to_safe_s', 2.0, exclusive_minimum=0.0, maximum=60.0)
     data = top.data
-    rows = []
+    rows: list[ResolvedRow] = []
     for row in ROWS:
-        terms = []
+        terms: list[tuple[str, float]] = []
         for field, default in row.terms:
             value = _number(data, field, default)
             terms.append((field, default if value is None else value))
@@ -221,7 +226,7 @@ def resolve(top: Section):
     return rows
 
 
-def markdown_table(rows):
+def markdown_table(rows: Sequence[ResolvedRow]) -> str:
     """The FMEA table of docs/safety.md for resolved rows."""
     lines = ['| id | failure mode | detected by | detection | reaction | safe state | '
              'worst case to safe state | proven by |',

@@ -22,11 +22,21 @@ A failing sample is excluded at once (the estimator never sees it); a check *fla
 logged, reported) once it has failed for its debounce. A flagged cell or sensor is used again
 only after it has passed every check for ``rejoin_s``. Cross-cell checks need 3 valid cells.
 """
+from __future__ import annotations
+
 import logging
 import math
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from .cell import CellSpec
+    from .config import Section
+
+BoolArray = NDArray[np.bool_]
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +67,11 @@ class PlausibilityConfig:
     temperature_debounce_s: float = 0.0
 
     @classmethod
-    def from_section(cls, section):
+    def from_section(cls, section: Section) -> PlausibilityConfig:
         """Validate a ``config.Section``; ConfigError naming file and field."""
         section.reject_unknown([f.name for f in fields(cls)])
         d = cls()
-        kw = {'enabled': section.boolean('enabled', d.enabled)}
+        kw: dict[str, Any] = {'enabled': section.boolean('enabled', d.enabled)}
         for name in ('rejoin_s', 'range_debounce_s', 'jump_debounce_s', 'pack_voltage_debounce_s',
                      'temperature_debounce_s'):
             kw[name] = section.number(name, getattr(d, name), minimum=0.0, maximum=3600.0)
@@ -88,13 +98,13 @@ class PlausibilityConfig:
 class _Debounce:
     """Per-item suspicion -> flag after ``debounce_s``; counts the flags raised."""
 
-    def __init__(self, n, debounce_s):
+    def __init__(self, n: int, debounce_s: float) -> None:
         self.debounce_s = debounce_s
         self.since_s = np.full(n, np.nan)        # suspect since (s), NaN: not suspect
         self.flagged = np.zeros(n, dtype=bool)
         self.counts = np.zeros(n, dtype=int)
 
-    def update(self, now_s, suspect):
+    def update(self, now_s: float, suspect: BoolArray) -> BoolArray:
         """Returns the items whose flag rose on this sample."""
         start = suspect & ~np.isfinite(self.since_s)
         self.since_s[start] = now_s
@@ -109,11 +119,11 @@ class _Debounce:
 class _Trust:
     """Used again only after ``rejoin_s`` without a flag; a suspect sample is never used."""
 
-    def __init__(self, n, rejoin_s):
+    def __init__(self, n: int, rejoin_s: float) -> None:
         self.rejoin_s = rejoin_s
         self.last_flag_s = np.full(n, -np.inf)
 
-    def usable(self, now_s, suspect, flagged):
+    def usable(self, now_s: float, suspect: BoolArray, flagged: BoolArray) -> BoolArray:
         self.last_flag_s[flagged] = now_s
         return ~suspect & (now_s - self.last_flag_s >= self.rejoin_s)
 
@@ -122,15 +132,16 @@ class _Trust:
 class Verdict:
     """One sample's result: what the estimator may use (bool per cell / per sensor)."""
 
-    cell_usable: np.ndarray
-    temperature_usable: np.ndarray
+    cell_usable: BoolArray
+    temperature_usable: BoolArray
     pack_voltage_mismatch_v: float
 
 
 class Plausibility:
     """Stateful checks of one string of ``n_cells`` cells of ``cell`` (a CellSpec)."""
 
-    def __init__(self, cell, n_cells, config=None):
+    def __init__(self, cell: CellSpec, n_cells: int,
+                 config: PlausibilityConfig | None = None) -> None:
         self.cell = cell
         self.n = int(n_cells)
         self.config = config or PlausibilityConfig()
@@ -156,11 +167,12 @@ class Plausibility:
         self.pack_voltage_mismatch_v = math.nan
         self.samples = 0
         # sensors: sized at the first temperature sample
-        self.sensors = None
+        self.sensors: int | None = None
 
     # ------------------------------------------------------------------ cells
-    def check(self, now_s, current_a, cell_voltage_v, cell_voltage_valid, cell_temperature_degc,
-              pack_voltage_v=math.nan):
+    def check(self, now_s: float, current_a: float, cell_voltage_v: ArrayLike,
+              cell_voltage_valid: ArrayLike, cell_temperature_degc: ArrayLike,
+              pack_voltage_v: float = math.nan) -> BoolArray:
         """One measurement at ``now_s`` (s): pack current (A, + = charging), cell voltages (V)
         and validity, per-cell temperature (degC, NaN = unmeasured), pack voltage (V, NaN =
         unmeasured). Returns the cells the estimator may correct with (bool per cell)."""
@@ -248,7 +260,8 @@ class Plausibility:
         return self.cell_usable
 
     # ------------------------------------------------------------------ temperatures
-    def check_temperatures(self, now_s, temperatures_degc, temperature_valid):
+    def check_temperatures(self, now_s: float, temperatures_degc: ArrayLike,
+                           temperature_valid: ArrayLike) -> BoolArray:
         """Per sensor (degC, validity) at ``now_s`` (s); returns the sensors usable (bool)."""
         cfg = self.config
         t = np.asarray(temperatures_degc, dtype=float)
@@ -276,9 +289,9 @@ class Plausibility:
         return self.temperature_usable
 
     # ------------------------------------------------------------------ report
-    def summary(self):
+    def summary(self) -> dict[str, Any]:
         """What /diagnostics shows: per check the cells (sensors) flagged now and the counts."""
-        checks = {}
+        checks: dict[str, dict[str, Any]] = {}
         for name in CELL_CHECKS:
             d = self.debounce[name]
             checks[name] = {'flagged': [int(i) for i in np.flatnonzero(d.flagged)],
@@ -286,24 +299,24 @@ class Plausibility:
                             'counts': {int(i): int(d.counts[i]) for i in np.flatnonzero(d.counts)}}
         checks['pack_voltage']['pack_flagged'] = bool(self.pack_debounce.flagged[0])
         checks['pack_voltage']['pack_count'] = int(self.pack_debounce.counts[0])
-        d = getattr(self, 'temperature_debounce', None)
+        td = getattr(self, 'temperature_debounce', None)   # None before a temperature sample
         checks['temperature_jump'] = {
-            'flagged': [] if d is None else [int(i) for i in np.flatnonzero(d.flagged)],
-            'count': 0 if d is None else int(d.counts.sum()),
-            'counts': {} if d is None else {int(i): int(d.counts[i])
-                                            for i in np.flatnonzero(d.counts)}}
+            'flagged': [] if td is None else [int(i) for i in np.flatnonzero(td.flagged)],
+            'count': 0 if td is None else int(td.counts.sum()),
+            'counts': {} if td is None else {int(i): int(td.counts[i])
+                                             for i in np.flatnonzero(td.counts)}}
         held = [int(i) for i in np.flatnonzero(self.last_ok & ~self.cell_usable)]
         return {'enabled': self.config.enabled, 'samples': self.samples, 'checks': checks,
                 'cells_held': held,
                 'pack_voltage_mismatch_v': self.pack_voltage_mismatch_v,
                 'flags': sum(c['count'] + c.get('pack_count', 0) for c in checks.values())}
 
-    def flagged_now(self):
+    def flagged_now(self) -> bool:
         """True if any check has a flag raised now (the diagnostics level: WARN)."""
         s = self.summary()['checks']
         return any(c['flagged'] or c.get('pack_flagged') for c in s.values())
 
-    def diagnostic(self):
+    def diagnostic(self) -> tuple[str, str, list[tuple[str, str]]]:
         """(level 'OK' | 'WARN', message, [(key, value), ...]) for /diagnostics (strings)."""
         s = self.summary()
         flagged = {name: c['flagged'] for name, c in s['checks'].items() if c['flagged']}
