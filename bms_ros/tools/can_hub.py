@@ -60,6 +60,7 @@ class HubStats:
 
     def __init__(self):
         self.clients = 0
+        self.live_clients = 0    # clients that frames are forwarded to (after the grace)
         self.connections = 0
         self.frames_in = 0
         self.frames_out = 0
@@ -102,6 +103,8 @@ class _Client(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.hub.stats.clients -= 1
+        if self.live:
+            self.hub.stats.live_clients -= 1
         if self.channel is not None:
             self.hub.channels.get(self.channel, set()).discard(self)
 
@@ -187,7 +190,10 @@ class _Client(asyncio.Protocol):
             self.hub.forward(self, b''.join(lines), len(lines))
 
     def _go_live(self):
+        if self.transport.is_closing():
+            return
         self.live = True
+        self.hub.stats.live_clients += 1
         pending, self.pending, self.pending_bytes = self.pending, [], 0
         if pending and not self.transport.is_closing():
             self.transport.write(b''.join(pending))

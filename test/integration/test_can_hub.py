@@ -1,5 +1,6 @@
 """The socketcand-protocol hub: fan-out without echo, across threads and processes, overflow."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -43,12 +44,27 @@ def drain(bus, idle_s=0.5, limit=100000):
     return frames
 
 
-def wait_clients(hub, count, timeout_s=5.0):
+def wait_clients(hub, count, timeout_s=10.0):
+    """Until ``count`` clients are live (past the rawmode grace: frames reach them)."""
     deadline = time.monotonic() + timeout_s
-    while hub.stats()['clients'] < count:
+    while hub.stats()['live_clients'] < count:
         assert time.monotonic() < deadline, hub.stats()
-        time.sleep(0.02)
-    time.sleep(GRACE_S * 3)
+        time.sleep(0.02)    # poll interval
+
+
+PING_ID = 0x7FE
+
+
+def wait_linked(a, b, timeout_s=10.0):
+    """Until a frame of ``a`` reaches ``b`` and one of ``b`` reaches ``a`` (both live)."""
+    for sender, receiver in ((a, b), (b, a)):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert time.monotonic() < deadline, 'no frame crossed the hub'
+            sender.send(can.Message(arbitration_id=PING_ID, is_extended_id=False, data=b''))
+            msg = receiver.recv(0.05)
+            if msg is not None and msg.arbitration_id == PING_ID:
+                break
 
 
 def test_three_clients_in_threads_see_each_other_without_echo(hub):
@@ -59,7 +75,7 @@ def test_three_clients_in_threads_see_each_other_without_echo(hub):
         bus = client(hub.port)
         try:
             ready.wait()
-            time.sleep(GRACE_S * 3)
+            wait_clients(hub, 3)
             ready.wait()
             ext = k == 2                     # one client uses 29-bit ids
             for i in range(50):
@@ -115,7 +131,8 @@ while True:
     m = bus.recv(1.0)
     if m is None:
         break
-    got.append(m.data[0])
+    if m.arbitration_id != 0x7FE:    # PING_ID: the test's link check
+        got.append(m.data[0])
 print('got', ' '.join(map(str, got)), flush=True)
 bus.shutdown()
 '''
@@ -135,14 +152,17 @@ def test_hub_process_and_a_client_process():
                                 stdout=subprocess.PIPE, text=True, cwd=REPO)
         assert peer.stdout.readline().strip() == 'ready'
         a, b = client(port), client(port)
-        time.sleep(GRACE_S * 4)
         try:
+            # a and b are live once frames cross; the peer opened first, its grace ended first
+            wait_linked(a, b)
+            drain(a, 0.3)
+            drain(b, 0.3)
             peer.stdin.write('go\n')
             peer.stdin.flush()
             for i in range(10):
                 a.send(can.Message(arbitration_id=0x123, is_extended_id=False, data=[100 + i]))
-            got_b = drain(b, 1.0)
-            got_a = drain(a, 0.3)
+            got_b = [m for m in drain(b, 1.0) if m.arbitration_id != PING_ID]
+            got_a = [m for m in drain(a, 0.3) if m.arbitration_id != PING_ID]
         finally:
             a.shutdown()
             b.shutdown()
@@ -156,7 +176,11 @@ def test_hub_process_and_a_client_process():
         hub.terminate()
         out, _ = hub.communicate(timeout=10)
     assert hub.returncode == 0
-    assert 'stopped | clients 0 (total 3) | frames in 30 out 60 dropped 0' in out
+    counts = re.search(r'stopped \| clients 0 \(total 3\) \| frames in (\d+) out (\d+) '
+                       r'dropped 0', out)
+    assert counts, out
+    frames_in, frames_out = int(counts[1]), int(counts[2])
+    assert frames_in >= 30 and frames_out == 2 * frames_in   # 30 + the pings, each to two
 
 
 def _raw_client(port, channel=b'vcan0', rcvbuf=None):
@@ -202,7 +226,7 @@ def test_a_client_that_does_not_read_loses_frames_not_the_others():
         chunk = b'< send 120 8 1 2 3 4 5 6 7 8 >' * 500
         for _ in range(frames // 500):      # ~25,000 frames/s: the reader keeps up
             sender.sendall(chunk)
-            time.sleep(0.02)
+            time.sleep(0.02)    # pacing the sender, not a wait
         drainer.join(30.0)
         stats = hub.stats()
         assert len(got) == frames                        # the reading client loses nothing
