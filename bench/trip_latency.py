@@ -35,12 +35,13 @@ import numpy as np
 import yaml
 
 import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
-from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasurement, PackState,
+from bms_interfaces.msg import (ContactorCommand, PackMeasurement, PackState,
                                 ProtectionEvent, ProtectionStatus)
 from bms_interfaces.srv import RequestState, ResetTrips
 from bms_ros.core.profile import config_dir
 from bms_ros.core.prompt_publish import CURRENT_FIELD
 from test.ros.harness import LATCHED, RELIABLE, RosTestEnv
+from test.support.fake_pack import FakePack
 
 TRIPS = int(os.environ.get('BMS_BENCH_TRIPS', '200'))
 CAN_TRIPS = int(os.environ.get('BMS_BENCH_CAN_TRIPS', '30'))
@@ -71,75 +72,6 @@ def bench_profile(folder, supervisor=None, can=None):
     with open(path, 'w', encoding='utf-8') as f:
         yaml.safe_dump(data, f)
     return path
-
-
-class InstantPack:
-    """Contactors whose feedback follows the command at once; measurement on every change and
-    at 10 Hz; the link is at pack voltage as soon as negative and (pre-charge or positive) are
-    closed. A BatteryEstimate (SoC 0.5) every 0.5 s."""
-
-    def __init__(self, env):
-        self.env = env
-        self.lock = threading.Lock()
-        self.cells = np.full(CELLS, CELL_V)
-        self.closed = (False, False, False)
-        self.pub = env.publisher(PackMeasurement, 'measurement')
-        self.estimate_pub = env.publisher(BatteryEstimate, 'estimate')
-        env.node.create_subscription(ContactorCommand, 'contactor_command', self._on_command,
-                                     RELIABLE)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _on_command(self, msg):
-        closed = (msg.negative_closed, msg.precharge_closed, msg.positive_closed)
-        with self.lock:
-            if closed != self.closed:
-                self.closed = closed
-                self._publish()
-
-    def _publish(self):
-        msg = PackMeasurement()
-        msg.header.stamp = self.env.node.get_clock().now().to_msg()
-        msg.cell_voltages_v = self.cells.tolist()
-        msg.cell_voltage_valid = [True] * CELLS
-        msg.temperatures_degc = [25.0] * SENSORS
-        msg.temperature_valid = [True] * SENSORS
-        msg.pack_voltage_v = float(self.cells.sum())
-        negative, precharge, positive = self.closed
-        msg.link_voltage_v = msg.pack_voltage_v if negative and (precharge or positive) else 0.0
-        msg.negative_contactor_closed = negative
-        msg.precharge_relay_closed = precharge
-        msg.positive_contactor_closed = positive
-        self.pub.publish(msg)
-
-    def set_cell(self, volts):
-        """Set cell 3 and publish at once; returns the perf_counter time just before publishing."""
-        with self.lock:
-            self.cells[3] = volts
-            start = time.perf_counter()
-            self._publish()
-        return start
-
-    def _run(self):
-        k = 0
-        while not self._stop.wait(0.1):   # seconds: 10 Hz background, as the CAN driver
-            try:
-                with self.lock:
-                    self._publish()
-                if k % 5 == 0:
-                    self.estimate_pub.publish(BatteryEstimate(pack_soc=0.5,
-                                                              charge_current_limit_a=100.0,
-                                                              discharge_current_limit_a=500.0))
-            except Exception:       # shutting down
-                return
-            k += 1
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(2.0)
 
 
 class Stamped:
@@ -232,8 +164,9 @@ def measure(trips=TRIPS):
             opened = Stamped(env, ContactorCommand, 'contactor_command', RELIABLE,
                              lambda c: not (c.negative_closed or c.positive_closed
                                             or c.precharge_closed))
-            pack = InstantPack(env)
-            env.wait_for_subscribers(pack.pub, count=2, timeout_s=30.0)
+            # contactors follow the command at once, the link at pack voltage at once
+            pack = FakePack(env, delay_s=0.0, tau_s=0.0, publish_on_change=True)
+            env.wait_for_subscribers(pack.measurement_pub, count=2, timeout_s=30.0)
             pack.start()
             wait_state(env, states, PackState.STATE_STANDBY, 30.0)
             to_event, to_open = [], []
@@ -244,10 +177,10 @@ def measure(trips=TRIPS):
                 wait_state(env, states, PackState.STATE_DRIVE)
                 trip.arm()
                 opened.arm()
-                start = pack.set_cell(3.8)
+                start = pack.set_cell(3, 3.8)
                 to_event.append(trip.wait() - start)
                 to_open.append(opened.wait() - start)
-                pack.set_cell(CELL_V)
+                pack.set_cell(3, CELL_V)
                 reset_to_standby(env, status, 0.01)
             return np.array(to_event), np.array(to_open)
         finally:
