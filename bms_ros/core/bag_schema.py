@@ -5,13 +5,21 @@ read the same table, so a topic is named and typed in one place. Message definit
 bms_interfaces come from its .msg files (installed share, else the source tree); the standard
 ROS 2 types from rosbags' Jazzy store, whose RIHS01 hashes equal rosidl's type descriptions.
 """
+from __future__ import annotations
+
 import glob
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .errors import BmsError
+
+if TYPE_CHECKING:
+    from rosbags.interfaces import Qos
+    from rosbags.typesys.store import Typestore
 
 STREAM = 'stream'      # RELIABLE, VOLATILE: periodic data
 LATCHED = 'latched'    # RELIABLE, TRANSIENT_LOCAL: events and states a late joiner must get
@@ -56,25 +64,25 @@ class BagError(BmsError):
     """A bag cannot be written or read, or holds no data the tool needs."""
 
 
-def topic_names():
+def topic_names() -> list[str]:
     """The relative names of every recordable topic."""
     return list(TOPICS)
 
 
-def resolve(namespace, name):
+def resolve(namespace: str | None, name: str) -> str:
     """Absolute topic name of relative ``name`` in ``namespace`` ('' or 'pack_a' or '/pack_a')."""
     ns = (namespace or '').strip('/')
     return f'/{ns}/{name}' if ns else f'/{name}'
 
 
-def relative(namespace, topic):
+def relative(namespace: str | None, topic: str) -> str | None:
     """Relative name of absolute ``topic`` if it lies in ``namespace``, else None."""
     prefix = resolve(namespace, '')
     return topic[len(prefix):] if topic.startswith(prefix) and '/' not in topic[len(prefix):] \
         else None
 
 
-def select(names=None):
+def select(names: Sequence[str] | None = None) -> list[TopicSpec]:
     """TopicSpecs for ``names`` (None: all); BagError naming an unknown topic."""
     if not names:
         return list(TOPICS.values())
@@ -84,7 +92,7 @@ def select(names=None):
     return [TOPICS[n.strip('/')] for n in names]
 
 
-def qos_fields(kind, depth):
+def qos_fields(kind: str, depth: int) -> dict[str, Any]:
     """The offered QoS of a kind as rosbag2 v9 metadata fields (strings, sec/nsec durations)."""
     infinite = {'sec': INFINITE_SEC, 'nsec': INFINITE_NSEC}
     return {
@@ -95,12 +103,12 @@ def qos_fields(kind, depth):
         'liveliness_lease_duration': dict(infinite), 'avoid_ros_namespace_conventions': False}
 
 
-def rosbags_qos(fields):
+def rosbags_qos(fields: dict[str, Any]) -> Qos:
     """rosbags Qos from a qos_fields()-shaped dict (names as rosbag2 v9 writes them)."""
     from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
                                     QosReliability, QosTime)
 
-    def time(value):
+    def time(value: dict[str, Any]) -> QosTime:
         return QosTime(int(value['sec']), int(value['nsec']))
 
     return Qos(QosHistory[fields['history'].upper()], int(fields['depth']),
@@ -113,9 +121,9 @@ def rosbags_qos(fields):
 
 # ------------------------------------------------------------------------- type definitions
 
-def share_dir(package):
+def share_dir(package: str) -> str | None:
     """share/<package> of an installed interface package, or None."""
-    candidates = []
+    candidates: list[str] = []
     for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
         if prefix:
             candidates.append(os.path.join(prefix, 'share', package))
@@ -126,7 +134,7 @@ def share_dir(package):
     return None
 
 
-def interface_msg_dir():
+def interface_msg_dir() -> str:
     """The folder of bms_interfaces' .msg files: installed share, else the source tree."""
     installed = share_dir('bms_interfaces')
     if installed:
@@ -138,16 +146,16 @@ def interface_msg_dir():
     raise BagError('bms_interfaces .msg files not found (neither installed nor in the source tree)')
 
 
-_TYPESTORE = None
+_TYPESTORE: Typestore | None = None
 
 
-def typestore():
+def typestore() -> Typestore:
     """rosbags typestore: ROS 2 Jazzy standard types plus bms_interfaces (built once)."""
     global _TYPESTORE
     if _TYPESTORE is None:
         from rosbags.typesys import Stores, get_types_from_msg, get_typestore
         store = get_typestore(Stores.ROS2_JAZZY)
-        types = {}
+        types: dict[str, Any] = {}
         for path in sorted(glob.glob(os.path.join(interface_msg_dir(), '*.msg'))):
             name = 'bms_interfaces/msg/' + os.path.splitext(os.path.basename(path))[0]
             with open(path, encoding='utf-8') as stream:
@@ -157,12 +165,12 @@ def typestore():
     return _TYPESTORE
 
 
-def rihs01(msgtype):
+def rihs01(msgtype: str) -> str:
     """RIHS01 type description hash of ``msgtype`` ('RIHS01_<64 hex>')."""
     return typestore().hash_rihs01(msgtype)
 
 
-def rosidl_rihs01(msgtype):
+def rosidl_rihs01(msgtype: str) -> str | None:
     """The hash rosidl generated for ``msgtype`` (share/<pkg>/msg/<T>.json), or None."""
     package, _, name = msgtype.split('/')
     folder = share_dir(package)
@@ -180,7 +188,7 @@ def rosidl_rihs01(msgtype):
     return None
 
 
-def message_definition(msgtype):
+def message_definition(msgtype: str) -> str:
     """The concatenated .msg definition (ros2msg, dependencies after '=' lines) of ``msgtype``."""
     text, _ = typestore().generate_msgdef(msgtype, ros_version=2)
     return text

@@ -10,13 +10,16 @@ Kinds (the ``simulator.load`` section of a profile):
 - ``steps``: a list of ``{duration_s, current_a | c_rate}`` held in turn, ``end`` as above.
 - ``external``: ``current_a`` (default 0) until someone sets a demand (the ROS topic).
 """
+from __future__ import annotations
+
 import bisect
 import math
 import os
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-from .config import csv_columns, load_csv
+from .config import Section, csv_columns, load_csv
 from .errors import ConfigError
 
 KINDS = ('constant', 'csv', 'steps', 'external')
@@ -29,7 +32,7 @@ class LoadProfile:
 
     description = ''
 
-    def current_a(self, t_s):
+    def current_a(self, t_s: float) -> float:
         """Demanded current at simulated time ``t_s`` (s); + = charging, A."""
         raise NotImplementedError
 
@@ -37,22 +40,22 @@ class LoadProfile:
 class ConstantLoad(LoadProfile):
     """The same current at all times."""
 
-    def __init__(self, current_a):
+    def __init__(self, current_a: float) -> None:
         self.value_a = float(current_a)
         self.description = f'constant {self.value_a:g} A'
 
-    def current_a(self, t_s):
+    def current_a(self, t_s: float) -> float:
         return self.value_a
 
 
 class ExternalLoad(ConstantLoad):
     """A current set from outside (the node's load_demand topic); ``current_a`` until then."""
 
-    def __init__(self, current_a=0.0):
+    def __init__(self, current_a: float = 0.0) -> None:
         super().__init__(current_a)
         self.description = 'external demand'
 
-    def set_current(self, current_a):
+    def set_current(self, current_a: float) -> None:
         """Set the demanded current (A, + = charging)."""
         self.value_a = float(current_a)
 
@@ -60,7 +63,8 @@ class ExternalLoad(ConstantLoad):
 class TabulatedLoad(LoadProfile):
     """A sampled current trace: interpolated in time, looped or stopped at the end."""
 
-    def __init__(self, t_s, current_a, interpolation='linear', end='loop', description=''):
+    def __init__(self, t_s: ArrayLike, current_a: ArrayLike, interpolation: str = 'linear',
+                 end: str = 'loop', description: str = '') -> None:
         self.t_s = np.asarray(t_s, dtype=float)
         self.values_a = np.asarray(current_a, dtype=float)
         if self.t_s.ndim != 1 or self.t_s.shape != self.values_a.shape or len(self.t_s) < 2:
@@ -73,10 +77,10 @@ class TabulatedLoad(LoadProfile):
         self.end = end
         self.duration_s = float(self.t_s[-1])
         self.description = description
-        self._times = self.t_s.tolist()   # bisect on a list beats numpy for one scalar
-        self._values = self.values_a.tolist()
+        self._times: list[float] = self.t_s.tolist()   # bisect on a list beats numpy for one scalar
+        self._values: list[float] = self.values_a.tolist()
 
-    def current_a(self, t_s):
+    def current_a(self, t_s: float) -> float:
         t = float(t_s)
         if t >= self.duration_s:
             if self.end == 'stop':
@@ -92,7 +96,7 @@ class TabulatedLoad(LoadProfile):
         v0, v1 = self._values[i], self._values[i + 1]
         return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
 
-    def mean_current_a(self):
+    def mean_current_a(self) -> float:
         """Time-averaged current over one period (A), as the interpolation integrates it."""
         dt = np.diff(self.t_s)
         if self.interpolation == 'previous':
@@ -100,7 +104,9 @@ class TabulatedLoad(LoadProfile):
         return float(np.sum(0.5 * (self.values_a[:-1] + self.values_a[1:]) * dt) / self.duration_s)
 
 
-def read_cycle_csv(path, capacity_ah, scale=1.0, discharge_positive=False):
+def read_cycle_csv(path: str | os.PathLike[str], capacity_ah: float, scale: float = 1.0,
+                   discharge_positive: bool = False
+                   ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Read a drive cycle CSV: (t_s, current_a) arrays; ``c_rate`` columns become A.
 
     ``#`` lines are comments (the file's source). Raises ConfigError naming the file and row.
@@ -126,7 +132,7 @@ def read_cycle_csv(path, capacity_ah, scale=1.0, discharge_positive=False):
     return t, current
 
 
-def load_from_section(section, capacity_ah):
+def load_from_section(section: Section, capacity_ah: float) -> LoadProfile:
     """Build the LoadProfile of a validated ``simulator.load`` Section (pack capacity in Ah)."""
     kind = section.string('kind', 'constant', choices=KINDS)
     known = {'constant': ('kind', 'current_a', 'c_rate'),
@@ -150,7 +156,8 @@ def load_from_section(section, capacity_ah):
     steps = section.sections('steps')
     if not steps:
         raise section.error('steps', 'expected at least one step')
-    times, currents = [0.0], []
+    times: list[float] = [0.0]
+    currents: list[float] = []
     for step in steps:
         step.reject_unknown(('duration_s', 'current_a', 'c_rate'))
         times.append(times[-1] + step.number('duration_s', exclusive_minimum=0.0))
@@ -160,7 +167,7 @@ def load_from_section(section, capacity_ah):
                          description=f'{len(steps)} steps')
 
 
-def _current(section, capacity_ah):
+def _current(section: Section, capacity_ah: float) -> float:
     """``current_a`` or ``c_rate`` (exactly one) of a section, in A."""
     if section.has('current_a') and section.has('c_rate'):
         raise section.error('c_rate', 'give current_a or c_rate, not both')

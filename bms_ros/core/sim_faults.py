@@ -23,7 +23,10 @@ Message indices: the order of ``measurement:`` in the CAN mapping (config/can/bm
 0 cell voltages, 1 temperatures, 2 current and voltages, 3 status (contactor feedback),
 4 balancing feedback). Clearing a fault with index -1 clears every instance of it.
 """
+from __future__ import annotations
+
 import math
+from typing import Any, cast
 
 import numpy as np
 
@@ -53,7 +56,7 @@ class FaultError(BmsError, ValueError):
     """A fault request names an unknown fault, a bad index or a bad value."""
 
 
-def _check_known(fault, extra=''):
+def _check_known(fault: str, extra: str = '') -> None:
     """FaultError unless ``fault`` is a fault of the model (frame faults are not)."""
     if fault in FRAME_FAULTS:
         raise FaultError(f'{fault} is a frame fault: FrameFaults applies it to the frames, '
@@ -66,12 +69,12 @@ def _check_known(fault, extra=''):
 class FaultSet:
     """Active faults of one pack, as arrays the model applies each step."""
 
-    def __init__(self, cells, sensors):
+    def __init__(self, cells: int, sensors: int) -> None:
         self.cells = int(cells)
         self.sensors = int(sensors)
         self.clear_all()
 
-    def clear_all(self):
+    def clear_all(self) -> None:
         """Remove every fault."""
         self.stuck_cell_voltage_v = np.full(self.cells, np.nan)   # NaN: not stuck
         self.open_wire = np.zeros(self.cells, dtype=bool)
@@ -82,7 +85,7 @@ class FaultSet:
         self.contactor_stuck_open = [False, False, False]
         self.short_resistance_ohm = math.inf                    # inf: no short
 
-    def _index(self, fault, index):
+    def _index(self, fault: str, index: Any) -> int | None:
         target = FAULTS[fault]
         if target is None:
             return None
@@ -98,7 +101,8 @@ class FaultSet:
             raise FaultError(f'{fault}: {target} index {index} out of range 0..{count - 1}')
         return index
 
-    def inject(self, fault, index=0, value=0.0, present_cell_voltage_v=None):
+    def inject(self, fault: str, index: Any = 0, value: float = 0.0,
+               present_cell_voltage_v: float | None = None) -> str:
         """Activate ``fault``; returns a one-line description. Raises FaultError."""
         _check_known(fault)
         value = float(value)
@@ -128,14 +132,15 @@ class FaultSet:
             return f'current sensor offset {value:+g} A'
         if fault in ('contactor_welded', 'contactor_stuck_open'):
             welded = fault == 'contactor_welded'
-            self.contactor_welded[i] = welded
-            self.contactor_stuck_open[i] = not welded
-            return f'{CONTACTORS[i]} contactor {"welded closed" if welded else "stuck open"}'
+            k = cast(int, i)     # a contactor fault has an index (FAULTS)
+            self.contactor_welded[k] = welded
+            self.contactor_stuck_open[k] = not welded
+            return f'{CONTACTORS[k]} contactor {"welded closed" if welded else "stuck open"}'
         # shorted_load
         self.short_resistance_ohm = value if value > 0.0 else DEFAULT_SHORT_RESISTANCE_OHM
         return f'load shorted through {self.short_resistance_ohm:g} ohm'
 
-    def clear(self, fault, index=-1):
+    def clear(self, fault: str, index: Any = -1) -> str:
         """Clear ``fault`` (index -1: every instance; fault 'all': every fault)."""
         if fault == 'all':
             self.clear_all()
@@ -163,7 +168,7 @@ class FaultSet:
                     flags[k] = False
         return f'{fault} cleared' + ('' if target is None or int(index) < 0 else f' at {index}')
 
-    def active(self):
+    def active(self) -> list[tuple[str, int, float]]:
         """Every active fault as (fault, index, value) tuples; index -1 for pack-wide faults."""
         out = [('stuck_cell_voltage', int(i), float(self.stuck_cell_voltage_v[i]))
                for i in np.flatnonzero(np.isfinite(self.stuck_cell_voltage_v))]

@@ -13,28 +13,38 @@ Index: the measurement message, in the order of ``measurement:`` in the CAN mapp
 Clearing resumes the encoder's fresh frames (its counter has moved on: the receiver sees one
 jump, as after a real transmitter's recovery).
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import can
 
 from .can_codec import frame_key
+
+if TYPE_CHECKING:
+    from .can_codec import CanProtocol
 from .sim_faults import FRAME_FAULTS, FaultError
 
 
 class FrameFaults:
     """Silent and frozen measurement messages; ``apply`` filters one batch of due frames."""
 
-    def __init__(self, protocol):
+    def __init__(self, protocol: CanProtocol) -> None:
         messages = protocol.measurement_messages
         self.messages = tuple(mm.name for mm in messages)
         self._index_of = {frame_key(mm.frame_id, mm.is_extended): i
                           for i, mm in enumerate(messages)}
         self.silent = [False] * len(messages)
         self.frozen = [False] * len(messages)
-        self._last = [None] * len(messages)     # the last frames sent of each message
-        self._held = [None] * len(messages)     # the frames a frozen message repeats
+        # the last frames sent of each message, and the frames a frozen message repeats
+        self._last: list[list[can.Message] | None] = [None] * len(messages)
+        self._held: list[list[can.Message] | None] = [None] * len(messages)
         self.frames_suppressed = 0              # frames not sent (silent)
         self.frames_repeated = 0                # frames sent as frozen copies
 
-    def _index(self, fault, index):
+    def _index(self, fault: str, index: Any) -> int:
+        i: int | None
         try:
             i = int(index)
         except (TypeError, ValueError):
@@ -45,11 +55,11 @@ class FrameFaults:
                              f'0..{len(self.messages) - 1} ({names})')
         return i
 
-    def _check(self, fault):
+    def _check(self, fault: str) -> None:
         if fault not in FRAME_FAULTS:
             raise FaultError(f'unknown frame fault {fault!r} (known: {", ".join(FRAME_FAULTS)})')
 
-    def inject(self, fault, index):
+    def inject(self, fault: str, index: Any) -> str:
         """Activate ``fault`` on message ``index``; a one-line description. FaultError."""
         self._check(fault)
         i = self._index(fault, index)
@@ -62,14 +72,15 @@ class FrameFaults:
             self._held[i] = self._last[i]        # None: hold the next period's frames
         return f'{name} (message {i}) frozen: its last frames are repeated unchanged'
 
-    def clear(self, fault, index=-1):
+    def clear(self, fault: str, index: Any = -1) -> str:
         """Clear ``fault`` on message ``index`` (-1: on every message; fault 'all': both)."""
         if fault == 'all':
             self.clear_all()
             return 'all frame faults cleared'
         self._check(fault)
         every = isinstance(index, int) and index < 0
-        targets = range(len(self.messages)) if every else [self._index(fault, index)]
+        targets: Sequence[int] = range(len(self.messages)) if every \
+            else [self._index(fault, index)]
         for i in targets:
             if fault == 'can_silent':
                 self.silent[i] = False
@@ -78,24 +89,24 @@ class FrameFaults:
                 self._held[i] = None
         return f'{fault} cleared' + ('' if every else f' at message {targets[0]}')
 
-    def clear_all(self):
+    def clear_all(self) -> None:
         """Remove every frame fault."""
         for i in range(len(self.messages)):
             self.silent[i] = self.frozen[i] = False
             self._held[i] = None
 
-    def active(self):
+    def active(self) -> list[tuple[str, int, float]]:
         """Every active frame fault as (fault, message index, 0.0) tuples."""
         return [('can_silent', i, 0.0) for i, on in enumerate(self.silent) if on] + \
             [('can_frozen', i, 0.0) for i, on in enumerate(self.frozen) if on]
 
-    def apply(self, frames):
+    def apply(self, frames: list[can.Message]) -> list[can.Message]:
         """The frames to send instead of ``frames`` (one call's due frames, in order)."""
         if not (any(self.silent) or any(self.frozen)):
             self._remember(frames)
             return frames
-        out = []
-        done = set()
+        out: list[can.Message] = []
+        done: set[int] = set()
         for frame in frames:
             i = self._index_of.get(frame_key(frame.arbitration_id, frame.is_extended_id))
             if i is None:
@@ -110,18 +121,19 @@ class FrameFaults:
                 self.frames_suppressed += len(group)
                 continue
             if self.frozen[i]:
-                if self._held[i] is None:
-                    self._held[i] = group
-                group = [_copy(f) for f in self._held[i]]
+                held = self._held[i]
+                if held is None:
+                    held = self._held[i] = group
+                group = [_copy(f) for f in held]
                 self.frames_repeated += len(group)
             else:
                 self._last[i] = group
             out.extend(group)
         return out
 
-    def _remember(self, frames):
+    def _remember(self, frames: list[can.Message]) -> None:
         """Note the last frames of each message (a later freeze repeats them)."""
-        batch = {}
+        batch: dict[int, list[can.Message]] = {}
         for frame in frames:
             i = self._index_of.get(frame_key(frame.arbitration_id, frame.is_extended_id))
             if i is not None:
@@ -130,7 +142,7 @@ class FrameFaults:
             self._last[i] = group
 
 
-def _copy(frame):
+def _copy(frame: can.Message) -> can.Message:
     """A new can.Message with the same id and bytes (send may stamp the one it is given)."""
     return can.Message(arbitration_id=frame.arbitration_id, is_extended_id=frame.is_extended_id,
                        data=bytes(frame.data), dlc=frame.dlc, is_rx=False)

@@ -15,12 +15,20 @@ power sum(effort_i * velocity_i) replaces the model's P_wheel. On the electrical
 
 Pure numpy + transforms3d; the gazebo_load node wires it to ROS.
 """
+from __future__ import annotations
+
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from transforms3d.euler import quat2euler
+
+if TYPE_CHECKING:
+    from .config import Section
+    from .profile import PackSpec
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +59,14 @@ class VehicleConfig:
     auxiliary_power_w: float = 0.0         # computers, sensors, lights: always drawn
     acceleration_filter_s: float = 0.2     # low-pass time constant of dv/dt
     source: str = 'auto'                   # auto | motion | wheel_efforts
-    wheel_joints: tuple = ()               # joint names whose effort x velocity is wheel power
+    wheel_joints: tuple[str, ...] = ()               # joint names whose effort x velocity is wheel power
     publish_rate_hz: float = 10.0
     input_timeout_s: float = 0.5           # odometry / joint_states older than this: stale
     voltage_timeout_s: float = 2.0         # battery_state older: nominal voltage used
     nominal_voltage_v: float = 0.0         # 0 = the pack's nominal voltage (profile)
 
     @classmethod
-    def from_section(cls, section, pack=None):
+    def from_section(cls, section: Section, pack: PackSpec | None = None) -> VehicleConfig:
         """Validate a `gazebo:` Section; ConfigError names the file and field."""
         section.reject_unknown(GAZEBO_FIELDS)
         d = cls()
@@ -109,7 +117,7 @@ class VehicleConfig:
 
 # ------------------------------------------------------------------------- pure physics
 
-def attitude_from_quaternion(x, y, z, w):
+def attitude_from_quaternion(x: float, y: float, z: float, w: float) -> tuple[float, float]:
     """(roll, pitch) in rad of an orientation quaternion (ROS order x, y, z, w).
 
     Raises ValueError for a non-finite or zero-norm quaternion.
@@ -122,12 +130,13 @@ def attitude_from_quaternion(x, y, z, w):
     return float(roll), float(pitch)
 
 
-def grade_rad(pitch_rad):
+def grade_rad(pitch_rad: float) -> float:
     """Road grade (rad, + = uphill driving forward) from the ROS pitch (rad, + = nose down)."""
     return -float(pitch_rad)
 
 
-def tractive_force_n(config, speed_m_per_s, acceleration_m_per_s2, pitch_rad=0.0, roll_rad=0.0):
+def tractive_force_n(config: VehicleConfig, speed_m_per_s: float, acceleration_m_per_s2: float,
+                     pitch_rad: float = 0.0, roll_rad: float = 0.0) -> float:
     """Force the wheels must apply along the body x axis (N, + = forward)."""
     c = config
     m = c.mass_kg
@@ -141,7 +150,7 @@ def tractive_force_n(config, speed_m_per_s, acceleration_m_per_s2, pitch_rad=0.0
     return inertia + climb + rolling + drag
 
 
-def pack_power_w(config, wheel_power_w):
+def pack_power_w(config: VehicleConfig, wheel_power_w: float) -> float:
     """Electrical power into the pack (W, + = charging) for a wheel power (W, + = propelling)."""
     c = config
     p = float(wheel_power_w)
@@ -154,7 +163,7 @@ def pack_power_w(config, wheel_power_w):
     return recovered - c.auxiliary_power_w
 
 
-def pack_current_a(power_w, pack_voltage_v):
+def pack_current_a(power_w: float, pack_voltage_v: float) -> float:
     """Pack current (A, + = charging) for a pack power (W, + = charging) at a voltage (V)."""
     if not pack_voltage_v > 0.0:
         raise ValueError(f'pack voltage must be > 0, got {pack_voltage_v}')
@@ -181,22 +190,23 @@ class Demand:
 class VehicleLoad:
     """Tracks odometry, IMU, wheel joints and pack voltage; gives the demand at any time."""
 
-    def __init__(self, config):
+    def __init__(self, config: VehicleConfig) -> None:
         self.config = config
         self.speed_m_per_s = 0.0
         self.acceleration_m_per_s2 = 0.0
         self.roll_rad = 0.0
         self.pitch_rad = 0.0
-        self.odom_t_s = None
-        self._odom_stamp_s = None
-        self.imu_t_s = None
-        self.wheel_t_s = None
+        self.odom_t_s: float | None = None
+        self._odom_stamp_s: float | None = None
+        self.imu_t_s: float | None = None
+        self.wheel_t_s: float | None = None
         self.wheel_power_w = 0.0
-        self.voltage_v = None
-        self.voltage_t_s = None
+        self.voltage_v: float | None = None
+        self.voltage_t_s: float | None = None
         self.rejected = 0
 
-    def update_odometry(self, t_s, speed_m_per_s, stamp_s=None):
+    def update_odometry(self, t_s: float, speed_m_per_s: float,
+                        stamp_s: float | None = None) -> bool:
         """Forward speed (m/s, body x) received at ``t_s``, measured at ``stamp_s`` (default t_s).
 
         Acceleration is the low-passed derivative over the measurement stamps (arrival times
@@ -223,7 +233,7 @@ class VehicleLoad:
         self._odom_stamp_s = stamp
         return True
 
-    def update_imu(self, t_s, x, y, z, w):
+    def update_imu(self, t_s: float, x: float, y: float, z: float, w: float) -> bool:
         """IMU orientation quaternion (x, y, z, w) at ``t_s``."""
         try:
             self.roll_rad, self.pitch_rad = attitude_from_quaternion(x, y, z, w)
@@ -232,7 +242,8 @@ class VehicleLoad:
         self.imu_t_s = t_s
         return True
 
-    def update_joints(self, t_s, names, velocities, efforts):
+    def update_joints(self, t_s: float, names: Sequence[str], velocities: Sequence[float],
+                      efforts: Sequence[float]) -> bool:
         """sensor_msgs/JointState arrays; wheel power from the configured wheel joints."""
         wanted = self.config.wheel_joints
         if not wanted:
@@ -251,7 +262,7 @@ class VehicleLoad:
         self.wheel_t_s = t_s
         return True
 
-    def update_voltage(self, t_s, voltage_v):
+    def update_voltage(self, t_s: float, voltage_v: float) -> bool:
         """Measured pack voltage (V) from battery_state; non-positive or NaN is ignored."""
         if not (math.isfinite(voltage_v) and voltage_v > 0.0):
             return self._reject(f'pack voltage {voltage_v} unusable')
@@ -259,15 +270,15 @@ class VehicleLoad:
         self.voltage_t_s = t_s
         return True
 
-    def _reject(self, why):
+    def _reject(self, why: str) -> bool:
         self.rejected += 1
         log.debug('input rejected: %s', why)
         return False
 
-    def _fresh(self, t_input, now_s, timeout_s):
+    def _fresh(self, t_input: float | None, now_s: float, timeout_s: float) -> bool:
         return t_input is not None and now_s - t_input <= timeout_s
 
-    def demand(self, now_s):
+    def demand(self, now_s: float) -> Demand:
         """The demand at ``now_s`` (same clock as the updates)."""
         c = self.config
         wheels_fresh = self._fresh(self.wheel_t_s, now_s, c.input_timeout_s)
@@ -282,7 +293,9 @@ class VehicleLoad:
             source, wheel_w = 'stale', 0.0   # motion unknown: auxiliary load only
         power = pack_power_w(c, wheel_w)
         measured = self._fresh(self.voltage_t_s, now_s, c.voltage_timeout_s)
-        voltage = self.voltage_v if measured else c.nominal_voltage_v
+        # (voltage_v is set with voltage_t_s: measured means it is a number)
+        voltage = self.voltage_v if measured and self.voltage_v is not None \
+            else c.nominal_voltage_v
         return Demand(pack_current_a=pack_current_a(power, voltage), pack_power_w=power,
                       wheel_power_w=wheel_w, speed_m_per_s=self.speed_m_per_s,
                       acceleration_m_per_s2=self.acceleration_m_per_s2,
