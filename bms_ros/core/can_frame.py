@@ -2,10 +2,12 @@
 raises DecodeError. The stream decoders (can_decode.MeasurementAssembler, can_encode's
 decode_command, pack_report.decode_request) count such a frame as ``decode_error`` instead.
 """
+from typing import Any
+
 from .errors import DecodeError
 
 
-def decode_frame(dbc_message, data):
+def decode_frame(dbc_message: Any, data: Any) -> dict[str, Any]:
     """Raw (unscaled, no choices) signal values of one frame's payload, by signal name.
 
     :param dbc_message: the cantools message of the frame's id.
@@ -15,7 +17,8 @@ def decode_frame(dbc_message, data):
     """
     try:
         payload = bytes(data)
-        return dbc_message.decode(payload, decode_choices=False, scaling=False)
+        raw: dict[str, Any] = dbc_message.decode(payload, decode_choices=False, scaling=False)
+        return raw
     except Exception as error:  # noqa: BLE001  cantools DecodeError, bitstruct errors, ...
         size = f'{len(data)} bytes' if isinstance(data, (bytes, bytearray)) else repr(data)
         raise DecodeError(f'frame {dbc_message.name} (id 0x{dbc_message.frame_id:X}, '
