@@ -130,6 +130,8 @@ def analyse_bag(path, previous=None, profile=None, options=None):
         'capacity_ah': result.capacity_ah,
         'cell_capacity_median_ah': float(np.median(result.cell_capacity_ah)),
         'cell_capacity_min_ah': float(np.min(result.cell_capacity_ah)),
+        'capacity_measured_median_ah': float(np.nanmedian(result.cell_capacity_measured_ah))
+        if np.isfinite(result.cell_capacity_measured_ah).any() else math.nan,
         'cell_r0_mean_ohm': float(np.mean(result.cell_r0_ohm)),
         'current_offset_a': result.current_offset_a,
         'soc_start': result.pack_soc[0] if result.pack_soc else math.nan,
@@ -205,7 +207,9 @@ def build_tables(results, skipped, leak_reference_a=0.004, leak_threshold_a=0.01
         bags['day'] = (bags['start_unix_s'] - t_first) / DAY_S
         for serial, group in bags.groupby('serial', sort=True):
             days = group['day'].to_numpy()
-            cap = group['cell_capacity_median_ah'].to_numpy()
+            # the fade trend from each bag's own capacity measurement (the estimator's
+            # carried capacity is a slow filter of them and lags a fast fade)
+            cap = group['capacity_measured_median_ah'].to_numpy()
             valid = group['anchored_at_end'].to_numpy(bool)
             soc = np.array(group['cell_soc'].tolist(), dtype=float)
             qcell = np.array(group['cell_capacity_ah'].tolist(), dtype=float)
@@ -214,12 +218,14 @@ def build_tables(results, skipped, leak_reference_a=0.004, leak_threshold_a=0.01
             _, excess = detect.excess_self_discharge(t_end, soc, qcell, bled, valid)
             alarms = detect.leak_alarms(t_end, excess, leak_reference_a, leak_threshold_a)
             hours = float(group['duration_s'].sum()) / 3600.0
-            learnt = group['capacity_updates'].to_numpy() > 0
+            learnt = np.isfinite(cap)
             first_cap = cap[learnt][0] if learnt.any() else math.nan
             packs.append({
                 'serial': serial, 'bags': len(group), 'hours': hours,
                 'first_day': float(days.min()), 'last_day': float(days.max()),
-                'capacity_first_ah': first_cap, 'capacity_last_ah': float(cap[-1]),
+                'capacity_first_ah': first_cap,
+                'capacity_last_ah': float(cap[learnt][-1]) if learnt.any() else math.nan,
+                'capacity_estimator_last_ah': float(group['cell_capacity_median_ah'].iloc[-1]),
                 'capacity_fade_pct_per_100d': -100.0 * 100.0 * detect.slope(
                     days[learnt], cap[learnt]) / first_cap if learnt.sum() >= 2 else math.nan,
                 'r0_growth_pct_per_100d': 100.0 * 100.0 * detect.slope(
@@ -293,7 +299,10 @@ def write_report(tables, out_dir, summary):
     if not packs.empty:
         flagged = set(packs.loc[packs['capacity_fade_outlier'], 'serial'])
     for column, title, name, scale in (
-            ('cell_capacity_median_ah', 'capacity (median cell, Ah)', 'capacity.png', 1.0),
+            ('capacity_measured_median_ah', 'capacity measured per bag (median cell, Ah)',
+             'capacity.png', 1.0),
+            ('cell_capacity_median_ah', 'capacity of the estimator (median cell, Ah)',
+             'capacity_estimator.png', 1.0),
             ('cell_r0_mean_ohm', 'R0 (mean cell, mOhm)', 'r0.png', 1000.0),
             ('cell_soc_spread', 'cell SoC spread at the end anchor (%)', 'imbalance.png', 100.0),
             ('current_offset_a', 'current offset learnt (A)', 'current_offset.png', 1.0)):

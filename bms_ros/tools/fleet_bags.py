@@ -67,6 +67,11 @@ def read_bag(path, profile_path=None):
                 blobs.append(bytes(data))
                 receive.append(t_ns * 1e-9)
             namespace = namespaces[0].strip('/')
+            expected = sum(int(getattr(c, 'msgcount', 0) or 0) for c in bag.connections
+                           if c.topic == topic)
+            if expected and len(blobs) < expected:
+                raise BagSkipped(path, 'truncated', f'{len(blobs)} of the {expected} '
+                                 'measurement messages its metadata counts could be read')
     except BagSkipped:
         raise
     except (BagError, OSError, ValueError, KeyError, IndexError, EOFError, AssertionError,

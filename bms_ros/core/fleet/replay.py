@@ -85,6 +85,9 @@ class BagResult:
     current_offset_a: float = math.nan
     anchored_at_end: bool = False                     # the final rest re-anchored from OCV
     capacity_updates: list = field(default_factory=list)
+    # charge counted between the start-up anchor and the final rest's anchor / their SoC
+    # change, per cell (Ah; NaN without both anchors or below capacity_min_delta_soc)
+    cell_capacity_measured_ah: list = field(default_factory=list)
     bleed_ah: list = field(default_factory=list)      # charge bled per cell (Ah, >= 0)
     charge_ah: float = 0.0                            # charge counted (Ah, + = charged)
     throughput_ah: float = 0.0                        # |charge| moved
@@ -470,6 +473,8 @@ def replay_columns(columns, profile, carried=None, options=None, t_s=None):
     result.current_offset_a = float(est.current_offset_a)
     result.anchored_at_end = bool(estimator.anchored and estimator.at_rest)
     result.capacity_updates = [int(u) for u in estimator.capacity.updates - updates_before]
+    result.cell_capacity_measured_ah = _measured_capacity(
+        result, estimator, config, current, dt, bleed_a, columns, t_s)
     last_v = columns['cell_voltages_v'][-1]
     ok = np.asarray(columns['cell_voltage_valid'][-1], bool) & np.isfinite(last_v)
     result.cell_voltage_spread_v = float(np.ptp(last_v[ok])) if ok.sum() >= 2 else math.nan
@@ -477,6 +482,44 @@ def replay_columns(columns, profile, carried=None, options=None, t_s=None):
     _protect(result, columns, t_s, profile, options)
     result.wall_s = time.perf_counter() - started
     return result
+
+
+def _measured_capacity(result, estimator, config, current, dt, bleed_a, columns, t_s):
+    """This bag's own capacity measurement per cell (Ah): offset-corrected charge counted
+    (bleed included) between the OCV of the initial rest (a pack that was off: its voltage
+    is OCV; mean over the rest before the first current) and the SoC after the final rest's
+    anchor. NaN without both or below capacity_min_delta_soc."""
+    n = estimator.n
+    nan = [math.nan] * n
+    rest_a = config.rest_current_c * estimator.cell.capacity_ah
+    with np.errstate(invalid='ignore'):
+        resting = np.abs(current) <= rest_a
+    if not (result.anchored_at_end and resting[0]):
+        return nan
+    until = int(np.argmin(resting)) if not resting.all() else len(resting)
+    until = max(1, min(until, int(np.searchsorted(t_s, t_s[0] + 60.0))))
+    v = np.where(columns['cell_voltage_valid'][:until], columns['cell_voltages_v'][:until],
+                 np.nan)
+    with np.errstate(invalid='ignore'):
+        v_rest = np.nanmean(v, axis=0) if np.isfinite(v).any() else np.full(n, np.nan)
+    temps = interface.cell_temperatures(estimator_sensor_map(estimator, columns),
+                                        columns['temperatures_degc'][0],
+                                        columns['temperature_valid'][0])
+    start = estimator.cell.ocv.soc_from_ocv(v_rest, np.where(np.isfinite(temps), temps, 25.0))
+    dz = np.asarray(result.cell_soc, dtype=float) - start
+    finite = np.isfinite(current)
+    counted = np.sum(np.where(finite, current - result.current_offset_a, 0.0) * dt) / 3600.0
+    counted = counted - np.sum(bleed_a * dt[:, None], axis=0) / 3600.0
+    with np.errstate(invalid='ignore', divide='ignore'):
+        q = counted / dz
+    ok = np.isfinite(q) & (np.abs(dz) >= config.capacity_min_delta_soc) & (q > 0)
+    return [float(v) if good else math.nan for v, good in zip(q, ok)]
+
+
+def estimator_sensor_map(estimator, columns):
+    """Sensor index of each cell (sensors spread evenly, as PackSpec.sensor_of_cell)."""
+    sensors = columns['temperatures_degc'].shape[1]
+    return (np.arange(estimator.n) * sensors) // estimator.n
 
 
 def _protect(result, columns, t_s, profile, options):
