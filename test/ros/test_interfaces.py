@@ -36,12 +36,10 @@ def test_round_trip_through_separate_process(ros_env):
         log = ros_env.subscribe(cls, f'out/{name}')
         pub = ros_env.publisher(cls, f'in/{name}')
         ros_env.wait_for_subscribers(pub, timeout_s=20.0)
-        # wait until the peer's publisher matched ours too, then send three distinct messages
-        deadline = time.monotonic() + 10.0
-        while ros_env.node.count_publishers(f'out/{name}') < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # wait until the peer's publisher matched our subscription too, then send three
+        # distinct messages
+        _wait_matched_publisher(ros_env.node, f'out/{name}', timeout_s=20.0)
         sent = [fill(cls(), rng) for _ in range(3)]
-        time.sleep(0.2)
         for msg in sent:
             pub.publish(msg)
         for msg in sent:
@@ -52,3 +50,13 @@ def test_round_trip_through_separate_process(ros_env):
         response = ros_env.call(cls, f'srv/{name}', request, timeout_s=20.0)
         expected = fill(cls.Response(), response_seed(request))
         assert response == expected, name
+
+
+def _wait_matched_publisher(node, topic, timeout_s):
+    """Until a subscription of ``node`` on ``topic`` has a matched publisher (DDS matched)."""
+    resolved = node.resolve_topic_name(topic)
+    deadline = time.monotonic() + timeout_s
+    while not any(sub.topic_name == resolved and sub.get_publisher_count() > 0
+                  for sub in node.subscriptions):
+        assert time.monotonic() < deadline, f'no publisher matched {resolved} in {timeout_s} s'
+        time.sleep(0.05)    # poll interval
