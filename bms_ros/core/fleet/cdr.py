@@ -4,7 +4,8 @@ The layout follows bms_interfaces/msg/PackMeasurement.msg field by field (XCDR1 
 stores it: a 4-byte encapsulation header, then each primitive aligned to its size from the
 start of the payload). Messages of one bag share cell and sensor counts and frame_id, so they
 have one length and one layout: :func:`decode_measurements` reads every field of all of them
-at once as numpy columns. A message of another length is left to the caller (rosbags).
+at once as numpy columns. Fields added at the end of the message later (additive .msg
+changes) are skipped when decoding and written as their defaults when encoding.
 Checked against rosbags' serializer in test/core/test_fleet_synth.py.
 """
 import struct
@@ -62,11 +63,31 @@ class MeasurementLayout:
             take(flag, 1, 1)
         take('frames_received', 4, 4)
         take('frames_rejected', 4, 4)
-        self.size = len(HEADER) + off
-        self._template = self._make_template()
+        self.prefix_size = len(HEADER) + off
+        self.size = self.prefix_size
+        self._template = None
 
     def _make_template(self):
-        buf = bytearray(self.size)
+        # fields added to the message after these (additive .msg changes) are written as
+        # the type's defaults: the template is rosbags' serialization of a default message
+        buf = bytearray(self.prefix_size)
+        try:
+            from bms_ros.core import bag_schema
+            from bms_ros.tools.bag.bagio import new_message
+            default = new_message(
+                'bms_interfaces/msg/PackMeasurement',
+                header=new_message('std_msgs/msg/Header', frame_id=self.frame_id.decode()),
+                cell_voltages_v=np.zeros(self.cells), cell_voltage_valid=np.zeros(self.cells, bool),
+                temperatures_degc=np.zeros(self.sensors),
+                temperature_valid=np.zeros(self.sensors, bool),
+                cell_balancing=np.zeros(self.cells, bool))
+            full = bytes(bag_schema.typestore().serialize_cdr(
+                default, 'bms_interfaces/msg/PackMeasurement'))
+            if len(full) >= self.prefix_size:
+                buf = bytearray(full)
+        except Exception:   # no typestore here: the fields this layout knows
+            pass
+        self.size = len(buf)
         buf[:4] = HEADER
         for name, count in (('frame_id_len', len(self.frame_id) + 1), ('cells_count', self.cells),
                             ('valid_count', self.cells), ('sensors_count', self.sensors),
@@ -81,6 +102,8 @@ class MeasurementLayout:
                temperature_valid=None):
         """CDR bytes of one measurement stamped ``t_ns`` (every group stamped the same);
         ``contactors`` = (negative, positive, precharge) closed; validity from finiteness."""
+        if self._template is None:
+            self._template = self._make_template()
         buf = bytearray(self._template)
         f = self.fields
         sec, nsec = divmod(int(t_ns), 10 ** 9)
@@ -125,13 +148,17 @@ def layout_of(data):
         layout = MeasurementLayout(cells, sensors, frame_id)
     except (struct.error, UnicodeDecodeError, ValueError):
         return None
-    return layout if layout.size == len(data) else None
+    # trailing bytes: fields added to the message after the ones read here
+    if layout.prefix_size > len(data):
+        return None
+    layout.size = len(data)
+    return layout
 
 
 def decode_measurements(blobs, layout):
     """Columns of equally long CDR measurements: {field: array over messages (x per cell)}.
 
-    ``blobs``: bytes of ``layout.size`` each. Stamps as float seconds.
+    ``blobs``: bytes of ``layout.size`` each (as :func:`layout_of` read it). Stamps as s.
     """
     raw = np.frombuffer(b''.join(blobs), dtype=np.uint8).reshape(len(blobs), layout.size)
     body = raw[:, 4:]
