@@ -15,26 +15,35 @@ Decoding lives in bms_ros.core.can_decode (multiplexed layouts, the rolling-coun
 encoding in bms_ros.core.can_encode; this module holds :class:`CanProtocol` and re-exports
 both, so ``from bms_ros.core.can_codec import ...`` keeps working.
 """
+from __future__ import annotations
+
 import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .can_decode import (COUNTER_ERRORS_STALE, COUNTER_REASONS, REJECT_REASONS, VALUE_REASONS,
                          AssembledMeasurement, MeasurementAssembler, frame_key)
 from .can_encode import CommandEncoder, PackEncoder
 from .can_devices import CanDevice, device_name, devices_of, load_devices
-from .can_mapping import CONTACTOR_COMMAND_FIELDS, load_dbc, load_mapping
+from .can_mapping import CONTACTOR_COMMAND_FIELDS, CanMapping, MessageMap, load_dbc, load_mapping
 from .measurement import MESSAGE_FIELDS, Measurement
+
+if TYPE_CHECKING:
+    from .can_devices import DeviceMapping
 
 
 class CanProtocol:
     """A DBC plus its validated mapping for one pack size (cells in series, sensors)."""
 
-    def __init__(self, mapping):
+    def __init__(self, mapping: CanMapping) -> None:
         self.mapping = mapping
         self.cells_series = mapping.cells_series
         self.temperature_sensors = mapping.temperature_sensors
 
     @classmethod
-    def from_files(cls, dbc_path, mapping_path, cells_series, temperature_sensors):
+    def from_files(cls, dbc_path: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                   mapping_path: Any, cells_series: int,
+                   temperature_sensors: int) -> CanProtocol:
         """Load and validate; ConfigError naming the file and field on any problem. Two
         lists of paths (equal length; a None mapping: an ignored device) load several devices
         on one bus (core/can_devices.py), each named after its DBC."""
@@ -50,12 +59,15 @@ class CanProtocol:
                                 int(temperature_sensors), database=database))
 
     @classmethod
-    def from_devices(cls, devices, cells_series, temperature_sensors, where=None):
+    def from_devices(cls, devices: Iterable[CanDevice], cells_series: int,
+                     temperature_sensors: int,
+                     where: tuple[str, str] | None = None) -> CanProtocol:
         """Several devices (CanDevice) on one bus; ``where``: (file, field) for errors."""
         return cls(load_devices(devices, int(cells_series), int(temperature_sensors), where))
 
     @classmethod
-    def from_settings(cls, settings, cells_series, temperature_sensors):
+    def from_settings(cls, settings: Any, cells_series: int,
+                      temperature_sensors: int) -> CanProtocol:
         """The protocol of a profile's validated ``can:`` section (core/can_bus.py): its
         single DBC and mapping, or its ``devices``."""
         if settings.devices:
@@ -65,28 +77,28 @@ class CanProtocol:
                               temperature_sensors)
 
     @property
-    def devices(self):
+    def devices(self) -> tuple[DeviceMapping, ...]:
         """The devices of the bus (core/can_devices.DeviceMapping), one for a single DBC."""
         return devices_of(self.mapping)
 
     @property
-    def measurement_messages(self):
+    def measurement_messages(self) -> list[MessageMap]:
         return self.mapping.measurement
 
     @property
-    def command_messages(self):
+    def command_messages(self) -> list[MessageMap]:
         return self.mapping.commands
 
-    def field_length(self, name):
+    def field_length(self, name: str) -> int:
         return self.mapping.field_length(name)
 
-    def frame_keys(self, fields):
+    def frame_keys(self, fields: Iterable[str]) -> frozenset[int]:
         """Keys (:func:`frame_key`) of the measurement frames carrying any of ``fields``."""
-        fields = frozenset(fields)
+        wanted = frozenset(fields)
         return frozenset(frame_key(m.frame_id, m.is_extended) for m in self.mapping.measurement
-                         if fields.intersection(s.field for s in m.signals))
+                         if wanted.intersection(s.field for s in m.signals))
 
-    def periods_s(self):
+    def periods_s(self) -> dict[str, float | None]:
         """Send period of each measurement message, by DBC message name."""
         return {m.name: m.period_s for m in self.mapping.measurement}
 

@@ -26,16 +26,24 @@ before: a frozen sender replaying a cycle longer than half the counter range (th
 blocks of a 96s pack) is caught too; a cycle of a multiple of the counter range (16 blocks),
 where every block's counter is the same each cycle anyway, cannot be.
 """
+from __future__ import annotations
+
 import math
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+import can
 import numpy as np
 
 from .can_devices import devices_of, frame_devices_of
-from .can_mapping import GROUPS, MEASUREMENT_FIELDS, _branch_values
+from .can_mapping import GROUPS, MEASUREMENT_FIELDS, MessageMap, _branch_values
 from .measurement import Measurement
 from .pack_report import report_keys
+
+if TYPE_CHECKING:
+    from .can_codec import CanProtocol
 
 # Frame-level rejections (the whole frame is dropped; counted in frames_rejected)
 REJECT_REASONS = ('unknown_id', 'wrong_dlc', 'error_frame', 'remote_frame', 'decode_error')
@@ -53,7 +61,8 @@ _FLOAT, _BOOL, _BITMASK = 0, 1, 2
 _NAN = float('nan')
 
 
-def _entries_by_branch(mm, entries):
+def _entries_by_branch(mm: MessageMap, entries: tuple[_Entry, ...]
+                       ) -> dict[int, tuple[_Entry, ...]] | None:
     """{value of the named multiplexer: the entries that branch can carry} for a message of
     named signals per branch (no stride), so a frame walks its own few signals, not all of the
     message's; None for other messages (every entry may be in every frame)."""
@@ -68,7 +77,7 @@ def _entries_by_branch(mm, entries):
             for v in values}
 
 
-def frame_key(arbitration_id, is_extended):
+def frame_key(arbitration_id: int, is_extended: bool) -> int:
     """Lookup key of a frame id: 11-bit and 29-bit ids with the same number differ."""
     return arbitration_id | _EXT if is_extended else arbitration_id
 
@@ -79,10 +88,11 @@ class AssembledMeasurement(Measurement):
     clock) with the driver's diagnostics, which are not in PackMeasurement."""
 
     balancing_stale: bool = True
-    stale_groups: tuple = ()
-    counts: dict = field(default_factory=dict)
-    counter_stale: tuple = ()      # messages marked stale by their rolling counter
-    device_counts: dict = field(default_factory=dict)   # {device: {reason: count}}
+    stale_groups: tuple[str, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)
+    counter_stale: tuple[str, ...] = ()      # messages marked stale by their rolling counter
+    # {device: {reason: count}}
+    device_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class _Plan:
@@ -92,6 +102,33 @@ class _Plan:
                  'counter_modulo', 'counter_last', 'counter_expected', 'candidate_next',
                  'candidate_run', 'bad_run', 'good_run', 'counter_stale', 'elements',
                  'branch_last', 'branch_muxes', 'counts', 'device', 'by_branch')
+    name: str
+    decode: Callable[..., Any]
+    length: int
+    mux: str | None
+    stride: int | None
+    first: int
+    entries: tuple[_Entry, ...]
+    counter: str | None
+    counter_modulo: int
+    counter_last: int | None
+    counter_expected: int | None
+    candidate_next: int | None
+    candidate_run: int
+    bad_run: int
+    good_run: int
+    counter_stale: bool
+    elements: tuple[tuple[str, int], ...]
+    branch_last: dict[Any, tuple[int, bool]]
+    branch_muxes: tuple[str, ...] | None
+    counts: dict[str, int]
+    device: str
+    by_branch: dict[Any, tuple[_Entry, ...]] | None
+
+
+# one mapped signal as the hot path reads it: (signal, values, stamps, index, bits, gain, bias,
+# invalid raw, raw min, raw max, field length, kind, validity check or None)
+_Entry = tuple[Any, ...]
 
 
 class MeasurementAssembler:
@@ -101,20 +138,21 @@ class MeasurementAssembler:
     and good ones in a row that clear it (module docstring).
     """
 
-    def __init__(self, protocol, counter_errors_stale=COUNTER_ERRORS_STALE):
+    def __init__(self, protocol: CanProtocol,
+                 counter_errors_stale: int = COUNTER_ERRORS_STALE) -> None:
         if int(counter_errors_stale) < 1:
             raise ValueError(f'counter_errors_stale must be >= 1, got {counter_errors_stale}')
         self.counter_errors_stale = int(counter_errors_stale)
         self.protocol = protocol
         mapping = protocol.mapping
-        self._values = {}
-        self._stamps = {}
+        self._values: dict[str, list[float]] = {}
+        self._stamps: dict[str, list[float]] = {}
         for name in MEASUREMENT_FIELDS:
             n = mapping.field_length(name)
             self._values[name] = [_NAN] * n
             self._stamps[name] = [-math.inf] * n
         self._mapped = mapping.mapped_fields()
-        self._plans = {}
+        self._plans: dict[int, _Plan] = {}
         reasons = REJECT_REASONS + VALUE_REASONS + COUNTER_REASONS
         # per device: counts of its DBC's frames that no plan takes (unknown_id, ignored)
         frame_devices = frame_devices_of(mapping)
@@ -147,7 +185,8 @@ class MeasurementAssembler:
             # nested multiplexing: a block is the combination of all multiplexer values
             muxes = tuple(s.name for s in dbc_message.signals if s.is_multiplexer)
             plan.branch_muxes = muxes if len(muxes) > 1 else None
-            elements = set()    # (field, element) pairs the message provides, for invalidation
+            # (field, element) pairs the message provides, for invalidation
+            elements: set[tuple[str, int]] = set()
             for s in mm.signals:
                 n = mapping.field_length(s.field)
                 for mux in (mm.mux_values or (None,)):
@@ -156,7 +195,7 @@ class MeasurementAssembler:
                         if e < n:
                             elements.add((s.field, e))
             plan.elements = tuple(sorted(elements))
-            entries = []
+            entries: list[_Entry] = []
             for s in mm.signals:
                 kind = _BITMASK if s.bitmask else (_BOOL if s.is_bool else _FLOAT)
                 check = None if s.flag is None and s.error is None else (
@@ -174,7 +213,7 @@ class MeasurementAssembler:
         self.frames_ignored = 0     # our own command ids (another controller on the bus)
         self._lock = threading.Lock()
 
-    def feed(self, msg, now_s):
+    def feed(self, msg: can.Message, now_s: float) -> bool:
         """Decode one can.Message received at ``now_s`` (s); False if rejected. Never raises."""
         with self._lock:
             try:
@@ -184,7 +223,7 @@ class MeasurementAssembler:
                 self.frames_rejected += 1
                 return False
 
-    def feed_many(self, msgs, now_s):
+    def feed_many(self, msgs: Iterable[can.Message], now_s: float) -> int:
         """Decode a batch of frames received at ``now_s``; number accepted."""
         accepted = 0
         with self._lock:
@@ -197,7 +236,7 @@ class MeasurementAssembler:
         return accepted
 
     @property
-    def counts(self):
+    def counts(self) -> dict[str, int]:
         """Frames and values counted per reason over the whole bus (a fresh dict)."""
         total = dict(self._bus_counts)
         for c in [p.counts for p in self._plans.values()] + list(self._device_counts.values()):
@@ -206,7 +245,7 @@ class MeasurementAssembler:
         return total
 
     @property
-    def device_counts(self):
+    def device_counts(self) -> dict[str, dict[str, int]]:
         """{device: {reason: count}}; 'ignored': frames of a device without a mapping."""
         out = {name: dict(c) for name, c in self._device_counts.items()}
         for p in self._plans.values():
@@ -215,12 +254,12 @@ class MeasurementAssembler:
                 target[k] = target.get(k, 0) + v
         return out
 
-    def _reject(self, reason, counts=None):
+    def _reject(self, reason: str, counts: dict[str, int] | None = None) -> bool:
         (self._bus_counts if counts is None else counts)[reason] += 1
         self.frames_rejected += 1
         return False
 
-    def _feed(self, msg, now_s):
+    def _feed(self, msg: can.Message, now_s: float) -> bool:
         self.frames_received += 1
         if msg.is_error_frame:
             return self._reject('error_frame')
@@ -324,7 +363,7 @@ class MeasurementAssembler:
         return True
 
     @staticmethod
-    def _branch(plan, raw):
+    def _branch(plan: _Plan, raw: dict[str, Any]) -> Any:
         """The frame's block (multiplexer value, or values when nested); None: no mux."""
         if plan.mux is None:
             return None
@@ -332,7 +371,7 @@ class MeasurementAssembler:
             return raw.get(plan.mux)
         return tuple(raw.get(m) for m in plan.branch_muxes)
 
-    def _counter_ok(self, plan, value, branch):
+    def _counter_ok(self, plan: _Plan, value: int, branch: Any) -> bool:
         """Rolling-counter rule (module docstring); False: drop this frame's values."""
         modulo = plan.counter_modulo
         limit = self.counter_errors_stale
@@ -367,7 +406,8 @@ class MeasurementAssembler:
             plan.counts['counter_jump'] += 1
         if in_sequence:                                    # a replayed block in sequence
             plan.counter_expected = (value + 1) % modulo
-        elif value != plan.counter_last and (value - expected) % modulo < modulo // 2:
+        elif value != plan.counter_last and expected is not None \
+                and (value - expected) % modulo < modulo // 2:
             plan.counter_expected = (value + 1) % modulo     # frames lost: resynchronise
             plan.candidate_run = 0
         else:                                              # repeated or replayed frame
@@ -386,17 +426,17 @@ class MeasurementAssembler:
                 stamps[name][e] = -math.inf
         return False
 
-    def counter_stale_messages(self):
+    def counter_stale_messages(self) -> tuple[str, ...]:
         """Names of the messages their rolling counter marks stale now."""
         with self._lock:
             return tuple(p.name for p in self._plans.values() if p.counter_stale)
 
-    def latest(self, field, index=0):
+    def latest(self, field: str, index: int = 0) -> float:
         """The last decoded value of one element of a field (NaN if none or invalid)."""
         with self._lock:
             return float(self._values[field][index])
 
-    def extremes(self, field):
+    def extremes(self, field: str) -> tuple[float, float]:
         """(lowest, highest) last decoded value of an array field (NaN, NaN if none valid)."""
         with self._lock:
             values = np.asarray(self._values[field], dtype=float)
@@ -404,7 +444,7 @@ class MeasurementAssembler:
             return math.nan, math.nan
         return float(np.nanmin(values)), float(np.nanmax(values))
 
-    def snapshot(self, now_s, stale_timeout_s):
+    def snapshot(self, now_s: float, stale_timeout_s: float) -> AssembledMeasurement:
         """The measurement at ``now_s`` (s): elements older than ``stale_timeout_s`` are invalid."""
         with self._lock:
             values = {k: np.array(v, dtype=float) for k, v in self._values.items()}
@@ -415,8 +455,8 @@ class MeasurementAssembler:
             rejected = self.frames_rejected
             counter_stale = tuple(p.name for p in self._plans.values() if p.counter_stale)
         oldest = now_s - stale_timeout_s
-        out = {}
-        fresh = {}
+        out: dict[str, Any] = {}
+        fresh: dict[str, Any] = {}
         for name, (kind, _) in MEASUREMENT_FIELDS.items():
             ok = stamps[name] >= oldest
             fresh[name] = ok
@@ -427,8 +467,8 @@ class MeasurementAssembler:
             else:
                 out[name] = np.where(valid, v, np.nan)
             out[name + '#valid'] = valid
-        stale = {}
-        group_stamp = {}
+        stale: dict[str, bool] = {}
+        group_stamp: dict[str, float] = {}
         for group, names in GROUPS.items():
             mapped = [n for n in names if n in self._mapped]
             if not mapped:

@@ -12,16 +12,21 @@ The result is a :class:`BusMapping` (a CanMapping whose measurement and commands
 all devices, each MessageMap naming its ``device``), so the assembler and the encoders work on
 it unchanged and dispatch by frame id.
 """
+from __future__ import annotations
+
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any, cast
 
 import cantools
+from cantools.database.can import Database, Message
 
 from .can_mapping import (COMMAND_FIELDS, CONTACTOR_COMMAND_FIELDS, MEASUREMENT_FIELDS,
                           REQUIRED_COMMAND_FIELDS, REQUIRED_MEASUREMENT_FIELDS, CanMapping,
                           _format_indices, _Loader, _suggest, is_boolean_signal, load_dbc,
-                          load_mapping)
+                          MessageMap, load_mapping)
 from .config import Section, load_yaml
 from .errors import ConfigError
 
@@ -36,7 +41,7 @@ class CanDevice:
 
     name: str
     dbc_path: str
-    mapping_path: str = None
+    mapping_path: str | None = None
 
 
 @dataclass
@@ -45,10 +50,10 @@ class DeviceMapping:
 
     name: str
     dbc_path: str
-    mapping_path: str        # None: an ignored device
-    database: object
-    measurement: list
-    commands: list
+    mapping_path: str | None  # None: an ignored device
+    database: Database
+    measurement: list[MessageMap]
+    commands: list[MessageMap]
 
 
 @dataclass
@@ -56,21 +61,21 @@ class BusMapping(CanMapping):
     """A CanMapping over several devices (``devices``; ``frame_devices``: (frame id,
     is_extended) -> name of the device whose DBC defines it, for every DBC message)."""
 
-    devices: tuple = ()
-    frame_devices: dict = field(default_factory=dict)
+    devices: tuple[DeviceMapping, ...] = ()
+    frame_devices: dict[tuple[int, bool], str] = field(default_factory=dict)
 
-    def ignored_keys(self):
+    def ignored_keys(self) -> set[tuple[int, bool]]:
         """(frame id, is_extended) of the devices without a mapping."""
         ignored = {d.name for d in self.devices if d.mapping_path is None}
         return {k for k, name in self.frame_devices.items() if name in ignored}
 
 
-def device_name(dbc_path):
+def device_name(dbc_path: str | os.PathLike[str]) -> str:
     """Default name of a device: its DBC's file name without the suffix."""
     return os.path.splitext(os.path.basename(os.fspath(dbc_path)))[0]
 
 
-def devices_of(mapping):
+def devices_of(mapping: CanMapping) -> tuple[DeviceMapping, ...]:
     """The devices of a mapping (a plain CanMapping is one device named after its DBC)."""
     if isinstance(mapping, BusMapping):
         return mapping.devices
@@ -78,7 +83,7 @@ def devices_of(mapping):
                           mapping.database, mapping.measurement, mapping.commands),)
 
 
-def frame_devices_of(mapping):
+def frame_devices_of(mapping: CanMapping) -> dict[tuple[int, bool], str]:
     """(frame id, is_extended) -> device name, for every message of every DBC."""
     if isinstance(mapping, BusMapping):
         return mapping.frame_devices
@@ -86,19 +91,20 @@ def frame_devices_of(mapping):
     return {(m.frame_id, m.is_extended_frame): name for m in mapping.database.messages}
 
 
-def _same_definition(a, b):
+def _same_definition(a: Message, b: Message) -> bool:
     """The same message described in two DBCs (name, length and signal layout)."""
-    def layout(m):
+    def layout(m: Message) -> tuple[Any, ...]:
         return (m.name, m.length, sorted((s.name, s.start, s.length, s.byte_order, s.is_signed,
                                           float(s.scale), float(s.offset)) for s in m.signals))
     return layout(a) == layout(b)
 
 
-def _id_text(frame_id, is_extended):
+def _id_text(frame_id: int, is_extended: bool) -> str:
     return f"frame id 0x{frame_id:X} ({'extended' if is_extended else 'standard'})"
 
 
-def load_devices(devices, cells_series, temperature_sensors, where=None):
+def load_devices(devices: Iterable[CanDevice], cells_series: int, temperature_sensors: int,
+                 where: tuple[str, str] | None = None) -> BusMapping:
     """Load and validate the mappings of ``devices`` (CanDevice) against their DBCs into one
     BusMapping; ``where`` = (file, field) of the device list for errors (the profile's
     ``can.devices``). One device with a mapping loads exactly as :func:`load_mapping`."""
@@ -107,7 +113,7 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
                                         'devices')
     if not devices:
         raise ConfigError(where_path, where_field, 'expected at least one device')
-    names = {}
+    names: dict[str, int] = {}
     for i, device in enumerate(devices):
         if not _NAME.match(device.name or ''):
             raise ConfigError(where_path, f'{where_field}[{i}].name',
@@ -124,14 +130,15 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
     frame_devices = _check_clashes(devices, databases, where_path, where_field)
     if len(mapped) == 1:      # one mapping (beside ignored devices): exactly load_mapping
         k = devices.index(mapped[0])
-        single = load_mapping(mapped[0].mapping_path, mapped[0].dbc_path, cells_series,
+        single = load_mapping(cast(str, mapped[0].mapping_path), mapped[0].dbc_path, cells_series,
                               temperature_sensors, database=databases[k])
         return _bus_mapping(single, devices, databases, frame_devices)
 
-    owners = {'measurement': {}, 'commands': {}}
-    message_owner = {}          # (frame id, is_extended) -> mapping file that maps it
-    pack_parts = {}             # 'pack_report' / 'state_request' -> (mapping file, its map)
-    parts = []
+    owners: dict[str, dict[tuple[str, int], str]] = {'measurement': {}, 'commands': {}}
+    message_owner: dict[tuple[int, bool], str] = {}   # -> mapping file that maps it
+    # 'pack_report' / 'state_request' -> (mapping file, its map)
+    pack_parts: dict[str, tuple[str, Any]] = {}
+    parts: list[DeviceMapping] = []
     for device, database in zip(devices, databases):
         if device.mapping_path is None:
             parts.append(DeviceMapping(device.name, os.fspath(device.dbc_path), None, database,
@@ -150,15 +157,15 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
             from .pack_report import load_report_sections
             found = dict(zip(('pack_report', 'state_request'), load_report_sections(
                 top, database, loader.dbc_name, _suggest, is_boolean_signal)))
-            for key, value in found.items():
+            for part, value in found.items():
                 if value is None:
                     continue
-                if key in pack_parts:
-                    raise top.error(key, f'{key} is mapped by {pack_parts[key][0]} too: one '
-                                         'device maps it')
-                pack_parts[key] = (path, value)
+                if part in pack_parts:
+                    raise top.error(part, f'{part} is mapped by {pack_parts[part][0]} too: one '
+                                          'device maps it')
+                pack_parts[part] = (path, value)
         loader.owner_suffix = f' in {path}'
-        sections = {}
+        sections: dict[str, list[MessageMap]] = {}
         for section_name, known in (('measurement', MEASUREMENT_FIELDS),
                                     ('commands', COMMAND_FIELDS)):
             maps = loader.messages(section_name, known, owners[section_name], coverage=False) \
@@ -174,8 +181,8 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
             sections[section_name] = maps
         parts.append(DeviceMapping(device.name, os.fspath(device.dbc_path), path, database,
                                    sections['measurement'], sections['commands']))
-    files = ', '.join(os.fspath(d.mapping_path) for d in mapped)
-    lengths = {'cells': cells_series, 'sensors': temperature_sensors}
+    files = ', '.join(str(d.mapping_path) for d in mapped)
+    lengths: dict[str | None, int] = {'cells': cells_series, 'sensors': temperature_sensors}
     # a pack taking a state request owns its contactors: their command is then optional,
     # unless a device maps part of it (as load_mapping rules)
     contactor_optional = 'state_request' in pack_parts and not any(
@@ -200,7 +207,8 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
                                   f'{section_name}: {field_name}'
                                   f'[{_format_indices(missing_elements)}] not covered by any '
                                   f'signal (mappings: {files})')
-    messages, seen = [], set()
+    messages: list[Message] = []
+    seen: set[tuple[int, bool]] = set()
     for database in databases:
         for m in database.messages:
             key = (m.frame_id, m.is_extended_frame)
@@ -208,10 +216,11 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
                 seen.add(key)
                 messages.append(m)
     first = next(p for p in parts if p.mapping_path is not None)
+    first_path = str(first.mapping_path)    # (a mapped device: not None)
     # only when a device maps them (CanMapping has these fields with control style b)
     pack = {key: value for key, (_, value) in pack_parts.items()}
     return BusMapping(**pack,
-        path=first.mapping_path, dbc_path=first.dbc_path, cells_series=cells_series,
+        path=first_path, dbc_path=first.dbc_path, cells_series=cells_series,
         temperature_sensors=temperature_sensors,
         measurement=[m for p in parts for m in p.measurement],
         commands=[m for p in parts for m in p.commands],
@@ -219,9 +228,10 @@ def load_devices(devices, cells_series, temperature_sensors, where=None):
         devices=tuple(parts), frame_devices=frame_devices)
 
 
-def _check_clashes(devices, databases, where_path, where_field):
+def _check_clashes(devices: Sequence[CanDevice], databases: Sequence[Database], where_path: str,
+                   where_field: str) -> dict[tuple[int, bool], str]:
     """(frame id, is_extended) -> device name; ConfigError on an id two DBCs define differently."""
-    seen = {}
+    seen: dict[tuple[int, bool], tuple[CanDevice, Message]] = {}
     for i, (device, database) in enumerate(zip(devices, databases)):
         for message in database.messages:
             key = (message.frame_id, message.is_extended_frame)
@@ -238,9 +248,10 @@ def _check_clashes(devices, databases, where_path, where_field):
     return {key: device.name for key, (device, _) in seen.items()}
 
 
-def _bus_mapping(single, devices, databases, frame_devices):
+def _bus_mapping(single: CanMapping, devices: Sequence[CanDevice], databases: Sequence[Database],
+                 frame_devices: dict[tuple[int, bool], str]) -> BusMapping:
     """The BusMapping of one mapped device (plus ignored ones) from its plain CanMapping."""
-    parts = []
+    parts: list[DeviceMapping] = []
     for device, database in zip(devices, databases):
         if device.mapping_path is None:
             parts.append(DeviceMapping(device.name, os.fspath(device.dbc_path), None, database,

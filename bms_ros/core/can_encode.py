@@ -5,20 +5,28 @@ NaN is sent as the signal's invalid marker (and sets its invalid_flag or the low
 its error_bits mask); every message with a rolling counter counts +1
 per frame, one sequence over all its multiplexer branches (what the decoder checks).
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, cast
 
 import can
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .can_decode import REJECT_REASONS, frame_key
 from .can_frame import decode_frame
-from .can_mapping import MEASUREMENT_FIELDS
+from .can_mapping import MEASUREMENT_FIELDS, MessageMap, SignalMap
 from .errors import EncodeError
+
+if TYPE_CHECKING:
+    from .can_codec import CanProtocol
 
 _NAN = float('nan')
 
 
-def _raw_of_value(s, value):
+def _raw_of_value(s: SignalMap, value: float | None) -> int:
     """Raw integer of a numeric field value for signal map ``s`` (NaN -> invalid marker)."""
     if value is None or not math.isfinite(value):
         return s.invalid_raw if s.invalid_raw is not None else max(s.type_min, min(0, s.type_max))
@@ -29,13 +37,13 @@ def _raw_of_value(s, value):
     return raw
 
 
-def _raw_of_bool(s, value):
+def _raw_of_bool(s: SignalMap, value: object) -> int:
     """Raw 0/1 that decodes to ``value`` through the mapping's scale/offset."""
     one_is_true = (s.gain + s.bias) >= 0.5
     return 1 if bool(value) == one_is_true else 0
 
 
-def _branch_frames(mm):
+def _branch_frames(mm: MessageMap) -> list[tuple[int | None, dict[str, int]]]:
     """(value of the named multiplexer, {other multiplexer: value}) of each frame a message
     takes: one per multiplexer value; with named signals (no stride) one per distinct branch of
     the other multiplexers of its mapped signals too (nested: module, then block)."""
@@ -44,11 +52,11 @@ def _branch_frames(mm):
     if mm.mux_stride is not None:
         return [(m, {}) for m in mm.mux_values]
     signals = {s.name: s for s in mm.dbc_message.signals}
-    out = []
+    out: list[tuple[int | None, dict[str, int]]] = []
     for value in mm.mux_values:
-        others = []
+        others: list[tuple[tuple[str, int], ...]] = []
         for s in mm.signals:
-            chain = {}
+            chain: dict[str, tuple[int, ...]] = {}
             signal = signals[s.signal]
             while signal.multiplexer_signal is not None:
                 chain[signal.multiplexer_signal] = tuple(signal.multiplexer_ids or ())
@@ -63,10 +71,11 @@ def _branch_frames(mm):
     return out
 
 
-def _encode_frame(mm, fields, mux, counter_value, other_muxes=None):
+def _encode_frame(mm: MessageMap, fields: dict[str, Any], mux: int | None, counter_value: int,
+                  other_muxes: dict[str, int] | None = None) -> can.Message:
     """One frame of message ``mm`` for multiplexer value ``mux`` (and ``other_muxes``, name ->
     value, nested) from ``fields`` (name -> value)."""
-    raw = dict.fromkeys(mm.other_signals, 0)
+    raw: dict[str, Any] = dict.fromkeys(mm.other_signals, 0)
     if mm.mux_signal is not None:
         raw[mm.mux_signal] = mux
         raw.update(other_muxes or {})
@@ -103,7 +112,7 @@ def _encode_frame(mm, fields, mux, counter_value, other_muxes=None):
                        dlc=len(data), is_rx=False)
 
 
-def _field(state, name):
+def _field(state: Any, name: str) -> Any:
     if isinstance(state, dict):
         if name not in state:
             raise EncodeError(f'state has no field {name!r}')
@@ -117,16 +126,16 @@ def _field(state, name):
 class _Sender:
     """Frame encoding of mapped messages with one rolling counter per message."""
 
-    def __init__(self, protocol):
+    def __init__(self, protocol: CanProtocol) -> None:
         self.protocol = protocol
-        self._counter = {}
-        self._branches = {}
+        self._counter: dict[str, int] = {}
+        self._branches: dict[str, list[tuple[int | None, dict[str, int]]]] = {}
 
-    def _frames(self, mm, fields):
+    def _frames(self, mm: MessageMap, fields: dict[str, Any]) -> list[can.Message]:
         branches = self._branches.get(mm.name)
         if branches is None:
             branches = self._branches[mm.name] = _branch_frames(mm)
-        frames = []
+        frames: list[can.Message] = []
         for mux, other_muxes in branches:
             counter = self._counter.get(mm.name, 0)
             if mm.counter_signal is not None:
@@ -138,7 +147,7 @@ class _Sender:
 class PackEncoder(_Sender):
     """Pack side: measurement frames at their periods, and decoding of commands."""
 
-    def __init__(self, protocol):
+    def __init__(self, protocol: CanProtocol) -> None:
         super().__init__(protocol)
         self._next_due = {mm.name: -math.inf for mm in protocol.mapping.measurement}
         self._cell_bleed = np.zeros(protocol.cells_series, dtype=bool)
@@ -147,11 +156,11 @@ class PackEncoder(_Sender):
         self.rejected = dict.fromkeys(REJECT_REASONS + ('counter_jump',), 0)
         self._command_plans = {frame_key(m.frame_id, m.is_extended): m
                                for m in protocol.mapping.commands}
-        self._command_counter = {}
+        self._command_counter: dict[str, int] = {}
 
-    def state_fields(self, state):
+    def state_fields(self, state: Any) -> dict[str, Any]:
         """Values of every mapped measurement field in ``state`` (object or dict), checked."""
-        fields = {}
+        fields: dict[str, Any] = {}
         for name in self.protocol.mapping.mapped_fields():
             value = _field(state, name)
             n = self.protocol.field_length(name)
@@ -162,34 +171,36 @@ class PackEncoder(_Sender):
             fields[name] = value
         return fields
 
-    def encode_all(self, state, keys=None):
+    def encode_all(self, state: Any,
+                   keys: Collection[int] | None = None) -> list[can.Message]:
         """Every measurement frame (all multiplexer blocks) of ``state`` now; with ``keys``
         (frame keys, as CanProtocol.frame_keys gives) only those messages, so the rolling
         counters of the others do not advance for frames never sent."""
         fields = self.state_fields(state)
-        frames = []
+        frames: list[can.Message] = []
         for mm in self.protocol.mapping.measurement:
             if keys is None or frame_key(mm.frame_id, mm.is_extended) in keys:
                 frames += self._frames(mm, fields)
         self.frames_sent += len(frames)
         return frames
 
-    def due_frames(self, now_s, state):
+    def due_frames(self, now_s: float, state: Any) -> list[can.Message]:
         """Frames whose period elapsed at ``now_s`` (s), from ``state`` (NaN -> invalid marker)."""
         due = [mm for mm in self.protocol.mapping.measurement if now_s >= self._next_due[mm.name]]
         if not due:
             return []
         fields = self.state_fields(state)
-        frames = []
+        frames: list[can.Message] = []
         for mm in due:
-            next_due = self._next_due[mm.name] + mm.period_s
+            period_s = cast(float, mm.period_s)   # a measurement message has one (can_mapping)
+            next_due = self._next_due[mm.name] + period_s
             # fell behind (first call, paused process): restart the schedule from now
-            self._next_due[mm.name] = next_due if next_due > now_s else now_s + mm.period_s
+            self._next_due[mm.name] = next_due if next_due > now_s else now_s + period_s
             frames += self._frames(mm, fields)
         self.frames_sent += len(frames)
         return frames
 
-    def decode_command(self, msg):
+    def decode_command(self, msg: can.Message) -> dict[str, Any] | None:
         """A command frame as a dict, or None (not a command, or malformed: counted)."""
         try:
             if msg.is_error_frame:
@@ -216,7 +227,7 @@ class PackEncoder(_Sender):
             self._command_counter[mm.name] = value
         self.commands_received += 1
         if mm.kind == 'contactor':
-            out = {'kind': 'contactor'}
+            out: dict[str, Any] = {'kind': 'contactor'}
             for s in mm.signals:
                 out[s.field] = raw[s.signal] * s.gain + s.bias >= 0.5
             return out
@@ -237,24 +248,28 @@ class PackEncoder(_Sender):
 class CommandEncoder(_Sender):
     """Driver side: contactor and balancing commands as frames."""
 
-    def __init__(self, protocol):
+    def __init__(self, protocol: CanProtocol) -> None:
         super().__init__(protocol)
         self.contactor = protocol.mapping.command('contactor')
         self.balancing = protocol.mapping.command('balancing')
 
     @property
-    def contactor_period_s(self):
-        """Repeat period of the contactor command (s), None if sent on change only."""
-        return self.contactor.period_s
+    def contactor_period_s(self) -> float | None:
+        """Repeat period of the contactor command (s), None if sent on change only or not
+        mapped (control style b: the pack owns its contactors)."""
+        return self.contactor.period_s if self.contactor is not None else None
 
-    def encode_contactor_command(self, negative_closed, precharge_closed, positive_closed):
+    def encode_contactor_command(self, negative_closed: bool, precharge_closed: bool,
+                                 positive_closed: bool) -> list[can.Message]:
         """Frames of one contactor command (true = close)."""
+        if self.contactor is None:
+            raise EncodeError('the CAN mapping has no contactor command')
         fields = {'negative_closed': bool(negative_closed),
                   'precharge_closed': bool(precharge_closed),
                   'positive_closed': bool(positive_closed)}
         return self._frames(self.contactor, fields)
 
-    def encode_balancing_command(self, cell_bleed):
+    def encode_balancing_command(self, cell_bleed: ArrayLike) -> list[can.Message]:
         """Frames of one balancing command: one bool per series cell (true = bleed)."""
         if self.balancing is None:
             raise EncodeError('the CAN mapping has no balancing command')

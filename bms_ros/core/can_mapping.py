@@ -28,13 +28,18 @@ returns for the frame's branch and skips the others. Value of a field:
 charge-positive convention). ``invalid_raw`` is the raw value that means "invalid" (default
 ``max``: the largest raw value of the signal; ``null``: none).
 """
+from __future__ import annotations
+
 import difflib
 import math
 import os
 import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field as dc_field
+from typing import Any, cast
 
 import cantools
+from cantools.database.can import Database, Message, Signal
 
 from .config import Section, load_yaml
 from .errors import ConfigError
@@ -50,6 +55,9 @@ MEASUREMENT_FIELDS = {
     'positive_contactor_closed': ('bool', None),
     'precharge_relay_closed': ('bool', None),
     'cell_balancing': ('bool', 'cells'),
+    # a charger's status on the same bus (docs/can.md "several devices"): true = connected;
+    # in no staleness group (PackMeasurement.charger_present_valid says fresh or unknown)
+    'charger_present': ('bool', None),
 }
 COMMAND_FIELDS = {
     'negative_closed': ('bool', None),
@@ -87,7 +95,7 @@ class SignalMap:
     bitmask: bool           # bit n of the raw value is element index + n
     gain: float             # field value = raw * gain + bias (DBC scaling and mapping scale)
     bias: float
-    invalid_raw: int        # raw value meaning "invalid"; None: no marker
+    invalid_raw: int | None  # raw value meaning "invalid"; None: no marker
     raw_min: int            # valid raw range from the DBC's [min|max]
     raw_max: int
     type_min: int           # representable raw range of the signal
@@ -95,9 +103,9 @@ class SignalMap:
     bits: int
     is_bool: bool
     where: str              # dotted mapping field, for messages
-    flag: str = None        # invalid_flag signal of the same frame (None: none)
+    flag: str | None = None   # invalid_flag signal of the same frame (None: none)
     flag_invalid: int = 1   # its raw value meaning "invalid" (invalid_when)
-    error: str = None       # error_bits signal of the same frame (None: none)
+    error: str | None = None  # error_bits signal of the same frame (None: none)
     error_mask: int = 0     # error_bits & error_mask != 0: invalid
 
 
@@ -109,20 +117,20 @@ class MessageMap:
     frame_id: int
     is_extended: bool
     length: int
-    period_s: float         # None for a command sent only on request
-    mux_signal: str         # None if not multiplexed
-    mux_stride: int         # None: absolute indices (or not multiplexed)
+    period_s: float | None  # None for a command sent only on request
+    mux_signal: str | None  # None if not multiplexed
+    mux_stride: int | None  # None: absolute indices (or not multiplexed)
     mux_first: int
-    mux_values: tuple       # multiplexer values used for this pack (encoder sends these)
-    counter_signal: str     # None if no rolling counter
+    mux_values: tuple[int, ...]   # multiplexer values used for this pack (encoder sends these)
+    counter_signal: str | None    # None if no rolling counter
     counter_modulo: int
-    signals: list
-    dbc_message: object     # cantools Message
+    signals: list[SignalMap]
+    dbc_message: Message    # cantools Message
     kind: str = ''          # commands: 'contactor' or 'balancing'
-    other_signals: tuple = dc_field(default=())  # DBC signals of the message not mapped
+    other_signals: tuple[str, ...] = dc_field(default=())  # DBC signals of the message not mapped
     device: str = ''        # the device (core/can_devices.py) whose DBC defines it
 
-    def element(self, signal_map, mux, bit=0):
+    def element(self, signal_map: SignalMap, mux: int | None, bit: int = 0) -> int:
         """Array element of ``signal_map`` in the frame with multiplexer value ``mux``."""
         return element_of(signal_map.index, self.mux_stride, self.mux_first, mux, bit)
 
@@ -135,27 +143,30 @@ class CanMapping:
     dbc_path: str
     cells_series: int
     temperature_sensors: int
-    measurement: list
-    commands: list
-    database: object
-    pack_report: list = None     # control style (b): core/pack_report.py (None: not mapped)
-    state_request: object = None
+    measurement: list[MessageMap]
+    commands: list[MessageMap]
+    database: Database
+    # control style (b): core/pack_report.py's ReportMap list and StateRequestMap (None: not
+    # mapped)
+    pack_report: list[Any] | None = None
+    state_request: Any = None
 
-    def field_length(self, field_name):
+    def field_length(self, field_name: str) -> int:
         """Number of elements of a field (1 for scalars)."""
         kind = {**MEASUREMENT_FIELDS, **COMMAND_FIELDS}[field_name][1]
         return {'cells': self.cells_series, 'sensors': self.temperature_sensors, None: 1}[kind]
 
-    def mapped_fields(self):
+    def mapped_fields(self) -> set[str]:
         """Measurement fields that at least one signal provides."""
         return {s.field for m in self.measurement for s in m.signals}
 
-    def command(self, kind):
+    def command(self, kind: str) -> MessageMap | None:
         """The command message of a kind ('contactor', 'balancing'), None if not mapped."""
         return next((m for m in self.commands if m.kind == kind), None)
 
 
-def element_of(index, stride, first, mux, bit=0):
+def element_of(index: int, stride: int | None, first: int, mux: int | None,
+               bit: int = 0) -> int:
     """Array element: ``index + stride * (mux - first) + bit`` (``mux`` or ``stride`` None:
     ``index + bit``, the index is absolute)."""
     if mux is None or stride is None:
@@ -163,18 +174,20 @@ def element_of(index, stride, first, mux, bit=0):
     return index + stride * (mux - first) + bit
 
 
-def load_dbc(dbc_path):
+def load_dbc(dbc_path: str | os.PathLike[str]) -> Database:
     """Load a DBC with cantools; ConfigError naming the file if it cannot be read or parsed."""
     dbc_path = os.fspath(dbc_path)
     if not os.path.isfile(dbc_path):
         raise ConfigError(dbc_path, '', 'file not found')
     try:
-        return cantools.database.load_file(dbc_path, database_format='dbc')
+        return cast(Database, cantools.database.load_file(dbc_path, database_format='dbc'))
     except Exception as error:  # noqa: BLE001  cantools raises many types (ParseError, ...)
         raise ConfigError(dbc_path, '', f'cannot load DBC: {error}') from None
 
 
-def load_mapping(mapping_path, dbc_path, cells_series, temperature_sensors, database=None):
+def load_mapping(mapping_path: str | os.PathLike[str], dbc_path: str | os.PathLike[str],
+                 cells_series: int, temperature_sensors: int,
+                 database: Database | None = None) -> CanMapping:
     """Load and validate a mapping against its DBC for a pack of the given size."""
     mapping_path = os.fspath(mapping_path)
     database = database if database is not None else load_dbc(dbc_path)
@@ -200,7 +213,8 @@ def load_mapping(mapping_path, dbc_path, cells_series, temperature_sensors, data
                       state_request=state_request)
 
 
-def _branch_values(dbc_signal, mux_signal, signals_by_name):
+def _branch_values(dbc_signal: Signal, mux_signal: str,
+                   signals_by_name: dict[str, Signal]) -> tuple[int, ...] | None:
     """Values of multiplexer ``mux_signal`` whose branch carries ``dbc_signal`` (nested
     multiplexing followed upwards); None if the signal is in every frame of the message."""
     signal = dbc_signal
@@ -211,12 +225,13 @@ def _branch_values(dbc_signal, mux_signal, signals_by_name):
     return None
 
 
-def _format_indices(indices):
+def _format_indices(indices: Iterable[int]) -> str:
     """Sorted indices as compact ranges: '16-19, 22'."""
     out = []
-    indices = sorted(indices)
-    start = prev = indices[0]
-    for i in indices[1:] + [None]:
+    ordered = sorted(indices)
+    start = prev = ordered[0]
+    rest: list[int | None] = list(ordered[1:])
+    for i in rest + [None]:
         if i is not None and i == prev + 1:
             prev = i
             continue
@@ -226,12 +241,12 @@ def _format_indices(indices):
     return ', '.join(out)
 
 
-def _unpadded(name):
+def _unpadded(name: str) -> str:
     """``name`` with the leading zeros of every number dropped: CellVoltage_017 -> CellVoltage_17."""
     return re.sub(r'\d+', lambda m: str(int(m.group())), name)
 
 
-def _suggest(name, known):
+def _suggest(name: str, known: Sequence[str]) -> str:
     # a name that differs only in zero padding (CellVoltage_17 / CellVoltage_017) comes first:
     # difflib alone ranks CellVoltage_197 higher
     key = _unpadded(name)
@@ -241,12 +256,12 @@ def _suggest(name, known):
     return f" (did you mean '{close[0]}'?)" if close else ''
 
 
-def is_boolean_signal(dbc_signal):
+def is_boolean_signal(dbc_signal: Signal) -> bool:
     """True for a 1-bit signal, or one whose named choices are exactly 0 and 1 and whose DBC
     range holds nothing else (a flag, not a value)."""
     if dbc_signal.length == 1:
         return True
-    choices = dbc_signal.choices or {}
+    choices: Mapping[Any, Any] = dbc_signal.choices or {}
     if {int(k) for k in choices} != {0, 1}:
         return False
     hi = dbc_signal.maximum
@@ -256,17 +271,20 @@ def is_boolean_signal(dbc_signal):
 class _Loader:
     """Validates one mapping file against one DBC."""
 
-    def __init__(self, top, database, dbc_name, cells_series, temperature_sensors):
+    def __init__(self, top: Section, database: Database, dbc_name: str, cells_series: int,
+                 temperature_sensors: int) -> None:
         self.top = top
         self.db = database
         self.dbc_name = dbc_name
         self.lengths = {'cells': cells_series, 'sensors': temperature_sensors, None: 1}
         self.by_name = {m.name: m for m in database.messages}
-        self.message_names = set()
-        self.frame_ids = {}
+        self.message_names: set[str] = set()
+        self.frame_ids: dict[tuple[int, bool], str] = {}
         self.owner_suffix = ''   # ' in <mapping file>' when several devices share the owners
 
-    def messages(self, section_name, fields, owners=None, coverage=True):
+    def messages(self, section_name: str, fields: dict[str, tuple[str, str | None]],
+                 owners: dict[tuple[str, int], str] | None = None,
+                 coverage: bool = True) -> list[MessageMap]:
         """The MessageMaps of a section; ``owners`` ((field, element) -> the signal that
         provides it) may be shared by several devices, which then check coverage together."""
         if not self.top.has(section_name):
@@ -291,14 +309,16 @@ class _Loader:
                                                    'not covered by any signal')
         return maps
 
-    def check_required(self, section_name, maps, required):
+    def check_required(self, section_name: str, maps: Sequence[MessageMap],
+                       required: Iterable[str]) -> None:
         mapped = {s.field for m in maps for s in m.signals}
         missing = [f for f in required if f not in mapped]
         if missing:
             raise self.top.error(section_name,
                                  f'no signal maps {", ".join(missing)} (required)')
 
-    def _message(self, sec, fields, owners, section_name):
+    def _message(self, sec: Section, fields: dict[str, tuple[str, str | None]],
+                 owners: dict[tuple[str, int], str], section_name: str) -> MessageMap:
         sec.reject_unknown(_MESSAGE_KEYS)
         name = sec.string('message')
         if name not in self.by_name:
@@ -320,27 +340,31 @@ class _Loader:
             raise sec.error('period_s', f"missing, and message '{name}' has no GenMsgCycleTime "
                                         f'in {self.dbc_name}')
 
-        mux_signal, stride, first = None, None, 0
+        mux_signal: str | None = None
+        stride: int | None = None
+        first = 0
         dbc_muxes = [s.name for s in dbc_message.signals if s.is_multiplexer]
         if sec.has('multiplexer'):
-            mux = sec.section('multiplexer')
-            mux.reject_unknown(('signal', 'stride', 'first'))
-            mux_signal = mux.string('signal')
+            mux_sec = sec.section('multiplexer')
+            mux_sec.reject_unknown(('signal', 'stride', 'first'))
+            mux_signal = mux_sec.string('signal')
             if mux_signal not in dbc_muxes:
                 known = ', '.join(dbc_muxes) or 'none'
-                raise mux.error('signal', f"'{mux_signal}' is not a multiplexer of message "
-                                          f"'{name}' (multiplexers: {known})")
+                raise mux_sec.error('signal', f"'{mux_signal}' is not a multiplexer of "
+                                              f"message '{name}' (multiplexers: {known})")
             # no stride: absolute indices (each branch names its own signals)
-            stride = mux.integer('stride', None, minimum=1, maximum=1024) \
-                if mux.data.get('stride') is not None else None
-            first = mux.integer('first', 0, minimum=0)
-            if stride is None and mux.has('first'):
-                raise mux.error('first', 'only with a stride (absolute indices need no first)')
+            stride = mux_sec.integer('stride', None, minimum=1, maximum=1024) \
+                if mux_sec.data.get('stride') is not None else None
+            first = mux_sec.integer('first', 0, minimum=0)
+            if stride is None and mux_sec.has('first'):
+                raise mux_sec.error('first',
+                                    'only with a stride (absolute indices need no first)')
         elif dbc_muxes:
             raise sec.error('multiplexer', f"missing: message '{name}' is multiplexed by "
                                            f"{', '.join(dbc_muxes)}")
 
-        counter_signal, counter_modulo = None, 0
+        counter_signal: str | None = None
+        counter_modulo = 0
         if sec.has('counter'):
             counter_signal = sec.string('counter')
             counter = signals_by_name.get(counter_signal)
@@ -354,10 +378,10 @@ class _Loader:
                                            'multiplexed integer signal')
             counter_modulo = 1 << counter.length
 
-        signal_maps = []
+        signal_maps: list[SignalMap] = []
         used = {mux_signal, counter_signal}
-        mux_values_used = set()
-        element_kind = None
+        mux_values_used: set[int] = set()
+        element_kind: str | None = None
         for sig_sec in sec.sections('signals'):
             sig_map, dbc_signal = self._signal(sig_sec, name, signals_by_name, fields,
                                                mux_signal, stride, used)
@@ -371,6 +395,7 @@ class _Loader:
             length = self.lengths[fields[sig_map.field][1]]
             branches = None if mux_signal is None else \
                 _branch_values(dbc_signal, mux_signal, signals_by_name)
+            frame_muxes: Sequence[int | None]
             if mux_signal is None or stride is None:
                 frame_muxes = (None,)        # the element does not depend on the branch
             else:
@@ -408,8 +433,7 @@ class _Loader:
         if not signal_maps:
             raise sec.error('signals', 'expected at least one signal')
         frame_id = dbc_message.frame_id
-        key = (frame_id, dbc_message.is_extended_frame)
-        self.frame_ids[key] = name
+        self.frame_ids[(frame_id, dbc_message.is_extended_frame)] = name
         others = tuple(s.name for s in dbc_message.signals if s.name not in used)
         return MessageMap(
             name=name, frame_id=frame_id, is_extended=dbc_message.is_extended_frame,
@@ -417,9 +441,12 @@ class _Loader:
             mux_stride=stride, mux_first=first, mux_values=tuple(sorted(mux_values_used)),
             counter_signal=counter_signal, counter_modulo=counter_modulo, signals=signal_maps,
             dbc_message=dbc_message,
-            kind='' if element_kind == 'measurement' else element_kind, other_signals=others)
+            kind='' if element_kind == 'measurement' or element_kind is None else element_kind,
+            other_signals=others)
 
-    def _signal(self, sec, message_name, signals_by_name, fields, mux_signal, stride, used):
+    def _signal(self, sec: Section, message_name: str, signals_by_name: dict[str, Signal],
+                fields: dict[str, tuple[str, str | None]], mux_signal: str | None,
+                stride: int | None, used: Collection[str | None]) -> tuple[SignalMap, Signal]:
         sec.reject_unknown(_SIGNAL_KEYS)
         name = sec.string('signal')
         dbc_signal = signals_by_name.get(name)
@@ -437,7 +464,7 @@ class _Loader:
         if kind == 'float' and is_boolean_signal(dbc_signal):
             what = 'a 1-bit signal' if dbc_signal.length == 1 else \
                 'a boolean signal (choices ' + ', '.join(
-                    f"{int(k)} '{v}'" for k, v in sorted(dbc_signal.choices.items())) + ')'
+                    f"{int(k)} '{v}'" for k, v in sorted((dbc_signal.choices or {}).items())) + ')'
             raise sec.error('field', f"'{field_name}' is a value, but '{name}' in message "
                                      f"'{message_name}' is {what}: a flag cannot be mapped "
                                      'onto it')
@@ -473,6 +500,7 @@ class _Loader:
             type_min, type_max = 0, (1 << bits) - 1
         is_bool = kind == 'bool'
         invalid = sec.data.get('invalid_raw', None if is_bool else 'max')
+        invalid_raw: int | None
         if invalid == 'max':
             invalid_raw = type_max
         elif invalid is None:
@@ -486,7 +514,7 @@ class _Loader:
             # valid raw range: the DBC's [minimum|maximum] in raw units, within the type
             lo = dbc_signal.minimum
             hi = dbc_signal.maximum
-            bounds = []
+            bounds: list[float | None] = []
             for value, rounding in ((lo, math.ceil), (hi, math.floor)):
                 if value is None:
                     bounds.append(None)
@@ -511,9 +539,9 @@ class _Loader:
             error=error, error_mask=error_mask), dbc_signal
 
 
-def _branch_chain(dbc_signal, signals_by_name):
+def _branch_chain(dbc_signal: Signal, signals_by_name: dict[str, Signal]) -> dict[str, set[int]]:
     """{multiplexer name: values} that must hold for ``dbc_signal`` to be in a frame."""
-    chain = {}
+    chain: dict[str, set[int]] = {}
     signal = dbc_signal
     while signal.multiplexer_signal is not None:
         chain[signal.multiplexer_signal] = set(signal.multiplexer_ids or ())
@@ -521,7 +549,8 @@ def _branch_chain(dbc_signal, signals_by_name):
     return chain
 
 
-def _always_beside(flag_signal, value_signal, signals_by_name):
+def _always_beside(flag_signal: Signal, value_signal: Signal,
+                   signals_by_name: dict[str, Signal]) -> bool:
     """True if every frame carrying ``value_signal`` carries ``flag_signal`` too."""
     value_chain = _branch_chain(value_signal, signals_by_name)
     for mux, values in _branch_chain(flag_signal, signals_by_name).items():
@@ -530,10 +559,11 @@ def _always_beside(flag_signal, value_signal, signals_by_name):
     return True
 
 
-def _validity(sec, dbc_signal, signals_by_name, message_name):
+def _validity(sec: Section, dbc_signal: Signal, signals_by_name: dict[str, Signal],
+              message_name: str) -> tuple[str | None, int, str | None, int]:
     """(invalid_flag, invalid_when, error_bits, error_mask) of one mapped signal, checked:
     the signals exist in the same message and in every frame that carries the value."""
-    found = {}
+    found: dict[str, Signal] = {}
     for key in ('invalid_flag', 'error_bits'):
         if not sec.has(key):
             continue
