@@ -18,7 +18,7 @@ both, so ``from bms_ros.core.can_codec import ...`` keeps working.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .can_decode import (COUNTER_ERRORS_STALE, COUNTER_REASONS, REJECT_REASONS, VALUE_REASONS,

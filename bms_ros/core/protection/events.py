@@ -43,4 +43,5 @@ class ResetResult:
     success: bool
     message: str
     still_latched: list[str] = field(default_factory=list)
-    cleared: list[LatchedTrip] = field(default_factory=list)   # the LatchedTrip objects this reset removed
+    # the LatchedTrip objects this reset removed
+    cleared: list[LatchedTrip] = field(default_factory=list)
