@@ -11,19 +11,26 @@ their own log time and takes a snapshot every ``1 / publish_rate_hz`` s of log t
 timeout applied on log time, as the driver would have published them. :func:`play` sends
 frames at their recorded spacing divided by ``rate``.
 """
+from __future__ import annotations
+
 import csv
 import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import can
 import numpy as np
 
-from .can_decode import MeasurementAssembler
+from .can_decode import AssembledMeasurement, MeasurementAssembler
 from .can_mapping import GROUPS
 from .errors import BmsError
+
+if TYPE_CHECKING:
+    from .can_codec import CanProtocol
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,7 @@ class ReadStats:
     last_error: str = ''
 
 
-def open_log(path):
+def open_log(path: str | os.PathLike[str]) -> Any:
     """python-can's reader of ``path`` (format from the suffix); CanLogError if it cannot."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -60,7 +67,8 @@ def open_log(path):
                           f'{type(error).__name__}: {error}') from None
 
 
-def read_log(path, stats=None):
+def read_log(path: str | os.PathLike[str],
+             stats: ReadStats | None = None) -> Iterator[can.Message]:
     """Frames of a log in file order (can.Message, timestamp in s); problems counted in
     ``stats`` (module docstring). CanLogError only if the file cannot be opened."""
     stats = stats if stats is not None else ReadStats()
@@ -75,7 +83,7 @@ def read_log(path, stats=None):
             except Exception as error:  # noqa: BLE001  ValueError, struct.error, ...
                 stats.read_errors += 1
                 stats.last_error = f'{type(error).__name__}: {error}'
-                file = getattr(reader, 'file', None)
+                file: Any = getattr(reader, 'file', None)
                 if isinstance(reader, can.CanutilsLogReader) and not file.closed:
                     # the bad line is consumed; a new reader on the same file goes on after it
                     reader = can.CanutilsLogReader(file)
@@ -101,14 +109,14 @@ class DecodeStats:
     last_frame_s: float = math.nan
     bad_timestamps: int = 0            # not a finite number: fed at the previous frame's time
     gaps_skipped: int = 0              # silences longer than max_gap_s
-    stale_snapshots: dict = field(default_factory=lambda: dict.fromkeys(GROUPS, 0))
+    stale_snapshots: dict[str, int] = field(default_factory=lambda: dict.fromkeys(GROUPS, 0))
 
 
 class LogDecoder:
     """Frames on their log time -> measurement snapshots every 1/publish_rate_hz of log time."""
 
-    def __init__(self, protocol, publish_rate_hz, stale_timeout_s, counter_errors_stale=3,
-                 max_gap_s=MAX_GAP_S):
+    def __init__(self, protocol: CanProtocol, publish_rate_hz: float, stale_timeout_s: float,
+                 counter_errors_stale: int = 3, max_gap_s: float = MAX_GAP_S) -> None:
         if not publish_rate_hz > 0 or not stale_timeout_s > 0:
             raise ValueError('publish_rate_hz and stale_timeout_s must be > 0')
         self.protocol = protocol
@@ -118,26 +126,27 @@ class LogDecoder:
         self.assembler = MeasurementAssembler(protocol, counter_errors_stale)
         self.stats = DecodeStats()
 
-    def _snapshot(self, t_s):
+    def _snapshot(self, t_s: float) -> tuple[float, AssembledMeasurement]:
         snap = self.assembler.snapshot(t_s, self.stale_timeout_s)
         self.stats.snapshots += 1
         for group in snap.stale_groups:
             self.stats.stale_snapshots[group] += 1
         return t_s, snap
 
-    def snapshots(self, frames):
+    def snapshots(self, frames: Iterable[can.Message]
+                  ) -> Iterator[tuple[float, AssembledMeasurement]]:
         """(t_s, AssembledMeasurement) pairs: the first one period after the first frame,
         then every period; one more after the last frame. Never raises on a bad frame."""
         period = self.period_s
-        base = None          # snapshot k at base + k * period (no drift over long logs)
+        base: float | None = None   # snapshot k at base + k * period (no drift over long logs)
         k = 1
-        last_t = None
+        last_t: float | None = None
         fed_since = False
         stats = self.stats
         for msg in frames:
-            t = getattr(msg, 'timestamp', None)
+            stamp: Any = getattr(msg, 'timestamp', None)
             try:
-                t = float(t)
+                t = float(stamp)
             except (TypeError, ValueError):
                 t = math.nan
             if not math.isfinite(t):
@@ -165,10 +174,10 @@ class LogDecoder:
             last_t = t
             stats.last_frame_s = t if math.isnan(stats.last_frame_s) else max(
                 stats.last_frame_s, t)
-        if fed_since:
+        if fed_since and base is not None:    # (a frame was fed: base is set)
             yield self._snapshot(base + k * period)
 
-    def counters(self):
+    def counters(self) -> dict[str, Any]:
         """The assembler's counters: frames, rejected by reason, counter errors, unmapped."""
         a = self.assembler
         return {'frames_received': a.frames_received, 'frames_rejected': a.frames_rejected,
@@ -176,7 +185,7 @@ class LogDecoder:
                 'counter_stale': list(a.counter_stale_messages())}
 
 
-def csv_header(cells, sensors):
+def csv_header(cells: int, sensors: int) -> list[str]:
     """Columns of the decode CSV (one row per snapshot)."""
     return (['t_s', 'pack_current_a', 'pack_voltage_v', 'link_voltage_v']
             + [f'cell_voltages_v_{i}' for i in range(cells)]
@@ -184,9 +193,9 @@ def csv_header(cells, sensors):
             + [f'{g}_stale' for g in ('cell_voltages', 'temperatures', 'current', 'contactors')])
 
 
-def csv_row(t_s, snap):
+def csv_row(t_s: float, snap: AssembledMeasurement) -> list[str]:
     """One CSV row of a snapshot (NaN: invalid or stale; flags 0/1)."""
-    def num(v):
+    def num(v: float) -> str:
         return 'nan' if not math.isfinite(v) else f'{v:.6g}'
     return ([f'{t_s:.6f}', num(snap.pack_current_a), num(snap.pack_voltage_v),
              num(snap.link_voltage_v)]
@@ -196,7 +205,9 @@ def csv_row(t_s, snap):
                                            snap.current_stale, snap.contactors_stale)])
 
 
-def write_csv(path, snapshots, cells, sensors):
+def write_csv(path: str | os.PathLike[str],
+              snapshots: Iterable[tuple[float, AssembledMeasurement]], cells: int,
+              sensors: int) -> int:
     """Write (t_s, snapshot) pairs as CSV; the number of rows."""
     rows = 0
     with open(path, 'w', newline='', encoding='utf-8') as stream:
@@ -220,7 +231,7 @@ class PlayStats:
     passes: int = 0
 
 
-def tx_copy(msg):
+def tx_copy(msg: can.Message) -> can.Message | None:
     """A frame to send made of a logged one (no channel, no receive flags); None for an
     error frame."""
     if msg.is_error_frame:
@@ -232,8 +243,12 @@ def tx_copy(msg):
                        error_state_indicator=msg.error_state_indicator, is_rx=False)
 
 
-def play(frames_of_pass, send, rate=1.0, loop=False, wait=time.sleep, clock=time.monotonic,
-         stop=lambda: False, max_gap_s=MAX_GAP_S, stats=None):
+def play(frames_of_pass: Callable[[], Iterable[can.Message]],
+         send: Callable[[can.Message], bool], rate: float = 1.0, loop: bool = False,
+         wait: Callable[[float], object] = time.sleep,
+         clock: Callable[[], float] = time.monotonic,
+         stop: Callable[[], bool] = lambda: False, max_gap_s: float = MAX_GAP_S,
+         stats: PlayStats | None = None) -> PlayStats:
     """Send frames at their log time / ``rate``.
 
     ``frames_of_pass()``: a fresh iterable of frames per pass; ``send(msg)`` -> bool;
@@ -245,8 +260,9 @@ def play(frames_of_pass, send, rate=1.0, loop=False, wait=time.sleep, clock=time
         raise ValueError(f'rate must be > 0, got {rate}')
     stats = stats if stats is not None else PlayStats()
     while True:
-        start = None
-        t0 = prev = None
+        start = 0.0          # (set with t0 at the first frame)
+        t0: float | None = None
+        prev: float | None = None
         cut_s = 0.0
         for msg in frames_of_pass():
             if stop():

@@ -19,8 +19,14 @@ the section: messages of the node that sends the cell voltages are ``measurement
 ``commands``. Blocks (the same signals in many multiplexer values) get a stride; named signals
 (one branch each) get absolute indices from the number in their names.
 """
+from __future__ import annotations
+
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field as dc_field
+from typing import Any, cast
+
+from cantools.database.can import Database, Message, Signal
 
 from .can_mapping import REQUIRED_COMMAND_FIELDS, REQUIRED_MEASUREMENT_FIELDS, is_boolean_signal
 
@@ -37,33 +43,44 @@ _FLAGS = ('fault', 'error', 'err', 'weld', 'invalid', 'fail', 'diag', 'warn')
 _COUNTER = re.compile(r'counter|alive|rolling|cnt|sqc|sequence', re.IGNORECASE)
 _COMMAND_NAME = re.compile(r'command|cmd|request|req|ctrl|control', re.IGNORECASE)
 _TEMPERATURE_UNITS = {'degc', '°c', 'c', 'deg c', 'degreec', 'celsius', 'degree_celsius'}
+# (multiplexer signal name or None, stride or None, first value) of one message
+_Layout = tuple[str | None, int | None, int]
 
 
 @dataclass
 class _Guess:
-    signal: object                 # cantools Signal
-    field: str = None              # None: left commented out
-    index: int = None
-    extra: dict = dc_field(default_factory=dict)     # scale, bitmask
+    signal: Signal                 # cantools Signal
+    field: str | None = None       # None: left commented out
+    index: int | None = None
+    extra: dict[str, Any] = dc_field(default_factory=dict)     # scale, bitmask
     note: str = ''
 
 
-def _has_word(name, words):
+def _has_word(name: str, words: Iterable[str]) -> bool:
     """True if a part of ``name`` (split at CamelCase, '_' and digits) starts with a word."""
     parts = [p.lower() for p in re.findall(r'[A-Z]?[a-z]+|[A-Z]+(?![a-z])', name)]
     return any(p.startswith(w) for p in parts for w in words)
 
 
-def _unit(signal):
+def _unit(signal: Signal) -> str:
     return (signal.unit or '').strip()
 
 
-def _last_number(name):
+def _last_number(name: str) -> int | None:
     numbers = re.findall(r'\d+', name)
     return int(numbers[-1]) if numbers else None
 
 
-def _describe(signal):
+def _distinct_numbers(names: Sequence[str]) -> list[int] | None:
+    """The last number of each name, or None if a name has none or two names share one."""
+    numbers = [_last_number(name) for name in names]
+    found = [n for n in numbers if n is not None]
+    if len(found) != len(numbers) or len(set(found)) != len(found):
+        return None
+    return found
+
+
+def _describe(signal: Signal) -> str:
     """Size, scaling, range, unit and choices of a signal, for a comment."""
     sign = 'signed' if signal.is_signed else 'unsigned'
     text = f'{signal.length} bit {sign}, x{signal.scale:g} {signal.offset:+g}'
@@ -77,7 +94,7 @@ def _describe(signal):
     return text
 
 
-def _value_field(message, signal):
+def _value_field(message: Message, signal: Signal) -> str | None:
     """The float field a signal most likely carries, or None."""
     if is_boolean_signal(signal) or signal.conversion.is_float or signal.is_multiplexer:
         return None
@@ -100,7 +117,7 @@ def _value_field(message, signal):
     return None
 
 
-def _flag_field(message, signal, section):
+def _flag_field(message: Message, signal: Signal, section: str) -> str | None:
     """The contactor or balancing field of a flag / mask signal, or None."""
     text = f'{message.name} {signal.name}'.lower()
     if _has_word(signal.name, _FLAGS):
@@ -121,14 +138,14 @@ def _flag_field(message, signal, section):
     return None
 
 
-def _section_of(message, bms_nodes):
+def _section_of(message: Message, bms_nodes: set[str]) -> str:
     senders = set(message.senders or ())
     if senders and bms_nodes:
         return 'measurement' if senders & bms_nodes else 'commands'
     return 'commands' if _COMMAND_NAME.search(message.name) else 'measurement'
 
 
-def _counter(message):
+def _counter(message: Message) -> Signal | None:
     for s in message.signals:
         if _COUNTER.search(s.name) and not _has_word(s.name, _FLAGS) and not s.is_signed \
                 and not s.multiplexer_ids and not s.is_multiplexer and not s.conversion.is_float:
@@ -136,12 +153,12 @@ def _counter(message):
     return None
 
 
-def _top_mux(message):
+def _top_mux(message: Message) -> Signal | None:
     return next((s for s in message.signals if s.is_multiplexer and s.multiplexer_signal is None),
                 None)
 
 
-def _branches_comment(message):
+def _branches_comment(message: Message) -> list[str]:
     """'branches: 0 Cells_000_002, ...' of every multiplexer with named choices."""
     parts = []
     for s in message.signals:
@@ -155,8 +172,8 @@ def _branches_comment(message):
     return parts
 
 
-def _ranges(values):
-    out = []
+def _ranges(values: Iterable[int]) -> str:
+    out: list[list[int]] = []
     for v in sorted(values):
         if out and v == out[-1][1] + 1:
             out[-1][1] = v
@@ -165,17 +182,18 @@ def _ranges(values):
     return ', '.join(f'{a}' if a == b else f'{a}-{b}' for a, b in out)
 
 
-def skeleton(database, dbc_name, cells=None, sensors=None):
+def skeleton(database: Database, dbc_name: str, cells: int | None = None,
+             sensors: int | None = None) -> str:
     """The YAML text of a starter mapping of ``database`` (cantools), for ``cells`` series
     cells and ``sensors`` temperature sensors (None: as many as the DBC's named signals)."""
     messages = [m for m in database.messages if not m.is_container]
     # the node(s) sending cell voltages or temperatures are the pack: their frames are measurement
-    bms_nodes = set()
+    bms_nodes: set[str] = set()
     for m in messages:
         if any(_value_field(m, s) in ('cell_voltages_v', 'temperatures_degc') for s in m.signals):
             bms_nodes.update(m.senders or ())
     sections = {m.name: _section_of(m, bms_nodes) for m in messages}
-    guesses = {}
+    guesses: dict[str, list[_Guess]] = {}
     for m in messages:
         out = []
         for s in m.signals:
@@ -200,27 +218,30 @@ def skeleton(database, dbc_name, cells=None, sensors=None):
     return _render(messages, sections, guesses, layouts, dbc_name, cells, sensors)
 
 
-def _assign_indices(messages, guesses, cells, sensors):
+def _assign_indices(messages: Sequence[Message], guesses: dict[str, list[_Guess]],
+                    cells: int | None, sensors: int | None) -> dict[str, _Layout]:
     """Index of every array guess; message name -> (mux signal name, stride, first) layout."""
-    layouts = {}
+    layouts: dict[str, _Layout] = {}
     limits = {'cell_voltages_v': cells, 'temperatures_degc': sensors}
-    taken_scalars = {}
-    block_fields = set()
-    named = {f: [] for f in ARRAY_FIELDS}
+    taken_scalars: dict[str, str] = {}
+    block_fields: set[str] = set()
+    named: dict[str, list[_Guess]] = {f: [] for f in ARRAY_FIELDS}
     for m in messages:
         array = [g for g in guesses[m.name] if g.field in ARRAY_FIELDS]
         top = _top_mux(m)
         layouts[m.name] = (top.name if top else None, None, 0)
         if not any(len(g.signal.multiplexer_ids or ()) > 1 for g in array):
             for g in array:
-                named[g.field].append(g)     # named signals, or a message without blocks
+                # named signals, or a message without blocks (an array guess has a field)
+                named[cast(str, g.field)].append(g)
         else:
             # blocks: the same signals in many multiplexer values; the dominant field sets
             # the stride, the others stay commented out
-            counts = {}
+            counts: dict[str, int] = {}
             for g in array:
-                counts[g.field] = counts.get(g.field, 0) + 1
-            main = max(counts, key=counts.get)
+                if g.field is not None:   # (an array guess has a field)
+                    counts[g.field] = counts.get(g.field, 0) + 1
+            main = max(counts, key=lambda f: counts[f])
             mux = next(g.signal.multiplexer_signal for g in array if g.field == main)
             mine = [g for g in array if g.field == main and g.signal.multiplexer_signal == mux
                     and len(g.signal.multiplexer_ids or ()) > 1]
@@ -234,9 +255,10 @@ def _assign_indices(messages, guesses, cells, sensors):
             else:
                 block_fields.add(main)
                 mask = main in ('cell_balancing', 'cell_bleed')
-                numbers = [_last_number(g.signal.name) for g in mine]
-                if None not in numbers and len(set(numbers)) == len(numbers):
-                    order = sorted(range(len(mine)), key=lambda i: numbers[i])
+                numbers = _distinct_numbers([g.signal.name for g in mine])
+                if numbers is not None:
+                    ordered = numbers
+                    order = sorted(range(len(mine)), key=lambda i: ordered[i])
                 else:
                     order = list(range(len(mine)))
                 for index, i in enumerate(order):
@@ -246,7 +268,8 @@ def _assign_indices(messages, guesses, cells, sensors):
                         g.field, g.note = None, f'one {main} mask per block only'
                     mine = mine[:1]
                 stride = mine[0].signal.length if mask else len(mine)
-                first = min(min(g.signal.multiplexer_ids) for g in mine)
+                # (block signals: more than one multiplexer value each)
+                first = min(min(g.signal.multiplexer_ids or ()) for g in mine)
                 layouts[m.name] = (mux, stride, first)
         for g in guesses[m.name]:
             if g.field is not None and g.field not in ARRAY_FIELDS:
@@ -266,8 +289,8 @@ def _assign_indices(messages, guesses, cells, sensors):
                 if k:
                     g.field, g.note = None, f'one {name} mask without multiplexer only'
             continue
-        numbers = [_last_number(g.signal.name) for g in items]
-        if items and None not in numbers and len(set(numbers)) == len(numbers):
+        numbers = _distinct_numbers([g.signal.name for g in items])
+        if items and numbers is not None:
             low = min(numbers)
             indices = [n - low for n in numbers]
         else:
@@ -280,7 +303,7 @@ def _assign_indices(messages, guesses, cells, sensors):
     return layouts
 
 
-def _line(g):
+def _line(g: _Guess) -> str:
     parts = [f'signal: {g.signal.name}', f'field: {g.field}']
     if g.index is not None and g.field in ARRAY_FIELDS and not g.extra.get('bitmask'):
         parts.append(f'index: {g.index}')
@@ -289,7 +312,9 @@ def _line(g):
     return '{' + ', '.join(parts) + '}'
 
 
-def _render(messages, sections, guesses, layouts, dbc_name, cells, sensors):
+def _render(messages: Sequence[Message], sections: dict[str, str],
+            guesses: dict[str, list[_Guess]], layouts: dict[str, _Layout], dbc_name: str,
+            cells: int | None, sensors: int | None) -> str:
     size = f'{cells if cells is not None else "all"} cells, ' \
            f'{sensors if sensors is not None else "all"} temperature sensors'
     lines = [f'# Starter mapping of {dbc_name} (python -m bms_ros.tools.dbc_skeleton), for '
@@ -312,7 +337,8 @@ def _render(messages, sections, guesses, layouts, dbc_name, cells, sensors):
     return '\n'.join(lines) + '\n'
 
 
-def _render_message(m, section, guesses, layout):
+def _render_message(m: Message, section: str, guesses: list[_Guess],
+                    layout: _Layout) -> list[str]:
     active = any(g.field for g in guesses)
     c = '' if active else '# '
     senders = ', '.join(m.senders or ()) or 'no sender'
@@ -349,9 +375,9 @@ def _render_message(m, section, guesses, layout):
                    'counts +1 per frame')
     out.append(f'  {c}  signals:')
     fields = {f: k for k, f in enumerate(_FIELD_ORDER)}
-    active = sorted((g for g in guesses if g.field),
-                    key=lambda g: (fields.get(g.field, 99), g.index or 0))
-    for g in active + sorted((g for g in guesses if not g.field), key=lambda g: g.signal.name):
+    guessed = sorted((g for g in guesses if g.field),
+                     key=lambda g: (fields.get(g.field or '', 99), g.index or 0))
+    for g in guessed + sorted((g for g in guesses if not g.field), key=lambda g: g.signal.name):
         if counter is not None and g.signal is counter:
             continue
         comment = _describe(g.signal) + (f'; {g.note}' if g.note else '')
