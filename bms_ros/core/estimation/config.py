@@ -47,6 +47,8 @@ class EstimatorConfig:
     initial_soc_std: float = 0.25              # doubt of a given SoC (estimate_csv --initial-soc)
     restored_soc_std: float = 0.05             # doubt of a persisted SoC after a restart
     initial_load_c: float = 1.0                # RC voltages at start: what this load may leave
+    startup_polarisation: float = 0.0          # a start under load: this share of the settled
+                                               # RC polarisation is assumed (0: only R0 i)
     update_iterations: int = 2                 # iterated EKF: relinearisations of the OCV
     # --- current-sensor offset: a consider-state of the filter, measured at zero current
     initial_current_offset_std_c: float = 0.005
@@ -117,6 +119,7 @@ class EstimatorConfig:
         num('diffusion_resistance_ratio', minimum=0.0, maximum=100.0)
         num('initial_diffusion_resistance_std', minimum=0.0, maximum=10.0)
         num('initial_load_c', minimum=0.0, maximum=10.0)
+        num('startup_polarisation', minimum=0.0, maximum=1.0)
         kw['update_iterations'] = section.integer('update_iterations', d.update_iterations,
                                                   minimum=1, maximum=10)
         for name in ('zero_current_calibration', 'estimate_capacity', 'startup_anchor'):

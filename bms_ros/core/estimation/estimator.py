@@ -129,17 +129,20 @@ class PackEstimator:
         """(soc, std, v_rc, v_diff) per cell from a terminal voltage under an unknown history.
 
         At rest current this is OCV. Under load the voltage holds R0 i and the polarisation of
-        both RC pairs: the fast pair (tau1, tens of s) is taken as settled, R1 i, the slow one
-        half-way, r_diff i / 2 (a load of unknown duration); the doubt covers the other half
-        and the R0 error."""
+        both RC pairs, which depends on how long the load has run (unknown): the fraction
+        ``startup_polarisation`` of the settled polarisation (R1 i for the fast pair, r_diff i
+        for the slow one) is assumed, and the doubt covers the rest and the R0 error."""
         factor = self.filter.arrhenius(temperature_degc)
         i = np.asarray(current_a, dtype=float)
         r0 = self.resistance.r0_ohm * factor
-        v_rc = self.cell.r1_ohm * factor * i
-        v_diff = 0.5 * self.config.diffusion_resistance_ratio * self.cell.r1_ohm * factor * i
+        share = self.config.startup_polarisation
+        settled_rc = self.cell.r1_ohm * factor * i
+        settled_diff = self.config.diffusion_resistance_ratio * self.cell.r1_ohm * factor * i
+        v_rc, v_diff = share * settled_rc, share * settled_diff
         ocv = np.asarray(voltage_v, dtype=float) - r0 * i - v_rc - v_diff
         soc = self.cell.ocv.soc_from_ocv(ocv, temperature_degc)
-        noise_v = self.config.rest_ocv_noise_v + np.abs(v_diff) + 0.3 * np.abs(r0 * i)
+        noise_v = self.config.rest_ocv_noise_v + (1.0 - share) * np.abs(
+            settled_rc + settled_diff) + 0.3 * np.abs(r0 * i)
         return soc, self._ocv_soc_std(ocv, noise_v, temperature_degc), v_rc, v_diff
 
     def _ocv_soc_std(self, ocv_v, noise_v, temperature_degc):
