@@ -255,10 +255,11 @@ def build_tables(results, skipped, leak_reference_a=0.004, leak_threshold_a=0.01
                 })
     packs_df = pd.DataFrame(packs)
     if not packs_df.empty:
+        # the scale at least 1 %/100 d: a fade rate from a few bags is that uncertain
         packs_df['capacity_fade_z'] = detect.robust_z(packs_df['capacity_fade_pct_per_100d'],
-                                                      floor=0.5)
+                                                      floor=1.0)
         packs_df['capacity_fade_outlier'] = detect.outliers(
-            packs_df['capacity_fade_pct_per_100d'], floor=0.5)
+            packs_df['capacity_fade_pct_per_100d'], floor=1.0)
         packs_df['current_offset_drift_flag'] = detect.drift_flags(
             packs_df['current_offset_drift_a_per_day'], limit=0.005, floor=0.002)
         packs_df['r0_growth_outlier'] = detect.outliers(packs_df['r0_growth_pct_per_100d'],

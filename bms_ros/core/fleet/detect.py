@@ -22,21 +22,27 @@ MAD_SCALE = 1.4826          # MAD of a normal sample / its standard deviation
 OUTLIER_Z = 3.5             # modified z-score beyond which a value is an outlier (Iglewicz)
 
 
-def robust_z(values, floor=0.0):
-    """(x - median) / (1.4826 MAD) per value, the scale at least ``floor``; NaN kept."""
+def robust_z(values, floor=0.0, leave_one_out=True):
+    """(x - median) / (1.4826 MAD) per value, the scale at least ``floor``; NaN kept.
+
+    ``leave_one_out``: each value against the median and MAD of the others, so one outlier
+    does not widen its own yardstick (a small fleet of 3 packs has no other way to show one).
+    """
     x = np.asarray(values, dtype=float)
-    ok = np.isfinite(x)
+    ok = np.flatnonzero(np.isfinite(x))
     z = np.full(x.shape, np.nan)
-    if ok.sum() < 2:
+    if ok.size < 2:
         return z
-    med = float(np.median(x[ok]))
-    scale = max(MAD_SCALE * float(np.median(np.abs(x[ok] - med))), float(floor), 1e-300)
-    z[ok] = (x[ok] - med) / scale
+    for i in ok:
+        others = x[ok[ok != i]] if leave_one_out else x[ok]
+        med = float(np.median(others))
+        scale = max(MAD_SCALE * float(np.median(np.abs(others - med))), float(floor), 1e-300)
+        z[i] = (x[i] - med) / scale
     return z
 
 
 def outliers(values, floor=0.0, limit=OUTLIER_Z):
-    """Mask of values whose robust z-score exceeds ``limit`` in magnitude."""
+    """Mask of values whose (leave-one-out) robust z-score exceeds ``limit`` in magnitude."""
     z = robust_z(values, floor)
     return np.isfinite(z) & (np.abs(z) > limit)
 
