@@ -112,3 +112,23 @@ def test_limits_follow_the_weakest_and_strongest_cell(nmc):
     assert e.discharge_current_limit_a == pytest.approx(e.cell_discharge_current_limit_a[0])
     assert e.charge_current_limit_a < nmc.limits.charge_current_max_a
     assert e.discharge_current_limit_a <= e.cell_discharge_current_limit_a[1]
+
+
+def test_end_of_charge_anchor(nmc):
+    """At the cut-off voltage with the CV current tapered below C/20 the cell is full: SoC 1
+    once per charge, again only after a discharge."""
+    cfg = dataclasses.replace(EstimatorConfig(), full_charge_anchor=True)
+    est = PackEstimator(nmc, 2, cfg)
+    est.start_from_soc([0.9, 0.9], 0.001)               # confidently wrong: the count drifted
+    est.step(0.0, 1.0, [4.19, 4.10], [True, True], [25.0, 25.0])     # still CC, below 4.2 V
+    assert est.full_anchors == 0
+    est.step(1.0, 0.2, [4.195, 4.10], [True, True], [25.0, 25.0])    # cell 0 tapered at 4.2 V
+    assert est.full_anchors == 1
+    assert est.filter.soc[0] == pytest.approx(1.0, abs=0.02)
+    assert est.filter.soc[1] == pytest.approx(0.9, abs=0.02)         # not at the cut-off
+    est.filter.x[0, 0] = 0.95
+    est.step(2.0, 0.2, [4.195, 4.10], [True, True], [25.0, 25.0])
+    assert est.full_anchors == 1                                      # once per charge
+    est.step(3.0, -5.0, [4.0, 4.0], [True, True], [25.0, 25.0])      # a discharge
+    est.step(4.0, 0.2, [4.195, 4.10], [True, True], [25.0, 25.0])
+    assert est.full_anchors == 2

@@ -73,6 +73,11 @@ class EstimatorConfig:
     anchor_soc_std_min: float = 0.05           # at an anchor the filter's SoC is doubted at least
                                                # this much, so OCV wins where its slope allows
     startup_anchor: bool = True                # a start at rest current reads SoC from OCV
+    # --- end of charge: at the cut-off voltage with the CV current tapered to this, SoC is 1
+    full_charge_anchor: bool = False           # off until checked on the matrix test half
+    full_charge_current_c: float = 0.05        # C/20, where a CC-CV charge ends
+    full_charge_voltage_margin_v: float = 0.015   # within this of limits.voltage_max_v
+    full_charge_soc_std: float = 0.01          # doubt of "full" (a charger's taper, sampling)
     # --- state of power (Plett 2004), magnitudes >= 0
     horizon_short_s: float = 2.0
     horizon_long_s: float = 10.0
@@ -120,9 +125,13 @@ class EstimatorConfig:
         num('initial_diffusion_resistance_std', minimum=0.0, maximum=10.0)
         num('initial_load_c', minimum=0.0, maximum=10.0)
         num('startup_polarisation', minimum=0.0, maximum=1.0)
+        num('full_charge_current_c', exclusive_minimum=0.0, maximum=1.0)
+        num('full_charge_voltage_margin_v', minimum=0.0, maximum=0.5)
+        num('full_charge_soc_std', exclusive_minimum=0.0, maximum=0.5)
         kw['update_iterations'] = section.integer('update_iterations', d.update_iterations,
                                                   minimum=1, maximum=10)
-        for name in ('zero_current_calibration', 'estimate_capacity', 'startup_anchor'):
+        for name in ('zero_current_calibration', 'estimate_capacity', 'startup_anchor',
+                     'full_charge_anchor'):
             flag(name)
         num('capacity_min_delta_soc', exclusive_minimum=0.0, maximum=1.0)
         num('capacity_min_ratio', exclusive_minimum=0.0, maximum=1.0)

@@ -81,6 +81,8 @@ class PackEstimator:
         self.rest_s = 0.0
         self.anchored = False
         self.anchors = 0
+        self.full_anchors = 0
+        self._full_anchored = np.zeros(self.n, dtype=bool)   # once per charge
         self.recent_current_a = np.zeros(self.n)   # low-pass of |I| over diffusion_time_s
         self._given_soc = False
         self._zero_current_a = None                 # low-pass of the current at zero current
@@ -258,6 +260,8 @@ class PackEstimator:
             # a pack that was off has rested: its voltage is OCV; a SoC given at start is a
             # prior of the doubt it was given with (initial_soc_std), fused with that OCV
             self.reanchor_from_ocv(v, temp_model, valid, doubt_floor=not self._given_soc)
+        if cfg.full_charge_anchor:
+            self._full_charge(v, i_cells, valid)
         if self.rest_s >= cfg.rest_time_s and not self.anchored:
             self.reanchor_from_ocv(v, temp_model, valid)
             self.anchored = True
@@ -266,6 +270,31 @@ class PackEstimator:
         self._limit_temperature = temp
         self._limits_due = True
         return True
+
+    def _full_charge(self, voltage_v, cell_current_a, valid):
+        """End-of-charge anchor: a cell held at the charge cut-off voltage while its current
+        has tapered to ``full_charge_current_c`` (the CV phase ending) is full: SoC 1 with
+        ``full_charge_soc_std``, and a capacity anchor. Once per charge (again after a
+        discharge)."""
+        cfg = self.config
+        c_a = self.cell.capacity_ah
+        i = cell_current_a - self.filter.current_offset_a
+        self._full_anchored &= ~(i < -cfg.rest_current_c * c_a)
+        full = valid & ~self._full_anchored & (i > 0.0) & (i <= cfg.full_charge_current_c * c_a) \
+            & (voltage_v >= self.cell.limits.voltage_max_v - cfg.full_charge_voltage_margin_v)
+        if not full.any():
+            return
+        std = np.full(self.n, cfg.full_charge_soc_std)
+        self.filter.P[full, SOC, SOC] = np.maximum(self.filter.P[full, SOC, SOC],
+                                                   cfg.anchor_soc_std_min ** 2)
+        self.filter.update_soc(np.ones(self.n), std, full)
+        changed = self.capacity.anchor(np.ones(self.n), std, full)
+        if changed.any():
+            self.filter.set_capacity(self.capacity.capacity_ah, self.capacity.std_ah, changed,
+                                     self.capacity.offset_sensitivity_h)
+        self._full_anchored |= full
+        self.full_anchors += 1
+        log.debug('end-of-charge anchor on %d cells', int(full.sum()))
 
     def _ohmic(self, voltage_v, ocv_v):
         """v - OCV - v_rc - v_diff per cell (OCV at the filter's SoC): what the model leaves to
