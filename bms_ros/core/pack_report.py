@@ -38,18 +38,31 @@ Mapping sections::
       values: {STANDBY: Standby, DRIVE: Normal, CHARGE: Charge}    # DBC choice names or raws
       counter: VCU_Counter              # optional
 """
+from __future__ import annotations
+
 import math
 import os
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field as dc_field
+from typing import TYPE_CHECKING, Any, cast
 
 import can
 import yaml
+from cantools.database.can import Database, Message, Signal
 
 from .can_frame import decode_frame
 from .errors import ConfigError, DecodeError
 from .pack_state_machine import (STATE_CHARGE, STATE_DRIVE, STATE_ERROR, STATE_NAMES,
                                  STATE_STANDBY)
 from .protection.limits import LEVEL_OK, LEVEL_TRIP, LEVEL_WARNING
+
+if TYPE_CHECKING:
+    from .can_mapping import CanMapping
+    from .config import Section
+
+# can_mapping's "did you mean" (name, known names) and flag check, passed in (no import cycle)
+Suggest = Callable[[str, Sequence[str]], str]
+IsBoolean = Callable[[Signal], bool]
 
 CONTROL_STYLES = ('bms_ros', 'pack')
 PACK_BMS_FIELDS = ('report_timeout_s', 'publish_rate_hz', 'second_opinion', 'soc_bound',
@@ -97,11 +110,11 @@ class ControlConfig:
     request_hold_s: float = 0.0     # a request older than this falls back to STANDBY (0: holds)
 
     @property
-    def pack_controls(self):
+    def pack_controls(self) -> bool:
         return self.style == 'pack'
 
 
-def load_control(can_section):
+def load_control(can_section: Section) -> ControlConfig:
     """ControlConfig from a profile's ``can:`` Section; ConfigError naming file and field."""
     style = can_section.string('control', 'bms_ros', choices=CONTROL_STYLES)
     if not can_section.has('pack_bms'):
@@ -124,7 +137,7 @@ def load_control(can_section):
         request_hold_s=sec.number('request_hold_s', 0.0, minimum=0.0, maximum=86400.0))
 
 
-def control_of_file(profile_path):
+def control_of_file(profile_path: str | os.PathLike[str]) -> tuple[str, bool]:
     """(``can.control``, ``can.pack_bms.second_opinion``) of a profile file without
     validating it (('bms_ros', True) where unreadable: the nodes then report the file's error
     themselves, exit code 2); for graph.py."""
@@ -138,12 +151,12 @@ def control_of_file(profile_path):
     return (style if style in CONTROL_STYLES else 'bms_ros'), second is not False
 
 
-def control_style_of_file(profile_path):
+def control_style_of_file(profile_path: str | os.PathLike[str]) -> str:
     """``can.control`` of a profile file ('bms_ros' if unreadable)."""
     return control_of_file(profile_path)[0]
 
 
-def check_style(control, mapping, where):
+def check_style(control: ControlConfig, mapping: CanMapping, where: str) -> None:
     """The mapping fits the control style: style (a) needs the contactor command, style (b)
     the pack report and the state request. ConfigError naming ``where`` (the profile)."""
     if control.pack_controls:
@@ -168,12 +181,12 @@ class ReportSignal:
     kind: str
     gain: float
     bias: float
-    invalid_raw: int        # None: no marker
+    invalid_raw: int | None  # None: no marker
     raw_min: int
     raw_max: int
-    states: dict            # state kind: raw -> our state (int)
+    states: dict[int, int]  # state kind: raw -> our state (int)
     name: str               # flag kind: the event's limit_id
-    choices: dict           # raw -> DBC choice name (for messages)
+    choices: dict[int, str]  # raw -> DBC choice name (for messages)
 
 
 @dataclass
@@ -184,14 +197,14 @@ class ReportMessage:
     frame_id: int
     is_extended: bool
     length: int
-    period_s: float
-    counter_signal: str
+    period_s: float | None
+    counter_signal: str | None
     counter_modulo: int
-    signals: list
-    dbc_message: object
+    signals: list[ReportSignal]
+    dbc_message: Message
 
     @property
-    def key(self):
+    def key(self) -> int:
         return self.frame_id | _EXT if self.is_extended else self.frame_id
 
 
@@ -202,20 +215,21 @@ class StateRequestMap:
     name: str
     frame_id: int
     is_extended: bool
-    period_s: float
+    period_s: float | None
     signal: str
-    values: dict            # our state (int) -> raw
-    counter_signal: str
+    values: dict[int, int]  # our state (int) -> raw
+    counter_signal: str | None
     counter_modulo: int
-    other_signals: tuple
-    dbc_message: object
+    other_signals: tuple[str, ...]
+    dbc_message: Message
 
     @property
-    def key(self):
+    def key(self) -> int:
         return self.frame_id | _EXT if self.is_extended else self.frame_id
 
 
-def _raw_of_choice(sec, key, value, dbc_signal, message_name):
+def _raw_of_choice(sec: Section, key: str, value: Any, dbc_signal: Signal,
+                   message_name: str) -> int:
     """Raw integer of a DBC choice name or an integer, checked against the signal."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise sec.error(key, f'expected a choice name of {dbc_signal.name} or an integer, '
@@ -236,21 +250,23 @@ def _raw_of_choice(sec, key, value, dbc_signal, message_name):
     return raw
 
 
-def _type_range(dbc_signal):
+def _type_range(dbc_signal: Signal) -> tuple[int, int]:
     bits = dbc_signal.length
     if dbc_signal.is_signed:
         return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return 0, (1 << bits) - 1
 
 
-def _dbc_message(sec, by_name, name, dbc_name, suggest):
+def _dbc_message(sec: Section, by_name: dict[str, Message], name: str, dbc_name: str,
+                 suggest: Suggest) -> Message:
     if name not in by_name:
         raise sec.error('message', f"unknown message '{name}' in {dbc_name}"
                         + suggest(name, list(by_name)))
     return by_name[name]
 
 
-def _dbc_signal(sec, key, message, name, suggest):
+def _dbc_signal(sec: Section, key: str, message: Message, name: str,
+                suggest: Suggest) -> Signal:
     signals = {s.name: s for s in message.signals}
     if name not in signals:
         raise sec.error(key, f"unknown signal '{name}' in message '{message.name}'"
@@ -258,7 +274,7 @@ def _dbc_signal(sec, key, message, name, suggest):
     return signals[name]
 
 
-def _counter(sec, message, suggest):
+def _counter(sec: Section, message: Message, suggest: Suggest) -> tuple[str | None, int]:
     if not sec.has('counter'):
         return None, 0
     name = sec.string('counter')
@@ -270,7 +286,7 @@ def _counter(sec, message, suggest):
     return name, 1 << signal.length
 
 
-def _period(sec, message, dbc_name, required):
+def _period(sec: Section, message: Message, dbc_name: str, required: bool) -> float | None:
     if sec.data.get('period_s') is not None:
         return sec.number('period_s', exclusive_minimum=0.0, maximum=60.0)
     if message.cycle_time:
@@ -281,20 +297,22 @@ def _period(sec, message, dbc_name, required):
     return None
 
 
-def load_report_sections(top, database, dbc_name, suggest, is_boolean_signal):
+def load_report_sections(top: Section, database: Database, dbc_name: str, suggest: Suggest,
+                         is_boolean_signal: IsBoolean
+                         ) -> tuple[list[ReportMessage] | None, StateRequestMap | None]:
     """(pack_report messages or None, StateRequestMap or None) from a mapping's top Section.
 
     ``suggest`` and ``is_boolean_signal`` come from can_mapping (the same 'did you mean' and
     flag check as the measurement)."""
     by_name = {m.name: m for m in database.messages}
-    report = None
+    report: list[ReportMessage] | None = None
     if top.has('pack_report'):
         sections = top.sections('pack_report')
         if not sections:
             raise top.error('pack_report', 'expected at least one message')
         report = []
-        owners = {}
-        seen = set()
+        owners: dict[str, str] = {}
+        seen: set[str] = set()
         for sec in sections:
             report.append(_report_message(sec, by_name, dbc_name, suggest, is_boolean_signal,
                                           owners, seen))
@@ -306,7 +324,9 @@ def load_report_sections(top, database, dbc_name, suggest, is_boolean_signal):
     return report, request
 
 
-def _report_message(sec, by_name, dbc_name, suggest, is_boolean_signal, owners, seen):
+def _report_message(sec: Section, by_name: dict[str, Message], dbc_name: str, suggest: Suggest,
+                    is_boolean_signal: IsBoolean, owners: dict[str, str],
+                    seen: set[str]) -> ReportMessage:
     sec.reject_unknown(_REPORT_MESSAGE_KEYS)
     name = sec.string('message')
     message = _dbc_message(sec, by_name, name, dbc_name, suggest)
@@ -317,7 +337,7 @@ def _report_message(sec, by_name, dbc_name, suggest, is_boolean_signal, owners, 
         raise sec.error('message', f"'{name}' is multiplexed: pack report messages must not be")
     period_s = _period(sec, message, dbc_name, required=True)
     counter_signal, counter_modulo = _counter(sec, message, suggest)
-    signals = []
+    signals: list[ReportSignal] = []
     used = {counter_signal}
     for sig in sec.sections('signals'):
         sig.reject_unknown(_REPORT_SIGNAL_KEYS)
@@ -349,7 +369,7 @@ def _report_message(sec, by_name, dbc_name, suggest, is_boolean_signal, owners, 
             raise sig.error('scale', 'must not be 0')
         offset = sig.number('offset', 0.0)
         type_min, type_max = _type_range(dbc_signal)
-        states = {}
+        states: dict[int, int] = {}
         if kind == 'state':
             states_sec = sig.section('states')
             if any(isinstance(k, bool) for k in states_sec.data):
@@ -370,6 +390,7 @@ def _report_message(sec, by_name, dbc_name, suggest, is_boolean_signal, owners, 
                                                     f'{STATE_NAMES[states[raw]]}')
                     states[raw] = STATE_OF_NAME[ours]
         invalid = sig.data.get('invalid_raw', 'max' if kind == 'float' else None)
+        invalid_raw: int | None
         if invalid == 'max':
             invalid_raw = type_max
         elif invalid is None:
@@ -402,7 +423,8 @@ def _report_message(sec, by_name, dbc_name, suggest, is_boolean_signal, owners, 
                          counter_modulo=counter_modulo, signals=signals, dbc_message=message)
 
 
-def _request(sec, by_name, dbc_name, suggest):
+def _request(sec: Section, by_name: dict[str, Message], dbc_name: str,
+             suggest: Suggest) -> StateRequestMap:
     sec.reject_unknown(_REQUEST_KEYS)
     name = sec.string('message')
     message = _dbc_message(sec, by_name, name, dbc_name, suggest)
@@ -413,7 +435,7 @@ def _request(sec, by_name, dbc_name, suggest):
     dbc_signal = _dbc_signal(sec, 'signal', message, signal_name, suggest)
     values_sec = sec.section('values')
     values_sec.reject_unknown(list(REQUESTABLE))
-    values = {}
+    values: dict[int, int] = {}
     for ours in REQUESTABLE:
         if not values_sec.has(ours):
             raise values_sec.error(ours, 'missing: every requestable state (STANDBY, DRIVE, '
@@ -430,9 +452,9 @@ def _request(sec, by_name, dbc_name, suggest):
                            dbc_message=message)
 
 
-def report_keys(mapping):
+def report_keys(mapping: CanMapping) -> set[int]:
     """Frame keys of the pack report and the state request (the driver ignores them)."""
-    keys = set()
+    keys: set[int] = set()
     for m in mapping.pack_report or ():
         keys.add(m.key)
     if mapping.state_request is not None:
@@ -450,7 +472,7 @@ class PackReport:
     state_name: str             # our name, UNKNOWN when unknown or stale
     reason: str
     stale: bool                 # the state (or any mapped field) is older than the timeout
-    stale_fields: tuple
+    stale_fields: tuple[str, ...]
     age_s: float                # age of the oldest mapped report message (inf: never)
     pack_soc: float = _NAN
     soh_capacity: float = _NAN
@@ -459,9 +481,11 @@ class PackReport:
     pack_voltage_v: float = _NAN
     link_voltage_v: float = _NAN
     pack_current_a: float = _NAN
-    contactors: dict = dc_field(default_factory=dict)   # field -> bool, None: unknown
-    flags: list = dc_field(default_factory=list)        # (limit_id, level, message) active
-    counts: dict = dc_field(default_factory=dict)
+    # field -> bool, None: unknown
+    contactors: dict[str, bool | None] = dc_field(default_factory=dict)
+    # (limit_id, level, message) active
+    flags: list[tuple[str, int, str]] = dc_field(default_factory=list)
+    counts: dict[str, int] = dc_field(default_factory=dict)
 
 
 REPORT_COUNTS = ('frames', 'wrong_dlc', 'decode_error', 'counter_error', 'invalid_marker',
@@ -471,21 +495,22 @@ REPORT_COUNTS = ('frames', 'wrong_dlc', 'decode_error', 'counter_error', 'invali
 class ReportDecoder:
     """Decodes the pack report's frames (thread-safe by the caller's lock: one reader)."""
 
-    def __init__(self, mapping):
+    def __init__(self, mapping: CanMapping) -> None:
         self.mapping = mapping
-        self.messages = {m.key: m for m in mapping.pack_report or ()}
-        self._values = {}       # (field, name) -> value
-        self._stamps = {}       # message name -> last good frame time (s)
-        self._counter_last = {}
+        self.messages: dict[int, ReportMessage] = {m.key: m for m in mapping.pack_report or ()}
+        # (field, name) -> (value, its ReportSignal, message name)
+        self._values: dict[tuple[str, str], tuple[Any, ReportSignal, str]] = {}
+        self._stamps: dict[str, float] = {}   # message name -> last good frame time (s)
+        self._counter_last: dict[str, int] = {}
         self.counts = dict.fromkeys(REPORT_COUNTS, 0)
         self._mapped = {s.field for m in self.messages.values() for s in m.signals}
 
-    def wants(self, msg):
+    def wants(self, msg: can.Message) -> bool:
         """True if ``msg`` is a pack report frame."""
         key = msg.arbitration_id | _EXT if msg.is_extended_id else msg.arbitration_id
         return key in self.messages and not msg.is_error_frame and not msg.is_remote_frame
 
-    def feed(self, msg, now_s):
+    def feed(self, msg: can.Message, now_s: float) -> bool:
         """Decode one frame received at ``now_s`` (s); False if not a good report frame.
         Never raises (a malformed object is a decode_error)."""
         try:
@@ -494,7 +519,7 @@ class ReportDecoder:
             self.counts['decode_error'] += 1
             return False
 
-    def _feed(self, msg, now_s):
+    def _feed(self, msg: can.Message, now_s: float) -> bool:
         if not self.wants(msg):
             return False
         key = msg.arbitration_id | _EXT if msg.is_extended_id else msg.arbitration_id
@@ -504,7 +529,9 @@ class ReportDecoder:
             self.counts['wrong_dlc'] += 1
             return False
         try:
-            raw = m.dbc_message.decode(bytes(msg.data), decode_choices=False, scaling=False)
+            raw = cast('dict[str, Any]', m.dbc_message.decode(bytes(msg.data),
+                                                              decode_choices=False,
+                                                              scaling=False))
         except Exception:  # noqa: BLE001  cantools / bitstruct errors
             self.counts['decode_error'] += 1
             return False
@@ -538,7 +565,7 @@ class ReportDecoder:
         self._stamps[m.name] = now_s
         return True
 
-    def snapshot(self, now_s, timeout_s):
+    def snapshot(self, now_s: float, timeout_s: float) -> PackReport:
         """The :class:`PackReport` at ``now_s``: values of messages older than ``timeout_s``
         are unknown; the state unknown means state ERROR named UNKNOWN."""
         ages = {m.name: now_s - self._stamps.get(m.name, -math.inf)
@@ -546,10 +573,10 @@ class ReportDecoder:
         fresh = {name for name, age in ages.items() if age <= timeout_s}
         stale_fields = sorted({s.field for m in self.messages.values() if m.name not in fresh
                                for s in m.signals})
-        out = {}
-        contactors = {}
-        flags = []
-        state_raw = None
+        out: dict[str, float] = {}
+        contactors: dict[str, bool | None] = {}
+        flags: list[tuple[str, int, str]] = []
+        state_raw: tuple[int, int | None] | None = None
         for (field_name, _), (value, s, message_name) in sorted(
                 self._values.items(), key=lambda kv: (kv[0][0], kv[0][1])):
             ok = message_name in fresh
@@ -601,11 +628,12 @@ class ReportDecoder:
 
 # ---------------------------------------------------------------------- message fields
 
-def pack_state_fields(report, requested_state, measurement=None):
+def pack_state_fields(report: PackReport, requested_state: int,
+                      measurement: dict[str, Any] | None = None) -> dict[str, Any]:
     """PackState field values (no header / commanded) from the report; contactor feedback
     and voltages from the report where mapped, else from the measurement (a dict of
     PackMeasurement fields, or None); unknown feedback reads closed = False."""
-    fields = {'state': report.state, 'requested_state': requested_state,
+    fields: dict[str, Any] = {'state': report.state, 'requested_state': requested_state,
               'state_name': report.state_name, 'reason': report.reason}
     for name in ('negative_contactor_closed', 'positive_contactor_closed',
                  'precharge_relay_closed'):
@@ -621,11 +649,11 @@ def pack_state_fields(report, requested_state, measurement=None):
     return fields
 
 
-def estimate_fields(report, cells_series):
+def estimate_fields(report: PackReport, cells_series: int) -> dict[str, Any]:
     """BatteryEstimate field values from the report: what the pack does not give is NaN;
     the limits are 0 A while the report is stale (unknown is never OK)."""
     nan_cells = [_NAN] * cells_series
-    fields = {'cell_soc': list(nan_cells), 'cell_capacity_ah': list(nan_cells),
+    fields: dict[str, Any] = {'cell_soc': list(nan_cells), 'cell_capacity_ah': list(nan_cells),
               'cell_r0_ohm': list(nan_cells)}
     for name in ('pack_soc_min', 'pack_soc_max', 'remaining_charge_ah', 'capacity_ah',
                  'soh_resistance', 'charge_current_limit_long_a',
@@ -641,7 +669,7 @@ def estimate_fields(report, cells_series):
     return fields
 
 
-def _limits(report):
+def _limits(report: PackReport) -> tuple[float, float]:
     """(charge, discharge) current limits, A (magnitudes): 0 while stale or faulted."""
     if report.state_name == UNKNOWN_NAME or any(level >= LEVEL_TRIP
                                                 for _, level, _ in report.flags):
@@ -649,12 +677,13 @@ def _limits(report):
     return (abs(report.charge_current_limit_a), abs(report.discharge_current_limit_a))
 
 
-def protection_fields(report):
+def protection_fields(report: PackReport) -> dict[str, Any]:
     """ProtectionStatus field values: the pack's active flags as events (dicts with the
     ProtectionEvent fields), a stale report as a trip-level ``pack_report_stale`` event."""
-    events = [{'limit_id': limit_id, 'level': level, 'index': -1, 'value': 1.0,
-               'threshold': 1.0, 'unit': '', 'active': True, 'latched': level >= LEVEL_TRIP,
-               'message': text} for limit_id, level, text in report.flags]
+    events: list[dict[str, Any]] = [
+        {'limit_id': limit_id, 'level': level, 'index': -1, 'value': 1.0, 'threshold': 1.0,
+         'unit': '', 'active': True, 'latched': level >= LEVEL_TRIP, 'message': text}
+        for limit_id, level, text in report.flags]
     if report.state_name == UNKNOWN_NAME:
         age = report.age_s
         events.append({'limit_id': STALE_EVENT, 'level': LEVEL_TRIP, 'index': -1,
@@ -672,7 +701,8 @@ def protection_fields(report):
             'charge_current_limit_a': charge, 'discharge_current_limit_a': discharge}
 
 
-def battery_health(report, power_supply_health):
+def battery_health(report: PackReport,
+                   power_supply_health: Callable[[list[tuple[str, int]]], str]) -> str:
     """BatteryState health name from the report (``power_supply_health`` is
     core.estimation.interface's): UNKNOWN while stale, else from the active flags."""
     if report.state_name == UNKNOWN_NAME:
@@ -681,11 +711,12 @@ def battery_health(report, power_supply_health):
     return power_supply_health(events)
 
 
-def disagreements(report, own_estimate, own_limits, control):
+def disagreements(report: PackReport, own_estimate: float, own_limits: Sequence[float],
+                  control: ControlConfig) -> list[tuple[str, float, float, float, float]]:
     """(what, pack value, our value, |difference|, bound) where the pack and our own
     estimate / protection differ beyond the bounds of ``control``. ``own_estimate``:
     our pack SoC (0..1, NaN if none); ``own_limits``: our (charge, discharge) limits, A."""
-    out = []
+    out: list[tuple[str, float, float, float, float]] = []
     if report.state_name == UNKNOWN_NAME:
         return out
     rows = [('pack_soc', report.pack_soc, own_estimate, control.soc_bound)]
@@ -702,7 +733,7 @@ def disagreements(report, own_estimate, own_limits, control):
     return out
 
 
-def trip_disagreement(report, own_trips):
+def trip_disagreement(report: PackReport, own_trips: Collection[str]) -> str | None:
     """A text when our own protection holds latched trips (``own_trips``: their limit ids)
     while the pack reports no fault, else None (a known report only)."""
     if report.state_name == UNKNOWN_NAME or not own_trips:
@@ -717,18 +748,18 @@ def trip_disagreement(report, own_trips):
 class RequestEncoder:
     """Our requested state -> the pack's state-request frame (rolling counter +1 per frame)."""
 
-    def __init__(self, request_map):
+    def __init__(self, request_map: StateRequestMap) -> None:
         self.map = request_map
         self._counter = 0
 
-    def value_of(self, state):
+    def value_of(self, state: int) -> int | None:
         """Raw value of the state-request signal for our ``state``; None if not requestable."""
         return self.map.values.get(int(state))
 
-    def frame(self, state):
+    def frame(self, state: int) -> can.Message:
         """One state-request frame for ``state`` (STANDBY / DRIVE / CHARGE)."""
         m = self.map
-        raw = dict.fromkeys(m.other_signals, 0)
+        raw: dict[str, int] = dict.fromkeys(m.other_signals, 0)
         value = self.value_of(state)
         if value is None:
             raise ValueError(f'state {state} cannot be requested')
@@ -745,23 +776,23 @@ class RequestHold:
     """The request to forward now: the last accepted one, or STANDBY once it is older than
     ``hold_s`` (0: it holds until the next), on the caller's monotonic clock (s)."""
 
-    def __init__(self, hold_s):
+    def __init__(self, hold_s: float) -> None:
         self.hold_s = hold_s
-        self.state = STATE_STANDBY
-        self._since = None
+        self.state: int = STATE_STANDBY
+        self._since: float | None = None
 
-    def set(self, state, now_s):
+    def set(self, state: int, now_s: float) -> None:
         self.state = int(state)
         self._since = now_s
 
-    def current(self, now_s):
+    def current(self, now_s: float) -> int:
         if self.hold_s > 0.0 and self._since is not None and now_s - self._since > self.hold_s:
             self.state = STATE_STANDBY
             self._since = None
         return self.state
 
 
-def decode_request(request_map, msg):
+def decode_request(request_map: StateRequestMap, msg: can.Message) -> int | None:
     """Pack side: our requested state (int) of a state-request frame; None if not one or
     its value means nothing we request."""
     key = msg.arbitration_id | _EXT if msg.is_extended_id else msg.arbitration_id
@@ -781,13 +812,14 @@ class ReportEncoder:
     ``values``: field -> value; ``state`` is our state name or int (the first raw value
     mapped to it is sent), flags by their limit_id (name) -> raw int."""
 
-    def __init__(self, mapping):
+    def __init__(self, mapping: CanMapping) -> None:
         self.messages = list(mapping.pack_report or ())
-        self._counter = {}
+        self._counter: dict[str, int] = {}
 
-    def frames(self, values, flags=None):
+    def frames(self, values: dict[str, Any],
+               flags: dict[str, int] | None = None) -> list[can.Message]:
         flags = flags or {}
-        frames = []
+        frames: list[can.Message] = []
         for m in self.messages:
             raw = {s.name: 0 for s in m.dbc_message.signals}
             for s in m.signals:
