@@ -127,3 +127,23 @@ def test_tables_are_parquet_and_the_report_has_its_figures(fleet_run):
     for png in ('capacity.png', 'r0.png', 'imbalance.png', 'self_discharge.png', 'trips.png'):
         assert f'src="{png}"' in html and os.path.getsize(os.path.join(out, png)) > 1000
     json.dumps(fleet_run['summary']['skipped_by_reason'])
+
+
+def test_cli_rejects_bad_arguments_before_starting_a_cluster(tmp_path, capsys):
+    assert fleet.main([str(tmp_path), '--out', str(tmp_path / 'o'), '--workers', '0']) == 2
+    assert fleet.main([str(tmp_path), '--out', str(tmp_path / 'o'), '--profile',
+                       str(tmp_path / 'nope.yaml')]) == 2
+    assert 'no such file' in capsys.readouterr().err
+    assert fleet_synth.main(['--out', str(tmp_path), '--packs', '0']) == 2
+
+
+def test_find_bags_walks_folders_and_globs(tmp_path):
+    for name in ('a/bag1', 'a/b/bag2'):
+        os.makedirs(tmp_path / name)
+        (tmp_path / name / 'metadata.yaml').write_text('x')
+        (tmp_path / name / 'x.mcap').write_text('x')
+    (tmp_path / 'loose.mcap').write_text('x')
+    found, missing = fleet.find_bags([str(tmp_path / 'a'), str(tmp_path / '*.mcap'),
+                                      str(tmp_path / 'none*'), str(tmp_path / 'a' / 'bag1')])
+    assert [os.path.relpath(p, tmp_path) for p in found] == ['a/b/bag2', 'a/bag1', 'loose.mcap']
+    assert missing == [str(tmp_path / 'none*')]
