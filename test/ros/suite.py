@@ -309,6 +309,19 @@ class Suite:
 # soak: the whole graph for a while, watched for lost messages, memory growth, latency drift
 
 
+def _poll(predicate, timeout_s, what, fail=True):
+    """Poll ``predicate`` every 0.05 s until it holds; after ``timeout_s`` raise (``fail``) or
+    return False, leaving the caller's assertions to say what is missing."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() >= deadline:
+            if fail:
+                raise AssertionError(f'timeout after {timeout_s} s: {what}')
+            return False
+        time.sleep(0.05)    # poll interval
+    return True
+
+
 def _slope_per_min(times_s, values):
     """Least-squares slope of ``values`` per minute (NaN with fewer than 3 samples)."""
     if len(times_s) < 3:
@@ -387,7 +400,8 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     rss = {name: [] for name in NODES}
     samples_t = []
     cpu0 = {name: sum(p.cpu_times()[:2]) for name, p in processes.items()}
-    time.sleep(1.5)                   # a first diagnostics message with the can_rx counter
+    _poll(lambda: 'can_rx' in published, 20.0,
+          'a first diagnostics message with the can_rx counter\n' + env.process_logs())
     can_rx_start = published.get('can_rx')
     start = time.monotonic()
     ages.clear()
@@ -405,16 +419,19 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
         if now >= next_fault and now - start + fault_period_s < wall_s:
             cell = (7 * cycles) % suite.cells
             suite.fault('stuck_cell_voltage', cell, stuck_v)
-            time.sleep(fault_on_s)
+            time.sleep(fault_on_s)    # the workload: the fault held for fault_on_s
             suite.fault('stuck_cell_voltage', cell, clear=True)
             cycles += 1
             next_fault += fault_period_s
-        time.sleep(0.05)
+        time.sleep(0.05)              # the schedule's tick
     elapsed = time.monotonic() - start
     cpu = {name: 100.0 * (sum(p.cpu_times()[:2]) - cpu0[name]) / elapsed
            for name, p in processes.items()}
     can_rx_end = published.get('can_rx')
-    time.sleep(2.0)                   # the last clear (release 1 s) reaches the probe
+    # the last clear (release 1 s) reaches the probe: every raise and clear received
+    _poll(lambda: sum(1 for _, e in list(suite.events.messages)
+                      if e.limit_id == 'cell_overvoltage') >= 2 * cycles, 20.0,
+          f'{2 * cycles} cell_overvoltage events (raise and clear per cycle)', fail=False)
     dead = suite.dead()
     final_state = suite.states.latest()
     log = suite.log('protection')
