@@ -93,6 +93,8 @@ class AssembledMeasurement(Measurement):
     counter_stale: tuple[str, ...] = ()      # messages marked stale by their rolling counter
     # {device: {reason: count}}
     device_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    charger_present: bool = False  # a mapped charger status: true = connected
+    charger_present_valid: bool = False   # false: not mapped, never received or stale
 
 
 class _Plan:
@@ -506,4 +508,6 @@ class MeasurementAssembler:
             balancing_stale=stale['balancing'],
             stale_groups=tuple(g for g in GROUPS if stale[g] and any(
                 n in self._mapped for n in GROUPS[g])),
-            counts=counts, counter_stale=counter_stale, device_counts=device_counts)
+            counts=counts, counter_stale=counter_stale, device_counts=device_counts,
+            charger_present=bool(out['charger_present'][0]),
+            charger_present_valid=bool(out['charger_present#valid'][0]))

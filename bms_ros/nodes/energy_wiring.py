@@ -2,7 +2,9 @@
 own file only calls it.
 
 Adds to the node: subscription charger_present (std_msgs/Bool, True = a charger is connected;
-older than energy.charger_present_timeout_s = unknown), service check_mission (CheckMission),
+older than energy.charger_present_timeout_s = unknown) and the same input from a measurement's
+mapped CAN field (PackMeasurement.charger_present while charger_present_valid; the latest of the
+two wins), service check_mission (CheckMission),
 the energy fields of estimate, and (energy.docking_current_a > 0) dock_battery_state: a copy of
 battery_state whose current is at least that while a charger is present (docs/robot_energy.md).
 """
@@ -46,6 +48,9 @@ class EnergyWiring:
 
     def on_measurement(self, t_s, msg):
         """An accepted PackMeasurement at estimator time ``t_s``."""
+        if getattr(msg, 'charger_present_valid', False):
+            # the driver decoded a fresh charger status: the charger input, as the topic's
+            self.energy.set_charger_present(self.node.now_s(), bool(msg.charger_present))
         voltage = float(msg.pack_voltage_v)
         if not math.isfinite(voltage):
             voltage = float(np.nansum(np.asarray(msg.cell_voltages_v, dtype=float)))

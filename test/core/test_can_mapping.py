@@ -100,7 +100,8 @@ CASES = [
      "'Pack_CellVoltages' (did you mean 'CellVoltage3'?)"),
     ('unknown field', lambda d: _signal(d, 1, 0).update(field='temperature_degc'),
      "measurement[1].signals[0].field | expected one of cell_balancing, cell_voltages_v, "
-     "link_voltage_v, negative_contactor_closed, pack_current_a, pack_voltage_v, "
+     "charger_present, link_voltage_v, negative_contactor_closed, pack_current_a, "
+     "pack_voltage_v, "
      "positive_contactor_closed, precharge_relay_closed, temperatures_degc, got "
      "'temperature_degc'"),
     ('index beyond the multiplexer block', lambda d: _signal(d, 0, 1).update(index=4),

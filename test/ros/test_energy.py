@@ -1,19 +1,28 @@
 """The state_estimator's energy fields and its check_mission service (real node process)."""
 import math
 import os
+import re
 import threading
+import time
 
+import can
 import numpy as np
 import pytest
 import yaml
+from sensor_msgs.msg import BatteryState
 
-from bms_interfaces.msg import BatteryEstimate, PackMeasurement
-from bms_interfaces.srv import CheckMission
+from bms_interfaces.msg import BatteryEstimate, PackMeasurement, PackState
+from bms_interfaces.srv import CheckMission, SetSoc
+from bms_ros.core.can_bus import quiet_socketcand_logging
+from bms_ros.core.can_codec import CanProtocol, PackEncoder
+from bms_ros.core.can_devices import CanDevice
 from bms_ros.core.cell import CellSpec
 from bms_ros.core.energy.config import EnergyConfig
 from bms_ros.core.energy.state_of_energy import CellEnergyModel
 from bms_ros.core.estimation.synthetic import EcmCells
-from bms_ros.core.profile import config_dir
+from bms_ros.core.profile import Profile, config_dir, default_profile_path
+
+from .harness import LATCHED
 
 pytestmark = pytest.mark.ros
 
@@ -97,3 +106,125 @@ def test_estimate_energy_fields_and_check_mission(ros_env, tmp_path):
         segment_duration_s=[1.0, 2.0], segment_drawn_power_w=[5.0]))
     assert not bad.feasible and bad.reason.startswith('bad request')
     timer.cancel()
+
+
+# --- charger presence from CAN: a charger's status frame as a second device on the bus -------
+
+CAN_DIR = os.path.join(config_dir(), 'can')
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'can')
+
+
+def can_charger_profile(tmp_path):
+    """The default LFP pack with two CAN devices: the bms_ros BMS and a dock charger."""
+    source = Profile(default_profile_path())
+    with open(source.path, encoding='utf-8') as stream:
+        data = yaml.safe_load(stream)
+    pack = dict(data['pack'])
+    pack['cell'] = os.path.join(os.path.dirname(source.path), pack['cell'])
+    devices = [CanDevice('bms', os.path.join(CAN_DIR, 'bms_ros.dbc'),
+                         os.path.join(CAN_DIR, 'bms_ros_mapping.yaml')),
+               CanDevice('charger', os.path.join(FIXTURES, 'charger_status.dbc'),
+                         os.path.join(FIXTURES, 'charger_status_mapping.yaml'))]
+    profile = {'pack': pack,
+               'can': dict(data.get('can', {}), devices=[
+                   {'name': d.name, 'dbc': d.dbc_path, 'mapping': d.mapping_path}
+                   for d in devices]),
+               'estimator': {'publish_rate_hz': 5.0, 'persist_period_s': 60.0},
+               'energy': {'charger_present_timeout_s': 2.0}}
+    profile['can'].pop('dbc', None)
+    profile['can'].pop('mapping', None)
+    path = tmp_path / 'can_charger.yaml'
+    path.write_text(yaml.safe_dump(profile))
+    return str(path), source.pack, devices
+
+
+def start_hub(env):
+    hub = env.start_module('bms_ros.tools.can_hub', '--port', '0', '--grace-s', '0.1',
+                           ros_args=False, name='can_hub')
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        match = re.search(r'listening on 127\.0\.0\.1:(\d+)', hub.log_tail())
+        if match:
+            return int(match.group(1))
+        assert hub.alive(), hub.log_tail()
+        time.sleep(0.05)
+    raise AssertionError('hub did not start\n' + hub.log_tail())
+
+
+class FramePlayer:
+    """Sends the due frames of every mapped device (BMS and charger) of ``state`` on the hub."""
+
+    def __init__(self, protocol, port, state):
+        quiet_socketcand_logging()
+        self.encoder = PackEncoder(protocol)
+        self.state = state
+        self.error = None
+        self.running = True
+        self.bus = can.Bus(interface='socketcand', host='127.0.0.1', port=port, channel='vcan0')
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            while self.running:
+                for frame in self.encoder.due_frames(time.monotonic(), self.state):
+                    self.bus.send(frame)
+                while self.bus.recv(0.01) is not None:    # drain the driver's commands
+                    pass
+        except Exception as error:  # noqa: BLE001  reported by the test
+            self.error = error
+
+    def close(self):
+        self.running = False
+        self.thread.join(2.0)
+        self.bus.shutdown()
+        assert self.error is None, self.error
+
+
+def test_charger_status_frame_makes_battery_state_charging(ros_env, tmp_path):
+    """The driver decodes the charger's frame; the estimator says CHARGING while the pack is
+    full and its contactors are open (0 A), and FULL once the charger's frame says unplugged."""
+    profile_path, pack, devices = can_charger_profile(tmp_path)
+    port = start_hub(ros_env)
+    measurements = ros_env.subscribe(PackMeasurement, 'measurement')
+    battery = ros_env.subscribe(BatteryState, 'battery_state')
+    pack_state = ros_env.publisher(PackState, 'pack_state', LATCHED)
+    ros_env.start_module('bms_ros.nodes.can_driver',
+                         params={'profile': profile_path, 'port': port, 'publish_rate_hz': 10.0})
+    ros_env.start_module(MODULE, params={'profile': profile_path,
+                                         'state_file': str(tmp_path / 'state.json')})
+    protocol = CanProtocol.from_devices(devices, pack.cells_series, pack.temperature_sensors)
+    full_v = float(pack.cell.ocv.ocv(0.995))
+    state = dict(cell_voltages_v=np.full(pack.cells_series, full_v),
+                 temperatures_degc=np.full(pack.temperature_sensors, 25.0),
+                 pack_current_a=0.0, pack_voltage_v=full_v * pack.cells_series,
+                 link_voltage_v=0.0, negative_contactor_closed=False,
+                 positive_contactor_closed=False, precharge_relay_closed=False,
+                 cell_balancing=np.zeros(pack.cells_series, dtype=bool), charger_present=True)
+    player = FramePlayer(protocol, port, state)
+    try:
+        ros_env.wait_for_subscribers(pack_state, timeout_s=15.0)
+        pack_state.publish(PackState(state=PackState.STATE_STANDBY, state_name='STANDBY'))
+        msg = measurements.wait_for(lambda m: m.charger_present_valid, timeout_s=20.0,
+                                    what='a measurement with the decoded charger status')
+        assert msg.charger_present and not msg.positive_contactor_closed
+        reply = ros_env.call(SetSoc, 'set_soc', SetSoc.Request(cell_soc=[0.995]),
+                             timeout_s=15.0)
+        assert reply.success
+        on_dock = battery.wait_for(
+            lambda m: m.percentage > 0.97 and m.power_supply_status
+            == BatteryState.POWER_SUPPLY_STATUS_CHARGING, timeout_s=15.0,
+            what='CHARGING while full with the contactors open')
+        assert on_dock.current == pytest.approx(0.0, abs=0.01)     # 0 A: no current says it
+
+        state['charger_present'] = False          # the charger reports itself unplugged
+        battery.clear()
+        off = battery.wait_for(lambda m: m.power_supply_status
+                               == BatteryState.POWER_SUPPLY_STATUS_FULL, timeout_s=15.0,
+                               what='FULL (not CHARGING) once the charger says unplugged')
+        assert off.percentage > 0.97 and off.current == pytest.approx(0.0, abs=0.01)
+        msg = measurements.wait_for(lambda m: m.charger_present_valid
+                                    and not m.charger_present, timeout_s=10.0)
+        assert not msg.charger_present
+    finally:
+        player.close()
