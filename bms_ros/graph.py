@@ -14,7 +14,6 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 
-from .core.pack_report import control_of_file
 from .core.profile import default_profile_path
 from .core.state_paths import check_base
 
@@ -210,6 +209,8 @@ def suite(**overrides):
     # persisted state: only passed when set, so each node's own default chain applies
     state = {'state_dir': check_base(args['state_dir'], 'argument', 'state_dir')} \
         if args['state_dir'] else {}
+    # imported here: pack_report brings python-can and cantools, which bringup never needs
+    from .core.pack_report import control_of_file
     style, second_opinion = control_of_file(profile)
     if style == 'pack':
         # the pack's own BMS owns its contactors (docs/can.md, control styles): its report

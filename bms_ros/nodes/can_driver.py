@@ -3,8 +3,10 @@
 Parameters: profile (YAML path; its `can:` section, validated at start-up); interface,
 channel, host, port, bitrate, stale_timeout_s, publish_rate_hz, publish_can_rx override the
 profile's `can:` values when set.
-Publishes: measurement (PackMeasurement, publish_rate_hz), can_rx (CanFrame, every frame
-received, if publish_can_rx), /diagnostics (DiagnosticArray, 1 Hz: bus state, reconnects,
+Publishes: measurement (PackMeasurement, publish_rate_hz; earlier on a limit crossing, while
+a value stays beyond the lowest warning levels and on a contactor feedback change:
+bms_ros.core.prompt_publish), can_rx (CanFrame, every frame received, if publish_can_rx and
+while it has a subscriber), /diagnostics (DiagnosticArray, 1 Hz: bus state, reconnects,
 frames received / rejected by reason, rolling-counter errors, reader restarts, stale groups;
 one status per command stream).
 Subscribes: contactor_command (ContactorCommand; sent at once and repeated at the mapping's
@@ -74,6 +76,14 @@ def _time_msg(seconds):
         return Time()
     sec = int(seconds)
     return Time(sec=sec, nanosec=min(int((seconds - sec) * 1e9), 999_999_999))
+
+
+def _in_turn(callbacks):
+    """One timer callback that runs ``callbacks`` in order."""
+    def run():
+        for callback in callbacks:
+            callback()
+    return run
 
 
 class CanDriver(Node):
@@ -167,14 +177,22 @@ class CanDriver(Node):
             self.create_subscription(ContactorCommand, 'contactor_command', self.on_contactor,
                                      stream)
         self.create_subscription(BalancingCommand, 'balancing_command', self.on_balancing, stream)
-        self.create_timer(1.0 / publish_rate_hz, self.publish_measurement)
-        self.create_timer(1.0, self.publish_diagnostics)
+        periodic = [(1.0 / publish_rate_hz, self.publish_measurement),
+                    (1.0, self.publish_diagnostics)]
         # the contactor timer repeats the command and enforces its deadline
         if self.contactor_deadline is not None:
-            self.create_timer(period_s or deadline_s / 5.0, self.repeat_contactor)
+            periodic.append((period_s or deadline_s / 5.0, self.repeat_contactor))
         if self.balancing_deadline is not None:
-            self.create_timer(self.failsafe.balancing_deadline_s / 10.0, self.check_balancing)
-        self.create_timer(0.1, self._check_reader)
+            periodic.append((self.failsafe.balancing_deadline_s / 10.0, self.check_balancing))
+        periodic.append((0.1, self._check_reader))      # last: it may exit the node
+        # callbacks of one period share one timer: one executor wake-up instead of several
+        # (measurement, contactor repeat and reader check are all 0.1 s in the profiles)
+        by_period = {}
+        for period, callback in periodic:
+            by_period.setdefault(period, []).append(callback)
+        for period, callbacks in by_period.items():
+            self.create_timer(period, callbacks[0] if len(callbacks) == 1
+                              else _in_turn(tuple(callbacks)))
 
         self._running = True
         self._reader = threading.Thread(target=self._reader_main, name='can_reader',
@@ -227,7 +245,9 @@ class CanDriver(Node):
             now = time.monotonic()
             if batch:
                 assembler.feed_many(batch, now)
-                if self.can_rx_pub is not None:
+                # one message per frame costs even without a reader (~150/s at rest): only
+                # while something (a recorder) subscribes
+                if self.can_rx_pub is not None and self.can_rx_pub.get_subscription_count():
                     self._publish_frames(batch, frame)
                 wanted, urgent = self.prompt.assess(batch, assembler)
                 prompt_pending = prompt_pending or wanted

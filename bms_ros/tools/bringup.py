@@ -14,6 +14,8 @@ stderr. Exit codes: 0 stopped on request; 2 a process exited with code 2 (config
 never respawned) or a bad argument; 1 a process used up its respawns, or the hub did not start.
 """
 import argparse
+import dataclasses
+import json
 import os
 import signal
 import socket
@@ -22,7 +24,10 @@ import sys
 import time
 
 from bms_ros.core.errors import ConfigError
-from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, RESPAWN, RespawnBudget, suite
+from bms_ros.graph import (ARGUMENTS, CONFIG_ERROR_EXIT, RESPAWN, RespawnBudget, RespawnPolicy,
+                           suite)
+
+_SPECS_FLAG = '--specs-json'   # internal: bringup's spec child (_specs_in_child)
 
 POLL_S = 0.1             # s between checks of the children (a death is seen this fast)
 STATUS_PERIOD_S = 0.5    # s between status lines
@@ -72,6 +77,34 @@ def _specs(namespace='', single_process=False, container_args=(), **arguments):
     lines += [(n.name, [sys.executable, '-m', n.module, *ros_arguments(n, namespace)], n.respawn)
               for n in nodes]
     return lines
+
+
+def _specs_in_child(namespace='', single_process=False, container_args=(), **arguments):
+    """:func:`_specs` computed by a short-lived child process: reading the profile imports
+    numpy, python-can and cantools (~20 MiB), which this supervising process then never holds.
+    A bad argument or profile raises ValueError with the child's message."""
+    request = json.dumps({'namespace': namespace, 'single_process': single_process,
+                          'container_args': list(container_args), 'arguments': arguments})
+    done = subprocess.run([sys.executable, '-m', 'bms_ros.tools.bringup', _SPECS_FLAG],
+                          input=request, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ValueError(done.stderr.strip() or f'bringup spec child exited {done.returncode}')
+    return [(name, argv, RespawnPolicy(**{**policy, 'never_codes': tuple(policy['never_codes'])}))
+            for name, argv, policy in json.loads(done.stdout)]
+
+
+def _print_specs():
+    """The child's side of :func:`_specs_in_child`: request on stdin, specs as JSON on stdout."""
+    request = json.load(sys.stdin)
+    try:
+        specs = _specs(request['namespace'], request['single_process'],
+                       tuple(request['container_args']), **request['arguments'])
+    except (ValueError, OSError, ConfigError) as error:
+        print(error, file=sys.stderr)
+        return 2
+    json.dump([(name, argv, dataclasses.asdict(policy)) for name, argv, policy in specs],
+              sys.stdout)
+    return 0
 
 
 def dashboard_spec(profile=None):
@@ -298,6 +331,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    if (sys.argv[1:] if argv is None else argv) == [_SPECS_FLAG]:
+        return _print_specs()
     args = parse_args(argv)
     launch_args = {name: getattr(args, name) for name in ARGUMENTS
                    if getattr(args, name) is not None and name != 'namespace'}
@@ -306,7 +341,8 @@ def main(argv=None):
     if args.log_dir is None:
         args.log_dir = log_folder(os.path.join('log', 'bringup'), namespace)
     try:
-        specs = _specs(namespace, args.single_process, container_args, **launch_args)
+        specs = _specs_in_child(namespace, args.single_process, container_args,
+                                **launch_args)
     except (ValueError, OSError, ConfigError) as error:
         print(f'bringup: {error}', file=sys.stderr)
         return 2
@@ -317,7 +353,8 @@ def main(argv=None):
         print(f'bringup: CAN hub port {hub[0]}:{hub[1]} is taken (another suite?); using '
               f'{hub[0]}:{port} (--can-port N to choose)', file=sys.stderr)
         launch_args['can_port'] = str(port)
-        specs = _specs(namespace, args.single_process, container_args, **launch_args)
+        specs = _specs_in_child(namespace, args.single_process, container_args,
+                                **launch_args)
     if args.dashboard:
         specs.append(dashboard_spec(launch_args.get('profile')))
     if args.print_graph:

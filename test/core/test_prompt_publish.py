@@ -72,7 +72,7 @@ def test_a_current_frame_prompts_at_or_above_the_threshold(protocol, current_a, 
     assert decide(policy, protocol, groups['other']) is False
 
 
-def test_limit_groups_always_prompt_and_nothing_when_disabled(protocol):
+def test_cell_frames_always_prompt_without_a_window_and_nothing_when_disabled(protocol):
     groups = frames_by_group(protocol, -500.0)
     assert decide(PromptPolicy(protocol, 0.02), protocol, groups['limit'][:1])
     assert not decide(PromptPolicy(protocol, 0.02, current_a=0.0), protocol, groups['current'])
@@ -135,7 +135,8 @@ def test_a_crossing_is_urgent_once_then_rate_limited(protocol):
     policy = PromptPolicy(protocol, 0.02, current_a=90.0, cell_voltage_v=(2.5, 3.62))
     seen = [assess(policy, protocol, _cell_batch(protocol, volts))
             for volts in (3.30, 3.70, 3.71, 3.30, 2.40, 2.40)]
-    assert seen == [(True, False), (True, True), (True, False), (True, False), (True, True),
+    # inside the window a cell frame waits for the timer; beyond it every one asks
+    assert seen == [(False, False), (True, True), (True, False), (False, False), (True, True),
                     (True, False)]
     current = frames_by_group(protocol, -400.0)['current']
     quiet = frames_by_group(protocol, -10.0)['current']
@@ -157,3 +158,27 @@ def test_the_cell_window_is_validated(tmp_path):
                                           r'with low < high, got \[3.62, 2.5\]'):
         load_can_settings(Profile(bad))
     assert load_can_settings(Profile(path)).prompt_cell_voltage_v == (2.5, 3.62)
+
+
+def _group_batch(encoder, field, **state):
+    """The frames carrying ``field`` alone of a pack state at rest (``state`` overrides); one
+    encoder for a sequence, so the rolling counters advance."""
+    return encoder.encode_all({**pack_state(0.0), **state},
+                              keys=encoder.protocol.frame_keys((field,)))
+
+
+def test_contactor_feedback_prompts_on_a_change_and_temperatures_wait_for_the_timer(protocol):
+    """At rest inside the window only a change of the contactor feedback asks for a publish
+    (the supervisor's sequences wait on it); temperature frames go out on the timer."""
+    policy = PromptPolicy(protocol, 0.02, current_a=90.0, cell_voltage_v=(2.5, 3.62))
+    assembler = MeasurementAssembler(protocol)
+    encoder = PackEncoder(protocol)
+
+    def seen(**state):
+        batch = _group_batch(encoder, state.pop('field', 'positive_contactor_closed'), **state)
+        assembler.feed_many(batch, 0.0)
+        return policy.assess(batch, assembler)
+    closed, opened = {}, {'positive_contactor_closed': False}
+    assert [seen(**s) for s in (closed, closed, opened, opened, closed)] == [
+        (True, False), (False, False), (True, False), (False, False), (True, False)]
+    assert seen(field='temperatures_degc', temperatures_degc=[60.0] * 8) == (False, False)
