@@ -46,7 +46,10 @@ class SocFilter:
         c_a = cell.capacity_ah                       # 1 C in A
         self.x = np.zeros((self.n, N_STATES))
         self.x[:, QINV] = 1.0
-        self.P = np.zeros((self.n, N_STATES, N_STATES))
+        # covariances stored cells last (6, 6, n) so every operation runs over contiguous
+        # n-long rows (numpy's inner loops of length 6 cost 10x); P is the (n, 6, 6) view
+        self.Pt = np.zeros((N_STATES, N_STATES, self.n))
+        self.P = self.Pt.transpose(2, 0, 1)
         # process noise per second (variances), diagonal
         self.q_per_s = np.array([
             config.soc_noise_per_sqrt_s ** 2,
@@ -172,40 +175,37 @@ class SocFilter:
         """
         if dt_s <= 0.0:
             return
-        x, P = self.x, self.P
+        x, Pt = self.x, self.Pt
         q_nom_as = 3600.0 * self.capacity_nominal_ah
         i_true = current_a - x[:, OFFSET]
         a = np.exp(-dt_s / self.cell.tau1_s)
         f_t = self.arrhenius(temperature_degc)
         r1 = self.cell.r1_ohm * f_t
         g_soc = dt_s * x[:, QINV] / q_nom_as          # d soc / d i
-        g_rc = r1 * (1.0 - a)                          # d v_rc / d i
+        g_rc = np.broadcast_to(r1 * (1.0 - a), (self.n,))   # d v_rc / d i
         x[:, SOC] += g_soc * i_true
         x[:, VRC] = a * x[:, VRC] + g_rc * i_true
         b = np.exp(-dt_s / self.config.diffusion_time_s)
         g_slow = (1.0 - b) * f_t * x[:, RSLOW]
         x[:, SLOW] = b * x[:, SLOW] + g_slow * i_true
         # P' = F P F^T with F = I + E, E sparse (rows SOC, VRC, SLOW): row then column
-        # operations on (n, 6) slices instead of two batched 6x6 products (numpy overhead)
+        # operations on (6, n) slices instead of batched 6x6 products
         g_q = dt_s * i_true / q_nom_as
         g_rs = (1.0 - b) * f_t * i_true
-        g_rc_n = np.broadcast_to(g_rc, (self.n,))
-        for side in (1, 2):
-            rows = P if side == 1 else P.transpose(0, 2, 1)
-            p_off = rows[:, OFFSET, :].copy()
-            rows[:, SOC, :] += (-g_soc)[:, None] * p_off + g_q[:, None] * rows[:, QINV, :]
-            rows[:, VRC, :] = a * rows[:, VRC, :] - g_rc_n[:, None] * p_off
-            rows[:, SLOW, :] = b * rows[:, SLOW, :] - g_slow[:, None] * p_off \
-                + g_rs[:, None] * rows[:, RSLOW, :]
+        for rows in (Pt, Pt.transpose(1, 0, 2)):
+            p_off = rows[OFFSET].copy()
+            rows[SOC] += -g_soc * p_off + g_q * rows[QINV]
+            rows[VRC] = a * rows[VRC] - g_rc * p_off
+            rows[SLOW] = b * rows[SLOW] - g_slow * p_off + g_rs * rows[RSLOW]
         # process noise: diagonal random walks plus the current-sensor noise through g
         idx = np.arange(N_STATES)
-        P[:, idx, idx] += self.q_per_s * dt_s
-        P[:, SLOW, SLOW] += (1.0 - b * b) * np.asarray(slow_std_v) ** 2
+        Pt[idx, idx] += (self.q_per_s * dt_s)[:, None]
+        Pt[SLOW, SLOW] += (1.0 - b * b) * np.asarray(slow_std_v) ** 2
         s_i2 = self.current_noise_a ** 2
-        P[:, SOC, SOC] += g_soc ** 2 * s_i2
-        P[:, VRC, VRC] += g_rc ** 2 * s_i2
-        P[:, SOC, VRC] += g_soc * g_rc * s_i2
-        P[:, VRC, SOC] += g_soc * g_rc * s_i2
+        Pt[SOC, SOC] += g_soc ** 2 * s_i2
+        Pt[VRC, VRC] += g_rc ** 2 * s_i2
+        Pt[SOC, VRC] += g_soc * g_rc * s_i2
+        Pt[VRC, SOC] += g_soc * g_rc * s_i2
         self._clamp(symmetrise=False)
 
     def predicted_voltage(self, current_a, temperature_degc, r0_ohm, ocv_v=None):
@@ -228,7 +228,7 @@ class SocFilter:
             self.posterior_ocv_v = (self.cell.ocv.ocv(self.x[:, SOC], temperature_degc)
                                     if prior_ocv_v is None else prior_ocv_v)
             return np.zeros(self.n)
-        x, P = self.x, self.P
+        x, Pt = self.x, self.Pt
         r0 = np.broadcast_to(np.asarray(r0_ohm, dtype=float), (self.n,))
         noise2 = np.broadcast_to(
             np.asarray(self.config.voltage_noise_v if noise_v is None else noise_v) ** 2,
@@ -236,34 +236,33 @@ class SocFilter:
         measured = np.nan_to_num(voltage_v)
         prior = x.copy()
         # H = [slope, 1, -r0, 0, 1, 0]: P H from four columns of P (no batched products)
-        p_fixed = P[:, :, VRC] - r0[:, None] * P[:, :, OFFSET] + P[:, :, SLOW]
-        p_soc = P[:, :, SOC]
-        mask = valid[:, None] & self._update_mask
+        p_fixed = Pt[:, VRC] - r0 * Pt[:, OFFSET] + Pt[:, SLOW]       # (6, n)
+        p_soc = Pt[:, SOC]
+        mask = valid & self._update_mask[:, None]
         # iterated EKF: relinearise the OCV at the updated SoC (a large first correction,
         # e.g. from a wrong initial SoC, would otherwise stop short on a curved OCV)
         for iteration in range(self.config.update_iterations):
             h = self.ocv_slope(x[:, SOC])
             ocv_v = prior_ocv_v if iteration == 0 and prior_ocv_v is not None else \
                 self.cell.ocv.ocv(x[:, SOC], temperature_degc)
-            PH = h[:, None] * p_soc + p_fixed
-            HPH = h * PH[:, SOC] + PH[:, VRC] - r0 * PH[:, OFFSET] + PH[:, SLOW]
-            S = HPH + noise2
-            K = np.where(mask, PH / S[:, None], 0.0)
+            PH = h * p_soc + p_fixed
+            S = h * PH[SOC] + PH[VRC] - r0 * PH[OFFSET] + PH[SLOW] + noise2
+            K = np.where(mask, PH / S, 0.0)                              # (6, n)
             # innovation of the linearisation at x: y - h(x) - H (prior - x)
             d = prior - x
             innovation = np.where(valid, measured - self.predicted_voltage(
-                current_a, temperature_degc, r0, ocv_v) - (h * d[:, SOC] + d[:, VRC] - r0 * d[:, OFFSET]
-                                                    + d[:, SLOW]), 0.0)
+                current_a, temperature_degc, r0, ocv_v) - (
+                    h * d[:, SOC] + d[:, VRC] - r0 * d[:, OFFSET] + d[:, SLOW]), 0.0)
             z_lin = x[:, SOC].copy()
-            x[:] = prior + K * innovation[:, None]
+            x[:] = prior + (K * innovation).T
             np.minimum(np.maximum(x[:, SOC], -0.05), 1.05, out=x[:, SOC])
         # OCV at the corrected SoC, linearised from the last iteration (its step is small)
         self.posterior_ocv_v = ocv_v + h * (x[:, SOC] - z_lin)
         # Joseph form (K is not the optimal gain: consider-states get none), rank one:
         # (I - K H) P (I - K H)^T + R K K^T = P - K (PH)^T - PH K^T + (H P H + R) K K^T
-        KPH = K[:, :, None] * PH[:, None, :]
-        P -= KPH + KPH.transpose(0, 2, 1)
-        P += S[:, None, None] * K[:, :, None] * K[:, None, :]
+        KPH = K[:, None] * PH[None, :]
+        Pt -= KPH + KPH.transpose(1, 0, 2)
+        Pt += S * (K[:, None] * K[None, :])
         self._clamp()
         return innovation
 
@@ -298,6 +297,6 @@ class SocFilter:
                                   1.0 / self.config.capacity_min_ratio)):
             np.minimum(np.maximum(x[:, state], low), high, out=x[:, state])
         if symmetrise:
-            P = self.P
-            np.add(P, P.transpose(0, 2, 1), out=P)
-            P *= 0.5
+            Pt = self.Pt
+            np.add(Pt, Pt.transpose(1, 0, 2), out=Pt)
+            Pt *= 0.5
