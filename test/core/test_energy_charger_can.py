@@ -2,8 +2,8 @@
 pack's bus, mapped onto charger_present and decoded by the assembler, fresh or unknown."""
 import os
 
-import cantools
 import can
+import cantools
 import numpy as np
 import pytest
 
@@ -32,11 +32,11 @@ def protocol(with_charger=True):
 
 
 def state(charger_present):
-    return dict(cell_voltages_v=np.full(CELLS, 3.3), temperatures_degc=np.full(SENSORS, 25.0),
-                pack_current_a=0.0, pack_voltage_v=52.8, link_voltage_v=0.0,
-                negative_contactor_closed=False, positive_contactor_closed=False,
-                precharge_relay_closed=False, cell_balancing=np.zeros(CELLS, bool),
-                charger_present=charger_present)
+    return {'cell_voltages_v': np.full(CELLS, 3.3), 'temperatures_degc': np.full(SENSORS, 25.0),
+                'pack_current_a': 0.0, 'pack_voltage_v': 52.8, 'link_voltage_v': 0.0,
+                'negative_contactor_closed': False, 'positive_contactor_closed': False,
+                'precharge_relay_closed': False, 'cell_balancing': np.zeros(CELLS, bool),
+                'charger_present': charger_present}
 
 
 def charger_frame(connected, current_a=0.0):

@@ -195,12 +195,12 @@ def test_charger_status_frame_makes_battery_state_charging(ros_env, tmp_path):
                                          'state_file': str(tmp_path / 'state.json')})
     protocol = CanProtocol.from_devices(devices, pack.cells_series, pack.temperature_sensors)
     full_v = float(pack.cell.ocv.ocv(0.995))
-    state = dict(cell_voltages_v=np.full(pack.cells_series, full_v),
-                 temperatures_degc=np.full(pack.temperature_sensors, 25.0),
-                 pack_current_a=0.0, pack_voltage_v=full_v * pack.cells_series,
-                 link_voltage_v=0.0, negative_contactor_closed=False,
-                 positive_contactor_closed=False, precharge_relay_closed=False,
-                 cell_balancing=np.zeros(pack.cells_series, dtype=bool), charger_present=True)
+    state = {'cell_voltages_v': np.full(pack.cells_series, full_v),
+                 'temperatures_degc': np.full(pack.temperature_sensors, 25.0),
+                 'pack_current_a': 0.0, 'pack_voltage_v': full_v * pack.cells_series,
+                 'link_voltage_v': 0.0, 'negative_contactor_closed': False,
+                 'positive_contactor_closed': False, 'precharge_relay_closed': False,
+                 'cell_balancing': np.zeros(pack.cells_series, dtype=bool), 'charger_present': True}
     player = FramePlayer(protocol, port, state)
     try:
         ros_env.wait_for_subscribers(pack_state, timeout_s=15.0)

@@ -93,6 +93,15 @@ class CellEnergyModel:
         r0 = np.asarray(cell_r0_ohm, dtype=float) * self.cell.r0_at(t) / self.cell.r0_ohm
         return r0 + self.cell.r1_ohm * np.asarray(cell_r0_ohm, dtype=float) / self.cell.r0_ohm
 
+    def _grids(self):
+        """The coarse grid (0..1) and the fine one inside a bracket (0..1), made once."""
+        grids = getattr(self, '_grid_cache', None)
+        if grids is None:
+            coarse_n, fine_n = _grid_split(self.config.integration_steps)
+            grids = self._grid_cache = (np.linspace(0.0, 1.0, coarse_n + 1),
+                                        np.linspace(0.0, 1.0, fine_n + 1))
+        return grids
+
     def rc_resistance_ohm(self, cell_r0_ohm):
         """R1 per cell (ohm): the RC pair's resistance, scaled with the estimate's R0 at 25 degC."""
         return self.cell.r1_ohm * np.asarray(cell_r0_ohm, dtype=float) / self.cell.r0_ohm
@@ -129,38 +138,40 @@ class CellEnergyModel:
         and the time is energy / power (P = (E - I R) I exactly at every point).
         """
         cfg = self.config
-        z0 = np.clip(np.asarray(soc, dtype=float), 0.0, 1.0)
+        z0 = np.minimum(np.maximum(np.asarray(soc, dtype=float), 0.0), 1.0)
         q = np.asarray(capacity_ah, dtype=float)
         r = np.asarray(resistance_ohm, dtype=float)
-        t = np.broadcast_to(np.asarray(temperature_degc, dtype=float), z0.shape)
+        t = np.asarray(temperature_degc, dtype=float)
+        if t.shape != z0.shape:
+            t = np.broadcast_to(t, z0.shape)
         n_cells = z0.size
         power = max(float(power_w), 0.0)
         peak = power if peak_power_w is None else max(float(peak_power_w), power)
-        deliverable = float(np.min((z0 - cfg.soc_floor) * q)) if n_cells else 0.0
-        zero = np.zeros(n_cells)
-        if not np.isfinite(deliverable) or deliverable <= 0.0:
-            return Discharge(0.0, 0.0, 0.0, 'empty', zero)
+        deliverable = float(((z0 - cfg.soc_floor) * q).min()) if n_cells else 0.0
+        if not math.isfinite(deliverable) or deliverable <= 0.0:
+            return Discharge(0.0, 0.0, 0.0, 'empty', np.zeros(n_cells))
         r_loss = r * float(loss_factor) if loss_resistance_ohm is None else \
-            np.broadcast_to(np.asarray(loss_resistance_ohm, dtype=float), r.shape)
+            np.asarray(loss_resistance_ohm, dtype=float)
         r_pk = None if peak_resistance_ohm is None else \
             np.asarray(peak_resistance_ohm, dtype=float)
         march = _March(self, z0, q, r, t, power, peak, r_loss, r_pk)
-        coarse_n, fine_n = _grid_split(cfg.integration_steps)
-        charge = np.linspace(0.0, deliverable, coarse_n + 1)                # Ah
+        coarse_unit, fine_unit = self._grids()
+        fine_n = fine_unit.size - 1
+        charge = deliverable * coarse_unit                                  # Ah
         current, margin, bad, reason = march.at(charge)
         end_reason = 'floor'
         q_end = deliverable
         points_q, points_i = charge, current
         if bad.any():
             k = int(np.argmax(bad))
-            end_reason = reason[k]
+            end_reason = reason(k)
             if k == 0:
-                return Discharge(0.0, 0.0, 0.0, end_reason, zero)
+                return Discharge(0.0, 0.0, 0.0, end_reason, np.zeros(n_cells))
             # refine inside the bracket (charge[k-1], charge[k]]
-            fine = np.linspace(charge[k - 1], charge[k], fine_n + 1)
+            fine = charge[k - 1] + (charge[k] - charge[k - 1]) * fine_unit
             f_current, f_margin, f_bad, f_reason = march.at(fine[1:])
             j = int(np.argmax(f_bad)) if f_bad.any() else fine_n - 1
-            end_reason = f_reason[j] if f_bad.any() else end_reason
+            end_reason = f_reason(j) if f_bad.any() else end_reason
             prev_margin = margin[k - 1] if j == 0 else f_margin[j - 1]
             prev_i = current[k - 1] if j == 0 else f_current[j - 1]
             q_end = fine[j]                      # the last good point
@@ -240,8 +251,8 @@ class CellEnergyModel:
 
 def _grid_split(steps):
     """(coarse, fine) step counts with coarse x fine ~ ``steps`` (the end's resolution)."""
-    coarse = max(8, int(round(math.sqrt(steps) * 1.5)))
-    return coarse, max(2, int(math.ceil(steps / coarse)))
+    coarse = max(8, round(math.sqrt(steps) * 1.5))
+    return coarse, max(2, math.ceil(steps / coarse))
 
 
 class _March:
@@ -260,7 +271,8 @@ class _March:
             self.r_pk_pack = float(r_pk.sum())
 
     def at(self, charge):
-        """(mean current A, min terminal margin V, bad, end reason) per charge point."""
+        """(mean current A, min terminal margin V, bad, end reason of a point) per charge
+        point (Ah delivered)."""
         z = self.z0[None, :] - charge[:, None] * self.inv_q[None, :]
         ocv = self.ocv(z, self.t[None, :])                               # (points, n)
         emf = ocv.sum(axis=1)
@@ -278,8 +290,7 @@ class _March:
         margin = terminal.min(axis=1) - self.cutoff_v
         feasible = ok & peak_ok
         bad = (margin < 0.0) | ~feasible
-        reason = np.where(feasible, 'cutoff', 'power')
-        return current, margin, bad, reason
+        return current, margin, bad, lambda k: 'cutoff' if feasible[k] else 'power'
 
 
 def _integral_table(grid, values):
