@@ -38,9 +38,11 @@ import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
 from bms_interfaces.msg import (ContactorCommand, PackMeasurement, PackState,
                                 ProtectionEvent, ProtectionStatus)
 from bms_interfaces.srv import RequestState, ResetTrips
+from bms_ros.core.can_codec import CanProtocol
 from bms_ros.core.profile import config_dir
 from bms_ros.core.prompt_publish import CURRENT_FIELD
 from test.ros.harness import LATCHED, RELIABLE, RosTestEnv
+from test.support.can_pack import CanPack
 from test.support.fake_pack import FakePack
 
 TRIPS = int(os.environ.get('BMS_BENCH_TRIPS', '200'))
@@ -205,109 +207,40 @@ def evaluate_cost_s(profile_name='nmc_96s.yaml', repeats=2000):
     return (time.perf_counter() - start) / repeats
 
 
-class BusSlave:
-    """The BMS slave on the CAN bus: measurement frames at their periods from a state whose
-    contactor feedback follows the command frames at once; times the first all-open command
-    frame after a mark."""
+def bus_pack(port):
+    """The BMS slave on the CAN bus (test/support/can_pack.CanPack): measurement frames at
+    their periods from a state whose contactor feedback follows the command frames at once;
+    times the first all-open command frame after ``send_now``."""
+    protocol = CanProtocol.from_files(os.path.join(config_dir(), 'can', 'bms_ros.dbc'),
+                                      os.path.join(config_dir(), 'can', 'bms_ros_mapping.yaml'),
+                                      CELLS, SENSORS)
+    cells = np.full(CELLS, CELL_V)
+    state = {'cell_voltages_v': cells, 'temperatures_degc': np.full(SENSORS, 25.0),
+             'pack_current_a': 0.0, 'pack_voltage_v': float(cells.sum()), 'link_voltage_v': 0.0,
+             'negative_contactor_closed': False, 'positive_contactor_closed': False,
+             'precharge_relay_closed': False, 'cell_balancing': np.zeros(CELLS, bool)}
+    return CanPack(protocol, port, state, follow_contactors=True, tcp_tune=True)
 
-    def __init__(self, port):
-        import can
-        from bms_ros.core.can_codec import CanProtocol, PackEncoder
-        self.protocol = CanProtocol.from_files(
-            os.path.join(config_dir(), 'can', 'bms_ros.dbc'),
-            os.path.join(config_dir(), 'can', 'bms_ros_mapping.yaml'), CELLS, SENSORS)
-        self.encoder = PackEncoder(self.protocol)
-        deadline = time.monotonic() + 20.0
-        while True:
-            try:
-                socket.create_connection(('127.0.0.1', port), timeout=0.5).close()
-                self.bus = can.Bus(interface='socketcand', channel='vcan0', host='127.0.0.1',
-                                   port=port, tcp_tune=True)
-                break
-            except (OSError, can.CanError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        self.lock = threading.Lock()
-        self.cells = np.full(CELLS, CELL_V)
-        self.current_a = 0.0
-        # the frames carrying the current alone (an over-current round sends only these)
-        self.current_keys = self.protocol.frame_keys((CURRENT_FIELD,))
-        self.closed = [False, False, False]      # negative, precharge, positive
-        self.open_event = threading.Event()
-        self.open_time = None
-        self._armed = False
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._send_loop, daemon=True),
-                         threading.Thread(target=self._recv_loop, daemon=True)]
-        for thread in self._threads:
-            thread.start()
 
-    def _state(self):
-        negative, precharge, positive = self.closed
-        pack_v = float(self.cells.sum())
-        return {'cell_voltages_v': self.cells.copy(), 'temperatures_degc': np.full(SENSORS, 25.0),
-                'pack_current_a': self.current_a, 'pack_voltage_v': pack_v,
-                'link_voltage_v': pack_v if negative and (precharge or positive) else 0.0,
-                'negative_contactor_closed': negative, 'positive_contactor_closed': positive,
-                'precharge_relay_closed': precharge, 'cell_balancing': np.zeros(CELLS, bool)}
+def send_trip(pack, volts=None, current_a=None):
+    """Send now every measurement frame with cell 3 at ``volts``, or only the current frames
+    with ``current_a``; perf_counter before."""
+    if current_a is None:
+        set_cell(pack, volts)
+        return pack.send_now()
+    pack.update(pack_current_a=current_a)
+    return pack.send_now(keys=pack.protocol.frame_keys((CURRENT_FIELD,)))
 
-    def _send_loop(self):
-        # frames are sent under the lock, in encoding order: a frame overtaken by another of
-        # its message would look like a rolling counter stepping back, and be dropped
-        while not self._stop.wait(0.005):
-            with self.lock:
-                for frame in self.encoder.due_frames(time.monotonic(), self._state()):
-                    self.bus.send(frame)
 
-    def _recv_loop(self):
-        while not self._stop.is_set():
-            msg = self.bus.recv(timeout=0.05)
-            command = self.encoder.decode_command(msg) if msg is not None else None
-            if not command or command['kind'] != 'contactor':
-                continue
-            now = time.perf_counter()
-            state = [command['negative_closed'], command['precharge_closed'],
-                     command['positive_closed']]
-            with self.lock:
-                self.closed = state
-            if self._armed and not any(state):
-                self._armed = False
-                self.open_time = now
-                self.open_wall = time.time()
-                self.open_event.set()
-
-    def trip(self, volts=None, current_a=None):
-        """Send now every measurement frame with cell 3 at ``volts``, or only the current
-        frames with ``current_a``; perf_counter before."""
-        with self.lock:
-            if current_a is None:
-                self.cells[3] = volts
-                frames = self.encoder.encode_all(self._state())
-            else:
-                self.current_a = current_a
-                frames = self.encoder.encode_all(self._state(), keys=self.current_keys)
-            self.open_event.clear()
-            self._armed = True
-            start = time.perf_counter()
-            self.sent_wall = time.time()
-            for frame in frames:
-                self.bus.send(frame)
-        return start
-
-    def set_cell(self, volts):
-        with self.lock:
-            self.cells[3] = volts
-
-    def set_current(self, current_a):
-        with self.lock:
-            self.current_a = current_a
-
-    def stop(self):
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(2.0)
-        self.bus.shutdown()
+def set_cell(pack, volts):
+    """Cell 3 at ``volts`` (and the pack voltage with it) from the next frames on."""
+    with pack.lock:
+        cells = pack.state['cell_voltages_v'].copy()
+        cells[3] = volts
+        pack.state['cell_voltages_v'] = cells
+        pack.state['pack_voltage_v'] = float(cells.sum())
+        if pack.state['link_voltage_v'] > 0.0:     # the link follows the pack while closed
+            pack.state['link_voltage_v'] = pack.state['pack_voltage_v']
 
 
 # discharge over-current round: beyond the LFP profile's instant trip level (1,500 A)
@@ -356,7 +289,7 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
             opened = Stamped(env, ContactorCommand, 'contactor_command', RELIABLE,
                              lambda c: not (c.negative_closed or c.precharge_closed
                                             or c.positive_closed))
-            slave = BusSlave(port)
+            slave = bus_pack(port)
             wait_state(env, states, PackState.STATE_STANDBY, 30.0)
             to_event, to_open, hops = [], [], []
             rng = random.Random(1)
@@ -373,8 +306,8 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
                 trip.arm()
                 crossings.clear()
                 opened.arm()
-                start = slave.trip(current_a=SHORT_CIRCUIT_A) if over_current \
-                    else slave.trip(3.8)
+                start = send_trip(slave, current_a=SHORT_CIRCUIT_A) if over_current \
+                    else send_trip(slave, 3.8)
                 to_event.append(trip.wait() - start)
                 if not slave.open_event.wait(5.0):
                     raise TimeoutError('no contactor-open frame')
@@ -386,14 +319,14 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
                     marks = (slave.sent_wall, max(before), event_s, opened.stamp_s(),
                              slave.open_wall)
                     hops.append(np.diff(marks))
-                slave.set_cell(CELL_V)
-                slave.set_current(0.0)
+                set_cell(slave, CELL_V)
+                slave.update(pack_current_a=0.0)
                 reset_to_standby(env, status, 0.02)
             measure_can.hops = np.array(hops).reshape(-1, 4)   # (trips, 4): see HOPS
             return np.array(to_event), np.array(to_open)
         finally:
             if slave is not None:
-                slave.stop()
+                slave.close()
             env.close()
 
 

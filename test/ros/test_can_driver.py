@@ -1,19 +1,18 @@
-"""can_driver in its own process on the hub, with a pack played from this process, both DBCs."""
+"""can_driver in its own process on the hub, with a pack played from this process
+(test/support/can_pack.CanPack), both DBCs."""
 import os
 import re
-import threading
 import time
 
-import can
 import numpy as np
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from bms_interfaces.msg import BalancingCommand, CanFrame, ContactorCommand, PackMeasurement
-from bms_ros.core.can_bus import quiet_socketcand_logging
-from bms_ros.core.can_codec import CanProtocol, PackEncoder
+from bms_ros.core.can_codec import CanProtocol
 from bms_ros.core.profile import Profile, config_dir, default_profile_path
+from test.support.can_pack import CanPack
 
 pytestmark = pytest.mark.ros
 
@@ -52,67 +51,6 @@ def start_hub(env):
     raise AssertionError('hub did not start\n' + hub.log_tail())
 
 
-class PackPlayer:
-    """Plays PackEncoder frames of ``state`` on the bus and decodes the commands it receives."""
-
-    def __init__(self, protocol, port, state):
-        quiet_socketcand_logging()
-        self.encoder = PackEncoder(protocol)
-        self.state = state
-        self.commands = []
-        self.arrivals = []          # (time.monotonic() at arrival, command)
-        self.running = True
-        self.paused = False
-        self.error = None
-        self.bus = can.Bus(interface='socketcand', host='127.0.0.1', port=port, channel='vcan0')
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            while self.running:
-                if not self.paused:
-                    for frame in self.encoder.due_frames(time.monotonic(), self.state):
-                        self.bus.send(frame)
-                msg = self.bus.recv(0.005)
-                while msg is not None:
-                    command = self.encoder.decode_command(msg)
-                    if command is not None:
-                        self.arrivals.append((time.monotonic(), command))
-                        self.commands.append(command)
-                    msg = self.bus.recv(0.0)
-        except Exception as error:  # noqa: BLE001  reported by the test
-            self.error = error
-
-    def wait_command(self, predicate, env, timeout_s=10.0):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.error is None, self.error
-            for command in list(self.commands):
-                if predicate(command):
-                    return command
-            time.sleep(0.02)
-        raise AssertionError(f'no matching command on the bus ({len(self.commands)} seen)\n'
-                             + env.process_logs())
-
-    def wait_arrival(self, predicate, after_s, env, timeout_s=10.0):
-        """The first (arrival time, command) after ``after_s`` (monotonic) matching."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.error is None, self.error
-            for arrival in list(self.arrivals):
-                if arrival[0] > after_s and predicate(arrival[1]):
-                    return arrival
-            time.sleep(0.01)
-        raise AssertionError(f'no matching command on the bus after {after_s:.3f}\n'
-                             + env.process_logs())
-
-    def close(self):
-        self.running = False
-        self.thread.join(2.0)
-        self.bus.shutdown()
-
-
 def pack_state(cells, sensors):
     rng = np.random.default_rng(7)
     return dict(
@@ -143,7 +81,7 @@ def test_driver_decodes_the_pack_and_sends_commands(ros_env, tmp_path, name):
     protocol = CanProtocol.from_files(os.path.join(CAN_DIR, dbc), os.path.join(CAN_DIR, mapping),
                                       cells, sensors)
     state = pack_state(cells, sensors)
-    player = PackPlayer(protocol, port, state)
+    player = CanPack(protocol, port, state)
     try:
         msg = measurements.wait_for(all_fresh, timeout_s=15.0, what='a complete measurement')
         np.testing.assert_allclose(msg.cell_voltages_v, state['cell_voltages_v'],
@@ -238,7 +176,7 @@ def test_lost_contactor_command_stream_opens_all_within_the_deadline(ros_env, tm
     protocol = CanProtocol.from_files(os.path.join(CAN_DIR, 'bms_ros.dbc'),
                                       os.path.join(CAN_DIR, 'bms_ros_mapping.yaml'),
                                       pack.cells_series, pack.temperature_sensors)
-    player = PackPlayer(protocol, port, pack_state(pack.cells_series,
+    player = CanPack(protocol, port, pack_state(pack.cells_series,
                                                    pack.temperature_sensors))
     publisher = ros_env.publisher(ContactorCommand, 'contactor_command')
     command = ContactorCommand(negative_closed=True, precharge_closed=False,
@@ -304,7 +242,7 @@ def test_reader_thread_failures_are_restarted_then_exit_1(ros_env, tmp_path):
     protocol = CanProtocol.from_files(os.path.join(CAN_DIR, 'bms_ros.dbc'),
                                       os.path.join(CAN_DIR, 'bms_ros_mapping.yaml'),
                                       pack.cells_series, pack.temperature_sensors)
-    player = PackPlayer(protocol, port, pack_state(pack.cells_series,
+    player = CanPack(protocol, port, pack_state(pack.cells_series,
                                                    pack.temperature_sensors))
     try:
         # restarted twice (0.1 s, 0.2 s back-off), then reading: a complete measurement
