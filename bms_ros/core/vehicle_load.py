@@ -59,7 +59,7 @@ class VehicleConfig:
     auxiliary_power_w: float = 0.0         # computers, sensors, lights: always drawn
     acceleration_filter_s: float = 0.2     # low-pass time constant of dv/dt
     source: str = 'auto'                   # auto | motion | wheel_efforts
-    wheel_joints: tuple[str, ...] = ()               # joint names whose effort x velocity is wheel power
+    wheel_joints: tuple[str, ...] = ()     # joint names whose effort x velocity is wheel power
     publish_rate_hz: float = 10.0
     input_timeout_s: float = 0.5           # odometry / joint_states older than this: stale
     voltage_timeout_s: float = 2.0         # battery_state older: nominal voltage used
