@@ -34,7 +34,7 @@ class EnergyConfig:
     reserve_fraction: float = 0.10          # missions keep this fraction of energy_full_wh back
     charger_present_timeout_s: float = 5.0  # a charger_present message older than this: unknown
     docking_current_a: float = 0.0          # > 0: also publish dock_battery_state (docs/robot_energy.md)
-    integration_steps: int = 200            # charge steps of the discharge integration
+    integration_steps: int = 200            # resolution of a discharge's end (coarse x refined charge steps)
 
     @classmethod
     def from_section(cls, section):
