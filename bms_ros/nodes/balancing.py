@@ -11,11 +11,12 @@ refusal).
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from bms_interfaces.msg import (BalancingCommand, BalancingStatus, BatteryEstimate,
                                 PackMeasurement, ProtectionStatus)
 from bms_interfaces.srv import SetBalancingMode
+from bms_ros.core import contract
+from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.balancing import BalancingController
@@ -45,14 +46,14 @@ class Balancing(Node):
         # the effective configuration as read-only parameters (bmsctl config)
         declare_effective(self, profile.pack, 'pack')
         declare_effective(self, self.controller.config, 'balancing')
-        stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.command_pub = self.create_publisher(BalancingCommand, 'balancing_command', stream)
-        self.status_pub = self.create_publisher(BalancingStatus, 'balancing_status', stream)
-        self.create_subscription(PackMeasurement, 'measurement', self.on_measurement, stream)
-        self.create_subscription(BatteryEstimate, 'estimate', self.on_estimate, stream)
-        self.create_subscription(ProtectionStatus, 'protection_status', self.on_protection,
+        stream = qos.STREAM
+        self.command_pub = self.create_publisher(BalancingCommand, contract.BALANCING_COMMAND, stream)
+        self.status_pub = self.create_publisher(BalancingStatus, contract.BALANCING_STATUS, stream)
+        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self.on_measurement, stream)
+        self.create_subscription(BatteryEstimate, contract.ESTIMATE, self.on_estimate, stream)
+        self.create_subscription(ProtectionStatus, contract.PROTECTION_STATUS, self.on_protection,
                                  stream)
-        self.create_service(SetBalancingMode, 'set_balancing_mode', self.on_set_mode)
+        self.create_service(SetBalancingMode, contract.SET_BALANCING_MODE, self.on_set_mode)
         config = self.controller.config
         self.create_timer(config.period_s, self.on_timer)  # seconds
         self.get_logger().info(

@@ -12,15 +12,16 @@ import threading
 
 from rcl_interfaces.srv import GetParameters
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
 
 from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, PackState, ProtectionEvent,
                                 ProtectionStatus)
 from bms_interfaces.srv import RequestState, ResetTrips
+from bms_ros.core import contract
 from bms_ros.core.config import Section, load_yaml
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 from bms_ros.tools.dashboard.config import DashboardConfig
 from bms_ros.tools.dashboard.server import DashboardServer
@@ -28,14 +29,13 @@ from bms_ros.tools.dashboard.state import Dashboard, limit_lines, namespaces
 
 DISCOVERY_PERIOD_S = 2.0
 SERVICE_TIMEOUT_S = 10.0
-STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATEST = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
-EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
-TOPICS = (('measurement', PackMeasurement, STREAM), ('estimate', BatteryEstimate, STREAM),
-          ('protection_status', ProtectionStatus, LATEST), ('pack_state', PackState, LATEST),
-          ('trip_event', ProtectionEvent, EVENTS), ('battery_state', BatteryState, STREAM))
+STREAM, LATEST, EVENTS = qos.STREAM, qos.LATEST, qos.EVENTS
+TOPICS = ((contract.MEASUREMENT, PackMeasurement, STREAM),
+          (contract.ESTIMATE, BatteryEstimate, STREAM),
+          (contract.PROTECTION_STATUS, ProtectionStatus, LATEST),
+          (contract.PACK_STATE, PackState, LATEST),
+          (contract.TRIP_EVENT, ProtectionEvent, EVENTS),
+          (contract.BATTERY_STATE, BatteryState, STREAM))
 STATES = {'standby': PackState.STATE_STANDBY, 'drive': PackState.STATE_DRIVE,
           'charge': PackState.STATE_CHARGE}
 
@@ -103,12 +103,12 @@ class DashboardNode(Node):
         view = self.dashboard.pack(namespace)
         view.limits = self.default_limits
         entry = {'view': view, 'profile_asked': False}
-        for name, msg_type, qos in TOPICS:
+        for name, msg_type, profile in TOPICS:
             self.create_subscription(
                 msg_type, _topic(namespace, name),
-                lambda msg, name=name: view.update(name, to_dict(msg)), qos)
-        entry['reset'] = self.create_client(ResetTrips, _topic(namespace, 'reset_trips'))
-        entry['request'] = self.create_client(RequestState, _topic(namespace, 'request_state'))
+                lambda msg, name=name: view.update(name, to_dict(msg)), profile)
+        entry['reset'] = self.create_client(ResetTrips, _topic(namespace, contract.RESET_TRIPS))
+        entry['request'] = self.create_client(RequestState, _topic(namespace, contract.REQUEST_STATE))
         # limit lines from the profile of that pack's protection node, once it answers
         entry['params'] = self.create_client(GetParameters,
                                              _topic(namespace, 'protection/get_parameters'))

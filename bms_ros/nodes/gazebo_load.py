@@ -13,10 +13,11 @@ Run with use_sim_time:=true next to a Gazebo world bridged by config/gazebo/ros_
 
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import BatteryState, Imu, JointState
 from std_msgs.msg import Float32
 
+from bms_ros.core import contract
+from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.stamps import stamp_s
@@ -36,15 +37,15 @@ class GazeboLoad(Node):
         self.load = VehicleLoad(self.config)
         self._last_source = None
 
-        stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.demand_pub = self.create_publisher(Float32, 'load_demand', stream)
+        stream = qos.STREAM
+        self.demand_pub = self.create_publisher(Float32, contract.LOAD_DEMAND, stream)
         # Gazebo bridges publish sensor streams best effort: a best-effort subscription takes both
-        self.create_subscription(Odometry, 'odom', self.on_odom, qos_profile_sensor_data)
-        self.create_subscription(Imu, 'imu', self.on_imu, qos_profile_sensor_data)
+        self.create_subscription(Odometry, contract.ODOM, self.on_odom, qos.SENSOR_DATA)
+        self.create_subscription(Imu, contract.IMU, self.on_imu, qos.SENSOR_DATA)
         if self.config.wheel_joints:
-            self.create_subscription(JointState, 'joint_states', self.on_joints,
-                                     qos_profile_sensor_data)
-        self.create_subscription(BatteryState, 'battery_state', self.on_battery, stream)
+            self.create_subscription(JointState, contract.JOINT_STATES, self.on_joints,
+                                     qos.SENSOR_DATA)
+        self.create_subscription(BatteryState, contract.BATTERY_STATE, self.on_battery, stream)
         self.create_timer(1.0 / self.config.publish_rate_hz, self.on_timer)
         c = self.config
         self.get_logger().info(

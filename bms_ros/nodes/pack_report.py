@@ -22,7 +22,6 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
 
 from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, PackState, ProtectionEvent,
@@ -37,13 +36,11 @@ from bms_ros.core.pack_report import (REQUESTABLE, STATE_NAMES, UNKNOWN_NAME, Re
                                       disagreements, estimate_fields, load_control,
                                       pack_state_fields, protection_fields, trip_disagreement)
 from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core import contract
+from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 
-STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-LATEST = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STREAM, LATCHED, LATEST = qos.STREAM, qos.LATCHED, qos.LATEST
 _NAN = float('nan')
 
 
@@ -91,18 +88,18 @@ class PackReportNode(Node):
         technology = interface.TECHNOLOGY.get(self.pack.cell.chemistry, 'UNKNOWN')
         self.technology = getattr(BatteryState, 'POWER_SUPPLY_TECHNOLOGY_' + technology)
 
-        self.state_pub = self.create_publisher(PackState, 'pack_state', LATCHED)
-        self.estimate_pub = self.create_publisher(BatteryEstimate, 'estimate', STREAM)
-        self.status_pub = self.create_publisher(ProtectionStatus, 'protection_status', LATEST)
-        self.battery_pub = self.create_publisher(BatteryState, 'battery_state', STREAM)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', STREAM)
-        self.create_subscription(PackMeasurement, 'measurement', self._on_measurement, STREAM)
+        self.state_pub = self.create_publisher(PackState, contract.PACK_STATE, LATCHED)
+        self.estimate_pub = self.create_publisher(BatteryEstimate, contract.ESTIMATE, STREAM)
+        self.status_pub = self.create_publisher(ProtectionStatus, contract.PROTECTION_STATUS, LATEST)
+        self.battery_pub = self.create_publisher(BatteryState, contract.BATTERY_STATE, STREAM)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, contract.DIAGNOSTICS, STREAM)
+        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self._on_measurement, STREAM)
         if self.control.second_opinion:
-            self.create_subscription(BatteryEstimate, 'own/estimate', self._on_own_estimate,
+            self.create_subscription(BatteryEstimate, contract.own(contract.ESTIMATE), self._on_own_estimate,
                                      STREAM)
-            self.create_subscription(ProtectionStatus, 'own/protection_status',
+            self.create_subscription(ProtectionStatus, contract.own(contract.PROTECTION_STATUS),
                                      self._on_own_status, LATEST)
-        self.create_service(RequestState, 'request_state', self._on_request)
+        self.create_service(RequestState, contract.REQUEST_STATE, self._on_request)
         self.create_timer(1.0 / self.control.publish_rate_hz, self._publish)
         self.create_timer(mapping.state_request.period_s, self._send_request)
         self.create_timer(1.0, self._publish_diagnostics)

@@ -19,11 +19,12 @@ another node's); the machine runs on this node's steady clock.
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasurement, PackState,
                                 ProtectionEvent, ProtectionStatus)
 from bms_interfaces.srv import RequestState
+from bms_ros.core import contract
+from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.measurement import Measurement
@@ -36,13 +37,7 @@ from bms_ros.core.stamps import stamp_s
 from bms_ros.core.trip_ordering import LIVE, TripOrdering
 from bms_ros.nodes.protection import event_to_msg
 
-STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
-LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-LATEST = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STREAM, EVENTS, LATCHED, LATEST = qos.STREAM, qos.EVENTS, qos.LATCHED, qos.LATEST
 
 
 class PackSupervisor(Node):
@@ -62,15 +57,15 @@ class PackSupervisor(Node):
         # the effective configuration as read-only parameters (bmsctl config)
         declare_effective(self, profile.pack, 'pack')
         declare_effective(self, self.config, 'supervisor')
-        self.command_pub = self.create_publisher(ContactorCommand, 'contactor_command', STREAM)
-        self.state_pub = self.create_publisher(PackState, 'pack_state', LATCHED)
-        self.event_pub = self.create_publisher(ProtectionEvent, 'trip_event', EVENTS)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', STREAM)
-        self.create_subscription(PackMeasurement, 'measurement', self._on_measurement, STREAM)
-        self.create_subscription(ProtectionEvent, 'trip_event', self._on_trip_event, EVENTS)
-        self.create_subscription(ProtectionStatus, 'protection_status', self._on_status, LATEST)
-        self.create_subscription(BatteryEstimate, 'estimate', self._on_estimate, STREAM)
-        self.create_service(RequestState, 'request_state', self._on_request)
+        self.command_pub = self.create_publisher(ContactorCommand, contract.CONTACTOR_COMMAND, STREAM)
+        self.state_pub = self.create_publisher(PackState, contract.PACK_STATE, LATCHED)
+        self.event_pub = self.create_publisher(ProtectionEvent, contract.TRIP_EVENT, EVENTS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, contract.DIAGNOSTICS, STREAM)
+        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self._on_measurement, STREAM)
+        self.create_subscription(ProtectionEvent, contract.TRIP_EVENT, self._on_trip_event, EVENTS)
+        self.create_subscription(ProtectionStatus, contract.PROTECTION_STATUS, self._on_status, LATEST)
+        self.create_subscription(BatteryEstimate, contract.ESTIMATE, self._on_estimate, STREAM)
+        self.create_service(RequestState, contract.REQUEST_STATE, self._on_request)
         self.create_timer(self.config.command_period_s, self._on_command_timer,  # seconds
                           clock=self._steady)
         self.create_timer(self.config.state_period_s, self._on_state_timer,  # seconds

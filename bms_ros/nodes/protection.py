@@ -15,11 +15,12 @@ import math
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, ProtectionEvent,
                                 ProtectionStatus)
 from bms_interfaces.srv import ResetTrips
+from bms_ros.core import contract
+from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.profile import Profile, default_profile_path
@@ -27,11 +28,7 @@ from bms_ros.core.state_paths import state_folder
 from bms_ros.core.protection import (LEVEL_ALARM, LEVEL_NAMES, LEVEL_TRIP, LEVEL_WARNING,
                                      Measurement, Protection, TripLatch, load_protection_config)
 
-STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
-LATEST = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STREAM, EVENTS, LATEST = qos.STREAM, qos.EVENTS, qos.LATEST
 DIAGNOSTIC_LEVEL = {0: DiagnosticStatus.OK, LEVEL_WARNING: DiagnosticStatus.WARN,
                     LEVEL_ALARM: DiagnosticStatus.WARN, LEVEL_TRIP: DiagnosticStatus.ERROR}
 
@@ -79,12 +76,12 @@ class ProtectionNode(Node):
         # the effective configuration as read-only parameters (bmsctl config)
         declare_effective(self, profile.pack, 'pack')
         declare_effective(self, self.config, 'protection')
-        self.event_pub = self.create_publisher(ProtectionEvent, 'trip_event', EVENTS)
-        self.status_pub = self.create_publisher(ProtectionStatus, 'protection_status', LATEST)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', STREAM)
-        self.create_subscription(PackMeasurement, 'measurement', self._on_measurement, STREAM)
-        self.create_subscription(BatteryEstimate, 'estimate', self._on_estimate, STREAM)
-        self.create_service(ResetTrips, 'reset_trips', self._on_reset)
+        self.event_pub = self.create_publisher(ProtectionEvent, contract.TRIP_EVENT, EVENTS)
+        self.status_pub = self.create_publisher(ProtectionStatus, contract.PROTECTION_STATUS, LATEST)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, contract.DIAGNOSTICS, STREAM)
+        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self._on_measurement, STREAM)
+        self.create_subscription(BatteryEstimate, contract.ESTIMATE, self._on_estimate, STREAM)
+        self.create_service(ResetTrips, contract.RESET_TRIPS, self._on_reset)
         self.create_timer(self.config.status_period_s, self._on_status_timer,  # seconds
                           clock=self._steady)
         self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics,  # seconds

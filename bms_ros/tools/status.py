@@ -7,26 +7,22 @@ import collections
 import time
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
 
 from bms_interfaces.msg import (BalancingStatus, BatteryEstimate, PackMeasurement, PackState,
                                 ProtectionEvent, ProtectionStatus)
-from bms_ros.core import operator_view
+from bms_ros.core import contract, operator_view
+from bms_ros.nodes import qos
 
-STREAM = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-EVENTS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STREAM, LATCHED, EVENTS = qos.STREAM, qos.LATEST, qos.EVENTS
 
 TOPICS = {
-    'battery_state': (BatteryState, STREAM),
-    'estimate': (BatteryEstimate, STREAM),
-    'measurement': (PackMeasurement, STREAM),
-    'protection_status': (ProtectionStatus, STREAM),
-    'pack_state': (PackState, LATCHED),
-    'balancing_status': (BalancingStatus, STREAM),
+    contract.BATTERY_STATE: (BatteryState, STREAM),
+    contract.ESTIMATE: (BatteryEstimate, STREAM),
+    contract.MEASUREMENT: (PackMeasurement, STREAM),
+    contract.PROTECTION_STATUS: (ProtectionStatus, STREAM),
+    contract.PACK_STATE: (PackState, LATCHED),
+    contract.BALANCING_STATUS: (BalancingStatus, STREAM),
 }
 EVENTS_KEPT = 50
 
@@ -50,10 +46,10 @@ class StatusMonitor(Node):
         self.latest = {name: None for name in TOPICS}
         self.received_at = {}
         self.events = collections.deque(maxlen=EVENTS_KEPT)
-        for name, (msg_type, qos) in wanted.items():
+        for name, (msg_type, profile) in wanted.items():
             self.create_subscription(msg_type, name,
-                                     lambda msg, name=name: self._store(name, msg), qos)
-        self.create_subscription(ProtectionEvent, 'trip_event', self._event, EVENTS)
+                                     lambda msg, name=name: self._store(name, msg), profile)
+        self.create_subscription(ProtectionEvent, contract.TRIP_EVENT, self._event, EVENTS)
 
     def _store(self, name, msg):
         self.latest[name] = message_to_dict(msg)

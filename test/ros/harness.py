@@ -13,14 +13,15 @@ import time
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from bms_ros.nodes import qos as contract_qos
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _domains = itertools.count()
 
-RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# the probe's profiles (bms_ros.core.contract PROBE, PROBE_LATCHED): deep, so a busy probe loses none
+RELIABLE = contract_qos.PROBE
+LATCHED = contract_qos.PROBE_LATCHED
 
 
 def next_domain_id():

@@ -61,8 +61,10 @@ def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0,
     """Play the bag once; returns the number of messages published."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
+
+    from bms_ros.core import contract
+    from bms_ros.nodes import qos as contract_qos
 
     from . import ros_types
 
@@ -83,14 +85,11 @@ def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0,
                 # acknowledge (KEEP_LAST drops the oldest unacknowledged sample when full); for
                 # latched topics the depth is what late joiners get, so it stays as recorded
                 depth = max(depth, PLAY_DEPTH)
-            qos = QoSProfile(depth=depth,
-                             reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
-                             else DurabilityPolicy.VOLATILE)
+            qos = contract_qos.profile(contract.QosSpec(depth, transient_local=latched))
             publishers[topic] = node.create_publisher(ros_types.message_class(msgtype), target,
                                                       qos)
-        clock_pub = node.create_publisher(Clock, '/clock', QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE)) if clock_hz > 0 else None
+        clock_pub = node.create_publisher(Clock, contract.CLOCK_TOPIC, contract_qos.CLOCK) \
+            if clock_hz > 0 else None
         print(f'playing {bag.path} ({len(routes)} topics) at rate {rate:g}'
               + (f' with /clock at {clock_hz:g} Hz' if clock_pub else ''), file=sys.stderr)
         _wait_for_subscribers([*publishers.values(), *([clock_pub] if clock_pub else [])],

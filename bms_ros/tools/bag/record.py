@@ -59,7 +59,8 @@ def offered_qos(profile):
 def make_recorder(writer, specs, namespace, node_args):
     """A Node subscribing (raw) to each spec's topic and appending to ``writer``."""
     from rclpy.node import Node
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from bms_ros.core import contract
+    from bms_ros.nodes import qos as contract_qos
 
     from . import ros_types
 
@@ -72,10 +73,9 @@ def make_recorder(writer, specs, namespace, node_args):
             self.subs = []
             for spec in specs:
                 topic = bag_schema.resolve(namespace, spec.name)
-                qos = QoSProfile(
-                    depth=max(spec.depth, 100), reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL
-                    if spec.kind == bag_schema.LATCHED else DurabilityPolicy.VOLATILE)
+                qos = contract_qos.profile(contract.QosSpec(
+                    max(spec.depth, contract.PROBE.depth),
+                    transient_local=spec.kind == bag_schema.LATCHED))
                 self.subs.append(self.create_subscription(
                     ros_types.message_class(spec.msgtype), topic,
                     lambda data, topic=topic, spec=spec: self.on_message(topic, spec, data),

@@ -3,6 +3,7 @@ import argparse
 import math
 
 from bms_interfaces.srv import SetBalancingMode
+from bms_ros.core import contract
 from bms_ros.tools.bmsctl.client import run_call
 
 
@@ -40,5 +41,5 @@ def run(args):
 
     def describe(response):
         return response.success, f'balancing {args.mode}: {response.message}'
-    return run_call(args.namespace, args.timeout, SetBalancingMode, 'set_balancing_mode',
+    return run_call(args.namespace, args.timeout, SetBalancingMode, contract.SET_BALANCING_MODE,
                     request, describe)

@@ -1,6 +1,7 @@
 """Ask the pack supervisor for a state: standby, drive or charge."""
 from bms_interfaces.msg import PackState
 from bms_interfaces.srv import RequestState
+from bms_ros.core import contract
 from bms_ros.tools.bmsctl.client import run_call
 
 
@@ -16,5 +17,5 @@ def run(args):
     def describe(response):
         verdict = 'accepted' if response.accepted else 'refused'
         return response.accepted, f'{args.state} {verdict}: {response.reason}'
-    return run_call(args.namespace, args.timeout, RequestState, 'request_state', request,
+    return run_call(args.namespace, args.timeout, RequestState, contract.REQUEST_STATE, request,
                     describe)

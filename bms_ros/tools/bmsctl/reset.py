@@ -2,6 +2,7 @@
 import getpass
 
 from bms_interfaces.srv import ResetTrips
+from bms_ros.core import contract
 from bms_ros.core.operator_view import reset_reply
 from bms_ros.tools.bmsctl.client import run_call
 
@@ -17,4 +18,4 @@ def run(args):
     def describe(response):
         return response.success, reset_reply(response.success, response.message,
                                              list(response.still_latched))
-    return run_call(args.namespace, args.timeout, ResetTrips, 'reset_trips', request, describe)
+    return run_call(args.namespace, args.timeout, ResetTrips, contract.RESET_TRIPS, request, describe)

@@ -5,6 +5,7 @@ import re
 import sys
 import time
 
+from bms_ros.core import contract
 from bms_ros.core.sim_faults import CONTACTORS, FAULTS, FRAME_FAULTS
 from bms_ros.tools.bmsctl.client import Session, SuiteNotRunning
 
@@ -96,7 +97,7 @@ def _fault(session, args):
     clear = args.action == 'clear'
     request = InjectFault.Request(fault=args.fault, index=args.index, value=args.value
                                   if not clear else 0.0, clear=clear)
-    response = session.call(InjectFault, 'sim/inject_fault', request, args.timeout)
+    response = session.call(InjectFault, contract.INJECT_FAULT, request, args.timeout)
     verb = 'cleared' if clear else 'injected'
     if response.success:
         print(f'{verb}: {response.message}')
@@ -108,13 +109,13 @@ def _fault(session, args):
 def _load(session, args):
     from std_msgs.msg import Float32
     from bms_interfaces.msg import SimTruth
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from bms_ros.nodes import qos
     value, unit = args.load
-    stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    topic = 'load_demand' if unit == 'A' else 'load_demand_power'
+    stream = qos.STREAM
+    topic = contract.LOAD_DEMAND if unit == 'A' else contract.LOAD_DEMAND_POWER
     publisher = session.node.create_publisher(Float32, topic, stream)
     truths = []
-    session.node.create_subscription(SimTruth, 'sim_truth', truths.append, stream)
+    session.node.create_subscription(SimTruth, contract.SIM_TRUTH, truths.append, stream)
     deadline = time.monotonic() + args.timeout
     while publisher.get_subscription_count() == 0:
         if time.monotonic() > deadline:

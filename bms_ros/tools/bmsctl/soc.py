@@ -1,5 +1,6 @@
 """Recalibrate the estimator's SoC from OCV at rest, or set it."""
 from bms_interfaces.srv import SetSoc
+from bms_ros.core import contract
 from bms_ros.tools.bmsctl.client import run_call
 
 
@@ -18,4 +19,4 @@ def run(args):
         socs = ', '.join(f'{v:.3f}' for v in response.cell_soc[:8])
         more = ' ...' if len(response.cell_soc) > 8 else ''
         return response.success, f'{response.message} [{socs}{more}]'
-    return run_call(args.namespace, args.timeout, SetSoc, 'set_soc', request, describe)
+    return run_call(args.namespace, args.timeout, SetSoc, contract.SET_SOC, request, describe)
