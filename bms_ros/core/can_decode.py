@@ -93,8 +93,6 @@ class AssembledMeasurement(Measurement):
     counter_stale: tuple[str, ...] = ()      # messages marked stale by their rolling counter
     # {device: {reason: count}}
     device_counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    charger_present: bool = False  # a mapped charger status: true = connected
-    charger_present_valid: bool = False   # false: not mapped, never received or stale
 
 
 class _Plan:

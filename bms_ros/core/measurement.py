@@ -40,6 +40,8 @@ class Measurement:
     contactors_stale: bool = False
     frames_received: int = 0
     frames_rejected: int = 0
+    charger_present: bool = False                # a mapped charger status (CAN): connected
+    charger_present_valid: bool = False          # false: not mapped, never received or stale
 
     @classmethod
     def simple(cls, cell_voltages_v: ArrayLike, temperatures_degc: ArrayLike,
@@ -73,7 +75,10 @@ class Measurement:
             cell_voltages_stale=bool(msg.cell_voltages_stale),
             temperatures_stale=bool(msg.temperatures_stale),
             current_stale=bool(msg.current_stale), contactors_stale=bool(msg.contactors_stale),
-            frames_received=int(msg.frames_received), frames_rejected=int(msg.frames_rejected))
+            frames_received=int(msg.frames_received), frames_rejected=int(msg.frames_rejected),
+            # absent in bags recorded before the field existed: unknown
+            charger_present=bool(getattr(msg, 'charger_present', False)),
+            charger_present_valid=bool(getattr(msg, 'charger_present_valid', False)))
 
 
 # Every field of Measurement is a PackMeasurement field (the can_driver copies exactly these).

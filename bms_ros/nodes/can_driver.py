@@ -307,9 +307,6 @@ class CanDriver(Node):
             elif isinstance(value, float):
                 value = float(value)
             setattr(msg, name, value)
-        # not a Measurement field (only a CAN device gives it): unknown unless mapped and fresh
-        msg.charger_present = bool(snap.charger_present)
-        msg.charger_present_valid = bool(snap.charger_present_valid)
         self.measurement_pub.publish(msg)
         self._last_snapshot = snap
 

@@ -54,7 +54,8 @@ def test_from_message_copies_every_field():
         cell_balancing=[False, True], cell_voltages_stamp=stamp(sec=12, nanosec=500_000_000),
         temperatures_stamp=stamp(sec=0, nanosec=0), current_stamp=stamp(sec=1, nanosec=0),
         cell_voltages_stale=False, temperatures_stale=True, current_stale=False,
-        contactors_stale=True, frames_received=7, frames_rejected=2)
+        contactors_stale=True, frames_received=7, frames_rejected=2, charger_present=True,
+        charger_present_valid=True)
     m = Measurement.from_message(msg)
     assert m.cell_voltages_v.dtype == float and math.isnan(m.cell_voltages_v[1])
     assert m.cell_voltage_valid.tolist() == [True, False] and m.cell_balancing.tolist() == [
@@ -65,6 +66,7 @@ def test_from_message_copies_every_field():
     assert m.current_stamp == 1.0
     assert m.temperatures_stale and m.contactors_stale and not m.current_stale
     assert (m.frames_received, m.frames_rejected) == (7, 2)
+    assert m.charger_present and m.charger_present_valid
     for name in MESSAGE_FIELDS:
         if not name.endswith('_stamp'):
             assert np.asarray(getattr(m, name)).tolist() == pytest.approx(
