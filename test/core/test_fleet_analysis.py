@@ -13,7 +13,9 @@ from bms_ros.core.fleet.cdr import MeasurementLayout
 from bms_ros.tools import fleet, fleet_synth
 from bms_ros.tools.bag.bagio import BagWriter, new_message
 
-SPEC = fleet_synth.FleetSpec(packs=3, bags=4, days_per_bag=5.0, leak_start_day=0.0)
+# missions every 3 days: the leaking cell stays within the spread warning (a bag in warning
+# replays at the offline speed), the fast fader still fades ~1 % over the 4 bags
+SPEC = fleet_synth.FleetSpec(packs=3, bags=4, days_per_bag=3.0, leak_start_day=0.0)
 STREAM = [bag_schema.qos_fields(bag_schema.STREAM, 10)]
 
 
@@ -84,7 +86,7 @@ def test_chains_carry_the_state_in_time_order(fleet_run):
     for _, group in bags.groupby('serial'):
         assert list(group['chained']) == [False] + [True] * (SPEC.bags - 1)
         assert np.all(np.diff(group['start_unix_s']) > 0)
-        assert np.all(group['gap_s'].iloc[1:] > 3 * 86400.0)
+        assert np.all(group["gap_s"].iloc[1:] > 1.5 * 86400.0)
     assert (bags['trips'] == 0).all()
     assert bags['anchored_at_end'].all()
 
