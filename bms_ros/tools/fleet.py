@@ -387,7 +387,7 @@ def analyse(inputs, out_dir, workers=2, scheduler=None, threads=False, profile=N
             client.close()
             if cluster is not None:
                 cluster.close()
-    skipped += [{'path': m, 'skipped': 'not_found', 'detail': 'no such file or pattern'}
+    skipped += [{'path': m, 'skipped': 'not_found', 'detail': f'{m}: no such file or pattern'}
                 for m in missing]
     tables = build_tables(results, skipped)
     wall = time.perf_counter() - started
