@@ -249,13 +249,14 @@ def _role_remote_server(port):
 def _role_can_rx_sink():
     """A subscriber of can_rx (as a recorder would be); prints how many frames it got."""
     import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from bms_interfaces.msg import CanFrame
+    from bms_ros.core import contract
+    from bms_ros.nodes import qos
     rclpy.init()
     node = rclpy.create_node('can_rx_sink')
     count = [0]
-    node.create_subscription(CanFrame, 'can_rx', lambda m: count.__setitem__(0, count[0] + 1),
-                             QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+    node.create_subscription(CanFrame, contract.CAN_RX,
+                             lambda m: count.__setitem__(0, count[0] + 1), qos.of(contract.CAN_RX))
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
     print('ready', flush=True)
@@ -359,6 +360,8 @@ def _measure_driver(publish_can_rx, sink=False, window_s=8.0):
     from rclpy.executors import SingleThreadedExecutor
 
     from bms_interfaces.msg import PackMeasurement
+    from bms_ros.core import contract
+    from bms_ros.nodes import qos
     import test.conftest  # noqa: F401  reserves a private ROS domain block for this process
 
     domain = int(os.environ['ROS_DOMAIN_ID']) + 9
@@ -374,10 +377,10 @@ def _measure_driver(publish_can_rx, sink=False, window_s=8.0):
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node('bench_probe', context=context)
     latest = {}
-    node.create_subscription(PackMeasurement, 'measurement',
+    node.create_subscription(PackMeasurement, contract.MEASUREMENT,
                              lambda m: latest.update(frames=m.frames_received,
                                                      rejected=m.frames_rejected,
-                                                     t=time.monotonic()), 10)
+                                                     t=time.monotonic()), qos.STREAM)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     spin = threading.Thread(target=lambda: executor.spin(), daemon=True)

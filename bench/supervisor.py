@@ -19,6 +19,7 @@ import numpy as np
 import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
 from bms_interfaces.msg import PackMeasurement, PackState
 from bms_interfaces.srv import RequestState
+from bms_ros.core import contract
 from test.ros.harness import LATCHED, RELIABLE, RosTestEnv
 from test.ros.pack_plant import SimulatedSuite
 
@@ -26,7 +27,7 @@ REQUESTS = int(os.environ.get('BMS_BENCH_DRIVE_REQUESTS', '6'))
 
 
 def request(env, state):
-    return env.call(RequestState, 'request_state',
+    return env.call(RequestState, contract.REQUEST_STATE,
                     RequestState.Request(state=state, requester='bench'))
 
 

@@ -38,6 +38,7 @@ import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
 from bms_interfaces.msg import (ContactorCommand, PackMeasurement, PackState,
                                 ProtectionEvent, ProtectionStatus)
 from bms_interfaces.srv import RequestState, ResetTrips
+from bms_ros.core import contract
 from bms_ros.core.can_codec import CanProtocol
 from bms_ros.core.profile import config_dir
 from bms_ros.core.prompt_publish import CURRENT_FIELD
@@ -123,7 +124,7 @@ def wait_state(env, states, state, timeout_s=10.0):
 
 
 def request(env, state, requester='bench'):
-    return env.call(RequestState, 'request_state',
+    return env.call(RequestState, contract.REQUEST_STATE,
                     RequestState.Request(state=state, requester=requester))
 
 
@@ -141,7 +142,7 @@ def reset_to_standby(env, status, poll_s):
     (each step retried every ``poll_s`` s for at most 5 s)."""
     reset = ResetTrips.Request(requester='bench', reason='next round')
     deadline = time.monotonic() + 5.0
-    while not env.call(ResetTrips, 'reset_trips', reset).success:
+    while not env.call(ResetTrips, contract.RESET_TRIPS, reset).success:
         if time.monotonic() > deadline:
             raise TimeoutError('reset not granted')
         time.sleep(poll_s)
@@ -284,7 +285,7 @@ def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=Non
             def on_measurement(msg):
                 if crossed(msg):
                     crossings.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
-            env.node.create_subscription(PackMeasurement, 'measurement', on_measurement,
+            env.node.create_subscription(PackMeasurement, contract.MEASUREMENT, on_measurement,
                                          RELIABLE)
             opened = Stamped(env, ContactorCommand, 'contactor_command', RELIABLE,
                              lambda c: not (c.negative_closed or c.precharge_closed

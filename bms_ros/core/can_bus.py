@@ -20,6 +20,7 @@ import can
 import psutil
 
 from .can_devices import CanDevice, device_name
+from .contract import CAN_HUB_PORT
 from .command_deadline import CAN_FAILSAFE_FIELDS
 from .profile import config_dir
 
@@ -41,7 +42,7 @@ class BusConfig:
     interface: str = 'socketcand'
     channel: str = 'vcan0'
     host: str = '127.0.0.1'        # socketcand only
-    port: int = 29536              # socketcand only
+    port: int = CAN_HUB_PORT       # socketcand only
     bitrate: int = 500000          # ignored by socketcand (the hub has no bit timing)
     options: dict = field(default_factory=dict)   # extra python-can keyword arguments
     reconnect_min_s: float = 0.1
@@ -117,7 +118,7 @@ def load_can_settings(profile):
                              choices=sorted(can.interfaces.VALID_INTERFACES)),
         channel=sec.string('channel', 'vcan0'),
         host=sec.string('host', '127.0.0.1'),
-        port=sec.integer('port', 29536, minimum=1, maximum=65535),
+        port=sec.integer('port', CAN_HUB_PORT, minimum=1, maximum=65535),
         bitrate=sec.integer('bitrate', 500000, minimum=10000, maximum=8000000),
         options=dict(options.data),
         reconnect_min_s=reconnect_min,

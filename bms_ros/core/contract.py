@@ -155,14 +155,14 @@ LEVEL_TRIP = 3
 LEVEL_NAMES = {LEVEL_OK: 'ok', LEVEL_WARNING: 'warning', LEVEL_ALARM: 'alarm',
                LEVEL_TRIP: 'trip'}
 
-# Contactors: one order of names everywhere (the index of a contactor in trip_event's contactor
-# faults, in sim/inject_fault, in PackState's and the measurement's feedback fields). The
-# ContactorCommand message lists its fields in another order (negative, precharge, positive);
-# code that builds or reads it goes by field name (CONTACTOR_COMMAND_FIELD), never by position.
+# Contactors: one order of names (the index of a contactor in trip_event's contactor faults, in
+# sim/inject_fault, the order of PackState's and PackMeasurement's feedback fields). The
+# ContactorCommand message lists its fields in another order, kept as it is (messages are
+# additive only): CONTACTOR_COMMAND_ORDER names that field order, the order of the state
+# machine's ContactorCommand.as_tuple; test/core/test_contract.py checks both against the .msg.
 CONTACTORS = ('negative', 'positive', 'precharge')
 CONTACTOR_INDEX = {name: k for k, name in enumerate(CONTACTORS)}
-CONTACTOR_COMMAND_FIELD = {'negative': 'negative_closed', 'positive': 'positive_closed',
-                           'precharge': 'precharge_closed'}
+CONTACTOR_COMMAND_ORDER = ('negative', 'precharge', 'positive')
 
 # Default ports
 CAN_HUB_PORT = 29536     # socketcand's registered port; the hub binds 127.0.0.1 only

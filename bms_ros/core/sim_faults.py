@@ -30,9 +30,10 @@ from typing import Any, cast
 
 import numpy as np
 
+from bms_ros.core import contract
 from bms_ros.core.errors import BmsError
 
-CONTACTORS = ('negative', 'positive', 'precharge')
+CONTACTORS = contract.CONTACTORS   # a contactor fault's index: 0 negative, 1 positive, 2 precharge
 
 # fault name -> what its index addresses (None: the fault has no index)
 FAULTS = {

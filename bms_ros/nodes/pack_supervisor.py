@@ -28,7 +28,7 @@ from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.measurement import Measurement
-from bms_ros.core.pack_state_machine import (CONTACTOR_FAULT_IDS, CONTACTORS, STATE_ERROR,
+from bms_ros.core.pack_state_machine import (COMMAND_ORDER, CONTACTOR_FAULT_IDS, STATE_ERROR,
                                              STATE_NAMES, STATE_OFF, PackStateMachine,
                                              load_supervisor_config)
 from bms_ros.core.profile import Profile, default_profile_path
@@ -225,7 +225,7 @@ class PackSupervisor(Node):
             ('precharge_closed', str(c.precharge_closed)),
             ('positive_closed', str(c.positive_closed)), ('command_reason', c.reason),
             ('contactor_feedback', ', '.join(f'{name} {fb}' for name, fb in
-                                             zip(CONTACTORS, m.feedback))),
+                                             zip(COMMAND_ORDER, m.feedback))),
             ('estimate', estimate),
             ('statuses_ignored', str(self.ordering.statuses_ignored)))]
         array = DiagnosticArray()

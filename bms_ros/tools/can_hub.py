@@ -39,7 +39,9 @@ import sys
 import threading
 import time
 
-DEFAULT_PORT = 29536
+from bms_ros.core.contract import CAN_HUB_PORT
+
+DEFAULT_PORT = CAN_HUB_PORT
 DEFAULT_QUEUE_BYTES = 256 * 1024     # ~6,000 frames of ~42 bytes: ~0.7 s of a saturated bus
 DEFAULT_GRACE_S = 0.25
 _HEX = frozenset(b'0123456789abcdefABCDEF')

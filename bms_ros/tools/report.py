@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bms_ros.core import contract
 from bms_ros.core.bag_schema import BagError
 from bms_ros.core.stamps import message_time_ns
 
@@ -42,10 +43,11 @@ COLORS = {
     'positive': '#c62828',         # red
     'precharge': '#ef6c00',        # orange
 }
-LEVEL_NAMES = {1: 'warning', 2: 'alarm', 3: 'trip'}
+LEVEL_NAMES = {level: name for level, name in contract.LEVEL_NAMES.items()
+               if level != contract.LEVEL_OK}
 PANELS = ('current', 'voltage', 'soc', 'cell_voltages', 'temperatures', 'pack_state', 'trips')
 STATE_NAMES = ('OFF', 'STANDBY', 'PRECHARGE', 'DRIVE', 'CHARGE', 'ERROR')
-CONTACTORS = ('negative', 'positive', 'precharge')   # rows of the pack state panel, from the top
+CONTACTORS = contract.CONTACTORS   # rows of the pack state panel, from the top
 # panel -> the protection limits drawn on it as dashed lines (the profile's levels)
 LIMIT_LINES = {
     'voltage': ('pack_overvoltage', 'pack_undervoltage'),

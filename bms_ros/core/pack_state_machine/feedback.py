@@ -7,7 +7,7 @@ import logging
 
 from ..protection.checks import Event
 from ..protection.limits import LEVEL_TRIP
-from .states import (CONTACTOR_STUCK_OPEN, CONTACTOR_WELDED, CONTACTORS, FAULT_INDEX,
+from .states import (COMMAND_ORDER, CONTACTOR_STUCK_OPEN, CONTACTOR_WELDED, FAULT_INDEX,
                      FEEDBACK_CLOSED, FEEDBACK_OPEN, FEEDBACK_UNKNOWN)
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,9 @@ class ContactorFeedback:
             if lasted > timeout and index not in self._faults:
                 limit_id = CONTACTOR_WELDED if seen else CONTACTOR_STUCK_OPEN
                 what = ('welded: feedback closed' if seen else 'stuck open: feedback open')
-                message = (f'{CONTACTORS[index]} contactor {what} {lasted:.2f} s after the '
+                message = (f'{COMMAND_ORDER[index]} contactor {what} {lasted:.2f} s after the '
                            f'{"close" if commanded else "open"} command (> {timeout:.2f} s)')
-                event = Event(limit_id, LEVEL_TRIP, FAULT_INDEX[CONTACTORS[index]], lasted,
+                event = Event(limit_id, LEVEL_TRIP, FAULT_INDEX[COMMAND_ORDER[index]], lasted,
                               timeout, 's', True, True, message, now_s)
                 self._faults[index] = event
                 self._events.append(event)
@@ -50,7 +50,7 @@ class ContactorFeedback:
         raised = self._faults.pop(index)
         self._events.append(Event(raised.limit_id, LEVEL_TRIP, raised.index, 0.0,
                                   raised.threshold, 's', False, False,
-                                  f'{CONTACTORS[index]} contactor fault {why}', now_s))
+                                  f'{COMMAND_ORDER[index]} contactor fault {why}', now_s))
 
     def _feedback(self):
         """Feedback in command order (negative, precharge, positive): closed, open or unknown."""

@@ -5,7 +5,7 @@ returns the first reason to refuse ('' = allowed).
 """
 import numpy as np
 
-from .states import (CONTACTORS, FEEDBACK_CLOSED, FEEDBACK_OPEN, STATE_DRIVE, STATE_STANDBY,
+from .states import (COMMAND_ORDER, FEEDBACK_CLOSED, FEEDBACK_OPEN, STATE_DRIVE, STATE_STANDBY,
                      pct)
 
 
@@ -53,7 +53,7 @@ class RequestGuards:
         if not limit > 0.0:
             return f'{direction} current limit is 0 A (protection derating)'
         if self.state == STATE_STANDBY:
-            closed = [name for name, fb in zip(CONTACTORS, self._feedback())
+            closed = [name for name, fb in zip(COMMAND_ORDER, self._feedback())
                       if fb != FEEDBACK_OPEN]
             if closed:
                 return f'contactor feedback not open: {", ".join(closed)}'
@@ -86,9 +86,9 @@ class RequestGuards:
             return 'no fresh measurement'
         unknown = self._unknown_blocker(now_s)
         if unknown:
-            faults = ', '.join(CONTACTORS[i] for i in sorted(self._faults))
+            faults = ', '.join(COMMAND_ORDER[i] for i in sorted(self._faults))
             return unknown + (f'; contactor faults kept: {faults}' if faults else '')
-        closed = [name for name, fb in zip(CONTACTORS, self._feedback())
+        closed = [name for name, fb in zip(COMMAND_ORDER, self._feedback())
                   if fb == FEEDBACK_CLOSED]
         if closed:
             return f'contactor feedback not open: {", ".join(closed)} (welded?)'

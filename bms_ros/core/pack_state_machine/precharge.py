@@ -8,7 +8,7 @@ import logging
 import math
 
 from .states import FEEDBACK_CLOSED, FEEDBACK_OPEN
-from .states import CONTACTORS, STATE_NAMES, STATE_STANDBY, pct
+from .states import COMMAND_ORDER, STATE_NAMES, STATE_STANDBY, pct
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class PrechargeSequence:
                 index, wanted = PHASE_WAITS[self._phase]
                 self._abort_precharge(
                     f'phase {self._phase} timed out after {elapsed:.2f} s > '
-                    f'{cfg.precharge_phase_timeout_s:.2f} s ({CONTACTORS[index]} feedback '
+                    f'{cfg.precharge_phase_timeout_s:.2f} s ({COMMAND_ORDER[index]} feedback '
                     f'{self._feedback()[index]}, waiting for {wanted})', now_s)
 
     def _link_fraction(self):

@@ -1,6 +1,8 @@
 """Pack states, contactor names and order, contactor feedback values and the command."""
 from dataclasses import dataclass
 
+from bms_ros.core import contract
+
 
 STATE_OFF = 0
 STATE_STANDBY = 1
@@ -12,11 +14,14 @@ STATE_NAMES = {STATE_OFF: 'OFF', STATE_STANDBY: 'STANDBY', STATE_PRECHARGE: 'PRE
                STATE_DRIVE: 'DRIVE', STATE_CHARGE: 'CHARGE', STATE_ERROR: 'ERROR'}
 REQUESTABLE = (STATE_STANDBY, STATE_DRIVE, STATE_CHARGE)
 
-# Contactors in command order (ContactorCommand: negative, precharge, positive). A contactor
-# fault reported on trip_event carries FAULT_INDEX, the PackMeasurement feedback order used by
-# the simulator's fault injection too: 0 negative, 1 positive, 2 precharge.
-CONTACTORS = ('negative', 'precharge', 'positive')
-FAULT_INDEX = {'negative': 0, 'positive': 1, 'precharge': 2}
+# Contactor names in the suite's one order (contract.CONTACTORS: negative, positive, precharge);
+# a contactor fault on trip_event carries its index there (FAULT_INDEX), as the simulator's fault
+# injection does. COMMAND_ORDER is ContactorCommand's field order (negative, precharge, positive):
+# the order of ContactorCommand.as_tuple and of the machine's per-contactor tuples (feedback,
+# mismatch timers, faults), which index into COMMAND_ORDER, never into CONTACTORS.
+CONTACTORS = contract.CONTACTORS
+COMMAND_ORDER = contract.CONTACTOR_COMMAND_ORDER
+FAULT_INDEX = contract.CONTACTOR_INDEX
 CONTACTOR_WELDED = 'contactor_welded'
 CONTACTOR_STUCK_OPEN = 'contactor_stuck_open'
 CONTACTOR_FAULT_IDS = (CONTACTOR_WELDED, CONTACTOR_STUCK_OPEN)

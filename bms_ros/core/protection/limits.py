@@ -18,17 +18,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .. import contract
 from ..config import Section
 
 if TYPE_CHECKING:
     from ..profile import PackSpec
 
-LEVEL_OK = 0
-LEVEL_WARNING = 1
-LEVEL_ALARM = 2
-LEVEL_TRIP = 3
-LEVEL_NAMES = {LEVEL_OK: 'ok', LEVEL_WARNING: 'warning', LEVEL_ALARM: 'alarm',
-               LEVEL_TRIP: 'trip'}
+# the levels are the suite's contract (ProtectionEvent.level, ProtectionStatus.max_level)
+LEVEL_OK = contract.LEVEL_OK
+LEVEL_WARNING = contract.LEVEL_WARNING
+LEVEL_ALARM = contract.LEVEL_ALARM
+LEVEL_TRIP = contract.LEVEL_TRIP
+LEVEL_NAMES = contract.LEVEL_NAMES
 LEVEL_BY_NAME = {name: level for level, name in LEVEL_NAMES.items() if level != LEVEL_OK}
 
 # unit of a limit -> suffix of its YAML keys

@@ -11,10 +11,11 @@
 import ipaddress
 from dataclasses import dataclass
 
+from bms_ros.core.contract import DASHBOARD_PORT
 from bms_ros.core.errors import ConfigError
 
 FIELDS = ('host', 'port', 'token', 'period_s', 'history_s', 'events')
-DEFAULT_PORT = 8642
+DEFAULT_PORT = DASHBOARD_PORT
 MIN_TOKEN_CHARS = 8   # a shorter token is guessable in a few requests
 
 

@@ -10,9 +10,11 @@ import threading
 import time
 from collections import deque
 
-TOPICS = ('measurement', 'estimate', 'protection_status', 'pack_state', 'trip_event',
-          'battery_state')
-LEVEL_NAMES = {0: 'ok', 1: 'warning', 2: 'alarm', 3: 'trip'}
+from bms_ros.core import contract
+
+TOPICS = (contract.MEASUREMENT, contract.ESTIMATE, contract.PROTECTION_STATUS, contract.PACK_STATE,
+          contract.TRIP_EVENT, contract.BATTERY_STATE)
+LEVEL_NAMES = contract.LEVEL_NAMES
 HISTORY_PERIOD_S = 1.0
 # profile fields drawn as limit lines: (section key, chart, line name)
 LIMIT_LINES = (
