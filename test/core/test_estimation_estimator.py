@@ -132,3 +132,17 @@ def test_end_of_charge_anchor(nmc):
     est.step(3.0, -5.0, [4.0, 4.0], [True, True], [25.0, 25.0])      # a discharge
     est.step(4.0, 0.2, [4.195, 4.10], [True, True], [25.0, 25.0])
     assert est.full_anchors == 2
+
+
+def test_relaxation_still_to_come_from_the_drift(nmc):
+    """At rest after a discharge the voltage recovers as V = OCV - 30 mV exp(-t / 300 s); with
+    relaxation_time_s = 300 the relaxation still to come is read from the drift rate."""
+    cfg = dataclasses.replace(EstimatorConfig(), relaxation_time_s=300.0, rest_time_s=1e5)
+    est = PackEstimator(nmc, 1, cfg)
+    est.start_from_soc(0.5, 0.01)
+    ocv = float(nmc.ocv.ocv(0.5))
+    for k in range(601):
+        est.step(float(k), 0.0, [ocv - 0.03 * np.exp(-k / 300.0)], [True], [25.0])
+    left = 0.03 * np.exp(-600 / 300.0)                                 # 4.1 mV
+    assert est.relaxation_v()[0] == pytest.approx(left, rel=0.1)
+    assert PackEstimator(nmc, 1, EstimatorConfig()).relaxation_v()[0] == 0.0

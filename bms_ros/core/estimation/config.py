@@ -73,6 +73,8 @@ class EstimatorConfig:
     anchor_soc_std_min: float = 0.05           # at an anchor the filter's SoC is doubted at least
                                                # this much, so OCV wins where its slope allows
     startup_anchor: bool = True                # a start at rest current reads SoC from OCV
+    relaxation_time_s: float = 0.0             # rest anchor: relaxation left = drift x this
+                                               # (0: the voltage at rest_time_s is OCV)
     # --- end of charge: at the cut-off voltage with the CV current tapered to this, SoC is 1
     full_charge_anchor: bool = False           # off until checked on the matrix test half
     full_charge_current_c: float = 0.05        # C/20, where a CC-CV charge ends
@@ -125,6 +127,7 @@ class EstimatorConfig:
         num('initial_diffusion_resistance_std', minimum=0.0, maximum=10.0)
         num('initial_load_c', minimum=0.0, maximum=10.0)
         num('startup_polarisation', minimum=0.0, maximum=1.0)
+        num('relaxation_time_s', minimum=0.0, maximum=1e5)
         num('full_charge_current_c', exclusive_minimum=0.0, maximum=1.0)
         num('full_charge_voltage_margin_v', minimum=0.0, maximum=0.5)
         num('full_charge_soc_std', exclusive_minimum=0.0, maximum=0.5)

@@ -81,6 +81,7 @@ class PackEstimator:
         self.rest_s = 0.0
         self.anchored = False
         self.anchors = 0
+        self._rest_ema = None                        # voltage low-passes at rest (relaxation)
         self.full_anchors = 0
         self._full_anchored = np.zeros(self.n, dtype=bool)   # once per charge
         self.recent_current_a = np.zeros(self.n)   # low-pass of |I| over diffusion_time_s
@@ -163,15 +164,20 @@ class PackEstimator:
         self.resistance.break_sequence()
         self.capacity.forget_anchor()
 
-    def reanchor_from_ocv(self, voltage_v, temperature_degc, valid, doubt_floor=True):
+    def reanchor_from_ocv(self, voltage_v, temperature_degc, valid, doubt_floor=True,
+                          relaxation_v=0.0):
         """Take the voltages as relaxed OCV: a SoC measurement and a capacity anchor.
 
         ``doubt_floor``: doubt the filter's SoC at least ``anchor_soc_std_min`` first (False:
-        a SoC given at start keeps the doubt it was given with)."""
+        a SoC given at start keeps the doubt it was given with). ``relaxation_v``: the
+        relaxation still to come per cell (V, signed): the OCV read is voltage + it, and its
+        size is added to the doubt."""
         valid = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
-        soc = self.cell.ocv.soc_from_ocv(voltage_v, temperature_degc)
-        std = np.clip(self.config.rest_ocv_noise_v / np.maximum(self.filter.ocv_slope(soc), 1e-3),
-                      0.002, 0.5)
+        relaxation_v = np.broadcast_to(np.asarray(relaxation_v, dtype=float), (self.n,))
+        ocv_v = np.asarray(voltage_v, dtype=float) + relaxation_v
+        soc = self.cell.ocv.soc_from_ocv(ocv_v, temperature_degc)
+        noise_v = self.config.rest_ocv_noise_v + np.abs(relaxation_v)
+        std = np.clip(noise_v / np.maximum(self.filter.ocv_slope(soc), 1e-3), 0.002, 0.5)
         fresh = valid & ~self.filter.initialised
         if fresh.any():
             self.filter.initialise(soc, std, cells=fresh, capacity_ah=self.capacity.capacity_ah,
@@ -235,7 +241,10 @@ class PackEstimator:
             offset = self.filter.current_offset_a
             i_pack = current_a - (float(offset[0]) if self.n == 1 else float(np.median(offset)))
             if abs(i_pack) <= rest_a:
+                if self.rest_s == 0.0:
+                    self._rest_ema = (v.copy(), v.copy())
                 self.rest_s += dt
+                self._track_relaxation(v, dt)
             else:
                 self.rest_s = 0.0
                 self.anchored = False
@@ -263,7 +272,7 @@ class PackEstimator:
         if cfg.full_charge_anchor:
             self._full_charge(v, i_cells, valid)
         if self.rest_s >= cfg.rest_time_s and not self.anchored:
-            self.reanchor_from_ocv(v, temp_model, valid)
+            self.reanchor_from_ocv(v, temp_model, valid, relaxation_v=self.relaxation_v())
             self.anchored = True
             log.debug('re-anchored SoC from OCV after %.0f s at rest', self.rest_s)
         # the limits are worked out when an estimate is asked for (publish rate, not 10 Hz)
@@ -295,6 +304,28 @@ class PackEstimator:
         self._full_anchored |= full
         self.full_anchors += 1
         log.debug('end-of-charge anchor on %d cells', int(full.sum()))
+
+    def _track_relaxation(self, voltage_v, dt_s):
+        """Two low-passes of the voltage at rest (30 s and 90 s): for a voltage drifting at r V/s
+        they differ by r x 60 s, so their difference is a drift rate robust to the sensor's
+        noise and 1 mV steps."""
+        fast, slow = self._rest_ema
+        v = np.where(np.isfinite(voltage_v), voltage_v, fast)
+        fast += (1.0 - np.exp(-dt_s / 30.0)) * (v - fast)
+        slow += (1.0 - np.exp(-dt_s / 90.0)) * (v - slow)
+
+    def relaxation_v(self):
+        """Relaxation still to come at rest per cell (V, signed), taking the relaxation as
+        exponential with time constant T = ``relaxation_time_s``: for V = OCV - a exp(-t / T)
+        the two low-passes differ by a exp(-t / T) (T / (T - 90) - T / (T - 30)), so what is
+        left follows from their difference (for a short T: drift rate x T); 0 before two
+        minutes of rest or with T = 0."""
+        tau = self.config.relaxation_time_s
+        if self._rest_ema is None or self.rest_s < 120.0 or tau <= 0.0:
+            return np.zeros(self.n)
+        fast, slow = self._rest_ema
+        k = tau / (tau - 90.0) - tau / (tau - 30.0) if tau > 180.0 else 60.0 / tau
+        return np.nan_to_num((fast - slow) / k)
 
     def _ohmic(self, voltage_v, ocv_v):
         """v - OCV - v_rc - v_diff per cell (OCV at the filter's SoC): what the model leaves to
