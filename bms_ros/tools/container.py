@@ -25,7 +25,7 @@ import logging
 import os
 import sys
 
-from bms_ros.core.errors import ConfigError
+from bms_ros.core.errors import BmsError, ConfigError
 from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, suite
 
 HARDWARE = ('pack_simulator',)   # the simulated pack stands for hardware: its own process
@@ -34,8 +34,9 @@ HARDWARE = ('pack_simulator',)   # the simulated pack stands for hardware: its o
 EXECUTORS = ('multi', 'single', 'events')
 
 
-class _ConfigChecked(Exception):
-    """Raised at a node's first publisher during the configuration pass."""
+class _ConfigChecked(BmsError):
+    """Raised at a node's first publisher during the configuration pass (a signal, caught by
+    check_configuration; no node constructor catches BmsError, so it reaches it unchanged)."""
 
 
 def bms_nodes(namespace='', **arguments):

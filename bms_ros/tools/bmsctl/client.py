@@ -9,9 +9,11 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
+from bms_ros.core.errors import BmsError
 
-class SuiteNotRunning(RuntimeError):
-    """No node of the suite answered in time."""
+
+class SuiteNotRunning(BmsError, RuntimeError):
+    """No node of the suite answered in time (a RuntimeError too, as callers caught it)."""
 
 
 class Session:
