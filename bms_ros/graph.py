@@ -14,10 +14,11 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 
+from .core import contract
 from .core.profile import default_profile_path
 from .core.state_paths import check_base
 
-DEFAULT_CAN_PORT = 29536  # socketcand's registered port; the hub binds 127.0.0.1 only
+DEFAULT_CAN_PORT = contract.CAN_HUB_PORT  # socketcand's; the hub binds 127.0.0.1 only
 
 # Launch arguments: name -> (default, description). The launch file declares exactly these.
 ARGUMENTS = {
@@ -44,8 +45,7 @@ ARGUMENTS = {
 
 CONFIG_ERROR_EXIT = 2   # every node exits with 2 on a ConfigError (bms_ros.nodes.runner)
 # control style (b): our estimator and protection as a second opinion, their outputs under own/
-SECOND_OPINION_REMAPS = tuple((name, f'own/{name}') for name in (
-    'estimate', 'battery_state', 'protection_status', 'trip_event', 'set_soc', 'reset_trips'))
+SECOND_OPINION_REMAPS = contract.SECOND_OPINION_REMAPS
 
 
 @dataclass(frozen=True)
