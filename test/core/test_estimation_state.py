@@ -82,3 +82,22 @@ def test_uninitialised_cells_are_saved_as_null(nmc, tmp_path):
     stored_state.load(path, fresh, 'p')
     assert fresh.filter.initialised.tolist() == [True, False]
     assert np.isnan(fresh.estimate().cell_soc[1])
+
+
+def test_restored_soc_doubt_grows_with_the_age_of_the_file(nmc, tmp_path):
+    """A state saved just now is doubted restored_soc_std (5 %); 10 days old, 5 % + 10 x
+    0.2 %; a file from before saved_unix_s was checked (none) counts as 30 days old. The
+    format is unchanged (version 1): older files still load."""
+    path = tmp_path / 'state.json'
+    stored_state.save(path, learnt(nmc), 'pack_a')
+    doc = json.loads(path.read_text())
+    for saved, expected in ((doc['saved_unix_s'], 0.05), (doc['saved_unix_s'] - 10 * 86400, 0.07),
+                            (None, 0.11)):
+        if saved is None:
+            doc.pop('saved_unix_s')
+        else:
+            doc['saved_unix_s'] = saved
+        path.write_text(json.dumps(doc))
+        fresh = PackEstimator(nmc, 3, EstimatorConfig())
+        assert stored_state.load(path, fresh, 'pack_a')
+        assert fresh.filter.soc_std == pytest.approx([expected] * 3, abs=1e-3)

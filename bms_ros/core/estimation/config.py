@@ -46,6 +46,7 @@ class EstimatorConfig:
     rc_voltage_noise_v_per_sqrt_s: float = 2.0e-4
     initial_soc_std: float = 0.25              # doubt of a given SoC (estimate_csv --initial-soc)
     restored_soc_std: float = 0.05             # doubt of a persisted SoC after a restart
+    restored_soc_std_per_day: float = 0.002    # + this per day since it was saved
     initial_load_c: float = 1.0                # RC voltages at start: what this load may leave
     startup_polarisation: float = 0.0          # a start under load: this share of the settled
                                                # RC polarisation is assumed (0: only R0 i)
@@ -127,6 +128,7 @@ class EstimatorConfig:
         num('initial_diffusion_resistance_std', minimum=0.0, maximum=10.0)
         num('initial_load_c', minimum=0.0, maximum=10.0)
         num('startup_polarisation', minimum=0.0, maximum=1.0)
+        num('restored_soc_std_per_day', minimum=0.0, maximum=1.0)
         num('relaxation_time_s', minimum=0.0, maximum=1e5)
         num('full_charge_current_c', exclusive_minimum=0.0, maximum=1.0)
         num('full_charge_voltage_margin_v', minimum=0.0, maximum=0.5)

@@ -104,11 +104,15 @@ class PackEstimator:
         self._given_soc = True
 
     def restore(self, cell_soc, cell_capacity_ah, cell_capacity_std_ah, cell_r0_ohm,
-                current_offset_a=0.0):
-        """Start from persisted values (validated by the caller) with ``restored_soc_std``."""
+                current_offset_a=0.0, age_s=None):
+        """Start from persisted values (validated by the caller) with ``restored_soc_std``,
+        grown by ``restored_soc_std_per_day`` for a state ``age_s`` old (self-discharge and
+        whatever happened while off; None: age unknown, counted as 30 days)."""
         self.capacity.set(cell_capacity_ah, cell_capacity_std_ah)
         self.resistance.set(cell_r0_ohm)
-        self.filter.initialise(np.clip(cell_soc, 0.0, 1.0), self.config.restored_soc_std,
+        days = 30.0 if age_s is None or not np.isfinite(age_s) or age_s < 0 else age_s / 86400.0
+        std = min(self.config.restored_soc_std + self.config.restored_soc_std_per_day * days, 0.5)
+        self.filter.initialise(np.clip(cell_soc, 0.0, 1.0), std,
                                capacity_ah=self.capacity.capacity_ah,
                                capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
                                current_offset_a=current_offset_a)

@@ -103,8 +103,11 @@ def load(path, estimator, pack_name):
     if isinstance(offset, bool) or not isinstance(offset, (int, float)) \
             or not math.isfinite(offset) or abs(offset) > cell.capacity_ah:
         raise PersistenceError(f'{path}: current_offset_a: {offset!r} is implausible')
+    saved = doc.get('saved_unix_s')
+    age_s = time.time() - saved if isinstance(saved, (int, float)) and not isinstance(
+        saved, bool) and math.isfinite(saved) else None
     estimator.restore(np.where(np.isfinite(soc), soc, 0.5), capacity, capacity_std, r0,
-                      float(offset))
+                      float(offset), age_s=age_s)
     # cells saved without a SoC start again from their first voltage
     estimator.filter.initialised[~np.isfinite(soc)] = False
     return True
