@@ -38,9 +38,10 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from bms_interfaces.msg import BalancingCommand, CanFrame, ContactorCommand, PackMeasurement
+from bms_ros.core import contract
+from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.can_bus import CanBus, load_can_settings
@@ -166,17 +167,18 @@ class CanDriver(Node):
         # the effective configuration as read-only parameters (bmsctl config)
         declare_effective(self, profile.pack, 'pack')
         declare_effective(self, self.settings, 'can')
-        stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.measurement_pub = self.create_publisher(PackMeasurement, 'measurement', stream)
+        stream = qos.STREAM
+        self.measurement_pub = self.create_publisher(PackMeasurement, contract.MEASUREMENT, stream)
         self.can_rx_pub = None
         if self.publish_can_rx:
             self.can_rx_pub = self.create_publisher(
-                CanFrame, 'can_rx', QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', stream)
+                CanFrame, contract.CAN_RX, qos.of(contract.CAN_RX))
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, contract.DIAGNOSTICS, stream)
         if self.contactor_deadline is not None:
-            self.create_subscription(ContactorCommand, 'contactor_command', self.on_contactor,
+            self.create_subscription(ContactorCommand, contract.CONTACTOR_COMMAND, self.on_contactor,
                                      stream)
-        self.create_subscription(BalancingCommand, 'balancing_command', self.on_balancing, stream)
+        self.create_subscription(BalancingCommand, contract.BALANCING_COMMAND, self.on_balancing,
+                                 stream)
         periodic = [(1.0 / publish_rate_hz, self.publish_measurement),
                     (1.0, self.publish_diagnostics)]
         # the contactor timer repeats the command and enforces its deadline
