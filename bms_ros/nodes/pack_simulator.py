@@ -27,11 +27,12 @@ from dataclasses import replace
 import numpy as np
 from rclpy.node import Node
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32
 
 from bms_interfaces.msg import PackState, ProtectionStatus, SimTruth
 from bms_interfaces.srv import InjectFault
+from bms_ros.core import contract
+from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.can_bus import CanBus, load_can_settings
@@ -102,17 +103,17 @@ class PackSimulator(Node):
         # the effective configuration as read-only parameters (bmsctl config)
         declare_effective(self, profile.pack, 'pack')
         declare_effective(self, self.model.config, 'simulator')
-        stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.truth_pub = self.create_publisher(SimTruth, 'sim_truth', stream)
-        self.create_subscription(Float32, 'load_demand', self.on_load_demand, stream)
-        self.create_subscription(Float32, 'load_demand_power', self.on_load_demand_power, stream)
-        self.create_service(InjectFault, 'sim/inject_fault', self.on_inject_fault)
+        stream = qos.STREAM
+        self.truth_pub = self.create_publisher(SimTruth, contract.SIM_TRUTH, stream)
+        self.create_subscription(Float32, contract.LOAD_DEMAND, self.on_load_demand, stream)
+        self.create_subscription(Float32, contract.LOAD_DEMAND_POWER, self.on_load_demand_power,
+                                 stream)
+        self.create_service(InjectFault, contract.INJECT_FAULT, self.on_inject_fault)
         # the demo's charger: plugged in while the supervisor is in CHARGE, following the
         # BMS's allowed charge current as a CAN charger would (bms_ros.core.pack_model)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(PackState, 'pack_state', self.on_pack_state, latched)
-        self.create_subscription(ProtectionStatus, 'protection_status',
+        latched = qos.LATEST
+        self.create_subscription(PackState, contract.PACK_STATE, self.on_pack_state, latched)
+        self.create_subscription(ProtectionStatus, contract.PROTECTION_STATUS,
                                  self.on_protection_status, stream)
         # the ambient temperature, settable at run time (bmsctl sim ambient)
         self.declare_parameter('ambient_degc', float(self.model.ambient_degc))
