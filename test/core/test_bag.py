@@ -192,3 +192,19 @@ def test_play_waits_for_acknowledgements_and_names_what_was_not(capsys):
     off = _Publisher('/measurement', False)
     _wait_for_all_acked([off], 0.0)              # 0 = do not wait
     assert off.waited_s == [] and capsys.readouterr().err == ''
+
+
+def test_a_bag_of_an_older_message_definition_reads_with_todays_fields():
+    """The fixture was recorded before PackMeasurement gained charger_present (additive): read
+    with today's definition its CDR ends early; the bag's own definition reads it, and the
+    fields added since take their defaults."""
+    import os
+    path = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'bags', 'lfp_suite_live')
+    with Bag(path) as bag:
+        assert 'bms_interfaces/msg/PackMeasurement' in bag.upgraded_types
+        (_, first), *rest = bag.read('measurement')
+    assert len(rest) > 100
+    assert first.charger_present is False and first.charger_present_valid is False
+    assert len(first.cell_voltages_v) == 16 and 2.5 < float(np.nanmean(first.cell_voltages_v)) < 3.7
+    fresh = new_message('bms_interfaces/msg/PackMeasurement')
+    assert type(first) is type(fresh)      # today's class, as every consumer expects

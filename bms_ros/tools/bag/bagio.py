@@ -117,6 +117,17 @@ class Bag:
         self.custom_data = dict(getattr(self._reader.storage.metadata, 'custom', None) or {}) \
             if hasattr(self._reader.storage, 'metadata') else {}
         self.topics = {c.topic: c.msgtype for c in self.connections}
+        current = bag_schema.typestore()
+        # msgtype -> (typestore that reads it, upgrade to today's definition)
+        self._decoders = {}
+        for c in self.connections:
+            if c.msgtype not in self._decoders:
+                self._decoders[c.msgtype] = _decoder(c, current)
+
+    @property
+    def upgraded_types(self):
+        """Types recorded with another definition than today's (read, then upgraded)."""
+        return sorted(t for t, (_, upgrade) in self._decoders.items() if upgrade)
 
     @property
     def start_ns(self):
@@ -160,9 +171,11 @@ class Bag:
 
     def messages(self, topics=None):
         """(topic, timestamp_ns, message) with messages as rosbags objects (field names as ROS)."""
-        store = bag_schema.typestore()
+        current = bag_schema.typestore()
         for topic, msgtype, timestamp, data in self.raw_messages(topics):
-            yield topic, timestamp, store.deserialize_cdr(data, msgtype)
+            store, upgrade = self._decoders.get(msgtype, (current, False))
+            message = store.deserialize_cdr(data, msgtype)
+            yield topic, timestamp, upgrade_message(message, msgtype) if upgrade else message
 
     def read(self, name, namespace=None):
         """[(timestamp_ns, message)] of relative topic ``name``; [] if not recorded."""
@@ -194,6 +207,37 @@ _NUMPY_TYPES = {'bool': 'bool', 'int8': 'int8', 'uint8': 'uint8', 'byte': 'uint8
                 'char': 'uint8', 'int16': 'int16', 'uint16': 'uint16', 'int32': 'int32',
                 'uint32': 'uint32', 'int64': 'int64', 'uint64': 'uint64', 'float32': 'float32',
                 'float64': 'float64'}
+
+
+def _decoder(connection, current):
+    """(typestore, upgrade) for one connection: today's types when the bag's definition is
+    today's; else a typestore of the bag's own definition (a bag of an older release: additive
+    message changes append fields, which today's definition would read past the end)."""
+    msgtype = connection.msgtype
+    if msgtype not in current.types:
+        return current, False          # not ours: deserialising it fails clearly, later
+    digest = getattr(connection, 'digest', '') or ''
+    msgdef = getattr(connection, 'msgdef', None)
+    text = getattr(msgdef, 'data', '') or ''
+    if not digest.startswith('RIHS01_') or not text \
+            or digest == bag_schema.typestore().hash_rihs01(msgtype):
+        return current, False
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    try:
+        own = get_typestore(Stores.ROS2_JAZZY)
+        own.register(get_types_from_msg(text, msgtype))
+    except Exception as error:  # noqa: BLE001  a definition rosbags cannot parse
+        raise BagError(f'{msgtype}: the bag\'s own message definition cannot be read: '
+                       f'{error}') from None
+    return own, True
+
+
+def upgrade_message(message, msgtype):
+    """``message`` (read with an older definition of ``msgtype``) as today's type: the fields
+    both have are copied, fields added since take their defaults (0, false, empty)."""
+    _, defs = bag_schema.typestore().fielddefs[msgtype]
+    return new_message(msgtype, **{name: getattr(message, name) for name, _ in defs
+                                   if hasattr(message, name)})
 
 
 def new_message(msgtype, **fields):
