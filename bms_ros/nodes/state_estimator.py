@@ -21,11 +21,12 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
 
 from bms_interfaces.msg import BatteryEstimate, PackMeasurement, PackState, ProtectionStatus
 from bms_interfaces.srv import SetSoc
+from bms_ros.core import contract
+from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.estimation import interface, stored_state
@@ -66,19 +67,19 @@ class StateEstimator(Node):
         technology = interface.TECHNOLOGY.get(self.pack.cell.chemistry, 'UNKNOWN')
         self.technology = getattr(BatteryState, 'POWER_SUPPLY_TECHNOLOGY_' + technology)
 
-        stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        stream = qos.STREAM
+        latched = qos.LATEST
         # the effective configuration as read-only parameters (bmsctl config)
         declare_effective(self, profile.pack, 'pack')
         declare_effective(self, self.config, 'estimator')
-        self.battery_pub = self.create_publisher(BatteryState, 'battery_state', stream)
-        self.estimate_pub = self.create_publisher(BatteryEstimate, 'estimate', stream)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', stream)
-        self.create_subscription(PackMeasurement, 'measurement', self.on_measurement, stream)
-        self.create_subscription(ProtectionStatus, 'protection_status', self.on_protection, stream)
-        self.create_subscription(PackState, 'pack_state', self.on_pack_state, latched)
-        self.create_service(SetSoc, 'set_soc', self.on_set_soc)
+        self.battery_pub = self.create_publisher(BatteryState, contract.BATTERY_STATE, stream)
+        self.estimate_pub = self.create_publisher(BatteryEstimate, contract.ESTIMATE, stream)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, contract.DIAGNOSTICS, stream)
+        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self.on_measurement, stream)
+        self.create_subscription(ProtectionStatus, contract.PROTECTION_STATUS, self.on_protection,
+                                 stream)
+        self.create_subscription(PackState, contract.PACK_STATE, self.on_pack_state, latched)
+        self.create_service(SetSoc, contract.SET_SOC, self.on_set_soc)
         self.energy.wire(self, BatteryState)
         self.create_timer(1.0 / self.config.publish_rate_hz, self.on_publish)
         self.create_timer(self.config.persist_period_s, self.save_state)
