@@ -11,15 +11,16 @@ battery_state whose current is at least that while a charger is present (docs/ro
 import math
 
 import numpy as np
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
 from bms_interfaces.srv import CheckMission
+from bms_ros.core import contract
 from bms_ros.core.energy.config import EnergyConfig
 from bms_ros.core.energy.mission import MissionChecker, path_segment, validate_segments
 from bms_ros.core.energy.runtime import SCALAR_FIELDS, EnergyEstimator
 from bms_ros.core.estimation import interface
 from bms_ros.core.vehicle_load import VehicleConfig
+from bms_ros.nodes import qos
 
 
 class EnergyWiring:
@@ -37,11 +38,12 @@ class EnergyWiring:
     def wire(self, node, battery_type):
         """Subscriptions, service and the optional docking copy on ``node``."""
         self.node = node
-        stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(Bool, 'charger_present', self.on_charger, stream)
-        node.create_service(CheckMission, 'check_mission', self.on_check_mission)
+        stream = qos.STREAM
+        node.create_subscription(Bool, contract.CHARGER_PRESENT, self.on_charger, stream)
+        node.create_service(CheckMission, contract.CHECK_MISSION, self.on_check_mission)
         if self.config.docking_current_a > 0.0:
-            self.dock_pub = node.create_publisher(battery_type, 'dock_battery_state', stream)
+            self.dock_pub = node.create_publisher(battery_type, contract.DOCK_BATTERY_STATE,
+                                                 stream)
 
     def on_charger(self, msg):
         self.energy.set_charger_present(self.node.now_s(), bool(msg.data))
