@@ -13,14 +13,15 @@ import math
 import numpy as np
 from geometry_msgs.msg import Twist, TwistStamped
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
 
 from bms_interfaces.msg import BatteryEstimate, MotionLimits
+from bms_ros.core import contract
 from bms_ros.core.energy.config import MotionLimitsConfig
 from bms_ros.core.energy.motion import CmdFilter, SpeedLimiter, motion_limits, power_limits_w
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.vehicle_load import VehicleConfig
+from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 
 
@@ -30,8 +31,8 @@ class MotionLimitsNode(Node):
     def __init__(self, **node_options):
         super().__init__('motion_limits', **node_options)
         path = self.declare_parameter('profile', default_profile_path()).value
-        input_topic = self.declare_parameter('input_topic', 'cmd_vel_in').value
-        output_topic = self.declare_parameter('output_topic', 'cmd_vel').value
+        input_topic = self.declare_parameter('input_topic', contract.CMD_VEL_IN).value
+        output_topic = self.declare_parameter('output_topic', contract.CMD_VEL).value
         # Configuration errors surface here, before any publisher exists.
         profile = Profile(path)
         self.cell = profile.pack.cell
@@ -45,10 +46,10 @@ class MotionLimitsNode(Node):
         self.battery = None             # BatteryState
         self.limits = None              # the last MotionLimits (core dataclass)
 
-        stream = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.limits_pub = self.create_publisher(MotionLimits, 'motion_limits', stream)
-        self.create_subscription(BatteryEstimate, 'estimate', self.on_estimate, stream)
-        self.create_subscription(BatteryState, 'battery_state', self.on_battery, stream)
+        stream = qos.STREAM
+        self.limits_pub = self.create_publisher(MotionLimits, contract.MOTION_LIMITS, stream)
+        self.create_subscription(BatteryEstimate, contract.ESTIMATE, self.on_estimate, stream)
+        self.create_subscription(BatteryState, contract.BATTERY_STATE, self.on_battery, stream)
         self.cmd_type = TwistStamped if self.config.stamped else Twist
         if self.config.filter_cmd_vel:
             self.cmd_pub = self.create_publisher(self.cmd_type, output_topic, stream)
