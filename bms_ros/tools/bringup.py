@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+from bms_ros.core import contract
 from bms_ros.core.errors import ConfigError
 from bms_ros.graph import (ARGUMENTS, CONFIG_ERROR_EXIT, RESPAWN, RespawnBudget, RespawnPolicy,
                            suite)
@@ -441,7 +442,7 @@ class _Monitor:
         self.request = None
         if request_state:
             state = getattr(PackState, f'STATE_{request_state.upper()}')
-            self.client = self.node.create_client(RequestState, 'request_state')
+            self.client = self.node.create_client(RequestState, contract.REQUEST_STATE)
             self.request = RequestState.Request(state=state, requester='bringup')
         self.future = None
         self.tries = 0
