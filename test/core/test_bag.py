@@ -208,3 +208,16 @@ def test_a_bag_of_an_older_message_definition_reads_with_todays_fields():
     assert len(first.cell_voltages_v) == 16 and 2.5 < float(np.nanmean(first.cell_voltages_v)) < 3.7
     fresh = new_message('bms_interfaces/msg/PackMeasurement')
     assert type(first) is type(fresh)      # today's class, as every consumer expects
+
+
+def test_an_older_message_is_re_serialised_as_todays_for_playing():
+    import os
+    path = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'bags', 'lfp_suite_live')
+    store = bag_schema.typestore()
+    with Bag(path) as bag:
+        topic = bag.find_topic('measurement')
+        recorded = next(d for _, _, _, d in bag.raw_messages({topic}))
+        current = next(d for _, _, _, d in bag.raw_messages({topic}, current=True))
+    assert len(current) > len(recorded)         # the appended fields
+    message = store.deserialize_cdr(current, 'bms_interfaces/msg/PackMeasurement')
+    assert message.charger_present is False and len(message.cell_voltages_v) == 16

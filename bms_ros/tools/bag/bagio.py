@@ -161,13 +161,24 @@ class Bag:
                            f'({", ".join(matches)}); choose one with --namespace')
         return matches[0]
 
-    def raw_messages(self, topics=None):
-        """(topic, msgtype, timestamp_ns, cdr bytes) in time order; ``topics``: absolute names."""
+    def raw_messages(self, topics=None, current=False):
+        """(topic, msgtype, timestamp_ns, cdr bytes) in time order; ``topics``: absolute names.
+
+        ``current``: messages of an older definition re-serialised as today's type (for
+        publishing to today's subscribers); otherwise the bytes as recorded.
+        """
         wanted = [c for c in self.connections if topics is None or c.topic in topics]
         if not wanted:
             return
+        today = bag_schema.typestore()
         for connection, timestamp, data in self._reader.messages(connections=wanted):
-            yield connection.topic, connection.msgtype, timestamp, data
+            msgtype = connection.msgtype
+            if current:
+                store, upgrade = self._decoders.get(msgtype, (today, False))
+                if upgrade:
+                    data = today.serialize_cdr(
+                        upgrade_message(store.deserialize_cdr(data, msgtype), msgtype), msgtype)
+            yield connection.topic, msgtype, timestamp, data
 
     def messages(self, topics=None):
         """(topic, timestamp_ns, message) with messages as rosbags objects (field names as ROS)."""

@@ -1,6 +1,7 @@
 """play: publish a bag's messages on their topics with the recorded timing (and /clock).
 
-Messages go out serialized as recorded, at their recorded receive times divided by --rate.
+Messages go out serialized as recorded (a message of an older definition of ours upgraded to
+today's), at their recorded receive times divided by --rate.
 With --clock, rosgraph_msgs/Clock is published on /clock at every message and at a fixed
 wall rate in between, so nodes started with use_sim_time:=true follow the bag's time (and
 the messages' header stamps, which are the recording's, are not stale for them).
@@ -109,7 +110,7 @@ def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0,
             msg.clock.sec, msg.clock.nanosec = divmod(last_clock[0], 10 ** 9)
             clock_pub.publish(msg)
 
-        for topic, _, t_ns, data in bag.raw_messages(set(routes)):
+        for topic, _, t_ns, data in bag.raw_messages(set(routes), current=True):
             due = wall0 + (t_ns - bag0) * 1e-9 / rate
             while True:
                 now = time.monotonic()
