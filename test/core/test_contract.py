@@ -9,8 +9,6 @@ import os
 import re
 import sys
 
-import pytest
-
 from bms_ros.core import contract
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -19,13 +17,6 @@ NAMING_CALLS = {'create_publisher', 'create_subscription', 'create_service', 'cr
                 'call', 'run_call', '_topic'}
 # the one module that constructs rclpy QoS profiles from the contract
 QOS_MODULE = 'bms_ros/nodes/qos.py'
-# files still being edited by other work when the contract came in: not yet converted; each must
-# still have a finding (so the list shrinks as they are converted, never silently)
-PENDING = {
-    'bms_ros/nodes/can_driver.py', 'bms_ros/nodes/pack_simulator.py',
-    'bms_ros/nodes/state_estimator.py', 'bms_ros/nodes/energy_wiring.py',
-    'bms_ros/nodes/motion_limits.py', 'bms_ros/tools/bringup.py',
-}
 # backticked words in the topic tables' columns that are parameters or references, not names
 NOT_NAMES = {'ambient_degc', 'input_topic', 'output_topic', 'stamped'}
 
@@ -74,15 +65,9 @@ def findings(path):
 
 
 def test_no_node_or_tool_defines_qos_or_contract_names():
-    bad = [f'{path}:{line}: {text}' for path in sources() if path not in PENDING
+    bad = [f'{path}:{line}: {text}' for path in sources()
            for line, text in findings(path)]
     assert not bad, 'use bms_ros.core.contract / bms_ros.nodes.qos:\n' + '\n'.join(bad)
-
-
-@pytest.mark.parametrize('path', sorted(PENDING))
-def test_pending_files_still_pending(path):
-    # a pending file converted to the contract: take it off PENDING so the lint guards it
-    assert findings(path), f'{path} uses the contract now: remove it from PENDING'
 
 
 def test_lint_catches_a_literal_topic_and_a_profile(tmp_path, monkeypatch):
