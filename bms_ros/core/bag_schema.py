@@ -193,3 +193,68 @@ def message_definition(msgtype: str) -> str:
     text, _ = typestore().generate_msgdef(msgtype, ros_version=2)
     return text
 
+
+
+# ------------------------------------------------------------------------ building messages
+
+_NUMPY_TYPES = {'bool': 'bool', 'int8': 'int8', 'uint8': 'uint8', 'byte': 'uint8',
+                'char': 'uint8', 'int16': 'int16', 'uint16': 'uint16', 'int32': 'int32',
+                'uint32': 'uint32', 'int64': 'int64', 'uint64': 'uint64', 'float32': 'float32',
+                'float64': 'float64'}
+
+
+def new_message(msgtype: str, **fields: Any) -> Any:
+    """A rosbags message object of ``msgtype``: ``fields`` as given, every other field zero.
+
+    Primitive arrays are numpy arrays of the field's dtype (as rosbags deserializes them).
+    """
+    import numpy as np
+    from rosbags.typesys.base import Nodetype
+
+    store = typestore()
+    _, defs = store.fielddefs[msgtype]
+    names = [name for name, _ in defs]
+    unknown = set(fields) - set(names)
+    if unknown:
+        raise BagError(f'{msgtype} has no field {sorted(unknown)[0]!r}')
+
+    def default(desc: Any) -> Any:
+        kind, arg = desc
+        if kind == Nodetype.NAME:
+            return new_message(arg)
+        if kind == Nodetype.BASE:
+            base = arg[0]
+            return '' if base in ('string', 'wstring') else (False if base == 'bool' else 0)
+        (sub_kind, sub_arg), length = arg
+        count = length if kind == Nodetype.ARRAY else 0
+        if sub_kind == Nodetype.BASE and sub_arg[0] in _NUMPY_TYPES:
+            return np.zeros(count, _NUMPY_TYPES[sub_arg[0]])
+        return [default((sub_kind, sub_arg)) for _ in range(count)]
+
+    def coerce(desc: Any, value: Any) -> Any:
+        kind, arg = desc
+        if kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+            (sub_kind, sub_arg), _ = arg
+            if sub_kind == Nodetype.BASE and sub_arg[0] in _NUMPY_TYPES:
+                return np.asarray(value, dtype=_NUMPY_TYPES[sub_arg[0]])
+        if kind == Nodetype.BASE and arg[0] in ('float32', 'float64'):
+            return float(value)
+        return value
+
+    values = {name: coerce(desc, fields[name]) if name in fields else default(desc)
+              for name, desc in defs}
+    return store.types[msgtype](**values)
+
+
+def upgrade_message(message: Any, msgtype: str) -> Any:
+    """``message`` (read with an older definition of ``msgtype``) as today's type: the fields
+    both have are copied, fields added since take their defaults (0, false, empty)."""
+    _, defs = typestore().fielddefs[msgtype]
+    return new_message(msgtype, **{name: getattr(message, name) for name, _ in defs
+                                   if hasattr(message, name)})
+
+
+def time_message(t_s: float) -> Any:
+    """builtin_interfaces/Time of ``t_s`` seconds."""
+    ns = int(round(t_s * 1e9))
+    return new_message('builtin_interfaces/msg/Time', sec=ns // 10 ** 9, nanosec=ns % 10 ** 9)

@@ -73,7 +73,7 @@ class MeasurementLayout:
         buf = bytearray(self.prefix_size)
         try:
             from bms_ros.core import bag_schema
-            from bms_ros.tools.bag.bagio import new_message
+            from bms_ros.core.bag_schema import new_message
             default = new_message(
                 'bms_interfaces/msg/PackMeasurement',
                 header=new_message('std_msgs/msg/Header', frame_id=self.frame_id.decode()),

@@ -14,7 +14,8 @@ from rosbags.rosbag2.errors import ReaderError, WriterError
 from rosbags.rosbag2.storage_mcap import Channel, McapWriter, write_channel, write_string
 
 from bms_ros.core import bag_schema
-from bms_ros.core.bag_schema import BagError
+from bms_ros.core.bag_schema import (BagError, new_message, time_message,  # noqa: F401  re-exported
+                                     upgrade_message)
 
 METADATA_VERSION = 9
 
@@ -212,13 +213,7 @@ def is_bag(path):
     return os.path.isfile(os.path.join(path, 'metadata.yaml')) or path.endswith('.mcap')
 
 
-# ------------------------------------------------------------------------ building messages
-
-_NUMPY_TYPES = {'bool': 'bool', 'int8': 'int8', 'uint8': 'uint8', 'byte': 'uint8',
-                'char': 'uint8', 'int16': 'int16', 'uint16': 'uint16', 'int32': 'int32',
-                'uint32': 'uint32', 'int64': 'int64', 'uint64': 'uint64', 'float32': 'float32',
-                'float64': 'float64'}
-
+# ------------------------------------------------------------------------ older definitions
 
 def _decoder(connection, current):
     """(typestore, upgrade) for one connection: today's types when the bag's definition is
@@ -243,58 +238,3 @@ def _decoder(connection, current):
     return own, True
 
 
-def upgrade_message(message, msgtype):
-    """``message`` (read with an older definition of ``msgtype``) as today's type: the fields
-    both have are copied, fields added since take their defaults (0, false, empty)."""
-    _, defs = bag_schema.typestore().fielddefs[msgtype]
-    return new_message(msgtype, **{name: getattr(message, name) for name, _ in defs
-                                   if hasattr(message, name)})
-
-
-def new_message(msgtype, **fields):
-    """A rosbags message object of ``msgtype``: ``fields`` as given, every other field zero.
-
-    Primitive arrays are numpy arrays of the field's dtype (as rosbags deserializes them).
-    """
-    import numpy as np
-    from rosbags.typesys.base import Nodetype
-
-    store = bag_schema.typestore()
-    _, defs = store.fielddefs[msgtype]
-    names = [name for name, _ in defs]
-    unknown = set(fields) - set(names)
-    if unknown:
-        raise BagError(f'{msgtype} has no field {sorted(unknown)[0]!r}')
-
-    def default(desc):
-        kind, arg = desc
-        if kind == Nodetype.NAME:
-            return new_message(arg)
-        if kind == Nodetype.BASE:
-            base = arg[0]
-            return '' if base in ('string', 'wstring') else (False if base == 'bool' else 0)
-        (sub_kind, sub_arg), length = arg
-        if sub_kind == Nodetype.BASE and sub_arg[0] in _NUMPY_TYPES:
-            return np.zeros(length if kind == Nodetype.ARRAY else 0, _NUMPY_TYPES[sub_arg[0]])
-        return [default((sub_kind, sub_arg)) for _ in range(length if kind == Nodetype.ARRAY
-                                                             else 0)]
-
-    def coerce(desc, value):
-        kind, arg = desc
-        if kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
-            (sub_kind, sub_arg), _ = arg
-            if sub_kind == Nodetype.BASE and sub_arg[0] in _NUMPY_TYPES:
-                return np.asarray(value, dtype=_NUMPY_TYPES[sub_arg[0]])
-        if kind == Nodetype.BASE and arg[0] in ('float32', 'float64'):
-            return float(value)
-        return value
-
-    values = {name: coerce(desc, fields[name]) if name in fields else default(desc)
-              for name, desc in defs}
-    return store.types[msgtype](**values)
-
-
-def time_message(t_s):
-    """builtin_interfaces/Time of ``t_s`` seconds."""
-    ns = int(round(t_s * 1e9))
-    return new_message('builtin_interfaces/msg/Time', sec=ns // 10 ** 9, nanosec=ns % 10 ** 9)
