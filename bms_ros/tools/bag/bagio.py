@@ -236,5 +236,3 @@ def _decoder(connection, current):
         raise BagError(f'{msgtype}: the bag\'s own message definition cannot be read: '
                        f'{error}') from None
     return own, True
-
-
