@@ -1,9 +1,13 @@
 """bms-fleet: analyse many recorded bags on Dask, per pack in time order, into trends and a report.
 
     python -m bms_ros.tools.fleet BAGS... --out DIR [--workers N | --scheduler ADDRESS]
-                                  [--threads] [--profile P]
+                                  [--threads] [--profile P] [--can-profile P]
 
-BAGS: bag folders, .mcap files, folders holding bags (searched recursively) or glob patterns.
+BAGS: bag folders, .mcap files, recorded CAN logs (candump .log, .asc, .blf, .trc, .csv, also
+gzipped), folders holding them (searched recursively) or glob patterns. A CAN log is decoded
+inside its task by the driver's codec (bms_ros.core.can_log) with the profile in
+``can_profile.yaml`` next to it, else ``--can-profile``, else the default profile; its pack is
+that profile's serial number, else the log's name up to the first '_' (docs/fleet.md).
 Each bag is one Dask task: its measurements go through the estimation and protection cores
 (bms_ros.core.fleet.replay, the batched replay); the tasks of one pack (serial number from the
 bag) form a chain in time order, each starting from the state the previous bag left (cell SoC,
@@ -33,8 +37,10 @@ TABLES = ('bags', 'packs', 'cells', 'events', 'skipped')
 # ------------------------------------------------------------------------------ inputs
 
 def find_bags(inputs):
-    """Bag paths (folders with metadata.yaml, or .mcap files outside one) from paths/globs."""
+    """Bag paths (folders with metadata.yaml, or .mcap files outside one) and CAN logs from
+    paths/globs."""
     from bms_ros.tools.bag.bagio import is_bag
+    from bms_ros.tools.fleet_bags import is_can_log
     found, missing = [], []
     for item in inputs:
         matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
@@ -50,7 +56,7 @@ def find_bags(inputs):
                         dirs[:] = []
                         continue
                     found += [os.path.join(root, f) for f in sorted(files)
-                              if f.endswith('.mcap')]
+                              if f.endswith('.mcap') or is_can_log(os.path.join(root, f))]
             else:
                 found.append(path)
     seen = set()
@@ -58,12 +64,18 @@ def find_bags(inputs):
     return unique, missing
 
 
-def probe_bag(path, profile=None):
-    """{'path', 'serial', 'start_unix_s'} of a bag, or {'path', 'skipped', 'detail'}."""
+def probe_bag(path, profile=None, can_profile=None):
+    """{'path', 'serial', 'start_unix_s'} of a bag or CAN log, or {'path', 'skipped',
+    'detail'}."""
     from bms_ros.core.bag_schema import BagError
     from bms_ros.tools.bag.bagio import Bag
     from bms_ros.tools.bag.offline import resolve_profile
-    from bms_ros.tools.fleet_bags import BagSkipped, bag_identity
+    from bms_ros.tools.fleet_bags import BagSkipped, bag_identity, is_can_log, probe_can_log
+    if is_can_log(path):
+        try:
+            return probe_can_log(path, can_profile)
+        except BagSkipped as skipped:
+            return {'path': skipped.path, 'skipped': skipped.reason, 'detail': skipped.detail}
     try:
         try:
             with Bag(path) as bag:
@@ -92,19 +104,20 @@ def probe_bag(path, profile=None):
 
 # ------------------------------------------------------------------------------ one task
 
-def analyse_bag(path, previous=None, profile=None, options=None):
-    """One Dask task: replay one bag from the previous bag's result (its carried state).
+def analyse_bag(path, previous=None, profile=None, options=None, can_profile=None):
+    """One Dask task: replay one bag (or decode and replay one CAN log) from the previous
+    bag's result (its carried state).
 
     Returns a dict: 'row' (the bag's trend values) and 'carried', or 'skipped' with the reason;
     a skipped bag hands the previous state on, so the chain goes on.
     """
     from bms_ros.core.fleet.replay import CarriedState, ReplayOptions, measurement_times, \
         replay_columns
-    from bms_ros.tools.fleet_bags import BagSkipped, read_bag
+    from bms_ros.tools.fleet_bags import BagSkipped, is_can_log, read_bag, read_can_log
     carried = previous.get('carried') if previous else None
     started = time.perf_counter()
     try:
-        bag = read_bag(path, profile)
+        bag = read_can_log(path, can_profile) if is_can_log(path) else read_bag(path, profile)
         columns = bag['columns']
         t_s = measurement_times(columns, bag['receive_s'])
         if not np.all(np.isfinite(t_s)):
@@ -121,6 +134,7 @@ def analyse_bag(path, previous=None, profile=None, options=None):
     gap_s = result.start_unix_s - carried['end_unix_s'] if carried else math.nan
     row = {
         'path': os.fspath(path), 'serial': bag['serial'], 'profile': bag['profile'],
+        'source': 'can_log' if bag.get('serial_source') == 'can_log' else 'bag',
         'start_unix_s': result.start_unix_s, 'end_unix_s': result.end_unix_s,
         'duration_s': result.duration_s, 'gap_s': gap_s, 'messages': bag['messages'],
         'measurements': result.measurements, 'rejected_messages': bag['rejected'],
@@ -167,9 +181,10 @@ def make_client(workers=2, scheduler=None, threads=False):
     return Client(cluster), cluster
 
 
-def run_fleet(paths, client, profile=None, options=None):
+def run_fleet(paths, client, profile=None, options=None, can_profile=None):
     """Probe every bag, chain each pack's bags in time order, run them; (results, skipped)."""
-    probes = client.gather(client.map(probe_bag, paths, profile=profile, pure=False))
+    probes = client.gather(client.map(probe_bag, paths, profile=profile,
+                                      can_profile=can_profile, pure=False))
     skipped = [p for p in probes if 'skipped' in p]
     packs = {}
     for p in probes:
@@ -181,7 +196,7 @@ def run_fleet(paths, client, profile=None, options=None):
         for bag in sorted(bags, key=lambda b: (b['start_unix_s'], b['path'])):
             # the previous bag's future is an argument: Dask runs this one after it
             previous = client.submit(analyse_bag, bag['path'], previous, profile, options,
-                                     pure=False)
+                                     can_profile, pure=False)
             futures.append(previous)
     results = client.gather(futures)
     skipped += [r for r in results if 'skipped' in r]
@@ -371,7 +386,7 @@ def write_report(tables, out_dir, summary):
 # ------------------------------------------------------------------------------ CLI
 
 def analyse(inputs, out_dir, workers=2, scheduler=None, threads=False, profile=None,
-            options=None, client=None):
+            options=None, client=None, can_profile=None):
     """The whole run; returns the summary dict (tables and report written to ``out_dir``)."""
     started = time.perf_counter()
     paths, missing = find_bags(inputs)
@@ -381,7 +396,8 @@ def analyse(inputs, out_dir, workers=2, scheduler=None, threads=False, profile=N
         client, cluster = make_client(workers, scheduler, threads)
     try:
         n_workers = len(client.scheduler_info().get('workers', {}))
-        results, skipped = run_fleet(paths, client, profile, options) if paths else ([], [])
+        results, skipped = run_fleet(paths, client, profile, options, can_profile) \
+            if paths else ([], [])
     finally:
         if own:
             client.close()
@@ -414,6 +430,10 @@ def build_parser():
                         help='LocalCluster workers as threads of this process')
     parser.add_argument('--profile', default=None,
                         help='profile YAML for every bag (default: the one each bag notes)')
+    parser.add_argument('--can-profile', default=None,
+                        help='profile YAML decoding the CAN logs (its can: DBC and mapping) '
+                        'where no can_profile.yaml lies next to them (default: the default '
+                        'profile)')
     return parser
 
 
@@ -425,9 +445,12 @@ def main(argv=None):
     if args.profile and not os.path.isfile(args.profile):
         print(f'bms-fleet: --profile {args.profile}: no such file', file=sys.stderr)
         return 2
+    if args.can_profile and not os.path.isfile(args.can_profile):
+        print(f'bms-fleet: --can-profile {args.can_profile}: no such file', file=sys.stderr)
+        return 2
     try:
         summary = analyse(args.bags, args.out, args.workers, args.scheduler, args.threads,
-                          args.profile)
+                          args.profile, can_profile=args.can_profile)
     except (BmsError, OSError) as error:
         print(f'bms-fleet: {error}', file=sys.stderr)
         return 2
