@@ -37,8 +37,19 @@ def sources():
     return sorted(paths + ['test/ros/harness.py'])
 
 
-def findings(path):
-    """(line, text) of each QoSProfile built or contract name spelled as a literal in path."""
+def ros_test_sources():
+    """Paths of the ROS tests and their support: they build no QoSProfile either."""
+    paths = []
+    for folder in ('test/ros', 'test/support'):
+        for root, _, files in os.walk(os.path.join(REPO, folder)):
+            paths += [os.path.relpath(os.path.join(root, f), REPO) for f in files
+                      if f.endswith('.py')]
+    return sorted(paths)
+
+
+def findings(path, names_too=True):
+    """(line, text) of each QoSProfile built or (names_too) contract name spelled as a
+    literal in path."""
     if path == QOS_MODULE:
         return []
     with open(os.path.join(REPO, path), encoding='utf-8') as f:
@@ -57,7 +68,7 @@ def findings(path):
         called = func.attr if isinstance(func, ast.Attribute) else getattr(func, 'id', '')
         if called == 'QoSProfile':
             found.append((node.lineno, 'builds a QoSProfile'))
-        if called in NAMING_CALLS:
+        if names_too and called in NAMING_CALLS:
             for arg in node.args:
                 if isinstance(arg, ast.Constant) and arg.value in names:
                     found.append((node.lineno, f'{called}(... {arg.value!r} ...)'))
@@ -68,6 +79,13 @@ def test_no_node_or_tool_defines_qos_or_contract_names():
     bad = [f'{path}:{line}: {text}' for path in sources()
            for line, text in findings(path)]
     assert not bad, 'use bms_ros.core.contract / bms_ros.nodes.qos:\n' + '\n'.join(bad)
+
+
+def test_ros_tests_build_no_qos_profile():
+    # tests may name topics literally (they check the names), but take profiles from the contract
+    bad = [f'{path}:{line}: {text}' for path in ros_test_sources()
+           for line, text in findings(path, names_too=False)]
+    assert not bad, 'use bms_ros.nodes.qos:\n' + '\n'.join(bad)
 
 
 def test_lint_catches_a_literal_topic_and_a_profile(tmp_path, monkeypatch):

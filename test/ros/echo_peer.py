@@ -8,11 +8,11 @@ import zlib
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from bms_ros.nodes import qos
 from test.ros.interface_fill import all_interfaces, fill
 
-QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+QOS = qos.STREAM
 
 
 def response_seed(request):

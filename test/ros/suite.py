@@ -347,7 +347,7 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     import psutil
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.event_handler import SubscriptionEventCallbacks
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from bms_ros.nodes import qos
 
     from bms_interfaces.msg import CanFrame
 
@@ -390,7 +390,7 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     node.create_subscription(ProtectionEvent, 'trip_event', lambda _: None, LATCHED,
                              event_callbacks=lost_counter('trip_event'))
     node.create_subscription(CanFrame, 'can_rx', on_frame,
-                             QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE),
+                             qos.FRAMES,
                              event_callbacks=lost_counter('can_rx'))
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, RELIABLE)
     suite.start()

@@ -13,7 +13,6 @@ import time
 import numpy as np
 import pytest
 import yaml
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState
 from std_msgs.msg import Bool
 
@@ -22,14 +21,14 @@ from bms_interfaces.srv import SetSoc
 from bms_ros.core.cell import CellSpec
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import config_dir
+from bms_ros.nodes import qos
 
 pytestmark = pytest.mark.ros
 
 CELL = os.path.join(config_dir(), 'cells', 'nmc_lg_m50.yaml')
 MODULE = 'bms_ros.nodes.state_estimator'
 PERIOD_S = 0.1
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = qos.LATEST
 
 
 # --- the consumers' decisions, as their sources state them (docs/robot_energy.md) ----------

@@ -7,10 +7,10 @@ import time
 
 import pytest
 import yaml
-from rclpy.qos import QoSProfile
 from rosgraph_msgs.msg import Clock
 
 from bms_ros.core.estimation.estimator import pack_soc
+from bms_ros.nodes import qos as contract_qos
 
 from .suite import (DRIVE, ERROR, STANDBY, TRIP, Suite, contactors_open, is_trip, merge_edits,
                     write_profile)
@@ -252,7 +252,7 @@ class JumpingClock:
 
     def __init__(self, env, start_s):
         self.env = env
-        self.pub = env.publisher(Clock, '/clock', QoSProfile(depth=1))
+        self.pub = env.publisher(Clock, '/clock', contract_qos.CLOCK)
         self._offset_s = start_s - time.monotonic()
         self._lock = threading.Lock()
         self._stop = threading.Event()
