@@ -180,3 +180,17 @@ def test_contactor_orders_match_the_messages():
     assert [f.split('_')[0] for f in feedback] == list(contract.CONTACTORS)
     command = [f for f in _fields('ContactorCommand') if f.endswith('_closed')]
     assert [f.split('_')[0] for f in command] == list(contract.CONTACTOR_COMMAND_ORDER)
+
+
+def test_shipped_profiles_use_the_default_ports():
+    import glob
+
+    import yaml
+    paths = glob.glob(os.path.join(REPO, 'config', 'profiles', '*.yaml'))
+    assert paths
+    for path in paths:
+        with open(path, encoding='utf-8') as f:
+            data = yaml.safe_load(f)
+        assert data['can'].get('port', contract.CAN_HUB_PORT) == contract.CAN_HUB_PORT, path
+        dashboard = data.get('dashboard') or {}
+        assert dashboard.get('port', contract.DASHBOARD_PORT) == contract.DASHBOARD_PORT, path
