@@ -325,7 +325,8 @@ def parse_args(argv=None):
                              'multi-threaded executor); the simulated pack and hub apart')
     parser.add_argument('--dashboard', action='store_true',
                         help='also start the web dashboard (bms_ros.nodes.dashboard; the '
-                             'profile\'s dashboard: section, default http://127.0.0.1:8642/)')
+                             'profile\'s dashboard: section, default '
+                             f'http://127.0.0.1:{contract.DASHBOARD_PORT}/)')
     parser.add_argument('--executor', choices=('multi', 'single', 'events'), default=None,
                         help='with --single-process: the container\'s executor (default multi)')
     return parser.parse_args(argv)
