@@ -1,4 +1,4 @@
-"""The suite's contract: topic and service names with their types and QoS, levels, contactor order, ports.
+"""The suite's contract: topic and service names, types and QoS, levels, contactors, ports.
 
 Pure (no rclpy) so core, the offline tools and the tests read it without ROS; the rclpy QoS
 profiles are built from these specs in ``bms_ros/nodes/qos.py``, the one place that constructs a

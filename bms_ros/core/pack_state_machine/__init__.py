@@ -2,7 +2,7 @@
 
 One concept per module:
 
-* ``states``: the states, the contactors in command order, feedback values, the command;
+* ``states``: the states, contactor names and command order, feedback values, the command;
 * ``config``: the ``supervisor:`` section (SupervisorConfig, load_supervisor_config);
 * ``machine``: PackStateMachine, its inputs, requests and transitions;
 * ``precharge``: the pre-charge sequence (phases, timeouts, aborts);
@@ -14,14 +14,14 @@ from .feedback import FEEDBACK_CLOSED, FEEDBACK_OPEN, FEEDBACK_UNKNOWN
 from .machine import PackStateMachine
 from .precharge import (PHASE_NEGATIVE, PHASE_POSITIVE, PHASE_PRECHARGE, PHASE_RELEASE,
                         PHASE_WAITS)
-from .states import (CONTACTOR_FAULT_IDS, CONTACTOR_STUCK_OPEN, CONTACTOR_WELDED, CONTACTORS,
-                     COMMAND_ORDER,
-                     FAULT_INDEX, OPEN, REQUESTABLE, STATE_CHARGE, STATE_DRIVE, STATE_ERROR,
-                     STATE_NAMES, STATE_OFF, STATE_PRECHARGE, STATE_STANDBY, ContactorCommand)
+from .states import (COMMAND_ORDER, CONTACTOR_FAULT_IDS, CONTACTOR_STUCK_OPEN, CONTACTOR_WELDED,
+                     CONTACTORS, FAULT_INDEX, OPEN, REQUESTABLE, STATE_CHARGE, STATE_DRIVE,
+                     STATE_ERROR, STATE_NAMES, STATE_OFF, STATE_PRECHARGE, STATE_STANDBY,
+                     ContactorCommand)
 
 __all__ = [
-    'CONTACTOR_FAULT_IDS', 'CONTACTOR_STUCK_OPEN', 'CONTACTOR_WELDED', 'CONTACTORS', 'COMMAND_ORDER',
-    'ContactorCommand', 'FAULT_INDEX', 'FEEDBACK_CLOSED', 'FEEDBACK_OPEN', 'FEEDBACK_UNKNOWN',
+    'COMMAND_ORDER', 'CONTACTOR_FAULT_IDS', 'CONTACTOR_STUCK_OPEN', 'CONTACTOR_WELDED',
+    'CONTACTORS', 'ContactorCommand', 'FAULT_INDEX', 'FEEDBACK_CLOSED', 'FEEDBACK_OPEN', 'FEEDBACK_UNKNOWN',
     'OPEN', 'PHASE_NEGATIVE', 'PHASE_POSITIVE', 'PHASE_PRECHARGE', 'PHASE_RELEASE',
     'PHASE_WAITS', 'PackStateMachine', 'REQUESTABLE', 'STATE_CHARGE', 'STATE_DRIVE',
     'STATE_ERROR', 'STATE_NAMES', 'STATE_OFF', 'STATE_PRECHARGE', 'STATE_STANDBY',
