@@ -47,9 +47,11 @@ class Balancing(Node):
         declare_effective(self, profile.pack, 'pack')
         declare_effective(self, self.controller.config, 'balancing')
         stream = qos.STREAM
-        self.command_pub = self.create_publisher(BalancingCommand, contract.BALANCING_COMMAND, stream)
+        self.command_pub = self.create_publisher(BalancingCommand, contract.BALANCING_COMMAND,
+                                                 stream)
         self.status_pub = self.create_publisher(BalancingStatus, contract.BALANCING_STATUS, stream)
-        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self.on_measurement, stream)
+        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self.on_measurement,
+                                 stream)
         self.create_subscription(BatteryEstimate, contract.ESTIMATE, self.on_estimate, stream)
         self.create_subscription(ProtectionStatus, contract.PROTECTION_STATUS, self.on_protection,
                                  stream)

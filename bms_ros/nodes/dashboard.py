@@ -108,7 +108,8 @@ class DashboardNode(Node):
                 msg_type, _topic(namespace, name),
                 lambda msg, name=name: view.update(name, to_dict(msg)), profile)
         entry['reset'] = self.create_client(ResetTrips, _topic(namespace, contract.RESET_TRIPS))
-        entry['request'] = self.create_client(RequestState, _topic(namespace, contract.REQUEST_STATE))
+        entry['request'] = self.create_client(RequestState, _topic(namespace,
+                                              contract.REQUEST_STATE))
         # limit lines from the profile of that pack's protection node, once it answers
         entry['params'] = self.create_client(GetParameters,
                                              _topic(namespace, 'protection/get_parameters'))

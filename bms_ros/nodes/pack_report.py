@@ -90,10 +90,12 @@ class PackReportNode(Node):
 
         self.state_pub = self.create_publisher(PackState, contract.PACK_STATE, LATCHED)
         self.estimate_pub = self.create_publisher(BatteryEstimate, contract.ESTIMATE, STREAM)
-        self.status_pub = self.create_publisher(ProtectionStatus, contract.PROTECTION_STATUS, LATEST)
+        self.status_pub = self.create_publisher(ProtectionStatus, contract.PROTECTION_STATUS,
+                                                LATEST)
         self.battery_pub = self.create_publisher(BatteryState, contract.BATTERY_STATE, STREAM)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, contract.DIAGNOSTICS, STREAM)
-        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self._on_measurement, STREAM)
+        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self._on_measurement,
+                                 STREAM)
         if self.control.second_opinion:
             self.create_subscription(BatteryEstimate, contract.own(contract.ESTIMATE), self._on_own_estimate,
                                      STREAM)

@@ -57,13 +57,16 @@ class PackSupervisor(Node):
         # the effective configuration as read-only parameters (bmsctl config)
         declare_effective(self, profile.pack, 'pack')
         declare_effective(self, self.config, 'supervisor')
-        self.command_pub = self.create_publisher(ContactorCommand, contract.CONTACTOR_COMMAND, STREAM)
+        self.command_pub = self.create_publisher(ContactorCommand, contract.CONTACTOR_COMMAND,
+                                                 STREAM)
         self.state_pub = self.create_publisher(PackState, contract.PACK_STATE, LATCHED)
         self.event_pub = self.create_publisher(ProtectionEvent, contract.TRIP_EVENT, EVENTS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, contract.DIAGNOSTICS, STREAM)
-        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self._on_measurement, STREAM)
+        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self._on_measurement,
+                                 STREAM)
         self.create_subscription(ProtectionEvent, contract.TRIP_EVENT, self._on_trip_event, EVENTS)
-        self.create_subscription(ProtectionStatus, contract.PROTECTION_STATUS, self._on_status, LATEST)
+        self.create_subscription(ProtectionStatus, contract.PROTECTION_STATUS, self._on_status,
+                                 LATEST)
         self.create_subscription(BatteryEstimate, contract.ESTIMATE, self._on_estimate, STREAM)
         self.create_service(RequestState, contract.REQUEST_STATE, self._on_request)
         self.create_timer(self.config.command_period_s, self._on_command_timer,  # seconds

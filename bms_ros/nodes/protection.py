@@ -77,9 +77,11 @@ class ProtectionNode(Node):
         declare_effective(self, profile.pack, 'pack')
         declare_effective(self, self.config, 'protection')
         self.event_pub = self.create_publisher(ProtectionEvent, contract.TRIP_EVENT, EVENTS)
-        self.status_pub = self.create_publisher(ProtectionStatus, contract.PROTECTION_STATUS, LATEST)
+        self.status_pub = self.create_publisher(ProtectionStatus, contract.PROTECTION_STATUS,
+                                                LATEST)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, contract.DIAGNOSTICS, STREAM)
-        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self._on_measurement, STREAM)
+        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self._on_measurement,
+                                 STREAM)
         self.create_subscription(BatteryEstimate, contract.ESTIMATE, self._on_estimate, STREAM)
         self.create_service(ResetTrips, contract.RESET_TRIPS, self._on_reset)
         self.create_timer(self.config.status_period_s, self._on_status_timer,  # seconds

@@ -75,7 +75,8 @@ class StateEstimator(Node):
         self.battery_pub = self.create_publisher(BatteryState, contract.BATTERY_STATE, stream)
         self.estimate_pub = self.create_publisher(BatteryEstimate, contract.ESTIMATE, stream)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, contract.DIAGNOSTICS, stream)
-        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self.on_measurement, stream)
+        self.create_subscription(PackMeasurement, contract.MEASUREMENT, self.on_measurement,
+                                 stream)
         self.create_subscription(ProtectionStatus, contract.PROTECTION_STATUS, self.on_protection,
                                  stream)
         self.create_subscription(PackState, contract.PACK_STATE, self.on_pack_state, latched)
