@@ -1,10 +1,11 @@
 """Fleet analysis (bms-fleet on Dask): throughput with 1 and 2 workers, memory, detection.
 
 A synthetic fleet from bms_ros.tools.fleet_synth (BMS_BENCH_FLEET_PACKS x BMS_BENCH_FLEET_BAGS,
-default 4 x 8, a mission every 2 days; pack 0 fades fast, pack 1 has a 10 mA leak from a
-quarter of the days, pack 2 an offset drift; generated once into BMS_BENCH_FLEET_CACHE, default
-<tmp>/bms_ros_bench_fleet_<packs>x<bags>_v1, and kept) is analysed by bms_ros.tools.fleet.analyse on a
-LocalCluster of 1 and of 2 worker processes. Rows: bags/s and hours of data per second, the
+default 3 x 6 (the bigger one: 4 x 8 or 20 x 50), a mission every BMS_BENCH_FLEET_DAYS days
+(default 2); pack 0 fades fast, pack 1 has a 10 mA leak from a quarter of the days, pack 2 an
+offset drift; generated with BMS_BENCH_FLEET_JOBS processes (default 2) once into
+BMS_BENCH_FLEET_CACHE, default <tmp>/bms_ros_bench_fleet_<packs>x<bags>x<days>d_v2, and kept) is
+analysed by bms_ros.tools.fleet.analyse on a LocalCluster of 1 and of 2 worker processes. Rows: bags/s and hours of data per second, the
 replay's speed per core (x real time, from the tasks' own wall time), memory per worker, the
 leak found and its detection delay in simulated days, false alarms over the healthy cells,
 capacity trend error per pack against the generator's truth, and the batched replay against
@@ -47,13 +48,15 @@ def _run(bags_dir, out, workers):
 
 def run():
     from bms_ros.tools import fleet_synth
-    packs = int(os.environ.get('BMS_BENCH_FLEET_PACKS', 4))
-    bags = int(os.environ.get('BMS_BENCH_FLEET_BAGS', 8))
-    spec = fleet_synth.FleetSpec(packs=packs, bags=bags, days_per_bag=2.0)
+    packs = int(os.environ.get('BMS_BENCH_FLEET_PACKS', 3))
+    bags = int(os.environ.get('BMS_BENCH_FLEET_BAGS', 6))
+    days = float(os.environ.get('BMS_BENCH_FLEET_DAYS', 2.0))
+    jobs = int(os.environ.get('BMS_BENCH_FLEET_JOBS', 2))
+    spec = fleet_synth.FleetSpec(packs=packs, bags=bags, days_per_bag=days)
     rows = []
     # the fleet is generated once and kept (generation is slower than the analysis)
     bags_dir = os.environ.get('BMS_BENCH_FLEET_CACHE') or os.path.join(
-        tempfile.gettempdir(), f'bms_ros_bench_fleet_{packs}x{bags}_v1')
+        tempfile.gettempdir(), f'bms_ros_bench_fleet_{packs}x{bags}x{days:g}d_v2')
     truth_path = os.path.join(bags_dir, 'fleet_truth.json')
     if os.path.isfile(truth_path):
         with open(truth_path, encoding='utf-8') as stream:
@@ -61,13 +64,14 @@ def run():
         cached = ' (kept from an earlier run)'
     else:
         shutil.rmtree(bags_dir, ignore_errors=True)
-        truth = fleet_synth.generate(spec, bags_dir, jobs=2)
+        truth = fleet_synth.generate(spec, bags_dir, jobs=jobs)
         cached = ''
     generated = truth['generated_wall_s']
     hours = sum(b['duration_s'] for p in truth['packs'] for b in p['bags']) / 3600.0
     rows.append(_row(f'fleet_synth: {packs} packs x {bags} bags (16 cells, 10 Hz)',
                      round(hours * 3600.0 / generated, 0), 'x real time', '> 1',
-                     f'{hours:.1f} h of data in {generated:.1f} s with 2 processes{cached}'))
+                     f'{hours:.1f} h of data in {generated:.1f} s with {jobs} processes'
+                     f'{cached}'))
     with tempfile.TemporaryDirectory() as tmp:
         summaries = {}
         for workers in (1, 2):
