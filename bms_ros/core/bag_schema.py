@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import contract
 from .errors import BmsError
 
 if TYPE_CHECKING:
@@ -40,22 +41,22 @@ class TopicSpec:
     depth: int = 100
 
 
-# The suite's topics (docs/architecture.md). Depths are the recorder's and player's: deep
-# enough that a 10 Hz stream never drops while the writer is busy.
-TOPICS = {spec.name: spec for spec in (
-    TopicSpec('can_rx', 'bms_interfaces/msg/CanFrame', depth=1000),
-    TopicSpec('measurement', 'bms_interfaces/msg/PackMeasurement'),
-    TopicSpec('estimate', 'bms_interfaces/msg/BatteryEstimate'),
-    TopicSpec('battery_state', 'sensor_msgs/msg/BatteryState'),
-    TopicSpec('trip_event', 'bms_interfaces/msg/ProtectionEvent', LATCHED, 100),
-    TopicSpec('protection_status', 'bms_interfaces/msg/ProtectionStatus', LATCHED, 1),
-    TopicSpec('pack_state', 'bms_interfaces/msg/PackState', LATCHED, 10),
-    TopicSpec('balancing_status', 'bms_interfaces/msg/BalancingStatus'),
-    TopicSpec('balancing_command', 'bms_interfaces/msg/BalancingCommand'),
-    TopicSpec('contactor_command', 'bms_interfaces/msg/ContactorCommand'),
-    TopicSpec('sim_truth', 'bms_interfaces/msg/SimTruth'),
-    TopicSpec('load_demand', 'std_msgs/msg/Float32'),
-)}
+# The recorded topics of the suite, with type and QoS from bms_ros.core.contract. Depths are the
+# recorder's and player's: a stream's at least contract.PROBE's (100), deep enough that a 10 Hz
+# stream never drops while the writer is busy; a latched topic's as its publisher offers.
+RECORDED = ('can_rx', 'measurement', 'estimate', 'battery_state', 'trip_event',
+            'protection_status', 'pack_state', 'balancing_status', 'balancing_command',
+            'contactor_command', 'sim_truth', 'load_demand')
+
+
+def _spec(name: str) -> TopicSpec:
+    topic = contract.TOPICS[name]
+    if topic.qos.transient_local:
+        return TopicSpec(name, topic.msgtype, LATCHED, topic.qos.depth)
+    return TopicSpec(name, topic.msgtype, STREAM, max(topic.qos.depth, contract.PROBE.depth))
+
+
+TOPICS = {name: _spec(name) for name in RECORDED}
 
 CLOCK_TYPE = 'rosgraph_msgs/msg/Clock'
 
