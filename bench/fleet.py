@@ -1,10 +1,12 @@
 """Fleet analysis (bms-fleet on Dask): throughput with 1 and 2 workers, memory, detection.
 
 A synthetic fleet from bms_ros.tools.fleet_synth (BMS_BENCH_FLEET_PACKS x BMS_BENCH_FLEET_BAGS,
-default 3 x 6 (the bigger one: 4 x 8 or 20 x 50), a mission every BMS_BENCH_FLEET_DAYS days
-(default 2); pack 0 fades fast, pack 1 has a 10 mA leak from a quarter of the days, pack 2 an
-offset drift; generated with BMS_BENCH_FLEET_JOBS processes (default 2) once into
-BMS_BENCH_FLEET_CACHE, default <tmp>/bms_ros_bench_fleet_<packs>x<bags>x<days>d_v2, and kept) is
+default 3 x 4 (the bigger one: 4 x 8 or 20 x 50), a mission every BMS_BENCH_FLEET_DAYS days
+(default 3); pack 0 fades fast, pack 1 has a 10 mA leak from day BMS_BENCH_FLEET_LEAK_DAY
+(default 0: four missions leave too few rests after a later start; -1: from a quarter of the
+days, for the bigger fleets), pack 2 an offset drift; generated with BMS_BENCH_FLEET_JOBS
+processes (default 2) once into BMS_BENCH_FLEET_CACHE, default
+<tmp>/bms_ros_bench_fleet_<packs>x<bags>x<days>d_leak<day>_v2, and kept) is
 analysed by bms_ros.tools.fleet.analyse on a LocalCluster of 1 and of 2 worker processes. Rows: bags/s and hours of data per second, the
 replay's speed per core (x real time, from the tasks' own wall time), memory per worker, the
 leak found and its detection delay in simulated days, false alarms over the healthy cells,
@@ -35,6 +37,7 @@ def _memory_per_worker_mb(client):
 
 def _run(bags_dir, out, workers):
     from dask.distributed import Client, LocalCluster
+
     from bms_ros.tools import fleet
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
@@ -49,14 +52,16 @@ def _run(bags_dir, out, workers):
 def run():
     from bms_ros.tools import fleet_synth
     packs = int(os.environ.get('BMS_BENCH_FLEET_PACKS', 3))
-    bags = int(os.environ.get('BMS_BENCH_FLEET_BAGS', 6))
-    days = float(os.environ.get('BMS_BENCH_FLEET_DAYS', 2.0))
+    bags = int(os.environ.get('BMS_BENCH_FLEET_BAGS', 4))
+    days = float(os.environ.get('BMS_BENCH_FLEET_DAYS', 3.0))
+    leak_day = float(os.environ.get('BMS_BENCH_FLEET_LEAK_DAY', 0.0))
     jobs = int(os.environ.get('BMS_BENCH_FLEET_JOBS', 2))
-    spec = fleet_synth.FleetSpec(packs=packs, bags=bags, days_per_bag=days)
+    spec = fleet_synth.FleetSpec(packs=packs, bags=bags, days_per_bag=days,
+                                 leak_start_day=leak_day)
     rows = []
     # the fleet is generated once and kept (generation is slower than the analysis)
     bags_dir = os.environ.get('BMS_BENCH_FLEET_CACHE') or os.path.join(
-        tempfile.gettempdir(), f'bms_ros_bench_fleet_{packs}x{bags}x{days:g}d_v2')
+        tempfile.gettempdir(), f'bms_ros_bench_fleet_{packs}x{bags}x{days:g}d_leak{leak_day:g}_v2')
     truth_path = os.path.join(bags_dir, 'fleet_truth.json')
     if os.path.isfile(truth_path):
         with open(truth_path, encoding='utf-8') as stream:

@@ -70,7 +70,12 @@ def probe_bag(path, profile=None, can_profile=None):
     from bms_ros.core.bag_schema import BagError
     from bms_ros.tools.bag.bagio import Bag
     from bms_ros.tools.bag.offline import resolve_profile
-    from bms_ros.tools.fleet_bags import BagSkipped, bag_identity, is_can_log, probe_can_log
+    from bms_ros.tools.fleet_bags import (
+        BagSkipped,
+        bag_identity,
+        is_can_log,
+        probe_can_log,
+    )
     if is_can_log(path):
         try:
             return probe_can_log(path, can_profile)
@@ -111,8 +116,12 @@ def analyse_bag(path, previous=None, profile=None, options=None, can_profile=Non
     Returns a dict: 'row' (the bag's trend values) and 'carried', or 'skipped' with the reason;
     a skipped bag hands the previous state on, so the chain goes on.
     """
-    from bms_ros.core.fleet.replay import CarriedState, ReplayOptions, measurement_times, \
-        replay_columns
+    from bms_ros.core.fleet.replay import (
+        CarriedState,
+        ReplayOptions,
+        measurement_times,
+        replay_columns,
+    )
     from bms_ros.tools.fleet_bags import BagSkipped, is_can_log, read_bag, read_can_log
     carried = previous.get('carried') if previous else None
     started = time.perf_counter()
@@ -209,6 +218,7 @@ def build_tables(results, skipped, leak_reference_a=0.004, leak_threshold_a=0.01
     """pandas DataFrames: bags, packs (trends and flags), cells (self-discharge), events,
     skipped."""
     import pandas as pd
+
     from bms_ros.core.fleet import detect
     rows = [r['row'] for r in results]
     bags = pd.DataFrame(rows)

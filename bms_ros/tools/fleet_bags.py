@@ -117,7 +117,7 @@ _NO_SERIAL = 'unknown'                       # what Profile gives when serial_nu
 def is_can_log(path):
     """True for a file whose suffix is a CAN log format the fleet reads."""
     name = os.fspath(path).lower()
-    name = name[:-3] if name.endswith('.gz') else name
+    name = name.removesuffix('.gz')
     return name.endswith(CAN_LOG_SUFFIXES) and os.path.isfile(path)
 
 
@@ -204,8 +204,14 @@ def read_can_log(path, can_profile=None):
     if not read.frames:
         raise BagSkipped(path, 'empty_log', 'no CAN frame could be read' + (
             f' ({read.last_error})' if read.read_errors else ''))
+    if not t_s:
+        raise BagSkipped(path, 'undecodable', f'{read.frames} frames, no valid timestamp')
     columns = {c: np.asarray(v) for c, v in rows.items()}
     columns['header_stamp_s'] = np.asarray(t_s, dtype=float)
+    cells = protocol.cells_series
+    for name in ('cell_voltage_valid', 'cell_balancing'):
+        if columns[name].shape != (len(t_s), cells):     # not mapped by this DBC: none
+            columns[name] = np.zeros((len(t_s), cells), dtype=bool)
     for name in ('cell_voltages_v', 'temperatures_degc', 'pack_current_a', 'pack_voltage_v',
                  'link_voltage_v'):
         columns[name] = columns[name].astype(float)

@@ -38,7 +38,8 @@ def bag_to_can_log(bag_path, log_path):
 def folder_profile(folder, serial):
     """can_profile.yaml in ``folder``: the shipped profile with this pack's serial number."""
     shipped = os.path.join(config_dir(), 'profiles', 'lfp_16s.yaml')
-    text = open(shipped, encoding='utf-8').read().replace('../', config_dir() + '/')
+    with open(shipped, encoding='utf-8') as stream:
+        text = stream.read().replace('../', config_dir() + '/')
     text = text.replace('serial_number: SIM-LFP-0001', f'serial_number: {serial}', 1)
     with open(os.path.join(folder, FOLDER_CAN_PROFILE), 'w', encoding='utf-8') as stream:
         stream.write(text)
@@ -73,7 +74,7 @@ def mixed_run(tmp_path_factory):
                                                    timestamp=1_767_225_600.0 + 0.01 * k))
     out = str(root / 'out')
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=':0') as cluster, Client(cluster) as client:
         summary = fleet.analyse([str(root / 'bags'), str(logs), str(bad)], out, client=client,
                                 can_profile=os.path.join(config_dir(), 'profiles',
                                                          'lfp_16s.yaml'))
