@@ -205,13 +205,16 @@ def test_bridge_yaml_bridges_what_the_node_subscribes():
         'joint_states': ('sensor_msgs/msg/JointState', 'gz.msgs.Model', 'GZ_TO_ROS'),
     }
     assert all(e['gz_topic_name'].startswith('/') for e in entries)
-    # the node's subscriptions (type, topic) as declared in its source (read, not imported:
-    # no rclpy in core tests)
+    # the node's subscriptions (type, contract name) as declared in its source (read, not
+    # imported: no rclpy in core tests), and the contract's name and type of each
     import os
     import bms_ros
+    from bms_ros.core import contract
     node_file = os.path.join(os.path.dirname(bms_ros.__file__), 'nodes', 'gazebo_load.py')
     with open(node_file, encoding='utf-8') as stream:
         source = stream.read()
+    names = {contract.ODOM: 'ODOM', contract.IMU: 'IMU', contract.JOINT_STATES: 'JOINT_STATES'}
     for topic, (ros_type, _, _) in bridged.items():
         if topic != '/clock':
-            assert f"{ros_type.rsplit('/', 1)[-1]}, '{topic}'" in source
+            assert contract.EXTERNAL_TOPICS[topic].msgtype == ros_type
+            assert f"{ros_type.rsplit('/', 1)[-1]}, contract.{names[topic]}" in source
