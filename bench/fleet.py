@@ -6,8 +6,9 @@ default 3 x 4 (the bigger one: 4 x 8 or 20 x 50), a mission every BMS_BENCH_FLEE
 (default 0: four missions leave too few rests after a later start; -1: from a quarter of the
 days, for the bigger fleets), pack 2 an offset drift; generated with BMS_BENCH_FLEET_JOBS
 processes (default 2) once into BMS_BENCH_FLEET_CACHE, default
-<tmp>/bms_ros_bench_fleet_<packs>x<bags>x<days>d_leak<day>_v2, and kept) is
-analysed by bms_ros.tools.fleet.analyse on a LocalCluster of 1 and of 2 worker processes. Rows: bags/s and hours of data per second, the
+<tmp>/bms_ros_bench_fleet_<packs>x<bags>x<days>d_leak<day>_v2, and kept) is analysed by
+bms_ros.tools.fleet.analyse on a LocalCluster of 1 and of 2 worker processes. Rows: bags/s and
+hours of data per second, the
 replay's speed per core (x real time, from the tasks' own wall time), memory per worker, the
 leak found and its detection delay in simulated days, false alarms over the healthy cells,
 capacity trend error per pack against the generator's truth, and the batched replay against
@@ -51,11 +52,11 @@ def _run(bags_dir, out, workers):
 
 def run():
     from bms_ros.tools import fleet_synth
-    packs = int(os.environ.get('BMS_BENCH_FLEET_PACKS', 3))
-    bags = int(os.environ.get('BMS_BENCH_FLEET_BAGS', 4))
-    days = float(os.environ.get('BMS_BENCH_FLEET_DAYS', 3.0))
-    leak_day = float(os.environ.get('BMS_BENCH_FLEET_LEAK_DAY', 0.0))
-    jobs = int(os.environ.get('BMS_BENCH_FLEET_JOBS', 2))
+    packs = int(os.environ.get('BMS_BENCH_FLEET_PACKS', '3'))
+    bags = int(os.environ.get('BMS_BENCH_FLEET_BAGS', '4'))
+    days = float(os.environ.get('BMS_BENCH_FLEET_DAYS', '3'))
+    leak_day = float(os.environ.get('BMS_BENCH_FLEET_LEAK_DAY', '0'))
+    jobs = int(os.environ.get('BMS_BENCH_FLEET_JOBS', '2'))
     spec = fleet_synth.FleetSpec(packs=packs, bags=bags, days_per_bag=days,
                                  leak_start_day=leak_day)
     rows = []

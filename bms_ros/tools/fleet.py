@@ -430,7 +430,8 @@ def analyse(inputs, out_dir, workers=2, scheduler=None, threads=False, profile=N
 
 def build_parser():
     parser = argparse.ArgumentParser(prog='bms-fleet', description=__doc__.split('\n')[0])
-    parser.add_argument('bags', nargs='+', help='bag folders, .mcap files, folders or globs')
+    parser.add_argument('bags', nargs='+', help='bag folders, .mcap files, CAN logs (.log '
+                        '.asc .blf .trc .csv), folders or globs')
     parser.add_argument('--out', required=True, help='output folder (tables and report)')
     parser.add_argument('--workers', type=int, default=2,
                         help='LocalCluster worker processes (default 2)')
