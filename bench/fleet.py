@@ -51,6 +51,7 @@ def _run(bags_dir, out, workers):
 
 
 def run():
+    """The rows (module docstring); the fleet generated on the first run, then kept."""
     from bms_ros.tools import fleet_synth
     packs = int(os.environ.get('BMS_BENCH_FLEET_PACKS', '3'))
     bags = int(os.environ.get('BMS_BENCH_FLEET_BAGS', '4'))
