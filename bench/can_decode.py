@@ -131,7 +131,8 @@ def _seconds_of_frames(protocol, state, seconds):
 def _rates(pairs, frames, rounds=12):
     """Best frames/s of each ``(fn, setup)`` over ``rounds`` rounds that run them in turn, one
     pass of ``frames`` each (``fn(frames, setup())``, setup untimed): on a shared machine both
-    sides meet the same load; the best pass is the least disturbed one."""
+    sides meet the same load; the best pass is the least disturbed one.
+    """
     best = [0.0] * len(pairs)
     contexts = [None] * len(pairs)
     for _ in range(rounds):
@@ -158,12 +159,13 @@ def bench_layouts():
             for i in range(0, len(batch), 256):
                 assembler.feed_many(batch[i:i + 256], 1.0)
 
-        def theirs(batch, _):
+        def theirs(batch, _, db=db):
             decode = db.decode_message
             for frame in batch:
                 decode(frame.arbitration_id, frame.data)
         (ours_fps, theirs_fps), (assembler, _) = _rates(
-            [(ours, lambda: MeasurementAssembler(protocol)), (theirs, lambda: None)], frames)
+            [(ours, lambda protocol=protocol: MeasurementAssembler(protocol)),
+             (theirs, lambda: None)], frames)
         snap = assembler.snapshot(1.0, 0.5)
         problems = {k: v for k, v in snap.counts.items() if v}
         assert assembler.frames_rejected == 0 and not problems, (label, problems)
@@ -180,6 +182,7 @@ def bench_layouts():
 
 def _bus(kind, port):
     import can
+
     from bms_ros.core.can_bus import quiet_socketcand_logging
     quiet_socketcand_logging()
     if kind == 'socketcand':
@@ -249,6 +252,7 @@ def _role_remote_server(port):
 def _role_can_rx_sink():
     """A subscriber of can_rx (as a recorder would be); prints how many frames it got."""
     import rclpy
+
     from bms_interfaces.msg import CanFrame
     from bms_ros.core import contract
     from bms_ros.nodes import qos
@@ -359,10 +363,10 @@ def _measure_driver(publish_can_rx, sink=False, window_s=8.0):
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 
+    import test.conftest  # noqa: F401  reserves a private ROS domain block for this process
     from bms_interfaces.msg import PackMeasurement
     from bms_ros.core import contract
     from bms_ros.nodes import qos
-    import test.conftest  # noqa: F401  reserves a private ROS domain block for this process
 
     domain = int(os.environ['ROS_DOMAIN_ID']) + 9
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')

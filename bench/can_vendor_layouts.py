@@ -56,19 +56,20 @@ def run():
             for i in range(0, len(batch), 256):
                 assembler.feed_many(batch[i:i + 256], 1.0)
 
-        def theirs(batch, _):
+        def theirs(batch, _, db=db):
             decode = db.decode_message
             for frame in batch:
                 try:
                     decode(frame.arbitration_id, frame.data)
                 except KeyError:      # an id in no DBC (the second J1939 pack)
                     pass
-        pairs = [(ours, lambda: MeasurementAssembler(protocol)), (theirs, lambda: None)]
+        pairs = [(ours, lambda protocol=protocol: MeasurementAssembler(protocol)),
+                 (theirs, lambda: None)]
         if protocol.mapping.pack_report:
             def report(batch, decoder):
                 for frame in batch:
                     decoder.feed(frame, 1.0)
-            pairs.append((report, lambda: ReportDecoder(protocol.mapping)))
+            pairs.append((report, lambda protocol=protocol: ReportDecoder(protocol.mapping)))
         rates, contexts = _rates(pairs, frames)
         assembler = contexts[0]
         assert assembler.counts['decode_error'] == 0 and assembler.counts['wrong_dlc'] == 0

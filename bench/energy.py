@@ -148,7 +148,8 @@ def _errors(t_end, delivered_total, records, use_profile):
 def _limiter_run(pack, vehicle, mcfg, est_cfg, limited, duration_s=300.0, dt=0.1,
                  soc=LIMITER_SOC, ambient_degc=LIMITER_DEGC):
     """Stop-and-go at 2 m/s on a nearly empty cold pack: (trip time or None, min cell V,
-    max |I| / cell limit, distance m)."""
+    max |I| / cell limit, distance m).
+    """
     sim = _pack_model(pack, soc, ambient_degc, step_s=dt, soc_spread=0.002)
     speed_limiter = SpeedLimiter(mcfg.speed_limit_rate_m_per_s2, mcfg.min_speed_m_per_s,
                                  mcfg.max_speed_m_per_s)
@@ -281,5 +282,6 @@ def run():
                              'learnt profile (7 discharge integrations); was 17 / 33 ms '
                              '(16 / 96 cells) with the uniform 200-step march'})
     rows.append({'benchmark': 'energy: bench wall time',
-                 'value': round(time.monotonic() - start, 1), 'unit': 's', 'goal': '<= 60 s', 'note': '16 missions to empty + 2 limiter runs'})
+                 'value': round(time.monotonic() - start, 1), 'unit': 's', 'goal': '<= 60 s',
+                 'note': '16 missions to empty + 2 limiter runs'})
     return rows

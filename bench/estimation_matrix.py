@@ -180,7 +180,8 @@ def markdown(results):
         own = f"{100 * r['soc_rmse']:.2f} / {100 * r['soc_max_err']:.2f}"
         lines.append(f"| {r['name']} | {r['half']} | {f'**{own}**' if r['pass'] else own} | "
                      f"{100 * r['counter_rmse']:.2f} / {100 * r['counter_max_err']:.2f} | "
-                     f"{100 * r['capacity_err']:+.1f}{' (goal)' if 'capacity' in r['goals'] else ''}"
+                     f"{100 * r['capacity_err']:+.1f}"
+                     f"{' (goal)' if 'capacity' in r['goals'] else ''}"
                      f" | {ok} |")
     return '\n'.join(lines)
 

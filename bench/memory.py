@@ -46,7 +46,8 @@ def _name(process):
 
 def run_suite(profile, seconds, request_state=None, single_process=False, extra=()):
     """Run bringup, sample it and its children for ``seconds``: {name: (peak_rss_mib, cpu_pct)};
-    the key 'bringup' is the bringup process itself, 'total' the sum over all of them."""
+    the key 'bringup' is the bringup process itself, 'total' the sum over all of them.
+    """
     log_dir = tempfile.mkdtemp(prefix='bms_bench_')
     env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain_id()),
                ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',

@@ -35,8 +35,13 @@ import numpy as np
 import yaml
 
 import test.conftest  # noqa: F401  (reserves a private block of ROS domain ids)
-from bms_interfaces.msg import (ContactorCommand, PackMeasurement, PackState,
-                                ProtectionEvent, ProtectionStatus)
+from bms_interfaces.msg import (
+    ContactorCommand,
+    PackMeasurement,
+    PackState,
+    ProtectionEvent,
+    ProtectionStatus,
+)
 from bms_interfaces.srv import RequestState, ResetTrips
 from bms_ros.core import contract
 from bms_ros.core.can_codec import CanProtocol
@@ -53,7 +58,8 @@ CELLS, SENSORS, CELL_V = 16, 8, 3.3
 
 def bench_profile(folder, supervisor=None, can=None):
     """The LFP profile with cell over-voltage and discharge over-current debounce 0 and no
-    cool-down (bench only)."""
+    cool-down (bench only).
+    """
     profiles = os.path.join(config_dir(), 'profiles')
     with open(os.path.join(profiles, 'lfp_16s.yaml'), encoding='utf-8') as f:
         data = yaml.safe_load(f)
@@ -139,7 +145,8 @@ def watch(env, limit_id='cell_overvoltage'):
 
 def reset_to_standby(env, status, poll_s):
     """After a round: reset the trip, wait until it is no longer latched, back to STANDBY
-    (each step retried every ``poll_s`` s for at most 5 s)."""
+    (each step retried every ``poll_s`` s for at most 5 s).
+    """
     reset = ResetTrips.Request(requester='bench', reason='next round')
     deadline = time.monotonic() + 5.0
     while not env.call(ResetTrips, contract.RESET_TRIPS, reset).success:
@@ -211,7 +218,8 @@ def evaluate_cost_s(profile_name='nmc_96s.yaml', repeats=2000):
 def bus_pack(port):
     """The BMS slave on the CAN bus (test/support/can_pack.CanPack): measurement frames at
     their periods from a state whose contactor feedback follows the command frames at once;
-    times the first all-open command frame after ``send_now``."""
+    times the first all-open command frame after ``send_now``.
+    """
     protocol = CanProtocol.from_files(os.path.join(config_dir(), 'can', 'bms_ros.dbc'),
                                       os.path.join(config_dir(), 'can', 'bms_ros_mapping.yaml'),
                                       CELLS, SENSORS)
@@ -225,7 +233,8 @@ def bus_pack(port):
 
 def send_trip(pack, volts=None, current_a=None):
     """Send now every measurement frame with cell 3 at ``volts``, or only the current frames
-    with ``current_a``; perf_counter before."""
+    with ``current_a``; perf_counter before.
+    """
     if current_a is None:
         set_cell(pack, volts)
         return pack.send_now()
@@ -251,7 +260,8 @@ SHORT_CIRCUIT_A = -1600.0
 def measure_can(trips=CAN_TRIPS, publish_rate_hz=None, prompt_min_interval_s=None,
                 over_current=False, prompt_current_a=None):
     """CAN frame -> trip_event and -> contactor-open frame on the bus (s), over ``trips``:
-    cell 3 over-voltage, or with ``over_current`` a short-circuit current frame."""
+    cell 3 over-voltage, or with ``over_current`` a short-circuit current frame.
+    """
     with tempfile.TemporaryDirectory(prefix='bms_trip_latency_can_') as folder:
         env = RosTestEnv(folder)
         slave = None

@@ -18,11 +18,11 @@ from .core import contract
 from .core.state_paths import check_base
 
 
-
 def _default_profile_path():
     """core.profile.default_profile_path() without importing core.profile, whose imports
     (core.config) bring numpy: bringup, which reads this module, then stays small (issue 18).
-    test/core/test_graph_footprint.py checks both give the same path."""
+    test/core/test_graph_footprint.py checks both give the same path.
+    """
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     source = os.path.join(package, 'config')
     if not os.path.isdir(source):   # the installed layout: core.profile says where
@@ -64,7 +64,8 @@ SECOND_OPINION_REMAPS = contract.SECOND_OPINION_REMAPS
 @dataclass(frozen=True)
 class RespawnPolicy:
     """When a dead process is started again: back-off delay_s doubling up to max_delay_s (s),
-    at most max_respawns respawns within window_s (s); exit codes in never_codes never."""
+    at most max_respawns respawns within window_s (s); exit codes in never_codes never.
+    """
 
     delay_s: float = 1.0
     max_delay_s: float = 8.0
@@ -168,7 +169,8 @@ CAN_ARGUMENTS = {'can_interface': 'interface', 'can_channel': 'channel', 'can_ho
 
 def can_overrides(args):
     """The CAN node parameters the user gave (a non-empty argument), nothing else: the
-    profile's `can:` section decides every field not given."""
+    profile's `can:` section decides every field not given.
+    """
     out = {}
     for argument, parameter in CAN_ARGUMENTS.items():
         value = str(args.get(argument) or '').strip()
@@ -192,7 +194,8 @@ def is_loopback(host):
 
 def effective_bus(profile, overrides):
     """(interface, channel, host, port) the nodes will use: ``overrides`` over the profile's
-    `can:` section (ConfigError for a bad profile)."""
+    `can:` section (ConfigError for a bad profile).
+    """
     from .core.can_bus import load_can_settings
     from .core.profile import Profile
     bus = load_can_settings(Profile(profile)).bus
@@ -218,7 +221,8 @@ def suite(**overrides):
                                          ('--host', host, '--port', str(port))))
         nodes.append(NodeSpec('pack_simulator', 'pack_simulator', 'bms_ros.nodes.pack_simulator',
                               {**common, **can, 'time_scale': float(args['time_scale'])}))
-    nodes.append(NodeSpec('can_driver', 'can_driver', 'bms_ros.nodes.can_driver', {**common, **can}))
+    nodes.append(NodeSpec('can_driver', 'can_driver', 'bms_ros.nodes.can_driver',
+                          {**common, **can}))
     # persisted state: only passed when set, so each node's own default chain applies
     state = {'state_dir': check_base(args['state_dir'], 'argument', 'state_dir')} \
         if args['state_dir'] else {}

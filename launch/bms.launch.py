@@ -22,14 +22,19 @@ ros2 launch exits at once and leaves the nodes running (ros2/launch#666).
 """
 import sys
 
-from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, ExecuteProcess, OpaqueFunction,
-                            RegisterEventHandler, Shutdown)
+from launch.actions import (
+    DeclareLaunchArgument,
+    ExecuteProcess,
+    OpaqueFunction,
+    RegisterEventHandler,
+    Shutdown,
+)
 from launch.event_handlers import OnProcessIO
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from bms_ros.graph import ARGUMENTS, suite
+from launch import LaunchDescription
 
 
 def _shutdown_on(never_codes, name):

@@ -9,7 +9,8 @@ os.environ.setdefault('RCUTILS_COLORIZED_OUTPUT', '0')
 
 def _reserve_domain_block():
     """Lock one block of 10 domain ids (10..229) for this process, so concurrent test runs on
-    one machine never share a domain; the lock is released when the process exits."""
+    one machine never share a domain; the lock is released when the process exits.
+    """
     for block in range(1, 23):
         path = os.path.join(tempfile.gettempdir(), f'bms_ros_test_domain_{block}.lock')
         handle = open(path, 'w')

@@ -48,6 +48,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, REPO)
 
 import drive_cycles  # noqa: E402
+
 from bms_ros.core.estimation import metrics  # noqa: E402  (numpy only)
 
 MAIN_PYTHON = os.path.join(REPO, '.venv', 'bin', 'python')
@@ -166,7 +167,8 @@ def add_noise(data, capacity_ah, seed):
 
 def step_resistance_ohm(truth, capacity_ah):
     """The DFN's 2 s step resistance: median dV/dI over drive steps > 0.5 C above 20 % SoC,
-    from the noise-free simulation -- the quantity the R0 estimator measures."""
+    from the noise-free simulation -- the quantity the R0 estimator measures.
+    """
     t, i, v = truth['t_s'], truth['current_a'], truth['voltage_v']
     di, dv, dt = np.diff(i), np.diff(v), np.diff(t)
     use = (np.abs(di) > 0.5 * capacity_ah) & (dt < 2.5) & (t[1:] < truth['drive_end_s']) \

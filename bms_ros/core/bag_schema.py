@@ -106,8 +106,14 @@ def qos_fields(kind: str, depth: int) -> dict[str, Any]:
 
 def rosbags_qos(fields: dict[str, Any]) -> Qos:
     """rosbags Qos from a qos_fields()-shaped dict (names as rosbag2 v9 writes them)."""
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
-                                    QosReliability, QosTime)
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
 
     def time(value: dict[str, Any]) -> QosTime:
         return QosTime(int(value['sec']), int(value['nsec']))
@@ -249,7 +255,8 @@ def new_message(msgtype: str, **fields: Any) -> Any:
 
 def upgrade_message(message: Any, msgtype: str) -> Any:
     """``message`` (read with an older definition of ``msgtype``) as today's type: the fields
-    both have are copied, fields added since take their defaults (0, false, empty)."""
+    both have are copied, fields added since take their defaults (0, false, empty).
+    """
     _, defs = typestore().fielddefs[msgtype]
     return new_message(msgtype, **{name: getattr(message, name) for name, _ in defs
                                    if hasattr(message, name)})

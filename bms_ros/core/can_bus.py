@@ -20,14 +20,15 @@ import can
 import psutil
 
 from .can_devices import CanDevice, device_name
-from .contract import CAN_HUB_PORT
 from .command_deadline import CAN_FAILSAFE_FIELDS
+from .contract import CAN_HUB_PORT
 from .profile import config_dir
 
 log = logging.getLogger(__name__)
 
 CAN_SECTION_FIELDS = ('dbc', 'mapping', 'interface', 'channel', 'host', 'port', 'bitrate',
-                      'devices', 'bus_options', 'reconnect_min_s', 'reconnect_max_s', 'stale_timeout_s',
+                      'devices', 'bus_options', 'reconnect_min_s', 'reconnect_max_s',
+                      'stale_timeout_s',
                       'publish_rate_hz', 'publish_can_rx', 'prompt_min_interval_s',
                       'prompt_current_a', 'prompt_cell_voltage_v',
                       'control', 'pack_bms') + CAN_FAILSAFE_FIELDS   # core/pack_report.py
@@ -59,6 +60,7 @@ class BusConfig:
         return kwargs
 
     def describe(self):
+        """The bus for logs: interface, channel and address or bitrate."""
         if self.interface == 'socketcand':
             return f'socketcand {self.channel}@{self.host}:{self.port}'
         return f'{self.interface} {self.channel} {self.bitrate} bit/s'
@@ -168,7 +170,8 @@ def _cell_window(sec):
 
 def quiet_socketcand_logging():
     """python-can 4.6.1's socketcand client logs a warning whenever a TCP read ends inside a
-    frame, which is normal at high rates; keep only its errors."""
+    frame, which is normal at high rates; keep only its errors.
+    """
     logging.getLogger(_SOCKETCAND_LOGGER).setLevel(logging.ERROR)
 
 
@@ -234,6 +237,7 @@ class CanBus:
 
     @property
     def connected(self):
+        """True while the bus is open."""
         return self._bus is not None
 
     def open(self):

@@ -21,10 +21,17 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .can_decode import (COUNTER_ERRORS_STALE, COUNTER_REASONS, REJECT_REASONS, VALUE_REASONS,
-                         AssembledMeasurement, MeasurementAssembler, frame_key)
-from .can_encode import CommandEncoder, PackEncoder
+from .can_decode import (
+    COUNTER_ERRORS_STALE,
+    COUNTER_REASONS,
+    REJECT_REASONS,
+    VALUE_REASONS,
+    AssembledMeasurement,
+    MeasurementAssembler,
+    frame_key,
+)
 from .can_devices import CanDevice, device_name, devices_of, load_devices
+from .can_encode import CommandEncoder, PackEncoder
 from .can_mapping import CONTACTOR_COMMAND_FIELDS, CanMapping, MessageMap, load_dbc, load_mapping
 from .measurement import MESSAGE_FIELDS, Measurement
 
@@ -46,7 +53,8 @@ class CanProtocol:
                    temperature_sensors: int) -> CanProtocol:
         """Load and validate; ConfigError naming the file and field on any problem. Two
         lists of paths (equal length; a None mapping: an ignored device) load several devices
-        on one bus (core/can_devices.py), each named after its DBC."""
+        on one bus (core/can_devices.py), each named after its DBC.
+        """
         if not isinstance(dbc_path, (str, os.PathLike)):
             dbc_paths, mapping_paths = list(dbc_path), list(mapping_path)
             if len(dbc_paths) != len(mapping_paths):
@@ -69,7 +77,8 @@ class CanProtocol:
     def from_settings(cls, settings: Any, cells_series: int,
                       temperature_sensors: int) -> CanProtocol:
         """The protocol of a profile's validated ``can:`` section (core/can_bus.py): its
-        single DBC and mapping, or its ``devices``."""
+        single DBC and mapping, or its ``devices``.
+        """
         if settings.devices:
             return cls.from_devices(settings.devices, cells_series, temperature_sensors,
                                     settings.devices_where)
@@ -83,13 +92,16 @@ class CanProtocol:
 
     @property
     def measurement_messages(self) -> list[MessageMap]:
+        """The mapped measurement messages (received from the pack)."""
         return self.mapping.measurement
 
     @property
     def command_messages(self) -> list[MessageMap]:
+        """The mapped command messages (sent to the pack)."""
         return self.mapping.commands
 
     def field_length(self, name: str) -> int:
+        """Number of elements of message field ``name`` (e.g. cells for cell_voltages)."""
         return self.mapping.field_length(name)
 
     def frame_keys(self, fields: Iterable[str]) -> frozenset[int]:

@@ -65,7 +65,8 @@ def _entries_by_branch(mm: MessageMap, entries: tuple[_Entry, ...]
                        ) -> dict[int, tuple[_Entry, ...]] | None:
     """{value of the named multiplexer: the entries that branch can carry} for a message of
     named signals per branch (no stride), so a frame walks its own few signals, not all of the
-    message's; None for other messages (every entry may be in every frame)."""
+    message's; None for other messages (every entry may be in every frame).
+    """
     if mm.mux_signal is None or mm.mux_stride is not None:
         return None
     signals = {s.name: s for s in mm.dbc_message.signals}
@@ -85,7 +86,8 @@ def frame_key(arbitration_id: int, is_extended: bool) -> int:
 @dataclass
 class AssembledMeasurement(Measurement):
     """A :class:`Measurement` from the assembler (stamps: receive times, s, on the caller's
-    clock) with the driver's diagnostics, which are not in PackMeasurement."""
+    clock) with the driver's diagnostics, which are not in PackMeasurement.
+    """
 
     balancing_stale: bool = True
     stale_groups: tuple[str, ...] = ()

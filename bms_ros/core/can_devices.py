@@ -23,10 +23,21 @@ from typing import Any, cast
 import cantools
 from cantools.database.can import Database, Message
 
-from .can_mapping import (COMMAND_FIELDS, CONTACTOR_COMMAND_FIELDS, MEASUREMENT_FIELDS,
-                          REQUIRED_COMMAND_FIELDS, REQUIRED_MEASUREMENT_FIELDS, CanMapping,
-                          _format_indices, _Loader, _suggest, is_boolean_signal, load_dbc,
-                          MessageMap, load_mapping)
+from .can_mapping import (
+    COMMAND_FIELDS,
+    CONTACTOR_COMMAND_FIELDS,
+    MEASUREMENT_FIELDS,
+    REQUIRED_COMMAND_FIELDS,
+    REQUIRED_MEASUREMENT_FIELDS,
+    CanMapping,
+    MessageMap,
+    _format_indices,
+    _Loader,
+    _suggest,
+    is_boolean_signal,
+    load_dbc,
+    load_mapping,
+)
 from .config import Section, load_yaml
 from .errors import ConfigError
 
@@ -59,7 +70,8 @@ class DeviceMapping:
 @dataclass
 class BusMapping(CanMapping):
     """A CanMapping over several devices (``devices``; ``frame_devices``: (frame id,
-    is_extended) -> name of the device whose DBC defines it, for every DBC message)."""
+    is_extended) -> name of the device whose DBC defines it, for every DBC message).
+    """
 
     devices: tuple[DeviceMapping, ...] = ()
     frame_devices: dict[tuple[int, bool], str] = field(default_factory=dict)
@@ -107,7 +119,8 @@ def load_devices(devices: Iterable[CanDevice], cells_series: int, temperature_se
                  where: tuple[str, str] | None = None) -> BusMapping:
     """Load and validate the mappings of ``devices`` (CanDevice) against their DBCs into one
     BusMapping; ``where`` = (file, field) of the device list for errors (the profile's
-    ``can.devices``). One device with a mapping loads exactly as :func:`load_mapping`."""
+    ``can.devices``). One device with a mapping loads exactly as :func:`load_mapping`.
+    """
     devices = list(devices)
     where_path, where_field = where or (os.fspath(devices[0].dbc_path) if devices else '',
                                         'devices')

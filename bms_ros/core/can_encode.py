@@ -46,7 +46,8 @@ def _raw_of_bool(s: SignalMap, value: object) -> int:
 def _branch_frames(mm: MessageMap) -> list[tuple[int | None, dict[str, int]]]:
     """(value of the named multiplexer, {other multiplexer: value}) of each frame a message
     takes: one per multiplexer value; with named signals (no stride) one per distinct branch of
-    the other multiplexers of its mapped signals too (nested: module, then block)."""
+    the other multiplexers of its mapped signals too (nested: module, then block).
+    """
     if mm.mux_signal is None:
         return [(None, {})]
     if mm.mux_stride is not None:
@@ -74,7 +75,8 @@ def _branch_frames(mm: MessageMap) -> list[tuple[int | None, dict[str, int]]]:
 def _encode_frame(mm: MessageMap, fields: dict[str, Any], mux: int | None, counter_value: int,
                   other_muxes: dict[str, int] | None = None) -> can.Message:
     """One frame of message ``mm`` for multiplexer value ``mux`` (and ``other_muxes``, name ->
-    value, nested) from ``fields`` (name -> value)."""
+    value, nested) from ``fields`` (name -> value).
+    """
     raw: dict[str, Any] = dict.fromkeys(mm.other_signals, 0)
     if mm.mux_signal is not None:
         raw[mm.mux_signal] = mux
@@ -175,7 +177,8 @@ class PackEncoder(_Sender):
                    keys: Collection[int] | None = None) -> list[can.Message]:
         """Every measurement frame (all multiplexer blocks) of ``state`` now; with ``keys``
         (frame keys, as CanProtocol.frame_keys gives) only those messages, so the rolling
-        counters of the others do not advance for frames never sent."""
+        counters of the others do not advance for frames never sent.
+        """
         fields = self.state_fields(state)
         frames: list[can.Message] = []
         for mm in self.protocol.mapping.measurement:
@@ -256,7 +259,8 @@ class CommandEncoder(_Sender):
     @property
     def contactor_period_s(self) -> float | None:
         """Repeat period of the contactor command (s), None if sent on change only or not
-        mapped (control style b: the pack owns its contactors)."""
+        mapped (control style b: the pack owns its contactors).
+        """
         return self.contactor.period_s if self.contactor is not None else None
 
     def encode_contactor_command(self, negative_closed: bool, precharge_closed: bool,

@@ -70,7 +70,8 @@ def open_log(path: str | os.PathLike[str]) -> Any:
 def read_log(path: str | os.PathLike[str],
              stats: ReadStats | None = None) -> Iterator[can.Message]:
     """Frames of a log in file order (can.Message, timestamp in s); problems counted in
-    ``stats`` (module docstring). CanLogError only if the file cannot be opened."""
+    ``stats`` (module docstring). CanLogError only if the file cannot be opened.
+    """
     stats = stats if stats is not None else ReadStats()
     reader = open_log(path)
     try:
@@ -136,7 +137,8 @@ class LogDecoder:
     def snapshots(self, frames: Iterable[can.Message]
                   ) -> Iterator[tuple[float, AssembledMeasurement]]:
         """(t_s, AssembledMeasurement) pairs: the first one period after the first frame,
-        then every period; one more after the last frame. Never raises on a bad frame."""
+        then every period; one more after the last frame. Never raises on a bad frame.
+        """
         period = self.period_s
         base: float | None = None   # snapshot k at base + k * period (no drift over long logs)
         k = 1
@@ -233,7 +235,8 @@ class PlayStats:
 
 def tx_copy(msg: can.Message) -> can.Message | None:
     """A frame to send made of a logged one (no channel, no receive flags); None for an
-    error frame."""
+    error frame.
+    """
     if msg.is_error_frame:
         return None
     return can.Message(arbitration_id=msg.arbitration_id, is_extended_id=msg.is_extended_id,

@@ -35,7 +35,8 @@ import math
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, cast
 
 import cantools
@@ -168,7 +169,8 @@ class CanMapping:
 def element_of(index: int, stride: int | None, first: int, mux: int | None,
                bit: int = 0) -> int:
     """Array element: ``index + stride * (mux - first) + bit`` (``mux`` or ``stride`` None:
-    ``index + bit``, the index is absolute)."""
+    ``index + bit``, the index is absolute).
+    """
     if mux is None or stride is None:
         return index + bit
     return index + stride * (mux - first) + bit
@@ -204,7 +206,7 @@ def load_mapping(mapping_path: str | os.PathLike[str], dbc_path: str | os.PathLi
     if not pack_controls or any(s.field in CONTACTOR_COMMAND_FIELDS
                                 for m in commands for s in m.signals):
         loader.check_required('commands', commands, REQUIRED_COMMAND_FIELDS)
-    from .pack_report import load_report_sections   # its loader lives there (control style b)
+    from .pack_report import load_report_sections  # its loader lives there (control style b)
     pack_report, state_request = load_report_sections(
         top, database, loader.dbc_name, _suggest, is_boolean_signal)
     return CanMapping(path=mapping_path, dbc_path=os.fspath(dbc_path), cells_series=cells_series,
@@ -216,7 +218,8 @@ def load_mapping(mapping_path: str | os.PathLike[str], dbc_path: str | os.PathLi
 def _branch_values(dbc_signal: Signal, mux_signal: str,
                    signals_by_name: dict[str, Signal]) -> tuple[int, ...] | None:
     """Values of multiplexer ``mux_signal`` whose branch carries ``dbc_signal`` (nested
-    multiplexing followed upwards); None if the signal is in every frame of the message."""
+    multiplexing followed upwards); None if the signal is in every frame of the message.
+    """
     signal = dbc_signal
     while signal.multiplexer_signal is not None:
         if signal.multiplexer_signal == mux_signal:
@@ -242,7 +245,7 @@ def _format_indices(indices: Iterable[int]) -> str:
 
 
 def _unpadded(name: str) -> str:
-    """``name`` with the leading zeros of every number dropped: CellVoltage_017 -> CellVoltage_17."""
+    """``name`` without the leading zeros of its numbers: CellVoltage_017 -> CellVoltage_17."""
     return re.sub(r'\d+', lambda m: str(int(m.group())), name)
 
 
@@ -258,7 +261,8 @@ def _suggest(name: str, known: Sequence[str]) -> str:
 
 def is_boolean_signal(dbc_signal: Signal) -> bool:
     """True for a 1-bit signal, or one whose named choices are exactly 0 and 1 and whose DBC
-    range holds nothing else (a flag, not a value)."""
+    range holds nothing else (a flag, not a value).
+    """
     if dbc_signal.length == 1:
         return True
     choices: Mapping[Any, Any] = dbc_signal.choices or {}
@@ -286,7 +290,8 @@ class _Loader:
                  owners: dict[tuple[str, int], str] | None = None,
                  coverage: bool = True) -> list[MessageMap]:
         """The MessageMaps of a section; ``owners`` ((field, element) -> the signal that
-        provides it) may be shared by several devices, which then check coverage together."""
+        provides it) may be shared by several devices, which then check coverage together.
+        """
         if not self.top.has(section_name):
             raise self.top.error(section_name, 'missing required field')
         sections = self.top.sections(section_name)
@@ -515,7 +520,7 @@ class _Loader:
             lo = dbc_signal.minimum
             hi = dbc_signal.maximum
             bounds: list[float | None] = []
-            for value, rounding in ((lo, math.ceil), (hi, math.floor)):
+            for value in (lo, hi):
                 if value is None:
                     bounds.append(None)
                     continue
@@ -562,7 +567,8 @@ def _always_beside(flag_signal: Signal, value_signal: Signal,
 def _validity(sec: Section, dbc_signal: Signal, signals_by_name: dict[str, Signal],
               message_name: str) -> tuple[str | None, int, str | None, int]:
     """(invalid_flag, invalid_when, error_bits, error_mask) of one mapped signal, checked:
-    the signals exist in the same message and in every frame that carries the value."""
+    the signals exist in the same message and in every frame that carries the value.
+    """
     found: dict[str, Signal] = {}
     for key in ('invalid_flag', 'error_bits'):
         if not sec.has(key):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
-from dataclasses import dataclass
 from numpy.typing import ArrayLike
 
 from .config import Section
@@ -48,6 +48,7 @@ class CellSpec:
 
     @property
     def c1_f(self) -> float:
+        """C1 of the RC branch (F): tau1 / R1."""
         return self.tau1_s / self.r1_ohm
 
     def r0_at(self, temperature_degc: ArrayLike) -> FloatOrArray:
@@ -91,7 +92,8 @@ class CellSpec:
                              else None)
             for name in CellLimits.__dataclass_fields__})
         if limits.voltage_min_v >= limits.voltage_max_v:
-            raise lim.error('voltage_min_v', f'must be below voltage_max_v ({limits.voltage_max_v})')
+            raise lim.error('voltage_min_v',
+                            f'must be below voltage_max_v ({limits.voltage_max_v})')
         for mode in ('charge', 'discharge'):
             low = getattr(limits, f'{mode}_temperature_min_degc')
             high = getattr(limits, f'{mode}_temperature_max_degc')
@@ -115,6 +117,8 @@ class CellSpec:
             limits=limits, path=top.path)
         if not math.isclose(ocv.ocv_grid_v[0], limits.voltage_min_v, abs_tol=0.2) or \
                 not math.isclose(ocv.ocv_grid_v[-1], limits.voltage_max_v, abs_tol=0.2):
-            raise top.error('ocv_table', f'OCV range {ocv.ocv_grid_v[0]:.2f}..{ocv.ocv_grid_v[-1]:.2f} V '
-                            f'does not match limits {limits.voltage_min_v}..{limits.voltage_max_v} V')
+            raise top.error('ocv_table',
+                            f'OCV range {ocv.ocv_grid_v[0]:.2f}..{ocv.ocv_grid_v[-1]:.2f} V '
+                            f'does not match limits '
+                            f'{limits.voltage_min_v}..{limits.voltage_max_v} V')
         return spec

@@ -80,6 +80,7 @@ class CommandDeadline:
 
     @property
     def received(self) -> bool:
+        """True once a command was received."""
         return self.last is not None
 
     def state(self, now_s: float) -> str:

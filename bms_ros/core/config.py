@@ -42,7 +42,8 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_csv(path: str | os.PathLike[str], header: str) -> list[dict[str, str]]:
     """Rows of a CSV file as dicts (``#`` lines are comments); ConfigError if the file is
-    missing, unreadable or has no rows (``header``: the expected header, for the message)."""
+    missing, unreadable or has no rows (``header``: the expected header, for the message).
+    """
     path = os.fspath(path)
     try:
         with open(path, newline='', encoding='utf-8') as stream:
@@ -59,7 +60,8 @@ def load_csv(path: str | os.PathLike[str], header: str) -> list[dict[str, str]]:
 def csv_columns(path: str | os.PathLike[str], rows: list[dict[str, str]],
                 names: Iterable[str]) -> dict[str, NDArray[np.float64]]:
     """The columns ``names`` of ``rows`` (from :func:`load_csv`) as float arrays; ConfigError
-    naming the row and column of the first value that is not a finite number."""
+    naming the row and column of the first value that is not a finite number.
+    """
     columns: dict[str, list[float]] = {name: [] for name in names}
     for line, row in enumerate(rows, start=2):
         for name in names:
@@ -98,6 +100,7 @@ class Section:
         return ConfigError(self.path, self.field_name(field), problem)
 
     def has(self, field: str) -> bool:
+        """True if the mapping has ``field`` (even as null)."""
         return field in self.data
 
     def section(self, field: str, default: Any = _MISSING) -> Section:
@@ -139,9 +142,11 @@ class Section:
 
     def integer(self, field: str, default: Any = _MISSING, minimum: float | None = None,
                 maximum: float | None = None) -> int:
+        """An integer field within [minimum, maximum]; ConfigError otherwise."""
         return int(self.number(field, default, minimum=minimum, maximum=maximum, integer=True))
 
     def boolean(self, field: str, default: Any = _MISSING) -> bool:
+        """A true/false field; ConfigError for anything else (also 0/1, 'yes')."""
         value = self._raw(field, default)
         if not isinstance(value, bool):
             raise self.error(field, f'expected true or false, got {value!r}')
@@ -149,6 +154,7 @@ class Section:
 
     def string(self, field: str, default: Any = _MISSING,
                choices: Collection[str] | None = None) -> str:
+        """A non-empty string field, one of ``choices`` if given; ConfigError otherwise."""
         value = self._raw(field, default)
         if not isinstance(value, str) or not value:
             raise self.error(field, f'expected a non-empty string, got {value!r}')

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, cast
 
 from cantools.database.can import Database, Message, Signal
@@ -185,7 +186,8 @@ def _ranges(values: Iterable[int]) -> str:
 def skeleton(database: Database, dbc_name: str, cells: int | None = None,
              sensors: int | None = None) -> str:
     """The YAML text of a starter mapping of ``database`` (cantools), for ``cells`` series
-    cells and ``sensors`` temperature sensors (None: as many as the DBC's named signals)."""
+    cells and ``sensors`` temperature sensors (None: as many as the DBC's named signals).
+    """
     messages = [m for m in database.messages if not m.is_container]
     # the node(s) sending cell voltages or temperatures are the pack: their frames are measurement
     bms_nodes: set[str] = set()

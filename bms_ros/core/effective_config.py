@@ -52,7 +52,8 @@ def _scalar(value):
 
 def flatten(config, prefix):
     """{dotted name: ROS-compatible value} of ``config`` under ``prefix`` (None is left out;
-    an empty list is an empty string list; a list of mixed types becomes strings)."""
+    an empty list is an empty string list; a list of mixed types becomes strings).
+    """
     out = {}
     _walk(config, prefix, out)
     return out

@@ -53,7 +53,8 @@ ROWS = (
         'last contactor_command older than the deadline (monotonic clock)',
         'stops repeating the last command, sends all-open frames at the command period; '
         '/diagnostics ERROR', SAFE_OPEN,
-        (('can.command_deadline_s', 0.5),), 0.3, f'{CAMPAIGN}::test_node_lost_opens[pack_supervisor]'),
+        (('can.command_deadline_s', 0.5),), 0.3,
+        f'{CAMPAIGN}::test_node_lost_opens[pack_supervisor]'),
     FailsafeRow(
         'driver_lost', 'can_driver killed or hung', 'pack (contactor controller)',
         'no contactor command frame for its own timeout',
@@ -171,7 +172,8 @@ def profile_value(data: Any, dotted: str, default: Any) -> Any:
 
 def _number(data: Any, dotted: str, default: Any) -> float | None:
     """A positive finite number at ``dotted``, else None: a missing, mistyped or out-of-range
-    value is its owner's to reject (with its own message), not this table's."""
+    value is its owner's to reject (with its own message), not this table's.
+    """
     value = profile_value(data, dotted, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None

@@ -45,6 +45,7 @@ class ConstantLoad(LoadProfile):
         self.description = f'constant {self.value_a:g} A'
 
     def current_a(self, t_s: float) -> float:
+        """The constant demanded current (A, + = charging) at any ``t_s``."""
         return self.value_a
 
 
@@ -81,6 +82,7 @@ class TabulatedLoad(LoadProfile):
         self._values: list[float] = self.values_a.tolist()
 
     def current_a(self, t_s: float) -> float:
+        """Demanded current (A, + = charging) at ``t_s`` (s): interpolated, looped or 0."""
         t = float(t_s)
         if t >= self.duration_s:
             if self.end == 'stop':

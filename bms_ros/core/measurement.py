@@ -57,7 +57,8 @@ class Measurement:
     @classmethod
     def from_message(cls, msg: Any) -> Measurement:
         """From a PackMeasurement-shaped object (ROS or rosbags message): arrays as numpy,
-        stamps as seconds (NaN where the stamp is zero: not set)."""
+        stamps as seconds (NaN where the stamp is zero: not set).
+        """
         return cls(
             cell_voltages_v=np.asarray(msg.cell_voltages_v, dtype=float),
             cell_voltage_valid=np.asarray(msg.cell_voltage_valid, dtype=bool),

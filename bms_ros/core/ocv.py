@@ -11,11 +11,11 @@ import os
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-# a value of a function of SoC or temperature: a float for a scalar argument, else an array
-FloatOrArray = float | NDArray[np.float64]
-
 from .config import csv_columns, load_csv
 from .errors import ConfigError
+
+# a value of a function of SoC or temperature: a float for a scalar argument, else an array
+FloatOrArray = float | NDArray[np.float64]
 
 REFERENCE_TEMPERATURE_DEGC = 25.0
 
@@ -74,7 +74,8 @@ class OcvTable:
         """(OCV(lo + 2 w) - OCV(lo)) / 2 w with lo = SoC - w kept inside 0..1 - 2 w, at the
         reference temperature, in volts per unit SoC: a slope that does not stall on a table's
         kinks. Piecewise linear in SoC with knots at the grid and the grid -+ w, so it is
-        tabulated once per width and interpolated (equal to the direct formula to rounding)."""
+        tabulated once per width and interpolated (equal to the direct formula to rounding).
+        """
         table = self._secants.get(half_width)
         if table is None:
             w = float(half_width)

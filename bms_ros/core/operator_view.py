@@ -142,7 +142,8 @@ def _reason(latest):
 def protection_summary(status, width=None):
     """'ok', or the highest level with the limits at it: 'TRIP cell_overvoltage[3] +1'.
 
-    ``width``: at most this many characters (names beyond it become '+N')."""
+    ``width``: at most this many characters (names beyond it become '+N').
+    """
     level = status['max_level']
     word = LEVEL_WORDS.get(level, str(level))
     if not level:
@@ -164,7 +165,7 @@ def protection_summary(status, width=None):
 
 
 def _runtime(latest):
-    from .energy.text import runtime_text      # issue 16: time to empty / full
+    from .energy.text import runtime_text  # issue 16: time to empty / full
     return runtime_text(latest.get('estimate'))
 
 
@@ -197,8 +198,9 @@ DEFAULT_FIELDS = ('state', 'soc', 'current', 'cells', 'tmax', 'limits', 'protect
 DROP_ORDER = ('reason', 'balancing', 'requested', 'contactors', 'tmin', 'spread', 'soh',
               'runtime', 'voltage', 'limits', 'tmax', 'current')
 PROTECTION_MIN_WIDTH = 28     # columns the protection field keeps before fields are dropped
-WIDE_FIELDS = ('state', 'requested', 'soc', 'soh', 'runtime', 'current', 'voltage', 'cells', 'spread',
-               'tmin', 'tmax', 'limits', 'contactors', 'balancing', 'protection', 'reason')
+WIDE_FIELDS = ('state', 'requested', 'soc', 'soh', 'runtime', 'current', 'voltage', 'cells',
+               'spread', 'tmin', 'tmax', 'limits', 'contactors', 'balancing', 'protection',
+               'reason')
 
 
 def parse_fields(text):
@@ -227,7 +229,8 @@ def missing_text(latest, fields):
 def status_line(latest, fields=DEFAULT_FIELDS, width=LINE_WIDTH):
     """One status line of ``fields`` joined by ' | '. With a ``width`` (None: unbounded) the
     fields of DROP_ORDER go first until the protection field has its full text or at least
-    PROTECTION_MIN_WIDTH columns; its names beyond that become '+N'; never longer than width."""
+    PROTECTION_MIN_WIDTH columns; its names beyond that become '+N'; never longer than width.
+    """
     texts = {}
     for name in fields:
         text = FIELDS[name][1](latest) if name != 'protection' else None
@@ -397,8 +400,9 @@ def events_panel(events, count=8):
     lines = []
     for event in list(events)[-count:]:
         verb = 'raised' if event['active'] else 'cleared'
+        level = LEVEL_WORDS.get(event['level'], '?')
         lines.append(f'{stamp_text(event.get("header", {}).get("stamp"))} '
-                     f'{LEVEL_WORDS.get(event["level"], "?"):5} {verb:7} {event.get("message", "")}')
+                     f'{level:5} {verb:7} {event.get("message", "")}')
     return lines
 
 
@@ -430,7 +434,8 @@ def view_text(latest, events=(), width=LINE_WIDTH):
 
 def reset_reply(success, message, still_latched=()):
     """bmsctl's line for a ResetTrips response: granted, partly granted or refused, each list
-    once (the protection node's message already names what stays latched and why)."""
+    once (the protection node's message already names what stays latched and why).
+    """
     text = message.strip()
     if text.startswith('refused: '):
         text = text[len('refused: '):]

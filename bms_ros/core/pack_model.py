@@ -58,7 +58,8 @@ class ChargerConfig:
     """The simulated charger (CC-CV), plugged in while the pack is in CHARGE (the node).
 
     CC at the smaller of current_a and the BMS's allowed charge current, CV with the highest
-    cell at cell_voltage_v, done once the CV current falls below end_current_a."""
+    cell at cell_voltage_v, done once the CV current falls below end_current_a.
+    """
 
     current_a: float = None          # A, pack; None: half the cell's charge_current_max_a x p
     cell_voltage_v: float = None     # V; None: the cell's voltage_max_v
@@ -380,7 +381,8 @@ class PackModel:
 
     def set_charger(self, enabled, charge_limit_a=None):
         """Plug the charger in (``enabled``) or out; ``charge_limit_a``: the BMS's allowed
-        charge current (A, magnitude; None keeps the last). Unplugging ends a finished charge."""
+        charge current (A, magnitude; None keeps the last). Unplugging ends a finished charge.
+        """
         if charge_limit_a is not None:
             limit = float(charge_limit_a)
             self.charge_limit_a = limit if math.isfinite(limit) else None
@@ -392,7 +394,8 @@ class PackModel:
 
     def charger_current_a(self):
         """The charger's current now (A, >= 0): CC at the smaller of its rating and the BMS's
-        limit, CV with the highest cell at the charger's cell voltage, 0 once done."""
+        limit, CV with the highest cell at the charger's cell voltage, 0 once done.
+        """
         if not self.charger_enabled or self.charger_phase == 'done':
             return 0.0
         cc = self.charger.current_a
@@ -528,14 +531,17 @@ class PackModel:
 
     @property
     def negative_contactor_closed(self):
+        """True while the negative contactor is (physically) closed."""
         return self._contactors.actual[0]
 
     @property
     def positive_contactor_closed(self):
+        """True while the positive contactor is (physically) closed."""
         return self._contactors.actual[1]
 
     @property
     def precharge_relay_closed(self):
+        """True while the precharge relay is (physically) closed."""
         return self._contactors.actual[2]
 
     @property

@@ -43,7 +43,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import TYPE_CHECKING, Any, cast
 
 import can
@@ -52,8 +53,7 @@ from cantools.database.can import Database, Message, Signal
 
 from .can_frame import decode_frame
 from .errors import ConfigError, DecodeError
-from .pack_state_machine import (STATE_CHARGE, STATE_DRIVE, STATE_ERROR, STATE_NAMES,
-                                 STATE_STANDBY)
+from .pack_state_machine import STATE_CHARGE, STATE_DRIVE, STATE_ERROR, STATE_NAMES, STATE_STANDBY
 from .protection.limits import LEVEL_OK, LEVEL_TRIP, LEVEL_WARNING
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ class ControlConfig:
 
     @property
     def pack_controls(self) -> bool:
+        """True if the pack's own BMS controls (report style 'pack')."""
         return self.style == 'pack'
 
 
@@ -140,7 +141,8 @@ def load_control(can_section: Section) -> ControlConfig:
 def control_of_file(profile_path: str | os.PathLike[str]) -> tuple[str, bool]:
     """(``can.control``, ``can.pack_bms.second_opinion``) of a profile file without
     validating it (('bms_ros', True) where unreadable: the nodes then report the file's error
-    themselves, exit code 2); for graph.py."""
+    themselves, exit code 2); for graph.py.
+    """
     try:
         with open(os.fspath(profile_path), encoding='utf-8') as stream:
             can_section = yaml.safe_load(stream).get('can') or {}
@@ -158,7 +160,8 @@ def control_style_of_file(profile_path: str | os.PathLike[str]) -> str:
 
 def check_style(control: ControlConfig, mapping: CanMapping, where: str) -> None:
     """The mapping fits the control style: style (a) needs the contactor command, style (b)
-    the pack report and the state request. ConfigError naming ``where`` (the profile)."""
+    the pack report and the state request. ConfigError naming ``where`` (the profile).
+    """
     if control.pack_controls:
         missing = [s for s in ('pack_report', 'state_request') if getattr(mapping, s) is None]
         if missing:
@@ -225,6 +228,7 @@ class StateRequestMap:
 
     @property
     def key(self) -> int:
+        """The frame key: the id, with the extended flag bit if extended."""
         return self.frame_id | _EXT if self.is_extended else self.frame_id
 
 
@@ -303,7 +307,8 @@ def load_report_sections(top: Section, database: Database, dbc_name: str, sugges
     """(pack_report messages or None, StateRequestMap or None) from a mapping's top Section.
 
     ``suggest`` and ``is_boolean_signal`` come from can_mapping (the same 'did you mean' and
-    flag check as the measurement)."""
+    flag check as the measurement).
+    """
     by_name = {m.name: m for m in database.messages}
     report: list[ReportMessage] | None = None
     if top.has('pack_report'):
@@ -512,7 +517,8 @@ class ReportDecoder:
 
     def feed(self, msg: can.Message, now_s: float) -> bool:
         """Decode one frame received at ``now_s`` (s); False if not a good report frame.
-        Never raises (a malformed object is a decode_error)."""
+        Never raises (a malformed object is a decode_error).
+        """
         try:
             return self._feed(msg, now_s)
         except Exception:  # noqa: BLE001  malformed objects must not stop the reader
@@ -567,7 +573,8 @@ class ReportDecoder:
 
     def snapshot(self, now_s: float, timeout_s: float) -> PackReport:
         """The :class:`PackReport` at ``now_s``: values of messages older than ``timeout_s``
-        are unknown; the state unknown means state ERROR named UNKNOWN."""
+        are unknown; the state unknown means state ERROR named UNKNOWN.
+        """
         ages = {m.name: now_s - self._stamps.get(m.name, -math.inf)
                 for m in self.messages.values()}
         fresh = {name for name, age in ages.items() if age <= timeout_s}
@@ -632,7 +639,8 @@ def pack_state_fields(report: PackReport, requested_state: int,
                       measurement: dict[str, Any] | None = None) -> dict[str, Any]:
     """PackState field values (no header / commanded) from the report; contactor feedback
     and voltages from the report where mapped, else from the measurement (a dict of
-    PackMeasurement fields, or None); unknown feedback reads closed = False."""
+    PackMeasurement fields, or None); unknown feedback reads closed = False.
+    """
     fields: dict[str, Any] = {'state': report.state, 'requested_state': requested_state,
               'state_name': report.state_name, 'reason': report.reason}
     for name in ('negative_contactor_closed', 'positive_contactor_closed',
@@ -651,7 +659,8 @@ def pack_state_fields(report: PackReport, requested_state: int,
 
 def estimate_fields(report: PackReport, cells_series: int) -> dict[str, Any]:
     """BatteryEstimate field values from the report: what the pack does not give is NaN;
-    the limits are 0 A while the report is stale (unknown is never OK)."""
+    the limits are 0 A while the report is stale (unknown is never OK).
+    """
     nan_cells = [_NAN] * cells_series
     fields: dict[str, Any] = {'cell_soc': list(nan_cells), 'cell_capacity_ah': list(nan_cells),
               'cell_r0_ohm': list(nan_cells)}
@@ -679,7 +688,8 @@ def _limits(report: PackReport) -> tuple[float, float]:
 
 def protection_fields(report: PackReport) -> dict[str, Any]:
     """ProtectionStatus field values: the pack's active flags as events (dicts with the
-    ProtectionEvent fields), a stale report as a trip-level ``pack_report_stale`` event."""
+    ProtectionEvent fields), a stale report as a trip-level ``pack_report_stale`` event.
+    """
     events: list[dict[str, Any]] = [
         {'limit_id': limit_id, 'level': level, 'index': -1, 'value': 1.0, 'threshold': 1.0,
          'unit': '', 'active': True, 'latched': level >= LEVEL_TRIP, 'message': text}
@@ -704,7 +714,8 @@ def protection_fields(report: PackReport) -> dict[str, Any]:
 def battery_health(report: PackReport,
                    power_supply_health: Callable[[list[tuple[str, int]]], str]) -> str:
     """BatteryState health name from the report (``power_supply_health`` is
-    core.estimation.interface's): UNKNOWN while stale, else from the active flags."""
+    core.estimation.interface's): UNKNOWN while stale, else from the active flags.
+    """
     if report.state_name == UNKNOWN_NAME:
         return 'UNKNOWN'
     events = [(e['limit_id'], e['level']) for e in protection_fields(report)['active']]
@@ -715,7 +726,8 @@ def disagreements(report: PackReport, own_estimate: float, own_limits: Sequence[
                   control: ControlConfig) -> list[tuple[str, float, float, float, float]]:
     """(what, pack value, our value, |difference|, bound) where the pack and our own
     estimate / protection differ beyond the bounds of ``control``. ``own_estimate``:
-    our pack SoC (0..1, NaN if none); ``own_limits``: our (charge, discharge) limits, A."""
+    our pack SoC (0..1, NaN if none); ``own_limits``: our (charge, discharge) limits, A.
+    """
     out: list[tuple[str, float, float, float, float]] = []
     if report.state_name == UNKNOWN_NAME:
         return out
@@ -735,7 +747,8 @@ def disagreements(report: PackReport, own_estimate: float, own_limits: Sequence[
 
 def trip_disagreement(report: PackReport, own_trips: Collection[str]) -> str | None:
     """A text when our own protection holds latched trips (``own_trips``: their limit ids)
-    while the pack reports no fault, else None (a known report only)."""
+    while the pack reports no fault, else None (a known report only).
+    """
     if report.state_name == UNKNOWN_NAME or not own_trips:
         return None
     if any(level >= LEVEL_TRIP for _, level, _ in report.flags) or report.state == STATE_ERROR:
@@ -774,7 +787,8 @@ class RequestEncoder:
 
 class RequestHold:
     """The request to forward now: the last accepted one, or STANDBY once it is older than
-    ``hold_s`` (0: it holds until the next), on the caller's monotonic clock (s)."""
+    ``hold_s`` (0: it holds until the next), on the caller's monotonic clock (s).
+    """
 
     def __init__(self, hold_s: float) -> None:
         self.hold_s = hold_s
@@ -782,10 +796,12 @@ class RequestHold:
         self._since: float | None = None
 
     def set(self, state: int, now_s: float) -> None:
+        """Accept ``state`` as the request at ``now_s`` (s)."""
         self.state = int(state)
         self._since = now_s
 
     def current(self, now_s: float) -> int:
+        """The request to forward at ``now_s`` (s): the last one, or STANDBY once too old."""
         if self.hold_s > 0.0 and self._since is not None and now_s - self._since > self.hold_s:
             self.state = STATE_STANDBY
             self._since = None
@@ -794,7 +810,8 @@ class RequestHold:
 
 def decode_request(request_map: StateRequestMap, msg: can.Message) -> int | None:
     """Pack side: our requested state (int) of a state-request frame; None if not one or
-    its value means nothing we request."""
+    its value means nothing we request.
+    """
     key = msg.arbitration_id | _EXT if msg.is_extended_id else msg.arbitration_id
     if key != request_map.key or msg.is_error_frame or msg.is_remote_frame:
         return None
@@ -810,7 +827,8 @@ class ReportEncoder:
     """Pack side (tests, log generators): report frames from field values.
 
     ``values``: field -> value; ``state`` is our state name or int (the first raw value
-    mapped to it is sent), flags by their limit_id (name) -> raw int."""
+    mapped to it is sent), flags by their limit_id (name) -> raw int.
+    """
 
     def __init__(self, mapping: CanMapping) -> None:
         self.messages = list(mapping.pack_report or ())
@@ -818,6 +836,7 @@ class ReportEncoder:
 
     def frames(self, values: dict[str, Any],
                flags: dict[str, int] | None = None) -> list[can.Message]:
+        """Report frames for ``values`` (field -> value) and ``flags`` (limit_id -> raw int)."""
         flags = flags or {}
         frames: list[can.Message] = []
         for m in self.messages:

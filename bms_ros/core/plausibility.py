@@ -175,7 +175,8 @@ class Plausibility:
               pack_voltage_v: float = math.nan) -> BoolArray:
         """One measurement at ``now_s`` (s): pack current (A, + = charging), cell voltages (V)
         and validity, per-cell temperature (degC, NaN = unmeasured), pack voltage (V, NaN =
-        unmeasured). Returns the cells the estimator may correct with (bool per cell)."""
+        unmeasured). Returns the cells the estimator may correct with (bool per cell).
+        """
         cfg = self.config
         v = np.asarray(cell_voltage_v, dtype=float)
         ok = np.asarray(cell_voltage_valid, dtype=bool) & np.isfinite(v)

@@ -39,10 +39,12 @@ class PackSpec:
 
     @property
     def capacity_ah(self) -> float:
+        """Capacity of the pack (Ah): one cell's, the cells being in series."""
         return self.cell.capacity_ah
 
     @property
     def nominal_voltage_v(self) -> float:
+        """Pack voltage (V) at 50 % SoC: cells in series x the cell's OCV."""
         return self.cells_series * float(self.cell.ocv.ocv(0.5))
 
     def sensor_of_cell(self) -> NDArray[np.int_]:

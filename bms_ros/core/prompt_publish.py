@@ -40,7 +40,8 @@ CELL_FIELD = 'cell_voltages_v'
 
 class PromptPolicy:
     """Decides, per received batch, whether a prompt publish is wanted, and whether it is a
-    crossing that must not wait for the minimum interval."""
+    crossing that must not wait for the minimum interval.
+    """
 
     def __init__(self, protocol: CanProtocol, min_interval_s: float, current_a: float = 0.0,
                  cell_voltage_v: Sequence[float] = ()) -> None:

@@ -25,9 +25,9 @@ APP = 'bms_ros'
 
 
 def check_path_part(value: Any, path: str, field: str) -> str:
-    """``value`` if it is safe as one folder name, else ConfigError naming ``path`` and ``field``.
+    r"""``value`` if it is safe as one folder name, else ConfigError naming ``path`` and ``field``.
 
-    Rejected: empty, '.', '..', a '/' or '\\', a NUL, a leading '.' (hidden, or a way to '..'),
+    Rejected: empty, '.', '..', a '/' or '\', a NUL, a leading '.' (hidden, or a way to '..'),
     surrounding spaces.
     """
     if not isinstance(value, str) or not value:
@@ -44,7 +44,8 @@ def check_path_part(value: Any, path: str, field: str) -> str:
 
 def namespace_parts(namespace: str | None) -> list[str]:
     """Folder names of a ROS namespace: '/' or '' -> ['_'], '/robot/pack_a' -> ['robot',
-    'pack_a'] (each part a ROS name token: letters, digits, '_')."""
+    'pack_a'] (each part a ROS name token: letters, digits, '_').
+    """
     parts = [part for part in str(namespace or '').split('/') if part]
     for part in parts:
         check_path_part(part, 'node namespace', str(namespace))

@@ -12,17 +12,22 @@ refusal).
 import numpy as np
 from rclpy.node import Node
 
-from bms_interfaces.msg import (BalancingCommand, BalancingStatus, BatteryEstimate,
-                                PackMeasurement, ProtectionStatus)
+from bms_interfaces.msg import (
+    BalancingCommand,
+    BalancingStatus,
+    BatteryEstimate,
+    PackMeasurement,
+    ProtectionStatus,
+)
 from bms_interfaces.srv import SetBalancingMode
 from bms_ros.core import contract
-from bms_ros.nodes import qos
-from bms_ros.nodes.runner import Component
-from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.balancing import BalancingController
 from bms_ros.core.measurement import Measurement
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.stamps import stamp_s
+from bms_ros.nodes import qos
+from bms_ros.nodes.effective import declare_effective
+from bms_ros.nodes.runner import Component
 
 
 def from_float32(value):
@@ -69,6 +74,7 @@ class Balancing(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_measurement(self, msg):
+        """Feed a PackMeasurement's cell voltages (taken at their stamp) to the controller."""
         now = self.now_s()
         # the age of the cell voltages is what matters; else the message stamp; else arrival
         taken_s = stamp_s(msg.cell_voltages_stamp, stamp_s(msg.header.stamp, now))
@@ -76,15 +82,18 @@ class Balancing(Node):
         self.controller.set_measurement(vars(Measurement.from_message(msg)), taken_s)
 
     def on_estimate(self, msg):
+        """Feed a BatteryEstimate's cell SoC and capacity (Ah) to the controller."""
         self.controller.set_estimate(
             {'cell_soc': np.asarray(msg.cell_soc, dtype=float),
              'cell_capacity_ah': np.asarray(msg.cell_capacity_ah, dtype=float)},
             stamp_s(msg.header.stamp, self.now_s()))
 
     def on_protection(self, msg):
+        """Feed the protection status's trip latch to the controller (no bleeding while latched)."""
         self.controller.set_protection(msg.trip_latched, stamp_s(msg.header.stamp, self.now_s()))
 
     def on_set_mode(self, request, response):
+        """SetBalancingMode service: the controller's mode and thresholds (V, SoC 0..1)."""
         response.success, response.message = self.controller.set_mode(
             int(request.mode), from_float32(request.threshold_v),
             from_float32(request.hysteresis_v), from_float32(request.soc_threshold))
@@ -96,6 +105,7 @@ class Balancing(Node):
         return response
 
     def on_timer(self):
+        """Publish the controller's BalancingCommand and status at the timer rate."""
         result = self.controller.update(self.now_s())
         stamp = self.get_clock().now().to_msg()
         command = BalancingCommand()
@@ -124,6 +134,7 @@ COMPONENT = Component(Balancing, 'balancing')
 
 
 def main(args=None):
+    """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)
 
 

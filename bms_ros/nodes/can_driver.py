@@ -41,19 +41,31 @@ from rclpy.node import Node
 
 from bms_interfaces.msg import BalancingCommand, CanFrame, ContactorCommand, PackMeasurement
 from bms_ros.core import contract
-from bms_ros.nodes import qos
-from bms_ros.nodes.runner import Component
-from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.can_bus import CanBus, load_can_settings
-from bms_ros.core.can_codec import (COUNTER_REASONS, MESSAGE_FIELDS, REJECT_REASONS,
-                                    VALUE_REASONS, CanProtocol, CommandEncoder,
-                                    MeasurementAssembler)
-from bms_ros.core.command_deadline import (EXPIRED, FRESH, CommandDeadline, RestartBudget,
-                                           load_can_failsafe, run_with_restarts)
+from bms_ros.core.can_codec import (
+    COUNTER_REASONS,
+    MESSAGE_FIELDS,
+    REJECT_REASONS,
+    VALUE_REASONS,
+    CanProtocol,
+    CommandEncoder,
+    MeasurementAssembler,
+)
+from bms_ros.core.command_deadline import (
+    EXPIRED,
+    FRESH,
+    CommandDeadline,
+    RestartBudget,
+    load_can_failsafe,
+    run_with_restarts,
+)
 from bms_ros.core.errors import ConfigError, EncodeError
 from bms_ros.core.pack_report import check_style, load_control
-from bms_ros.core.prompt_publish import PromptPolicy
 from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core.prompt_publish import PromptPolicy
+from bms_ros.nodes import qos
+from bms_ros.nodes.effective import declare_effective
+from bms_ros.nodes.runner import Component
 
 _OVERRIDES = {   # parameter -> (python type, profile setting it overrides)
     'interface': str, 'channel': str, 'host': str, 'port': int, 'bitrate': int,
@@ -175,8 +187,8 @@ class CanDriver(Node):
                 CanFrame, contract.CAN_RX, qos.of(contract.CAN_RX))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, contract.DIAGNOSTICS, stream)
         if self.contactor_deadline is not None:
-            self.create_subscription(ContactorCommand, contract.CONTACTOR_COMMAND, self.on_contactor,
-                                     stream)
+            self.create_subscription(ContactorCommand, contract.CONTACTOR_COMMAND,
+                                     self.on_contactor, stream)
         self.create_subscription(BalancingCommand, contract.BALANCING_COMMAND, self.on_balancing,
                                  stream)
         periodic = [(1.0 / publish_rate_hz, self.publish_measurement),
@@ -315,6 +327,7 @@ class CanDriver(Node):
     # ------------------------------------------------------------------ commands
 
     def on_contactor(self, msg):
+        """Forward a ContactorCommand to the pack and restart its command deadline."""
         command = (bool(msg.negative_closed), bool(msg.precharge_closed),
                    bool(msg.positive_closed))
         if self.contactor_deadline.receive(command, time.monotonic()):
@@ -344,6 +357,7 @@ class CanDriver(Node):
             self.bus.send(frame)
 
     def on_balancing(self, msg):
+        """Encode a BalancingCommand's cell bleed flags as frames and send them."""
         try:
             cell_bleed = np.asarray(msg.cell_bleed, bool)
             frames = self.commands.encode_balancing_command(cell_bleed)
@@ -381,6 +395,7 @@ class CanDriver(Node):
     # ------------------------------------------------------------------ diagnostics
 
     def publish_diagnostics(self):
+        """Publish the bus's and the decoder's counters as /diagnostics."""
         snap = getattr(self, '_last_snapshot', None) or self.assembler.snapshot(
             time.monotonic(), self.stale_timeout_s)
         bus = self.bus
@@ -472,6 +487,7 @@ class CanDriver(Node):
         return status
 
     def destroy_node(self):
+        """Stop the reader thread and close the bus, then destroy the node."""
         self._running = False
         self._stop.set()
         if getattr(self, '_reader', None) is not None:
@@ -485,6 +501,7 @@ COMPONENT = Component(CanDriver, 'can_driver')
 
 
 def main(args=None):
+    """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)   # SystemExit(1) from _check_reader passes through
 
 

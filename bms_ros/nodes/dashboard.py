@@ -14,8 +14,13 @@ from rcl_interfaces.srv import GetParameters
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState
 
-from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, PackState, ProtectionEvent,
-                                ProtectionStatus)
+from bms_interfaces.msg import (
+    BatteryEstimate,
+    PackMeasurement,
+    PackState,
+    ProtectionEvent,
+    ProtectionStatus,
+)
 from bms_interfaces.srv import RequestState, ResetTrips
 from bms_ros.core import contract
 from bms_ros.core.config import Section, load_yaml
@@ -144,17 +149,20 @@ class DashboardNode(Node):
         return future.result()
 
     def reset(self, namespace, requester, reason):
+        """Call ``namespace``'s reset_trips service; its reply as a dict."""
         answer = self._call(namespace, 'reset',
                             ResetTrips.Request(requester=requester, reason=reason))
         return {'success': answer.success, 'message': answer.message,
                 'still_latched': list(answer.still_latched)}
 
     def request_state(self, namespace, state, requester):
+        """Call ``namespace``'s request_state service with ``state`` (a name); the reply, a dict."""
         answer = self._call(namespace, 'request',
                             RequestState.Request(state=STATES[state], requester=requester))
         return {'accepted': answer.accepted, 'reason': answer.reason, 'state': answer.state}
 
     def destroy_node(self):
+        """Stop the HTTP server, then destroy the node."""
         if getattr(self, 'server', None) is not None:
             self.server.stop()
         return super().destroy_node()
@@ -164,6 +172,7 @@ COMPONENT = Component(DashboardNode, 'dashboard')
 
 
 def main(args=None):
+    """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)
 
 

@@ -46,6 +46,7 @@ class EnergyWiring:
                                                  stream)
 
     def on_charger(self, msg):
+        """Record whether a charger is present (std_msgs/Bool) at the node's clock."""
         self.energy.set_charger_present(self.node.now_s(), bool(msg.data))
 
     def on_measurement(self, t_s, msg):
@@ -96,6 +97,7 @@ class EnergyWiring:
         self.dock_pub.publish(copy)
 
     def on_check_mission(self, request, response):
+        """CheckMission service: can the pack fly the segments (s, W, + = discharging)?"""
         nan = float('nan')
         try:
             segments = validate_segments(request.segment_duration_s, request.segment_drawn_power_w)

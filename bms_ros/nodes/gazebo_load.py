@@ -17,11 +17,11 @@ from sensor_msgs.msg import BatteryState, Imu, JointState
 from std_msgs.msg import Float32
 
 from bms_ros.core import contract
-from bms_ros.nodes import qos
-from bms_ros.nodes.runner import Component
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.stamps import stamp_s
 from bms_ros.core.vehicle_load import VehicleConfig, VehicleLoad
+from bms_ros.nodes import qos
+from bms_ros.nodes.runner import Component
 
 
 class GazeboLoad(Node):
@@ -60,21 +60,26 @@ class GazeboLoad(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_odom(self, msg):
+        """Feed the odometry's forward speed (m/s) to the load model."""
         now = self.now_s()
         self.load.update_odometry(now, msg.twist.twist.linear.x, stamp_s(msg.header.stamp, now))
 
     def on_imu(self, msg):
+        """Feed the IMU orientation (quaternion, for the slope) to the load model."""
         q = msg.orientation
         self.load.update_imu(self.now_s(), q.x, q.y, q.z, q.w)
 
     def on_joints(self, msg):
+        """Feed the joints' velocities (rad/s) and efforts (N m) to the load model."""
         self.load.update_joints(self.now_s(), list(msg.name), list(msg.velocity),
                                 list(msg.effort))
 
     def on_battery(self, msg):
+        """Feed the battery voltage (V) to the load model (power to current)."""
         self.load.update_voltage(self.now_s(), float(msg.voltage))
 
     def on_timer(self):
+        """Publish the demanded pack current (A, + = charging) at the timer rate."""
         demand = self.load.demand(self.now_s())
         self.demand_pub.publish(Float32(data=float(demand.pack_current_a)))
         if demand.source != self._last_source:
@@ -89,6 +94,7 @@ COMPONENT = Component(GazeboLoad, 'gazebo_load')
 
 
 def main(args=None):
+    """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)
 
 

@@ -63,12 +63,15 @@ class MotionLimitsNode(Node):
                if c.filter_cmd_vel else 'off'))
 
     def now_s(self):
+        """The node clock's now (s)."""
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_estimate(self, msg):
+        """Keep the latest BatteryEstimate with its arrival time (s)."""
         self.estimate = (self.now_s(), msg)
 
     def on_battery(self, msg):
+        """Keep the latest BatteryState."""
         self.battery = msg
 
     def target(self):
@@ -91,6 +94,7 @@ class MotionLimitsNode(Node):
         return motion_limits(self.vehicle, self.config, p_dis, p_chg, self.cmd_filter.v_out)
 
     def on_timer(self):
+        """Publish the MotionLimits (m/s, m/s^2) of the latest estimate at the timer rate."""
         target = self.target()
         now = self.now_s()
         msg = MotionLimits()
@@ -118,6 +122,7 @@ class MotionLimitsNode(Node):
         self.limits_pub.publish(msg)
 
     def on_cmd(self, msg):
+        """Publish the velocity command clipped to the present limits."""
         twist = msg.twist if self.config.stamped else msg
         limits = self.limits
         if limits is None:
@@ -139,6 +144,7 @@ COMPONENT = Component(MotionLimitsNode, 'motion_limits')
 
 
 def main(args=None):
+    """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)
 
 

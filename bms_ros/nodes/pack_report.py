@@ -24,19 +24,36 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState
 
-from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, PackState, ProtectionEvent,
-                                ProtectionStatus)
+from bms_interfaces.msg import (
+    BatteryEstimate,
+    PackMeasurement,
+    PackState,
+    ProtectionEvent,
+    ProtectionStatus,
+)
 from bms_interfaces.srv import RequestState
+from bms_ros.core import contract
 from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.estimation import interface
-from bms_ros.core.pack_report import (REQUESTABLE, STATE_NAMES, UNKNOWN_NAME, ReportDecoder,
-                                      RequestEncoder, RequestHold, battery_health, check_style,
-                                      disagreements, estimate_fields, load_control,
-                                      pack_state_fields, protection_fields, trip_disagreement)
+from bms_ros.core.pack_report import (
+    REQUESTABLE,
+    STATE_NAMES,
+    UNKNOWN_NAME,
+    ReportDecoder,
+    RequestEncoder,
+    RequestHold,
+    battery_health,
+    check_style,
+    disagreements,
+    estimate_fields,
+    load_control,
+    pack_state_fields,
+    protection_fields,
+    trip_disagreement,
+)
 from bms_ros.core.profile import Profile, default_profile_path
-from bms_ros.core import contract
 from bms_ros.nodes import qos
 from bms_ros.nodes.runner import Component
 
@@ -97,8 +114,8 @@ class PackReportNode(Node):
         self.create_subscription(PackMeasurement, contract.MEASUREMENT, self._on_measurement,
                                  STREAM)
         if self.control.second_opinion:
-            self.create_subscription(BatteryEstimate, contract.own(contract.ESTIMATE), self._on_own_estimate,
-                                     STREAM)
+            self.create_subscription(BatteryEstimate, contract.own(contract.ESTIMATE),
+                                     self._on_own_estimate, STREAM)
             self.create_subscription(ProtectionStatus, contract.own(contract.PROTECTION_STATUS),
                                      self._on_own_status, LATEST)
         self.create_service(RequestState, contract.REQUEST_STATE, self._on_request)
@@ -311,6 +328,7 @@ class PackReportNode(Node):
         return status
 
     def destroy_node(self):
+        """Stop the reader thread and close the bus, then destroy the node."""
         self._running = False
         if getattr(self, '_reader', None) is not None:
             self._reader.join(2.0)
@@ -323,6 +341,7 @@ COMPONENT = Component(PackReportNode, 'pack_report')
 
 
 def main(args=None):
+    """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)
 
 

@@ -25,16 +25,13 @@ import time
 from dataclasses import replace
 
 import numpy as np
-from rclpy.node import Node
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
 from std_msgs.msg import Float32
 
 from bms_interfaces.msg import PackState, ProtectionStatus, SimTruth
 from bms_interfaces.srv import InjectFault
 from bms_ros.core import contract
-from bms_ros.nodes import qos
-from bms_ros.nodes.runner import Component
-from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.errors import ConfigError
@@ -42,6 +39,9 @@ from bms_ros.core.pack_model import CommandWatchdog, PackModel, check_command_ti
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.sim_faults import FRAME_FAULTS, FaultError
 from bms_ros.core.sim_frame_faults import FrameFaults
+from bms_ros.nodes import qos
+from bms_ros.nodes.effective import declare_effective
+from bms_ros.nodes.runner import Component
 
 TRUTH_PERIOD_S = 0.1          # seconds (wall)
 MAX_TICK_WORK_S = 0.05        # seconds of simulated work per tick before the sim falls behind
@@ -161,7 +161,8 @@ class PackSimulator(Node):
 
     def on_tick(self):
         """Receive commands, advance the model to the wall clock, apply the command timeouts,
-        send the due frames."""
+        send the due frames.
+        """
         self._receive_commands()
         now = time.monotonic()
         target = self._sim_start + (now - self._wall_start) * self.time_scale
@@ -264,6 +265,7 @@ class PackSimulator(Node):
         self.truth_pub.publish(msg)
 
     def destroy_node(self):
+        """Close the CAN bus, then destroy the node."""
         self.bus.close()
         super().destroy_node()
 
@@ -272,6 +274,7 @@ COMPONENT = Component(PackSimulator, 'pack_simulator')
 
 
 def main(args=None):
+    """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)
 
 

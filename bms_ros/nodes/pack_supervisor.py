@@ -20,22 +20,34 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from bms_interfaces.msg import (BatteryEstimate, ContactorCommand, PackMeasurement, PackState,
-                                ProtectionEvent, ProtectionStatus)
+from bms_interfaces.msg import (
+    BatteryEstimate,
+    ContactorCommand,
+    PackMeasurement,
+    PackState,
+    ProtectionEvent,
+    ProtectionStatus,
+)
 from bms_interfaces.srv import RequestState
 from bms_ros.core import contract
-from bms_ros.nodes import qos
-from bms_ros.nodes.runner import Component
-from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.measurement import Measurement
-from bms_ros.core.pack_state_machine import (COMMAND_ORDER, CONTACTOR_FAULT_IDS, STATE_ERROR,
-                                             STATE_NAMES, STATE_OFF, PackStateMachine,
-                                             load_supervisor_config)
+from bms_ros.core.pack_state_machine import (
+    COMMAND_ORDER,
+    CONTACTOR_FAULT_IDS,
+    STATE_ERROR,
+    STATE_NAMES,
+    STATE_OFF,
+    PackStateMachine,
+    load_supervisor_config,
+)
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.protection.limits import LEVEL_TRIP
 from bms_ros.core.stamps import stamp_s
 from bms_ros.core.trip_ordering import LIVE, TripOrdering
+from bms_ros.nodes import qos
+from bms_ros.nodes.effective import declare_effective
 from bms_ros.nodes.protection import event_to_msg
+from bms_ros.nodes.runner import Component
 
 STREAM, EVENTS, LATCHED, LATEST = qos.STREAM, qos.EVENTS, qos.LATCHED, qos.LATEST
 
@@ -82,7 +94,8 @@ class PackSupervisor(Node):
 
     def _now_s(self):
         """Seconds on the steady clock: debounce, timeouts and cool-downs must not follow a
-        settable or simulated clock (a clock jump must neither cause nor delay a trip)."""
+        settable or simulated clock (a clock jump must neither cause nor delay a trip).
+        """
         return self._steady.now().nanoseconds * 1e-9
 
     # ------------------------------------------------------------------ callbacks
@@ -167,7 +180,8 @@ class PackSupervisor(Node):
 
     def _check_warnings(self):
         """Diagnostics at once when a degraded input (stale estimate, unknown feedback) starts
-        or ends, not only on the state timer."""
+        or ends, not only on the state timer.
+        """
         names = [w.split(' (')[0] for w in self.machine.warnings(self._now_s())]
         if names != self._warnings:
             self._warnings = names
@@ -241,6 +255,7 @@ COMPONENT = Component(PackSupervisor, 'pack_supervisor')
 
 
 def main(args=None):
+    """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)
 
 

@@ -16,17 +16,24 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
-from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, ProtectionEvent,
-                                ProtectionStatus)
+from bms_interfaces.msg import BatteryEstimate, PackMeasurement, ProtectionEvent, ProtectionStatus
 from bms_interfaces.srv import ResetTrips
 from bms_ros.core import contract
-from bms_ros.nodes import qos
-from bms_ros.nodes.runner import Component
-from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.profile import Profile, default_profile_path
+from bms_ros.core.protection import (
+    LEVEL_ALARM,
+    LEVEL_NAMES,
+    LEVEL_TRIP,
+    LEVEL_WARNING,
+    Measurement,
+    Protection,
+    TripLatch,
+    load_protection_config,
+)
 from bms_ros.core.state_paths import state_folder
-from bms_ros.core.protection import (LEVEL_ALARM, LEVEL_NAMES, LEVEL_TRIP, LEVEL_WARNING,
-                                     Measurement, Protection, TripLatch, load_protection_config)
+from bms_ros.nodes import qos
+from bms_ros.nodes.effective import declare_effective
+from bms_ros.nodes.runner import Component
 
 STREAM, EVENTS, LATEST = qos.STREAM, qos.EVENTS, qos.LATEST
 DIAGNOSTIC_LEVEL = {0: DiagnosticStatus.OK, LEVEL_WARNING: DiagnosticStatus.WARN,
@@ -101,7 +108,8 @@ class ProtectionNode(Node):
 
     def _now_s(self):
         """Seconds on the steady clock: debounce, timeouts and cool-downs must not follow a
-        settable or simulated clock (a clock jump must neither cause nor delay a trip)."""
+        settable or simulated clock (a clock jump must neither cause nor delay a trip).
+        """
         return self._steady.now().nanoseconds * 1e-9
 
     # ------------------------------------------------------------------ callbacks
@@ -212,6 +220,7 @@ COMPONENT = Component(ProtectionNode, 'protection')
 
 
 def main(args=None):
+    """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)
 
 

@@ -17,7 +17,6 @@ from rclpy.executors import ExternalShutdownException
 
 from bms_ros.core.errors import ConfigError
 
-
 # core lines as rclpy's: level, wall time (epoch s), logger name
 LOG_FORMAT = '[%(levelname)s] [%(created).9f] [%(name)s]: %(message)s'
 

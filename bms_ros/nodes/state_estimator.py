@@ -26,15 +26,15 @@ from sensor_msgs.msg import BatteryState
 from bms_interfaces.msg import BatteryEstimate, PackMeasurement, PackState, ProtectionStatus
 from bms_interfaces.srv import SetSoc
 from bms_ros.core import contract
-from bms_ros.nodes import qos
-from bms_ros.nodes.runner import Component
-from bms_ros.nodes.effective import declare_effective
 from bms_ros.core.estimation import interface, stored_state
 from bms_ros.core.estimation.config import EstimatorConfig
 from bms_ros.core.estimation.runtime import EstimatorRuntime
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.stamps import stamp_s
+from bms_ros.nodes import qos
+from bms_ros.nodes.effective import declare_effective
 from bms_ros.nodes.energy_wiring import EnergyWiring
+from bms_ros.nodes.runner import Component
 
 CONTACTORS_OPEN_STATES = (PackState.STATE_OFF, PackState.STATE_STANDBY, PackState.STATE_ERROR)
 
@@ -92,6 +92,7 @@ class StateEstimator(Node):
     # ------------------------------------------------------------------ runtime state
     @property
     def estimator(self):
+        """The runtime's PackEstimator."""
         return self.runtime.estimator
 
     @property
@@ -101,6 +102,7 @@ class StateEstimator(Node):
 
     @property
     def rejected(self):
+        """Number of measurements the runtime rejected so far."""
         return self.runtime.rejected
 
     def save_state(self):
@@ -109,9 +111,11 @@ class StateEstimator(Node):
 
     # ------------------------------------------------------------------ inputs
     def now_s(self):
+        """The node clock's now (s)."""
         return self.get_clock().now().nanoseconds * 1e-9
 
     def on_measurement(self, msg):
+        """Feed a PackMeasurement (taken at its stamp) to the estimator."""
         now = self.now_s()
         taken = stamp_s(msg.header.stamp)
         t_s = self.runtime.on_measurement(msg, taken, now, time.monotonic(),
@@ -120,14 +124,17 @@ class StateEstimator(Node):
             self.energy.on_measurement(t_s, msg)
 
     def on_protection(self, msg):
+        """Keep the protection status; a latched trip zeroes the published limits."""
         self.protection = msg
         self.runtime.on_protection(msg.trip_latched)
 
     def on_pack_state(self, msg):
+        """Keep the latest PackState."""
         self.pack_state = msg
 
     # ------------------------------------------------------------------ service
     def on_set_soc(self, request, response):
+        """SetSoc service: set the cell SoC (0..1) directly or from the OCV."""
         response.success, response.message = self.runtime.set_soc(
             request.cell_soc, request.from_ocv, request.force)
         if response.success:
@@ -141,6 +148,7 @@ class StateEstimator(Node):
 
     # ------------------------------------------------------------------ outputs
     def on_publish(self):
+        """Publish the BatteryEstimate and BatteryState at the publish rate."""
         est = self.runtime.estimate()      # limits 0 while protection has a trip latched
         stamp = self.get_clock().now().to_msg()
         self.estimate_pub.publish(self.estimate_msg(est, stamp))
@@ -165,6 +173,7 @@ class StateEstimator(Node):
         return array
 
     def estimate_msg(self, est, stamp):
+        """A BatteryEstimate message of estimate ``est`` stamped ``stamp``."""
         msg = BatteryEstimate()
         msg.header.stamp = stamp
         msg.header.frame_id = self.pack.frame_id
@@ -183,6 +192,7 @@ class StateEstimator(Node):
         return msg
 
     def battery_msg(self, est, stamp):
+        """A sensor_msgs/BatteryState of estimate ``est`` stamped ``stamp``."""
         msg = BatteryState()
         msg.header.stamp = stamp
         msg.header.frame_id = self.pack.frame_id      # the profile's pack.frame_id (TF frame)
@@ -233,6 +243,7 @@ COMPONENT = Component(StateEstimator, 'state_estimator',
 
 
 def main(args=None):
+    """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)
 
 

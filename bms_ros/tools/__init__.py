@@ -1,0 +1,1 @@
+"""Command-line tools (console scripts): operator, offline and fleet tools."""

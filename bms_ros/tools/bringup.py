@@ -25,8 +25,7 @@ import time
 
 from bms_ros.core import contract
 from bms_ros.core.errors import ConfigError
-from bms_ros.graph import (ARGUMENTS, CONFIG_ERROR_EXIT, RESPAWN, RespawnBudget, RespawnPolicy,
-                           suite)
+from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, RESPAWN, RespawnBudget, RespawnPolicy, suite
 
 _SPECS_FLAG = '--specs-json'   # internal: bringup's spec child (_specs_in_child)
 
@@ -59,7 +58,8 @@ def _specs(namespace='', single_process=False, container_args=(), **arguments):
     """(name, argv, respawn policy) of every process, in start order. ``single_process``: the
     BMS nodes in one bms_ros.tools.container process (named 'container'), built from the same
     arguments (and ``container_args``); the simulated pack and the hub keep their own
-    processes."""
+    processes.
+    """
     processes, nodes = suite(namespace=namespace, **arguments)
     lines = [(p.name, [sys.executable, '-m', p.module, *p.arguments], p.respawn)
              for p in processes]
@@ -83,7 +83,8 @@ def _specs(namespace='', single_process=False, container_args=(), **arguments):
 def _specs_in_child(namespace='', single_process=False, container_args=(), **arguments):
     """:func:`_specs` computed by a short-lived child process: reading the profile imports
     numpy, python-can and cantools (~20 MiB), which this supervising process then never holds.
-    A bad argument or profile raises ValueError with the child's message."""
+    A bad argument or profile raises ValueError with the child's message.
+    """
     request = json.dumps({'namespace': namespace, 'single_process': single_process,
                           'container_args': list(container_args), 'arguments': arguments})
     done = subprocess.run([sys.executable, '-m', 'bms_ros.tools.bringup', _SPECS_FLAG],
@@ -110,7 +111,8 @@ def _print_specs():
 
 def dashboard_spec(profile=None):
     """(name, argv, respawn policy) of the web dashboard: in the root namespace, it finds every
-    pack of the graph; its settings are the profile's dashboard: section."""
+    pack of the graph; its settings are the profile's dashboard: section.
+    """
     profile = os.path.abspath(profile or ARGUMENTS['profile'][0])
     return ('dashboard', [sys.executable, '-m', 'bms_ros.nodes.dashboard', '--ros-args',
                           '-r', '__node:=dashboard', '-p', f'profile:={profile}'], RESPAWN)
@@ -234,7 +236,8 @@ class Bringup:
 
     def poll(self, now_s):
         """Respawn what is due, decide about what died. Returns (name, exit code, reason) of a
-        death that stops the suite, else None."""
+        death that stops the suite, else None.
+        """
         for child in self.children.values():
             if child.respawn_at is not None and now_s >= child.respawn_at:
                 child.start()

@@ -23,8 +23,16 @@ import numpy as np
 from bms_ros.core import bag_schema
 from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol
-from bms_ros.core.can_log import (CanLogError, LogDecoder, PlayStats, ReadStats, open_log,
-                                  play, read_log, write_csv)
+from bms_ros.core.can_log import (
+    CanLogError,
+    LogDecoder,
+    PlayStats,
+    ReadStats,
+    open_log,
+    play,
+    read_log,
+    write_csv,
+)
 from bms_ros.core.command_deadline import load_can_failsafe
 from bms_ros.core.errors import BmsError
 from bms_ros.core.measurement import MESSAGE_FIELDS

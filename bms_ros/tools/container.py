@@ -36,7 +36,8 @@ EXECUTORS = ('multi', 'single', 'events')
 
 class _ConfigChecked(BmsError):
     """Raised at a node's first publisher during the configuration pass (a signal, caught by
-    check_configuration; no node constructor catches BmsError, so it reaches it unchanged)."""
+    check_configuration; no node constructor catches BmsError, so it reaches it unchanged).
+    """
 
 
 def bms_nodes(namespace='', **arguments):
@@ -61,7 +62,8 @@ def node_options(spec, namespace):
 
 def check_configuration(comp, options):
     """Run the constructor of ``comp`` up to its first publisher, then destroy the node.
-    Raises the ConfigError the node would raise; returns None."""
+    Raises the ConfigError the node would raise; returns None.
+    """
     import rclpy.logging
 
     quiet = rclpy.logging.get_logger(f'{comp.name}.configuration_check')

@@ -1,8 +1,8 @@
-"""Run the state estimator offline on a recording of one cell (docs/estimation.md).
+r"""Run the state estimator offline on a recording of one cell (docs/estimation.md).
 
-    python -m bms_ros.tools.estimate_csv --cell CELL.yaml --input IN.csv --output OUT.csv \\
-        [--initial-soc X [--initial-soc-std S]] \\
-        [--current-sign discharge-positive|charge-positive] \\
+    python -m bms_ros.tools.estimate_csv --cell CELL.yaml --input IN.csv --output OUT.csv \
+        [--initial-soc X [--initial-soc-std S]] \
+        [--current-sign discharge-positive|charge-positive] \
         [--state STATE.json] [--save-state STATE.json] [--profile PROFILE.yaml]
 
 Settings: the profile's ``estimator:`` section, else the cell file's own ``estimator:``
@@ -118,7 +118,8 @@ def run(cell, data, initial_soc=None, config=None, state_path=None, save_state_p
 
 def load_config(profile_path=None, cell_path=None):
     """(EstimatorConfig, where it came from): the ``estimator:`` section of ``profile_path``,
-    else the cell file's own ``estimator:`` section, else the defaults."""
+    else the cell file's own ``estimator:`` section, else the defaults.
+    """
     if profile_path:
         from ..core.config import Section
         top = Section.from_file(profile_path)

@@ -141,7 +141,8 @@ def profile_limits(profile_path):
 
 def report_data(bag_path, namespace=None, profile=None):
     """Read a bag into a ReportData (pure: no ROS graph, no plotting); ``profile``: a profile
-    path whose protection levels become the limit lines (None: no lines)."""
+    path whose protection levels become the limit lines (None: no lines).
+    """
     from bms_ros.tools.bag.bagio import Bag
 
     with Bag(bag_path) as bag:
@@ -351,9 +352,10 @@ def _spans(t, closed, end_s):
 
 def _limit_lines(ax, limits, drawn):
     """Dashed lines at the limits' levels; the y range keeps the data and each limit's first
-    level (warning) in view. Adds drawn['limits'] = [(limit_id, level, value)]."""
+    level (warning) in view. Adds drawn['limits'] = [(limit_id, level, value)].
+    """
     lows, highs = [], []
-    for _, (x, y) in drawn.items():
+    for _, (_x, y) in drawn.items():
         finite = np.asarray(y, dtype=float)[np.isfinite(np.asarray(y, dtype=float))]
         if finite.size:
             lows.append(finite.min())
@@ -465,7 +467,7 @@ def main(argv=None):
         return 2
     result = render(data, out, dpi=args.dpi)
     print('\n'.join(summary_lines(data)))
-    for panel, info in result.items():
+    for info in result.values():
         print(f'wrote {info["path"]}')
     return 0
 

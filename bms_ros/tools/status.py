@@ -9,8 +9,14 @@ import time
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState
 
-from bms_interfaces.msg import (BalancingStatus, BatteryEstimate, PackMeasurement, PackState,
-                                ProtectionEvent, ProtectionStatus)
+from bms_interfaces.msg import (
+    BalancingStatus,
+    BatteryEstimate,
+    PackMeasurement,
+    PackState,
+    ProtectionEvent,
+    ProtectionStatus,
+)
 from bms_ros.core import contract, operator_view
 from bms_ros.nodes import qos
 

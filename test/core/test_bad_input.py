@@ -71,7 +71,8 @@ def _known_ids(name):
 
 def _frame(name):
     """A frame as a bus could deliver it: a known id (measurement or command) or any id,
-    any flags, 0..64 data bytes, a dlc that may disagree with the data."""
+    any flags, 0..64 data bytes, a dlc that may disagree with the data.
+    """
     known = st.sampled_from(_known_ids(name))
     anything = st.tuples(st.integers(0, 0x1FFFFFFF), st.booleans()).map(
         lambda t: (t[0] & (0x1FFFFFFF if t[1] else 0x7FF), t[1]))
@@ -124,7 +125,8 @@ def test_random_frames_never_raise_and_every_frame_is_accounted_for(name, batche
 def test_random_bits_in_known_frames_give_values_within_the_dbc_range(name, data):
     """Known ids of the right length with random payloads: accepted, or rejected as a decode
     error (a multiplexer value the DBC does not define); every value that comes out is inside
-    its DBC signal range (the rest is NaN and counted)."""
+    its DBC signal range (the rest is NaN and counted).
+    """
     proto = _PROTOCOLS[name]
     assembler = MeasurementAssembler(proto)
     frames = []
@@ -154,7 +156,8 @@ def test_random_bits_in_known_frames_give_values_within_the_dbc_range(name, data
 @st.composite
 def measurements(draw, cells=N, sensors=SENSORS):
     """PackMeasurement fields as plain values: mostly the right lengths, sometimes not;
-    values anything from plausible to NaN, inf and absurd; flags random."""
+    values anything from plausible to NaN, inf and absurd; flags random.
+    """
     def length(n):
         return draw(st.one_of(st.just(n), st.just(n), st.integers(0, 2 * n + 1)))
 
@@ -188,7 +191,8 @@ def _lengths_ok(m, cells=N, sensors=SENSORS):
 
 def _estimator_step(estimator, config, m, t_s, last_t_s):
     """What the state_estimator node does with one PackMeasurement (the same core calls);
-    the reject reason or None."""
+    the reject reason or None.
+    """
     msg = SimpleNamespace(**m)
     reason = interface.measurement_reject_reason(msg, N, SENSORS, t_s, last_t_s, 0.0,
                                                  config.measurement_timeout_s)
@@ -258,7 +262,8 @@ def test_protection_counts_malformed_measurements_and_reports_well_formed_events
 @pytest.mark.parametrize('bad', [math.nan, math.inf, -math.inf, 9.0, -2.0])
 def test_protection_trips_on_a_bad_value_flagged_valid(bad):
     """A value no cell can have, flagged valid, is not trusted: after its debounce it latches
-    the invalid or out-of-range trip of that cell (that cell is unprotected)."""
+    the invalid or out-of-range trip of that cell (that cell is unprotected).
+    """
     config = load_protection_config(LFP.section('protection'), LFP.pack)
     protection = Protection(config, N, SENSORS)
     cells = [3.3] * N

@@ -197,7 +197,8 @@ def test_play_waits_for_acknowledgements_and_names_what_was_not(capsys):
 def test_a_bag_of_an_older_message_definition_reads_with_todays_fields():
     """The fixture was recorded before PackMeasurement gained charger_present (additive): read
     with today's definition its CDR ends early; the bag's own definition reads it, and the
-    fields added since take their defaults."""
+    fields added since take their defaults.
+    """
     import os
     path = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'bags', 'lfp_suite_live')
     with Bag(path) as bag:

@@ -78,7 +78,8 @@ def test_soc_estimate_follows_truth_and_charge_counting(result, recorded):
 
 def run_start(t, values, threshold, until_s):
     """Start of the uninterrupted run of readings >= threshold that lasts until ``until_s``
-    (sensor noise can dip a reading back below and restart the debounce)."""
+    (sensor noise can dip a reading back below and restart the debounce).
+    """
     k = int(np.argmin(np.abs(t - until_s)))
     assert values[k] >= threshold
     while k > 0 and values[k - 1] >= threshold:

@@ -7,8 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bms_ros.core.balancing import (MODE_OFF, MODE_SOC, MODE_VOLTAGE, BalancingConfig,
-                                    BalancingController)
+from bms_ros.core.balancing import (
+    MODE_OFF,
+    MODE_SOC,
+    MODE_VOLTAGE,
+    BalancingConfig,
+    BalancingController,
+)
 from bms_ros.core.config import Section
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.profile import Profile, config_dir

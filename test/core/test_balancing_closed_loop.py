@@ -121,7 +121,7 @@ def run_case(name, profile_name, mode, mean_soc, soc_spread=None, ocv_spread_v=N
     truth_ah = truth_wh = 0.0
     steps = int(hours * 3600.0 / STEP_S)
     result = None
-    for k in range(steps):
+    for _ in range(steps):
         t = model.sim_time_s
         if charge is not None:
             start_h, duration_h, c_rate = charge

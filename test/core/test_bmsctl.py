@@ -1,5 +1,6 @@
 """bmsctl: the status line and the full-screen view from messages (bms_ros.core.operator_view,
-no ROS graph), argument checks, and clear errors or a quiet exit when no suite runs."""
+no ROS graph), argument checks, and clear errors or a quiet exit when no suite runs.
+"""
 import math
 import signal
 import subprocess
@@ -9,8 +10,14 @@ import time
 import pytest
 from sensor_msgs.msg import BatteryState
 
-from bms_interfaces.msg import (BalancingStatus, BatteryEstimate, PackMeasurement, PackState,
-                                ProtectionEvent, ProtectionStatus)
+from bms_interfaces.msg import (
+    BalancingStatus,
+    BatteryEstimate,
+    PackMeasurement,
+    PackState,
+    ProtectionEvent,
+    ProtectionStatus,
+)
 from bms_ros.core import operator_view as view
 from bms_ros.tools.bmsctl import VERBS, build_parser
 from bms_ros.tools.bmsctl.sim import load_value, negative_load_last

@@ -1,5 +1,6 @@
 """Respawn decisions (bms_ros.graph.RespawnBudget, on a fake clock) and bringup's process
-supervision on tiny stand-in processes (no ROS); the real suite is in test/ros/test_bringup.py."""
+supervision on tiny stand-in processes (no ROS); the real suite is in test/ros/test_bringup.py.
+"""
 import socket
 import sys
 import time

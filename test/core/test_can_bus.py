@@ -1,5 +1,6 @@
 """CanBus without sockets: bus-off and send failures reopen, kwargs per interface; the profile's
-can: section. Over a real hub: test/integration/test_can_bus_hub.py."""
+can: section. Over a real hub: test/integration/test_can_bus_hub.py.
+"""
 import os
 import time
 

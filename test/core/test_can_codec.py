@@ -8,9 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bms_ros.core.can_codec import (COUNTER_REASONS, MESSAGE_FIELDS, REJECT_REASONS,
-                                    VALUE_REASONS, CanProtocol, CommandEncoder,
-                                    MeasurementAssembler, PackEncoder)
+from bms_ros.core.can_codec import (
+    COUNTER_REASONS,
+    MESSAGE_FIELDS,
+    REJECT_REASONS,
+    VALUE_REASONS,
+    CanProtocol,
+    CommandEncoder,
+    MeasurementAssembler,
+    PackEncoder,
+)
 from bms_ros.core.errors import EncodeError
 from bms_ros.core.profile import config_dir
 
@@ -539,7 +546,8 @@ def test_a_frozen_cell_message_replaying_its_last_cycle_goes_stale():
     ('temperatures_degc', 'Pack_Temperatures', 'temperature_valid', 12)])
 def test_a_frozen_96s_message_replaying_its_long_cycle_goes_stale(field, message, valid, blocks):
     """24 (12) blocks per cycle: the 4-bit counter wraps inside the cycle, so the replay's
-    step back looks like lost frames; the blocks repeating their own counters give it away."""
+    step back looks like lost frames; the blocks repeating their own counters give it away.
+    """
     proto = protocol('bms_ros', cells=96, sensors=48)
     encoder = PackEncoder(proto)
     assembler = MeasurementAssembler(proto)

@@ -1,6 +1,7 @@
 """Several devices on one CAN bus (core/can_devices.py, issue 15 item 2): a BMS DBC and a
 separate current sensor in mA with its own error bits, plus an ignored device; id clashes, an
-element mapped twice, required fields over the union, per-device counters."""
+element mapped twice, required fields over the union, per-device counters.
+"""
 import os
 import shutil
 
@@ -9,7 +10,8 @@ import cantools
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bms_ros.core.can_bus import load_can_settings
 from bms_ros.core.can_codec import CanProtocol, CommandEncoder, MeasurementAssembler, PackEncoder

@@ -1,6 +1,7 @@
 """Recorded CAN logs (bms_ros.core.can_log, bms_ros.tools.can_log): logs written with
 python-can's own writers from frames PackEncoder encodes from a known state, decoded back
-within quantisation; bad records counted; playback onto python-can's virtual bus."""
+within quantisation; bad records counted; playback onto python-can's virtual bus.
+"""
 import csv
 import math
 import os

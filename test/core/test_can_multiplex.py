@@ -1,6 +1,7 @@
 """Multiplexed layouts the codec was not written around (issue 15): a DBC with every cell as
 its own named signal in its own branch (named VAL_ choices, 13-bit big-endian values with an
-invalid flag beside each) and nested multiplexing, encoded with cantools itself."""
+invalid flag beside each) and nested multiplexing, encoded with cantools itself.
+"""
 import os
 
 import can

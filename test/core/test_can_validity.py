@@ -1,6 +1,7 @@
 """Validity of a mapped value (issue 15 item 3): an invalid flag, error bits or the invalid raw
 marker each make the value NaN and invalid (stamped, counted per reason), never a stale-looking
-valid value; the flag and error signals are checked at load (same message and branch)."""
+valid value; the flag and error signals are checked at load (same message and branch).
+"""
 import os
 
 import can
@@ -8,7 +9,8 @@ import cantools
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bms_ros.core.can_codec import CanProtocol, MeasurementAssembler, PackEncoder
 from bms_ros.core.can_mapping import load_mapping

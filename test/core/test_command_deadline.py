@@ -5,9 +5,16 @@ import threading
 import numpy as np
 import pytest
 
-from bms_ros.core.command_deadline import (EXPIRED, FRESH, WAITING, CanFailsafeSettings,
-                                           CommandDeadline, RestartBudget, load_can_failsafe,
-                                           run_with_restarts)
+from bms_ros.core.command_deadline import (
+    EXPIRED,
+    FRESH,
+    WAITING,
+    CanFailsafeSettings,
+    CommandDeadline,
+    RestartBudget,
+    load_can_failsafe,
+    run_with_restarts,
+)
 from bms_ros.core.config import Section
 from bms_ros.core.errors import ConfigError
 

@@ -1,7 +1,8 @@
 """The console scripts bootstrap writes run from the venv in a clean environment (nothing
 sourced, no ROS variables): the tools on .venv/bin, every node executable in .venv/lib/bms_ros
 (where launch_ros finds them) exiting 2 on a bad profile (a configuration error, not a missing
-package metadata traceback)."""
+package metadata traceback).
+"""
 import os
 import subprocess
 import sys

@@ -1,5 +1,6 @@
 """The single-process container's graph, without ROS: the nodes of bms_ros.graph but the
-simulated pack, each module's COMPONENT, and bringup's command lines in that mode."""
+simulated pack, each module's COMPONENT, and bringup's command lines in that mode.
+"""
 import sys
 
 from rclpy.node import Node

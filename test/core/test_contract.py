@@ -49,7 +49,8 @@ def ros_test_sources():
 
 def findings(path, names_too=True):
     """(line, text) of each QoSProfile built or (names_too) contract name spelled as a
-    literal in path."""
+    literal in path.
+    """
     if path == QOS_MODULE:
         return []
     with open(os.path.join(REPO, path), encoding='utf-8') as f:

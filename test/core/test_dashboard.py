@@ -1,5 +1,6 @@
 """The dashboard without ROS or a browser: its configuration, the pack state it aggregates and
-the HTTP/JSON API (with a fake in place of the ROS node's service calls)."""
+the HTTP/JSON API (with a fake in place of the ROS node's service calls).
+"""
 import http.client
 import json
 import math
@@ -13,8 +14,14 @@ from bms_ros.core.errors import ConfigError
 from bms_ros.core.profile import Profile, config_dir
 from bms_ros.tools.dashboard.config import DashboardConfig, is_loopback
 from bms_ros.tools.dashboard.server import DashboardServer
-from bms_ros.tools.dashboard.state import (Dashboard, PackView, from_page_name, limit_lines,
-                                           namespaces, page_name)
+from bms_ros.tools.dashboard.state import (
+    Dashboard,
+    PackView,
+    from_page_name,
+    limit_lines,
+    namespaces,
+    page_name,
+)
 
 TOKEN = 'correct-horse-battery'
 

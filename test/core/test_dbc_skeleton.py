@@ -1,5 +1,6 @@
 """Starter mappings guessed from a DBC (bms_ros.core.dbc_skeleton): the guessed lines alone
-load through load_mapping and map cells, temperatures and current as the shipped mappings do."""
+load through load_mapping and map cells, temperatures and current as the shipped mappings do.
+"""
 import os
 
 import pytest

@@ -1,5 +1,6 @@
 """Charger presence from CAN (issue 16): a charger's status frame as a second device on the
-pack's bus, mapped onto charger_present and decoded by the assembler, fresh or unknown."""
+pack's bus, mapped onto charger_present and decoded by the assembler, fresh or unknown.
+"""
 import os
 
 import can

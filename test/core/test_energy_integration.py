@@ -1,5 +1,6 @@
 """The discharge integration (coarse march refined at the end, exact OCV integral) against a
-brute-force uniform march, and the learnt profile's RC loss factor."""
+brute-force uniform march, and the learnt profile's RC loss factor.
+"""
 
 from types import SimpleNamespace
 
@@ -79,7 +80,8 @@ def test_discharge_matches_a_fine_uniform_march(profile_path, case):
 
 def test_the_rc_loss_factor_follows_the_load_spectrum():
     """A load varying much faster than tau1 heats R1 as its mean (factor ~1), a slow one with
-    its full E[P^2] / E[P]^2; R0 sees E[P^2] / E[P]^2 = 2 for this 0 / 2P square wave."""
+    its full E[P^2] / E[P]^2; R0 sees E[P^2] / E[P]^2 = 2 for this 0 / 2P square wave.
+    """
     cfg = EnergyConfig(profile_window_s=3600.0, profile_block_s=60.0)
     stats = {}
     for name, half_period_s in (('fast', 1), ('slow', 600)):
@@ -109,7 +111,8 @@ def test_loss_resistance_splits_r0_and_r1():
 def test_remaining_energy_of_a_fast_varying_load_counts_r1_at_the_low_passed_current():
     """A 0 / 4 kW square wave (10 s period, much faster than tau1 = 30 s) on the LFP pack
     model to the SoC floor (no cut-off): the predicted energy within 0.5 % of the delivered;
-    counting R1 with the load's full E[P^2] / E[P]^2 (the old model) is more than 0.8 % low."""
+    counting R1 with the load's full E[P^2] / E[P]^2 (the old model) is more than 0.8 % low.
+    """
     from bms_ros.core.energy.runtime import EnergyEstimator
     from bms_ros.core.load_profile import ConstantLoad
     from bms_ros.core.pack_model import PackModel, SimulatorConfig

@@ -3,8 +3,13 @@ import pytest
 
 from bms_ros.core.config import Section
 from bms_ros.core.energy.config import MotionLimitsConfig
-from bms_ros.core.energy.motion import (CmdFilter, SpeedLimiter, motion_limits, power_limits_w,
-                                        resistive_force_n)
+from bms_ros.core.energy.motion import (
+    CmdFilter,
+    SpeedLimiter,
+    motion_limits,
+    power_limits_w,
+    resistive_force_n,
+)
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.vehicle_load import VehicleConfig

@@ -126,7 +126,8 @@ def test_pack_stops_at_the_weakest_cell(lfp):
     (LFP, 0.2, 0.5, 0.02), (LFP, 0.8, 1.0, 0.02), (NMC, 0.2, 0.5, 0.03), (NMC, 0.8, 1.0, 0.08)])
 def test_time_to_full_follows_a_simulated_cc_cv_charge(path, start, c_rate, tolerance):
     """CC to the CV point, then the taper; NMC at 1 C warms up (lower R) and charges faster
-    than the prediction at the present temperature, hence its wider tolerance."""
+    than the prediction at the present temperature, hence its wider tolerance.
+    """
     pack = Profile(path).pack
     cfg = EnergyConfig(soc_ceiling=0.95 if path == NMC else 1.0)
     model = CellEnergyModel(pack.cell, cfg)

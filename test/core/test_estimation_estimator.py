@@ -85,7 +85,8 @@ def test_gap_grows_doubt_and_drops_capacity_anchor(nmc):
 
 def test_zero_current_calibration_removes_offset(nmc):
     """Contactors open: the measured 0.2 A is the sensor offset; afterwards the counted
-    charge of a real discharge no longer includes it."""
+    charge of a real discharge no longer includes it.
+    """
     truth = EcmCells(nmc, [0.8])
     est = PackEstimator(nmc, 1, EstimatorConfig())
     est.start_from_soc(0.8, 0.01)
@@ -116,7 +117,8 @@ def test_limits_follow_the_weakest_and_strongest_cell(nmc):
 
 def test_end_of_charge_anchor(nmc):
     """At the cut-off voltage with the CV current tapered below C/20 the cell is full: SoC 1
-    once per charge, again only after a discharge."""
+    once per charge, again only after a discharge.
+    """
     cfg = dataclasses.replace(EstimatorConfig(), full_charge_anchor=True)
     est = PackEstimator(nmc, 2, cfg)
     est.start_from_soc([0.9, 0.9], 0.001)               # confidently wrong: the count drifted
@@ -136,7 +138,8 @@ def test_end_of_charge_anchor(nmc):
 
 def test_relaxation_still_to_come_from_the_drift(nmc):
     """At rest after a discharge the voltage recovers as V = OCV - 30 mV exp(-t / 300 s); with
-    relaxation_time_s = 300 the relaxation still to come is read from the drift rate."""
+    relaxation_time_s = 300 the relaxation still to come is read from the drift rate.
+    """
     cfg = dataclasses.replace(EstimatorConfig(), relaxation_time_s=300.0, rest_time_s=1e5)
     est = PackEstimator(nmc, 1, cfg)
     est.start_from_soc(0.5, 0.01)

@@ -128,7 +128,8 @@ def test_bleed_current_is_counted_per_cell(nmc):
 
 def test_lfp_plateau_holds_coulomb_count():
     """On LFP's flat OCV the voltage carries little SoC information; the filter must not be
-    dragged by 1 mV of noise and keeps the coulomb count."""
+    dragged by 1 mV of noise and keeps the coulomb count.
+    """
     lfp = CellSpec.from_file(LFP)
     rng = np.random.default_rng(2)
     truth = EcmCells(lfp, [0.6])

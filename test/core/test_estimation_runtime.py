@@ -1,6 +1,7 @@
 """The estimator runtime (core/estimation/runtime.py) that the node, estimate_csv and the
 offline replay share: time line across clock jumps, rejection, limits on a trip, set_soc,
-persistence, and estimate_csv's settings and --initial-soc."""
+persistence, and estimate_csv's settings and --initial-soc.
+"""
 import dataclasses
 import os
 
@@ -44,7 +45,8 @@ def runtime(cell, messages=None):
 
 def test_clock_jump_counts_the_steady_interval(nmc):
     """A stamp that jumps back 1000 s (a simulator reset) or ahead 1000 s counts only the
-    steady clock's 1 s: the charge of a 5 A discharge over 3 s, not over hours."""
+    steady clock's 1 s: the charge of a 5 A discharge over 3 s, not over hours.
+    """
     messages = Messages()
     rt = runtime(nmc, messages)
     truth = EcmCells(nmc, [0.8])
@@ -119,7 +121,8 @@ def test_save_and_restore(nmc, tmp_path):
 def test_start_under_load_removes_the_rc_polarisation(nmc):
     """Started under a 1 C load that has run for 10 min (no initial SoC), with
     startup_polarisation 0.5: the first estimate takes the RC polarisation into account, not
-    only R0 i (the default 0 assumes a load that has just started)."""
+    only R0 i (the default 0 assumes a load that has just started).
+    """
     truth = EcmCells(nmc, [0.9])
     for _ in range(600):
         truth.step(1.0, -5.0)
@@ -144,7 +147,8 @@ def rest_recording(path, soc=0.9, seconds=60):
 
 def test_initial_soc_takes_effect_at_rest(tmp_path):
     """A first sample at rest is read as OCV once and fused with the given SoC by the two
-    doubts: a confidently given SoC (--initial-soc-std 0.001) holds."""
+    doubts: a confidently given SoC (--initial-soc-std 0.001) holds.
+    """
     rest_recording(tmp_path / 'in.csv')
     for std, expected, tolerance in ((0.001, 0.7, 0.01), (None, 0.9, 0.01)):
         args = ['--cell', CELL, '--input', str(tmp_path / 'in.csv'), '--output',

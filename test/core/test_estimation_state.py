@@ -87,7 +87,8 @@ def test_uninitialised_cells_are_saved_as_null(nmc, tmp_path):
 def test_restored_soc_doubt_grows_with_the_age_of_the_file(nmc, tmp_path):
     """A state saved just now is doubted restored_soc_std (5 %); 10 days old, 5 % + 10 x
     0.2 %; a file from before saved_unix_s was checked (none) counts as 30 days old. The
-    format is unchanged (version 1): older files still load."""
+    format is unchanged (version 1): older files still load.
+    """
     path = tmp_path / 'state.json'
     stored_state.save(path, learnt(nmc), 'pack_a')
     doc = json.loads(path.read_text())

@@ -21,24 +21,31 @@ NMC = os.path.join(CONFIG, 'cells', 'nmc_lg_m50.yaml')
 
 def test_core_never_imports_rclpy():
     code = ('import sys, pkgutil, importlib, bms_ros.core as c\n'
-            'for m in pkgutil.walk_packages(c.__path__, "bms_ros.core."): importlib.import_module(m.name)\n'
+            'for m in pkgutil.walk_packages(c.__path__, "bms_ros.core."):\n'
+            '    importlib.import_module(m.name)\n'
             'print("rclpy" in sys.modules)')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == 'False'
 
 
 @pytest.mark.parametrize('data, call, message', [
-    ({'x': -1}, lambda s: s.number('x', exclusive_minimum=0), 'f.yaml: x: expected a number > 0, got -1'),
+    ({'x': -1}, lambda s: s.number('x', exclusive_minimum=0),
+     'f.yaml: x: expected a number > 0, got -1'),
     ({'x': 'a'}, lambda s: s.number('x'), "f.yaml: x: expected a number, got 'a'"),
     ({'x': True}, lambda s: s.number('x'), 'f.yaml: x: expected a number, got True'),
     ({'x': float('nan')}, lambda s: s.number('x'), 'f.yaml: x: expected a finite number, got nan'),
     ({'x': 1.5}, lambda s: s.integer('x'), 'f.yaml: x: expected an integer, got 1.5'),
     ({}, lambda s: s.number('x'), 'f.yaml: x: missing required field'),
-    ({'a': {'b': 5}}, lambda s: s.section('a').number('b', maximum=2), 'f.yaml: a.b: expected a number <= 2, got 5'),
-    ({'a': [1, 'z']}, lambda s: s.numbers('a'), "f.yaml: a[1]: expected a finite number, got 'z'"),
-    ({'a': [2, 1]}, lambda s: s.numbers('a', increasing=True), 'f.yaml: a: expected strictly increasing values'),
-    ({'m': 'q'}, lambda s: s.string('m', choices=('on', 'off')), "f.yaml: m: expected one of off, on, got 'q'"),
-    ({'typo': 1}, lambda s: s.reject_unknown(('good',)), 'f.yaml: typo: unknown field (known: good)'),
+    ({'a': {'b': 5}}, lambda s: s.section('a').number('b', maximum=2),
+     'f.yaml: a.b: expected a number <= 2, got 5'),
+    ({'a': [1, 'z']}, lambda s: s.numbers('a'),
+     "f.yaml: a[1]: expected a finite number, got 'z'"),
+    ({'a': [2, 1]}, lambda s: s.numbers('a', increasing=True),
+     'f.yaml: a: expected strictly increasing values'),
+    ({'m': 'q'}, lambda s: s.string('m', choices=('on', 'off')),
+     "f.yaml: m: expected one of off, on, got 'q'"),
+    ({'typo': 1}, lambda s: s.reject_unknown(('good',)),
+     'f.yaml: typo: unknown field (known: good)'),
 ])
 def test_section_errors_name_file_and_field(data, call, message):
     with pytest.raises(ConfigError) as info:
@@ -155,7 +162,8 @@ def test_persistence_is_atomic_and_reports_corruption(tmp_path):
 
 def test_ocv_secant_slope_table_equals_the_direct_secant():
     """OcvTable.secant_slope (tabulated once) against the direct two-point formula, on both
-    shipped tables, beyond 0..1 and with NaN."""
+    shipped tables, beyond 0..1 and with NaN.
+    """
     for name in ('nmc_lg_m50', 'lfp_a123_anr26650'):
         ocv = CellSpec.from_file(os.path.join(config_dir(), 'cells', f'{name}.yaml')).ocv
         soc = np.concatenate([np.linspace(-0.2, 1.2, 20001), [np.nan]])
@@ -169,7 +177,8 @@ def test_ocv_secant_slope_table_equals_the_direct_secant():
 
 def test_ocv_entropic_term_and_isothermal_table():
     """OCV(z, T) = OCV_25(z) + dOCV/dT(z) (T - 25); an all-zero column changes nothing, and a
-    NaN temperature gives NaN either way (no silent 25 degC)."""
+    NaN temperature gives NaN either way (no silent 25 degC).
+    """
     soc, ocv_v = [0.0, 0.5, 1.0], [3.0, 3.6, 4.2]
     entropic = OcvTable(soc, ocv_v, [0.0, -2e-4, 4e-4])
     flat = OcvTable(soc, ocv_v)

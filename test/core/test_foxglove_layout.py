@@ -1,13 +1,19 @@
 """The shipped Foxglove layout (config/foxglove/bms_ros.json): every panel of the layout tree is
-configured, and every message path names a topic of the suite and fields its type has."""
+configured, and every message path names a topic of the suite and fields its type has.
+"""
 import json
 import os
 import re
 
 from sensor_msgs.msg import BatteryState
 
-from bms_interfaces.msg import (PackMeasurement, PackState, ProtectionEvent, ProtectionStatus,
-                                BatteryEstimate)
+from bms_interfaces.msg import (
+    BatteryEstimate,
+    PackMeasurement,
+    PackState,
+    ProtectionEvent,
+    ProtectionStatus,
+)
 from bms_ros.core.profile import config_dir
 
 LAYOUT = os.path.join(config_dir(), 'foxglove', 'bms_ros.json')

@@ -287,6 +287,7 @@ def test_setup_py_has_an_entry_point_per_executable():
 def _profile_with_can(tmp_path, **can):
     """A copy of the LFP profile whose can: section has ``can`` merged in."""
     import yaml
+
     from bms_ros.core.profile import default_profile_path
     base = default_profile_path()
     with open(base) as stream:

@@ -1,5 +1,6 @@
 """bms-launch turns systemd's / docker's SIGTERM into the SIGINT ros2 launch needs to stop its
-nodes (ros2/launch#666); a stand-in launch records the signal it got."""
+nodes (ros2/launch#666); a stand-in launch records the signal it got.
+"""
 import os
 import signal
 import subprocess

@@ -6,8 +6,7 @@ import pytest
 
 from bms_ros.core.config import Section
 from bms_ros.core.errors import ConfigError
-from bms_ros.core.load_profile import (ExternalLoad, TabulatedLoad, load_from_section,
-                                       read_cycle_csv)
+from bms_ros.core.load_profile import ExternalLoad, TabulatedLoad, load_from_section, read_cycle_csv
 from bms_ros.core.profile import config_dir
 
 CYCLE = os.path.join(config_dir(), 'load_profiles', 'ece15_urban_c_rate.csv')

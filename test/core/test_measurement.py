@@ -1,5 +1,6 @@
 """The one core Measurement: the fields of bms_interfaces/PackMeasurement, shared by the CAN
-codec and protection."""
+codec and protection.
+"""
 import math
 import os
 import types

@@ -1,8 +1,8 @@
 """Texts an operator reads: a charge-temperature level that clears because charging stopped
-says so (bms_ros.core.protection.texts, limit_state)."""
+says so (bms_ros.core.protection.texts, limit_state).
+"""
 
 from bms_ros.core.protection import LEVEL_ALARM, LEVEL_WARNING
-
 from test.core.test_protection_checks import config, measurement, of, protection, with_temp
 
 

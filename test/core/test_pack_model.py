@@ -10,8 +10,13 @@ import yaml
 
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.load_profile import ConstantLoad, ExternalLoad
-from bms_ros.core.pack_model import (CommandWatchdog, NoiseConfig, PackModel, SimulatorConfig,
-                                     check_command_timeout)
+from bms_ros.core.pack_model import (
+    CommandWatchdog,
+    NoiseConfig,
+    PackModel,
+    SimulatorConfig,
+    check_command_timeout,
+)
 from bms_ros.core.profile import Profile, config_dir
 from bms_ros.core.sim_faults import FaultError
 

@@ -10,13 +10,30 @@ from bms_ros.core.can_decode import MeasurementAssembler
 from bms_ros.core.config import Section
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.estimation.interface import power_supply_health
-from bms_ros.core.pack_report import (ControlConfig, ReportDecoder, ReportEncoder,
-                                      RequestEncoder, RequestHold, battery_health, check_style,
-                                      control_style_of_file, decode_request, disagreements,
-                                      estimate_fields, load_control, pack_state_fields,
-                                      protection_fields, trip_disagreement)
-from bms_ros.core.pack_state_machine import (STATE_CHARGE, STATE_DRIVE, STATE_ERROR,
-                                             STATE_OFF, STATE_STANDBY)
+from bms_ros.core.pack_report import (
+    ControlConfig,
+    ReportDecoder,
+    ReportEncoder,
+    RequestEncoder,
+    RequestHold,
+    battery_health,
+    check_style,
+    control_style_of_file,
+    decode_request,
+    disagreements,
+    estimate_fields,
+    load_control,
+    pack_state_fields,
+    protection_fields,
+    trip_disagreement,
+)
+from bms_ros.core.pack_state_machine import (
+    STATE_CHARGE,
+    STATE_DRIVE,
+    STATE_ERROR,
+    STATE_OFF,
+    STATE_STANDBY,
+)
 from bms_ros.core.profile import config_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,5 +1,6 @@
 """Pack state machine: every transition and guard, with exact reasons; pre-charge supervision,
-contactor feedback supervision and break-rating delays, all on an explicit clock."""
+contactor feedback supervision and break-rating delays, all on an explicit clock.
+"""
 import copy
 import math
 import os
@@ -11,9 +12,19 @@ import pytest
 from bms_ros.core.config import Section
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.pack_state_machine import (
-    CONTACTOR_STUCK_OPEN, CONTACTOR_WELDED, PHASE_POSITIVE, PHASE_RELEASE, STATE_CHARGE,
-    STATE_DRIVE, STATE_ERROR, STATE_OFF, STATE_PRECHARGE, STATE_STANDBY, PackStateMachine,
-    load_supervisor_config)
+    CONTACTOR_STUCK_OPEN,
+    CONTACTOR_WELDED,
+    PHASE_POSITIVE,
+    PHASE_RELEASE,
+    STATE_CHARGE,
+    STATE_DRIVE,
+    STATE_ERROR,
+    STATE_OFF,
+    STATE_PRECHARGE,
+    STATE_STANDBY,
+    PackStateMachine,
+    load_supervisor_config,
+)
 from bms_ros.core.profile import Profile, config_dir
 from bms_ros.core.protection import LEVEL_TRIP, Measurement
 
@@ -24,7 +35,8 @@ PACK_V = 52.8
 
 class Plant:
     """Contactors follow the command after ``delay_s`` unless welded or stuck; the DC link
-    charges through the pre-charge resistor (time constant ``tau_s``) or the main contactor."""
+    charges through the pre-charge resistor (time constant ``tau_s``) or the main contactor.
+    """
 
     def __init__(self, delay_s=0.015, tau_s=0.048, welded=(), stuck_open=(), link_fixed_v=None):
         self.delay_s = delay_s

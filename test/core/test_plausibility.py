@@ -265,7 +265,7 @@ def test_temperature_jump_is_flagged_and_a_fast_real_rise_is_not():
         t += STEP_S
         assert checks.check_temperatures(t, temps, ok).all()
     # sensor 2 jumps to 60 degC in 0.1 s (allowed 3 + 2 x 0.1 degC), sensor 4 rises 1 degC/s
-    for k in range(50):
+    for _ in range(50):
         t += STEP_S
         temps[4] += 1.0 * STEP_S
         reading = temps.copy()
@@ -487,7 +487,8 @@ if __name__ == '__main__':
 @pytest.mark.parametrize('profile_name,cell', [('lfp_16s.yaml', 3), ('nmc_96s.yaml', 40)])
 def test_reading_frozen_at_its_present_value_is_flagged_stuck_in_a_drive(profile_name, cell):
     """The stuck fault with value 0 (the reading at injection): inside every range, no jump;
-    the drive cycle moves the other cells and this reading does not."""
+    the drive cycle moves the other cells and this reading does not.
+    """
     prof = profile(profile_name)
     model = make_model(prof, initial_soc=0.6)
     runner = ChecksOnly(prof)

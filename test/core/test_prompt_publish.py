@@ -131,7 +131,8 @@ def _cell_batch(protocol, volts):
 
 def test_a_crossing_is_urgent_once_then_rate_limited(protocol):
     """Leaving the cell window (or reaching the current threshold) skips the minimum interval
-    once; staying beyond is an ordinary prompt; coming back and leaving again is urgent again."""
+    once; staying beyond is an ordinary prompt; coming back and leaving again is urgent again.
+    """
     policy = PromptPolicy(protocol, 0.02, current_a=90.0, cell_voltage_v=(2.5, 3.62))
     seen = [assess(policy, protocol, _cell_batch(protocol, volts))
             for volts in (3.30, 3.70, 3.71, 3.30, 2.40, 2.40)]
@@ -162,14 +163,16 @@ def test_the_cell_window_is_validated(tmp_path):
 
 def _group_batch(encoder, field, **state):
     """The frames carrying ``field`` alone of a pack state at rest (``state`` overrides); one
-    encoder for a sequence, so the rolling counters advance."""
+    encoder for a sequence, so the rolling counters advance.
+    """
     return encoder.encode_all({**pack_state(0.0), **state},
                               keys=encoder.protocol.frame_keys((field,)))
 
 
 def test_contactor_feedback_prompts_on_a_change_and_temperatures_wait_for_the_timer(protocol):
     """At rest inside the window only a change of the contactor feedback asks for a publish
-    (the supervisor's sequences wait on it); temperature frames go out on the timer."""
+    (the supervisor's sequences wait on it); temperature frames go out on the timer.
+    """
     policy = PromptPolicy(protocol, 0.02, current_a=90.0, cell_voltage_v=(2.5, 3.62))
     assembler = MeasurementAssembler(protocol)
     encoder = PackEncoder(protocol)

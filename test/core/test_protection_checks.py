@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from bms_ros.core.profile import Profile, config_dir
-from bms_ros.core.protection import (LEVEL_ALARM, LEVEL_OK, LEVEL_TRIP, LEVEL_WARNING,
-                                     Measurement, Protection, load_protection_config)
+from bms_ros.core.protection import (
+    LEVEL_ALARM,
+    LEVEL_OK,
+    LEVEL_TRIP,
+    LEVEL_WARNING,
+    Measurement,
+    Protection,
+    load_protection_config,
+)
 from bms_ros.core.protection.limits import FlagLimit
 
 PROFILE = Profile(f'{config_dir()}/profiles/lfp_16s.yaml')   # 16 cells, 8 sensors

@@ -1,5 +1,6 @@
 """Latched trips: reset paths (refused while present, during cool-down; granted after), the
-audit log, and persistence across a restart, including a corrupt file."""
+audit log, and persistence across a restart, including a corrupt file.
+"""
 import json
 import math
 import os
@@ -9,8 +10,14 @@ import numpy as np
 import pytest
 
 from bms_ros.core.profile import Profile, config_dir
-from bms_ros.core.protection import (CORRUPT_ID, LEVEL_TRIP, Measurement, Protection, TripLatch,
-                                     load_protection_config)
+from bms_ros.core.protection import (
+    CORRUPT_ID,
+    LEVEL_TRIP,
+    Measurement,
+    Protection,
+    TripLatch,
+    load_protection_config,
+)
 
 PROFILE = Profile(f'{config_dir()}/profiles/lfp_16s.yaml')
 CFG = load_protection_config(PROFILE.section('protection'), PROFILE.pack)

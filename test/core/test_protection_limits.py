@@ -1,5 +1,6 @@
 """Protection limits: the shipped profiles load, follow the cell data sheets, and bad values
-are refused with errors naming the file and field."""
+are refused with errors naming the file and field.
+"""
 import copy
 import os
 

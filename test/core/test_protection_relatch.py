@@ -263,7 +263,7 @@ def test_a_reset_inside_release_s_is_refused_and_the_trip_stays_latched(profile,
 
 
 def test_every_trip_limit_of_both_profiles_has_a_scenario():
-    for name, pack in PACKS.items():
+    for pack in PACKS.values():
         for limit_id in trip_limits(pack):
             pack.scenario(limit_id)
     assert len(CASES) == 40 and len(RELEASE_CASES) == 24

@@ -218,7 +218,8 @@ def busy_bag(path):
     """12 s: a trip latched 5 s before the bag started (transient-local history), an alarm
     raised and cleared before it (not drawn), warning + alarm + trip of one sensor raised at the
     same instant (6 s), the pack state STANDBY -> PRECHARGE -> DRIVE -> ERROR and the contactor
-    feedback closed from 3.5 s until the trip opened them."""
+    feedback closed from 3.5 s until the trip opened them.
+    """
     names = ('measurement', 'trip_event', 'pack_state')
     topics = {name: bag_schema.resolve('', name) for name in names}
     with BagWriter(path, {'bms_ros.namespace': ''}) as writer:
@@ -331,7 +332,8 @@ def test_pack_state_and_contactor_panel(busy):
 ])
 def test_limit_lines_at_the_profile_levels(busy, panel, limit_id, values):
     """Every level is drawn; the y range holds the data and each limit's warning, so the
-    alarm and trip lines beyond it may lie outside the view."""
+    alarm and trip lines beyond it may lie outside the view.
+    """
     data, result = busy
     info = result[panel]
     drawn = {(lid, level): value for lid, level, value in info['series']['limits']}

@@ -1,5 +1,6 @@
 """The simulated charger (CC-CV at the BMS's charge limit and the cell's upper voltage) and the
-pack's cooling time constant (bms_ros.core.pack_model)."""
+pack's cooling time constant (bms_ros.core.pack_model).
+"""
 import dataclasses
 import os
 
@@ -79,7 +80,8 @@ def test_cooling_from_the_profile_and_its_time_constant(profile):
     """A group warmed by 20 K relaxes with tau = m cp / cooling (one exponential without
     neighbours); the cell file's 0.05 W/K per 26650 (R = 20 K/W, natural convection in a
     module) gives ~25 min, forced air ~4 min as Forgez et al. (2010) measured on a free A123
-    26650 in air (R_out 3.1 K/W, C 67 J/K: ~3.5 min)."""
+    26650 in air (R_out 3.1 K/W, C 67 J/K: ~3.5 min).
+    """
     pack = profile.pack
     natural = PackModel(pack, SimulatorConfig(step_s=1.0))
     m_cp = pack.cell.mass_kg * pack.cell.heat_capacity_j_per_kg_k
@@ -113,7 +115,8 @@ def test_after_a_thermal_event_the_hot_sensor_cools_back_within_minutes(profile)
     """The shipped LFP pack: 100 W into group 3 until its sensor reads the 55 degC trip, then
     the heat stops; the sensor is under the trip's release (52.5 degC, a reset may pass) within
     2 min and under the 45 degC warning within 8 min (neighbours and cooling; measured 74 s and
-    354 s)."""
+    354 s).
+    """
     config = SimulatorConfig.from_section(profile.section('simulator'), profile.pack)
     model = PackModel(profile.pack, dataclasses.replace(config, step_s=0.5,
                                                         noise=type(config.noise)()))

@@ -31,7 +31,8 @@ def pack(protocol):
 
 def run(pack, start_s, seconds, step_s=0.005):
     """Frames sent from ``start_s`` for ``seconds`` of bus time (5 ms ticks, as the node), the model
-    advancing so values change; [(t, frame)]."""
+    advancing so values change; [(t, frame)].
+    """
     model, encoder, faults = pack
     out = []
     for k in range(int(round(seconds / step_s))):

@@ -7,8 +7,13 @@ import yaml
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.estimation import stored_state
 from bms_ros.core.profile import Profile, config_dir
-from bms_ros.core.state_paths import (check_path_part, default_base, namespace_parts,
-                                      state_base, state_folder)
+from bms_ros.core.state_paths import (
+    check_path_part,
+    default_base,
+    namespace_parts,
+    state_base,
+    state_folder,
+)
 
 XDG = {'XDG_STATE_HOME': '/xdg', 'HOME': '/home/u'}
 

@@ -1,13 +1,18 @@
 """Trip ordering on the protection's own stamps: history at start-up (transient-local replay in
 either order), live trips, outdated statuses, equal stamps, a clock that goes back, restarts of
-either node, and the node's wiring of ordering + state machine for the latch_file_corrupt case."""
+either node, and the node's wiring of ordering + state machine for the latch_file_corrupt case.
+"""
 import os
 
 import numpy as np
 
 from bms_ros.core.measurement import Measurement
-from bms_ros.core.pack_state_machine import (STATE_ERROR, STATE_STANDBY, PackStateMachine,
-                                             load_supervisor_config)
+from bms_ros.core.pack_state_machine import (
+    STATE_ERROR,
+    STATE_STANDBY,
+    PackStateMachine,
+    load_supervisor_config,
+)
 from bms_ros.core.profile import Profile, config_dir
 from bms_ros.core.protection import LEVEL_TRIP
 from bms_ros.core.trip_ordering import HISTORY, LIVE, PENDING, TripOrdering

@@ -43,7 +43,8 @@ def _sections():
 
 def _specificity(pattern, module):
     """How well ``pattern`` matches ``module`` as mypy ranks it (None: no match): a concrete
-    name beats a wildcard, a longer wildcard a shorter one."""
+    name beats a wildcard, a longer wildcard a shorter one.
+    """
     if pattern == module:
         return (2, len(pattern))
     if pattern.endswith('.*') and (module == pattern[:-2]

@@ -6,9 +6,15 @@ import pytest
 from bms_ros.core.config import Section
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.profile import Profile, config_dir
-from bms_ros.core.vehicle_load import (VehicleConfig, VehicleLoad, attitude_from_quaternion,
-                                       grade_rad, pack_current_a, pack_power_w,
-                                       tractive_force_n)
+from bms_ros.core.vehicle_load import (
+    VehicleConfig,
+    VehicleLoad,
+    attitude_from_quaternion,
+    grade_rad,
+    pack_current_a,
+    pack_power_w,
+    tractive_force_n,
+)
 
 # m 100 kg, c_rr 0.02, c_d A = 0.5 m2, rho 1.2, eta 0.8 / 0.6, regen <= 300 W, aux 50 W
 CONFIG = VehicleConfig(mass_kg=100.0, inertia_factor=1.0, rolling_resistance=0.02,
@@ -208,6 +214,7 @@ def test_bridge_yaml_bridges_what_the_node_subscribes():
     # the node's subscriptions (type, contract name) as declared in its source (read, not
     # imported: no rclpy in core tests), and the contract's name and type of each
     import os
+
     import bms_ros
     from bms_ros.core import contract
     node_file = os.path.join(os.path.dirname(bms_ros.__file__), 'nodes', 'gazebo_load.py')

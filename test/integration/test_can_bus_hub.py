@@ -1,5 +1,6 @@
 """CanBus over the real CAN hub (TCP on 127.0.0.1): back-off without a server, a dead hub
-detected (the connection watched through public API only) and reopened when it comes back."""
+detected (the connection watched through public API only) and reopened when it comes back.
+"""
 import socket
 import time
 

@@ -17,7 +17,8 @@ QOS = qos.STREAM
 
 def response_seed(request):
     """Seed from the request's content. Not from its CDR bytes: alignment padding after a
-    string is not initialised, so the same request serialises differently in two processes."""
+    string is not initialised, so the same request serialises differently in two processes.
+    """
     return zlib.crc32(repr(request).encode())
 
 

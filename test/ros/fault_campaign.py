@@ -14,7 +14,6 @@ import threading
 import time
 
 from bms_interfaces.srv import InjectFault, RequestState, ResetTrips
-
 from bms_ros.core.can_bus import BusConfig, CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.failsafe import profile_value
@@ -32,7 +31,8 @@ DRIVE_CURRENT_A = -20.0
 
 def _first_after(log, t0, predicate, timeout_s):
     """(arrival, message) of the first message of ``log`` after ``t0`` matching ``predicate``,
-    waiting until ``t0 + timeout_s``; None if there is none by then."""
+    waiting until ``t0 + timeout_s``; None if there is none by then.
+    """
     deadline = t0 + timeout_s
     while True:
         hit = next(((t, m) for t, m in list(log.messages) if t > t0 and predicate(m)), None)
@@ -230,7 +230,8 @@ class Campaign:
 
     def wait_opened(self, t0, timeout_s, bus=True, pack=True):
         """(bus_s, pack_s): seconds from ``t0`` to the first all-open frame on the bus and to
-        the pack reporting every contactor open (None where not asked or not seen)."""
+        the pack reporting every contactor open (None where not asked or not seen).
+        """
         deadline = t0 + timeout_s
         bus_t = pack_t = None
         while time.monotonic() < deadline:

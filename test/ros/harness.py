@@ -19,7 +19,8 @@ from bms_ros.nodes import qos as contract_qos
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _domains = itertools.count()
 
-# the probe's profiles (bms_ros.core.contract PROBE, PROBE_LATCHED): deep, so a busy probe loses none
+# the probe's profiles (bms_ros.core.contract PROBE, PROBE_LATCHED): deep, so a busy probe
+# loses none
 RELIABLE = contract_qos.PROBE
 LATCHED = contract_qos.PROBE_LATCHED
 

@@ -1,9 +1,15 @@
 """Fill any generated ROS message with deterministic pseudo-random values, by introspection."""
+import importlib
 import random
 
-from rosidl_parser.definition import (AbstractNestedType, AbstractString, Array, BasicType,
-                                      BoundedSequence, NamespacedType)
-import importlib
+from rosidl_parser.definition import (
+    AbstractNestedType,
+    AbstractString,
+    Array,
+    BasicType,
+    BoundedSequence,
+    NamespacedType,
+)
 
 _INT_RANGES = {
     'int8': (-128, 127), 'uint8': (0, 255), 'int16': (-2**15, 2**15 - 1), 'uint16': (0, 2**16 - 1),

@@ -23,8 +23,14 @@ import yaml
 from sensor_msgs.msg import BatteryState
 from std_msgs.msg import Float32
 
-from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, PackState, ProtectionEvent,
-                                ProtectionStatus, SimTruth)
+from bms_interfaces.msg import (
+    BatteryEstimate,
+    PackMeasurement,
+    PackState,
+    ProtectionEvent,
+    ProtectionStatus,
+    SimTruth,
+)
 from bms_interfaces.srv import InjectFault, RequestState, ResetTrips, SetSoc
 from bms_ros.core.profile import config_dir
 from bms_ros.core.state_paths import state_folder
@@ -89,7 +95,8 @@ class Suite:
         """``namespace``: the pack's ROS namespace ('' = root; the probe's topics and services
         follow it); ``state_dir``: base folder of persisted state (default <folder>/state);
         ``single_process``: the BMS nodes in one process, as `bringup --single-process` (the
-        process is named 'container'; the per-node helpers take that name then)."""
+        process is named 'container'; the per-node helpers take that name then).
+        """
         self.env = env
         self.namespace = namespace.strip('/')
         self.folder = str(folder)
@@ -168,7 +175,8 @@ class Suite:
     def start_bringup(self):
         """Start the graph under ``python -m bms_ros.tools.bringup`` instead (it respawns a dead
         node by bms_ros.graph's policy, as on a robot); returns bringup's NodeProcess. The
-        per-node helpers (pid, kill, restart, log) do not apply then: use bringup_pids()."""
+        per-node helpers (pid, kill, restart, log) do not apply then: use bringup_pids().
+        """
         self.bringup = self.env.start_module('bms_ros.tools.bringup', *self.bringup_args,
                                              name='bringup', ros_args=False)
         return self.bringup
@@ -311,7 +319,8 @@ class Suite:
 
 def _poll(predicate, timeout_s, what, fail=True):
     """Poll ``predicate`` every 0.05 s until it holds; after ``timeout_s`` raise (``fail``) or
-    return False, leaving the caller's assertions to say what is missing."""
+    return False, leaving the caller's assertions to say what is missing.
+    """
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() >= deadline:
@@ -347,9 +356,9 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     import psutil
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.event_handler import SubscriptionEventCallbacks
-    from bms_ros.nodes import qos
 
     from bms_interfaces.msg import CanFrame
+    from bms_ros.nodes import qos
 
     with open(os.path.join(config_dir(), 'profiles', base), encoding='utf-8') as stream:
         data = yaml.safe_load(stream)

@@ -122,7 +122,8 @@ def test_bad_arguments_exit_2(tmp_path):
 
 def test_state_estimator_on_sim_time_follows_a_played_bag(ros_env, tmp_path):
     """The live fixture played at 5x with /clock: a state_estimator on use_sim_time publishes
-    estimates stamped in the bag's time, with the SoC the live estimator had."""
+    estimates stamped in the bag's time, with the SoC the live estimator had.
+    """
     from bms_interfaces.msg import BatteryEstimate
     fixture = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            'fixtures', 'bags', 'lfp_suite_live')

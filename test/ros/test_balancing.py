@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import yaml
 
-from bms_interfaces.msg import (BalancingCommand, BalancingStatus, BatteryEstimate,
-                                PackMeasurement, ProtectionStatus)
+from bms_interfaces.msg import (
+    BalancingCommand,
+    BalancingStatus,
+    BatteryEstimate,
+    PackMeasurement,
+    ProtectionStatus,
+)
 from bms_interfaces.srv import SetBalancingMode
 from bms_ros.core.profile import config_dir
 

@@ -1,5 +1,6 @@
 """bmsctl against a running suite (separate processes): the status line and view, sim faults,
-load and ambient, the effective configuration; and the simulated pack charging in CHARGE."""
+load and ambient, the effective configuration; and the simulated pack charging in CHARGE.
+"""
 import subprocess
 import sys
 

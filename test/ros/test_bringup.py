@@ -1,6 +1,7 @@
 """bringup for real: a SIGKILLed BMS node is respawned (a new pid that publishes again) while
 the simulated pack and the CAN hub keep running; a configuration error (exit 2) stops the
-suite with 2 and is never respawned."""
+suite with 2 and is never respawned.
+"""
 import os
 import signal
 import time

@@ -1,5 +1,6 @@
 """can_driver in its own process on the hub, with a pack played from this process
-(test/support/can_pack.CanPack), both DBCs."""
+(test/support/can_pack.CanPack), both DBCs.
+"""
 import os
 import re
 import time

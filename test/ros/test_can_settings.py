@@ -1,6 +1,7 @@
 """issue 15 item 7 for real: bringup with no CAN argument uses the profile's `can:` section (its
 hub port; the driver and the simulated pack meet there), and a second pack whose profile holds
-a taken port gets a free one for its hub, simulator and driver."""
+a taken port gets a free one for its hub, simulator and driver.
+"""
 import socket
 import subprocess
 import sys

@@ -50,7 +50,8 @@ def docking_is_charging(msg, charging_threshold=0.5):
 
 def rmf_battery_soc(msg, previous):
     """rmf_fleet_adapter RobotUpdateHandle::update_battery_soc ignores values outside 0..1
-    (a NaN passes that test: it would be stored)."""
+    (a NaN passes that test: it would be stored).
+    """
     soc = msg.percentage
     return previous if (soc < 0.0 or soc > 1.0) else soc
 

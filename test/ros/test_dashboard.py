@@ -1,7 +1,8 @@
 """The dashboard on a running suite: its JSON snapshot against what the probe receives, the
 reset and state requests with and without the token, a non-loopback bind without a token
 refused, and the page rendered in a real headless browser (Debian's chromium): the DOM after
-its script ran shows the live pack's values, and a screenshot holds the page's colours."""
+its script ran shows the live pack's values, and a screenshot holds the page's colours.
+"""
 import http.client
 import json
 import os
@@ -59,7 +60,8 @@ def fresh(suite):
 @pytest.fixture
 def dashboard_suite(ros_env, tmp_path):
     """The single-process suite in namespace pack_a with a token in its profile, and the
-    dashboard node (in the root namespace: it finds the pack by its topics)."""
+    dashboard node (in the root namespace: it finds the pack by its topics).
+    """
     suite = Suite(ros_env, tmp_path, edits={'dashboard': {'token': TOKEN}},
                   single_process=True, namespace='pack_a').start()
     port = free_port()

@@ -183,7 +183,8 @@ class FramePlayer:
 
 def test_charger_status_frame_makes_battery_state_charging(ros_env, tmp_path):
     """The driver decodes the charger's frame; the estimator says CHARGING while the pack is
-    full and its contactors are open (0 A), and FULL once the charger's frame says unplugged."""
+    full and its contactors are open (0 A), and FULL once the charger's frame says unplugged.
+    """
     profile_path, pack, devices = can_charger_profile(tmp_path)
     port = start_hub(ros_env)
     measurements = ros_env.subscribe(PackMeasurement, 'measurement')

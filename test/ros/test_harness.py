@@ -14,13 +14,15 @@ pytestmark = pytest.mark.ros
 def test_missing_message_fails_after_its_timeout(ros_env):
     log = ros_env.subscribe(Float32, 'nobody_publishes_this')
     start = time.monotonic()
-    with pytest.raises(AssertionError, match=r"timeout after 0.5 s waiting on 'nobody_publishes_this'"):
+    with pytest.raises(AssertionError,
+                       match=r"timeout after 0.5 s waiting on 'nobody_publishes_this'"):
         log.wait_for(timeout_s=0.5)
     assert time.monotonic() - start < 5.0
 
 
 def test_missing_service_fails_after_its_timeout(ros_env):
-    with pytest.raises(AssertionError, match=r"service 'no_such_service' not available after 0.5 s"):
+    with pytest.raises(AssertionError,
+                       match=r"service 'no_such_service' not available after 0.5 s"):
         ros_env.call(Trigger, 'no_such_service', Trigger.Request(), timeout_s=0.5)
 
 

@@ -1,7 +1,8 @@
 """Two packs on one machine keep their persisted state apart: two protection nodes (namespaces
 pack_a and pack_b, serial numbers SN-A and SN-B) share one state base and are fed by the probe;
 pack_a's latched trip never reaches pack_b, resetting pack_b leaves pack_a's file alone, the
-estimator's SoC lands in pack_a's folder too, and a node that fails to start writes nothing."""
+estimator's SoC lands in pack_a's folder too, and a node that fails to start writes nothing.
+"""
 import os
 import threading
 import time

@@ -12,18 +12,15 @@ import time
 
 import can
 import pytest
-from sensor_msgs.msg import BatteryState
-
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from sensor_msgs.msg import BatteryState
 
 from bms_interfaces.msg import BatteryEstimate, PackState, ProtectionStatus
 from bms_interfaces.srv import RequestState
 from bms_ros.core.can_bus import quiet_socketcand_logging
-from bms_ros.core.can_codec import CanProtocol
-from bms_ros.core.can_codec import PackEncoder
+from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.pack_report import ReportEncoder, decode_request
 from bms_ros.graph import SECOND_OPINION_REMAPS
-
 from test.ros.harness import LATCHED, RELIABLE
 from test.ros.test_can_driver import start_hub
 from test.ros.test_vendor_layouts import VENDORS, write_profile
@@ -36,7 +33,8 @@ STANDBY_RAW = 1
 
 class FakePackBms:
     """The pack's own BMS: follows the state request (PRECHARGE 0.3 s, then DRIVE) and sends
-    its report every 0.1 s; ``paused`` stops the report (a silent pack)."""
+    its report every 0.1 s; ``paused`` stops the report (a silent pack).
+    """
 
     def __init__(self, port, values, measurement=None):
         quiet_socketcand_logging()
@@ -206,7 +204,8 @@ def test_a_stale_report_reads_unknown_and_refuses_drive(pack_control):
 def test_our_estimator_and_protection_as_a_second_opinion(ros_env, tmp_path):
     """Our estimator and protection run beside the pack's BMS with their outputs under own/
     (graph.py's remaps): the pack's SoC on estimate, ours on own/estimate, and their
-    difference beyond can.pack_bms.soc_bound on /diagnostics."""
+    difference beyond can.pack_bms.soc_bound on /diagnostics.
+    """
     port = start_hub(ros_env)
     profile = write_profile(tmp_path, 'statereq_bms', port, sections=('protection', 'estimator'))
     cells = [3.30] * 16

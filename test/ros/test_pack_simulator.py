@@ -139,7 +139,8 @@ class BusReader:
 
 class CommandSender:
     """Sends the present contactor (and balancing) command every 0.1 s, as the CAN driver does,
-    encoded afresh each time so the rolling counters move on."""
+    encoded afresh each time so the rolling counters move on.
+    """
 
     PERIOD_S = 0.1
 

@@ -1,11 +1,11 @@
 """The pack supervisor with the protection node, each in its own process, against a stand-in
 pack driven from the probe: the contactor sequence to DRIVE, a trip opening the contactors,
-refusals while latched, a failed pre-charge, a welded contactor, stale contactor feedback."""
+refusals while latched, a failed pre-charge, a welded contactor, stale contactor feedback.
+"""
 import os
 import time
 
 import pytest
-
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from bms_interfaces.msg import ContactorCommand, PackMeasurement, PackState, ProtectionEvent
@@ -144,7 +144,8 @@ def test_welded_contactor_is_detected_and_reported(suite):
     assert suite.request(STANDBY, 'nav2').accepted
     fault = suite.events.wait_for(lambda e: e.limit_id == 'contactor_welded' and e.active,
                                   timeout_s=10.0, what='welded fault')
-    assert (fault.index, fault.level, fault.latched) == (1, 3, True)   # 1: positive (PackMeasurement order)
+    # index 1: the positive contactor (PackMeasurement order)
+    assert (fault.index, fault.level, fault.latched) == (1, 3, True)
     assert fault.message.startswith('positive contactor welded: feedback closed ')
     error = suite.states.wait_for(lambda s: s.state == ERROR, timeout_s=5.0, what='ERROR')
     assert error.positive_contactor_closed and not error.commanded.positive_closed
@@ -220,7 +221,8 @@ def test_lost_estimate_rides_through_in_drive_and_says_so(suite, ros_env):
 
 def _commands_until(bus, predicate, timeout_s=5.0):
     """The contactor commands seen on the bus once ``predicate`` holds for them (the state
-    topic and the bus are two paths: the frame may come a moment after the state)."""
+    topic and the bus are two paths: the frame may come a moment after the state).
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         sequence = bus.commands()

@@ -1,15 +1,20 @@
 """The protection node in its own process: trips reach other subscribers (also late ones),
-reset is refused while hot and granted after cooling, latched trips survive a kill."""
+reset is refused while hot and granted after cooling, latched trips survive a kill.
+"""
 import os
 import time
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-
 from std_msgs.msg import Float32
 
-from bms_interfaces.msg import (PackMeasurement, PackState, ProtectionEvent, ProtectionStatus,
-                                SimTruth)
+from bms_interfaces.msg import (
+    PackMeasurement,
+    PackState,
+    ProtectionEvent,
+    ProtectionStatus,
+    SimTruth,
+)
 from bms_interfaces.srv import RequestState, ResetTrips
 from bms_ros.core.persistence import read_json
 from bms_ros.core.profile import Profile
@@ -197,7 +202,8 @@ def test_simulated_over_temperature_trips_opens_and_resets_only_after_cooling(ro
                                                                              tmp_path):
     """The demo of issue 5 on the simulated pack (50 x real time, so it heats and cools in
     seconds): a thermal event drives cell 3 over the 55 degC discharge trip, the contactors open
-    and the current stops; a reset is refused while hot and granted after cooling."""
+    and the current stops; a reset is refused while hot and granted after cooling.
+    """
     suite = SimulatedSuite(
         ros_env, tmp_path, time_scale=50.0,
         # rates and spreads are judged in wall time: keep them out of this demo

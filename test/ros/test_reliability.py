@@ -1,5 +1,6 @@
 """Fault injection on the whole graph in real processes (test/ros/suite.py): a crashed CAN
-driver, protection and estimator restarts, corrupt persisted files, a jumping /clock."""
+driver, protection and estimator restarts, corrupt persisted files, a jumping /clock.
+"""
 import json
 import os
 import threading
@@ -12,8 +13,17 @@ from rosgraph_msgs.msg import Clock
 from bms_ros.core.estimation.estimator import pack_soc
 from bms_ros.nodes import qos as contract_qos
 
-from .suite import (DRIVE, ERROR, STANDBY, TRIP, Suite, contactors_open, is_trip, merge_edits,
-                    write_profile)
+from .suite import (
+    DRIVE,
+    ERROR,
+    STANDBY,
+    TRIP,
+    Suite,
+    contactors_open,
+    is_trip,
+    merge_edits,
+    write_profile,
+)
 
 pytestmark = pytest.mark.ros
 
@@ -248,7 +258,8 @@ def test_every_node_with_a_broken_profile_exits_2_naming_file_and_field_unpublis
 
 class JumpingClock:
     """Publishes /clock at 100 Hz from a thread: sim time follows the wall clock from
-    ``start_s`` plus an offset that :meth:`jump` changes at once (a Gazebo reset, a looped bag)."""
+    ``start_s`` plus an offset that :meth:`jump` changes at once (a Gazebo reset, a looped bag).
+    """
 
     def __init__(self, env, start_s):
         self.env = env
@@ -287,7 +298,8 @@ def test_jumping_sim_clock_causes_no_trip_and_no_crash(ros_env, tmp_path):
     """Every node on use_sim_time, /clock from this process; the clock jumps 1 h forward, then
     2 h back (before where it started). Protection and supervisor time their limits on the
     steady clock, so neither jump may raise anything; every stream goes on, on the new time
-    line; the estimator neither counts the jump as an hour of current nor stalls after it."""
+    line; the estimator neither counts the jump as an hour of current nor stalls after it.
+    """
     clock = JumpingClock(ros_env, start_s=100000.0)
     try:
         suite = Suite(ros_env, tmp_path, edits=FAST_START, use_sim_time=True).start()

@@ -1,7 +1,8 @@
 """`bringup --single-process`: every BMS node in one process (bms_ros.tools.container), the graph
 unchanged: the same node names in the pack's namespace, each with graph.py's parameters; a
 configuration error in one node stops the container with exit 2 before any of its nodes has a
-publisher. The fault behaviour in this mode is test_suite_integration's (run in both modes)."""
+publisher. The fault behaviour in this mode is test_suite_integration's (run in both modes).
+"""
 import os
 import time
 

@@ -1,6 +1,7 @@
 """A short soak of the whole graph on the 96-cell pack at full CAN rate (bench/soak.py runs the
 10-minute version and reports the figures): no lost events or measurements, no memory growth,
-no latency drift, every node alive and the pack still in DRIVE."""
+no latency drift, every node alive and the pack still in DRIVE.
+"""
 import pytest
 
 from .suite import run_soak

@@ -9,8 +9,7 @@ import pytest
 import yaml
 from sensor_msgs.msg import BatteryState
 
-from bms_interfaces.msg import (BatteryEstimate, PackMeasurement, ProtectionEvent,
-                                ProtectionStatus)
+from bms_interfaces.msg import BatteryEstimate, PackMeasurement, ProtectionEvent, ProtectionStatus
 from bms_interfaces.srv import SetSoc
 from bms_ros.core.cell import CellSpec
 from bms_ros.core.estimation import pack_soc

@@ -3,7 +3,8 @@ simulator -> CAN hub -> driver -> protection -> supervisor -> driver -> hub -> s
 the estimator's BatteryState and the probe (this process) watching. The thermal test runs
 twice: one process per node, and every BMS node in one process (`bringup --single-process`,
 the container of bms_ros.tools.container), the graph unchanged (the 96-cell test: one process
-per node only, see there)."""
+per node only, see there).
+"""
 import pytest
 from sensor_msgs.msg import BatteryState
 

@@ -22,7 +22,6 @@ from bms_interfaces.msg import PackMeasurement
 from bms_ros.core.can_codec import CanProtocol
 from bms_ros.core.pack_report import ReportDecoder
 from bms_ros.core.profile import Profile, default_profile_path
-
 from test.ros.harness import REPO
 from test.ros.test_can_driver import start_hub
 
@@ -44,7 +43,8 @@ MAPPED_GROUPS = ('cell_voltages', 'temperatures', 'current')
 
 def write_profile(tmp_path, layout, port=None, sections=()):
     """The LFP profile's pack (16 cells, 8 sensors) with a vendor layout's DBC and mapping,
-    plus the LFP profile's ``sections`` (e.g. protection, estimator) as they are."""
+    plus the LFP profile's ``sections`` (e.g. protection, estimator) as they are.
+    """
     source = Profile(default_profile_path())
     with open(source.path, encoding='utf-8') as stream:
         data = yaml.safe_load(stream)
@@ -89,7 +89,8 @@ def matches(layout, cells, temps, current, pack_v, k):
 
 def element_segments(layout, values, key, tol):
     """Per element: the set of segments whose truth it equals within ``tol`` (NaN: where
-    the truth is NaN, an invalid value)."""
+    the truth is NaN, an invalid value).
+    """
     out = []
     for i, v in enumerate(values):
         truths = [make_logs.truth(k, layout)[key][i] for k in range(make_logs.SEGMENTS)]
@@ -101,7 +102,8 @@ def element_segments(layout, values, key, tol):
 @pytest.mark.parametrize('layout', sorted(LAYOUTS))
 def test_log_decodes_offline_into_the_truth(tmp_path, layout):
     """bms-can-log decode of the recorded log: every snapshot away from a segment boundary is
-    the truth within quantisation, no mapped group stale, malformed traffic only counted."""
+    the truth within quantisation, no mapped group stale, malformed traffic only counted.
+    """
     profile = write_profile(tmp_path, layout)
     out = tmp_path / f'{layout}.csv'
     log = make_logs.log_path(layout)
@@ -144,7 +146,8 @@ def test_log_decodes_offline_into_the_truth(tmp_path, layout):
 
 def test_statereq_report_decodes_offline_into_the_truth():
     """The pack BMS's own report in the BLF log (state, SoC, SoH, limits, flags) through
-    core/pack_report.py: our state names and values within quantisation."""
+    core/pack_report.py: our state names and values within quantisation.
+    """
     layout = 'statereq_bms'
     protocol = CanProtocol.from_files(os.path.join(VENDORS, f'{layout}.dbc'),
                                       os.path.join(VENDORS, f'{layout}_mapping.yaml'), 16, 8)
@@ -185,7 +188,8 @@ def test_driver_decodes_played_log_into_the_truth(ros_env, tmp_path, layout):
     """The can_driver node (its own process) reads the log played onto the hub by
     bms-can-log play: every published element is a truth value within quantisation, most
     measurements are one segment's truth entire, and no mapped group is stale while the log
-    plays."""
+    plays.
+    """
     port = start_hub(ros_env)
     profile = write_profile(tmp_path, layout, port)
     measurements = ros_env.subscribe(PackMeasurement, 'measurement')

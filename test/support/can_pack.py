@@ -67,7 +67,8 @@ class CanPack:
 
     def send_now(self, keys=None):
         """Send every measurement frame (or those of ``keys``) now and time the next all-open
-        command from here; returns perf_counter just before sending."""
+        command from here; returns perf_counter just before sending.
+        """
         with self.lock:
             frames = self.encoder.encode_all(self.state, keys=keys)
             self.open_event.clear()

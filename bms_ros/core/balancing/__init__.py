@@ -7,8 +7,16 @@
 * ``controller``: BalancingController, which takes the inputs, holds balancing off when they
   are missing, stale or unsafe, asks the mode's strategy and chooses the cells to bleed.
 """
-from .config import (BalancingConfig, MAX_SOC_THRESHOLD, MAX_THRESHOLD_V, MODE_NAMES, MODE_OFF,
-                     MODE_SOC, MODE_VOLTAGE, MODES)
+from .config import (
+                     MAX_SOC_THRESHOLD,
+                     MAX_THRESHOLD_V,
+                     MODE_NAMES,
+                     MODE_OFF,
+                     MODE_SOC,
+                     MODE_VOLTAGE,
+                     MODES,
+                     BalancingConfig,
+)
 from .controller import BalancingController, BalancingResult
 
 __all__ = ['BalancingConfig', 'BalancingController', 'BalancingResult', 'MODES', 'MODE_NAMES',

@@ -46,6 +46,7 @@ class BalancingConfig:
 
     @property
     def mode_number(self):
+        """The mode as its number in messages (MODE_OFF, MODE_VOLTAGE, MODE_SOC)."""
         return MODES[self.mode]
 
     @property

@@ -28,8 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import (BalancingConfig, MAX_SOC_THRESHOLD, MAX_THRESHOLD_V, MODE_NAMES, MODE_OFF,
-                     MODE_SOC, MODE_VOLTAGE)
+from .config import (
+    MAX_SOC_THRESHOLD,
+    MAX_THRESHOLD_V,
+    MODE_NAMES,
+    MODE_OFF,
+    MODE_SOC,
+    MODE_VOLTAGE,
+    BalancingConfig,
+)
 from .soc import SocStrategy
 from .thermal import BleedThermalModel
 from .voltage import VoltageStrategy

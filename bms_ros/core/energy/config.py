@@ -18,11 +18,14 @@ MOTION_FIELDS = (
 class EnergyConfig:
     """State of energy, run-time prediction, missions and the charger input (energy: section)."""
 
-    soc_floor: float = 0.0                  # 0..1: empty (weakest cell) for the energy and time to empty
+    # 0..1: empty (weakest cell) for the energy and time to empty
+    soc_floor: float = 0.0
     soc_ceiling: float = 1.0                # 0..1: full (strongest cell) for time to full
-    cutoff_voltage_v: float = 0.0           # cell V under load that ends a discharge; 0 = cell voltage_min_v
+    # cell V under load that ends a discharge; 0 = cell voltage_min_v
+    cutoff_voltage_v: float = 0.0
     cv_voltage_v: float = 0.0               # cell V where CC turns to CV; 0 = cell voltage_max_v
-    charger_current_a: float = 0.0          # charger's CC current (A); 0 = the measured charge current, else the charge limit
+    # charger's CC current (A); 0 = the measured charge current, else the charge limit
+    charger_current_a: float = 0.0
     termination_current_c: float = 0.05     # CV ends below this (fraction of 1 C)
     idle_current_a: float = 0.5             # |I| below: neither discharging nor charging
     load_filter_s: float = 30.0             # low-pass of the pack power (the "present load")
@@ -33,8 +36,10 @@ class EnergyConfig:
     capacity_std_rel: float = 0.02          # capacity doubt, relative
     reserve_fraction: float = 0.10          # missions keep this fraction of energy_full_wh back
     charger_present_timeout_s: float = 5.0  # a charger_present message older than this: unknown
-    docking_current_a: float = 0.0          # > 0: also publish dock_battery_state (docs/robot_energy.md)
-    integration_steps: int = 200            # resolution of a discharge's end (coarse x refined charge steps)
+    # > 0: also publish dock_battery_state (docs/robot_energy.md)
+    docking_current_a: float = 0.0
+    # resolution of a discharge's end (coarse x refined charge steps)
+    integration_steps: int = 200
 
     @classmethod
     def from_section(cls, section):
@@ -82,7 +87,7 @@ class MotionLimitsConfig:
     max_deceleration_m_per_s2: float = 2.0
     design_grade_rad: float = 0.0           # the speed limit holds on this slope
     friction_brakes: bool = True            # True: braking does not depend on regeneration
-    limit_deceleration: bool = False        # True: the filter also limits braking to the regen limit
+    limit_deceleration: bool = False        # True: the filter also limits braking to regen limit
     limit_horizon: str = 'long'             # 'short' | 'long': which current limits of the estimate
     rate_hz: float = 10.0                   # motion_limits publishing rate
     speed_limit_rate_m_per_s2: float = 0.2  # the published speed limit falls at most this fast

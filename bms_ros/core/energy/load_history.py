@@ -93,6 +93,7 @@ class LoadTracker:
 
     @property
     def power_std_w(self):
+        """Standard deviation of the filtered pack power (W)."""
         return math.sqrt(max(self.power_var_w2, 0.0))
 
     def profile(self):

@@ -92,7 +92,8 @@ def motion_limits(vehicle, config, discharge_power_w, regen_power_w, speed_m_per
 
 class SpeedLimiter:
     """The published speed limit follows the target at most ``rate`` m/s per s (both ways),
-    never below ``floor`` m/s."""
+    never below ``floor`` m/s.
+    """
 
     def __init__(self, rate_m_per_s2, floor_m_per_s, initial_m_per_s):
         self.rate = rate_m_per_s2
@@ -101,6 +102,7 @@ class SpeedLimiter:
         self.t_s = None
 
     def update(self, t_s, target_m_per_s):
+        """The speed limit (m/s) at ``t_s`` (s) for the target ``target_m_per_s``."""
         target = max(target_m_per_s, self.floor)
         if self.t_s is None:
             self.value = min(self.value, target)
@@ -121,7 +123,8 @@ class CmdFilter:
 
     def filter(self, t_s, linear_m_per_s, angular_rad_per_s, limits):
         """(linear, angular) to send; ``limits`` a MotionLimits (None: min speed, vehicle
-        limits)."""
+        limits).
+        """
         cfg = self.config
         if self.t_s is None or t_s - self.t_s > cfg.cmd_timeout_s or t_s < self.t_s:
             dt = 0.0

@@ -77,7 +77,8 @@ class EnergyEstimator:
 
     def update(self, t_s, current_a, pack_voltage_v, charger=None):
         """One accepted measurement: time (s), pack current (A, + = charging), voltage (V);
-        ``charger``: the charger input now (None: looked up at ``t_s``, the same clock)."""
+        ``charger``: the charger input now (None: looked up at ``t_s``, the same clock).
+        """
         if charger is None:
             charger = self.charger_input(t_s)
         # on a charger (or charging for a while): not part of the learnt load profile

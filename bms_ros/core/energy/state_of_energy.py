@@ -80,7 +80,8 @@ class CellEnergyModel:
 
     def _primitive(self, table, z):
         """Exact integral from 0 to z (0..1) of a piecewise-linear table (cumulative, values,
-        slopes per grid interval): a quadratic inside each interval."""
+        slopes per grid interval): a quadratic inside each interval.
+        """
         cumulative, values, slopes = table
         g = self.grid
         k = np.minimum(np.searchsorted(g, z, side='right') - 1, g.size - 2)
@@ -108,7 +109,8 @@ class CellEnergyModel:
 
     def loss_resistance_ohm(self, cell_r0_ohm, temperature_degc, loss_factor, rc_loss_factor):
         """R0(T) E[P^2]/E[P]^2 + R1 E[P_rc^2]/E[P]^2 per cell (ohm): the I^2 R losses of a varying
-        load at its mean current (R1 only sees the current low-passed at tau1)."""
+        load at its mean current (R1 only sees the current low-passed at tau1).
+        """
         r1 = self.rc_resistance_ohm(cell_r0_ohm)
         r0 = self.resistance_ohm(cell_r0_ohm, temperature_degc) - r1
         return r0 * float(loss_factor) + r1 * float(rc_loss_factor)
@@ -272,7 +274,8 @@ class _March:
 
     def at(self, charge):
         """(mean current A, min terminal margin V, bad, end reason of a point) per charge
-        point (Ah delivered)."""
+        point (Ah delivered).
+        """
         z = self.z0[None, :] - charge[:, None] * self.inv_q[None, :]
         ocv = self.ocv(z, self.t[None, :])                               # (points, n)
         emf = ocv.sum(axis=1)
@@ -295,7 +298,8 @@ class _March:
 
 def _integral_table(grid, values):
     """(integral from 0 to each grid point, values, slope of each interval) of the linear
-    interpolation of ``values`` on ``grid``."""
+    interpolation of ``values`` on ``grid``.
+    """
     values = np.asarray(values, dtype=float)
     seg = 0.5 * (values[1:] + values[:-1]) * np.diff(grid)
     return (np.concatenate([[0.0], np.cumsum(seg)]), values,
@@ -305,7 +309,8 @@ def _integral_table(grid, values):
 def _current_at_power(emf_v, r_ohm, power_w):
     """Current (A, >= 0) that draws ``power_w`` from an EMF behind R: P = (E - I R) I.
 
-    Returns (current, ok): ok is False where the power exceeds E^2 / 4R (unreachable)."""
+    Returns (current, ok): ok is False where the power exceeds E^2 / 4R (unreachable).
+    """
     emf = np.asarray(emf_v, dtype=float)
     if power_w <= 0.0:
         return np.zeros_like(emf), np.ones(emf.shape, dtype=bool)

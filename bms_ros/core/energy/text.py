@@ -15,7 +15,8 @@ def duration_text(seconds):
 def runtime_text(estimate):
     """'empty 1h23 (1h10-1h35)', 'full 45m', or 'Wh 812' of an estimate dict (field names of
     BatteryEstimate); None without one. Time to empty at the present load, else at the learnt
-    profile ('~' marks it), time to full while charging."""
+    profile ('~' marks it), time to full while charging.
+    """
     if estimate is None:
         return None
     get = estimate.get

@@ -55,7 +55,8 @@ def check_measurement(cells, sensors, cell_voltages_v, cell_voltage_valid, tempe
 
 def measurement_reject_reason(msg, cells, sensors, t_s, last_t_s, age_s, timeout_s):
     """:func:`check_measurement` of a PackMeasurement-shaped ``msg`` taken at ``t_s`` (s), and
-    its time must advance past ``last_t_s`` (s, None: first); None if usable, else why not."""
+    its time must advance past ``last_t_s`` (s, None: first); None if usable, else why not.
+    """
     reason = check_measurement(cells, sensors, msg.cell_voltages_v, msg.cell_voltage_valid,
                                msg.temperatures_degc, msg.temperature_valid,
                                float(msg.pack_current_a), bool(msg.current_stale), age_s,
@@ -111,7 +112,8 @@ def cell_temperatures(sensor_of_cell, temperatures_degc, temperature_valid):
 
 def limit_temperatures(cell_temperature_degc):
     """Temperatures for the current limits: an unmeasured cell takes the valid sensor farthest
-    from 25 degC (the worst case); all unmeasured stay NaN (limits then 0)."""
+    from 25 degC (the worst case); all unmeasured stay NaN (limits then 0).
+    """
     t = np.asarray(cell_temperature_degc, dtype=float)
     ok = np.isfinite(t)
     if ok.all() or not ok.any():
@@ -167,7 +169,8 @@ def battery_percentage(pack_soc):
 def docking_current_a(current_a, charger_present, floor_a):
     """Current for the dock_battery_state copy: at least ``floor_a`` (A) while a charger is
     present, so opennav_docking's ``current > charging_threshold`` sees the charger even with
-    the contactors open or the pack full; the measured current otherwise."""
+    the contactors open or the pack full; the measured current otherwise.
+    """
     i = float(current_a)
     if charger_present and floor_a > 0.0:
         return max(i, floor_a) if math.isfinite(i) else floor_a

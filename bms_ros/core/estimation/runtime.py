@@ -82,7 +82,8 @@ class EstimatorRuntime:
     def restore(self, path):
         """Start from the state file at ``path``: True if restored, False if there is none or
         it was refused (then one warning names the file and the reason, and the estimator
-        starts clean: SoC from OCV, capacity and R0 from the datasheet)."""
+        starts clean: SoC from OCV, capacity and R0 from the datasheet).
+        """
         try:
             if stored_state.load(path, self.estimator, self.pack_name):
                 est = self.estimator.estimate()
@@ -174,7 +175,8 @@ class EstimatorRuntime:
     def set_soc(self, cell_soc, from_ocv=False, force=False):
         """The set_soc service: (success, message). ``cell_soc``: one value or one per cell,
         0..1; ``from_ocv``: re-anchor from the last voltages, refused unless at rest or
-        ``force``."""
+        ``force``.
+        """
         soc = np.asarray(cell_soc, dtype=float).ravel()
         if from_ocv:
             if self.last_measurement is None:
@@ -208,7 +210,8 @@ class EstimatorRuntime:
 
 class CsvMeasurement:
     """A PackMeasurement-shaped record of one cell from a CSV row (estimate_csv): contactors
-    unknown (stale), so no zero-current calibration; nothing stale otherwise."""
+    unknown (stale), so no zero-current calibration; nothing stale otherwise.
+    """
 
     __slots__ = ('cell_voltages_v', 'cell_voltage_valid', 'temperatures_degc',
                  'temperature_valid', 'pack_current_a', 'current_stale', 'cell_voltages_stale',

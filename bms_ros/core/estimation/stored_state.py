@@ -28,14 +28,16 @@ FILE_NAME = 'estimator_state.json'
 
 def default_path(namespace, serial_number, state_dir='', profile_state_dir=''):
     """<base>/<namespace or _>/<serial_number>/estimator_state.json (see
-    bms_ros.core.state_paths.state_folder for the base and the validation)."""
+    bms_ros.core.state_paths.state_folder for the base and the validation).
+    """
     return os.path.join(state_folder(namespace, serial_number, state_dir, profile_state_dir),
                         FILE_NAME)
 
 
 def document(estimator, pack_name):
     """The JSON document of an estimator's present state (uninitialised cells: their SoC is
-    written as null and is then re-read from OCV on restore)."""
+    written as null and is then re-read from OCV on restore).
+    """
     f = estimator.filter
     soc = [float(z) if ok else None for z, ok in zip(np.clip(f.soc, 0.0, 1.0), f.initialised)]
     return {

@@ -1,5 +1,6 @@
 """A plain 1-RC cell simulation from a CellSpec: the truth for unit tests, the ROS test probe
-and the benchmark (numpy, vectorised over cells). Not used by the estimator itself."""
+and the benchmark (numpy, vectorised over cells). Not used by the estimator itself.
+"""
 import numpy as np
 
 

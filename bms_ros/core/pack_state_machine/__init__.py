@@ -12,16 +12,30 @@ One concept per module:
 from .config import SupervisorConfig, load_supervisor_config
 from .feedback import FEEDBACK_CLOSED, FEEDBACK_OPEN, FEEDBACK_UNKNOWN
 from .machine import PackStateMachine
-from .precharge import (PHASE_NEGATIVE, PHASE_POSITIVE, PHASE_PRECHARGE, PHASE_RELEASE,
-                        PHASE_WAITS)
-from .states import (COMMAND_ORDER, CONTACTOR_FAULT_IDS, CONTACTOR_STUCK_OPEN, CONTACTOR_WELDED,
-                     CONTACTORS, FAULT_INDEX, OPEN, REQUESTABLE, STATE_CHARGE, STATE_DRIVE,
-                     STATE_ERROR, STATE_NAMES, STATE_OFF, STATE_PRECHARGE, STATE_STANDBY,
-                     ContactorCommand)
+from .precharge import PHASE_NEGATIVE, PHASE_POSITIVE, PHASE_PRECHARGE, PHASE_RELEASE, PHASE_WAITS
+from .states import (
+                        COMMAND_ORDER,
+                        CONTACTOR_FAULT_IDS,
+                        CONTACTOR_STUCK_OPEN,
+                        CONTACTOR_WELDED,
+                        CONTACTORS,
+                        FAULT_INDEX,
+                        OPEN,
+                        REQUESTABLE,
+                        STATE_CHARGE,
+                        STATE_DRIVE,
+                        STATE_ERROR,
+                        STATE_NAMES,
+                        STATE_OFF,
+                        STATE_PRECHARGE,
+                        STATE_STANDBY,
+                        ContactorCommand,
+)
 
 __all__ = [
     'COMMAND_ORDER', 'CONTACTOR_FAULT_IDS', 'CONTACTOR_STUCK_OPEN', 'CONTACTOR_WELDED',
-    'CONTACTORS', 'ContactorCommand', 'FAULT_INDEX', 'FEEDBACK_CLOSED', 'FEEDBACK_OPEN', 'FEEDBACK_UNKNOWN',
+    'CONTACTORS', 'ContactorCommand', 'FAULT_INDEX', 'FEEDBACK_CLOSED', 'FEEDBACK_OPEN',
+    'FEEDBACK_UNKNOWN',
     'OPEN', 'PHASE_NEGATIVE', 'PHASE_POSITIVE', 'PHASE_PRECHARGE', 'PHASE_RELEASE',
     'PHASE_WAITS', 'PackStateMachine', 'REQUESTABLE', 'STATE_CHARGE', 'STATE_DRIVE',
     'STATE_ERROR', 'STATE_NAMES', 'STATE_OFF', 'STATE_PRECHARGE', 'STATE_STANDBY',

@@ -7,8 +7,15 @@ import logging
 
 from ..protection.checks import Event
 from ..protection.limits import LEVEL_TRIP
-from .states import (COMMAND_ORDER, CONTACTOR_STUCK_OPEN, CONTACTOR_WELDED, FAULT_INDEX,
-                     FEEDBACK_CLOSED, FEEDBACK_OPEN, FEEDBACK_UNKNOWN)
+from .states import (
+    COMMAND_ORDER,
+    CONTACTOR_STUCK_OPEN,
+    CONTACTOR_WELDED,
+    FAULT_INDEX,
+    FEEDBACK_CLOSED,
+    FEEDBACK_OPEN,
+    FEEDBACK_UNKNOWN,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +74,8 @@ class ContactorFeedback:
 
     def feedback_unknown_s(self, now_s):
         """How long the contactor feedback has been unknown (s); None while known or before
-        the first measurement (then other guards say 'no measurement')."""
+        the first measurement (then other guards say 'no measurement').
+        """
         if self._unknown_since_s is None:
             return None
         return max(0.0, now_s - self._unknown_since_s)

@@ -5,8 +5,7 @@ returns the first reason to refuse ('' = allowed).
 """
 import numpy as np
 
-from .states import (COMMAND_ORDER, FEEDBACK_CLOSED, FEEDBACK_OPEN, STATE_DRIVE, STATE_STANDBY,
-                     pct)
+from .states import COMMAND_ORDER, FEEDBACK_CLOSED, FEEDBACK_OPEN, STATE_DRIVE, STATE_STANDBY, pct
 
 
 class RequestGuards:

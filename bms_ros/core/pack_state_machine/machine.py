@@ -24,9 +24,20 @@ from ..protection.limits import LEVEL_TRIP
 from .feedback import ContactorFeedback
 from .guards import RequestGuards
 from .precharge import PHASE_NEGATIVE, PrechargeSequence
-from .states import (CONTACTOR_FAULT_IDS, FEEDBACK_CLOSED, FEEDBACK_UNKNOWN,
-                     REQUESTABLE, STATE_CHARGE, STATE_DRIVE, STATE_ERROR, STATE_NAMES, STATE_OFF,
-                     STATE_PRECHARGE, STATE_STANDBY, ContactorCommand)
+from .states import (
+    CONTACTOR_FAULT_IDS,
+    FEEDBACK_CLOSED,
+    FEEDBACK_UNKNOWN,
+    REQUESTABLE,
+    STATE_CHARGE,
+    STATE_DRIVE,
+    STATE_ERROR,
+    STATE_NAMES,
+    STATE_OFF,
+    STATE_PRECHARGE,
+    STATE_STANDBY,
+    ContactorCommand,
+)
 
 log = logging.getLogger(__name__)
 
@@ -378,4 +389,5 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
 
     @property
     def state_name(self):
+        """The present state's name (STATE_NAMES)."""
         return STATE_NAMES[self.state]

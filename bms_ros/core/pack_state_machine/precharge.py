@@ -7,8 +7,7 @@ copying them; it is apart so the sequence can be read (and changed) on its own.
 import logging
 import math
 
-from .states import FEEDBACK_CLOSED, FEEDBACK_OPEN
-from .states import COMMAND_ORDER, STATE_NAMES, STATE_STANDBY, pct
+from .states import COMMAND_ORDER, FEEDBACK_CLOSED, FEEDBACK_OPEN, STATE_NAMES, STATE_STANDBY, pct
 
 log = logging.getLogger(__name__)
 

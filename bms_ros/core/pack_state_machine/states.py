@@ -3,7 +3,6 @@ from dataclasses import dataclass
 
 from bms_ros.core import contract
 
-
 STATE_OFF = 0
 STATE_STANDBY = 1
 STATE_PRECHARGE = 2
@@ -43,6 +42,7 @@ class ContactorCommand:
     reason: str = ''
 
     def as_tuple(self):
+        """(negative, precharge, positive) closed, as the phase tables list them."""
         return (self.negative_closed, self.precharge_closed, self.positive_closed)
 
 

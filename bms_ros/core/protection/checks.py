@@ -12,7 +12,7 @@ import logging
 import math
 import time
 
-from ..measurement import Measurement as Measurement   # re-exported: evaluate() takes one
+from ..measurement import Measurement as Measurement  # re-exported: evaluate() takes one
 from .derating import current_limits
 from .events import Event, ResetResult, Status
 from .latch import CORRUPT_ID, LatchedTrip, TripLatch

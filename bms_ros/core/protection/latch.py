@@ -40,6 +40,7 @@ class LatchedTrip:
 
     @property
     def key(self) -> tuple[str, int]:
+        """(limit_id, index): the trip's identity in the store."""
         return (self.limit_id, self.index)
 
     @property
@@ -48,6 +49,7 @@ class LatchedTrip:
         return self.limit_id if self.index < 0 else f'{self.limit_id}[{self.index}]'
 
     def to_document(self) -> dict[str, Any]:
+        """The trip as a JSON document (NaN as null, clear_since_s not persisted)."""
         doc = asdict(self)
         doc.pop('clear_since_s')
         for field in ('value', 'threshold'):
@@ -57,6 +59,7 @@ class LatchedTrip:
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> LatchedTrip:
+        """A trip from its JSON document (null as NaN); KeyError/ValueError if malformed."""
         def number(name: str) -> float:
             value = doc.get(name)
             return float('nan') if value is None else float(value)
@@ -113,9 +116,11 @@ class TripLatch:
                                       'trips': [t.to_document() for t in self.trips.values()]})
 
     def add(self, trip: LatchedTrip) -> None:
+        """Latch ``trip`` (replaces one of the same key); not saved until save()."""
         self.trips[trip.key] = trip
 
     def remove(self, key: tuple[str, int]) -> LatchedTrip | None:
+        """Unlatch the trip of ``key``; the removed trip, or None if none."""
         return self.trips.pop(key, None)
 
     def __contains__(self, key: object) -> bool:

@@ -160,6 +160,7 @@ class FlagLimit:
 
     @property
     def levels(self) -> tuple[int, ...]:
+        """The levels this limit raises: its one level."""
         return (self.level,)
 
     high = True

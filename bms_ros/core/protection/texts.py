@@ -87,7 +87,8 @@ GATE_TEXT = {   # limit id -> why a gated limit stops applying (bms_ros.core.pro
 
 def clear_text(limit, row, index, value, by_gate=False):
     """Message of a released warning or alarm (a trip clears only by reset); ``by_gate``: the
-    limit stopped applying (e.g. charging stopped) while its value is still beyond."""
+    limit stopped applying (e.g. charging stopped) while its value is still beyond.
+    """
     entry = CATALOG_BY_ID[limit.limit_id]
     name = subject(limit.limit_id, index)
     unit = limit.unit

@@ -14,8 +14,7 @@ from rosbags.rosbag2.errors import ReaderError, WriterError
 from rosbags.rosbag2.storage_mcap import Channel, McapWriter, write_channel, write_string
 
 from bms_ros.core import bag_schema
-from bms_ros.core.bag_schema import (BagError, new_message, time_message,  # noqa: F401  re-exported
-                                     upgrade_message)
+from bms_ros.core.bag_schema import BagError, new_message, time_message, upgrade_message  # noqa: F401  re-exported
 
 METADATA_VERSION = 9
 
@@ -218,7 +217,8 @@ def is_bag(path):
 def _decoder(connection, current):
     """(typestore, upgrade) for one connection: today's types when the bag's definition is
     today's; else a typestore of the bag's own definition (a bag of an older release: additive
-    message changes append fields, which today's definition would read past the end)."""
+    message changes append fields, which today's definition would read past the end).
+    """
     msgtype = connection.msgtype
     if msgtype not in current.types:
         return current, False          # not ours: deserialising it fails clearly, later

@@ -160,8 +160,13 @@ def resolve_profile(bag, profile=None):
 
 def replay(bag_path, profile=None, namespace=None):
     """Run the bag's measurements through estimation and protection; an OfflineResult."""
-    from bms_ros.core.protection import (LEVEL_NAMES, Measurement, Protection, TripLatch,
-                                         load_protection_config)
+    from bms_ros.core.protection import (
+        LEVEL_NAMES,
+        Measurement,
+        Protection,
+        TripLatch,
+        load_protection_config,
+    )
     from bms_ros.tools.report import truth_pack_soc
 
     with Bag(bag_path) as bag:

@@ -141,7 +141,8 @@ def play(path, rate=1.0, clock_hz=0.0, namespace=None, topics=None, delay_s=1.0,
 
 def _wait_for_subscribers(publishers, timeout_s):
     """Until every publisher has a subscription or ``timeout_s`` has passed (then say which
-    have none and play anyway)."""
+    have none and play anyway).
+    """
     deadline = time.monotonic() + timeout_s
     waiting = list(publishers)
     while timeout_s > 0 and waiting:
@@ -155,7 +156,8 @@ def _wait_for_subscribers(publishers, timeout_s):
 
 def _wait_for_all_acked(publishers, timeout_s):
     """Until reliable subscribers have acknowledged everything published, or ``timeout_s``
-    has passed in all (then say which topics may have lost messages)."""
+    has passed in all (then say which topics may have lost messages).
+    """
     from rclpy.duration import Duration
 
     deadline = time.monotonic() + timeout_s

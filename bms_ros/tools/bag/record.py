@@ -59,6 +59,7 @@ def offered_qos(profile):
 def make_recorder(writer, specs, namespace, node_args):
     """A Node subscribing (raw) to each spec's topic and appending to ``writer``."""
     from rclpy.node import Node
+
     from bms_ros.core import contract
     from bms_ros.nodes import qos as contract_qos
 

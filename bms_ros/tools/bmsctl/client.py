@@ -1,9 +1,8 @@
 """A short-lived rclpy node for one bmsctl verb; clear errors when the suite is not running."""
 import os
+import signal
 import sys
 import time
-
-import signal
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -67,7 +66,8 @@ def stop_on_signals():
 
 def run_call(namespace, timeout_s, srv_type, name, request, describe):
     """Call one service and print ``describe(response)``; exit code 0 on success, 1 refused,
-    3 when the suite is not running."""
+    3 when the suite is not running.
+    """
     try:
         with Session(namespace) as session:
             response = session.call(srv_type, name, request, timeout_s)

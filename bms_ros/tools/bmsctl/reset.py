@@ -18,4 +18,5 @@ def run(args):
     def describe(response):
         return response.success, reset_reply(response.success, response.message,
                                              list(response.still_latched))
-    return run_call(args.namespace, args.timeout, ResetTrips, contract.RESET_TRIPS, request, describe)
+    return run_call(args.namespace, args.timeout, ResetTrips, contract.RESET_TRIPS, request,
+                    describe)

@@ -31,7 +31,8 @@ def load_value(text):
 
 def negative_load_last(argv):
     """argv with a negative load such as '-20A' moved behind '--' (argparse would take it for
-    an option)."""
+    an option).
+    """
     argv = list(argv)
     if 'sim' not in argv or 'load' not in argv[argv.index('sim'):]:
         return argv
@@ -108,6 +109,7 @@ def _fault(session, args):
 
 def _load(session, args):
     from std_msgs.msg import Float32
+
     from bms_interfaces.msg import SimTruth
     from bms_ros.nodes import qos
     value, unit = args.load

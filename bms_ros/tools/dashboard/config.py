@@ -1,12 +1,12 @@
 """The profile's `dashboard:` section: where the web dashboard listens and who may act.
 
-    dashboard:
-      host: 127.0.0.1        # bind address; anything but loopback needs a token
-      port: 8642             # TCP port (0: any free port, printed at start)
-      token: ''              # required for reset and state requests when set
-      period_s: 0.5          # s between live updates (Server-Sent Events)
-      history_s: 600         # s of history in the charts (one sample per second)
-      events: 100            # trip events kept per pack (newest first)
+dashboard:
+host: 127.0.0.1        # bind address; anything but loopback needs a token
+port: 8642             # TCP port (0: any free port, printed at start)
+token: ''              # required for reset and state requests when set
+period_s: 0.5          # s between live updates (Server-Sent Events)
+history_s: 600         # s of history in the charts (one sample per second)
+events: 100            # trip events kept per pack (newest first)
 """
 import ipaddress
 from dataclasses import dataclass
@@ -43,7 +43,8 @@ class DashboardConfig:
     @classmethod
     def from_section(cls, section, host=None, port=None):
         """From a core.config.Section; ``host``/``port`` (node parameters) override the file.
-        A non-loopback host without a token is a ConfigError naming dashboard.token."""
+        A non-loopback host without a token is a ConfigError naming dashboard.token.
+        """
         section.reject_unknown(FIELDS)
         host = host or section.string('host', cls.host)
         port = section.integer('port', cls.port, minimum=0, maximum=65535) if port is None \

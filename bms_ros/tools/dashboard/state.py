@@ -55,7 +55,8 @@ def from_page_name(name):
 
 def limit_lines(protection):
     """{chart: {line: {level: value}}} from a profile's raw `protection:` mapping (warning,
-    alarm and trip levels of the cell voltage and temperature limits); missing ones skipped."""
+    alarm and trip levels of the cell voltage and temperature limits); missing ones skipped.
+    """
     out = {}
     for key, chart, line in LIMIT_LINES:
         limit = protection.get(key) if isinstance(protection, dict) else None
@@ -201,7 +202,8 @@ class PackView:
 
 def _event(event):
     """A ProtectionEvent dict, its level as a name; stamp_s: its header stamp (s, None if
-    unset), so events sent before the dashboard started keep their own time."""
+    unset), so events sent before the dashboard started keep their own time.
+    """
     stamp = (event.get('header') or {}).get('stamp')
     return {'limit_id': event.get('limit_id'), 'index': event.get('index'),
             'stamp_s': stamp if isinstance(stamp, float) and stamp > 0.0 else None,
