@@ -60,9 +60,6 @@ class SocFilter:
             (config.diffusion_resistance_noise_per_sqrt_s * cell.r1_ohm) ** 2])
         self.current_noise_a = config.current_noise_c * c_a
         self.initialised = np.zeros(self.n, dtype=bool)
-        # low-pass of |I| / 1 C over polarisation_time_s: the diffusion the model misses
-        # builds up over minutes of load, so its doubt follows this, not only the present |I|
-        self.recent_load_c = np.zeros(self.n)
         self.posterior_ocv_v = np.full(self.n, np.nan)
         self._eye = np.eye(N_STATES)
         self._update_mask = np.ones(N_STATES, dtype=bool)
@@ -196,9 +193,6 @@ class SocFilter:
         b = np.exp(-dt_s / self.config.diffusion_time_s)
         g_slow = (1.0 - b) * f_t * x[:, RSLOW]
         x[:, SLOW] = b * x[:, SLOW] + g_slow * i_true
-        w = np.exp(-dt_s / max(getattr(self.config, 'polarisation_time_s', 600.0), 1e-3))
-        self.recent_load_c *= w
-        self.recent_load_c += (1.0 - w) * np.abs(i_true) / self.capacity_nominal_ah
         # P' = F P F^T with F = I + E, E sparse (rows SOC, VRC, SLOW): row then column
         # operations on (6, n) slices instead of batched 6x6 products
         g_q = dt_s * i_true / q_nom_as
@@ -244,11 +238,6 @@ class SocFilter:
         noise2 = np.broadcast_to(
             np.asarray(self.config.voltage_noise_v if noise_v is None else noise_v) ** 2,
             (self.n,))
-        # polarisation the model does not hold (DFN diffusion: tens to hundreds of mV after
-        # minutes of load) is an error correlated over minutes, not white noise: its doubt
-        # joins R, so where the OCV is flat it cannot drag the SoC off the count
-        pol_v = getattr(self.config, 'polarisation_noise_per_c_v', 0.0) * self.recent_load_c
-        noise2 = noise2 + pol_v ** 2
         measured = np.nan_to_num(voltage_v)
         prior = x.copy()
         # H = [slope, 1, -r0, 0, 1, 0]: P H from four columns of P (no batched products)
