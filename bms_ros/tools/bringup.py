@@ -182,9 +182,11 @@ class Child:
 
     @property
     def pid(self):
+        """The child's process id, None before it started."""
         return self.popen.pid if self.popen is not None else None
 
     def start(self):
+        """Start (or restart) the child process, its output appended to its log."""
         if self.log is not None:
             self.log.close()
         # every run appends with a dated header (a respawn too, so the tail shows the crash);
@@ -207,9 +209,11 @@ class Child:
         return self.popen
 
     def running(self):
+        """True while the child process runs."""
         return self.popen is not None and self.popen.poll() is None
 
     def log_tail(self, lines=15):
+        """The last ``lines`` lines of the child's log ('' if none)."""
         try:
             with open(self.log_path, 'rb') as stream:
                 text = stream.read().decode(errors='replace')
@@ -229,6 +233,7 @@ class Bringup:
         self.respawns = {}       # name -> respawns so far (for the status line)
 
     def start(self, name, argv, policy):
+        """Start child ``name`` (command ``argv``, respawn ``policy``); the Child."""
         child = Child(name, argv, policy, self.log_dir)
         self.children[name] = child
         child.start()
@@ -306,6 +311,7 @@ def _hub_address(specs):
 
 
 def parse_args(argv=None):
+    """The parsed command line (``argv``: default sys.argv[1:])."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, (default, description) in ARGUMENTS.items():
@@ -336,6 +342,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    """The bms-bringup command line; the exit code."""
     if (sys.argv[1:] if argv is None else argv) == [_SPECS_FLAG]:
         return _print_specs()
     args = parse_args(argv)

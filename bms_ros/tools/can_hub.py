@@ -70,9 +70,11 @@ class HubStats:
         self.bad_commands = 0
 
     def as_dict(self):
+        """The counters as a dict."""
         return dict(vars(self))
 
     def line(self):
+        """The counters as one log line."""
         return ('clients {clients} (total {connections}) | frames in {frames_in} out {frames_out} '
                 'dropped {frames_dropped} | bad commands {bad_commands}'.format(**vars(self)))
 
@@ -240,6 +242,7 @@ class CanHub:
         self.server = None
 
     async def start(self):
+        """Listen on host:port (port 0: any free one); the port listened on."""
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: _Client(self), self.host, self.port,
                                                reuse_address=True)
@@ -254,6 +257,7 @@ class CanHub:
                 client.deliver(payload, count)
 
     async def stop(self):
+        """Stop listening and close every client."""
         if self.server is not None:
             self.server.close()
             for clients in self.channels.values():
@@ -292,6 +296,7 @@ class HubThread:
 
     @property
     def port(self):
+        """The port the hub listens on."""
         return self.hub.port
 
     def stats(self):
@@ -303,6 +308,7 @@ class HubThread:
         return self.hub.stats.as_dict()
 
     def stop(self):
+        """Stop the hub's event loop and join its thread (up to 5 s)."""
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5.0)
@@ -343,6 +349,7 @@ async def _serve(args):
 
 
 def main(argv=None):
+    """The can_hub command line: serve until Ctrl-C; the exit code."""
     parser = argparse.ArgumentParser(prog='can_hub', description=__doc__.split('\n')[0])
     parser.add_argument('--host', default='127.0.0.1', help='loopback address to bind')
     parser.add_argument('--port', type=int, default=DEFAULT_PORT,

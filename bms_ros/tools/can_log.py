@@ -44,6 +44,7 @@ _STAMPS = ('cell_voltages_stamp', 'temperatures_stamp', 'current_stamp')
 
 
 def build_parser():
+    """The argument parser of the record, decode and play verbs."""
     parser = argparse.ArgumentParser(prog='python -m bms_ros.tools.can_log',
                                      description=__doc__.split('\n')[0])
     verbs = parser.add_subparsers(dest='verb', required=True)
@@ -105,6 +106,7 @@ def write_bag(out, snapshots, custom, frame_id):
 
 
 def run_decode(args):
+    """The decode verb: a CAN log to a CSV of measurements; the exit code."""
     profile = Profile(args.profile)
     settings = load_can_settings(profile)
     failsafe = load_can_failsafe(profile.section('can'))
@@ -159,6 +161,7 @@ def _mapped_groups(protocol):
 # ----------------------------------------------------------------------------- play
 
 def run_play(args):
+    """The play verb: a CAN log onto a bus at ``--rate`` x real time; the exit code."""
     if not args.rate > 0 or not math.isfinite(args.rate):
         raise CanLogError(f'--rate: expected a number > 0, got {args.rate}')
     profile = Profile(args.profile)

@@ -98,6 +98,7 @@ def make_executor(kind, threads):
 
 
 def parse_args(argv=None):
+    """The parsed command line (``argv``: default sys.argv[1:])."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     for name, (default, description) in ARGUMENTS.items():
         parser.add_argument('--' + name.replace('_', '-'), dest=name, default=None,
@@ -112,6 +113,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    """The container command line: the nodes in one process; the exit code."""
     args = parse_args(argv)
     if args.threads < 0:
         print('container: --threads must be >= 0', file=sys.stderr)

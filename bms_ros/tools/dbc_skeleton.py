@@ -14,6 +14,7 @@ from bms_ros.core.errors import ConfigError
 
 
 def main(argv=None):
+    """The dbc_skeleton command line: a mapping skeleton of a DBC; the exit code."""
     parser = argparse.ArgumentParser(prog='python -m bms_ros.tools.dbc_skeleton',
                                      description=__doc__.split('\n')[0])
     parser.add_argument('dbc', help='the DBC of the BMS')

@@ -143,6 +143,7 @@ def settings_text(config, source):
 
 
 def write_output(path, out):
+    """Write the estimate columns ``out`` (OUTPUT_COLUMNS) as a CSV to ``path``."""
     with open(path, 'w', newline='', encoding='utf-8') as stream:
         stream.write(','.join(OUTPUT_COLUMNS) + '\n')
         for row in zip(*(out[c] for c in OUTPUT_COLUMNS)):
@@ -151,6 +152,7 @@ def write_output(path, out):
 
 
 def parse_args(argv):
+    """The parsed command line ``argv``."""
     parser = argparse.ArgumentParser(
         prog='python -m bms_ros.tools.estimate_csv',
         description='Per-cell SoC, capacity, R0 and current limits from a one-cell recording.')
@@ -185,6 +187,7 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    """The estimate_csv command line; the exit code (2 on a bad input or setting, printed)."""
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     args = parse_args(argv)
     try:

@@ -76,13 +76,16 @@ class FleetSpec:
 
     @property
     def leak_day(self):
+        """The day (since the first bag) the leak starts."""
         return self.leak_start_day if self.leak_start_day >= 0 else \
             0.25 * self.bags * self.days_per_bag
 
     def serial(self, pack):
+        """The serial number of pack number ``pack``."""
         return f'FLEET-LFP-{pack:03d}'
 
     def role(self, pack):
+        """The fault(s) pack number ``pack`` is made with, '+'-joined, or 'healthy'."""
         roles = []
         if pack == self.fast_fade_pack:
             roles.append('fast_fade')
@@ -331,6 +334,7 @@ def generate(spec, out_dir, jobs=1):
 
 
 def build_parser():
+    """The argument parser (its defaults: FleetSpec's)."""
     parser = argparse.ArgumentParser(prog='python -m bms_ros.tools.fleet_synth',
                                      description=__doc__.split('\n')[0])
     d = FleetSpec()
@@ -367,6 +371,7 @@ def spec_from_args(args):
 
 
 def main(argv=None):
+    """The fleet_synth command line: write the fleet's bags; the exit code."""
     args = build_parser().parse_args(argv)
     try:
         spec = spec_from_args(args)

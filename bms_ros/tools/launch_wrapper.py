@@ -18,6 +18,7 @@ DEFAULT_COMMAND = 'ros2 launch bms_ros bms.launch.py'
 
 
 def main(argv=None):
+    """The bms-launch command line; the exit code of ros2 launch."""
     parser = argparse.ArgumentParser(prog='bms-launch', description=__doc__.split('\n\n')[0],
                                      epilog=__doc__.split('\n\n', 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

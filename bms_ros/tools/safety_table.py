@@ -13,6 +13,7 @@ from bms_ros.core.profile import Profile, default_profile_path
 
 
 def main(argv=None):
+    """Print the safety table of ``--profile``; the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--profile', default=default_profile_path(), help='pack profile YAML')
     args = parser.parse_args(argv)

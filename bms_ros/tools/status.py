@@ -65,7 +65,9 @@ class StatusMonitor(Node):
         self.events.append(message_to_dict(msg))
 
     def line(self, fields=operator_view.DEFAULT_FIELDS, width=operator_view.LINE_WIDTH):
+        """The status line of the latest messages, ``width`` columns at most."""
         return operator_view.status_line(self.latest, fields, width)
 
     def missing(self, fields=operator_view.DEFAULT_FIELDS):
+        """The fields whose topic was not received yet, as text ('' if none)."""
         return operator_view.missing_text(self.latest, fields)

@@ -17,6 +17,7 @@ EXIT_USAGE = 2
 
 
 def build_parser():
+    """The argument parser of the record, play and replay commands."""
     from . import offline, play, record
     parser = argparse.ArgumentParser(prog='python -m bms_ros.tools.bag', description=__doc__.split(
         '\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -72,6 +72,7 @@ class BagWriter:
         return connection
 
     def has_topic(self, topic):
+        """True once ``topic`` was added."""
         return topic in self._connections
 
     def write(self, topic, timestamp_ns, data):
@@ -131,10 +132,12 @@ class Bag:
 
     @property
     def start_ns(self):
+        """Time of the first message (ns since the epoch)."""
         return self._reader.start_time
 
     @property
     def end_ns(self):
+        """Time of the last message (ns since the epoch)."""
         return self._reader.end_time
 
     @property
@@ -196,6 +199,7 @@ class Bag:
         return [(t, msg) for _, t, msg in self.messages({topic})]
 
     def close(self):
+        """Close the bag (a no-op if closed)."""
         if self._reader.is_open:
             self._reader.close()
 

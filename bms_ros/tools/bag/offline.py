@@ -33,6 +33,7 @@ from .bagio import Bag
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     parser.add_argument('bag', help='bag folder (metadata.yaml + .mcap) or .mcap file')
     parser.add_argument('--profile', default=None,
                         help='profile YAML (default: the one noted in the bag, else lfp_16s)')
@@ -83,6 +84,7 @@ class OfflineResult:
 
     @property
     def speed_x_real_time(self):
+        """Bag time replayed per wall-clock second (inf if too fast to time)."""
         return self.duration_s / self.wall_s if self.wall_s > 0 else math.inf
 
     def trips(self):
@@ -265,6 +267,7 @@ def _stamp_events(events, now_s):
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     result = replay(args.bag, args.profile, args.namespace)
     if result.measurements == 0:
         raise BagError(f'{args.bag}: no measurement messages')

@@ -19,6 +19,7 @@ PLAY_DEPTH = 1000         # writer history of played volatile topics (see play()
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     parser.add_argument('bag', help='bag folder (metadata.yaml + .mcap) or .mcap file')
     parser.add_argument('--rate', type=float, default=1.0, help='playback speed, 1 = real time')
     parser.add_argument('--clock', type=float, nargs='?', const=DEFAULT_CLOCK_HZ, default=0.0,
@@ -169,6 +170,7 @@ def _wait_for_all_acked(publishers, timeout_s):
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     count = play(args.bag, args.rate, args.clock, args.namespace, args.topics, args.delay,
                  args.ros_args, args.wait_for_subscribers, args.wait_for_all_acked)
     print(f'published {count} messages')

@@ -17,6 +17,7 @@ from .bagio import BagWriter
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     parser.add_argument('out_dir', help='bag folder to create (must not exist)')
     parser.add_argument('--namespace', default='', help='namespace of the pack, e.g. pack_a')
     parser.add_argument('--duration', type=float, default=0.0,
@@ -138,6 +139,7 @@ def record(out_dir, namespace='', topics=None, duration_s=0.0, profile='', use_s
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     if args.duration < 0:
         raise BagError(f'--duration must be >= 0, got {args.duration}')
     counts = record(args.out_dir, args.namespace, args.topics, args.duration, args.profile,

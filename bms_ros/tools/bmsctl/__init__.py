@@ -23,6 +23,7 @@ VERBS = ('status', 'top', 'reset', 'request', 'balancing', 'soc', 'sim', 'config
 
 
 def build_parser():
+    """The argument parser of bmsctl and its sub-commands."""
     parser = argparse.ArgumentParser(prog='bmsctl', description=__doc__.split('\n\n')[0],
                                      epilog=__doc__.split('\n\n', 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,6 +40,7 @@ def build_parser():
 
 
 def main(argv=None):
+    """The bmsctl command line; the exit code."""
     from bms_ros.tools.bmsctl.client import stop_on_signals
     from bms_ros.tools.bmsctl.sim import negative_load_last
     argv = negative_load_last(sys.argv[1:] if argv is None else argv)

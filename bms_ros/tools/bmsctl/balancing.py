@@ -24,6 +24,7 @@ def positive(unit, maximum=None):
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     parser.add_argument('mode', choices=('off', 'voltage', 'soc'))
     parser.add_argument('--threshold-v', type=positive('V', 1.0),
                         help='voltage mode: bleed cells above min + this (V; default: keep)')
@@ -34,6 +35,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     request = SetBalancingMode.Request(
         mode=getattr(SetBalancingMode.Request, f'MODE_{args.mode.upper()}'),
         threshold_v=args.threshold_v or 0.0, hysteresis_v=args.hysteresis_v or 0.0,

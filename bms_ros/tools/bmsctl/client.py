@@ -35,6 +35,7 @@ class Session:
         rclpy.try_shutdown()
 
     def call(self, srv_type, name, request, timeout_s):
+        """Call service ``name``; its response, SuiteNotRunning after ``timeout_s`` (s)."""
         client = self.node.create_client(srv_type, name)
         full = self.node.resolve_service_name(name)
         if not client.wait_for_service(timeout_sec=timeout_s):
@@ -51,6 +52,7 @@ class Session:
         return future.result()
 
     def spin(self, seconds):
+        """Spin the session's node for ``seconds`` (s)."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=max(0.0, end - time.monotonic()))

@@ -10,6 +10,7 @@ NODES = ('can_driver', 'state_estimator', 'protection', 'pack_supervisor', 'bala
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     parser.add_argument('nodes', nargs='*', metavar='NODE',
                         help=f'nodes to ask (default: all of {", ".join(NODES)})')
     parser.add_argument('--all', action='store_true',
@@ -30,6 +31,7 @@ def parameters_of(session, node, timeout_s):
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     unknown = [node for node in args.nodes if node not in NODES]
     if unknown:
         print(f'bmsctl: unknown node(s) {", ".join(unknown)}; known: {", ".join(NODES)}',

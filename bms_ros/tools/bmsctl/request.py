@@ -6,11 +6,13 @@ from bms_ros.tools.bmsctl.client import run_call
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     parser.add_argument('state', choices=('standby', 'drive', 'charge'))
     parser.add_argument('--requester', default='bmsctl')
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     request = RequestState.Request(state=getattr(PackState, f'STATE_{args.state.upper()}'),
                                    requester=args.requester)
 

@@ -8,11 +8,13 @@ from bms_ros.tools.bmsctl.client import run_call
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     parser.add_argument('--reason', required=True, help='why (logged by the protection node)')
     parser.add_argument('--requester', default=f'bmsctl:{getpass.getuser()}')
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     request = ResetTrips.Request(requester=args.requester, reason=args.reason)
 
     def describe(response):

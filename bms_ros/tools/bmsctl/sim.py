@@ -58,6 +58,7 @@ def index_value(text):
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     sub = parser.add_subparsers(dest='action', required=True)
     names = ', '.join(list(FAULTS) + list(FRAME_FAULTS))
     fault = sub.add_parser('fault', help='inject a fault', description=f'faults: {names}')
@@ -80,6 +81,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     try:
         with Session(args.namespace) as session:
             if args.action in ('fault', 'clear'):

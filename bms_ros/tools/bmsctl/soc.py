@@ -5,6 +5,7 @@ from bms_ros.tools.bmsctl.client import run_call
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument('--from-ocv', action='store_true', help='re-anchor from OCV (at rest)')
     group.add_argument('--set', type=float, metavar='SOC', help='set every cell to SOC (0..1)')
@@ -12,6 +13,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     request = SetSoc.Request(from_ocv=args.from_ocv, force=args.force,
                              cell_soc=[] if args.set is None else [args.set])
 

@@ -15,6 +15,7 @@ def field_list(text):
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     parser.add_argument('--once', action='store_true',
                         help='print one complete line (every field\'s topic received) and exit')
     parser.add_argument('--period', type=float, default=0.5, help='seconds between lines')
@@ -46,6 +47,7 @@ def wait_for_inputs(session, monitor, fields, timeout_s):
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     from bms_ros.tools.status import StatusMonitor
 
     fields, width = fields_and_width(args)

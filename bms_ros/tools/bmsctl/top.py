@@ -7,6 +7,7 @@ from bms_ros.tools.bmsctl.client import Session
 
 
 def add_arguments(parser):
+    """Add this command's arguments to ``parser``."""
     parser.add_argument('--period', type=float, default=0.5, help='seconds between redraws')
     parser.add_argument('--plain', action='store_true',
                         help='print the view as plain text once and exit (no full screen)')
@@ -28,6 +29,7 @@ def render(latest, events, width):
 
 
 def run(args):
+    """Run the command of parsed ``args``; the exit code (0 on success)."""
     from bms_ros.tools.status import StatusMonitor
 
     with Session() as session:

@@ -58,16 +58,19 @@ class DashboardServer:
 
     @property
     def url(self):
+        """The dashboard's address (http://host:port/)."""
         host = self.config.host if ':' not in self.config.host else f'[{self.config.host}]'
         return f'http://{host}:{self.port}/'
 
     def start(self):
+        """Serve HTTP in a daemon thread."""
         self._thread = threading.Thread(target=self.httpd.serve_forever, name='dashboard_http',
                                         daemon=True)
         self._thread.start()
         return self
 
     def stop(self):
+        """Stop serving and close the socket."""
         self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -50,6 +50,7 @@ def page_name(namespace):
 
 
 def from_page_name(name):
+    """The namespace of a page name ('' or '_': the root namespace), inverse of page_name."""
     return '/' if name in ('', '_') else '/' + name.strip('/')
 
 
@@ -231,6 +232,7 @@ class Dashboard:
             return view
 
     def namespaces(self):
+        """The namespaces of the packs seen, sorted."""
         with self._lock:
             return sorted(self.packs)
 
