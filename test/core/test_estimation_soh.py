@@ -118,7 +118,8 @@ def test_faded_cell_capacity_over_a_cycle(nmc):
 def test_capacity_offset_sensitivity_matches_a_shifted_current(nmc):
     """A capacity learnt from counted charge moves with the current offset by
     offset_sensitivity_h (Ah per A): checked against the same cycle counted with the offset
-    shifted by 50 mA, and carried into the filter as a capacity/offset covariance."""
+    shifted by 50 mA, and carried into the filter as a capacity/offset covariance.
+    """
     def learnt(offset_a):
         cap = CapacityEstimator(nmc, 1, EstimatorConfig())
         cap.anchor(np.array([1.0]), 0.003, [True])
@@ -140,3 +141,106 @@ def test_capacity_offset_sensitivity_matches_a_shifted_current(nmc):
     assert P[QINV, OFFSET] == P[OFFSET, QINV] < 0.0        # more offset -> more capacity
     assert np.all(np.linalg.eigvalsh(P) > -1e-15)          # still a covariance
     assert abs(P[QINV, OFFSET]) < np.sqrt(P[QINV, QINV] * P[OFFSET, OFFSET])
+
+
+def test_capacity_pair_from_turning_points(nmc):
+    """Pairs run from one turning point of the SoC to the next: with exact SoC points (no
+    count share) the capacity is counted / dz; a swing below capacity_pair_min_delta_soc
+    gives none.
+    """
+    cfg = EstimatorConfig()
+    cap = CapacityEstimator(nmc, 1, cfg)
+    true_q = 4.2
+    soc, zero = np.array([0.8]), np.zeros(1)
+    var_q = np.array([0.01])
+
+    def offer(z):
+        return cap.pair(np.array([z]), np.array([0.005 ** 2]), [True], zero, np.array([1.0]),
+                        var_q)
+
+    offer(0.8)
+    for k in range(1, 31):                               # 0.8 -> 0.5 in 0.01 steps
+        cap.count(36.0, -0.01 * true_q * 100.0, 0.01, 0.0)
+        assert not offer(0.8 - 0.01 * k).any()
+    cap.count(36.0, 0.03 * true_q * 100.0, 0.01, 0.0)   # turned back by 0.03
+    assert offer(0.53).all()
+    assert cap.capacity_ah[0] == pytest.approx(true_q, rel=0.03)
+    assert cap.pair_soc[0] == pytest.approx(0.5)            # the turning point is the reference
+    # a 0.1 swing and back: no measurement
+    for z in (0.6, 0.63, 0.55):
+        cap.count(36.0, (z - soc[0]) * true_q * 100.0, 0.01, 0.0)
+        soc[0] = z
+        assert not offer(z).any()
+
+
+def _partial_cycles(cell, capacity_ah, config, cycles=2, depth=0.3, turn_c=None, seed=7):
+    """Two partial cycles of ``depth`` (0.8 -> 0.5 -> 0.8) on a 1-RC truth of the given
+    capacities, no rest, a varying discharge current, noisy voltage and current.
+    ``turn_c``: the last 1 % of SoC before each turn at this current (C; None: no slowing).
+    """
+    rng = np.random.default_rng(seed)
+    n = len(capacity_ah)
+    truth = EcmCells(cell, [0.8] * n, capacity_ah=capacity_ah)
+    est = PackEstimator(cell, n, config)
+    t = 0.0
+    est.step(t, 0.0, truth.voltage_v(), [True] * n, [25.0] * n)
+    c_a = cell.capacity_ah
+    low, high = 0.8 - depth, 0.8
+    for _ in range(cycles):
+        for direction in (-1.0, 1.0):
+            while (truth.soc[0] > low) if direction < 0 else (truth.soc[0] < high):
+                t += 2.0
+                k = int(t // 60) % 3
+                i = -c_a * (0.2, 0.5, 0.35)[k] if direction < 0 else 0.4 * c_a
+                near = truth.soc[0] < low + 0.01 if direction < 0 else truth.soc[0] > high - 0.01
+                if turn_c is not None and near:
+                    i = direction * turn_c * c_a
+                truth.step(2.0, i)
+                est.step(t, i + rng.normal(0.0, 0.002 * c_a),
+                         truth.voltage_v() + rng.normal(0.0, 0.002, n), [True] * n, [25.0] * n)
+    return est
+
+
+def test_capacity_from_two_partial_cycles_without_rest(nmc):
+    """Issue 14 item 4: a 15 % faded cell beside a new one, two cycles of 30 % depth, no
+    rest (the turns at C/20, above rest_current_c): each capacity within 3 % from the
+    filter's SoC pairs; without them the faded one stays at the datasheet value.
+    """
+    true_q = np.array([0.85 * nmc.capacity_ah, nmc.capacity_ah])
+    est = _partial_cycles(nmc, true_q, EstimatorConfig(), turn_c=0.05)
+    assert (est.capacity.pair_updates >= 2).all()
+    assert est.capacity.updates.sum() == 0                   # no rest anchor did it
+    assert est.rest_s == 0.0
+    assert est.estimate().cell_capacity_ah == pytest.approx(true_q, rel=0.03)
+    off = _partial_cycles(nmc, true_q, EstimatorConfig(capacity_from_pairs=False), turn_c=0.05)
+    assert off.estimate().cell_capacity_ah[0] == pytest.approx(nmc.capacity_ah, rel=0.01)
+
+
+def test_capacity_pairs_turning_under_load(nmc):
+    """The same cycles turning at 0.35-0.4 C: the filter's slow RC takes part of the SoC
+    change at each turn (the truth has none), so each pair reads the capacity high; the
+    faded cell ends 5.3 % high (bound 7 %, the 3 % goal an xfail below).
+    """
+    true_q = np.array([0.85 * nmc.capacity_ah, nmc.capacity_ah])
+    q = _partial_cycles(nmc, true_q, EstimatorConfig()).estimate().cell_capacity_ah
+    assert q == pytest.approx(true_q, rel=0.07)
+    assert abs(q[0] / true_q[0] - 1.0) < 0.5 * 0.15          # most of the fade learnt
+
+
+@pytest.mark.xfail(strict=True, reason='turning under load the pairs read 5.3 % high')
+def test_capacity_pairs_turning_under_load_goal(nmc):
+    true_q = np.array([0.85 * nmc.capacity_ah, nmc.capacity_ah])
+    q = _partial_cycles(nmc, true_q, EstimatorConfig()).estimate().cell_capacity_ah
+    assert q == pytest.approx(true_q, rel=0.03)
+
+
+def test_no_capacity_pairs_on_the_lfp_plateau():
+    """On LFP's flat plateau the OCV slope is below capacity_pair_min_slope_v (but for one
+    step of the table near 0.75): no pairs, the capacity stays.
+    """
+    lfp = CellSpec.from_file(f'{config_dir()}/cells/lfp_a123_anr26650.yaml')
+    est = _partial_cycles(lfp, [0.85 * lfp.capacity_ah], EstimatorConfig(), depth=0.3)
+    slope = est.filter.ocv_slope(np.linspace(0.5, 0.7, 5))
+    assert (slope < EstimatorConfig().capacity_pair_min_slope_v).all()
+    assert est.capacity.capacity_ah[0] == lfp.capacity_ah
+    assert est.capacity.pair_updates[0] == 0

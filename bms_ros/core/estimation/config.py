@@ -62,6 +62,15 @@ class EstimatorConfig:
     capacity_min_delta_soc: float = 0.3        # anchors closer than this give no capacity
     capacity_min_ratio: float = 0.5            # plausible window: 0.5..1.2 x nominal
     capacity_max_ratio: float = 1.2
+    # --- capacity from SoC pairs of the filter (no rest needed): points where the filter's SoC
+    # is this sure and the OCV this steep (V per unit SoC, never LFP's plateau), this far apart
+    capacity_from_pairs: bool = True
+    capacity_pair_soc_std: float = 0.02
+    capacity_pair_min_slope_v: float = 0.4
+    capacity_pair_min_delta_soc: float = 0.2
+    capacity_pair_max_current_c: float = 0.5   # |I| above: the ECM error is in the SoC
+    capacity_pair_soc_min: float = 0.15        # outside this window (the knees, where LFP is
+    capacity_pair_soc_max: float = 0.95        # steep) the model's SoC under load misleads
     # --- ohmic resistance (recursive least squares on dV/dI at current steps)
     r0_forgetting: float = 0.995               # per informative sample
     r0_min_step_c: float = 0.1                 # |dI| below this carries no R0 information
@@ -114,7 +123,8 @@ class EstimatorConfig:
 
         for name in ('voltage_noise_v', 'rest_ocv_noise_v', 'initial_soc_std', 'restored_soc_std',
                      'anchor_soc_std_min',
-                     'initial_current_offset_std_c', 'initial_capacity_std'):
+                     'initial_current_offset_std_c', 'initial_capacity_std',
+                     'capacity_pair_soc_std'):
             num(name, exclusive_minimum=0.0, maximum=1.0)
         for name in ('voltage_noise_per_c_v', 'diffusion_noise_per_c_v', 'current_noise_c',
                      'soc_noise_per_sqrt_s', 'rc_voltage_noise_v_per_sqrt_s',
@@ -136,10 +146,15 @@ class EstimatorConfig:
         kw['update_iterations'] = section.integer('update_iterations', d.update_iterations,
                                                   minimum=1, maximum=10)
         for name in ('zero_current_calibration', 'estimate_capacity', 'startup_anchor',
-                     'full_charge_anchor'):
+                     'full_charge_anchor', 'capacity_from_pairs'):
             flag(name)
         num('capacity_min_delta_soc', exclusive_minimum=0.0, maximum=1.0)
         num('capacity_min_ratio', exclusive_minimum=0.0, maximum=1.0)
+        num('capacity_pair_min_slope_v', minimum=0.0, maximum=100.0)
+        num('capacity_pair_min_delta_soc', exclusive_minimum=0.0, maximum=1.0)
+        num('capacity_pair_max_current_c', minimum=0.0, maximum=100.0)
+        num('capacity_pair_soc_min', minimum=0.0, maximum=0.5)
+        num('capacity_pair_soc_max', minimum=0.5, maximum=1.0)
         num('capacity_max_ratio', minimum=1.0, maximum=10.0)
         num('r0_forgetting', exclusive_minimum=0.5, maximum=1.0)
         num('r0_min_step_c', exclusive_minimum=0.0, maximum=10.0)

@@ -19,10 +19,12 @@ import numpy as np
 
 from ..plausibility import Plausibility
 from . import state_of_power
-from .soc_filter import SLOW, SOC, VRC, SocFilter
+from .soc_filter import QINV, SLOW, SOC, VRC, SocFilter
 from .soh import CapacityEstimator, ResistanceEstimator
 
 log = logging.getLogger(__name__)
+
+PAIR_PERIOD_S = 1.0     # capacity pairs: the filter's SoC offered at most this often (s)
 
 
 @dataclass
@@ -90,6 +92,7 @@ class PackEstimator:
         self._limits = (np.zeros(self.n), np.zeros(self.n), np.zeros(self.n), np.zeros(self.n))
         self._limit_temperature = np.full(self.n, np.nan)
         self._limits_due = False
+        self._next_pair_t_s = -np.inf
 
     # ---------------------------------------------------------------- initialisation
     @property
@@ -197,6 +200,7 @@ class PackEstimator:
         if changed.any():
             self.filter.set_capacity(self.capacity.capacity_ah, self.capacity.std_ah, changed,
                                      self.capacity.offset_sensitivity_h)
+        self.capacity.fill_pair_share(self.filter.P[:, SOC, QINV], self.filter.P[:, QINV, QINV])
         self.anchors += 1
         return valid
 
@@ -273,6 +277,10 @@ class PackEstimator:
             # a pack that was off has rested: its voltage is OCV; a SoC given at start is a
             # prior of the doubt it was given with (initial_soc_std), fused with that OCV
             self.reanchor_from_ocv(v, temp_model, valid, doubt_floor=not self._given_soc)
+        # pair points at most once per PAIR_PERIOD_S (turning points are minutes apart)
+        if cfg.capacity_from_pairs and cfg.estimate_capacity and t_s >= self._next_pair_t_s:
+            self._next_pair_t_s = t_s + PAIR_PERIOD_S
+            self._soc_pair(valid, i_cells)
         if cfg.full_charge_anchor:
             self._full_charge(v, i_cells, valid)
         if self.rest_s >= cfg.rest_time_s and not self.anchored:
@@ -283,6 +291,30 @@ class PackEstimator:
         self._limit_temperature = temp
         self._limits_due = True
         return True
+
+    def _soc_pair(self, valid, cell_current_a):
+        """Offer the capacity estimator the cells whose filtered SoC is sure (variance small
+        after the voltage has spoken where the OCV is steep, at a moderate current): see
+        :meth:`.soh.CapacityEstimator.pair`.
+        """
+        cfg = self.config
+        f = self.filter
+        var = f.P[:, SOC, SOC]
+        sure = valid & f.initialised & (var <= cfg.capacity_pair_soc_std ** 2) & (
+            np.abs(cell_current_a - f.current_offset_a)
+            <= cfg.capacity_pair_max_current_c * self.cell.capacity_ah)
+        if not sure.any():
+            return
+        soc = f.soc
+        sure &= (soc >= cfg.capacity_pair_soc_min) & (soc <= cfg.capacity_pair_soc_max) & (
+            f.ocv_slope(soc) >= cfg.capacity_pair_min_slope_v)
+        changed = self.capacity.pair(f.soc.copy(), var.copy(), sure,
+                                     soc_capacity_cov=f.P[:, SOC, QINV].copy(),
+                                     capacity_inverse=f.x[:, QINV].copy(),
+                                     capacity_inverse_var=f.P[:, QINV, QINV].copy())
+        if changed.any():
+            f.set_capacity(self.capacity.capacity_ah, self.capacity.std_ah, changed,
+                           self.capacity.offset_sensitivity_h)
 
     def _full_charge(self, voltage_v, cell_current_a, valid):
         """End-of-charge anchor: a cell held at the charge cut-off voltage while its current
@@ -305,6 +337,7 @@ class PackEstimator:
         if changed.any():
             self.filter.set_capacity(self.capacity.capacity_ah, self.capacity.std_ah, changed,
                                      self.capacity.offset_sensitivity_h)
+        self.capacity.fill_pair_share(self.filter.P[:, SOC, QINV], self.filter.P[:, QINV, QINV])
         self._full_anchored |= full
         self.full_anchors += 1
         log.debug('end-of-charge anchor on %d cells', int(full.sum()))

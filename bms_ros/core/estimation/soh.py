@@ -12,6 +12,9 @@ filter (:mod:`.soc_filter`) takes both as given values.
 """
 import numpy as np
 
+PAIR_GATE_SIGMA = 3.0       # a pair this many standard deviations off the estimate is dropped
+PAIR_REVERSAL_SOC = 0.02    # the SoC has turned back this far: the last extreme was a turning point
+
 
 class ResistanceEstimator:
     """Per-cell R0 (ohm, at 25 degC) from current steps; RLS with forgetting."""
@@ -50,7 +53,8 @@ class ResistanceEstimator:
         """One sample: ``ohmic_v`` = v - OCV - v_rc - v_diff per cell from the filter's
         prediction (V), cell current (A, + = charging), ``factor`` = R0(T) / R0(25 degC) per
         cell. Call :meth:`remember` after the filter's update so the next difference is taken
-        against the corrected state."""
+        against the corrected state.
+        """
         current_a = np.broadcast_to(np.asarray(current_a, dtype=float), (self.n,))
         y = np.where(valid, np.asarray(ohmic_v, dtype=float) / factor, np.nan)
         di = current_a - self._last_i
@@ -71,7 +75,8 @@ class ResistanceEstimator:
 
     def remember(self, ohmic_v, current_a, factor, valid):
         """The sample's ohmic part from the corrected state, the reference of the next step
-        (``factor`` = R0(T) / R0(25 degC) per cell)."""
+        (``factor`` = R0(T) / R0(25 degC) per cell).
+        """
         self._last_y = np.where(valid, np.asarray(ohmic_v, dtype=float) / factor, np.nan)
         self._last_i = np.broadcast_to(np.asarray(current_a, dtype=float), (self.n,)).copy()
 
@@ -106,6 +111,22 @@ class CapacityEstimator:
         # an offset error carries that error, so the two doubts are correlated
         self.offset_sensitivity_h = np.zeros(self.n)
         self.updates = np.zeros(self.n, dtype=np.int64)
+        # SoC pairs (see :meth:`pair`): the reference point and the charge counted since it
+        self.pair_soc = np.full(self.n, np.nan)
+        self.pair_var = np.full(self.n, np.nan)
+        self.pair_share = np.zeros(self.n)       # cov(SoC, capacity_inverse) / its variance
+        self.cand_soc = np.full(self.n, np.nan)  # the point farthest from the reference
+        self.cand_var = np.full(self.n, np.nan)
+        self.cand_share = np.zeros(self.n)
+        self.cand_counted_ah = np.zeros(self.n)  # the since-reference sums at the candidate
+        self.cand_counted_var = np.zeros(self.n)
+        self.cand_offset_doubt_ah = np.zeros(self.n)
+        self.cand_time_s = np.zeros(self.n)
+        self.pair_counted_ah = np.zeros(self.n)
+        self.pair_counted_var = np.zeros(self.n)
+        self.pair_offset_doubt_ah = np.zeros(self.n)
+        self.pair_time_s = np.zeros(self.n)
+        self.pair_updates = np.zeros(self.n, dtype=np.int64)
 
     def set(self, capacity_ah, capacity_std_ah=None):
         """Restore values (persisted state), clamped to the configured ratio window."""
@@ -122,6 +143,7 @@ class CapacityEstimator:
 
     @property
     def std_ah(self):
+        """Standard deviation of the capacity per cell (Ah)."""
         return np.sqrt(self.variance)
 
     def count(self, dt_s, current_a, current_std_a, offset_std_a):
@@ -131,7 +153,135 @@ class CapacityEstimator:
         self.counted_var += (current_std_a * dt_s / 3600.0) ** 2
         self.offset_doubt_ah += offset_std_a * dt_s / 3600.0
         self.counted_time_s += dt_s
+        if self.config.capacity_from_pairs:
+            self.pair_counted_ah += current_a * dt_s / 3600.0
+            self.pair_counted_var += (current_std_a * dt_s / 3600.0) ** 2
+            self.pair_offset_doubt_ah += offset_std_a * dt_s / 3600.0
+            self.pair_time_s += dt_s
         self.variance += (self.config.capacity_noise_per_sqrt_s * self.cell.capacity_ah) ** 2 * dt_s
+
+    def _fuse(self, use, dz, counted_ah, counted_var, offset_ah, time_s, end_var,
+              frozen=False):
+        """One measurement Q = counted / dz per cell in ``use`` fused with the estimate.
+
+        This is the recursive weighted total least squares of ``counted = Q dz`` (both sides
+        uncertain) with the weight frozen at the present estimate: the pair weighs
+        dz^2 / (Q^2 var(dz) + var(counted)), the prior weighs 1 / variance (Plett's AWTLS
+        with one pair at a time; ageing is the random walk of :meth:`count`, not a fading
+        factor). ``frozen``: the weight at the present estimate (pairs; a pair whose SoC
+        change is mostly the count's can measure nonsense, which must not weigh itself);
+        else at the measured value (anchors). Returns the mask of cells whose capacity
+        changed.
+        """
+        dz_u = np.where(use, dz, 1.0)
+        measured = counted_ah / dz_u
+        # a measurement outside the plausible window is a pair gone wrong: skip it
+        nominal = self.cell.capacity_ah
+        use = use & (measured > self.config.capacity_min_ratio * nominal) & \
+            (measured < self.config.capacity_max_ratio * nominal)
+        if not use.any():
+            return use
+        weight_q = self.capacity_ah if frozen else measured
+        if frozen:
+            # a pair far outside both doubts is a pair gone wrong (the filter sure but off)
+            doubt = (weight_q ** 2 * end_var + counted_var + offset_ah ** 2) / dz_u ** 2
+            use &= (measured - self.capacity_ah) ** 2 <= PAIR_GATE_SIGMA ** 2 * (
+                doubt + self.variance)
+            if not use.any():
+                return use
+        # frozen: the weight once more at the fused value (two steps of iterated WTLS)
+        for _ in range(2 if frozen else 1):
+            meas_var = (weight_q ** 2 * end_var + counted_var + offset_ah ** 2) / dz_u ** 2
+            gain = np.where(use, self.variance / (self.variance + meas_var), 0.0)
+            weight_q = self.capacity_ah + gain * (np.where(use, measured, 0.0)
+                                                  - np.where(use, self.capacity_ah, 0.0))
+        self.capacity_ah = self.capacity_ah + gain * (np.where(use, measured, 0.0)
+                                                      - np.where(use, self.capacity_ah, 0.0))
+        self.variance = (1.0 - gain) * self.variance
+        # counted = sum (i - offset) dt: d measured / d offset = -time / dz
+        self.offset_sensitivity_h = (1.0 - gain) * self.offset_sensitivity_h \
+            + gain * (-time_s / 3600.0 / dz_u)
+        return use
+
+    def pair(self, soc, soc_var, cells, soc_capacity_cov, capacity_inverse,
+             capacity_inverse_var):
+        """A confident SoC of the filter (``soc_var`` its variance) on the cells in mask.
+
+        Only points where the filter is sure *and* the OCV is steep are passed in (the caller
+        decides). Pairs run from one turning point of the SoC to the next: the first point is
+        the reference, the point farthest from it the candidate; once the SoC has turned back
+        by ``PAIR_REVERSAL_SOC`` from a candidate at least ``capacity_pair_min_delta_soc``
+        away, reference and candidate give one capacity measurement (see :meth:`_fuse`) and
+        the candidate becomes the reference.
+
+        The filter's SoC is partly counted with the present capacity, so its change is pulled
+        toward counted / capacity. ``soc_capacity_cov`` (the filter's cov(SoC error,
+        capacity_inverse error)), ``capacity_inverse`` (nominal / capacity, as the filter counts
+        with it) and its variance undo that: with beta the change of cov / var(capacity_inverse)
+        between the two points (the share of the SoC change that came from counting, per unit
+        of capacity_inverse), Q = (counted - beta Q_nominal) / (dz - beta capacity_inverse),
+        and the ends' doubts are those left given the capacity. Returns the mask of cells
+        whose capacity changed (the caller then resets the filter's covariance with it).
+        """
+        changed = np.zeros(self.n, dtype=bool)
+        cells = np.asarray(cells, dtype=bool) & np.isfinite(soc) & self.config.estimate_capacity
+        if not cells.any():
+            return changed
+        var_q = np.maximum(capacity_inverse_var, 1e-12)
+        share = soc_capacity_cov / var_q
+        # the SoC doubt left once the capacity is given
+        var = np.maximum(soc_var - soc_capacity_cov ** 2 / var_q, 0.1 * soc_var)
+        start = cells & ~np.isfinite(self.pair_soc)
+        if start.any():
+            self._set_reference(start, soc, var, share)
+        dz = soc - self.pair_soc
+        farther = cells & ~start & (~np.isfinite(self.cand_soc)
+                                    | (np.abs(dz) > np.abs(self.cand_soc - self.pair_soc)))
+        if farther.any():
+            self.cand_soc = np.where(farther, soc, self.cand_soc)
+            self.cand_var = np.where(farther, var, self.cand_var)
+            self.cand_share = np.where(farther, share, self.cand_share)
+            for name in self._SINCE:
+                setattr(self, 'cand_' + name, np.where(farther, getattr(self, 'pair_' + name),
+                                                       getattr(self, 'cand_' + name)))
+        dz_cand = self.cand_soc - self.pair_soc
+        use = cells & ~farther & np.isfinite(dz_cand) \
+            & (np.abs(soc - self.cand_soc) >= PAIR_REVERSAL_SOC) \
+            & (np.abs(dz_cand) >= self.config.capacity_pair_min_delta_soc)
+        if not use.any():
+            return changed
+        beta = self.cand_share - self.pair_share
+        dz_left = np.where(use, dz_cand - beta * capacity_inverse, 1.0)
+        counted = self.cand_counted_ah - beta * self.cell.capacity_ah
+        # what is left of the change after the count's share must still say something
+        inform = use & (np.abs(dz_left) >= 0.25 * self.config.capacity_pair_min_delta_soc)
+        changed = self._fuse(inform, dz_left, counted, self.cand_counted_var,
+                             self.cand_offset_doubt_ah, self.cand_time_s,
+                             self.pair_var + self.cand_var, frozen=True)
+        self.pair_updates += changed
+        # the candidate becomes the reference, the charge since it carried over
+        for name in self._SINCE:
+            setattr(self, 'pair_' + name, np.where(
+                use, getattr(self, 'pair_' + name) - getattr(self, 'cand_' + name),
+                getattr(self, 'pair_' + name)))
+        self.pair_soc = np.where(use, self.cand_soc, self.pair_soc)
+        self.pair_var = np.where(use, self.cand_var, self.pair_var)
+        self.pair_share = np.where(use, self.cand_share, self.pair_share)
+        self.cand_soc = np.where(use, np.nan, self.cand_soc)
+        # set_capacity zeroes the filter's covariance now: shares are counted from here
+        self.pair_share = np.where(changed, self.pair_share - share, self.pair_share)
+        return changed
+
+    _SINCE = ('counted_ah', 'counted_var', 'offset_doubt_ah', 'time_s')
+
+    def _set_reference(self, cells, soc, var, share):
+        """Start the pairs of the cells in mask from this point (no candidate yet)."""
+        self.pair_soc = np.where(cells, soc, self.pair_soc)
+        self.pair_var = np.where(cells, var, self.pair_var)
+        self.pair_share = np.where(cells, share, self.pair_share)
+        self.cand_soc = np.where(cells, np.nan, self.cand_soc)
+        for name in self._SINCE:
+            setattr(self, 'pair_' + name, np.where(cells, 0.0, getattr(self, 'pair_' + name)))
 
     def anchor(self, soc, soc_std, cells):
         """An OCV anchor of the cells in mask; returns the mask of cells whose capacity changed."""
@@ -144,24 +294,9 @@ class CapacityEstimator:
             & self.config.estimate_capacity
         changed = np.zeros(self.n, dtype=bool)
         if use.any():
-            dz_u = np.where(use, dz, 1.0)
-            measured = self.counted_ah / dz_u
-            rel_var = (self.anchor_var + var) / dz_u ** 2 + \
-                (self.counted_var + offset_ah ** 2) / np.maximum(self.counted_ah ** 2, 1e-12)
-            meas_var = measured ** 2 * rel_var
-            # a measurement outside the plausible window is an anchor gone wrong: skip it
-            nominal = self.cell.capacity_ah
-            use &= (measured > self.config.capacity_min_ratio * nominal) & \
-                (measured < self.config.capacity_max_ratio * nominal)
-            gain = np.where(use, self.variance / (self.variance + meas_var), 0.0)
-            self.capacity_ah = self.capacity_ah + gain * (np.where(use, measured, 0.0)
-                                                          - np.where(use, self.capacity_ah, 0.0))
-            self.variance = (1.0 - gain) * self.variance
-            # counted = sum (i - offset) dt: d measured / d offset = -time / dz
-            self.offset_sensitivity_h = (1.0 - gain) * self.offset_sensitivity_h \
-                + gain * (-self.counted_time_s / 3600.0 / dz_u)
-            self.updates += use
-            changed = use
+            changed = self._fuse(use, dz, self.counted_ah, self.counted_var, offset_ah,
+                                 self.counted_time_s, self.anchor_var + var)
+            self.updates += changed
         # the new anchor replaces the old one unless the old one, carried forward by counting,
         # is still the better reference (e.g. a rest on LFP's plateau after a rest when full)
         carried_var = self.anchor_var + (self.counted_var + offset_ah ** 2) / self.capacity_ah ** 2
@@ -172,9 +307,20 @@ class CapacityEstimator:
         self.counted_var = np.where(replace, 0.0, self.counted_var)
         self.offset_doubt_ah = np.where(replace, 0.0, offset_ah)
         self.counted_time_s = np.where(replace, 0.0, self.counted_time_s)
+        # an anchor is a confident point too: the pairs start from it, so no charge interval
+        # is measured twice (once between anchors and once by a pair over it)
+        self._set_reference(replace, soc, var, np.nan)      # its share: see fill_pair_share
         return changed
+
+    def fill_pair_share(self, soc_capacity_cov, capacity_inverse_var):
+        """The filter's cov(SoC, capacity_inverse) / var(capacity_inverse) at an anchor just
+        taken (after its updates): the pairs' reference share (see :meth:`pair`).
+        """
+        share = soc_capacity_cov / np.maximum(capacity_inverse_var, 1e-12)
+        self.pair_share = np.where(np.isnan(self.pair_share), share, self.pair_share)
 
     def forget_anchor(self, cells=None):
         """Drop the last anchor (SoC set by hand, a gap in the data)."""
         mask = np.ones(self.n, dtype=bool) if cells is None else np.asarray(cells, dtype=bool)
         self.anchor_soc[mask] = np.nan
+        self.pair_soc[mask] = np.nan
