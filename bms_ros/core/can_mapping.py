@@ -42,6 +42,7 @@ from typing import Any, cast
 import cantools
 from cantools.database.can import Database, Message, Signal
 
+from .can_raw import invalid_raw_of, type_range
 from .config import Section, load_yaml
 from .errors import ConfigError
 
@@ -499,19 +500,9 @@ class _Loader:
         if scale == 0.0:
             raise sec.error('scale', 'must not be 0')
         offset = sec.number('offset', 0.0)
-        if dbc_signal.is_signed:
-            type_min, type_max = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        else:
-            type_min, type_max = 0, (1 << bits) - 1
+        type_min, type_max = type_range(dbc_signal)
         is_bool = kind == 'bool'
-        invalid = sec.data.get('invalid_raw', None if is_bool else 'max')
-        invalid_raw: int | None
-        if invalid == 'max':
-            invalid_raw = type_max
-        elif invalid is None:
-            invalid_raw = None
-        else:
-            invalid_raw = sec.integer('invalid_raw', minimum=type_min, maximum=type_max)
+        invalid_raw = invalid_raw_of(sec, dbc_signal, marker_by_default=not is_bool)
         dbc_scale = float(dbc_signal.scale)
         dbc_offset = float(dbc_signal.offset)
         raw_min, raw_max = type_min, type_max

@@ -52,6 +52,7 @@ import yaml
 from cantools.database.can import Database, Message, Signal
 
 from .can_frame import decode_frame
+from .can_raw import invalid_raw_of, type_range
 from .errors import ConfigError, DecodeError
 from .pack_state_machine import STATE_CHARGE, STATE_DRIVE, STATE_ERROR, STATE_NAMES, STATE_STANDBY
 from .protection.limits import LEVEL_OK, LEVEL_TRIP, LEVEL_WARNING
@@ -247,18 +248,11 @@ def _raw_of_choice(sec: Section, key: str, value: Any, dbc_signal: Signal,
             raise sec.error(key, f"'{value}' is not a choice of '{dbc_signal.name}' in message "
                                  f"'{message_name}' (choices: {known})")
         raw = by_name[value]
-    lo, hi = _type_range(dbc_signal)
+    lo, hi = type_range(dbc_signal)
     if not lo <= raw <= hi:
         raise sec.error(key, f'{raw} does not fit {dbc_signal.length}-bit '
                              f"'{dbc_signal.name}'")
     return raw
-
-
-def _type_range(dbc_signal: Signal) -> tuple[int, int]:
-    bits = dbc_signal.length
-    if dbc_signal.is_signed:
-        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return 0, (1 << bits) - 1
 
 
 def _dbc_message(sec: Section, by_name: dict[str, Message], name: str, dbc_name: str,
@@ -373,7 +367,7 @@ def _report_message(sec: Section, by_name: dict[str, Message], dbc_name: str, su
         if scale == 0.0:
             raise sig.error('scale', 'must not be 0')
         offset = sig.number('offset', 0.0)
-        type_min, type_max = _type_range(dbc_signal)
+        type_min, type_max = type_range(dbc_signal)
         states: dict[int, int] = {}
         if kind == 'state':
             states_sec = sig.section('states')
@@ -394,14 +388,7 @@ def _report_message(sec: Section, by_name: dict[str, Message], dbc_name: str, su
                         raise states_sec.error(key, f'raw {raw} already means '
                                                     f'{STATE_NAMES[states[raw]]}')
                     states[raw] = STATE_OF_NAME[ours]
-        invalid = sig.data.get('invalid_raw', 'max' if kind == 'float' else None)
-        invalid_raw: int | None
-        if invalid == 'max':
-            invalid_raw = type_max
-        elif invalid is None:
-            invalid_raw = None
-        else:
-            invalid_raw = sig.integer('invalid_raw', minimum=type_min, maximum=type_max)
+        invalid_raw = invalid_raw_of(sig, dbc_signal, marker_by_default=kind == 'float')
         dbc_scale, dbc_offset = float(dbc_signal.scale), float(dbc_signal.offset)
         raw_min, raw_max = type_min, type_max
         if kind == 'float':
