@@ -51,6 +51,13 @@ class EstimatorConfig:
     startup_polarisation: float = 0.0          # a start under load: this share of the settled
                                                # RC polarisation is assumed (0: only R0 i)
     update_iterations: int = 2                 # iterated EKF: relinearisations of the OCV
+    # unmodelled polarisation (diffusion) as a correlated voltage doubt where the count is sure
+    # (SocFilter._polarisation_noise2); 0 = off: on the tuning half no value helped LFP without
+    # freezing the faded cases (docs/estimation.md, "Never worse than counting")
+    polarisation_noise_per_c_v: float = 0.0    # its size per 1 C of the low-passed |I|
+    polarisation_time_s: float = 600.0         # that low-pass; the error's correlation time
+    polarisation_count_std: float = 0.15       # count SoC doubt at which the doubt is gone
+    polarisation_anchor_doubt_v: float = 0.02  # an OCV start/anchor is this sure (hysteresis)
     # --- current-sensor offset: a consider-state of the filter, measured at zero current
     initial_current_offset_std_c: float = 0.005
     zero_current_calibration: bool = True      # node: contactors open -> current is the offset
@@ -140,6 +147,10 @@ class EstimatorConfig:
         num('startup_polarisation', minimum=0.0, maximum=1.0)
         num('restored_soc_std_per_day', minimum=0.0, maximum=1.0)
         num('relaxation_time_s', minimum=0.0, maximum=1e5)
+        num('polarisation_noise_per_c_v', minimum=0.0, maximum=10.0)
+        num('polarisation_time_s', exclusive_minimum=0.0, maximum=1e5)
+        num('polarisation_count_std', exclusive_minimum=0.0, maximum=1.0)
+        num('polarisation_anchor_doubt_v', minimum=0.0, maximum=1.0)
         num('full_charge_current_c', exclusive_minimum=0.0, maximum=1.0)
         num('full_charge_voltage_margin_v', minimum=0.0, maximum=0.5)
         num('full_charge_soc_std', exclusive_minimum=0.0, maximum=0.5)

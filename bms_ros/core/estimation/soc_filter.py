@@ -60,6 +60,14 @@ class SocFilter:
             (config.diffusion_resistance_noise_per_sqrt_s * cell.r1_ohm) ** 2])
         self.current_noise_a = config.current_noise_c * c_a
         self.initialised = np.zeros(self.n, dtype=bool)
+        # low-pass of |I| / 1 C over polarisation_time_s: the diffusion the model misses
+        # builds up over minutes of load, so its doubt follows this, not only the present |I|
+        self.recent_load_c = np.zeros(self.n)
+        # SoC variance the count alone has gathered since its last confident point (a start,
+        # an OCV or end-of-charge anchor): voltage updates do not shrink it
+        self.count_var = np.zeros(self.n)
+        self._last_dt_s = 1.0
+        self._fresh = np.zeros(self.n, dtype=bool)   # started, no voltage update yet
         self.posterior_ocv_v = np.full(self.n, np.nan)
         self._eye = np.eye(N_STATES)
         self._update_mask = np.ones(N_STATES, dtype=bool)
@@ -83,6 +91,8 @@ class SocFilter:
         self.P[idx] = 0.0
         std = np.broadcast_to(np.asarray(soc_std, dtype=float), (self.n,))[idx]
         self.P[idx, SOC, SOC] = std ** 2
+        self.count_var[idx] = np.maximum(std ** 2, self._ocv_doubt2(self.x[idx, SOC]))
+        self._fresh[idx] = True
         # the load history is unknown: the RC voltages may hold what a typical load leaves
         load_a = cfg.initial_load_c * self.cell.capacity_ah
         self.P[idx, VRC, VRC] = (self.cell.r1_ohm * load_a) ** 2
@@ -181,6 +191,9 @@ class SocFilter:
         if dt_s <= 0.0:
             return
         x, Pt = self.x, self.Pt
+        self._last_dt_s = dt_s
+        self._fresh[:] = False
+        var_before = Pt[SOC, SOC].copy()
         q_nom_as = 3600.0 * self.capacity_nominal_ah
         i_true = current_a - x[:, OFFSET]
         a = np.exp(-dt_s / self.cell.tau1_s)
@@ -193,6 +206,9 @@ class SocFilter:
         b = np.exp(-dt_s / self.config.diffusion_time_s)
         g_slow = (1.0 - b) * f_t * x[:, RSLOW]
         x[:, SLOW] = b * x[:, SLOW] + g_slow * i_true
+        w = np.exp(-dt_s / self.config.polarisation_time_s)
+        self.recent_load_c *= w
+        self.recent_load_c += (1.0 - w) * np.abs(i_true) / self.capacity_nominal_ah
         # P' = F P F^T with F = I + E, E sparse (rows SOC, VRC, SLOW): row then column
         # operations on (6, n) slices instead of batched 6x6 products
         g_q = dt_s * i_true / q_nom_as
@@ -211,6 +227,7 @@ class SocFilter:
         Pt[VRC, VRC] += g_rc ** 2 * s_i2
         Pt[SOC, VRC] += g_soc * g_rc * s_i2
         Pt[VRC, SOC] += g_soc * g_rc * s_i2
+        self.count_var += np.maximum(Pt[SOC, SOC] - var_before, 0.0)
         self._clamp(symmetrise=False)
 
     def predicted_voltage(self, current_a, temperature_degc, r0_ohm, ocv_v=None):
@@ -238,6 +255,9 @@ class SocFilter:
         noise2 = np.broadcast_to(
             np.asarray(self.config.voltage_noise_v if noise_v is None else noise_v) ** 2,
             (self.n,))
+        cfg = self.config
+        if cfg.polarisation_noise_per_c_v > 0.0:
+            noise2 = noise2 + self._polarisation_noise2(current_a, valid)
         measured = np.nan_to_num(voltage_v)
         prior = x.copy()
         # H = [slope, 1, -r0, 0, 1, 0]: P H from four columns of P (no batched products)
@@ -282,6 +302,9 @@ class SocFilter:
         K = np.where(cells[:, None], K, 0.0)
         K[:, CONSIDER] = 0.0
         x += K * np.where(cells, np.nan_to_num(soc_measured) - x[:, SOC], 0.0)[:, None]
+        self.count_var = np.where(cells, np.minimum(self.count_var, np.maximum(
+            P[:, SOC, SOC] * (1.0 - K[:, SOC]), self._ocv_doubt2(x[:, SOC]))), self.count_var)
+        self._fresh &= ~cells
         H = np.zeros((self.n, N_STATES))
         H[:, SOC] = 1.0
         A = np.broadcast_to(self._eye, P.shape) - K[:, :, None] * H[:, None, :]
@@ -289,6 +312,38 @@ class SocFilter:
             + (np.broadcast_to(np.asarray(soc_noise, dtype=float) ** 2, (self.n,))[:, None, None]
                * K[:, :, None] * K[:, None, :])
         self._clamp()
+
+    def _polarisation_noise2(self, current_a, valid):
+        """Measurement variance (V^2) of the polarisation the model does not hold.
+
+        The DFN's diffusion leaves tens to hundreds of mV after minutes of load that the RC
+        pairs do not explain; the error is correlated over minutes, so treated as white noise
+        every sample would re-count it and a flat OCV turns it into a large SoC drift. Its
+        size sigma = ``polarisation_noise_per_c_v`` x (low-pass of |I| / 1 C over
+        ``polarisation_time_s``); over that time it carries the information of one sample, so
+        each sample's variance is sigma^2 x time / dt. That doubt is only given where the count
+        is sure (its own SoC variance since the last confident point, ``count_var``, below
+        ``polarisation_count_std``^2, fading linearly to none there): where the count is
+        unsure (a wrong or no initial SoC, a start under load) the voltage keeps its weight.
+        """
+        cfg = self.config
+        x = self.x
+        # a start under load (unknown polarisation) is no confident point of the count
+        loaded = self._fresh & valid & (np.abs(current_a - x[:, OFFSET])
+                                        > cfg.rest_current_c * self.capacity_nominal_ah)
+        self.count_var = np.where(loaded, np.maximum(self.count_var, 0.25), self.count_var)
+        self._fresh &= ~valid
+        pol_v = cfg.polarisation_noise_per_c_v * self.recent_load_c
+        share = np.maximum(1.0 - self.count_var / cfg.polarisation_count_std ** 2, 0.0)
+        n_corr = max(cfg.polarisation_time_s / self._last_dt_s, 1.0)
+        return pol_v ** 2 * n_corr * share
+
+    def _ocv_doubt2(self, soc):
+        """SoC variance of a start or anchor from OCV for the count's confidence: an OCV read is
+        off by hysteresis and relaxation left (``polarisation_anchor_doubt_v``), which on a
+        plateau spans tens of % (the filter's own anchor doubt may be smaller)."""
+        doubt_v = self.config.polarisation_anchor_doubt_v
+        return (doubt_v / np.maximum(self.ocv_slope(soc), 1e-3)) ** 2
 
     def ocv_slope(self, soc):
         """dOCV/dSoC for the Jacobian, from a 2 % secant so LFP's table kinks do not stall it."""
