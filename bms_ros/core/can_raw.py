@@ -23,7 +23,8 @@ def type_range(dbc_signal: Signal) -> tuple[int, int]:
 
 def invalid_raw_of(sec: Section, dbc_signal: Signal, marker_by_default: bool) -> int | None:
     """The entry's ``invalid_raw``: ``max`` (the largest raw value), ``null`` (none) or a raw
-    value in the signal's range; absent: ``max`` if ``marker_by_default``, else none."""
+    value in the signal's range; absent: ``max`` if ``marker_by_default``, else none.
+    """
     type_min, type_max = type_range(dbc_signal)
     invalid = sec.data.get('invalid_raw', 'max' if marker_by_default else None)
     if invalid == 'max':

@@ -341,7 +341,8 @@ class SocFilter:
     def _ocv_doubt2(self, soc):
         """SoC variance of a start or anchor from OCV for the count's confidence: an OCV read is
         off by hysteresis and relaxation left (``polarisation_anchor_doubt_v``), which on a
-        plateau spans tens of % (the filter's own anchor doubt may be smaller)."""
+        plateau spans tens of % (the filter's own anchor doubt may be smaller).
+        """
         doubt_v = self.config.polarisation_anchor_doubt_v
         return (doubt_v / np.maximum(self.ocv_slope(soc), 1e-3)) ** 2
 
