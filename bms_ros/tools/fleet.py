@@ -38,7 +38,8 @@ TABLES = ('bags', 'packs', 'cells', 'events', 'skipped')
 
 def find_bags(inputs):
     """Bag paths (folders with metadata.yaml, or .mcap files outside one) and CAN logs from
-    paths/globs."""
+    paths/globs.
+    """
     from bms_ros.tools.bag.bagio import is_bag
     from bms_ros.tools.fleet_bags import is_can_log
     found, missing = [], []
@@ -66,7 +67,8 @@ def find_bags(inputs):
 
 def probe_bag(path, profile=None, can_profile=None):
     """{'path', 'serial', 'start_unix_s'} of a bag or CAN log, or {'path', 'skipped',
-    'detail'}."""
+    'detail'}.
+    """
     from bms_ros.core.bag_schema import BagError
     from bms_ros.tools.bag.bagio import Bag
     from bms_ros.tools.bag.offline import resolve_profile
@@ -180,7 +182,8 @@ def analyse_bag(path, previous=None, profile=None, options=None, can_profile=Non
 
 def make_client(workers=2, scheduler=None, threads=False):
     """A dask.distributed Client: to ``scheduler`` if given, else an embedded LocalCluster of
-    ``workers`` single-threaded worker processes (threads: in this process)."""
+    ``workers`` single-threaded worker processes (threads: in this process).
+    """
     from dask.distributed import Client, LocalCluster
     if scheduler:
         return Client(scheduler), None
@@ -200,7 +203,7 @@ def run_fleet(paths, client, profile=None, options=None, can_profile=None):
         if 'skipped' not in p:
             packs.setdefault(p['serial'], []).append(p)
     futures = []
-    for serial, bags in sorted(packs.items()):
+    for _serial, bags in sorted(packs.items()):
         previous = None
         for bag in sorted(bags, key=lambda b: (b['start_unix_s'], b['path'])):
             # the previous bag's future is an argument: Dask runs this one after it
@@ -216,7 +219,8 @@ def run_fleet(paths, client, profile=None, options=None, can_profile=None):
 
 def build_tables(results, skipped, leak_reference_a=0.004, leak_threshold_a=0.012):
     """pandas DataFrames: bags, packs (trends and flags), cells (self-discharge), events,
-    skipped."""
+    skipped.
+    """
     import pandas as pd
 
     from bms_ros.core.fleet import detect
@@ -262,7 +266,8 @@ def build_tables(results, skipped, leak_reference_a=0.004, leak_threshold_a=0.01
                 'current_offset_drift_a_per_day': detect.slope(
                     days, group['current_offset_a'].to_numpy()),
                 'trips': int(group['trips'].sum()),
-                'trips_per_100h': 100.0 * float(group['trips'].sum()) / hours if hours else math.nan,
+                'trips_per_100h': (100.0 * float(group['trips'].sum()) / hours if hours
+                                   else math.nan),
                 'leak_cells': [int(i) for i in np.flatnonzero(alarms['alarm'])],
             })
             for i in range(soc.shape[1]):
@@ -429,6 +434,7 @@ def analyse(inputs, out_dir, workers=2, scheduler=None, threads=False, profile=N
 
 
 def build_parser():
+    """The bms-fleet argument parser."""
     parser = argparse.ArgumentParser(prog='bms-fleet', description=__doc__.split('\n')[0])
     parser.add_argument('bags', nargs='+', help='bag folders, .mcap files, CAN logs (.log '
                         '.asc .blf .trc .csv), folders or globs')
@@ -449,6 +455,7 @@ def build_parser():
 
 
 def main(argv=None):
+    """The bms-fleet command line: analyse the bags and logs, write the report; exit code."""
     args = build_parser().parse_args(argv)
     if args.workers < 1:
         print('bms-fleet: --workers must be >= 1', file=sys.stderr)

@@ -29,7 +29,8 @@ class BagSkipped(BmsError):
 
 def bag_identity(bag):
     """(serials, namespaces) a bag's data belongs to: custom data, battery_state serial numbers
-    and the namespaces holding a measurement topic."""
+    and the namespaces holding a measurement topic.
+    """
     serials = set()
     if bag.custom_data.get(SERIAL_KEY):
         serials.add(bag.custom_data[SERIAL_KEY])
@@ -54,8 +55,9 @@ def read_bag(path, profile_path=None):
         with Bag(path) as bag:
             serials, namespaces = bag_identity(bag)
             if not namespaces:
+                topics = ', '.join(sorted(bag.topics)) or 'none'
                 raise BagSkipped(path, 'no_measurement', 'no measurement topic (not a bms_ros '
-                                 f'pack recording; topics: {", ".join(sorted(bag.topics)) or "none"})')
+                                 f'pack recording; topics: {topics})')
             if len(namespaces) > 1 or len(serials) > 1:
                 raise BagSkipped(path, 'several_packs', 'holds several packs ('
                                  + ', '.join(serials or [n or '/' for n in namespaces])
@@ -123,7 +125,8 @@ def is_can_log(path):
 
 def can_log_profile(path, can_profile=None):
     """The profile that decodes a log: can_profile.yaml in its folder, else ``can_profile``,
-    else the default profile."""
+    else the default profile.
+    """
     from bms_ros.core.profile import default_profile_path
     beside = os.path.join(os.path.dirname(os.path.abspath(path)), FOLDER_CAN_PROFILE)
     if os.path.isfile(beside):
@@ -133,7 +136,8 @@ def can_log_profile(path, can_profile=None):
 
 def can_log_serial(path, profile):
     """The pack's serial number: the profile's, else the log's file name up to its first '_'
-    or '.' (PACK42_2026-01-03.log -> PACK42)."""
+    or '.' (PACK42_2026-01-03.log -> PACK42).
+    """
     if profile.pack.serial_number and profile.pack.serial_number != _NO_SERIAL:
         return profile.pack.serial_number
     return os.path.basename(os.fspath(path)).split('.')[0].split('_')[0] or _NO_SERIAL

@@ -1,5 +1,6 @@
 """bms-fleet on a tiny synthetic fleet (3 packs x 4 bags) plus bad bags, on a 1-worker
-LocalCluster in this process: leak found, fast fader an outlier, capacity trend, bad input."""
+LocalCluster in this process: leak found, fast fader an outlier, capacity trend, bad input.
+"""
 import json
 import os
 import shutil

@@ -1,5 +1,6 @@
 """bms-fleet on a mixed input: MCAP bags and recorded CAN logs (python-can's writers, frames from
-the pack simulator's encoder), one pack's chain going from a bag to a log; bad logs skipped."""
+the pack simulator's encoder), one pack's chain going from a bag to a log; bad logs skipped.
+"""
 import os
 
 import can
@@ -20,7 +21,8 @@ STATE_FIELDS = ('cell_voltages_v', 'temperatures_degc', 'pack_current_a', 'pack_
 
 def bag_to_can_log(bag_path, log_path):
     """The bag's measurements as the pack's CAN frames (PackEncoder) at their stamps, written
-    by python-can's writer for the suffix; the number of frames."""
+    by python-can's writer for the suffix; the number of frames.
+    """
     bag = read_bag(bag_path)
     columns = bag['columns']
     encoder = PackEncoder(_can_protocol(bag['profile_obj'])[2])

@@ -4,8 +4,13 @@ import os
 import numpy as np
 import pytest
 
-from bms_ros.core.fleet.replay import (ReplayOptions, hot_mask, measurement_times,
-                                       protection_windows, replay_columns)
+from bms_ros.core.fleet.replay import (
+    ReplayOptions,
+    hot_mask,
+    measurement_times,
+    protection_windows,
+    replay_columns,
+)
 from bms_ros.core.protection import load_protection_config
 from bms_ros.tools.bag.offline import replay
 from bms_ros.tools.fleet_bags import read_bag

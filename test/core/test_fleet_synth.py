@@ -44,7 +44,8 @@ def test_cdr_encoding_equals_rosbags_serializer_and_decodes_back():
     np.testing.assert_array_equal(columns['cell_balancing'][0], bleed)
     assert columns['pack_current_a'][0] == pytest.approx(-57.5)
     assert columns['header_stamp_s'][0] == pytest.approx(ns * 1e-9, abs=1e-6)
-    assert columns['negative_contactor_closed'].all() and not columns['precharge_relay_closed'].any()
+    assert columns['negative_contactor_closed'].all()
+    assert not columns['precharge_relay_closed'].any()
     assert layout_of(reference[:-3]) is None
 
 

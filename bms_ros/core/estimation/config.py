@@ -117,7 +117,8 @@ class EstimatorConfig:
     @classmethod
     def from_section(cls, section):
         """Validate a profile ``config.Section`` (unknown fields, types, bounds); raises
-        ConfigError naming file and field."""
+        ConfigError naming file and field.
+        """
         section.reject_unknown([f.name for f in fields(cls)])
         d = cls()
         kw = {}

@@ -97,6 +97,7 @@ class PackEstimator:
     # ---------------------------------------------------------------- initialisation
     @property
     def initialised(self):
+        """Per cell: True once its SoC was started (from OCV, a given SoC or a saved state)."""
         return self.filter.initialised
 
     def start_from_soc(self, soc, soc_std=None):
@@ -110,7 +111,8 @@ class PackEstimator:
                 current_offset_a=0.0, age_s=None):
         """Start from persisted values (validated by the caller) with ``restored_soc_std``,
         grown by ``restored_soc_std_per_day`` for a state ``age_s`` old (self-discharge and
-        whatever happened while off; None: age unknown, counted as 30 days)."""
+        whatever happened while off; None: age unknown, counted as 30 days).
+        """
         self.capacity.set(cell_capacity_ah, cell_capacity_std_ah)
         self.resistance.set(cell_r0_ohm)
         days = 30.0 if age_s is None or not np.isfinite(age_s) or age_s < 0 else age_s / 86400.0
@@ -122,7 +124,8 @@ class PackEstimator:
 
     def zero_current(self, current_a, dt_s):
         """The pack current is known to be zero (contactors open): what is measured is the
-        current-sensor offset (A); low-pass it over ``zero_current_time_s`` and use it."""
+        current-sensor offset (A); low-pass it over ``zero_current_time_s`` and use it.
+        """
         if not self.config.zero_current_calibration or not np.isfinite(current_a):
             return
         if self._zero_current_a is None:
@@ -141,7 +144,8 @@ class PackEstimator:
         At rest current this is OCV. Under load the voltage holds R0 i and the polarisation of
         both RC pairs, which depends on how long the load has run (unknown): the fraction
         ``startup_polarisation`` of the settled polarisation (R1 i for the fast pair, r_diff i
-        for the slow one) is assumed, and the doubt covers the rest and the R0 error."""
+        for the slow one) is assumed, and the doubt covers the rest and the R0 error.
+        """
         factor = self.filter.arrhenius(temperature_degc)
         i = np.asarray(current_a, dtype=float)
         r0 = self.resistance.r0_ohm * factor
@@ -157,7 +161,8 @@ class PackEstimator:
 
     def _ocv_soc_std(self, ocv_v, noise_v, temperature_degc):
         """SoC doubt of an OCV known to +-noise_v: half the SoC span the inverse table gives
-        (on a plateau a few mV span tens of %, which a local slope at one point would hide)."""
+        (on a plateau a few mV span tens of %, which a local slope at one point would hide).
+        """
         inverse = self.cell.ocv.soc_from_ocv
         span = inverse(ocv_v + noise_v, temperature_degc) - inverse(ocv_v - noise_v,
                                                                     temperature_degc)
@@ -178,7 +183,8 @@ class PackEstimator:
         ``doubt_floor``: doubt the filter's SoC at least ``anchor_soc_std_min`` first (False:
         a SoC given at start keeps the doubt it was given with). ``relaxation_v``: the
         relaxation still to come per cell (V, signed): the OCV read is voltage + it, and its
-        size is added to the doubt."""
+        size is added to the doubt.
+        """
         valid = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
         relaxation_v = np.broadcast_to(np.asarray(relaxation_v, dtype=float), (self.n,))
         ocv_v = np.asarray(voltage_v, dtype=float) + relaxation_v
@@ -320,7 +326,8 @@ class PackEstimator:
         """End-of-charge anchor: a cell held at the charge cut-off voltage while its current
         has tapered to ``full_charge_current_c`` (the CV phase ending) is full: SoC 1 with
         ``full_charge_soc_std``, and a capacity anchor. Once per charge (again after a
-        discharge)."""
+        discharge).
+        """
         cfg = self.config
         c_a = self.cell.capacity_ah
         i = cell_current_a - self.filter.current_offset_a
@@ -345,7 +352,8 @@ class PackEstimator:
     def _track_relaxation(self, voltage_v, dt_s):
         """Two low-passes of the voltage at rest (30 s and 90 s): for a voltage drifting at r V/s
         they differ by r x 60 s, so their difference is a drift rate robust to the sensor's
-        noise and 1 mV steps."""
+        noise and 1 mV steps.
+        """
         fast, slow = self._rest_ema
         v = np.where(np.isfinite(voltage_v), voltage_v, fast)
         fast += (1.0 - np.exp(-dt_s / 30.0)) * (v - fast)
@@ -356,7 +364,8 @@ class PackEstimator:
         exponential with time constant T = ``relaxation_time_s``: for V = OCV - a exp(-t / T)
         the two low-passes differ by a exp(-t / T) (T / (T - 90) - T / (T - 30)), so what is
         left follows from their difference (for a short T: drift rate x T); 0 before two
-        minutes of rest or with T = 0."""
+        minutes of rest or with T = 0.
+        """
         tau = self.config.relaxation_time_s
         if self._rest_ema is None or self.rest_s < 120.0 or tau <= 0.0:
             return np.zeros(self.n)
@@ -366,7 +375,8 @@ class PackEstimator:
 
     def _ohmic(self, voltage_v, ocv_v):
         """v - OCV - v_rc - v_diff per cell (OCV at the filter's SoC): what the model leaves to
-        R0 (V)."""
+        R0 (V).
+        """
         f = self.filter
         return voltage_v - ocv_v - f.x[:, VRC] - f.x[:, SLOW]
 
@@ -377,6 +387,7 @@ class PackEstimator:
 
     @property
     def at_rest(self):
+        """True once |I| (offset-corrected) stayed below rest_current_c for rest_time_s (s)."""
         return self.rest_s >= self.config.rest_time_s
 
     def _update_limits(self, temperature_degc):

@@ -1,0 +1,1 @@
+"""Fleet analysis: bags replayed offline, per-pack trends and fault detection."""

@@ -101,7 +101,8 @@ class MeasurementLayout:
                link_voltage_v, contactors, cell_balancing, cell_voltage_valid=None,
                temperature_valid=None):
         """CDR bytes of one measurement stamped ``t_ns`` (every group stamped the same);
-        ``contactors`` = (negative, positive, precharge) closed; validity from finiteness."""
+        ``contactors`` = (negative, positive, precharge) closed; validity from finiteness.
+        """
         if self._template is None:
             self._template = self._make_template()
         buf = bytearray(self._template)

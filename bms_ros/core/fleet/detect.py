@@ -135,7 +135,8 @@ def leak_alarms(t_s, excess_a, reference_a=0.004, threshold_a=0.012):
 
 def drift_flags(slopes, limit, floor=0.0, z_limit=OUTLIER_Z):
     """Packs whose slope is beyond ``limit`` in magnitude and an outlier of the fleet (or the
-    only ones: with fewer than three packs, the limit alone decides)."""
+    only ones: with fewer than three packs, the limit alone decides).
+    """
     s = np.asarray(slopes, dtype=float)
     beyond = np.isfinite(s) & (np.abs(s) > limit)
     if np.isfinite(s).sum() < 3:

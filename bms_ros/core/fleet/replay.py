@@ -97,6 +97,7 @@ class BagResult:
     wall_s: float = 0.0
 
     def trips(self):
+        """The events that raised a trip (level 3, active)."""
         return [e for e in self.events if e['level'] == 3 and e['active']]
 
     def carried(self):
@@ -198,7 +199,8 @@ def _row(columns, k, current_a):
 
 def new_estimator(profile, carried=None):
     """A PackEstimator for ``profile``, restored from ``carried`` as the node restores its
-    state file (restored_soc_std; the first measurement at rest re-anchors from OCV)."""
+    state file (restored_soc_std; the first measurement at rest re-anchors from OCV).
+    """
     config = EstimatorConfig.from_section(profile.section('estimator'))
     estimator = PackEstimator(profile.pack.cell, profile.pack.cells_series, config)
     if carried is not None:
@@ -260,7 +262,8 @@ def _signal(limit_id, columns, t_s, pconfig):
 
 def hot_masks(columns, t_s, pconfig):
     """[(limit, mask)]: per limit, the samples near or beyond its warning level or with its
-    flag set (bool per sample); a limit the screen does not know is hot everywhere."""
+    flag set (bool per sample); a limit the screen does not know is hot everywhere.
+    """
     n = len(t_s)
     out = []
     invalid = ~np.asarray(columns['cell_voltage_valid'], bool) | ~np.isfinite(
@@ -317,7 +320,8 @@ def hot_masks(columns, t_s, pconfig):
 
 def _long_runs(beyond, unknown, t_s, duration_s):
     """Samples of runs beyond a level (unknown samples continue a run) that last at least
-    ``duration_s`` minus a sample period, from the run's first beyond sample."""
+    ``duration_s`` minus a sample period, from the run's first beyond sample.
+    """
     on = beyond | unknown
     if not beyond.any():
         return np.zeros(len(on), dtype=bool)
@@ -333,7 +337,8 @@ def _long_runs(beyond, unknown, t_s, duration_s):
 
 def _held(beyond, near):
     """Samples from each one ``beyond`` a level to the end of its run of ``near`` ones (the
-    level holds until the value is back inside its hysteresis band)."""
+    level holds until the value is back inside its hysteresis band).
+    """
     run = np.cumsum(np.concatenate(([True], near[1:] != near[:-1])))   # run label per sample
     hot_runs = np.unique(run[beyond & near])
     held = np.isin(run, hot_runs) & near
@@ -485,10 +490,11 @@ def replay_columns(columns, profile, carried=None, options=None, t_s=None):
 
 
 def _measured_capacity(result, estimator, config, current, dt, bleed_a, columns, t_s):
-    """This bag's own capacity measurement per cell (Ah): offset-corrected charge counted
+    """The bag's own capacity measurement per cell (Ah): offset-corrected charge counted
     (bleed included) between the OCV of the initial rest (a pack that was off: its voltage
     is OCV; mean over the rest before the first current) and the SoC after the final rest's
-    anchor. NaN without both or below capacity_min_delta_soc."""
+    anchor. NaN without both or below capacity_min_delta_soc.
+    """
     n = estimator.n
     nan = [math.nan] * n
     rest_a = config.rest_current_c * estimator.cell.capacity_ah
