@@ -65,6 +65,9 @@ sys.path.insert(0, HERE)
 import drive_cycles  # noqa: E402
 import robot_mission  # noqa: E402
 
+# the sensor model is the earlier pipeline's, so both sets of fixtures see the same sensors
+from validate_estimator import NOISE_C, NOISE_DEGC, NOISE_V, add_noise  # noqa: E402
+
 FIXTURES = os.path.join(REPO, 'test', 'fixtures', 'pybamm')
 MATRIX_DIR = os.path.join(FIXTURES, 'matrix')
 MANIFEST = os.path.join(FIXTURES, 'matrix.json')
@@ -104,9 +107,6 @@ PARTIAL_DEPTH = 0.30
 MID_SOC = 0.55
 WRONG_SOC = 0.2
 OFFSET_C = 0.01
-NOISE_V = 0.002
-NOISE_C = 0.002
-NOISE_DEGC = 0.2
 COUNT_AFTER_S = 120.0
 COUNT_AFTER_UNRELAXED_S = 300.0
 SPLIT_RULE = ('test if (set index + temperature index + kind index) is odd, else tuning; '
@@ -301,17 +301,6 @@ def simulate(cell, sim, temperature_degc):
           + ', '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}'
                       for k, v in info.items()), flush=True)
     return data, info
-
-
-def add_noise(data, capacity_ah, seed):
-    """The sensor model of the module docstring."""
-    rng = np.random.default_rng(seed)
-    n = len(data['t_s'])
-    out = dict(data)
-    out['voltage_v'] = np.round(data['voltage_v'] + rng.normal(0, NOISE_V, n), 3)
-    out['current_a'] = np.round(data['current_a'] + rng.normal(0, NOISE_C * capacity_ah, n), 3)
-    out['temperature_c'] = np.round(data['temperature_c'] + rng.normal(0, NOISE_DEGC, n), 1)
-    return out
 
 
 COLUMNS = ('t_s', 'current_a', 'voltage_v', 'temperature_c', 'soc_true', 'ocv_true_v')
