@@ -69,36 +69,24 @@ def _voltage(latest):
     return None if battery is None else f'{_num(battery["voltage"], ".1f")}V'
 
 
-def _cells(latest):
-    measurement = latest.get('measurement')
-    if measurement is None:
-        return None
-    cells = _finite(measurement['cell_voltages_v'])
-    return f'{min(cells):.3f}-{max(cells):.3f}V' if cells else 'cells n/a'
+def _measured(field, text, missing):
+    """A field formatter of the measurement's finite ``field`` values: ``text(values)``, or
+    ``missing`` when none is finite; None before a measurement arrived.
+    """
+    def field_text(latest):
+        measurement = latest.get('measurement')
+        if measurement is None:
+            return None
+        values = _finite(measurement[field])
+        return text(values) if values else missing
+    return field_text
 
 
-def _spread(latest):
-    measurement = latest.get('measurement')
-    if measurement is None:
-        return None
-    cells = _finite(measurement['cell_voltages_v'])
-    return f'spread {1000 * (max(cells) - min(cells)):.0f}mV' if cells else 'spread n/a'
-
-
-def _tmax(latest):
-    measurement = latest.get('measurement')
-    if measurement is None:
-        return None
-    temps = _finite(measurement['temperatures_degc'])
-    return f'T {max(temps):.1f}C' if temps else 'T n/a'
-
-
-def _tmin(latest):
-    measurement = latest.get('measurement')
-    if measurement is None:
-        return None
-    temps = _finite(measurement['temperatures_degc'])
-    return f'Tmin {min(temps):.1f}C' if temps else 'Tmin n/a'
+_cells = _measured('cell_voltages_v', lambda v: f'{min(v):.3f}-{max(v):.3f}V', 'cells n/a')
+_spread = _measured('cell_voltages_v', lambda v: f'spread {1000 * (max(v) - min(v)):.0f}mV',
+                    'spread n/a')
+_tmax = _measured('temperatures_degc', lambda v: f'T {max(v):.1f}C', 'T n/a')
+_tmin = _measured('temperatures_degc', lambda v: f'Tmin {min(v):.1f}C', 'Tmin n/a')
 
 
 def _limits(latest):
