@@ -230,7 +230,7 @@ def _decoder(connection, current):
     msgdef = getattr(connection, 'msgdef', None)
     text = getattr(msgdef, 'data', '') or ''
     if not digest.startswith('RIHS01_') or not text \
-            or digest == bag_schema.typestore().hash_rihs01(msgtype):
+            or digest == current.hash_rihs01(msgtype):
         return current, False
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
     try:
