@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from bms_interfaces.msg import BalancingCommand, CanFrame, ContactorCommand, PackMeasurement
 from bms_ros.core.can_codec import CanProtocol
 from bms_ros.core.profile import Profile, config_dir, default_profile_path
-from test.support.can_pack import CanPack
+from test.support.can_pack import CanPack, start_hub
 
 pytestmark = pytest.mark.ros
 
@@ -37,19 +37,6 @@ def write_profile(tmp_path, name):
     path = tmp_path / f'profile_{name}.yaml'
     path.write_text(yaml.safe_dump({'pack': pack, 'can': can_section}))
     return str(path), source.pack
-
-
-def start_hub(env):
-    hub = env.start_module('bms_ros.tools.can_hub', '--port', '0', '--grace-s', '0.1',
-                           ros_args=False, name='can_hub')
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline:
-        match = re.search(r'listening on 127\.0\.0\.1:(\d+)', hub.log_tail())
-        if match:
-            return int(match.group(1))
-        assert hub.alive(), hub.log_tail()
-        time.sleep(0.05)
-    raise AssertionError('hub did not start\n' + hub.log_tail())
 
 
 def pack_state(cells, sensors):

@@ -1,7 +1,6 @@
 """The state_estimator's energy fields and its check_mission service (real node process)."""
 import math
 import os
-import re
 import threading
 import time
 
@@ -21,6 +20,7 @@ from bms_ros.core.energy.config import EnergyConfig
 from bms_ros.core.energy.state_of_energy import CellEnergyModel
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import Profile, config_dir, default_profile_path
+from test.support.can_pack import start_hub
 
 from .harness import LATCHED
 
@@ -136,19 +136,6 @@ def can_charger_profile(tmp_path):
     path = tmp_path / 'can_charger.yaml'
     path.write_text(yaml.safe_dump(profile))
     return str(path), source.pack, devices
-
-
-def start_hub(env):
-    hub = env.start_module('bms_ros.tools.can_hub', '--port', '0', '--grace-s', '0.1',
-                           ros_args=False, name='can_hub')
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline:
-        match = re.search(r'listening on 127\.0\.0\.1:(\d+)', hub.log_tail())
-        if match:
-            return int(match.group(1))
-        assert hub.alive(), hub.log_tail()
-        time.sleep(0.05)
-    raise AssertionError('hub did not start\n' + hub.log_tail())
 
 
 class FramePlayer:

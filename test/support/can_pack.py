@@ -9,6 +9,7 @@ frame at once and times the first all-open command after it.
 The ROS-topic fake pack is test/support/fake_pack.FakePack; the real simulated pack is
 bms_ros.nodes.pack_simulator (test/ros/pack_plant.SimulatedSuite).
 """
+import re
 import socket
 import threading
 import time
@@ -156,3 +157,17 @@ class CanPack:
         for thread in self._threads:
             thread.join(2.0)
         self.bus.shutdown()
+
+
+def start_hub(env):
+    """Start the CAN hub on a free port of 127.0.0.1 in ``env``; the port it listens on."""
+    hub = env.start_module('bms_ros.tools.can_hub', '--port', '0', '--grace-s', '0.1',
+                           ros_args=False, name='can_hub')
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        match = re.search(r'listening on 127\.0\.0\.1:(\d+)', hub.log_tail())
+        if match:
+            return int(match.group(1))
+        assert hub.alive(), hub.log_tail()
+        time.sleep(0.05)
+    raise AssertionError('hub did not start\n' + hub.log_tail())
