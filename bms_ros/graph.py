@@ -15,27 +15,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .core import contract
+from .core.config_paths import default_profile_path
 from .core.state_paths import check_base
-
-
-def _default_profile_path():
-    """core.profile.default_profile_path() without importing core.profile, whose imports
-    (core.config) bring numpy: bringup, which reads this module, then stays small (issue 18).
-    test/core/test_graph_footprint.py checks both give the same path.
-    """
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    source = os.path.join(package, 'config')
-    if not os.path.isdir(source):   # the installed layout: core.profile says where
-        from .core.profile import default_profile_path
-        return default_profile_path()
-    return os.path.join(source, 'profiles', 'lfp_16s.yaml')
-
 
 DEFAULT_CAN_PORT = contract.CAN_HUB_PORT  # socketcand's; the hub binds 127.0.0.1 only
 
 # Launch arguments: name -> (default, description). The launch file declares exactly these.
 ARGUMENTS = {
-    'profile': (_default_profile_path(), 'pack profile YAML (config/profiles/*.yaml)'),
+    'profile': (default_profile_path(), 'pack profile YAML (config/profiles/*.yaml)'),
     'namespace': ('', 'namespace of this pack, e.g. pack_a (one per pack on multi-pack robots)'),
     'use_sim_time': ('false', 'use /clock (Gazebo or bag replay) instead of wall time'),
     'simulate': ('true', 'start the simulated pack and a loopback CAN hub instead of hardware'),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from . import failsafe
 from .cell import CellSpec
 from .config import Section
+from .config_paths import config_dir, default_profile_path  # noqa: F401  (re-exported)
 from .state_paths import check_base, check_path_part
 
 if TYPE_CHECKING:
@@ -94,18 +95,3 @@ class Profile:
             cells_series=series, cells_parallel=parallel, temperature_sensors=sensors,
             cell=single.scaled(parallel), cell_single=single, state_dir=state_dir,
             frame_id=section.string('frame_id', 'battery'))
-
-
-def default_profile_path() -> str:
-    """The LFP robot profile shipped with the package (source tree or installed share)."""
-    return os.path.join(config_dir(), 'profiles', 'lfp_16s.yaml')
-
-
-def config_dir() -> str:
-    """config/ of the source tree, else the installed share/bms_ros/config."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    source = os.path.join(here, 'config')
-    if os.path.isdir(source):
-        return source
-    from ament_index_python.packages import get_package_share_directory  # installed layout
-    return os.path.join(get_package_share_directory('bms_ros'), 'config')

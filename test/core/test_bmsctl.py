@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 from sensor_msgs.msg import BatteryState
 
@@ -200,12 +201,23 @@ def test_clear_error_when_the_suite_is_not_running():
     assert 'missing pack_state (from pack_supervisor), battery_state' in out.stderr
 
 
+def wait_for_dds_sockets(process, timeout_s):
+    """Until ``process`` has opened its DDS (UDP) sockets: rclpy is initialised, its node made
+    and its signal handlers set; AssertionError after ``timeout_s`` (s).
+    """
+    deadline = time.monotonic() + timeout_s
+    while not psutil.Process(process.pid).net_connections(kind='udp'):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f'no DDS socket after {timeout_s} s'
+        time.sleep(0.05)    # poll interval
+
+
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_ends_bmsctl_quietly(sig):
     process = subprocess.Popen([sys.executable, '-m', 'bms_ros.tools.bmsctl', 'status',
                                 '--namespace', 'nobody', '--timeout', '60'],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3.0)            # inside its wait for the suite (rclpy initialised)
+    wait_for_dds_sockets(process, timeout_s=30.0)   # inside its wait for the suite
     process.send_signal(sig)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
