@@ -1,6 +1,5 @@
 """The balancing node in its own process, driven by measurement, estimate and protection."""
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -9,16 +8,12 @@ import yaml
 from bms_interfaces.msg import (
     BalancingCommand,
     BalancingStatus,
-    BatteryEstimate,
-    PackMeasurement,
-    ProtectionStatus,
 )
 from bms_interfaces.srv import SetBalancingMode
 from bms_ros.core.profile import config_dir
+from test.support.fake_pack import FakePack
 
 pytestmark = pytest.mark.ros
-
-PUBLISH_PERIOD_S = 0.1   # seconds: the measurement stream rate of the CAN driver
 
 
 def small_profile(tmp_path, **balancing):
@@ -39,51 +34,13 @@ def small_profile(tmp_path, **balancing):
     return str(path)
 
 
-class Feeder:
-    """Publishes the scenario (measurement, estimate, protection status) at 10 Hz."""
-
-    def __init__(self, env):
-        self.env = env
-        self.lock = threading.Lock()
-        self.volts = [3.30] * 4
-        self.valid = [True] * 4
-        self.current_a = 0.0
-        self.soc = [0.5] * 4
-        self.capacity_ah = [23.0] * 4
-        self.trip_latched = False
-        self.send_measurement = True
-        self.meas_pub = env.publisher(PackMeasurement, 'measurement')
-        self.est_pub = env.publisher(BatteryEstimate, 'estimate')
-        self.prot_pub = env.publisher(ProtectionStatus, 'protection_status')
-        self.timer = env.node.create_timer(PUBLISH_PERIOD_S, self.publish)
-
-    def set(self, **values):
-        with self.lock:
-            for key, value in values.items():
-                setattr(self, key, value)
-
-    def publish(self):
-        with self.lock:
-            stamp = self.env.node.get_clock().now().to_msg()
-            if self.send_measurement:
-                m = PackMeasurement()
-                m.header.stamp = stamp
-                m.cell_voltages_stamp = stamp
-                m.cell_voltages_v = [float(v) for v in self.volts]
-                m.cell_voltage_valid = list(self.valid)
-                m.temperatures_degc = [25.0, 25.0]
-                m.temperature_valid = [True, True]
-                m.pack_current_a = self.current_a
-                self.meas_pub.publish(m)
-            e = BatteryEstimate()
-            e.header.stamp = stamp
-            e.cell_soc = [float(x) for x in self.soc]
-            e.cell_capacity_ah = [float(x) for x in self.capacity_ah]
-            self.est_pub.publish(e)
-            p = ProtectionStatus()
-            p.header.stamp = stamp
-            p.trip_latched = self.trip_latched
-            self.prot_pub.publish(p)
+def scenario_pack(env):
+    """The fake pack (test/support/fake_pack) as the scenario: measurement, estimate (cell SoC
+    and capacity) and protection status, all at 10 Hz; 4 cells at 3.30 V, 2 sensors.
+    """
+    pack = FakePack(env, cells=4, sensors=2, estimate_every=1, protection=True)
+    pack.set(cells_v=[3.30] * 4, cell_soc=[0.5] * 4, cell_capacity_ah=[23.0] * 4)
+    return pack
 
 
 def bleeding(msg):
@@ -93,8 +50,9 @@ def bleeding(msg):
 def test_balancing_node_commands_reports_and_obeys_protection(ros_env, tmp_path):
     commands = ros_env.subscribe(BalancingCommand, 'balancing_command')
     status = ros_env.subscribe(BalancingStatus, 'balancing_status')
-    feeder = Feeder(ros_env)
-    feeder.set(volts=[3.400, 3.420, 3.403, 3.410])
+    feeder = scenario_pack(ros_env)
+    feeder.set(cells_v=[3.400, 3.420, 3.403, 3.410])
+    feeder.start()
     ros_env.start_module('bms_ros.nodes.balancing', params={'profile': small_profile(tmp_path)})
 
     # voltage mode: cells 1 and 3 are more than 5 mV above cell 0; cell 2 is not; 0 is lowest
@@ -139,7 +97,7 @@ def test_balancing_node_commands_reports_and_obeys_protection(ros_env, tmp_path)
     assert reply.success, reply.message
     assert 'mode soc' in reply.message and 'soc_threshold 0.02' in reply.message
     # on the LFP plateau: equal voltages, but cell 2 is 6 % above the lowest, cell 3 only 1 %
-    feeder.set(volts=[3.300, 3.300, 3.301, 3.300], soc=[0.50, 0.52, 0.56, 0.51])
+    feeder.set(cells_v=[3.300, 3.300, 3.301, 3.300], cell_soc=[0.50, 0.52, 0.56, 0.51])
     status.clear()
     s = status.wait_for(lambda m: m.mode == BalancingStatus.MODE_SOC, timeout_s=5.0)
     assert s.inhibit_reason == 'protection trip latched' and not s.active   # still tripped
@@ -150,15 +108,15 @@ def test_balancing_node_commands_reports_and_obeys_protection(ros_env, tmp_path)
     assert s.cell_soc_spread == pytest.approx(0.06, abs=1e-6)
 
     # bad input: a measurement with 3 cells is rejected and holds balancing off
-    feeder.set(volts=[3.300, 3.300, 3.301], valid=[True] * 3)
+    feeder.set(cells_v=[3.300, 3.300, 3.301], valid_cells=[True] * 3)
     s = status.wait_for(lambda m: m.inhibit_reason == 'rejected measurement', timeout_s=10.0,
                         what='inhibit on a rejected measurement')
     assert not any(s.cell_bleed)
     # good again, then no measurement at all: stale after measurement_timeout_s (2 s)
-    feeder.set(volts=[3.300, 3.300, 3.301, 3.300], valid=[True] * 4)
+    feeder.set(cells_v=[3.300, 3.300, 3.301, 3.300], valid_cells=[True] * 4)
     status.clear()
     status.wait_for(lambda m: m.active, timeout_s=10.0, what='bleeding again')
-    feeder.set(send_measurement=False)
+    feeder.set(measurements=False)
     s = status.wait_for(lambda m: m.inhibit_reason == 'stale measurement', timeout_s=10.0,
                         what='inhibit on a stale measurement')
     assert not any(s.cell_bleed)

@@ -7,27 +7,23 @@ default /battery_status.
 """
 import math
 import os
-import threading
-import time
 
-import numpy as np
 import pytest
 import yaml
 from sensor_msgs.msg import BatteryState
-from std_msgs.msg import Bool
 
-from bms_interfaces.msg import PackMeasurement, PackState
+from bms_interfaces.msg import PackState
 from bms_interfaces.srv import SetSoc
 from bms_ros.core.cell import CellSpec
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import config_dir
 from bms_ros.nodes import qos
+from test.support.fake_pack import FakePack
 
 pytestmark = pytest.mark.ros
 
 CELL = os.path.join(config_dir(), 'cells', 'nmc_lg_m50.yaml')
 MODULE = 'bms_ros.nodes.state_estimator'
-PERIOD_S = 0.1
 LATCHED = qos.LATEST
 
 
@@ -79,55 +75,21 @@ def profile_file(tmp_path):
     return str(path)
 
 
-class Pack:
-    """PackMeasurement at 10 Hz from a 1-RC truth; current and contactors settable."""
-
-    def __init__(self, env, soc, current_a):
-        self.env = env
-        self.lock = threading.Lock()
-        self.truth = EcmCells(CellSpec.from_file(CELL), soc)
-        self.current_a = current_a
-        self.voltages_valid = True
-        self.closed = True
-        self.pub = env.publisher(PackMeasurement, 'measurement')
-        self.timer = env.node.create_timer(PERIOD_S, self.publish)
-
-    def set(self, **values):
-        with self.lock:
-            for key, value in values.items():
-                setattr(self, key, value)
-
-    def publish(self):
-        with self.lock:
-            current = self.current_a if self.closed else 0.0
-            self.truth.step(PERIOD_S, current)
-            volts = self.truth.voltage_v()
-            m = PackMeasurement()
-            m.header.stamp = self.env.node.get_clock().now().to_msg()
-            m.cell_voltages_v = [float(v) if self.voltages_valid else math.nan for v in volts]
-            m.cell_voltage_valid = [self.voltages_valid] * volts.size
-            m.temperatures_degc = [25.0, 25.0]
-            m.temperature_valid = [True, True]
-            m.pack_current_a = float(current)
-            m.pack_voltage_v = float(np.sum(volts))
-            m.negative_contactor_closed = m.positive_contactor_closed = self.closed
-            self.pub.publish(m)
-
-    def stop(self):
-        self.timer.cancel()
-
-
 def test_consumer_matrix_from_the_real_node(ros_env, tmp_path):
     battery = ros_env.subscribe(BatteryState, '/battery_status')     # nav2's default topic
     dock = ros_env.subscribe(BatteryState, 'dock_battery_state')
-    charger = ros_env.publisher(Bool, 'charger_present')
     pack_state = ros_env.publisher(PackState, 'pack_state', LATCHED)
-    pack = Pack(ros_env, [0.6] * 4, current_a=-5.0)
-    pack.set(voltages_valid=False)         # no usable voltage yet: no estimate
+    # the fake pack (test/support/fake_pack) on a 1-RC truth, contactors closed, 2 sensors; no
+    # usable voltage yet: no estimate
+    pack = FakePack(ros_env, cells=4, sensors=2,
+                    truth=EcmCells(CellSpec.from_file(CELL), [0.6] * 4), closed=(True, False, True),
+                    charger=True)
+    pack.set(current_a=-5.0, estimates=False, valid_cells=[False] * 4)
+    pack.start()
     ros_env.start_module(MODULE, params={'profile': profile_file(tmp_path),
                                          'state_file': str(tmp_path / 'state.json')},
                          remaps={'battery_state': '/battery_status'})
-    ros_env.wait_for_subscribers(pack.pub, timeout_s=15.0)
+    ros_env.wait_for_subscribers(pack.measurement_pub, timeout_s=15.0)
 
     # 1. no estimate: percentage never NaN, reads 0 -> nav2 sees "low"; status not CHARGING
     unknown = battery.wait_for(timeout_s=15.0, what='battery_state on /battery_status')
@@ -136,7 +98,7 @@ def test_consumer_matrix_from_the_real_node(ros_env, tmp_path):
     assert rmf_battery_soc(unknown, previous=0.5) == 0.0
 
     # 2. driving: discharging, not low, not charging for any consumer
-    pack.set(voltages_valid=True)
+    pack.set(valid_cells=[True] * 4)
     drive = battery.wait_for(lambda m: m.present and m.percentage > 0.3, timeout_s=15.0,
                              what='an estimate while driving')
     assert drive.power_supply_status == BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
@@ -146,17 +108,8 @@ def test_consumer_matrix_from_the_real_node(ros_env, tmp_path):
     drive_line = broadcaster_percentage(drive.voltage, 4 * 3.0, 4 * 4.2)
 
     # 3. on the dock, charging at 2 A: every consumer sees charging
-    ros_env.wait_for_subscribers(charger, timeout_s=10.0)
-    charger_on = threading.Event()
-    charger_on.set()
-
-    def plug():                         # the dock's contact sensor, at 2 Hz while plugged
-        while charger_on.is_set():
-            charger.publish(Bool(data=True))
-            time.sleep(0.5)
-
-    threading.Thread(target=plug, daemon=True).start()
-    pack.set(current_a=2.0)
+    ros_env.wait_for_subscribers(pack.charger_pub, timeout_s=10.0)
+    pack.set(charger_present=True, current_a=2.0)   # the dock's contact sensor, at 2 Hz
     charging = battery.wait_for(lambda m: m.current > 1.5, timeout_s=10.0, what='charging')
     assert nav2_is_battery_charging(charging) and docking_is_charging(charging)
     # the broadcaster's voltage line (3.0..4.2 V per cell) jumps with the current (I R), the
@@ -166,7 +119,8 @@ def test_consumer_matrix_from_the_real_node(ros_env, tmp_path):
     assert abs(charging.percentage - drive.percentage) < 0.03
 
     # 4. FULL on the dock (no current): nav2 still sees charging (the charger input)
-    pack.truth.soc[:] = 0.99
+    with pack.lock:
+        pack.truth.soc[:] = 0.99
     reply = ros_env.call(SetSoc, 'set_soc', SetSoc.Request(cell_soc=[0.99]), timeout_s=15.0)
     assert reply.success
     pack.set(current_a=0.0)
@@ -180,7 +134,7 @@ def test_consumer_matrix_from_the_real_node(ros_env, tmp_path):
     assert full_dock.percentage == pytest.approx(full.percentage, abs=0.01)
 
     # 5. contactors open on the dock: charging for nav2 and for the docking copy
-    pack.set(closed=False)
+    pack.set_contactors(False, False, False)      # the current is 0 A already
     ros_env.wait_for_subscribers(pack_state, timeout_s=10.0)
     pack_state.publish(PackState(state=PackState.STATE_STANDBY, state_name='STANDBY'))
     dock.clear()
@@ -190,9 +144,7 @@ def test_consumer_matrix_from_the_real_node(ros_env, tmp_path):
     assert docking_is_charging(dock.wait_for(timeout_s=10.0))
 
     # 6. off the charger: not charging anywhere; FULL (idle at full SoC)
-    charger_on.clear()
-    ros_env.wait_for_subscribers(charger, timeout_s=10.0)
-    charger.publish(Bool(data=False))
+    pack.set(charger_present=False)
     off = battery.wait_for(lambda m: not nav2_is_battery_charging(m), timeout_s=10.0,
                            what='not charging once the charger is gone')
     assert off.power_supply_status == BatteryState.POWER_SUPPLY_STATUS_FULL

@@ -1,8 +1,7 @@
-"""The state_estimator node in its own process, fed by a probe with a 1-RC truth."""
+"""The state_estimator node in its own process, fed by the fake pack on a 1-RC truth."""
 import json
 import math
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -15,10 +14,10 @@ from bms_ros.core.cell import CellSpec
 from bms_ros.core.estimation import pack_soc
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import config_dir
+from test.support.fake_pack import FakePack
 
 pytestmark = pytest.mark.ros
 
-PERIOD_S = 0.1                          # the measurement stream of the CAN driver, 10 Hz
 CELL = os.path.join(config_dir(), 'cells', 'nmc_lg_m50.yaml')
 MODULE = 'bms_ros.nodes.state_estimator'
 
@@ -37,51 +36,21 @@ def small_profile(tmp_path):
     return str(path)
 
 
-class Probe:
-    """Publishes PackMeasurement at 10 Hz from a 1-RC truth at a constant current."""
+def start_pack(env, soc, current_a, **values):
+    """The fake pack (test/support/fake_pack) on a 1-RC truth at a constant current: 2 sensors,
+    contactors closed, no estimate of its own (the node under test makes it).
+    """
+    pack = FakePack(env, cells=len(soc), sensors=2, truth=EcmCells(CellSpec.from_file(CELL), soc),
+                    closed=(True, False, True))
+    pack.set(current_a=current_a, estimates=False, **values)
+    return pack.start()
 
-    def __init__(self, env, soc, current_a):
-        self.env = env
-        self.lock = threading.Lock()
-        self.truth = EcmCells(CellSpec.from_file(CELL), soc)
-        self.current_a = current_a
-        self.valid = [True] * len(soc)
-        self.sensor_valid = [True, True]
-        self.enabled = True
-        self.pub = env.publisher(PackMeasurement, 'measurement')
-        self.timer = env.node.create_timer(PERIOD_S, self.publish)
 
-    def set(self, **values):
-        with self.lock:
-            for key, value in values.items():
-                setattr(self, key, value)
-
-    def pack_soc(self):
-        with self.lock:
-            ok = np.asarray(self.valid)
-            return pack_soc(self.truth.soc[ok], self.truth.capacity_ah[ok])[0]
-
-    def publish(self):
-        with self.lock:
-            if not self.enabled:
-                return
-            self.truth.step(PERIOD_S, self.current_a)
-            volts = self.truth.voltage_v()
-            stamp = self.env.node.get_clock().now().to_msg()
-            m = PackMeasurement()
-            m.header.stamp = stamp
-            m.cell_voltages_v = [float(v) if ok else math.nan for v, ok in zip(volts, self.valid)]
-            m.cell_voltage_valid = list(self.valid)
-            m.temperatures_degc = [25.0 if ok else math.nan for ok in self.sensor_valid]
-            m.temperature_valid = list(self.sensor_valid)
-            m.pack_current_a = float(self.current_a)
-            m.pack_voltage_v = float(np.sum(volts))
-            m.negative_contactor_closed = m.positive_contactor_closed = True
-            self.pub.publish(m)
-
-    def stop(self):
-        self.set(enabled=False)
-        self.timer.cancel()
+def truth_pack_soc(pack):
+    """The pack SoC of the truth over the cells the pack reports valid."""
+    with pack.lock:
+        ok = np.asarray(pack.valid_cells)
+        return pack_soc(pack.truth.soc[ok], pack.truth.capacity_ah[ok])[0]
 
 
 def test_battery_state_follows_a_discharge(ros_env, tmp_path):
@@ -89,15 +58,15 @@ def test_battery_state_follows_a_discharge(ros_env, tmp_path):
     state = tmp_path / 'state.json'
     battery = ros_env.subscribe(BatteryState, 'battery_state')
     estimate = ros_env.subscribe(BatteryEstimate, 'estimate')
-    probe = Probe(ros_env, [0.60, 0.64, 0.57, 0.62], current_a=-10.0)   # 2 C discharge
-    probe.set(valid=[True, True, True, False], sensor_valid=[True, False])
+    probe = start_pack(ros_env, [0.60, 0.64, 0.57, 0.62], current_a=-10.0,   # 2 C discharge
+                       valid_cells=[True, True, True, False], valid_sensors=[True, False])
     ros_env.start_module(MODULE, params={'profile': profile, 'state_file': str(state)})
-    ros_env.wait_for_subscribers(probe.pub, timeout_s=15.0)
+    ros_env.wait_for_subscribers(probe.measurement_pub, timeout_s=15.0)
     first = battery.wait_for(lambda m: m.present and math.isfinite(m.percentage),
                              timeout_s=15.0, what='a present battery with a percentage')
     battery.clear()
     msg = battery.wait_count(15, timeout_s=10.0)[-1]     # ~3 s of discharge later
-    truth = probe.pack_soc()
+    truth = truth_pack_soc(probe)
     assert msg.percentage == pytest.approx(truth, abs=0.02)
     assert msg.percentage < first.percentage              # it discharges
     assert msg.current == pytest.approx(-10.0)            # negative when discharging
@@ -123,7 +92,7 @@ def test_battery_state_follows_a_discharge(ros_env, tmp_path):
     bad = PackMeasurement()
     bad.cell_voltages_v = [3.7] * 3
     bad.pack_current_a = -10.0
-    probe.pub.publish(bad)
+    probe.measurement_pub.publish(bad)
     estimate.wait_for(lambda m: m.measurements_rejected >= 1, timeout_s=5.0,
                       what='the bad measurement counted')
 
@@ -147,10 +116,10 @@ def test_set_soc_and_restore_after_restart(ros_env, tmp_path):
     profile = small_profile(tmp_path)
     state = tmp_path / 'state.json'
     battery = ros_env.subscribe(BatteryState, 'battery_state')
-    probe = Probe(ros_env, [0.6] * 4, current_a=0.0)
-    probe.set(valid=[False] * 4)                 # no voltage: nothing pulls a set SoC back
+    probe = start_pack(ros_env, [0.6] * 4, current_a=0.0,
+                       valid_cells=[False] * 4)   # no voltage: nothing pulls a set SoC back
     node = ros_env.start_module(MODULE, params={'profile': profile, 'state_file': str(state)})
-    ros_env.wait_for_subscribers(probe.pub, timeout_s=15.0)
+    ros_env.wait_for_subscribers(probe.measurement_pub, timeout_s=15.0)
     # matched is not yet received: wait until the node says it has a measurement
     battery.wait_for(lambda m: m.present, timeout_s=15.0, what='a measurement at the node')
 
@@ -160,7 +129,7 @@ def test_set_soc_and_restore_after_restart(ros_env, tmp_path):
     assert not reply.success and 'not at rest' in reply.message
     reply = ros_env.call(SetSoc, 'set_soc', SetSoc.Request(from_ocv=True, force=True))
     assert not reply.success and 'no valid cell voltage' in reply.message
-    probe.set(valid=[True] * 4)
+    probe.set(valid_cells=[True] * 4)
     battery.wait_for(lambda m: not math.isnan(m.cell_voltage[0]), timeout_s=5.0)
     reply = ros_env.call(SetSoc, 'set_soc', SetSoc.Request(from_ocv=True, force=True))
     assert reply.success and reply.cell_soc == pytest.approx([0.6] * 4, abs=0.01)
@@ -187,7 +156,7 @@ def test_corrupt_state_file_starts_from_ocv(ros_env, tmp_path):
     state = tmp_path / 'state.json'
     state.write_text('{"format": "bms_ros.estimator_state", "version": 1, "cell_soc": [')
     battery = ros_env.subscribe(BatteryState, 'battery_state')
-    probe = Probe(ros_env, [0.7] * 4, current_a=0.0)
+    probe = start_pack(ros_env, [0.7] * 4, current_a=0.0)
     node = ros_env.start_module(MODULE, params={'profile': profile, 'state_file': str(state)})
     msg = battery.wait_for(lambda m: m.present and math.isfinite(m.percentage), timeout_s=15.0,
                            what='a percentage from OCV')

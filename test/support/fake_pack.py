@@ -6,6 +6,14 @@ a closing delay (unless welded or stuck open), and the DC link charges through t
 resistor (time constant tau) or is shorted (it never rises). With ``delay_s=0, tau_s=0,
 publish_on_change=True`` it is the instant pack of bench/trip_latency.py.
 
+Scenarios set its values with ``set(...)`` (per-cell ``cells_v`` and ``valid_cells``, per-sensor
+``temperatures_degc`` and ``valid_sensors``; an invalid value is published as NaN, as the CAN
+driver does), or give it a ``truth`` cell model (bms_ros.core.estimation.synthetic.EcmCells)
+that is stepped at ``current_a`` every period and gives the cell voltages. Two optional
+streams: ``protection=True`` publishes ProtectionStatus (``trip_latched``) every period,
+``charger=True`` the dock's contact sensor charger_present (Bool, 2 Hz) once
+``charger_present`` is set. ``estimates=False`` when the real state_estimator runs.
+
 The CAN-level stand-ins (a pack on the CAN hub) are the real pack_simulator
 (test/ros/pack_plant.SimulatedSuite) or a pack BMS of its own (test_pack_control.FakePackBms).
 """
@@ -13,22 +21,34 @@ import math
 import threading
 import time
 
-from bms_interfaces.msg import BatteryEstimate, ContactorCommand, PackMeasurement
+from std_msgs.msg import Bool
+
+from bms_interfaces.msg import BatteryEstimate, ContactorCommand, PackMeasurement, ProtectionStatus
 from test.ros.harness import RELIABLE
 
 CELLS = 16
 SENSORS = 8
 CELL_V = 3.3
 PACK_V = CELLS * CELL_V
+PERIOD_S = 0.1     # seconds: the measurement stream of the CAN driver, 10 Hz
 
 
 class FakePack:
     """Contactors, DC link and sensor values of a pack, driven by contactor_command."""
 
-    def __init__(self, env, delay_s=0.015, tau_s=0.048, soc=0.5, publish_on_change=False):
+    def __init__(self, env, delay_s=0.015, tau_s=0.048, soc=0.5, publish_on_change=False, *,
+                 cells=CELLS, sensors=SENSORS, truth=None, closed=None, estimate_every=5,
+                 protection=False, charger=False):
         """:param delay_s: contactor closing/opening delay, s (0: feedback follows at once).
         :param tau_s: pre-charge time constant of the DC link, s (<= 0: at pack voltage at once).
         :param publish_on_change: also publish a measurement at once on a command change.
+        :param cells: cells in series; ``sensors``: temperature sensors.
+        :param truth: a cell model with ``step(dt_s, current_a)`` and ``voltage_v()`` (and
+            ``soc``, ``capacity_ah``), stepped every period at ``current_a`` (+ = charging).
+        :param closed: (negative, precharge, positive) held as if commanded long ago.
+        :param estimate_every: publish the estimate every this many measurement periods.
+        :param protection: publish protection_status (``trip_latched``) every period.
+        :param charger: publish charger_present (``charger_present``, unless None) at 2 Hz.
         """
         self.env = env
         self.publish_on_change = publish_on_change
@@ -42,20 +62,32 @@ class FakePack:
         # decode as False (open), whatever the contactors really are
         self.contactors_stale = False
         self.estimates = True      # False: the state estimator stops publishing
-        self.cells_v = [CELL_V] * CELLS
-        self.temperatures_degc = [25.0] * SENSORS
+        self.estimate_every = estimate_every
+        self.cell_soc = None       # the estimate's cell_soc (None: left empty)
+        self.cell_capacity_ah = None
+        self.measurements = True   # False: the measurement stream stops (a stale driver)
+        self.trip_latched = False          # protection_status's (with protection=True)
+        self.charger_present = None        # None: nothing sent yet (with charger=True)
+        self.truth = truth
+        self.cells_v = ([float(v) for v in truth.voltage_v()] if truth is not None
+                        else [CELL_V] * cells)
+        self.temperatures_degc = [25.0] * sensors
         self.current_a = 0.0
         self.pack_v = None         # None: the sum of cells
-        self.valid_cells = [True] * CELLS
-        self._lock = threading.Lock()
-        self._command = (False, False, False)
+        self.valid_cells = [True] * cells
+        self.valid_sensors = [True] * sensors
+        self.lock = self._lock = threading.Lock()   # held while values change or are read
+        self._command = (False, False, False) if closed is None else tuple(closed)
         self._changed_s = [0.0, 0.0, 0.0]
-        self.closed = [False, False, False]
+        self.closed = list(self._command)
         self.link_v = 0.0
         self._link_from = (0.0, 0.0)   # (time, voltage) the current link transient starts at
         self.commands = []             # (monotonic time, (neg, pre, pos), link_v at that time)
         self.measurement_pub = env.publisher(PackMeasurement, 'measurement')
         self.estimate_pub = env.publisher(BatteryEstimate, 'estimate')
+        self.protection_pub = (env.publisher(ProtectionStatus, 'protection_status')
+                               if protection else None)
+        self.charger_pub = env.publisher(Bool, 'charger_present') if charger else None
         env.node.create_subscription(ContactorCommand, 'contactor_command', self._on_command,
                                      RELIABLE)
         self._stop = threading.Event()
@@ -71,6 +103,7 @@ class FakePack:
         self._thread.join(2.0)
 
     def set(self, **values):
+        """Set attributes (cells_v, current_a, valid_cells, ...) at once, under the lock."""
         with self._lock:
             for name, value in values.items():
                 if not hasattr(self, name):
@@ -127,10 +160,12 @@ class FakePack:
             msg = PackMeasurement()
             stamp = self.env.node.get_clock().now().to_msg()
             msg.header.stamp = stamp
-            msg.cell_voltages_v = [float(v) for v in self.cells_v]
-            msg.cell_voltage_valid = list(self.valid_cells)
-            msg.temperatures_degc = [float(t) for t in self.temperatures_degc]
-            msg.temperature_valid = [True] * len(self.temperatures_degc)
+            msg.cell_voltages_v = [float(v) if ok else math.nan
+                                   for v, ok in zip(self.cells_v, self.valid_cells)]
+            msg.cell_voltage_valid = [bool(ok) for ok in self.valid_cells]
+            msg.temperatures_degc = [float(t) if ok else math.nan
+                                     for t, ok in zip(self.temperatures_degc, self.valid_sensors)]
+            msg.temperature_valid = [bool(ok) for ok in self.valid_sensors]
             msg.pack_current_a = float(self.current_a)
             msg.pack_voltage_v = float(self._pack_v())
             msg.link_voltage_v = float(self.link_v)
@@ -155,25 +190,57 @@ class FakePack:
         self.publish_once()
         return start
 
+    def set_contactors(self, negative, precharge, positive):
+        """Hold the contactors so (feedback and command alike), as if commanded long ago."""
+        with self._lock:
+            self._command = (negative, precharge, positive)
+            self._changed_s = [0.0, 0.0, 0.0]
+            self.closed = [negative, precharge, positive]
+            self._update(time.monotonic())
+
+    def _tick(self, k):
+        """One period: step the truth, publish the measurement and the streams that are due."""
+        if self.measurements:
+            if self.truth is not None:
+                with self._lock:
+                    self.truth.step(PERIOD_S, self.current_a)
+                    self.cells_v = [float(v) for v in self.truth.voltage_v()]
+            self.publish_once()
+        stamp = self.env.node.get_clock().now().to_msg()
+        with self._lock:
+            estimate = None
+            if self.estimates and k % self.estimate_every == 0:
+                estimate = BatteryEstimate()
+                estimate.header.stamp = stamp
+                estimate.pack_soc = float(self.soc)
+                estimate.charge_current_limit_a = 100.0
+                estimate.discharge_current_limit_a = 500.0
+                if self.cell_soc is not None:
+                    estimate.cell_soc = [float(x) for x in self.cell_soc]
+                if self.cell_capacity_ah is not None:
+                    estimate.cell_capacity_ah = [float(x) for x in self.cell_capacity_ah]
+            trip_latched, charger_present = self.trip_latched, self.charger_present
+        if estimate is not None:
+            self.estimate_pub.publish(estimate)
+        if self.protection_pub is not None:
+            status = ProtectionStatus(trip_latched=bool(trip_latched))
+            status.header.stamp = stamp
+            self.protection_pub.publish(status)
+        if self.charger_pub is not None and charger_present is not None and k % 5 == 0:
+            self.charger_pub.publish(Bool(data=bool(charger_present)))
+
     def _run(self):
         next_s = time.monotonic()
         k = 0
         while not self._stop.is_set():
             try:
-                self.publish_once()
+                self._tick(k)
             except Exception:  # the probe is shutting down (test over or failed)
                 if self.env.context.ok() and not self._stop.is_set():
                     raise
                 return
-            if k % 5 == 0 and self.estimates:
-                estimate = BatteryEstimate()
-                estimate.header.stamp = self.env.node.get_clock().now().to_msg()
-                estimate.pack_soc = float(self.soc)
-                estimate.charge_current_limit_a = 100.0
-                estimate.discharge_current_limit_a = 500.0
-                self.estimate_pub.publish(estimate)
             k += 1
-            next_s += 0.1   # seconds: 10 Hz, as the CAN driver
+            next_s += PERIOD_S
             self._stop.wait(max(0.0, next_s - time.monotonic()))
 
     def command_sequence(self):
