@@ -16,7 +16,6 @@ estimator and protection as a second opinion, when can.pack_bms.second_opinion).
 Services: request_state (RequestState: STANDBY, DRIVE, CHARGE; DRIVE and CHARGE are refused
 while the report is unknown or stale).
 """
-import math
 import threading
 import time
 
@@ -36,22 +35,21 @@ from bms_ros.core import contract
 from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol
 from bms_ros.core.errors import ConfigError
-from bms_ros.core.estimation import interface
 from bms_ros.core.pack_report import (
-    REQUESTABLE,
+    COMMANDED_REASON,
     STATE_NAMES,
-    UNKNOWN_NAME,
     ReportDecoder,
     RequestEncoder,
     RequestHold,
-    battery_health,
+    SecondOpinion,
+    battery_state_fields,
     check_style,
-    disagreements,
     estimate_fields,
     load_control,
     pack_state_fields,
     protection_fields,
-    trip_disagreement,
+    report_diagnostic,
+    request_decision,
 )
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.nodes import qos
@@ -96,14 +94,8 @@ class PackReportNode(Node):
         self.bus = CanBus(settings.bus)
         self._lock = threading.Lock()
         self.measurement = None
-        self.own_soc = _NAN
-        self.own_limits = (_NAN, _NAN)
-        self.own_trips = ()
-        self._own_seen = False
+        self.second_opinion = SecondOpinion(self.control)
         self.requests_sent = 0
-        self._last_disagreement = ()
-        technology = interface.TECHNOLOGY.get(self.pack.cell.chemistry, 'UNKNOWN')
-        self.technology = getattr(BatteryState, 'POWER_SUPPLY_TECHNOLOGY_' + technology)
 
         self.state_pub = self.create_publisher(PackState, contract.PACK_STATE, LATCHED)
         self.estimate_pub = self.create_publisher(BatteryEstimate, contract.ESTIMATE, STREAM)
@@ -159,24 +151,17 @@ class PackReportNode(Node):
         self.measurement = msg
 
     def _on_own_estimate(self, msg):
-        self.own_soc = float(msg.pack_soc)
-        self._own_seen = True
+        self.second_opinion.on_estimate(msg.pack_soc)
 
     def _on_own_status(self, msg):
-        self.own_limits = (float(msg.charge_current_limit_a), float(msg.discharge_current_limit_a))
-        self.own_trips = tuple(e.limit_id for e in msg.active if e.latched)
+        self.second_opinion.on_status(msg.charge_current_limit_a, msg.discharge_current_limit_a,
+                                      (e.limit_id for e in msg.active if e.latched))
 
     def _on_request(self, request, response):
         report = self._report()
         name = STATE_NAMES.get(request.state, str(request.state))
-        if request.state not in REQUESTABLE.values():
-            accepted, reason = False, f'{name} cannot be requested (STANDBY, DRIVE or CHARGE)'
-        elif report.state_name == UNKNOWN_NAME and name != 'STANDBY':
-            accepted, reason = False, f'{name} refused: {report.reason}'
-        else:
-            accepted = True
-            reason = (f'{name} forwarded as {self.protocol.mapping.state_request.signal} = '
-                      f'{self.request.value_of(request.state)}; the pack decides')
+        accepted, reason = request_decision(request.state, report, self.request)
+        if accepted:
             self.hold.set(request.state, time.monotonic())
             self._send_request()        # at once, then at the frame's period
         self.get_logger().info(f'request_state {name} by {request.requester!r}: {reason}')
@@ -188,6 +173,7 @@ class PackReportNode(Node):
     # ------------------------------------------------------------------ publishing
 
     def _measurement_fields(self):
+        """The latest measurement as a dict of the PackMeasurement fields core reads (None)."""
         m = self.measurement
         if m is None:
             return None
@@ -195,18 +181,24 @@ class PackReportNode(Node):
                 'positive_contactor_closed': m.positive_contactor_closed,
                 'precharge_relay_closed': m.precharge_relay_closed,
                 'pack_voltage_v': float(m.pack_voltage_v),
-                'link_voltage_v': float(m.link_voltage_v)}
+                'link_voltage_v': float(m.link_voltage_v),
+                'pack_current_a': float(m.pack_current_a),
+                'current_stale': m.current_stale,
+                'cell_voltages_v': m.cell_voltages_v,
+                'cell_voltage_valid': m.cell_voltage_valid,
+                'temperatures_degc': m.temperatures_degc,
+                'temperature_valid': m.temperature_valid}
 
     def _publish(self):
         report = self._report()
         stamp = self.get_clock().now().to_msg()
+        measurement = self._measurement_fields()
         state = PackState()
         state.header.stamp = stamp
-        for name, value in pack_state_fields(report, self.hold.state,
-                                             self._measurement_fields()).items():
+        for name, value in pack_state_fields(report, self.hold.state, measurement).items():
             setattr(state, name, value)
         state.commanded.header.stamp = stamp
-        state.commanded.reason = 'the pack BMS owns its contactors'
+        state.commanded.reason = COMMANDED_REASON
         self.state_pub.publish(state)
 
         estimate = _nan_message(BatteryEstimate)
@@ -229,66 +221,24 @@ class PackReportNode(Node):
                 setattr(msg, key, value)
             status.active.append(msg)
         self.status_pub.publish(status)
-        self.battery_pub.publish(self._battery_msg(report, stamp))
+        self.battery_pub.publish(self._battery_msg(report, stamp, measurement))
 
-    def _battery_msg(self, report, stamp):
+    def _battery_msg(self, report, stamp, measurement):
         msg = BatteryState()
         msg.header.stamp = stamp
-        m = self.measurement
-        msg.voltage = report.pack_voltage_v
-        msg.current = report.pack_current_a
-        msg.temperature = _NAN
-        if m is not None and not m.current_stale:
-            if not math.isfinite(msg.voltage):
-                msg.voltage = float(m.pack_voltage_v)
-            if not math.isfinite(msg.current):
-                msg.current = float(m.pack_current_a)
-        if m is not None:
-            msg.cell_voltage = [float(v) if ok else _NAN
-                                for v, ok in zip(m.cell_voltages_v, m.cell_voltage_valid)]
-            temps = [float(t) if ok else _NAN
-                     for t, ok in zip(m.temperatures_degc, m.temperature_valid)]
-            finite = [t for t in temps if math.isfinite(t)]
-            msg.temperature = max(finite) if finite else _NAN
-        soh = report.soh_capacity
-        msg.design_capacity = float(self.pack.capacity_ah)
-        msg.capacity = soh * self.pack.capacity_ah if math.isfinite(soh) else _NAN
-        msg.charge = report.pack_soc * msg.capacity if math.isfinite(msg.capacity) else _NAN
-        msg.percentage = interface.battery_percentage(report.pack_soc)   # never NaN
-        unknown = report.state_name == UNKNOWN_NAME
-        closed = None if unknown else report.state in (PackState.STATE_DRIVE,
-                                                       PackState.STATE_CHARGE)
-        status = interface.power_supply_status(msg.current, report.pack_soc, 0.5, 0.98, closed,
-                                               measured=not unknown)
-        msg.power_supply_status = getattr(BatteryState, 'POWER_SUPPLY_STATUS_' + status)
-        msg.power_supply_health = getattr(
-            BatteryState, 'POWER_SUPPLY_HEALTH_' + battery_health(report,
-                                                                  interface.power_supply_health))
-        msg.power_supply_technology = self.technology
-        msg.present = not unknown
-        msg.location = self.pack.location
-        msg.serial_number = self.pack.serial_number
+        for name, value in battery_state_fields(report, measurement, self.pack).items():
+            if name.startswith('power_supply_'):     # enumerations by name
+                value = getattr(BatteryState, f'{name.upper()}_{value}')
+            setattr(msg, name, value)
         return msg
 
     def _publish_diagnostics(self):
         report = self._report()
-        name = self.get_fully_qualified_name()
-        status = DiagnosticStatus()
-        status.name = f'{name}: pack report'
-        status.hardware_id = self.pack.serial_number
-        if report.state_name == UNKNOWN_NAME:
-            status.level = DiagnosticStatus.ERROR
-        elif report.stale or report.flags:
-            status.level = DiagnosticStatus.WARN
-        else:
-            status.level = DiagnosticStatus.OK
-        status.message = f'{report.state_name}: {report.reason}'
-        values = {'state': report.state_name, 'requested_state': STATE_NAMES[self.hold.state],
-                  'age_s': f'{report.age_s:.3f}', 'stale_fields': ' '.join(report.stale_fields),
-                  'requests_sent': self.requests_sent,
-                  'flags': ' '.join(f[0] for f in report.flags)}
-        values.update({f'report_{k}': v for k, v in report.counts.items()})
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        level, message, values = report_diagnostic(report, self.hold.state, self.requests_sent)
+        status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: pack report',
+                                  hardware_id=self.pack.serial_number,
+                                  level=getattr(DiagnosticStatus, level), message=message)
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         out = DiagnosticArray()
         out.header.stamp = self.get_clock().now().to_msg()
         out.status = [status]
@@ -297,34 +247,14 @@ class PackReportNode(Node):
         self.diagnostics_pub.publish(out)
 
     def _second_opinion_status(self, report):
-        status = DiagnosticStatus()
-        status.name = f'{self.get_fully_qualified_name()}: second opinion'
-        status.hardware_id = self.pack.serial_number
-        rows = disagreements(report, self.own_soc, self.own_limits, self.control)
-        trips = trip_disagreement(report, self.own_trips)
-        if not self._own_seen:
-            status.level = DiagnosticStatus.OK
-            status.message = 'no own estimate yet (own/estimate)'
-        elif rows or trips:
-            status.level = DiagnosticStatus.WARN
-            status.message = 'pack and bms_ros disagree: ' + '; '.join(
-                [f'{what} pack {theirs:.3g} vs ours {ours:.3g} (|diff| {diff:.3g} > {bound:g})'
-                 for what, theirs, ours, diff, bound in rows] + ([trips] if trips else []))
-        else:
-            status.level = DiagnosticStatus.OK
-            status.message = 'pack and bms_ros agree within the bounds'
-        if [r[0] for r in rows] != list(self._last_disagreement):
-            self._last_disagreement = tuple(r[0] for r in rows)
-            if rows:
-                self.get_logger().warning(status.message)
-        status.values = [KeyValue(key=k, value=v) for k, v in (
-            ('pack_soc', f'{report.pack_soc:.4f}'), ('own_soc', f'{self.own_soc:.4f}'),
-            ('pack_charge_current_limit_a', f'{report.charge_current_limit_a:.2f}'),
-            ('own_charge_current_limit_a', f'{self.own_limits[0]:.2f}'),
-            ('pack_discharge_current_limit_a', f'{report.discharge_current_limit_a:.2f}'),
-            ('own_discharge_current_limit_a', f'{self.own_limits[1]:.2f}'),
-            ('own_trips', ' '.join(self.own_trips)),
-            ('disagreeing', ' '.join([r[0] for r in rows] + (['trips'] if trips else []))))]
+        opinion = self.second_opinion.status(report)
+        if opinion.warn_log:
+            self.get_logger().warning(opinion.message)
+        status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: second opinion',
+                                  hardware_id=self.pack.serial_number,
+                                  level=getattr(DiagnosticStatus, opinion.level),
+                                  message=opinion.message)
+        status.values = [KeyValue(key=k, value=v) for k, v in opinion.values]
         return status
 
     def destroy_node(self):

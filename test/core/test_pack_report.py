@@ -12,11 +12,14 @@ from bms_ros.core.errors import ConfigError
 from bms_ros.core.estimation.interface import power_supply_health
 from bms_ros.core.pack_report import (
     ControlConfig,
+    PackReport,
     ReportDecoder,
     ReportEncoder,
     RequestEncoder,
     RequestHold,
+    SecondOpinion,
     battery_health,
+    battery_state_fields,
     check_style,
     control_style_of_file,
     decode_request,
@@ -25,6 +28,8 @@ from bms_ros.core.pack_report import (
     load_control,
     pack_state_fields,
     protection_fields,
+    report_diagnostic,
+    request_decision,
     trip_disagreement,
 )
 from bms_ros.core.pack_state_machine import (
@@ -34,7 +39,7 @@ from bms_ros.core.pack_state_machine import (
     STATE_OFF,
     STATE_STANDBY,
 )
-from bms_ros.core.profile import config_dir
+from bms_ros.core.profile import Profile, config_dir, default_profile_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENDORS = os.path.join(REPO, 'test', 'fixtures', 'can', 'vendors')
@@ -246,6 +251,103 @@ def test_disagreements_beyond_the_bounds():
     assert trip_disagreement(report, ()) is None
     assert trip_disagreement(decoder.snapshot(9.0, 0.5), ('x',)) is None    # stale: unknown
     assert ReportDecoder(mapping).feed(object(), 1.0) is False       # malformed: counted
+
+
+def _known(**fields):
+    """A fresh report in DRIVE (pack SoC 0.8, SoH 0.9, no voltage or current mapped)."""
+    values = dict(state=STATE_DRIVE, state_name='DRIVE', reason='pack reports Normal',
+                  stale=False, stale_fields=(), age_s=0.05, pack_soc=0.8, soh_capacity=0.9,
+                  charge_current_limit_a=30.0, discharge_current_limit_a=90.0)
+    values.update(fields)
+    return PackReport(**values)
+
+
+UNKNOWN = PackReport(state=STATE_ERROR, state_name='UNKNOWN', reason='no pack report received',
+                     stale=True, stale_fields=('state',), age_s=math.inf)
+MEASURED = {'pack_voltage_v': 52.0, 'pack_current_a': -12.0, 'current_stale': False,
+            'cell_voltages_v': [3.25, 3.3, 9.9], 'cell_voltage_valid': [True, True, False],
+            'temperatures_degc': [24.0, 31.5, 80.0], 'temperature_valid': [True, True, False]}
+
+
+def test_battery_state_status_and_health_from_the_report():
+    pack = Profile(default_profile_path()).pack
+    fields = battery_state_fields(_known(), MEASURED, pack)
+    # not mapped in the report: voltage and current from the measurement (current + = charging)
+    assert fields['voltage'] == 52.0 and fields['current'] == -12.0
+    assert fields['power_supply_status'] == 'DISCHARGING' and fields['present']
+    assert fields['power_supply_health'] == 'GOOD'
+    assert fields['cell_voltage'][:2] == [3.25, 3.3] and math.isnan(fields['cell_voltage'][2])
+    assert fields['temperature'] == 31.5           # the hottest valid sensor, degC
+    assert abs(fields['capacity'] - 0.9 * pack.capacity_ah) < 1e-9
+    assert abs(fields['charge'] - 0.8 * 0.9 * pack.capacity_ah) < 1e-9
+    assert fields['percentage'] == 0.8 and fields['power_supply_technology'] == 'LIFE'
+    # the report's own current wins; charging above the idle current
+    assert battery_state_fields(_known(pack_current_a=5.0), MEASURED,
+                                pack)['power_supply_status'] == 'CHARGING'
+    # STANDBY (contactors open): idle whatever the current; FULL from SoC 0.98
+    standby = _known(state=STATE_STANDBY, state_name='STANDBY')
+    assert battery_state_fields(standby, MEASURED, pack)['power_supply_status'] == \
+        'NOT_CHARGING'
+    full = _known(state=STATE_STANDBY, state_name='STANDBY', pack_soc=0.985)
+    assert battery_state_fields(full, MEASURED, pack)['power_supply_status'] == 'FULL'
+    # a stale measurement current is not used: no current, status UNKNOWN
+    stale_current = dict(MEASURED, current_stale=True)
+    fields = battery_state_fields(_known(), stale_current, pack)
+    assert math.isnan(fields['current']) and fields['power_supply_status'] == 'UNKNOWN'
+    # unknown report: status and health UNKNOWN, not present, percentage 0 (never NaN)
+    fields = battery_state_fields(UNKNOWN, MEASURED, pack)
+    assert fields['power_supply_status'] == 'UNKNOWN' and not fields['present']
+    assert fields['power_supply_health'] == 'UNKNOWN' and fields['percentage'] == 0.0
+    assert math.isnan(fields['capacity']) and math.isnan(fields['charge'])
+    # no measurement yet: no cells, no temperature
+    fields = battery_state_fields(_known(pack_voltage_v=51.0, pack_current_a=0.2), None, pack)
+    assert fields['cell_voltage'] == [] and math.isnan(fields['temperature'])
+    assert fields['voltage'] == 51.0 and fields['power_supply_status'] == 'NOT_CHARGING'
+    overheat = _known(flags=[('overtemperature', 3, 'pack reports overtemperature')])
+    assert battery_state_fields(overheat, MEASURED, pack)['power_supply_health'] == 'OVERHEAT'
+
+
+def test_request_decision_refuses_drive_while_unknown():
+    mapping = protocol().mapping
+    request = RequestEncoder(mapping.state_request)
+    assert request_decision(STATE_DRIVE, _known(), request) == \
+        (True, 'DRIVE forwarded as RequestedState = '
+               f'{request.value_of(STATE_DRIVE)}; the pack decides')
+    assert request_decision(STATE_DRIVE, UNKNOWN, request) == \
+        (False, 'DRIVE refused: no pack report received')
+    assert request_decision(STATE_STANDBY, UNKNOWN, request)[0]
+    assert request_decision(STATE_ERROR, _known(), request) == \
+        (False, 'ERROR cannot be requested (STANDBY, DRIVE or CHARGE)')
+
+
+def test_report_diagnostic_levels():
+    assert report_diagnostic(UNKNOWN, STATE_STANDBY, 3)[:2] == \
+        ('ERROR', 'UNKNOWN: no pack report received')
+    level, message, values = report_diagnostic(_known(), STATE_DRIVE, 7)
+    assert (level, message) == ('OK', 'DRIVE: pack reports Normal')
+    assert values['requested_state'] == 'DRIVE' and values['requests_sent'] == '7'
+    assert report_diagnostic(_known(stale=True, stale_fields=('pack_soc',)), 1, 0)[0] == 'WARN'
+    assert report_diagnostic(_known(flags=[('derating', 1, 'x')]), 1, 0)[0] == 'WARN'
+
+
+def test_second_opinion_status_and_its_log_once():
+    opinion = SecondOpinion(ControlConfig(style='pack', soc_bound=0.05,
+                                          current_limit_bound_a=10.0))
+    first = opinion.status(_known())
+    assert (first.level, first.message) == ('OK', 'no own estimate yet (own/estimate)')
+    opinion.on_estimate(0.6)
+    opinion.on_status(30.0, 90.0, [])
+    status = opinion.status(_known())
+    assert status.level == 'WARN' and status.warn_log
+    assert status.message.startswith('pack and bms_ros disagree: pack_soc pack 0.8 vs ours 0.6')
+    assert dict(status.values)['disagreeing'] == 'pack_soc'
+    assert not opinion.status(_known()).warn_log          # the same disagreement: logged once
+    opinion.on_estimate(0.79)
+    assert opinion.status(_known()).level == 'OK'
+    opinion.on_status(30.0, 90.0, ['cell_overvoltage[2]'])
+    status = opinion.status(_known())
+    assert status.level == 'WARN' and not status.warn_log   # trips alone are not logged
+    assert dict(status.values)['disagreeing'] == 'trips'
 
 
 def _profile(tmp_path, **can):
