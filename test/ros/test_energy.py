@@ -1,10 +1,7 @@
 """The state_estimator's energy fields and its check_mission service (real node process)."""
 import math
 import os
-import threading
-import time
 
-import can
 import numpy as np
 import pytest
 import yaml
@@ -12,15 +9,15 @@ from sensor_msgs.msg import BatteryState
 
 from bms_interfaces.msg import BatteryEstimate, PackMeasurement, PackState
 from bms_interfaces.srv import CheckMission, SetSoc
-from bms_ros.core.can_bus import quiet_socketcand_logging
-from bms_ros.core.can_codec import CanProtocol, PackEncoder
+from bms_ros.core.can_codec import CanProtocol
 from bms_ros.core.can_devices import CanDevice
 from bms_ros.core.cell import CellSpec
 from bms_ros.core.energy.config import EnergyConfig
 from bms_ros.core.energy.state_of_energy import CellEnergyModel
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import Profile, config_dir, default_profile_path
-from test.support.can_pack import start_hub
+from test.support.can_pack import CanPack, start_hub
+from test.support.fake_pack import FakePack
 
 from .harness import LATCHED
 
@@ -28,7 +25,6 @@ pytestmark = pytest.mark.ros
 
 CELL = os.path.join(config_dir(), 'cells', 'nmc_lg_m50.yaml')
 MODULE = 'bms_ros.nodes.state_estimator'
-PERIOD_S = 0.1
 
 
 def profile_file(tmp_path):
@@ -48,31 +44,15 @@ def profile_file(tmp_path):
 
 def test_estimate_energy_fields_and_check_mission(ros_env, tmp_path):
     cell = CellSpec.from_file(CELL)
-    truth = EcmCells(cell, [0.5] * 4)
-    lock = threading.Lock()
-    pub = ros_env.publisher(PackMeasurement, 'measurement')
-    current = -5.0
-
-    def publish():
-        with lock:
-            truth.step(PERIOD_S, current)
-            volts = truth.voltage_v()
-            m = PackMeasurement()
-            m.header.stamp = ros_env.node.get_clock().now().to_msg()
-            m.cell_voltages_v = [float(v) for v in volts]
-            m.cell_voltage_valid = [True] * 4
-            m.temperatures_degc = [25.0, 25.0]
-            m.temperature_valid = [True, True]
-            m.pack_current_a = current
-            m.pack_voltage_v = float(np.sum(volts))
-            m.negative_contactor_closed = m.positive_contactor_closed = True
-            pub.publish(m)
-
-    timer = ros_env.node.create_timer(PERIOD_S, publish)
+    # the fake pack (test/support/fake_pack) on a 1-RC truth, contactors closed, at -5 A
+    pack = FakePack(ros_env, cells=4, sensors=2, truth=EcmCells(cell, [0.5] * 4),
+                    closed=(True, False, True))
+    pack.set(current_a=-5.0, estimates=False)
+    pack.start()
     estimate = ros_env.subscribe(BatteryEstimate, 'estimate')
     ros_env.start_module(MODULE, params={'profile': profile_file(tmp_path),
                                          'state_file': str(tmp_path / 'state.json')})
-    ros_env.wait_for_subscribers(pub, timeout_s=15.0)
+    ros_env.wait_for_subscribers(pack.measurement_pub, timeout_s=15.0)
     est = estimate.wait_for(lambda m: math.isfinite(m.time_to_empty_s) and m.load_power_w < -60,
                             timeout_s=20.0, what='a time to empty while discharging')
     assert len(est.cell_remaining_energy_wh) == 4
@@ -105,7 +85,7 @@ def test_estimate_energy_fields_and_check_mission(ros_env, tmp_path):
     bad = ros_env.call(CheckMission, 'check_mission', CheckMission.Request(
         segment_duration_s=[1.0, 2.0], segment_drawn_power_w=[5.0]))
     assert not bad.feasible and bad.reason.startswith('bad request')
-    timer.cancel()
+    pack.stop()
 
 
 # --- charger presence from CAN: a charger's status frame as a second device on the bus -------
@@ -138,36 +118,6 @@ def can_charger_profile(tmp_path):
     return str(path), source.pack, devices
 
 
-class FramePlayer:
-    """Sends the due frames of every mapped device (BMS and charger) of ``state`` on the hub."""
-
-    def __init__(self, protocol, port, state):
-        quiet_socketcand_logging()
-        self.encoder = PackEncoder(protocol)
-        self.state = state
-        self.error = None
-        self.running = True
-        self.bus = can.Bus(interface='socketcand', host='127.0.0.1', port=port, channel='vcan0')
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            while self.running:
-                for frame in self.encoder.due_frames(time.monotonic(), self.state):
-                    self.bus.send(frame)
-                while self.bus.recv(0.01) is not None:    # drain the driver's commands
-                    pass
-        except Exception as error:  # noqa: BLE001  reported by the test
-            self.error = error
-
-    def close(self):
-        self.running = False
-        self.thread.join(2.0)
-        self.bus.shutdown()
-        assert self.error is None, self.error
-
-
 def test_charger_status_frame_makes_battery_state_charging(ros_env, tmp_path):
     """The driver decodes the charger's frame; the estimator says CHARGING while the pack is
     full and its contactors are open (0 A), and FULL once the charger's frame says unplugged.
@@ -189,7 +139,7 @@ def test_charger_status_frame_makes_battery_state_charging(ros_env, tmp_path):
                  'link_voltage_v': 0.0, 'negative_contactor_closed': False,
                  'positive_contactor_closed': False, 'precharge_relay_closed': False,
                  'cell_balancing': np.zeros(pack.cells_series, dtype=bool), 'charger_present': True}
-    player = FramePlayer(protocol, port, state)
+    player = CanPack(protocol, port, state)   # the BMS's and the charger's frames
     try:
         ros_env.wait_for_subscribers(pack_state, timeout_s=15.0)
         pack_state.publish(PackState(state=PackState.STATE_STANDBY, state_name='STANDBY'))
@@ -205,7 +155,7 @@ def test_charger_status_frame_makes_battery_state_charging(ros_env, tmp_path):
             what='CHARGING while full with the contactors open')
         assert on_dock.current == pytest.approx(0.0, abs=0.01)     # 0 A: no current says it
 
-        state['charger_present'] = False          # the charger reports itself unplugged
+        player.update(charger_present=False)      # the charger reports itself unplugged
         battery.clear()
         off = battery.wait_for(lambda m: m.power_supply_status
                                == BatteryState.POWER_SUPPLY_STATUS_FULL, timeout_s=15.0,
@@ -216,3 +166,4 @@ def test_charger_status_frame_makes_battery_state_charging(ros_env, tmp_path):
         assert not msg.charger_present
     finally:
         player.close()
+    assert player.error is None, player.error
