@@ -14,6 +14,8 @@ stderr. Exit codes: 0 stopped on request; 2 a process exited with code 2 (config
 never respawned) or a bad argument; 1 a process used up its respawns, or the hub did not start.
 """
 import argparse
+import ctypes
+import ctypes.util
 import dataclasses
 import json
 import os
@@ -32,6 +34,21 @@ _SPECS_FLAG = '--specs-json'   # internal: bringup's spec child (_specs_in_child
 POLL_S = 0.1             # s between checks of the children (a death is seen this fast)
 STATUS_PERIOD_S = 0.5    # s between status lines
 SIMULATED_HARDWARE = ('pack_simulator', 'can_hub')   # stopped last: the pack outlives the BMS
+_PR_SET_PDEATHSIG = 1    # prctl(2) option: a signal for the child when its parent dies
+
+
+def _die_with_parent(parent_pid):
+    """A preexec_fn: the child gets SIGTERM when bringup dies, even by SIGKILL.
+
+    The children run in their own sessions (a Ctrl-C reaches bringup only, which stops them in
+    order); without this link a bringup killed outright would leave every node running.
+    """
+    def link():
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:   # bringup died before the link was made
+            os._exit(1)
+    return link if sys.platform.startswith('linux') else None
 
 
 def ros_arguments(node, namespace):
@@ -203,7 +220,8 @@ class Child:
                        '---\n'.encode())
         self.log.flush()
         self.popen = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+                                      start_new_session=True,
+                                      preexec_fn=_die_with_parent(os.getpid()))
         self.starts += 1
         self.respawn_at = None
         return self.popen
@@ -270,32 +288,57 @@ class Bringup:
                                            for name, count in self.respawns.items())
 
     def stop(self, timeout_s=5.0):
-        """SIGINT the BMS nodes, then the simulated pack and hub; SIGKILL what stays."""
-        bms = [c for c in self.children.values() if c.name not in SIMULATED_HARDWARE]
-        hardware = [c for c in self.children.values() if c.name in SIMULATED_HARDWARE]
-        for group in (bms, hardware):
-            for child in reversed(group):
-                child.respawn_at = None
-                if child.running():
-                    try:
-                        os.killpg(child.pid, signal.SIGINT)
-                    except ProcessLookupError:
-                        pass
-            deadline = time.monotonic() + timeout_s
-            for child in reversed(group):
-                if child.popen is None:
-                    continue
+        """SIGINT the BMS nodes, then the simulated pack and hub; SIGKILL what stays.
+
+        A second Ctrl-C or a SIGTERM during the stop is ignored: interrupting it half-way
+        would orphan the children (they run in their own sessions). Reports what it took.
+        """
+        started = time.monotonic()
+        previous = {sig: signal.signal(sig, signal.SIG_IGN)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        killed = []
+        try:
+            bms = [c for c in self.children.values() if c.name not in SIMULATED_HARDWARE]
+            hardware = [c for c in self.children.values() if c.name in SIMULATED_HARDWARE]
+            for group in (bms, hardware):
+                killed += self._stop_group(group, timeout_s)
+            for child in self.children.values():
+                if child.log is not None:
+                    child.log.close()
+        finally:
+            for sig, handler in previous.items():
+                if handler is not None:   # None: a handler installed outside Python (rclpy)
+                    signal.signal(sig, handler)
+        if self.children:
+            self.report(f'bringup: stopped in {time.monotonic() - started:.1f} s'
+                        + (f'; SIGKILLed after {timeout_s:g} s: {", ".join(killed)}'
+                           if killed else ''))
+
+    @staticmethod
+    def _stop_group(group, timeout_s):
+        """SIGINT every child of ``group``, SIGKILL those alive after ``timeout_s``; their names."""
+        killed = []
+        for child in reversed(group):
+            child.respawn_at = None
+            if child.running():
                 try:
-                    child.popen.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    try:
-                        os.killpg(child.pid, signal.SIGKILL)
-                    except ProcessLookupError:  # it exited just now
-                        pass
-                    child.popen.wait()
-        for child in self.children.values():
-            if child.log is not None:
-                child.log.close()
+                    os.killpg(child.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout_s
+        for child in reversed(group):
+            if child.popen is None:
+                continue
+            try:
+                child.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                killed.append(child.name)
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:  # it exited just now
+                    pass
+                child.popen.wait()
+        return killed
 
 
 def _indent(text):
@@ -426,11 +469,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
-        if monitor is not None:
-            monitor.close()
         if sys.stdout.isatty():
             sys.stdout.write('\n')
-        bringup.stop()
+        bringup.stop()           # the children first: closing the monitor must not delay it
+        if monitor is not None:
+            monitor.close()
     return code
 
 

@@ -1,6 +1,7 @@
 """bringup for real: a SIGKILLed BMS node is respawned (a new pid that publishes again) while
 the simulated pack and the CAN hub keep running; a configuration error (exit 2) stops the
-suite with 2 and is never respawned.
+suite with 2 and is never respawned; a SIGKILLed bringup takes its children with it, and a
+second Ctrl-C does not cut its stop short.
 """
 import os
 import signal
@@ -87,3 +88,67 @@ def test_a_configuration_error_stops_the_suite_with_code_2_and_is_not_respawned(
     assert 'protection.cell_overvoltage.alarm_v: must be above warning_v' in log, log
     assert 'respawned (pid' not in log, log
     assert 'bringup: stopping the suite: protection exited with code 2' in log, log
+
+
+def _alive(pids):
+    import psutil
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _wait_gone(pids, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _alive(pids)
+
+
+def test_a_killed_bringup_takes_every_child_with_it(ros_env, tmp_path):
+    # the children run in their own sessions; only their parent-death signal links them
+    suite = Suite(ros_env, tmp_path, balancing=False)
+    suite.start_bringup()
+    children = wait_children(suite, lambda f: {'can_hub', 'pack_simulator', 'can_driver',
+                                               'state_estimator', 'protection',
+                                               'pack_supervisor'} <= set(f), 20.0, 'the suite')
+    try:
+        suite.bringup.kill()
+        left = _wait_gone(children.values(), 20.0)
+        assert not left, f'children alive after bringup was SIGKILLed: {left} of {children}'
+    finally:
+        for pid in children.values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_second_ctrl_c_does_not_cut_the_stop_short(ros_env, tmp_path):
+    suite = Suite(ros_env, tmp_path, balancing=False)
+    bringup = suite.start_bringup()
+    children = wait_children(suite, lambda f: {'can_hub', 'pack_simulator', 'protection',
+                                               'pack_supervisor'} <= set(f), 20.0, 'the suite')
+    try:
+        os.kill(bringup.popen.pid, signal.SIGINT)
+        # the stop has begun once a BMS node is gone; a second Ctrl-C then must be ignored
+        deadline = time.monotonic() + 20.0
+        while len(_alive(children.values())) == len(children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(bringup.popen.pid, signal.SIGINT)
+        code = bringup.popen.wait(40.0)
+        left = _wait_gone(children.values(), 5.0)
+        assert not left, f'children left running: {left} of {children}\n' + bringup.log_tail(20)
+        assert code == 0, bringup.log_tail(40)
+        assert 'bringup: stopped in ' in bringup.log_tail(20), bringup.log_tail(20)
+    finally:
+        bringup.stop(timeout_s=40.0)
+        for pid in children.values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
