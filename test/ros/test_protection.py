@@ -95,7 +95,9 @@ def test_reset_refused_while_hot_and_granted_after_cooling(ros_env, tmp_path):
     pack.set(temperatures_degc=hot, current_a=5.0)            # charging at 47 degC
     events.wait_for(is_trip('charge_overtemperature', 2), timeout_s=10.0, what='the trip')
     pack.set(current_a=0.0)                                   # charging stopped, still hot
-    time.sleep(0.3)
+    pack.publish_marker()                 # behind the first 0 A measurement, counted rejected
+    status.wait_for(lambda s: s.measurements_rejected >= 1, timeout_s=10.0,
+                    what='the node past the first 0 A measurement')
     answer = reset(ros_env, 'vehicle_ecu', 'driver pressed reset')
     assert not answer.success
     assert answer.message == ('refused: still latched: charge_overtemperature[2] '

@@ -182,6 +182,18 @@ class FakePack:
         self.measurement_pub.publish(self.measurement())
         self.published += 1
 
+    def publish_marker(self, timeout_s=10.0):
+        """After the next periodic measurement (the values set so far are out), publish a
+        malformed one (no cells) on the same stream: a node that counts it rejected has
+        processed every measurement before it (one writer, RELIABLE: in order).
+        """
+        published = self.published
+        deadline = time.monotonic() + timeout_s
+        while self.published <= published:
+            assert time.monotonic() < deadline, f'no measurement published in {timeout_s} s'
+            time.sleep(0.01)    # poll interval
+        self.measurement_pub.publish(PackMeasurement())
+
     def set_cell(self, index, volts):
         """Set one cell voltage and publish at once; the perf_counter time just before."""
         with self._lock:
