@@ -13,12 +13,19 @@ between missions without stepping it (hours of rest in one call):
 
 Current sign: + = charging, as everywhere in bms_ros.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 SECONDS_PER_DAY = 86400.0
+
+# a bms_ros.core.pack_model.PackModel (duck-typed here: pack_model is not typed yet)
+Model = Any
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,7 @@ class AgeingRates:
     r0_growth_per_day: float = 2.0e-4
     cell_spread_rel: float = 0.2               # std of each cell's rates / the pack's rates
 
-    def scaled(self, factor):
+    def scaled(self, factor: float) -> AgeingRates:
         """The same rates times ``factor`` (a fast-ageing pack)."""
         return AgeingRates(self.capacity_fade_per_efc * factor,
                            self.capacity_fade_per_day * factor,
@@ -42,7 +49,7 @@ class AgeingRates:
 class PackAgeing:
     """The ageing state of one pack: throughput (Ah per cell), days, per-cell rate factors."""
 
-    def __init__(self, model, rates=None, seed=0):
+    def __init__(self, model: Model, rates: AgeingRates | None = None, seed: int = 0) -> None:
         self.model = model
         self.rates = rates or AgeingRates()
         n = model.cells
@@ -59,7 +66,7 @@ class PackAgeing:
         self._soc_mark = model.soc.copy()
 
     # ------------------------------------------------------------------ faults
-    def set_leak(self, cell, leak_a):
+    def set_leak(self, cell: int, leak_a: float) -> None:
         """An internal short of ``leak_a`` (A, magnitude) in ``cell``: its self-discharge."""
         if not 0 <= int(cell) < self.model.cells:
             raise ValueError(f'cell {cell} out of range 0..{self.model.cells - 1}')
@@ -69,13 +76,13 @@ class PackAgeing:
         self.model.self_discharge_a = self.base_self_discharge_a + self.leak_a
 
     # ------------------------------------------------------------------ ageing
-    def count_throughput(self):
+    def count_throughput(self) -> None:
         """Add the SoC moved since the last call to the equivalent full cycles (EFC)."""
         moved = np.abs(self.model.soc - self._soc_mark)
         self.efc += 0.5 * float(np.mean(moved))        # one EFC = 1 down + 1 up
         self._soc_mark = self.model.soc.copy()
 
-    def age_to(self, days):
+    def age_to(self, days: float) -> None:
         """Apply the fade and growth reached at ``days`` and the EFC counted so far."""
         self.count_throughput()
         self.days = float(days)
@@ -88,40 +95,40 @@ class PackAgeing:
                             self.new_r0_factor * (1.0 + growth))
 
     # ------------------------------------------------------------------ between missions
-    def rest(self, duration_s):
+    def rest(self, duration_s: float) -> None:
         """Contactors open for ``duration_s``: see :func:`rest`; ages the calendar."""
         open_contactors(self.model)
         rest(self.model, duration_s)
         self.age_to(self.days + duration_s / SECONDS_PER_DAY)
 
-    def charge_to(self, max_soc):
+    def charge_to(self, max_soc: float) -> float:
         """Series charge to ``max_soc`` of the highest cell: see :func:`series_charge`."""
         charge = series_charge(self.model, max_soc)
         self.count_throughput()
         return charge
 
 
-def set_cell_parameters(model, capacity_ah, r0_factor):
+def set_cell_parameters(model: Model, capacity_ah: ArrayLike, r0_factor: ArrayLike) -> None:
     """Set each cell's capacity (Ah) and R0 factor (R1 follows) of a PackModel in place."""
-    capacity_ah = np.asarray(capacity_ah, dtype=float)
-    r0_factor = np.asarray(r0_factor, dtype=float)
-    if capacity_ah.shape != (model.cells,) or r0_factor.shape != (model.cells,):
+    capacity = np.asarray(capacity_ah, dtype=float)
+    factor = np.asarray(r0_factor, dtype=float)
+    if capacity.shape != (model.cells,) or factor.shape != (model.cells,):
         raise ValueError(f'expected {model.cells} values per cell')
-    model.capacity_ah = capacity_ah.copy()
-    model.r0_factor = r0_factor.copy()
-    model.r1_ohm = model.cell.r1_ohm * r0_factor
+    model.capacity_ah = capacity.copy()
+    model.r0_factor = factor.copy()
+    model.r1_ohm = model.cell.r1_ohm * factor
     # the model's coulomb-counting constant depends on the capacity (PackModel.__init__)
     model._ah_per_as = model.step_s / (3600.0 * model.capacity_ah)
     model.r0_ohm = model.cell.r0_at(model.temperatures_degc) * model.r0_factor
 
 
-def open_contactors(model):
+def open_contactors(model: Model) -> None:
     """Command every contactor open and step the model until their feedback reads open."""
     model.set_contactors(False, False, False)
     model.advance(max(model.config.contactor_opening_delay_s, model.step_s) + model.step_s)
 
 
-def rest(model, duration_s, keep_bleed=False):
+def rest(model: Model, duration_s: float, keep_bleed: bool = False) -> None:
     """Advance a PackModel by ``duration_s`` with the contactors open, in closed form.
 
     Only the self-discharge (and leak) current flows, -self_discharge_a per cell, and with
@@ -158,7 +165,7 @@ def rest(model, duration_s, keep_bleed=False):
     model.sim_time_s += duration_s
 
 
-def series_charge(model, max_soc):
+def series_charge(model: Model, max_soc: float) -> float:
     """Put the same charge (Ah) into every cell until the highest reaches ``max_soc``.
 
     What a charger on a series string does (it sees the pack, not the cells); the string is

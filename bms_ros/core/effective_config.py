@@ -6,17 +6,24 @@ float, str, and lists of one of them); the nodes declare these as read-only para
 `bmsctl config` and the parameter services read what a node really runs with. A list of
 records is keyed by a record's ``limit_id`` or ``name`` when it has one, else by its position.
 """
+from __future__ import annotations
+
 import dataclasses
 import enum
 import math
 import os
+from typing import Any
 
 import numpy as np
 
 SCALARS = (bool, int, float, str)
 
+# a ROS parameter value: a scalar or a list of one scalar type
+Scalar = bool | int | float | str
+ParameterValue = Scalar | list[Any]
 
-def _key(item, position):
+
+def _key(item: Any, position: int) -> str:
     for attribute in ('limit_id', 'name'):
         value = item.get(attribute) if isinstance(item, dict) else getattr(item, attribute, None)
         if isinstance(value, str) and value:
@@ -24,18 +31,18 @@ def _key(item, position):
     return str(position)
 
 
-def _is_record(value):
+def _is_record(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type) \
         or isinstance(value, dict)
 
 
-def _fields(value):
+def _fields(value: Any) -> list[tuple[str, Any]]:
     if isinstance(value, dict):
         return list(value.items())
     return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
 
 
-def _scalar(value):
+def _scalar(value: Any) -> Scalar | None:
     """A ROS parameter value of a scalar, or None if it has no such type."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -50,16 +57,16 @@ def _scalar(value):
     return None
 
 
-def flatten(config, prefix):
+def flatten(config: Any, prefix: str) -> dict[str, ParameterValue]:
     """{dotted name: ROS-compatible value} of ``config`` under ``prefix`` (None is left out;
     an empty list is an empty string list; a list of mixed types becomes strings).
     """
-    out = {}
+    out: dict[str, ParameterValue] = {}
     _walk(config, prefix, out)
     return out
 
 
-def _walk(value, name, out):
+def _walk(value: Any, name: str, out: dict[str, ParameterValue]) -> None:
     if value is None:
         return
     scalar = _scalar(value)
@@ -90,7 +97,7 @@ def _walk(value, name, out):
             out[name] = scalars
         elif all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scalars):
             kinds = {type(s) for s in scalars}
-            out[name] = scalars if kinds == {int} else [float(s) for s in scalars]
+            out[name] = scalars if kinds == {int} else [float(s or 0) for s in scalars]
         else:
             out[name] = [str(s) for s in scalars]
         return
@@ -99,7 +106,7 @@ def _walk(value, name, out):
     out[name] = text if isinstance(text, str) else type(value).__name__
 
 
-def format_value(value):
+def format_value(value: Any) -> str:
     """A parameter value as bmsctl config prints it."""
     if isinstance(value, float):
         return 'nan' if math.isnan(value) else f'{value:g}'

@@ -1,4 +1,7 @@
 """One error tree for bms_ros; messages name the file, the field, the value and the bound."""
+from __future__ import annotations
+
+import os
 
 
 class BmsError(Exception):
@@ -12,7 +15,7 @@ class ConfigError(BmsError):
     without reading code.
     """
 
-    def __init__(self, path, field, problem):
+    def __init__(self, path: str | os.PathLike[str], field: str | None, problem: str) -> None:
         self.path = str(path)
         self.field = field
         self.problem = problem

@@ -8,28 +8,33 @@ at once as numpy columns. Fields added at the end of the message later (additive
 changes) are skipped when decoding and written as their defaults when encoding.
 Checked against rosbags' serializer in test/core/test_fleet_synth.py.
 """
+from __future__ import annotations
+
 import struct
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 HEADER = b'\x00\x01\x00\x00'        # CDR_LE encapsulation
 
 
-def _pad(offset, size):
+def _pad(offset: int, size: int) -> int:
     return (-offset) % size
 
 
 class MeasurementLayout:
     """Byte offsets of every PackMeasurement field for ``cells``, ``sensors``, ``frame_id``."""
 
-    def __init__(self, cells, sensors, frame_id=''):
+    def __init__(self, cells: int, sensors: int, frame_id: str = '') -> None:
         self.cells = int(cells)
         self.sensors = int(sensors)
         self.frame_id = frame_id.encode('utf-8')
         off = 0
-        self.fields = {}
+        self.fields: dict[str, tuple[int, int]] = {}   # name -> (offset, count)
 
-        def take(name, size, align, count=1):
+        def take(name: str, size: int, align: int, count: int = 1) -> None:
             nonlocal off
             off += _pad(off, align)
             self.fields[name] = (off, count)
@@ -65,9 +70,9 @@ class MeasurementLayout:
         take('frames_rejected', 4, 4)
         self.prefix_size = len(HEADER) + off
         self.size = self.prefix_size
-        self._template = None
+        self._template: bytes | None = None
 
-    def _make_template(self):
+    def _make_template(self) -> bytes:
         # fields added to the message after these (additive .msg changes) are written as
         # the type's defaults: the template is rosbags' serialization of a default message
         buf = bytearray(self.prefix_size)
@@ -97,9 +102,11 @@ class MeasurementLayout:
         buf[start:start + len(self.frame_id)] = self.frame_id
         return bytes(buf)
 
-    def encode(self, t_ns, cell_voltages_v, temperatures_degc, pack_current_a, pack_voltage_v,
-               link_voltage_v, contactors, cell_balancing, cell_voltage_valid=None,
-               temperature_valid=None):
+    def encode(self, t_ns: int, cell_voltages_v: ArrayLike, temperatures_degc: ArrayLike,
+               pack_current_a: float, pack_voltage_v: float, link_voltage_v: float,
+               contactors: Sequence[bool], cell_balancing: ArrayLike,
+               cell_voltage_valid: ArrayLike | None = None,
+               temperature_valid: ArrayLike | None = None) -> bytes:
         """CDR bytes of one measurement stamped ``t_ns`` (every group stamped the same);
         ``contactors`` = (negative, positive, precharge) closed; validity from finiteness.
         """
@@ -113,7 +120,7 @@ class MeasurementLayout:
         valid = np.isfinite(v) if cell_voltage_valid is None else cell_voltage_valid
         tvalid = np.isfinite(t) if temperature_valid is None else temperature_valid
 
-        def put(name, data):
+        def put(name: str, data: bytes) -> None:
             start = 4 + f[name][0]
             buf[start:start + len(data)] = data
 
@@ -131,7 +138,7 @@ class MeasurementLayout:
         return bytes(buf)
 
 
-def layout_of(data):
+def layout_of(data: bytes) -> MeasurementLayout | None:
     """The MeasurementLayout of one CDR PackMeasurement (read from its counts), or None."""
     try:
         if bytes(data[:4]) != HEADER:
@@ -156,7 +163,8 @@ def layout_of(data):
     return layout
 
 
-def decode_measurements(blobs, layout):
+def decode_measurements(blobs: Sequence[bytes], layout: MeasurementLayout
+                        ) -> dict[str, NDArray[Any]]:
     """Columns of equally long CDR measurements: {field: array over messages (x per cell)}.
 
     ``blobs``: bytes of ``layout.size`` each (as :func:`layout_of` read it). Stamps as s.
@@ -165,13 +173,13 @@ def decode_measurements(blobs, layout):
     body = raw[:, 4:]
     f = layout.fields
 
-    def col(name, dtype, count=None):
+    def col(name: str, dtype: DTypeLike, count: int | None = None) -> NDArray[Any]:
         off, n = f[name]
         n = n if count is None else count
         size = np.dtype(dtype).itemsize
         return np.ascontiguousarray(body[:, off:off + size * n]).view(dtype).reshape(len(blobs), n)
 
-    def stamp(prefix):
+    def stamp(prefix: str) -> NDArray[np.float64]:
         return col(prefix + '_sec', '<i4')[:, 0] + 1e-9 * col(prefix + '_nanosec', '<u4')[:, 0]
 
     out = {

@@ -14,15 +14,20 @@ cell's excess self-discharge current over the median cell's (A, + = discharging 
 A one-sided CUSUM per cell on those currents raises the alarm when the sum of the excess over
 ``reference_a`` passes ``threshold_a`` (Page 1954); the first alarm's time is the detection.
 """
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 MAD_SCALE = 1.4826          # MAD of a normal sample / its standard deviation
 OUTLIER_Z = 3.5             # modified z-score beyond which a value is an outlier (Iglewicz)
 
 
-def robust_z(values, floor=0.0, leave_one_out=True):
+def robust_z(values: ArrayLike, floor: float = 0.0, leave_one_out: bool = True
+             ) -> NDArray[np.float64]:
     """(x - median) / (1.4826 MAD) per value, the scale at least ``floor``; NaN kept.
 
     ``leave_one_out``: each value against the median and MAD of the others, so one outlier
@@ -41,24 +46,26 @@ def robust_z(values, floor=0.0, leave_one_out=True):
     return z
 
 
-def outliers(values, floor=0.0, limit=OUTLIER_Z):
+def outliers(values: ArrayLike, floor: float = 0.0, limit: float = OUTLIER_Z
+             ) -> NDArray[np.bool_]:
     """Mask of values whose (leave-one-out) robust z-score exceeds ``limit`` in magnitude."""
     z = robust_z(values, floor)
     return np.isfinite(z) & (np.abs(z) > limit)
 
 
-def slope(t, y):
+def slope(t: ArrayLike, y: ArrayLike) -> float:
     """Least-squares slope of y over t (units of y per unit of t); NaN with < 2 points."""
-    t = np.asarray(t, dtype=float)
-    y = np.asarray(y, dtype=float)
-    ok = np.isfinite(t) & np.isfinite(y)
-    if ok.sum() < 2 or np.ptp(t[ok]) <= 0.0:
+    ts = np.asarray(t, dtype=float)
+    ys = np.asarray(y, dtype=float)
+    ok = np.isfinite(ts) & np.isfinite(ys)
+    if ok.sum() < 2 or np.ptp(ts[ok]) <= 0.0:
         return math.nan
-    tc = t[ok] - t[ok].mean()
-    return float(np.sum(tc * (y[ok] - y[ok].mean())) / np.sum(tc * tc))
+    tc = ts[ok] - ts[ok].mean()
+    return float(np.sum(tc * (ys[ok] - ys[ok].mean())) / np.sum(tc * tc))
 
 
-def relative_charge(cell_soc, cell_capacity_ah, bled_ah=None):
+def relative_charge(cell_soc: ArrayLike, cell_capacity_ah: ArrayLike,
+                    bled_ah: ArrayLike | None = None) -> NDArray[np.float64]:
     """Per row (bag) and cell: charge relative to the median cell (Ah), bleed added back.
 
     ``cell_soc``, ``cell_capacity_ah``: (bags, cells); ``bled_ah``: cumulative bleed charge per
@@ -70,7 +77,9 @@ def relative_charge(cell_soc, cell_capacity_ah, bled_ah=None):
     return q - np.nanmedian(q, axis=1, keepdims=True)
 
 
-def excess_self_discharge(t_s, cell_soc, cell_capacity_ah, bled_ah=None, valid=None):
+def excess_self_discharge(t_s: ArrayLike, cell_soc: ArrayLike, cell_capacity_ah: ArrayLike,
+                          bled_ah: ArrayLike | None = None, valid: ArrayLike | None = None
+                          ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Excess self-discharge current per interval and cell (A, + = the cell loses charge).
 
     Row k is the interval from the last valid row before k to row k (NaN for the first valid
@@ -91,15 +100,17 @@ def excess_self_discharge(t_s, cell_soc, cell_capacity_ah, bled_ah=None, valid=N
     return t, out
 
 
-def cusum(x, reference, threshold):
+def cusum(x: ArrayLike, reference: float, threshold: float
+          ) -> tuple[NDArray[np.float64], int]:
     """One-sided upper CUSUM of ``x`` (NaN skipped): (S per sample, index of first alarm or -1).
 
     S_k = max(0, S_{k-1} + x_k - reference); alarm when S_k >= threshold.
     """
     s = 0.0
-    out = np.zeros(len(x))
+    values = np.asarray(x, dtype=float)
+    out = np.zeros(len(values))
     first = -1
-    for k, value in enumerate(np.asarray(x, dtype=float)):
+    for k, value in enumerate(values):
         if math.isfinite(value):
             s = max(0.0, s + value - reference)
         out[k] = s
@@ -108,7 +119,8 @@ def cusum(x, reference, threshold):
     return out, first
 
 
-def leak_alarms(t_s, excess_a, reference_a=0.004, threshold_a=0.012):
+def leak_alarms(t_s: ArrayLike, excess_a: ArrayLike, reference_a: float = 0.004,
+                threshold_a: float = 0.012) -> dict[str, NDArray[Any]]:
     """CUSUM per cell over the excess self-discharge currents (rows x cells, A).
 
     Returns {'statistic': (rows, cells) A, 'alarm': bool per cell, 'alarm_t_s': t of the first
@@ -133,7 +145,8 @@ def leak_alarms(t_s, excess_a, reference_a=0.004, threshold_a=0.012):
     return {'statistic': stat, 'alarm': alarm, 'alarm_t_s': alarm_t, 'leak_a': leak}
 
 
-def drift_flags(slopes, limit, floor=0.0, z_limit=OUTLIER_Z):
+def drift_flags(slopes: ArrayLike, limit: float, floor: float = 0.0, z_limit: float = OUTLIER_Z
+                ) -> NDArray[np.bool_]:
     """Packs whose slope is beyond ``limit`` in magnitude and an outlier of the fleet (or the
     only ones: with fewer than three packs, the limit alone decides).
     """

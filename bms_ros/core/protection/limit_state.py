@@ -159,7 +159,14 @@ class LimitState:
         """(trip, channel) of every latched trip of this limit."""
         for trip in list(self.latch.trips.values()):
             if self.owns(trip):
-                yield trip, channel_of(trip.limit_id, trip.index)
+                yield trip, self._channel(trip)
+
+    @staticmethod
+    def _channel(trip: LatchedTrip) -> int:
+        """The channel of ``trip``, a trip of this limit (so the catalogue knows its id)."""
+        channel = channel_of(trip.limit_id, trip.index)
+        assert channel is not None, trip.limit_id
+        return channel
 
     def track(self, now_s: float) -> None:
         """Note, per latched trip, since when its condition is gone (trip level released)."""
@@ -173,7 +180,7 @@ class LimitState:
 
     def reset_blocker(self, trip: LatchedTrip, now_s: float) -> str:
         """Why ``trip`` (of this limit) cannot be reset now ('' = it can)."""
-        channel = channel_of(trip.limit_id, trip.index)
+        channel = self._channel(trip)
         if trip.clear_since_s is None:
             release_s = self.limit.release_s
             if self.monitor.active[self._row, channel] and not self.present[channel]:
@@ -195,7 +202,7 @@ class LimitState:
     def clear(self, trip: LatchedTrip) -> None:
         """Reset ``trip``: unlatch it and drop its trip level and timers (debounce from zero)."""
         self.latch.remove(trip.key)
-        self.monitor.force_clear(self._row, channel_of(trip.limit_id, trip.index))
+        self.monitor.force_clear(self._row, self._channel(trip))
 
     # ------------------------------------------------------------------ status
 
@@ -207,7 +214,7 @@ class LimitState:
         for channel in np.flatnonzero(active.any(axis=0)):
             row = int(np.flatnonzero(active[:, channel])[-1])
             level = int(limit.levels[row])
-            index = index_of(limit.limit_id, channel)
+            index = index_of(limit.limit_id, int(channel))
             if level == LEVEL_TRIP and (limit.limit_id, index) in self.latch:
                 continue
             value = float(self.values[channel])

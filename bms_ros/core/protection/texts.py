@@ -2,21 +2,31 @@
 
 Pure formatting: nothing here decides whether a limit is raised.
 """
+from __future__ import annotations
+
 import math
 
-from .limits import CATALOG_BY_ID, LEVEL_NAMES, STALE_GROUPS, FlagLimit, RangeLimit
+from .limits import (
+    CATALOG_BY_ID,
+    LEVEL_NAMES,
+    STALE_GROUPS,
+    FlagLimit,
+    Limit,
+    RangeLimit,
+    TimeCurrentLimit,
+)
 
 DECIMALS = {'V': 3, 'A': 1, 'degC': 1, 'degC/s': 2, 's': 2}
 
 
-def fmt(value, unit):
+def fmt(value: float | None, unit: str) -> str:
     """``value`` with the decimals of ``unit`` ('NaN' if unknown)."""
     if value is None or not math.isfinite(value):
         return 'NaN'
     return f'{value:.{DECIMALS.get(unit, 3)}f}'
 
 
-def index_of(limit_id, channel):
+def index_of(limit_id: str, channel: int) -> int:
     """Event index of a channel: cell or sensor index; -1 = whole pack (or no message at all)."""
     scope = CATALOG_BY_ID[limit_id].scope
     if scope == 'pack':
@@ -26,7 +36,7 @@ def index_of(limit_id, channel):
     return int(channel)
 
 
-def channel_of(limit_id, index):
+def channel_of(limit_id: str, index: int) -> int | None:
     """The channel of an event index (None for a limit id the catalogue does not know)."""
     entry = CATALOG_BY_ID.get(limit_id)
     if entry is None:
@@ -38,7 +48,7 @@ def channel_of(limit_id, index):
     return index
 
 
-def subject(limit_id, index):
+def subject(limit_id: str, index: int) -> str:
     """What an event is about: 'cell 3', 'temperature sensor 2', 'pack', a stale group."""
     scope = CATALOG_BY_ID[limit_id].scope
     if scope == 'cell':
@@ -50,7 +60,7 @@ def subject(limit_id, index):
     return 'pack'
 
 
-def threshold_of(limit, row):
+def threshold_of(limit: Limit, row: int) -> float:
     """The threshold reported for level ``row`` of ``limit`` (NaN for a yes/no flag)."""
     if isinstance(limit, RangeLimit):
         return limit.maximum
@@ -59,7 +69,8 @@ def threshold_of(limit, row):
     return float(limit.thresholds[row])
 
 
-def raise_text(limit, row, index, value, by_curve=False):
+def raise_text(limit: Limit, row: int, index: int, value: float,
+               by_curve: bool = False) -> str:
     """Message of a raised level; ``by_curve``: tripped by the time-current curve."""
     entry = CATALOG_BY_ID[limit.limit_id]
     name = subject(limit.limit_id, index)
@@ -70,7 +81,7 @@ def raise_text(limit, row, index, value, by_curve=False):
     if isinstance(limit, FlagLimit):
         return f'{name} {entry.text}'
     level = limit.levels[row]
-    if by_curve:
+    if by_curve and isinstance(limit, TimeCurrentLimit):   # only its curve trips by curve
         allowed = float(limit.allowed_time_s(value))
         return (f'{name} {entry.text} {fmt(value, unit)} {unit} beyond the time-current '
                 f'curve ({allowed:.1f} s allowed at this current)')
@@ -85,7 +96,8 @@ GATE_TEXT = {   # limit id -> why a gated limit stops applying (bms_ros.core.pro
 }
 
 
-def clear_text(limit, row, index, value, by_gate=False):
+def clear_text(limit: Limit, row: int, index: int, value: float,
+               by_gate: bool = False) -> str:
     """Message of a released warning or alarm (a trip clears only by reset); ``by_gate``: the
     limit stopped applying (e.g. charging stopped) while its value is still beyond.
     """
