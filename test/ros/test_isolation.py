@@ -4,13 +4,12 @@ pack_a's latched trip never reaches pack_b, resetting pack_b leaves pack_a's fil
 estimator's SoC lands in pack_a's folder too, and a node that fails to start writes nothing.
 """
 import os
-import threading
 import time
 
 import pytest
 import yaml
 
-from bms_interfaces.msg import BatteryEstimate, PackMeasurement, ProtectionEvent, ProtectionStatus
+from bms_interfaces.msg import BatteryEstimate, ProtectionEvent, ProtectionStatus
 from bms_interfaces.srv import ResetTrips
 from bms_ros.core.estimation.stored_state import FILE_NAME as ESTIMATOR_FILE
 from bms_ros.core.persistence import read_json
@@ -35,32 +34,6 @@ def pack_profile(tmp_path, name, serial):
     with open(path, 'w', encoding='utf-8') as stream:
         yaml.safe_dump(data, stream)
     return path
-
-
-class Feed:
-    """Healthy measurements at 10 Hz to /<ns>/measurement of several packs (FakePack's)."""
-
-    def __init__(self, env, namespaces):
-        self.packs = {}
-        for ns in namespaces:
-            pack = FakePack(env)
-            pack.measurement_pub = env.publisher(PackMeasurement, f'/{ns}/measurement')
-            self.packs[ns] = pack
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.wait(0.1):
-            for pack in self.packs.values():
-                try:
-                    pack.publish_once()
-                except Exception:  # the probe is shutting down
-                    return
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(2.0)
 
 
 def latched_ids(path):
@@ -104,7 +77,12 @@ def test_two_packs_do_not_share_persisted_state(ros_env, tmp_path):
     status = {ns: ros_env.subscribe(ProtectionStatus, f'/{ns}/protection_status', LATCHED)
               for ns in profiles}
     estimates = ros_env.subscribe(BatteryEstimate, '/pack_a/estimate', RELIABLE)
-    feed = Feed(ros_env, profiles)
+    # healthy measurements at 10 Hz to /<ns>/measurement of each pack (no estimates: the
+    # estimator of pack_a makes its own)
+    packs = {ns: FakePack(ros_env, namespace=ns) for ns in profiles}
+    for pack in packs.values():
+        pack.set(estimates=False)
+        pack.start()
     node = {ns: start(ns) for ns in profiles}
     try:
         for ns in profiles:
@@ -113,14 +91,14 @@ def test_two_packs_do_not_share_persisted_state(ros_env, tmp_path):
         # pack_a: cell 3 over-voltage trips and latches to pack_a's own file
         cells = [CELL_V] * CELLS
         cells[3] = 3.8
-        feed.packs['pack_a'].set(cells_v=cells)
+        packs['pack_a'].set(cells_v=cells)
         events['pack_a'].wait_for(lambda e: e.limit_id == 'cell_overvoltage' and e.index == 3
                                   and e.level == TRIP and e.latched, timeout_s=10.0,
                                   what='pack_a trip')
         file_a = os.path.join(folder['pack_a'], FILE_NAME)
         file_b = os.path.join(folder['pack_b'], FILE_NAME)
         wait_file(file_a, lambda ids: ids == ['cell_overvoltage'], 10.0, 'pack_a latch file')
-        feed.packs['pack_a'].set(cells_v=[CELL_V] * CELLS)   # the condition is gone
+        packs['pack_a'].set(cells_v=[CELL_V] * CELLS)   # the condition is gone
         assert latched_ids(file_b) == []
 
         # pack_b restarted: restores nothing of pack_a's
@@ -172,4 +150,5 @@ def test_two_packs_do_not_share_persisted_state(ros_env, tmp_path):
         assert tree(base) == before
         assert not os.path.exists(tmp_path / 'xdg')
     finally:
-        feed.stop()
+        for pack in packs.values():
+            pack.stop()

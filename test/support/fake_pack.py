@@ -38,7 +38,7 @@ class FakePack:
 
     def __init__(self, env, delay_s=0.015, tau_s=0.048, soc=0.5, publish_on_change=False, *,
                  cells=CELLS, sensors=SENSORS, truth=None, closed=None, estimate_every=5,
-                 protection=False, charger=False):
+                 protection=False, charger=False, namespace=''):
         """:param delay_s: contactor closing/opening delay, s (0: feedback follows at once).
         :param tau_s: pre-charge time constant of the DC link, s (<= 0: at pack voltage at once).
         :param publish_on_change: also publish a measurement at once on a command change.
@@ -49,6 +49,7 @@ class FakePack:
         :param estimate_every: publish the estimate every this many measurement periods.
         :param protection: publish protection_status (``trip_latched``) every period.
         :param charger: publish charger_present (``charger_present``, unless None) at 2 Hz.
+        :param namespace: the pack's topics under /<namespace>/ (a pack of a multi-pack robot).
         """
         self.env = env
         self.publish_on_change = publish_on_change
@@ -83,13 +84,15 @@ class FakePack:
         self.link_v = 0.0
         self._link_from = (0.0, 0.0)   # (time, voltage) the current link transient starts at
         self.commands = []             # (monotonic time, (neg, pre, pos), link_v at that time)
-        self.measurement_pub = env.publisher(PackMeasurement, 'measurement')
-        self.estimate_pub = env.publisher(BatteryEstimate, 'estimate')
-        self.protection_pub = (env.publisher(ProtectionStatus, 'protection_status')
+        def topic(name):
+            return f'/{namespace.strip("/")}/{name}' if namespace else name
+        self.measurement_pub = env.publisher(PackMeasurement, topic('measurement'))
+        self.estimate_pub = env.publisher(BatteryEstimate, topic('estimate'))
+        self.protection_pub = (env.publisher(ProtectionStatus, topic('protection_status'))
                                if protection else None)
-        self.charger_pub = env.publisher(Bool, 'charger_present') if charger else None
-        env.node.create_subscription(ContactorCommand, 'contactor_command', self._on_command,
-                                     RELIABLE)
+        self.charger_pub = env.publisher(Bool, topic('charger_present')) if charger else None
+        env.node.create_subscription(ContactorCommand, topic('contactor_command'),
+                                     self._on_command, RELIABLE)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.published = 0
@@ -99,8 +102,10 @@ class FakePack:
         return self
 
     def stop(self):
+        """Stop publishing (the publishers stay, for a test's own messages)."""
         self._stop.set()
-        self._thread.join(2.0)
+        if self._thread.is_alive():
+            self._thread.join(2.0)
 
     def set(self, **values):
         """Set attributes (cells_v, current_a, valid_cells, ...) at once, under the lock."""
