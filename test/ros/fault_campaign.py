@@ -256,13 +256,21 @@ class Campaign:
         return None if hit is None else hit[1]
 
     def closed_throughout(self, t0, seconds):
-        """True if the pack kept its main contactors closed from ``t0`` for ``seconds``."""
+        """True if the pack kept its main contactors closed from ``t0`` for ``seconds`` (an
+        observation window: it ends early, False, at the first report of an open contactor).
+        """
         end = t0 + seconds
-        while time.monotonic() < end:
-            time.sleep(0.05)
-        seen = [m for t, m in list(self.suite.truth.messages) if t0 < t <= end]
-        return bool(seen) and all(m.negative_contactor_closed and m.positive_contactor_closed
-                                  for m in seen)
+
+        def closed(m):
+            return m.negative_contactor_closed and m.positive_contactor_closed
+
+        while True:
+            seen = [m for t, m in list(self.suite.truth.messages) if t0 < t <= end]
+            if not all(closed(m) for m in seen):
+                return False
+            if time.monotonic() >= end:
+                return bool(seen)
+            time.sleep(0.05)    # poll interval
 
     def field(self, dotted, default):
         """A value of the campaign's profile (``section.field``), else ``default``."""
