@@ -12,10 +12,13 @@ driver does), or give it a ``truth`` cell model (bms_ros.core.estimation.synthet
 that is stepped at ``current_a`` every period and gives the cell voltages. Two optional
 streams: ``protection=True`` publishes ProtectionStatus (``trip_latched``) every period,
 ``charger=True`` the dock's contact sensor charger_present (Bool, 2 Hz) once
-``charger_present`` is set. ``estimates=False`` when the real state_estimator runs.
+``charger_present`` is set. ``estimates=False`` when the real state_estimator runs;
+``namespace`` puts every topic of the pack under /<namespace>/. ``publish_marker`` tells when a
+node has processed every measurement so far (a rejected one behind them, counted).
 
-The CAN-level stand-ins (a pack on the CAN hub) are the real pack_simulator
-(test/ros/pack_plant.SimulatedSuite) or a pack BMS of its own (test_pack_control.FakePackBms).
+The CAN-level stand-ins (a pack on the CAN hub) are test/support/can_pack.CanPack (the frames
+of a state), the real pack_simulator (test/ros/pack_plant.SimulatedSuite) or a pack BMS of its
+own (test_pack_control.FakePackBms).
 """
 import math
 import threading
