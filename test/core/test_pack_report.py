@@ -1,4 +1,4 @@
-"""core/pack_report.py: control style (b), a pack with its own BMS (statereq_bms.dbc)."""
+"""core/pack_report/: control style (b), a pack with its own BMS (statereq_bms.dbc)."""
 import math
 import os
 

@@ -146,7 +146,7 @@ def test_log_decodes_offline_into_the_truth(tmp_path, layout):
 
 def test_statereq_report_decodes_offline_into_the_truth():
     """The pack BMS's own report in the BLF log (state, SoC, SoH, limits, flags) through
-    core/pack_report.py: our state names and values within quantisation.
+    core/pack_report/: our state names and values within quantisation.
     """
     layout = 'statereq_bms'
     protocol = CanProtocol.from_files(os.path.join(VENDORS, f'{layout}.dbc'),
