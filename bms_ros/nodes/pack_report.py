@@ -34,7 +34,6 @@ from bms_interfaces.srv import RequestState
 from bms_ros.core import contract
 from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol
-from bms_ros.core.errors import ConfigError
 from bms_ros.core.pack_report import (
     COMMANDED_REASON,
     STATE_NAMES,
@@ -50,6 +49,7 @@ from bms_ros.core.pack_report import (
     protection_fields,
     report_diagnostic,
     request_decision,
+    require_pack_control,
 )
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.nodes import qos
@@ -80,10 +80,7 @@ class PackReportNode(Node):
         self.pack = profile.pack
         settings = load_can_settings(profile)
         self.control = load_control(profile.section('can'))
-        if not self.control.pack_controls:
-            raise ConfigError(profile.path, 'can.control',
-                              "the pack_report node needs control: pack (with 'bms_ros' the "
-                              'pack supervisor owns the contactors)')
+        require_pack_control(self.control, profile.path)
         self.protocol = CanProtocol.from_settings(settings, self.pack.cells_series,
                                                   self.pack.temperature_sensors)
         mapping = self.protocol.mapping

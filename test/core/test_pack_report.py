@@ -30,6 +30,7 @@ from bms_ros.core.pack_report import (
     protection_fields,
     report_diagnostic,
     request_decision,
+    require_pack_control,
     trip_disagreement,
 )
 from bms_ros.core.pack_state_machine import (
@@ -305,6 +306,13 @@ def test_battery_state_status_and_health_from_the_report():
     assert fields['voltage'] == 51.0 and fields['power_supply_status'] == 'NOT_CHARGING'
     overheat = _known(flags=[('overtemperature', 3, 'pack reports overtemperature')])
     assert battery_state_fields(overheat, MEASURED, pack)['power_supply_health'] == 'OVERHEAT'
+
+
+def test_the_pack_report_node_needs_control_pack():
+    require_pack_control(ControlConfig(style='pack'), 'p.yaml')
+    with pytest.raises(ConfigError, match="p.yaml: can.control: the pack_report node needs "
+                                          'control: pack'):
+        require_pack_control(ControlConfig(), 'p.yaml')
 
 
 def test_request_decision_refuses_drive_while_unknown():

@@ -6,7 +6,8 @@ pack's state-request frame. This package holds every rule of the ``pack_report``
 concept per module:
 
 * ``control``: the profile side, ``can.control`` (``bms_ros`` | ``pack``) and ``can.pack_bms``
-  (timeouts, second opinion, disagreement bounds), :func:`load_control`, :func:`check_style`;
+  (timeouts, second opinion, disagreement bounds), :func:`load_control`, :func:`check_style`,
+  :func:`require_pack_control`;
 * ``mapping``: the ``pack_report:`` and ``state_request:`` sections of a CAN mapping, validated
   against the DBC (:func:`load_report_sections`, called by can_mapping.load_mapping);
 * ``decoder``: :class:`ReportDecoder` (frames -> report values with receive stamps) and
@@ -52,6 +53,7 @@ from .control import (
     control_of_file,
     control_style_of_file,
     load_control,
+    require_pack_control,
 )
 from .decoder import FLAG_LEVELS, REPORT_COUNTS, UNKNOWN_NAME, PackReport, ReportDecoder
 from .fields import (
@@ -89,4 +91,4 @@ __all__ = ['COMMANDED_REASON', 'CONTROL_STYLES', 'ControlConfig', 'FLAG_LEVELS',
            'decode_request', 'disagreements', 'estimate_fields', 'frame_key', 'load_control',
            'load_report_sections', 'pack_state_fields', 'protection_fields',
            'report_diagnostic', 'report_keys', 'report_limits', 'request_decision',
-           'trip_disagreement']
+           'require_pack_control', 'trip_disagreement']

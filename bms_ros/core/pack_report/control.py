@@ -2,7 +2,7 @@
 
 :func:`load_control` validates them (timeouts, second opinion, disagreement bounds);
 :func:`control_of_file` reads them unvalidated for graph.py; :func:`check_style` checks the
-CAN mapping fits the style.
+CAN mapping fits the style, :func:`require_pack_control` that the pack_report node may run.
 """
 from __future__ import annotations
 
@@ -97,3 +97,13 @@ def check_style(control: ControlConfig, mapping: CanMapping, where: str) -> None
         raise ConfigError(where, 'can.control',
                           f"'bms_ros' (the default) needs a contactor command in the mapping "
                           f'{mapping.path}; a pack with its own BMS takes control: pack')
+
+
+def require_pack_control(control: ControlConfig, where: str) -> None:
+    """ConfigError naming ``where`` (the profile) unless ``control`` is 'pack': the
+    pack_report node stands in for the supervisor only when the pack's BMS owns the contactors.
+    """
+    if not control.pack_controls:
+        raise ConfigError(where, 'can.control',
+                          "the pack_report node needs control: pack (with 'bms_ros' the "
+                          'pack supervisor owns the contactors)')
