@@ -457,3 +457,16 @@ def test_never_the_lowest_cell_never_more_than_the_maximum(volts, socs, mode, ma
     assert not np.any(r.cell_bleed & (key == key.min()))
     assert r.cell_bleed.sum() <= max_cells
     assert np.all(key[r.cell_bleed] - key.min() > 0.005)     # threshold_v / soc_threshold
+
+
+def test_thermal_lockouts_before_the_first_advance_take_the_cell_temperature():
+    # mypy found it: lockouts() before any advance() compared None with the limit (TypeError);
+    # the resistors now start at their cells' temperature, as advance() initialises them
+    from bms_ros.core.balancing.thermal import BleedThermalModel
+    config = BalancingConfig(max_cell_temperature_degc=45.0, temperature_hysteresis_degc=5.0,
+                             resistor_max_temperature_degc=40.0)
+    model = BleedThermalModel(config, 3)
+    locked = model.lockouts(np.array([25.0, 42.0, float('nan')]), False)
+    # cell 1: its resistor (at 42 degC) is at the 40 degC limit; cell 2: unknown sensor
+    assert locked.tolist() == [False, True, True]
+    assert model.hot_resistor.tolist() == [False, True, False]

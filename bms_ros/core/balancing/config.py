@@ -1,5 +1,13 @@
 """The ``balancing:`` section of a profile (BalancingConfig) and the mode numbers."""
+from __future__ import annotations
+
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+from ..config import Section
+
+if TYPE_CHECKING:   # profile imports the cell and config modules only; no cycle at run time
+    from ..profile import PackSpec
 
 # Same numbering as bms_interfaces/BalancingStatus MODE_* and SetBalancingMode MODE_*.
 MODE_OFF = 0
@@ -45,17 +53,17 @@ class BalancingConfig:
     require_protection_status: bool = True  # no protection status yet: do not bleed
 
     @property
-    def mode_number(self):
+    def mode_number(self) -> int:
         """The mode as its number in messages (MODE_OFF, MODE_VOLTAGE, MODE_SOC)."""
         return MODES[self.mode]
 
     @property
-    def duty_cycle(self):
+    def duty_cycle(self) -> float:
         """Fraction of time the bleed resistors may be on, 0..1."""
         return self.duty_on_s / (self.duty_on_s + self.duty_off_s)
 
     @classmethod
-    def from_section(cls, section, pack=None):
+    def from_section(cls, section: Section, pack: PackSpec | None = None) -> BalancingConfig:
         """Read and validate ``balancing:``; ConfigError names the file and the field.
 
         :param section: bms_ros.core.config.Section of the ``balancing`` mapping.

@@ -19,15 +19,21 @@ never the lowest cell, and nothing at all while a protection trip is latched, th
 status is missing or old, the measurement is stale, rejected or has an invalid cell voltage,
 the current is unknown, or (SoC mode) the estimate is missing or old.
 
-About 390 lines: the input validation (set_measurement, set_estimate, set_mode) is most of it
-and belongs with the inhibits that read what it accepted.
+About 410 lines (with type hints): the input validation (set_measurement, set_estimate,
+set_mode) is most of it and belongs with the inhibits that read what it accepted.
 """
+from __future__ import annotations
+
 import logging
 import math
+from collections.abc import Mapping, Sized
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from ..profile import Profile
 from .config import (
     MAX_SOC_THRESHOLD,
     MAX_THRESHOLD_V,
@@ -67,8 +73,8 @@ class BalancingResult:
     mode: int
     active: bool                     # at least one cell bleeding now
     inhibit_reason: str              # "" = not inhibited
-    cell_bleed: np.ndarray           # bool per cell, the command
-    charge_removed_ah: np.ndarray    # per cell since start (estimated: V/R x on-time)
+    cell_bleed: NDArray[np.bool_]    # bool per cell, the command
+    charge_removed_ah: NDArray[np.float64]   # per cell since start (estimated: V/R x on-time)
     energy_bled_wh: float            # total since start (V^2/R x on-time)
     cell_voltage_spread_v: float     # max - min valid cell voltage (NaN if none)
     cell_soc_spread: float           # max - min estimated cell SoC, 0..1 (NaN if none)
@@ -77,7 +83,8 @@ class BalancingResult:
 class BalancingController:
     """Decides which bleed resistors to switch on; call ``set_*`` with inputs, then ``update``."""
 
-    def __init__(self, config, cells_series, sensor_of_cell, temperature_sensors=None):
+    def __init__(self, config: BalancingConfig, cells_series: int, sensor_of_cell: ArrayLike,
+                 temperature_sensors: int | None = None) -> None:
         """:param sensor_of_cell: index of the temperature sensor of each cell.
         :param temperature_sensors: sensors per measurement (default: the highest index + 1).
         """
@@ -97,15 +104,16 @@ class BalancingController:
         self.measurements_rejected = 0
         self.estimates_rejected = 0
         # inputs
-        self._meas = None                 # dict of arrays of the last accepted measurement
-        self._meas_stamp_s = None
+        self._meas: dict[str, Any] | None = None   # arrays of the last accepted measurement
+        self._meas_stamp_s = math.nan               # its stamp (s; set with it)
         self._rejected_pending = False    # a measurement was rejected since the last update
-        self._rejected_at_s = None        # update time of the latest rejection, until a good one
-        self._rest_since_s = None
-        self._trip_latched = None
-        self._prot_stamp_s = None
+        # update time of the latest rejection, until a good one
+        self._rejected_at_s: float | None = None
+        self._rest_since_s: float | None = None
+        self._trip_latched: bool | None = None
+        self._prot_stamp_s = math.nan               # stamp of the protection status (s)
         # state
-        self._last_now_s = None
+        self._last_now_s: float | None = None
         self._command = np.zeros(self.n, dtype=bool)
         self.voltage = VoltageStrategy(config, self.n)
         self.soc = SocStrategy(config, self.n)
@@ -114,14 +122,14 @@ class BalancingController:
         self.energy_bled_wh = 0.0
 
     @classmethod
-    def from_profile(cls, profile):
+    def from_profile(cls, profile: Profile) -> BalancingController:
         """Controller for a loaded bms_ros.core.profile.Profile (validates ``balancing:``)."""
         config = BalancingConfig.from_section(profile.section('balancing'), profile.pack)
         pack = profile.pack
         return cls(config, pack.cells_series, pack.sensor_of_cell(), pack.temperature_sensors)
 
     # ----------------------------------------------------------------------------- inputs
-    def set_measurement(self, measurement, stamp_s):
+    def set_measurement(self, measurement: Mapping[str, Any], stamp_s: float) -> bool:
         """Take a measurement (mapping named like PackMeasurement fields) taken at ``stamp_s``.
 
         Returns False, counts it and holds balancing off if it is malformed (wrong array
@@ -165,7 +173,7 @@ class BalancingController:
             self._rest_since_s = stamp_s
         return True
 
-    def set_estimate(self, estimate, stamp_s):
+    def set_estimate(self, estimate: Mapping[str, Any], stamp_s: float) -> bool:
         """Take an estimate (mapping with BatteryEstimate's cell_soc 0..1, cell_capacity_ah).
 
         Returns False and counts it if malformed (length, non-finite, capacity <= 0).
@@ -187,12 +195,14 @@ class BalancingController:
         self.soc.take_estimate(np.clip(soc, 0.0, 1.0), capacity, stamp_s)
         return True
 
-    def set_protection(self, trip_latched, stamp_s):
+    def set_protection(self, trip_latched: bool, stamp_s: float) -> None:
         """Take the protection status: any latched trip holds balancing off."""
         self._trip_latched = bool(trip_latched)
         self._prot_stamp_s = float(stamp_s)
 
-    def set_mode(self, mode, threshold_v=None, hysteresis_v=None, soc_threshold=None):
+    def set_mode(self, mode: int, threshold_v: float | None = None,
+                 hysteresis_v: float | None = None, soc_threshold: float | None = None
+                 ) -> tuple[bool, str]:
         """Change mode and thresholds (None or <= 0 keeps the current value).
 
         Returns (success, message); on refusal nothing changes.
@@ -205,9 +215,12 @@ class BalancingController:
             if value is not None and not math.isfinite(value):
                 return False, f'{name} must be a finite number, got {value}'
         keep = {name: value is None or value <= 0.0 for name, value in values.items()}
-        new_threshold = self.threshold_v if keep['threshold_v'] else float(threshold_v)
-        new_hysteresis = self.hysteresis_v if keep['hysteresis_v'] else float(hysteresis_v)
-        new_soc = self.soc_threshold if keep['soc_threshold'] else float(soc_threshold)
+        new_threshold = self.threshold_v if threshold_v is None or keep['threshold_v'] \
+            else float(threshold_v)
+        new_hysteresis = self.hysteresis_v if hysteresis_v is None or keep['hysteresis_v'] \
+            else float(hysteresis_v)
+        new_soc = self.soc_threshold if soc_threshold is None or keep['soc_threshold'] \
+            else float(soc_threshold)
         if new_threshold > MAX_THRESHOLD_V:
             return False, f'threshold_v must be <= {MAX_THRESHOLD_V} V, got {new_threshold:g}'
         if new_hysteresis >= new_threshold:
@@ -229,7 +242,7 @@ class BalancingController:
         return True, message
 
     # ----------------------------------------------------------------------------- step
-    def update(self, now_s):
+    def update(self, now_s: float) -> BalancingResult:
         """Account for the bleeding since the last call and decide the command for now.
 
         :param now_s: current time in seconds, on the clock of the input stamps.
@@ -242,12 +255,13 @@ class BalancingController:
         self._account(dt_s)
 
         reason = self._inhibit_reason(now_s)
-        if reason:
+        meas = self._meas
+        if reason or meas is None:    # (no measurement is a reason)
             self.voltage.reset()
             self._command = np.zeros(self.n, dtype=bool)
             return self._result(reason)
 
-        volts = self._meas['cell_voltages_v']
+        volts = meas['cell_voltages_v']
         on_phase = self._duty_phase(now_s)
         if self.mode == MODE_VOLTAGE:
             excess, priority = self.voltage.decide(volts, on_phase, self.threshold_v,
@@ -262,8 +276,8 @@ class BalancingController:
             two = np.partition(volts, 1)[:2]
             lowest |= (volts <= two[0]) & (two[1] - two[0] > self.threshold_v)
         eligible = wanted & ~lowest & (volts >= self.config.min_cell_voltage_v)
-        thermal = self.thermal.lockouts(self._cell_temperatures(),
-                                        self._meas['temperatures_stale'])
+        thermal = self.thermal.lockouts(self._cell_temperatures(meas),
+                                        meas['temperatures_stale'])
         candidates = eligible & ~thermal
         chosen = np.zeros(self.n, dtype=bool)
         if np.any(candidates):
@@ -276,11 +290,12 @@ class BalancingController:
         return self._result(reason)
 
     # ----------------------------------------------------------------------------- internals
-    def _account(self, dt_s):
+    def _account(self, dt_s: float) -> None:
         """Charge, energy and resistor heat of the command held over the last ``dt_s``."""
-        if self._meas is None:
+        meas = self._meas
+        if meas is None:
             return
-        volts = np.where(self._meas['cell_voltage_valid'], self._meas['cell_voltages_v'], 0.0)
+        volts = np.where(meas['cell_voltage_valid'], meas['cell_voltages_v'], 0.0)
         volts = np.maximum(volts, 0.0)
         power_w = np.where(self._command, volts * volts / self.config.bleed_resistance_ohm, 0.0)
         if dt_s > 0.0:
@@ -289,14 +304,15 @@ class BalancingController:
             self.charge_removed_ah += charge_ah
             self.energy_bled_wh += float(power_w.sum()) * dt_s / 3600.0
             self.soc.account(charge_ah)
-        self.thermal.advance(self._cell_temperatures(), power_w, dt_s)
+        self.thermal.advance(self._cell_temperatures(meas), power_w, dt_s)
 
-    def _cell_temperatures(self):
-        """Temperature of each cell from its sensor; an invalid sensor gives NaN."""
-        temps = np.where(self._meas['temperature_valid'], self._meas['temperatures_degc'], np.nan)
-        return temps[self.sensor_of_cell]
+    def _cell_temperatures(self, meas: Mapping[str, Any]) -> NDArray[np.float64]:
+        """Temperature of each cell from its sensor in ``meas``; an invalid sensor gives NaN."""
+        temps = np.where(meas['temperature_valid'], meas['temperatures_degc'], np.nan)
+        cells: NDArray[np.float64] = temps[self.sensor_of_cell]
+        return cells
 
-    def _inhibit_reason(self, now_s):
+    def _inhibit_reason(self, now_s: float) -> str:
         cfg = self.config
         if self.mode == MODE_OFF:
             return REASON_MODE_OFF
@@ -335,14 +351,14 @@ class BalancingController:
                 return REASON_STALE_ESTIMATE
         return ''
 
-    def _duty_phase(self, now_s):
+    def _duty_phase(self, now_s: float) -> bool:
         """True while the bleed resistors may be on: duty phases on the absolute clock."""
         cfg = self.config
         if cfg.duty_off_s <= 0.0:
             return True
         return (now_s % (cfg.duty_on_s + cfg.duty_off_s)) < cfg.duty_on_s
 
-    def _result(self, reason):
+    def _result(self, reason: str) -> BalancingResult:
         volts = None if self._meas is None else self._meas['cell_voltages_v'][
             self._meas['cell_voltage_valid']]
         v_spread = (float(volts.max() - volts.min()) if volts is not None and volts.size
@@ -355,7 +371,7 @@ class BalancingController:
             energy_bled_wh=self.energy_bled_wh, cell_voltage_spread_v=v_spread,
             cell_soc_spread=soc_spread)
 
-    def _reject_measurement(self, why):
+    def _reject_measurement(self, why: str) -> bool:
         self.measurements_rejected += 1
         self._rejected_pending = True
         if _worth_logging(self.measurements_rejected):
@@ -363,7 +379,7 @@ class BalancingController:
                         self.measurements_rejected)
         return False
 
-    def _reject_estimate(self, why):
+    def _reject_estimate(self, why: str) -> bool:
         self.estimates_rejected += 1
         if _worth_logging(self.estimates_rejected):
             log.warning('balancing: estimate rejected (%s); %d so far', why,
@@ -371,27 +387,27 @@ class BalancingController:
         return False
 
     @property
-    def plan_remaining_ah(self):
+    def plan_remaining_ah(self) -> NDArray[np.float64]:
         """SoC mode: charge still to remove per cell, Ah (zeros without a plan)."""
         return self.soc.plan_ah.copy()
 
     @property
-    def resistor_temperature_degc(self):
+    def resistor_temperature_degc(self) -> NDArray[np.float64] | None:
         """Modelled bleed resistor temperature per cell, degC (None before a measurement)."""
         return self.thermal.temperature_degc
 
     @property
-    def soc_filtered(self):
+    def soc_filtered(self) -> NDArray[np.float64] | None:
         """SoC mode: the low-pass filtered cell SoC, 0..1 (None before an estimate)."""
         return self.soc.soc_filtered
 
 
-def _worth_logging(count):
+def _worth_logging(count: int) -> bool:
     """Log the 1st, 2nd, 4th, 8th ... occurrence: a bad stream at 10 Hz must not flood."""
     return count & (count - 1) == 0
 
 
-def _valid_flags(flags, values):
+def _valid_flags(flags: Sized | None, values: NDArray[np.float64]) -> NDArray[np.bool_]:
     """Validity array: as given, or (if empty/absent) where the values are finite."""
     if flags is None or len(flags) == 0:
         return np.isfinite(values)

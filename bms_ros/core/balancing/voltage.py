@@ -5,28 +5,34 @@ when it is less than ``threshold_v - hysteresis_v`` above it. Decisions use only
 measured with the bleed resistors off (the off part of the duty cycle, after ``settle_s``), so
 the bleed current's IR drop does not fool the comparison.
 """
+from __future__ import annotations
+
 import math
 
 import numpy as np
+from numpy.typing import NDArray
+
+from .config import BalancingConfig
 
 
 class VoltageStrategy:
     """Which cells want to bleed, from the mean clean voltages of the latest off window."""
 
-    def __init__(self, config, cells_series):
+    def __init__(self, config: BalancingConfig, cells_series: int) -> None:
         self.config = config
         self.n = int(cells_series)
         self.wanted = np.zeros(self.n, dtype=bool)     # the hysteresis state
-        self._clean_window = None                      # off window of the clean samples
+        self._clean_window: float | None = None        # off window of the clean samples
         self._clean_sum_v = np.zeros(self.n)           # their sum, for the window mean
         self._clean_count = 0
-        self._decided_window = None                    # window of the last decision
+        self._decided_window: float | None = None      # window of the last decision
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the hysteresis state (inhibited or mode changed): nothing wanted."""
         self.wanted = np.zeros(self.n, dtype=bool)
 
-    def collect_clean(self, volts, valid, stamp_s):
+    def collect_clean(self, volts: NDArray[np.float64], valid: NDArray[np.bool_],
+                      stamp_s: float) -> None:
         """Sum the clean cell voltages of one off window (bleed off, settled), for its mean."""
         cfg = self.config
         if cfg.duty_off_s <= 0.0:
@@ -44,7 +50,8 @@ class VoltageStrategy:
         self._clean_sum_v += volts
         self._clean_count += 1
 
-    def decide(self, volts, on_phase, threshold_v, hysteresis_v):
+    def decide(self, volts: NDArray[np.float64], on_phase: bool, threshold_v: float,
+               hysteresis_v: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Update the hysteresis once an off window is complete (in the on phase).
 
         Returns (excess V, priority) of ``volts`` over the lowest cell.

@@ -1,5 +1,9 @@
 """The validated ``energy:`` and ``motion_limits:`` sections of a profile."""
+from __future__ import annotations
+
 from dataclasses import dataclass
+
+from ..config import Section
 
 ENERGY_FIELDS = (
     'soc_floor', 'soc_ceiling', 'cutoff_voltage_v', 'cv_voltage_v', 'charger_current_a',
@@ -42,7 +46,7 @@ class EnergyConfig:
     integration_steps: int = 200
 
     @classmethod
-    def from_section(cls, section):
+    def from_section(cls, section: Section) -> EnergyConfig:
         """Validate an ``energy:`` Section; ConfigError names the file and field."""
         section.reject_unknown(ENERGY_FIELDS)
         d = cls()
@@ -98,7 +102,7 @@ class MotionLimitsConfig:
     min_speed_m_per_s: float = 0.2          # never limit below this (to reach the dock); 0 = stop
 
     @classmethod
-    def from_section(cls, section):
+    def from_section(cls, section: Section) -> MotionLimitsConfig:
         """Validate a ``motion_limits:`` Section; ConfigError names the file and field."""
         section.reject_unknown(MOTION_FIELDS)
         d = cls()

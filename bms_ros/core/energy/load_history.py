@@ -5,9 +5,13 @@ The profile keeps the drawn energy of fixed blocks (profile_block_s) over profil
 gives the time-weighted mean drawn power, the spread of block means, and E[P^2] / E[P]^2 (the
 I^2 R losses of a varying load exceed those of its mean). Samples on a charger are left out.
 """
+from __future__ import annotations
+
 import math
 from collections import deque
 from dataclasses import dataclass
+
+from .config import EnergyConfig
 
 
 @dataclass
@@ -26,21 +30,22 @@ class LoadProfileStats:
 class LoadTracker:
     """Low-pass of the pack power and block statistics of the drawn power."""
 
-    def __init__(self, config, rc_time_constant_s=0.0):
+    def __init__(self, config: EnergyConfig, rc_time_constant_s: float = 0.0) -> None:
         self.config = config
         self.rc_time_constant_s = float(rc_time_constant_s)   # tau1 of the cell's RC pair, s
-        self.t_s = None
+        self.t_s: float | None = None
         self.power_w = float('nan')        # low-passed, + = charging
         self.current_a = float('nan')      # low-passed, + = charging
         self.power_var_w2 = 0.0            # low-passed variance around power_w
         self.rc_drawn_w = float('nan')     # drawn power low-passed at tau1 (the RC pair's)
         # (t_end_s, seconds, drawn Ws, drawn W^2 s, peak W, low-passed W^2 s)
-        self._blocks = deque()
+        self._blocks: deque[tuple[float, ...]] = deque()
         self._block = self._new_block()    # the running one
-        self._block_start_s = None
+        self._block_start_s = math.nan    # set by the first measurement
         self.rejected = 0
 
-    def update(self, t_s, current_a, voltage_v, on_charger=False):
+    def update(self, t_s: float, current_a: float, voltage_v: float,
+               on_charger: bool = False) -> bool:
         """One measurement: time (s), pack current (A, + = charging), pack voltage (V)."""
         if not (math.isfinite(t_s) and math.isfinite(current_a) and math.isfinite(voltage_v)
                 and voltage_v > 0.0):
@@ -83,20 +88,20 @@ class LoadTracker:
         return True
 
     @staticmethod
-    def _new_block():
+    def _new_block() -> list[float]:
         return [0.0, 0.0, 0.0, -math.inf, 0.0]   # seconds, Ws, W^2 s, peak W, low-passed W^2 s
 
     @property
-    def drawn_power_w(self):
+    def drawn_power_w(self) -> float:
         """The present filtered drawn power (W, + = discharging)."""
         return -self.power_w
 
     @property
-    def power_std_w(self):
+    def power_std_w(self) -> float:
         """Standard deviation of the filtered pack power (W)."""
         return math.sqrt(max(self.power_var_w2, 0.0))
 
-    def profile(self):
+    def profile(self) -> LoadProfileStats | None:
         """Statistics of the learnt profile, or None before one full block."""
         blocks = list(self._blocks)
         if not blocks:

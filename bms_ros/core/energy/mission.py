@@ -11,14 +11,21 @@ margin = available - reserve - needed. The safe-return time is the latest time f
 at which, after following the mission (then its mean load past its end), the pack can still
 drive back (return_duration_s at the return power) keeping the reserve (as PX4's).
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ..cell import CellSpec
 from ..estimation import state_of_power
-from ..vehicle_load import pack_power_w, tractive_force_n
-from .state_of_energy import _current_at_power
+from ..estimation.config import EstimatorConfig
+from ..estimation.estimator import Estimate
+from ..vehicle_load import VehicleConfig, pack_power_w, tractive_force_n
+from .state_of_energy import CellEnergyModel, _current_at_power
 
 MAX_STEP_S = 10.0
 MAX_EXTENSION_S = 48 * 3600.0
@@ -42,7 +49,8 @@ class MissionResult:
     safe_return_s: float
 
 
-def path_segment(vehicle, length_m, speed_m_per_s):
+def path_segment(vehicle: VehicleConfig, length_m: float, speed_m_per_s: float
+                 ) -> tuple[float, float]:
     """(duration_s, drawn power W) of driving ``length_m`` at a constant speed, level ground."""
     if not (length_m > 0.0 and speed_m_per_s > 0.0):
         raise ValueError(f'a path needs length > 0 and speed > 0, got {length_m}, {speed_m_per_s}')
@@ -50,7 +58,7 @@ def path_segment(vehicle, length_m, speed_m_per_s):
     return length_m / speed_m_per_s, -pack_power_w(vehicle, wheel_w)
 
 
-def validate_segments(durations_s, powers_w):
+def validate_segments(durations_s: ArrayLike, powers_w: ArrayLike) -> list[tuple[float, float]]:
     """Segments as a list of (duration_s, drawn W); ValueError on bad lengths or values."""
     d = np.asarray(durations_s, dtype=float)
     p = np.asarray(powers_w, dtype=float)
@@ -66,13 +74,15 @@ def validate_segments(durations_s, powers_w):
 class MissionChecker:
     """Steps a pack state through segments on the cell model (vectorised over cells)."""
 
-    def __init__(self, energy_model, estimator_config, cell):
+    def __init__(self, energy_model: CellEnergyModel, estimator_config: EstimatorConfig,
+                 cell: CellSpec) -> None:
         self.model = energy_model
         self.est_config = estimator_config
         self.cell = cell
 
-    def check(self, est, temperature_degc, segments, return_duration_s=0.0,
-              return_drawn_power_w=0.0):
+    def check(self, est: Estimate, temperature_degc: ArrayLike,
+              segments: Sequence[tuple[float, float]], return_duration_s: float = 0.0,
+              return_drawn_power_w: float = 0.0) -> MissionResult:
         """MissionResult for Estimate ``est`` at cell temperatures ``temperature_degc``."""
         cfg = self.model.config
         nan = float('nan')
@@ -99,7 +109,7 @@ class MissionChecker:
         available = self.model.discharge(z, q, r, temp, max(mean_w, 0.0)).energy_wh
         ret_w = return_drawn_power_w if return_drawn_power_w > 0.0 else max(mean_w, 0.0)
 
-        def can_return(zz):
+        def can_return(zz: ArrayLike) -> bool:
             if return_duration_s <= 0.0:
                 return True
             e = self.model.discharge(zz, q, r, temp, ret_w).energy_wh
@@ -109,7 +119,7 @@ class MissionChecker:
         t = 0.0
         safe_return = nan if return_duration_s <= 0.0 else (0.0 if can_return(z) else nan)
         returning_ok = return_duration_s > 0.0 and can_return(z)
-        plan = list(enumerate(segments))
+        plan: list[tuple[int, tuple[float, float]]] = list(enumerate(segments))
         if returning_ok and mean_w > 0.0:
             # past the end, at the mean load, for the safe-return time only
             plan.append((-1, (min(MAX_EXTENSION_S, 1.2 * 3600.0 * available / mean_w), mean_w)))
@@ -121,7 +131,7 @@ class MissionChecker:
             steps = max(1, int(math.ceil(seg_s / step_s)))
             dt = seg_s / steps
             for _ in range(steps):
-                ocv = self.cell.ocv.ocv(z, temp)
+                ocv = np.asarray(self.cell.ocv.ocv(z, temp))
                 emf = float(ocv.sum())
                 if drawn_w >= 0.0:
                     current, reach = _current_at_power(np.array([emf]), float(r.sum()), drawn_w)
@@ -130,7 +140,7 @@ class MissionChecker:
                 else:
                     i = -drawn_w / emf          # regeneration: first order is enough
                     reachable = True
-                problem = None
+                problem: str | None = None
                 if not reachable:
                     problem = f'{drawn_w:.0f} W is more than the pack can deliver'
                 else:

@@ -13,10 +13,13 @@ Through the vehicle model of bms_ros.core.vehicle_load (the gazebo: section):
 velocity command inside the limits with a bounded acceleration, so a cold or nearly empty pack
 slows the robot down smoothly instead of tripping.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
 
-from ..vehicle_load import tractive_force_n
+from ..vehicle_load import VehicleConfig, tractive_force_n
+from .config import MotionLimitsConfig
 
 
 @dataclass
@@ -33,12 +36,13 @@ class MotionLimits:
     reason: str
 
 
-def resistive_force_n(vehicle, speed_m_per_s, grade_rad):
+def resistive_force_n(vehicle: VehicleConfig, speed_m_per_s: float, grade_rad: float) -> float:
     """Force (N, >= 0 forward) against steady driving at a speed up a grade (rad)."""
     return tractive_force_n(vehicle, abs(speed_m_per_s), 0.0, pitch_rad=-grade_rad)
 
 
-def power_limits_w(discharge_limit_a, charge_limit_a, voltage_v, current_a, r_pack_ohm):
+def power_limits_w(discharge_limit_a: float, charge_limit_a: float, voltage_v: float,
+                   current_a: float, r_pack_ohm: float) -> tuple[float, float]:
     """(discharge, regen) pack power limits (W, >= 0) at the current limits."""
     if not (math.isfinite(voltage_v) and voltage_v > 0.0):
         return 0.0, 0.0
@@ -49,7 +53,8 @@ def power_limits_w(discharge_limit_a, charge_limit_a, voltage_v, current_a, r_pa
     return max(discharge_limit_a, 0.0) * v_dis, max(charge_limit_a, 0.0) * v_chg
 
 
-def motion_limits(vehicle, config, discharge_power_w, regen_power_w, speed_m_per_s):
+def motion_limits(vehicle: VehicleConfig, config: MotionLimitsConfig, discharge_power_w: float,
+                  regen_power_w: float, speed_m_per_s: float) -> MotionLimits:
     """MotionLimits for pack power limits (W) at the present speed (m/s)."""
     c = vehicle
     grade = config.design_grade_rad
@@ -95,13 +100,14 @@ class SpeedLimiter:
     never below ``floor`` m/s.
     """
 
-    def __init__(self, rate_m_per_s2, floor_m_per_s, initial_m_per_s):
+    def __init__(self, rate_m_per_s2: float, floor_m_per_s: float,
+                 initial_m_per_s: float) -> None:
         self.rate = rate_m_per_s2
         self.floor = floor_m_per_s
         self.value = initial_m_per_s
-        self.t_s = None
+        self.t_s: float | None = None
 
-    def update(self, t_s, target_m_per_s):
+    def update(self, t_s: float, target_m_per_s: float) -> float:
         """The speed limit (m/s) at ``t_s`` (s) for the target ``target_m_per_s``."""
         target = max(target_m_per_s, self.floor)
         if self.t_s is None:
@@ -116,12 +122,13 @@ class SpeedLimiter:
 class CmdFilter:
     """A velocity command (linear m/s, angular rad/s) kept inside the limits, smoothly."""
 
-    def __init__(self, config):
+    def __init__(self, config: MotionLimitsConfig) -> None:
         self.config = config
         self.v_out = 0.0
-        self.t_s = None
+        self.t_s: float | None = None
 
-    def filter(self, t_s, linear_m_per_s, angular_rad_per_s, limits):
+    def filter(self, t_s: float, linear_m_per_s: float, angular_rad_per_s: float,
+               limits: MotionLimits | None) -> tuple[float, float]:
         """(linear, angular) to send; ``limits`` a MotionLimits (None: min speed, vehicle
         limits).
         """

@@ -5,13 +5,21 @@ Feed it every accepted measurement (:meth:`update`) and the charger input
 current limits) and the cell temperatures into an :class:`EnergyEstimate` whose field names are
 those of bms_interfaces/BatteryEstimate. NaN = unknown or not applicable.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from ..cell import CellSpec
+from ..estimation.estimator import Estimate
+from .config import EnergyConfig
 from .load_history import LoadTracker
-from .state_of_energy import CellEnergyModel
+from .state_of_energy import CellEnergyModel, Discharge
+
+FloatArray = NDArray[np.float64]
 
 NAN = float('nan')
 
@@ -21,7 +29,7 @@ class EnergyEstimate:
     """The energy fields of BatteryEstimate (Wh, W + = charging, s)."""
 
     remaining_energy_wh: float = NAN
-    cell_remaining_energy_wh: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cell_remaining_energy_wh: FloatArray = field(default_factory=lambda: np.zeros(0))
     energy_full_wh: float = NAN
     load_power_w: float = NAN
     time_to_empty_s: float = NAN
@@ -42,40 +50,42 @@ SCALAR_FIELDS = ('remaining_energy_wh', 'energy_full_wh', 'load_power_w', 'time_
                  'time_to_full_low_s', 'time_to_full_high_s')
 
 
-def _finite_or_nan(x):
+def _finite_or_nan(x: float) -> float:
     return float(x) if math.isfinite(x) else NAN
 
 
 class EnergyEstimator:
     """Load tracking, charger input and the energy predictions of one series string."""
 
-    def __init__(self, cell, n_cells, config):
+    def __init__(self, cell: CellSpec, n_cells: int, config: EnergyConfig) -> None:
         self.cell = cell
         self.n = int(n_cells)
         self.config = config
         self.model = CellEnergyModel(cell, config)
         self.load = LoadTracker(config, cell.tau1_s)
-        self._charger = None               # (t_s, bool) of the last charger_present input
+        # (t_s, bool) of the last charger_present input
+        self._charger: tuple[float, bool] | None = None
 
     # ------------------------------------------------------------------ inputs
-    def set_charger_present(self, t_s, present):
+    def set_charger_present(self, t_s: float, present: bool) -> None:
         """The charger_present input (True: a charger is connected) at ``t_s`` (s)."""
         self._charger = (float(t_s), bool(present))
 
-    def charger_input(self, t_s):
+    def charger_input(self, t_s: float) -> bool | None:
         """True / False from a fresh charger_present input, None if absent or stale."""
         if self._charger is None or t_s - self._charger[0] > self.config.charger_present_timeout_s:
             return None
         return self._charger[1]
 
-    def charger_present(self, t_s, current_a=NAN):
+    def charger_present(self, t_s: float, current_a: float = NAN) -> bool:
         """Charger connected: the input says so, or (no input) a charging current flows."""
         given = self.charger_input(t_s)
         if given is not None:
             return given
         return math.isfinite(current_a) and current_a > self.config.idle_current_a
 
-    def update(self, t_s, current_a, pack_voltage_v, charger=None):
+    def update(self, t_s: float, current_a: float, pack_voltage_v: float,
+               charger: bool | None = None) -> bool:
         """One accepted measurement: time (s), pack current (A, + = charging), voltage (V);
         ``charger``: the charger input now (None: looked up at ``t_s``, the same clock).
         """
@@ -87,7 +97,9 @@ class EnergyEstimator:
         return self.load.update(t_s, current_a, pack_voltage_v, on_charger=on_charger)
 
     # ------------------------------------------------------------------ outputs
-    def evaluate(self, est, temperature_degc, t_s, soc_std=None, capacity_std_ah=None):
+    def evaluate(self, est: Estimate, temperature_degc: ArrayLike, t_s: float,
+                 soc_std: ArrayLike | None = None, capacity_std_ah: ArrayLike | None = None
+                 ) -> EnergyEstimate:
         """The energy fields for Estimate ``est`` at cell temperatures ``temperature_degc``."""
         cfg = self.config
         out = EnergyEstimate(cell_remaining_energy_wh=np.full(self.n, NAN))
@@ -120,8 +132,9 @@ class EnergyEstimator:
 
         # the load the energy refers to: the learnt profile (its mean, losses and peaks), else
         # the present filtered one, else none
-        r_loss = None
-        if profile_ok:
+        r_loss: FloatArray | None = None
+        r_pk: FloatArray | None
+        if profile is not None and profile_ok:
             power, loss, peak, r_pk = (profile.mean_drawn_w, profile.loss_factor,
                                        profile.peak_drawn_w, r_peak)
             r_loss = self.model.loss_resistance_ohm(r0_25, temp, profile.loss_factor,
@@ -148,7 +161,7 @@ class EnergyEstimator:
             present = mid if not profile_ok else self.model.discharge(z, q, r, temp, drawn)
             out.time_to_empty_s, out.time_to_empty_low_s, out.time_to_empty_high_s = \
                 self._tte_band(z, z_std, q, q_std, r, temp, drawn, p_std, drawn, 1.0, present)
-        if profile_ok:
+        if profile is not None and profile_ok:
             p = profile.mean_drawn_w
             base = mid
             horizon = base.time_s if math.isfinite(base.time_s) else profile.duration_s
@@ -172,8 +185,10 @@ class EnergyEstimator:
             out.time_to_full_high_s = _finite_or_nan(high)
         return out
 
-    def _tte_band(self, z, z_std, q, q_std, r, temp, power, power_std, peak, loss, mid,
-                  r_peak=None, r_loss=None):
+    def _tte_band(self, z: FloatArray, z_std: FloatArray, q: FloatArray, q_std: FloatArray,
+                  r: FloatArray, temp: FloatArray, power: float, power_std: float, peak: float,
+                  loss: float, mid: Discharge, r_peak: FloatArray | None = None,
+                  r_loss: FloatArray | None = None) -> tuple[float, float, float]:
         """(time to empty, low, high) in s at ``power`` W drawn, band from SoC, capacity, load."""
         k = self.config.band_sigma
         low = self.model.discharge(np.clip(z - k * z_std, 0.0, 1.0),
@@ -186,7 +201,7 @@ class EnergyEstimator:
         return (_finite_or_nan(mid.time_s), _finite_or_nan(low.time_s),
                 _finite_or_nan(high.time_s))
 
-    def _charge_current(self, est, current_a):
+    def _charge_current(self, est: Estimate, current_a: float) -> float:
         """CC current (A): the charger's (config, else the measured one), within the limit."""
         limit = float(getattr(est, 'charge_current_limit_long_a', NAN))
         limit = limit if math.isfinite(limit) else self.cell.limits.charge_current_max_a
@@ -196,5 +211,5 @@ class EnergyEstimator:
                 current_a > self.config.idle_current_a else limit
         return min(given, limit)
 
-    def _pack_voltage(self, z, temp):
+    def _pack_voltage(self, z: FloatArray, temp: FloatArray) -> float:
         return float(np.sum(self.cell.ocv.ocv(z, temp)))

@@ -17,12 +17,22 @@ current tapering as exp(-t / tau), tau = R 3600 Q / (dOCV/dz): the cell's resist
 capacitance of its OCV, until the SoC ceiling or the termination current; the pack is full when
 its first cell is (as pack_soc in bms_ros.core.estimation.estimator).
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from ..cell import CellSpec
 from ..ocv import REFERENCE_TEMPERATURE_DEGC
+from .config import EnergyConfig
+
+FloatArray = NDArray[np.float64]
+# cumulative integral at each grid point, values, slope of each interval
+Table = tuple[FloatArray, FloatArray, FloatArray]
 
 WH_PER_V_AH = 1.0           # V x Ah = Wh
 
@@ -35,13 +45,13 @@ class Discharge:
     time_s: float              # inf at zero power
     charge_ah: float           # delivered charge
     end: str                   # 'floor', 'cutoff', 'power' (the pack cannot deliver P) or 'empty'
-    cell_energy_wh: np.ndarray  # each cell's share of energy_wh
+    cell_energy_wh: FloatArray  # each cell's share of energy_wh
 
 
 class CellEnergyModel:
     """OCV integrals, resistances and the discharge / charge predictions of one cell type."""
 
-    def __init__(self, cell, config):
+    def __init__(self, cell: CellSpec, config: EnergyConfig) -> None:
         self.cell = cell
         self.config = config
         ocv = cell.ocv
@@ -59,9 +69,11 @@ class CellEnergyModel:
         self._inverse = (volts, np.array([ocv.soc_grid[ocv.ocv_grid_v == v].mean()
                                           for v in volts]))
         self._dt_mid = float(np.interp(0.5, self.grid, ocv.docv_dt_v_per_degc))
+        self._grid_cache: tuple[FloatArray, FloatArray] | None = None
 
     # ------------------------------------------------------------------ building blocks
-    def ocv_integral(self, soc_lo, soc_hi, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
+    def ocv_integral(self, soc_lo: ArrayLike, soc_hi: ArrayLike,
+                     temperature_degc: ArrayLike = REFERENCE_TEMPERATURE_DEGC) -> FloatArray:
         """Integral of OCV(z, T) dz from soc_lo to soc_hi (V per unit SoC; x Q in Ah = Wh)."""
         lo = np.minimum(np.maximum(soc_lo, 0.0), 1.0)     # np.clip without its wrapper overhead
         hi = np.minimum(np.maximum(soc_hi, 0.0), 1.0)
@@ -72,13 +84,14 @@ class CellEnergyModel:
         return base + entropic * (np.asarray(temperature_degc, dtype=float)
                                   - REFERENCE_TEMPERATURE_DEGC)
 
-    def soc_from_ocv(self, ocv_v, temperature_degc=REFERENCE_TEMPERATURE_DEGC):
+    def soc_from_ocv(self, ocv_v: ArrayLike,
+                     temperature_degc: ArrayLike = REFERENCE_TEMPERATURE_DEGC) -> FloatArray:
         """SoC for an OCV (V) at a temperature, clipped to 0..1 (OcvTable.soc_from_ocv, cached)."""
         corrected = np.asarray(ocv_v, dtype=float) - self._dt_mid * (
             np.asarray(temperature_degc, dtype=float) - REFERENCE_TEMPERATURE_DEGC)
         return np.clip(np.interp(corrected, *self._inverse), 0.0, 1.0)
 
-    def _primitive(self, table, z):
+    def _primitive(self, table: Table, z: FloatArray) -> FloatArray:
         """Exact integral from 0 to z (0..1) of a piecewise-linear table (cumulative, values,
         slopes per grid interval): a quadratic inside each interval.
         """
@@ -88,26 +101,27 @@ class CellEnergyModel:
         dz = z - g[k]
         return cumulative[k] + dz * (values[k] + 0.5 * slopes[k] * dz)
 
-    def resistance_ohm(self, cell_r0_ohm, temperature_degc):
+    def resistance_ohm(self, cell_r0_ohm: ArrayLike, temperature_degc: ArrayLike) -> FloatArray:
         """R0(T) + R1 per cell (ohm) from the estimate's R0 (normalised to 25 degC)."""
         t = np.asarray(temperature_degc, dtype=float)
         r0 = np.asarray(cell_r0_ohm, dtype=float) * self.cell.r0_at(t) / self.cell.r0_ohm
         return r0 + self.cell.r1_ohm * np.asarray(cell_r0_ohm, dtype=float) / self.cell.r0_ohm
 
-    def _grids(self):
+    def _grids(self) -> tuple[FloatArray, FloatArray]:
         """The coarse grid (0..1) and the fine one inside a bracket (0..1), made once."""
-        grids = getattr(self, '_grid_cache', None)
+        grids = self._grid_cache
         if grids is None:
             coarse_n, fine_n = _grid_split(self.config.integration_steps)
             grids = self._grid_cache = (np.linspace(0.0, 1.0, coarse_n + 1),
                                         np.linspace(0.0, 1.0, fine_n + 1))
         return grids
 
-    def rc_resistance_ohm(self, cell_r0_ohm):
+    def rc_resistance_ohm(self, cell_r0_ohm: ArrayLike) -> FloatArray:
         """R1 per cell (ohm): the RC pair's resistance, scaled with the estimate's R0 at 25 degC."""
         return self.cell.r1_ohm * np.asarray(cell_r0_ohm, dtype=float) / self.cell.r0_ohm
 
-    def loss_resistance_ohm(self, cell_r0_ohm, temperature_degc, loss_factor, rc_loss_factor):
+    def loss_resistance_ohm(self, cell_r0_ohm: ArrayLike, temperature_degc: ArrayLike,
+                            loss_factor: float, rc_loss_factor: float) -> FloatArray:
         """R0(T) E[P^2]/E[P]^2 + R1 E[P_rc^2]/E[P]^2 per cell (ohm): the I^2 R losses of a varying
         load at its mean current (R1 only sees the current low-passed at tau1).
         """
@@ -116,16 +130,19 @@ class CellEnergyModel:
         return r0 * float(loss_factor) + r1 * float(rc_loss_factor)
 
     # ------------------------------------------------------------------ discharge
-    def peak_resistance_ohm(self, cell_r0_ohm, temperature_degc, peak_s=10.0):
+    def peak_resistance_ohm(self, cell_r0_ohm: ArrayLike, temperature_degc: ArrayLike,
+                            peak_s: float = 10.0) -> FloatArray:
         """R0(T) + R1 (1 - exp(-peak_s / tau1)) per cell: what a peak of ``peak_s`` meets."""
         t = np.asarray(temperature_degc, dtype=float)
         r0 = np.asarray(cell_r0_ohm, dtype=float)
         return r0 * self.cell.r0_at(t) / self.cell.r0_ohm + self.cell.r1_ohm * r0 \
             / self.cell.r0_ohm * (1.0 - np.exp(-peak_s / self.cell.tau1_s))
 
-    def discharge(self, soc, capacity_ah, resistance_ohm, temperature_degc, power_w,
-                  peak_power_w=None, loss_factor=1.0, peak_resistance_ohm=None,
-                  loss_resistance_ohm=None):
+    def discharge(self, soc: ArrayLike, capacity_ah: ArrayLike, resistance_ohm: ArrayLike,
+                  temperature_degc: ArrayLike, power_w: float,
+                  peak_power_w: float | None = None, loss_factor: float = 1.0,
+                  peak_resistance_ohm: ArrayLike | None = None,
+                  loss_resistance_ohm: ArrayLike | None = None) -> Discharge:
         """Integrate a discharge at constant pack power ``power_w`` (W drawn, >= 0).
 
         ``peak_power_w`` (default ``power_w``) is the load the cut-off voltage is judged at,
@@ -194,8 +211,9 @@ class CellEnergyModel:
         time_s = energy * 3600.0 / power if power > 0.0 else float('inf')
         return Discharge(energy, time_s, float(q_end), end_reason, cell_energy)
 
-    def cell_remaining_energy_wh(self, soc, capacity_ah, resistance_ohm, temperature_degc,
-                                 current_a):
+    def cell_remaining_energy_wh(self, soc: ArrayLike, capacity_ah: ArrayLike,
+                                 resistance_ohm: ArrayLike, temperature_degc: ArrayLike,
+                                 current_a: float) -> FloatArray:
         """Each cell's energy down to its own floor at a discharge current (A, >= 0), Wh."""
         z = np.clip(np.asarray(soc, dtype=float), 0.0, 1.0)
         q = np.asarray(capacity_ah, dtype=float)
@@ -207,7 +225,8 @@ class CellEnergyModel:
         return np.maximum(energy, 0.0)
 
     # ------------------------------------------------------------------ charge
-    def time_to_full_s(self, soc, capacity_ah, resistance_ohm, temperature_degc, current_a):
+    def time_to_full_s(self, soc: ArrayLike, capacity_ah: ArrayLike, resistance_ohm: ArrayLike,
+                       temperature_degc: ArrayLike, current_a: float) -> float:
         """Time (s) until the first cell reaches the SoC ceiling charging CC-CV at ``current_a``.
 
         inf when the current is below the termination current or the ceiling is out of reach.
@@ -251,7 +270,7 @@ class CellEnergyModel:
         return float(np.min(t_cc + t_cv))
 
 
-def _grid_split(steps):
+def _grid_split(steps: int) -> tuple[int, int]:
     """(coarse, fine) step counts with coarse x fine ~ ``steps`` (the end's resolution)."""
     coarse = max(8, round(math.sqrt(steps) * 1.5))
     return coarse, max(2, math.ceil(steps / coarse))
@@ -260,7 +279,9 @@ def _grid_split(steps):
 class _March:
     """Pack EMF, mean-load current and the cut-off margin at given delivered charges (Ah)."""
 
-    def __init__(self, model, z0, q, r, t, power, peak, r_loss, r_pk):
+    def __init__(self, model: CellEnergyModel, z0: FloatArray, q: FloatArray, r: FloatArray,
+                 t: FloatArray, power: float, peak: float, r_loss: FloatArray,
+                 r_pk: FloatArray | None) -> None:
         self.ocv = model.cell.ocv.ocv
         self.cutoff_v = model.cutoff_v
         self.z0, self.inv_q, self.r, self.t = z0, 1.0 / q, r, t
@@ -272,12 +293,13 @@ class _March:
             self.r_slow = r - r_pk                   # the RC pair's part a short peak does not see
             self.r_pk_pack = float(r_pk.sum())
 
-    def at(self, charge):
+    def at(self, charge: FloatArray
+           ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], Callable[[int], str]]:
         """(mean current A, min terminal margin V, bad, end reason of a point) per charge
         point (Ah delivered).
         """
         z = self.z0[None, :] - charge[:, None] * self.inv_q[None, :]
-        ocv = self.ocv(z, self.t[None, :])                               # (points, n)
+        ocv = np.asarray(self.ocv(z, self.t[None, :]))                   # (points, n)
         emf = ocv.sum(axis=1)
         current, ok = _current_at_power(emf, self.r_loss_pack, self.power)
         if self.r_pk is None:
@@ -296,17 +318,17 @@ class _March:
         return current, margin, bad, lambda k: 'cutoff' if feasible[k] else 'power'
 
 
-def _integral_table(grid, values):
+def _integral_table(grid: FloatArray, values: ArrayLike) -> Table:
     """(integral from 0 to each grid point, values, slope of each interval) of the linear
     interpolation of ``values`` on ``grid``.
     """
-    values = np.asarray(values, dtype=float)
-    seg = 0.5 * (values[1:] + values[:-1]) * np.diff(grid)
-    return (np.concatenate([[0.0], np.cumsum(seg)]), values,
-            np.diff(values) / np.diff(grid))
+    v = np.asarray(values, dtype=float)
+    seg = 0.5 * (v[1:] + v[:-1]) * np.diff(grid)
+    return (np.concatenate([[0.0], np.cumsum(seg)]), v, np.diff(v) / np.diff(grid))
 
 
-def _current_at_power(emf_v, r_ohm, power_w):
+def _current_at_power(emf_v: ArrayLike, r_ohm: float, power_w: float
+                      ) -> tuple[FloatArray, NDArray[np.bool_]]:
     """Current (A, >= 0) that draws ``power_w`` from an EMF behind R: P = (E - I R) I.
 
     Returns (current, ok): ok is False where the power exceeds E^2 / 4R (unreachable).
