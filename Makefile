@@ -12,7 +12,7 @@ run: bootstrap
 	@$(PY) -m bms_ros.tools.bringup --profile $(PROFILE) --status --request-state drive
 
 test: bootstrap
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q -n 2 --dist loadgroup
 
 test-core: bootstrap
 	@$(PY) -m pytest -q test/core

@@ -24,6 +24,20 @@ def _reserve_domain_block():
     raise RuntimeError('no free ROS domain block: too many concurrent test runs')
 
 
-if 'BMS_TEST_DOMAIN_BLOCK' not in os.environ:
+# an xdist worker inherits its controller's block: it takes one of its own
+if 'BMS_TEST_DOMAIN_BLOCK' not in os.environ or os.environ.get('PYTEST_XDIST_WORKER'):
     os.environ['BMS_TEST_DOMAIN_BLOCK'] = str(_reserve_domain_block())
 os.environ['ROS_DOMAIN_ID'] = os.environ['BMS_TEST_DOMAIN_BLOCK']
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist (`make test` runs `-n 2 --dist loadgroup`) every ROS test goes to one worker,
+    one after another as without xdist, while the other worker takes the tests without nodes:
+    two suites of nodes at once would only compete for the same two cores.
+    """
+    import pytest
+    ros_tests = os.path.join(os.path.dirname(__file__), 'ros')
+    for item in items:
+        if item.get_closest_marker('ros') is not None or \
+                str(item.path).startswith(ros_tests + os.sep):
+            item.add_marker(pytest.mark.xdist_group('ros'))
