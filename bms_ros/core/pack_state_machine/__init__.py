@@ -7,7 +7,8 @@ One concept per module:
 * ``machine``: PackStateMachine, its inputs, requests and transitions;
 * ``precharge``: the pre-charge sequence (phases, timeouts, aborts);
 * ``feedback``: contactor feedback supervision (closed / open / unknown, welded, stuck open);
-* ``guards``: why a DRIVE / CHARGE request or leaving ERROR is refused.
+* ``guards``: why a DRIVE / CHARGE request or leaving ERROR is refused;
+* ``attributes``: the machine's attributes the mixins share, declared for the type checker.
 """
 from .config import SupervisorConfig, load_supervisor_config
 from .feedback import FEEDBACK_CLOSED, FEEDBACK_OPEN, FEEDBACK_UNKNOWN

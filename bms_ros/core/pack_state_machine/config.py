@@ -1,5 +1,8 @@
 """The ``supervisor:`` section of a profile (SupervisorConfig), validated at load."""
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import Section
 
@@ -30,7 +33,7 @@ class SupervisorConfig:
     command_period_s: float
 
 
-def load_supervisor_config(section: Section):
+def load_supervisor_config(section: Section) -> SupervisorConfig:
     """Validate a profile's ``supervisor:`` section; ConfigError names the file and field."""
     names = SupervisorConfig.__dataclass_fields__
     section.reject_unknown(names)
@@ -38,7 +41,7 @@ def load_supervisor_config(section: Section):
         'contactor_feedback_timeout_s', 'precharge_timeout_s', 'precharge_phase_timeout_s',
         'precharge_retry_delay_s', 'break_current_max_a', 'measurement_timeout_s',
         'protection_timeout_s', 'estimate_timeout_s', 'state_period_s', 'command_period_s')}
-    values = dict(
+    values: dict[str, Any] = dict(
         positive,
         precharge_target_fraction=section.number('precharge_target_fraction',
                                                  exclusive_minimum=0.0, maximum=1.0),

@@ -3,10 +3,13 @@
 A mixin of PackStateMachine (machine.py), sharing its command and measurement. Unknown
 feedback (``contactors_stale``: a stale bool decodes as False) is never read as open.
 """
+from __future__ import annotations
+
 import logging
 
 from ..protection.checks import Event
 from ..protection.limits import LEVEL_TRIP
+from .attributes import Feedback, MachineAttributes
 from .states import (
     COMMAND_ORDER,
     CONTACTOR_STUCK_OPEN,
@@ -22,10 +25,10 @@ log = logging.getLogger(__name__)
 __all__ = ['ContactorFeedback', 'FEEDBACK_CLOSED', 'FEEDBACK_OPEN', 'FEEDBACK_UNKNOWN']
 
 
-class ContactorFeedback:
+class ContactorFeedback(MachineAttributes):
     """Feedback supervision of PackStateMachine: faults when feedback disagrees too long."""
 
-    def _supervise_feedback(self, now_s):
+    def _supervise_feedback(self, now_s: float) -> None:
         """Raise a contactor fault when feedback disagrees with the command for too long."""
         if self._measurement is None or self._measurement.contactors_stale:
             # unknown: faults and timers are kept; the unknown timeout (step) and the guards
@@ -38,9 +41,10 @@ class ContactorFeedback:
             if commanded == seen:
                 self._mismatch_since_s[index] = None
                 continue
-            if self._mismatch_since_s[index] is None:
-                self._mismatch_since_s[index] = now_s
-            lasted = now_s - self._mismatch_since_s[index]
+            since = self._mismatch_since_s[index]
+            if since is None:
+                since = self._mismatch_since_s[index] = now_s
+            lasted = now_s - since
             if lasted > timeout and index not in self._faults:
                 limit_id = CONTACTOR_WELDED if seen else CONTACTOR_STUCK_OPEN
                 what = ('welded: feedback closed' if seen else 'stuck open: feedback open')
@@ -53,13 +57,13 @@ class ContactorFeedback:
                 log.error('contactor fault: %s', message)
                 self._error_open(f'contactor fault: {message}')
 
-    def _clear_fault(self, index, now_s, why):
+    def _clear_fault(self, index: int, now_s: float, why: str) -> None:
         raised = self._faults.pop(index)
         self._events.append(Event(raised.limit_id, LEVEL_TRIP, raised.index, 0.0,
                                   raised.threshold, 's', False, False,
                                   f'{COMMAND_ORDER[index]} contactor fault {why}', now_s))
 
-    def _feedback(self):
+    def _feedback(self) -> Feedback:
         """Feedback in command order (negative, precharge, positive): closed, open or unknown."""
         m = self._measurement
         if m is None or m.contactors_stale:
@@ -68,11 +72,11 @@ class ContactorFeedback:
             m.negative_contactor_closed, m.precharge_relay_closed, m.positive_contactor_closed))
 
     @property
-    def feedback(self):
+    def feedback(self) -> Feedback:
         """Contactor feedback in command order: 'closed', 'open' or 'unknown'."""
         return self._feedback()
 
-    def feedback_unknown_s(self, now_s):
+    def feedback_unknown_s(self, now_s: float) -> float | None:
         """How long the contactor feedback has been unknown (s); None while known or before
         the first measurement (then other guards say 'no measurement').
         """
@@ -80,7 +84,7 @@ class ContactorFeedback:
             return None
         return max(0.0, now_s - self._unknown_since_s)
 
-    def _unknown_blocker(self, now_s):
+    def _unknown_blocker(self, now_s: float) -> str:
         """'contactor feedback unknown (...)' while it is, else ''."""
         unknown_s = self.feedback_unknown_s(now_s)
         if unknown_s is None:

@@ -3,15 +3,18 @@
 A mixin of PackStateMachine (machine.py): each guard reads the machine's latest inputs and
 returns the first reason to refuse ('' = allowed).
 """
+from __future__ import annotations
+
 import numpy as np
 
+from .attributes import MachineAttributes
 from .states import COMMAND_ORDER, FEEDBACK_CLOSED, FEEDBACK_OPEN, STATE_DRIVE, STATE_STANDBY, pct
 
 
-class RequestGuards:
+class RequestGuards(MachineAttributes):
     """The request guards of PackStateMachine."""
 
-    def _guard(self, state, now_s):
+    def _guard(self, state: int, now_s: float) -> str:
         """Why DRIVE or CHARGE may not be entered now ('' = allowed). First failing guard."""
         cfg = self.config
         if self._trip_latched:
@@ -33,17 +36,18 @@ class RequestGuards:
             if left > 0:
                 return (f'pre-charge failed ({self._precharge_failure}); retry in {left:.1f} s')
         soc_known = self._soc_s is not None and now_s - self._soc_s <= cfg.estimate_timeout_s
+        soc = self._soc if soc_known else None       # (set with _soc_s)
         if cfg.require_estimate and not soc_known:
             return ('SoC unknown (no estimate yet)' if self._soc_s is None else
                     f'SoC unknown (estimate stale: {now_s - self._soc_s:.1f} s old)')
         if state == STATE_DRIVE:
-            if soc_known and self._soc < cfg.drive_soc_min:
-                return f'SoC too low: {pct(self._soc)} < {pct(cfg.drive_soc_min)}'
+            if soc is not None and soc < cfg.drive_soc_min:
+                return f'SoC too low: {pct(soc)} < {pct(cfg.drive_soc_min)}'
             window = (cfg.drive_temperature_min_degc, cfg.drive_temperature_max_degc, 'drive')
             limit, direction = self._discharge_limit_a, 'discharge'
         else:
-            if soc_known and self._soc > cfg.charge_soc_max:
-                return f'SoC too high: {pct(self._soc)} > {pct(cfg.charge_soc_max)}'
+            if soc is not None and soc > cfg.charge_soc_max:
+                return f'SoC too high: {pct(soc)} > {pct(cfg.charge_soc_max)}'
             window = (cfg.charge_temperature_min_degc, cfg.charge_temperature_max_degc, 'charge')
             limit, direction = self._charge_limit_a, 'charge'
         blocker = self._temperature_blocker(*window)
@@ -58,8 +62,10 @@ class RequestGuards:
                 return f'contactor feedback not open: {", ".join(closed)}'
         return ''
 
-    def _temperature_blocker(self, low, high, mode):
+    def _temperature_blocker(self, low: float, high: float, mode: str) -> str:
         m = self._measurement
+        if m is None:       # (the guards ask for a measurement first)
+            return 'no measurement yet'
         temps = np.asarray(m.temperatures_degc, dtype=float)
         valid = np.asarray(m.temperature_valid, dtype=bool) & np.isfinite(temps)
         if not valid.any():
@@ -74,7 +80,7 @@ class RequestGuards:
                     f'{temps[coldest]:.1f} degC < {low:.1f} degC')
         return ''
 
-    def _error_exit_blocker(self, now_s):
+    def _error_exit_blocker(self, now_s: float) -> str:
         cfg = self.config
         if self._trip_latched:
             return (f'trip latched ({", ".join(self._latched_names) or "see trip_event"}); '

@@ -15,12 +15,18 @@ guard is unit-testable without sleeping. Transition table: docs/protection.md.
 
 The pre-charge sequence (precharge.py), the feedback supervision (feedback.py) and the request
 guards (guards.py) are mixins of this class, one module each; this module keeps the inputs,
-requests and transitions together (about 380 lines) because each transition reads them all.
+requests and transitions together (about 400 lines) because each transition reads them all.
 """
+from __future__ import annotations
+
 import logging
 import math
+from collections.abc import Iterable
 
+from ..measurement import Measurement
+from ..protection.events import Event
 from ..protection.limits import LEVEL_TRIP
+from .config import SupervisorConfig
 from .feedback import ContactorFeedback
 from .guards import RequestGuards
 from .precharge import PHASE_NEGATIVE, PrechargeSequence
@@ -45,52 +51,53 @@ log = logging.getLogger(__name__)
 class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
     """The pack state machine; feed it inputs, read ``state``, ``command`` and ``reason``."""
 
-    def __init__(self, config, now_s=0.0):
+    def __init__(self, config: SupervisorConfig, now_s: float = 0.0) -> None:
         self.config = config
         self.state = STATE_OFF
         self.requested_state = STATE_STANDBY
         self.reason = 'starting: waiting for a measurement and the protection status'
         self.command = ContactorCommand(reason='start-up: all open')
-        self._events = []
+        self._events: list[Event] = []
         # latest inputs and when they arrived (None = never)
-        self._measurement = None
-        self._measurement_s = None
-        self._status_s = None
+        self._measurement: Measurement | None = None
+        self._measurement_s: float | None = None
+        self._status_s: float | None = None
         self._trip_latched = False
-        self._latched_names = []
+        self._latched_names: list[str] = []
         self._charge_limit_a = math.inf
         self._discharge_limit_a = math.inf
-        self._soc = None
-        self._soc_s = None
+        self._soc: float | None = None
+        self._soc_s: float | None = None
         # pre-charge
-        self._target = None
-        self._phase = None
-        self._phase_since_s = None
-        self._precharge_started_s = None
-        self._precharge_time_s = None
+        self._target: int | None = None
+        self._phase: str | None = None
+        self._phase_since_s = math.nan          # set with the phase
+        self._precharge_started_s = math.nan    # set with the request
+        self._precharge_time_s = math.nan       # set when the link reaches its target
         self._link_start_fraction = math.nan
-        self._precharge_failed_s = None
+        self._precharge_failed_s: float | None = None
         self._precharge_failure = ''
         # a requested opening waiting for the current to fall below the break rating
-        self._open_pending_since_s = None
+        self._open_pending_since_s: float | None = None
         self._open_reason = ''
         # contactor feedback supervision
-        self._mismatch_since_s = [None, None, None]
-        self._faults = {}   # contactor index -> Event raised
-        self._feedback_known_s = None    # arrival of the last measurement with known feedback
-        self._unknown_since_s = None     # feedback unknown since (None: known)
+        self._mismatch_since_s: list[float | None] = [None, None, None]
+        self._faults: dict[int, Event] = {}   # contactor index -> Event raised
+        # arrival of the last measurement with known feedback
+        self._feedback_known_s: float | None = None
+        self._unknown_since_s: float | None = None     # feedback unknown since (None: known)
         # DRIVE/CHARGE riding through a stale estimate: the reason says so
         self._estimate_marked = False
         # trip name (limit_id or limit_id[index]) -> message of its latest trip event, and
         # whether ERROR was entered from a status (then the next trip event's message replaces
         # the reason: it is the fresher, fuller account)
-        self._trip_messages = {}
+        self._trip_messages: dict[str, str] = {}
         self._reason_from_status = False
         self._safety_note = ''
 
     # ------------------------------------------------------------------ inputs
 
-    def on_measurement(self, measurement, now_s):
+    def on_measurement(self, measurement: Measurement, now_s: float) -> None:
         """A PackMeasurement (core Measurement with contactor feedback and link voltage)."""
         self._measurement = measurement
         self._measurement_s = now_s
@@ -104,8 +111,9 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
             self._feedback_known_s = now_s
         self.step(now_s)
 
-    def on_protection_status(self, trip_latched, latched_names, charge_current_limit_a,
-                             discharge_current_limit_a, now_s):
+    def on_protection_status(self, trip_latched: bool, latched_names: Iterable[str],
+                             charge_current_limit_a: float, discharge_current_limit_a: float,
+                             now_s: float) -> None:
         """The protection's status: latched trips (names) and derated current limits (A)."""
         self._status_s = now_s
         self._trip_latched = bool(trip_latched)
@@ -118,8 +126,8 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
             self._reason_from_status = True
         self.step(now_s)
 
-    def on_trip_event(self, limit_id, level, active, latched, message, now_s, index=-1,
-                      history=False):
+    def on_trip_event(self, limit_id: str, level: int, active: bool, latched: bool, message: str,
+                      now_s: float, index: int = -1, history: bool = False) -> None:
         """A ProtectionEvent: a raised, latched trip opens the contactors at once.
 
         ``history`` marks an event from before this machine started (transient-local): it only
@@ -146,24 +154,24 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
             self.reason = why + self._safety_note
         self._safety_open(why, now_s)
 
-    def _status_trip_reason(self):
+    def _status_trip_reason(self) -> str:
         causes = [self._trip_messages.get(name, name) for name in self._latched_names]
         return f'safety trip: {"; ".join(causes) or "latched"}'
 
-    def on_estimate(self, pack_soc, now_s):
+    def on_estimate(self, pack_soc: float, now_s: float) -> None:
         """Pack SoC (0..1) from the state estimator."""
         if math.isfinite(pack_soc):
             self._soc = float(pack_soc)
             self._soc_s = now_s
 
-    def pop_events(self):
+    def pop_events(self) -> list[Event]:
         """Contactor-fault events (raised or cleared) since the last call."""
         events, self._events = self._events, []
         return events
 
     # ------------------------------------------------------------------ requests
 
-    def request(self, state, requester, now_s):
+    def request(self, state: int, requester: str, now_s: float) -> tuple[bool, str]:
         """Handle a vehicle request; return (accepted, reason). The reason is always filled."""
         self.step(now_s)
         who = requester or 'anonymous'
@@ -206,7 +214,7 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
         self.step(now_s)
         return True, self.reason
 
-    def _request_standby(self, who, now_s):
+    def _request_standby(self, who: str, now_s: float) -> tuple[bool, str]:
         self.requested_state = STATE_STANDBY
         if self.state == STATE_STANDBY:
             return True, 'already in STANDBY'
@@ -229,14 +237,14 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
         self.step(now_s)
         return True, self.reason
 
-    def _refuse(self, why):
+    def _refuse(self, why: str) -> tuple[bool, str]:
         text = f'refused: {why}'
         log.info('request %s', text)
         return False, text
 
     # ------------------------------------------------------------------ time
 
-    def step(self, now_s):
+    def step(self, now_s: float) -> None:
         """Advance timers and sequences to ``now_s`` (call on every input and periodically)."""
         cfg = self.config
         self._supervise_feedback(now_s)
@@ -262,11 +270,11 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
         elif self.state == STATE_PRECHARGE:
             self._precharge_step(now_s)
         elif self.state in (STATE_DRIVE, STATE_CHARGE) and self._open_pending_since_s is not None:
-            self._opening_step(now_s)
+            self._opening_step(now_s, self._open_pending_since_s)
         elif self.state in (STATE_DRIVE, STATE_CHARGE):
             self._mark_estimate(now_s)
 
-    def _mark_estimate(self, now_s):
+    def _mark_estimate(self, now_s: float) -> None:
         """Ride through a lost estimate in DRIVE/CHARGE, but say so in the reason."""
         age_s = self.estimate_age_s(now_s)
         stale = age_s is not None and age_s > self.config.estimate_timeout_s
@@ -285,7 +293,7 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
             self.reason = f'{name}: estimate fresh again'
             log.info('%s', self.reason)
 
-    def _leave_off(self, now_s):
+    def _leave_off(self, now_s: float) -> None:
         if self._measurement_s is None or self._status_s is None:
             return
         feedback = self._feedback()
@@ -298,11 +306,10 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
         self._enter(STATE_STANDBY, 'ready: measurement and protection status received, '
                                    'contactors open')
 
-
-    def _opening_step(self, now_s):
+    def _opening_step(self, now_s: float, pending_since_s: float) -> None:
         cfg = self.config
         current = self._current_a()
-        waited = now_s - self._open_pending_since_s
+        waited = now_s - pending_since_s
         if abs(current) <= cfg.break_current_max_a:
             self._open_all(f'{self._open_reason}')
             self._enter(STATE_STANDBY, f'{self._open_reason}: contactors opened at '
@@ -320,11 +327,11 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
                            f'{cfg.break_current_max_a:.0f} A before opening '
                            f'({cfg.open_delay_max_s - waited:.1f} s left)')
 
-    def estimate_age_s(self, now_s):
+    def estimate_age_s(self, now_s: float) -> float | None:
         """Age of the last SoC estimate (s); None if none received."""
         return None if self._soc_s is None else now_s - self._soc_s
 
-    def warnings(self, now_s):
+    def warnings(self, now_s: float) -> list[str]:
         """Degraded inputs to report on /diagnostics (WARN), e.g. 'estimate stale (6.0 s old)'."""
         found = []
         unknown_s = self.feedback_unknown_s(now_s)
@@ -337,7 +344,7 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
             found.append('no estimate yet')
         return found
 
-    def _current_a(self):
+    def _current_a(self) -> float:
         m = self._measurement
         if m is None or getattr(m, 'current_stale', False):
             return math.nan
@@ -345,7 +352,7 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
 
     # ------------------------------------------------------------------ actions
 
-    def _safety_open(self, why, now_s):
+    def _safety_open(self, why: str, now_s: float) -> None:
         """A safety trip: open everything now, whatever the current, and go to ERROR."""
         if self.state == STATE_ERROR:
             return
@@ -356,17 +363,17 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
         self._safety_note = note
         self._error_open(why + note)
 
-    def _error_open(self, why):
+    def _error_open(self, why: str) -> None:
         self._open_all(why)
         self._phase = None
         self._target = None
         self._enter(STATE_ERROR, why)
 
-    def _open_all(self, why):
+    def _open_all(self, why: str) -> None:
         self._open_pending_since_s = None
         self._command(False, False, False, why)
 
-    def _command(self, negative, precharge, positive, reason):
+    def _command(self, negative: bool, precharge: bool, positive: bool, reason: str) -> None:
         new = (negative, precharge, positive)
         if new != self.command.as_tuple():
             # a new command restarts the feedback timers of the contactors it changed
@@ -375,11 +382,11 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
                     self._mismatch_since_s[index] = None
         self.command = ContactorCommand(negative, precharge, positive, reason)
 
-    def _set_phase(self, phase, now_s):
+    def _set_phase(self, phase: str, now_s: float) -> None:
         self._phase = phase
         self._phase_since_s = now_s
 
-    def _enter(self, state, reason):
+    def _enter(self, state: int, reason: str) -> None:
         if state != self.state:
             log.info('%s -> %s: %s', STATE_NAMES[self.state], STATE_NAMES[state], reason)
         self._reason_from_status = False
@@ -388,6 +395,6 @@ class PackStateMachine(PrechargeSequence, ContactorFeedback, RequestGuards):
         self.reason = reason
 
     @property
-    def state_name(self):
+    def state_name(self) -> str:
         """The present state's name (STATE_NAMES)."""
         return STATE_NAMES[self.state]

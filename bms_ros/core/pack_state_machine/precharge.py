@@ -4,9 +4,12 @@ A mixin of PackStateMachine (machine.py): the sequence reads the machine's measu
 feedback and ends by entering a state, so it shares the machine's attributes rather than
 copying them; it is apart so the sequence can be read (and changed) on its own.
 """
+from __future__ import annotations
+
 import logging
 import math
 
+from .attributes import MachineAttributes
 from .states import COMMAND_ORDER, FEEDBACK_CLOSED, FEEDBACK_OPEN, STATE_NAMES, STATE_STANDBY, pct
 
 log = logging.getLogger(__name__)
@@ -23,10 +26,10 @@ PHASE_WAITS = {PHASE_NEGATIVE: (0, FEEDBACK_CLOSED), PHASE_POSITIVE: (2, FEEDBAC
                PHASE_RELEASE: (1, FEEDBACK_OPEN)}
 
 
-class PrechargeSequence:
+class PrechargeSequence(MachineAttributes):
     """The pre-charge steps of PackStateMachine (state PRECHARGE)."""
 
-    def _precharge_step(self, now_s):
+    def _precharge_step(self, now_s: float) -> None:
         cfg = self.config
         negative, precharge, positive = (fb == FEEDBACK_CLOSED for fb in self._feedback())
         released = self._feedback()[1] == FEEDBACK_OPEN
@@ -64,6 +67,7 @@ class PrechargeSequence:
             self._command(True, False, True, 'pre-charge: open pre-charge relay')
         if self._phase == PHASE_RELEASE and released:
             target = self._target
+            assert target is not None, 'PRECHARGE always has a target (set by the request)'
             took = now_s - self._precharge_started_s
             self._phase = None
             self._target = None
@@ -81,7 +85,7 @@ class PrechargeSequence:
                     f'{cfg.precharge_phase_timeout_s:.2f} s ({COMMAND_ORDER[index]} feedback '
                     f'{self._feedback()[index]}, waiting for {wanted})', now_s)
 
-    def _link_fraction(self):
+    def _link_fraction(self) -> float:
         """DC-link voltage / pack voltage (NaN if unknown)."""
         m = self._measurement
         if m is None:
@@ -89,7 +93,7 @@ class PrechargeSequence:
         pack_v, link_v = float(m.pack_voltage_v), float(m.link_voltage_v)
         return link_v / pack_v if pack_v > 0.0 and math.isfinite(link_v) else math.nan
 
-    def _abort_precharge(self, why, now_s):
+    def _abort_precharge(self, why: str, now_s: float) -> None:
         self._precharge_failed_s = now_s
         self._precharge_failure = why
         self._phase = None
@@ -99,6 +103,6 @@ class PrechargeSequence:
         log.warning('pre-charge failed: %s', why)
 
     @property
-    def phase(self):
+    def phase(self) -> str | None:
         """The pre-charge phase (None outside PRECHARGE)."""
         return self._phase

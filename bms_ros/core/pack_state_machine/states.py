@@ -1,4 +1,6 @@
 """Pack states, contactor names and order, contactor feedback values and the command."""
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 from bms_ros.core import contract
@@ -41,7 +43,7 @@ class ContactorCommand:
     positive_closed: bool = False
     reason: str = ''
 
-    def as_tuple(self):
+    def as_tuple(self) -> tuple[bool, bool, bool]:
         """(negative, precharge, positive) closed, as the phase tables list them."""
         return (self.negative_closed, self.precharge_closed, self.positive_closed)
 
@@ -49,6 +51,6 @@ class ContactorCommand:
 OPEN = (False, False, False)
 
 
-def pct(fraction):
+def pct(fraction: float) -> str:
     """A 0..1 fraction as a percentage text."""
     return f'{100.0 * fraction:.1f} %'
