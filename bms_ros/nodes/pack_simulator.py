@@ -19,8 +19,14 @@ pack's command timeouts (bms_ros.core.pack_model.CommandWatchdog) run on the sam
 no contactor command frame for simulator.contactors.command_timeout_s opens every contactor,
 no balancing command for simulator.balancing_command_timeout_s stops bleeding. Frame faults
 (can_silent, can_frozen: bms_ros.core.sim_frame_faults) act on the encoded frames.
+
+The tick runs in its own thread, not on an rclpy timer: at 100 ticks/s the executor's wake-ups
+cost two thirds of the simulator's CPU (py-spy, issue 18). One lock serialises the tick and
+every callback that touches the model, as one executor thread did; an exception in the tick
+is raised again on the executor's thread (the truth timer), so the process exits as before.
 """
 import math
+import threading
 import time
 from dataclasses import replace
 
@@ -121,8 +127,13 @@ class PackSimulator(Node):
         self.bus.open()
         self._wall_start = time.monotonic()
         self._sim_start = self.model.sim_time_s
-        self.create_timer(tick_s, self.on_tick)
+        self._lock = threading.Lock()      # the model: tick thread against callbacks
+        self._stop = threading.Event()
+        self._tick_error = None            # raised again on the executor's thread
         self.create_timer(TRUTH_PERIOD_S, self.publish_truth)
+        self._ticker = threading.Thread(target=self._tick_main, args=(tick_s,),
+                                        name='pack_tick', daemon=True)
+        self._ticker.start()
         pack = profile.pack
         config = self.model.config
         self.get_logger().info(
@@ -159,6 +170,21 @@ class PackSimulator(Node):
 
     # ------------------------------------------------------------------ callbacks
 
+    def _tick_main(self, tick_s):
+        """Tick thread: on_tick every ``tick_s`` (wall s) on the monotonic clock until stopped."""
+        next_s = time.monotonic()
+        try:
+            while not self._stop.is_set() and self.context.ok():
+                with self._lock:
+                    self.on_tick()
+                next_s += tick_s
+                now = time.monotonic()
+                if next_s < now - tick_s:     # fell behind (a stall): no burst of catch-up ticks
+                    next_s = now
+                self._stop.wait(max(0.0, next_s - now))
+        except Exception as error:   # handed to the executor's thread (publish_truth)
+            self._tick_error = error
+
     def on_tick(self):
         """Receive commands, advance the model to the wall clock, apply the command timeouts,
         send the due frames.
@@ -194,7 +220,8 @@ class PackSimulator(Node):
     def on_load_demand(self, msg):
         """External demand (A, + = charging); NaN or infinite values are rejected and counted."""
         try:
-            self.model.set_demand(msg.data)
+            with self._lock:
+                self.model.set_demand(msg.data)
         except ValueError as error:
             self.demands_rejected += 1
             self.get_logger().warning(f'load_demand rejected ({self.demands_rejected}): {error}',
@@ -203,7 +230,8 @@ class PackSimulator(Node):
     def on_load_demand_power(self, msg):
         """External power demand (W, + = charging); NaN or infinite values are rejected."""
         try:
-            self.model.set_demand_power(msg.data)
+            with self._lock:
+                self.model.set_demand_power(msg.data)
         except ValueError as error:
             self.demands_rejected += 1
             self.get_logger().warning(f'load_demand_power rejected ({self.demands_rejected}): '
@@ -211,18 +239,21 @@ class PackSimulator(Node):
 
     def on_pack_state(self, msg):
         """The charger is plugged in while the pack is in CHARGE."""
-        self.model.set_charger(msg.state == PackState.STATE_CHARGE)
+        with self._lock:
+            self.model.set_charger(msg.state == PackState.STATE_CHARGE)
 
     def on_protection_status(self, msg):
         """The charger follows the BMS's allowed charge current (A, magnitude)."""
-        self.model.set_charger(self.model.charger_enabled, msg.charge_current_limit_a)
+        with self._lock:
+            self.model.set_charger(self.model.charger_enabled, msg.charge_current_limit_a)
 
     def on_set_parameters(self, parameters):
         """ambient_degc at run time; a bad value is refused with the reason."""
         for parameter in parameters:
             if parameter.name == 'ambient_degc':
                 try:
-                    self.model.set_ambient(parameter.value)
+                    with self._lock:
+                        self.model.set_ambient(parameter.value)
                 except (TypeError, ValueError) as error:
                     return SetParametersResult(successful=False, reason=str(error))
                 self.get_logger().info(f'ambient set to {self.model.ambient_degc:g} degC')
@@ -230,6 +261,10 @@ class PackSimulator(Node):
 
     def on_inject_fault(self, request, response):
         """Inject or clear a fault of the simulated pack."""
+        with self._lock:
+            return self._inject_fault(request, response)
+
+    def _inject_fault(self, request, response):
         try:
             if request.fault in FRAME_FAULTS:
                 faults = self.frame_faults
@@ -251,8 +286,11 @@ class PackSimulator(Node):
         return response
 
     def publish_truth(self):
-        """Publish the ground truth of the pack (10 Hz wall)."""
-        truth = self.model.truth()
+        """Publish the ground truth of the pack (10 Hz wall); raise the tick thread's failure."""
+        if self._tick_error is not None:
+            raise self._tick_error
+        with self._lock:
+            truth = self.model.truth()
         msg = SimTruth()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.model.pack.name
@@ -265,7 +303,10 @@ class PackSimulator(Node):
         self.truth_pub.publish(msg)
 
     def destroy_node(self):
-        """Close the CAN bus, then destroy the node."""
+        """Stop the tick thread, close the CAN bus, then destroy the node."""
+        self._stop.set()
+        if self._ticker.is_alive():
+            self._ticker.join(timeout=2.0)
         self.bus.close()
         super().destroy_node()
 

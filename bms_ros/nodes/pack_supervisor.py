@@ -11,10 +11,17 @@ command_period_s), trip_event (contactor faults: contactor_welded / contactor_st
 ProtectionEvent), /diagnostics.
 Services: request_state (RequestState).
 
+The machine steps, and the contactor command is repeated, with each measurement (at most one
+per half command_period_s); a watchdog timer does both only when no measurement came for two
+command periods, then every command_period_s (bms_ros.nodes.watchdog): the timeouts of the
+machine (measurement, protection status, feedback, pre-charge) keep their resolution and the
+driver its command stream, without a 10 Hz poll beside the measurement (issue 18).
+
 Whether a trip event is history and whether a status is outdated is decided by
 bms_ros.core.trip_ordering on the protection's own stamps (never this node's clock against
 another node's); the machine runs on this node's steady clock.
 """
+import math
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
@@ -48,6 +55,7 @@ from bms_ros.nodes import qos
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.nodes.protection import event_to_msg
 from bms_ros.nodes.runner import Component
+from bms_ros.nodes.watchdog import arm, next_check_delay_s
 
 STREAM, EVENTS, LATCHED, LATEST = qos.STREAM, qos.EVENTS, qos.LATCHED, qos.LATEST
 
@@ -81,8 +89,11 @@ class PackSupervisor(Node):
                                  LATEST)
         self.create_subscription(BatteryEstimate, contract.ESTIMATE, self._on_estimate, STREAM)
         self.create_service(RequestState, contract.REQUEST_STATE, self._on_request)
-        self.create_timer(self.config.command_period_s, self._on_command_timer,  # seconds
-                          clock=self._steady)
+        self._last_step_s = -math.inf
+        # the watchdog: re-armed after each measurement (two command periods), fires only
+        # when measurements stop
+        self._watchdog = self.create_timer(self.config.command_period_s,  # seconds
+                                           self._on_command_timer, clock=self._steady)
         self.create_timer(self.config.state_period_s, self._on_state_timer,  # seconds
                           clock=self._steady)
         self._published = None       # (state, requested, reason, command) last published
@@ -102,8 +113,16 @@ class PackSupervisor(Node):
 
     def _on_measurement(self, msg):
         self._measurement = msg
-        self.machine.on_measurement(Measurement.from_message(msg), self._now_s())
-        self._publish()
+        now_s = self._now_s()
+        self.machine.on_measurement(Measurement.from_message(msg), now_s)
+        if now_s - self._last_step_s >= 0.5 * self.config.command_period_s:
+            self._step(now_s)              # the periodic step and command, with the measurement
+        else:
+            self._publish()
+        self._arm_watchdog(now_s, 2.0 * self.config.command_period_s)
+
+    def _arm_watchdog(self, now_s, gap_s):
+        arm(self._watchdog, next_check_delay_s(now_s, now_s, (), gap_s))
 
     def _on_trip_event(self, msg):
         if msg.limit_id in CONTACTOR_FAULT_IDS:
@@ -145,7 +164,13 @@ class PackSupervisor(Node):
         return response
 
     def _on_command_timer(self):
-        self.machine.step(self._now_s())
+        now_s = self._now_s()
+        self._step(now_s)
+        self._arm_watchdog(now_s, self.config.command_period_s)
+
+    def _step(self, now_s):
+        self._last_step_s = now_s
+        self.machine.step(now_s)
         if not self._publish():
             self.command_pub.publish(self._command_msg())  # the periodic repeat
         self._check_warnings()

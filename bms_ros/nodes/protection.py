@@ -9,6 +9,12 @@ Publishes: trip_event (ProtectionEvent, reliable + transient-local, depth 100: e
 clear), protection_status (ProtectionStatus, reliable + transient-local depth 1: periodic and on
 change), /diagnostics (diagnostic_msgs/DiagnosticArray).
 Services: reset_trips (ResetTrips).
+
+protection_status goes out with the evaluation of a measurement (at most one per half
+status_period_s) and at once on any event. Without measurements a watchdog timer
+(bms_ros.nodes.watchdog) checks the stale limit at each of its levels exactly and publishes the
+status at least every status_period_s; while measurements flow it never fires, so the node
+wakes once per measurement instead of also on a 10 Hz poll (issue 18).
 """
 import math
 
@@ -34,6 +40,7 @@ from bms_ros.core.state_paths import state_folder
 from bms_ros.nodes import qos
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.nodes.runner import Component
+from bms_ros.nodes.watchdog import arm, deadlines_after, next_check_delay_s
 
 STREAM, EVENTS, LATEST = qos.STREAM, qos.EVENTS, qos.LATEST
 DIAGNOSTIC_LEVEL = {0: DiagnosticStatus.OK, LEVEL_WARNING: DiagnosticStatus.WARN,
@@ -91,8 +98,13 @@ class ProtectionNode(Node):
                                  STREAM)
         self.create_subscription(BatteryEstimate, contract.ESTIMATE, self._on_estimate, STREAM)
         self.create_service(ResetTrips, contract.RESET_TRIPS, self._on_reset)
-        self.create_timer(self.config.status_period_s, self._on_status_timer,  # seconds
-                          clock=self._steady)
+        stale = next(limit for limit in self.config.limits
+                     if limit.limit_id == 'stale_measurement')
+        self._stale_deadlines_s = deadlines_after(stale.thresholds, stale.debounce_s)
+        self._last_status_s = -math.inf
+        # the watchdog: re-armed after each measurement for the next stale level or status
+        self._watchdog = self.create_timer(self.config.status_period_s,  # seconds
+                                           self._on_status_timer, clock=self._steady)
         self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics,  # seconds
                           clock=self._steady)
         self._last_diagnostic_level = None
@@ -122,18 +134,31 @@ class ProtectionNode(Node):
             self._publish_status()
             self.protection.save_if_changed()
             self._publish_diagnostics_if_level_changed()
+        elif now_s - self._last_status_s >= 0.5 * self.config.status_period_s:
+            self._publish_status()         # the periodic status, with the measurement
+            self.protection.save_if_changed()   # retries a failed save, as the poll did
+        # the next measurement is due in one period: the watchdog waits two (it must not
+        # race the measurement) or less, for a stale level counted from the last one
+        self._arm_watchdog(now_s, 2.0 * self.config.status_period_s)
+
+    def _arm_watchdog(self, now_s, gap_s):
+        delay_s = next_check_delay_s(now_s, self.protection.signals.last_arrival_s,
+                                     self._stale_deadlines_s, gap_s)
+        arm(self._watchdog, delay_s)
 
     def _on_estimate(self, msg):
         self.protection.update_estimate(float(msg.charge_current_limit_a),
                                         float(msg.discharge_current_limit_a), self._now_s())
 
     def _on_status_timer(self):
-        events = self.protection.check_timeout(self._now_s())
+        now_s = self._now_s()
+        events = self.protection.check_timeout(now_s)
         self._publish_events(events)
         self._publish_status()
         self.protection.save_if_changed()
         if events:
             self._publish_diagnostics_if_level_changed()
+        self._arm_watchdog(now_s, self.config.status_period_s)
 
     def _on_reset(self, request, response):
         now_s = self._now_s()
@@ -176,6 +201,7 @@ class ProtectionNode(Node):
         msg.discharge_current_limit_a = float(status.discharge_current_limit_a)
         msg.measurements_rejected = int(status.measurements_rejected)
         self.status_pub.publish(msg)
+        self._last_status_s = self._now_s()
         return status
 
     def _publish_diagnostics_if_level_changed(self):

@@ -1,0 +1,36 @@
+"""bms_ros.nodes.watchdog: the next check of a measurement-driven node (issue 18)."""
+import math
+
+import pytest
+
+from bms_ros.nodes.watchdog import MARGIN_S, MIN_DELAY_S, deadlines_after, next_check_delay_s
+
+
+def test_deadlines_are_the_finite_levels_plus_debounce_ascending():
+    assert deadlines_after([0.5, 0.2, 0.35], 0.0) == (0.2, 0.35, 0.5)
+    assert deadlines_after([0.2, 0.2, math.inf, math.nan], 0.1) == pytest.approx((0.3,))
+    assert deadlines_after([], 0.0) == ()
+
+
+def test_after_a_measurement_the_first_level_or_the_gap_whichever_is_sooner():
+    deadlines = (0.2, 0.35, 0.5)
+    assert next_check_delay_s(10.0, 10.0, deadlines, 0.2) == pytest.approx(0.2)
+    assert next_check_delay_s(10.0, 10.0, deadlines, 0.15) == pytest.approx(0.15)
+    assert next_check_delay_s(10.0, 10.0, (1.0,), 0.2) == pytest.approx(0.2)
+
+
+def test_without_measurements_every_level_is_checked_at_its_deadline():
+    """The sequence of checks after the last measurement at 0 s, gap 0.1 s after the first."""
+    deadlines, now, times = (0.2, 0.35, 0.5), 0.0, []
+    gap = 0.2
+    while now < 0.8:
+        now += next_check_delay_s(now, 0.0, deadlines, gap)
+        times.append(now)
+        gap = 0.1
+    for deadline in deadlines:   # each level is looked at within the margin after it
+        assert any(deadline <= t <= deadline + MARGIN_S + 1e-9 for t in times), (deadline, times)
+    assert max(b - a for a, b in zip(times, times[1:])) <= 0.1 + 1e-9
+
+
+def test_never_a_busy_timer():
+    assert next_check_delay_s(5.0, 0.0, (0.2,), 0.0) == MIN_DELAY_S
