@@ -11,8 +11,6 @@ Before spinning, both drop rclpy's default QoS-event handlers (drop_qos_event_ha
 is a waitable the executor rebuilds into its wait set on every wake-up, the largest share of
 its cost at rest (issue 18).
 """
-import ctypes
-import gc
 import logging
 import sys
 from dataclasses import dataclass
@@ -46,21 +44,6 @@ def drop_qos_event_handlers(node):
     return removed
 
 
-def release_startup_memory():
-    """Return the heap freed after start-up (profiles, DBC, a container's configuration pass)
-    to the OS: a garbage collection, then glibc's malloc_trim; True if the C library has it.
-    The heap never shrinks by itself below its highest live allocation (issue 18: resident
-    memory). Call it once, before spinning.
-    """
-    gc.collect()
-    try:
-        trim = ctypes.CDLL(None).malloc_trim   # the process's C library (glibc)
-    except (OSError, AttributeError):
-        return False
-    trim(0)
-    return True
-
-
 @dataclass(frozen=True)
 class Component:
     """A node class, its default name and what runs before it is destroyed (persisting)."""
@@ -86,7 +69,6 @@ def run_node(node_class, name, args=None, on_shutdown=None):
         rclpy.try_shutdown()
         sys.exit(2)
     drop_qos_event_handlers(node)
-    release_startup_memory()
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -131,7 +131,7 @@ def main(argv=None):
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    from bms_ros.nodes.runner import LOG_FORMAT, drop_qos_event_handlers, release_startup_memory
+    from bms_ros.nodes.runner import LOG_FORMAT, drop_qos_event_handlers
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # rclpy's signal handlers turn SIGINT and SIGTERM into a shutdown of the context: the
@@ -158,7 +158,6 @@ def main(argv=None):
         for _, node in nodes:
             drop_qos_event_handlers(node)
             executor.add_node(node)
-        release_startup_memory()
         names = ', '.join(node.get_fully_qualified_name() for _, node in nodes)
         threads = f'{threads} threads' if args.executor == 'multi' else 'one thread'
         nodes[0][1].get_logger().info(f'container (pid {os.getpid()}): {names}; '
