@@ -32,6 +32,13 @@ HARDWARE = ('pack_simulator',)   # the simulated pack stands for hardware: its o
 # executor threads: one per node by default, so a node's timer never waits for a free thread
 # while other nodes' callbacks run (as with one process per node); they share the GIL
 EXECUTORS = ('multi', 'single', 'events')
+# rclpy's experimental EventsExecutor (Jazzy) fires none of this suite's timers: with it the
+# container published no measurement, status or command (STANDBY, 8 s probed: only the latched
+# pack_state of the start), the simulated pack's command timeout opened the contactors. A
+# BMS that stops is refused at start, not run (issue 18)
+REFUSED_EXECUTORS = {'events': 'rclpy\'s experimental EventsExecutor does not fire this '
+                               'suite\'s timers (no measurement, status or command would be '
+                               'published): use multi or single'}
 
 
 class _ConfigChecked(BmsError):
@@ -106,7 +113,8 @@ def parse_args(argv=None):
     parser.add_argument('--executor', choices=EXECUTORS, default=EXECUTORS[0],
                         help='multi: MultiThreadedExecutor (as component_container_mt); '
                              'single: SingleThreadedExecutor; events: rclpy\'s experimental '
-                             'EventsExecutor (default multi)')
+                             'EventsExecutor, refused (it fires no timer of this suite) '
+                             '(default multi)')
     parser.add_argument('--threads', type=int, default=0,
                         help='threads of the multi executor (default 0: one per node)')
     return parser.parse_args(argv)
@@ -117,6 +125,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads < 0:
         print('container: --threads must be >= 0', file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+    if args.executor in REFUSED_EXECUTORS:
+        print(f'container: --executor {args.executor}: {REFUSED_EXECUTORS[args.executor]}',
+              file=sys.stderr)
         return CONFIG_ERROR_EXIT
     arguments = {name: getattr(args, name) for name in ARGUMENTS
                  if getattr(args, name) is not None and name != 'namespace'}
