@@ -139,11 +139,12 @@ class RosTestEnv:
         self.node = rclpy.create_node('test_probe', context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self._stop_spinning = threading.Event()
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._spinner.start()
 
     def _spin(self):
-        while self.context.ok():
+        while self.context.ok() and not self._stop_spinning.is_set():
             try:
                 self.executor.spin_once(timeout_sec=0.05)
             except Exception:  # context shut down while spinning
@@ -219,7 +220,10 @@ class RosTestEnv:
     def close(self):
         for process in reversed(self.processes):
             process.stop()
+        # the spinner leaves its wait first: a node destroyed under a waiting executor can
+        # crash the whole test process (a segfault in rclpy's wait set was seen)
+        self._stop_spinning.set()
+        self._spinner.join(5.0)
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
-        self._spinner.join(2.0)
