@@ -30,10 +30,14 @@ at a saturated 1 Mbit/s bus (8,000 frames/s) bench/can_decode.py measured the dr
 of a core with can_rx off, ~11 % with can_rx on and no subscriber, ~24 % with a subscriber
 (a recorder); set publish_can_rx false where no recording is wanted.
 """
+from __future__ import annotations
+
 import os
 import threading
 import time
+from typing import Any
 
+import can
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -90,7 +94,7 @@ from bms_ros.nodes.runner import Component
 _TEST_READER_FAULTS = 'BMS_ROS_TEST_READER_FAULTS'
 
 
-def _time(stamp):
+def _time(stamp: tuple[int, int]) -> Time:
     """builtin_interfaces/Time of a (sec, nanosec) pair."""
     return Time(sec=stamp[0], nanosec=stamp[1])
 
@@ -98,7 +102,7 @@ def _time(stamp):
 class CanDriver(Node):
     """Reads the pack's frames into PackMeasurement and sends contactor / balancing commands."""
 
-    def __init__(self, **node_options):
+    def __init__(self, **node_options: Any) -> None:
         """``node_options``: rclpy Node keywords (cli_args, namespace, ...; a container's)."""
         super().__init__('can_driver', **node_options)
         path = self.declare_parameter('profile', default_profile_path()).value
@@ -185,13 +189,13 @@ class CanDriver(Node):
 
     # ------------------------------------------------------------------ receiving
 
-    def _reading(self):
+    def _reading(self) -> bool:
         """True while the reader should run (not stopping, context alive)."""
         return self._running and self.context.ok()
 
-    def _reader_main(self):
+    def _reader_main(self) -> None:
         """Reader thread: the read loop, restarted after a failure within the budget."""
-        def wait(delay_s):
+        def wait(delay_s: float) -> bool:
             self._reader_down = True
             stopped = self._stop.wait(delay_s)
             self._reader_down = False
@@ -200,7 +204,7 @@ class CanDriver(Node):
                                  time.monotonic, wait, name='CAN reader thread'):
             self._fatal = reader_fatal_text(self.reader_budget.max_restarts)
 
-    def _read_loop(self):
+    def _read_loop(self) -> None:
         """Frames in batches into the assembler (and can_rx); returns when stopping."""
         if self._test_faults > 0:
             self._test_faults -= 1
@@ -229,7 +233,7 @@ class CanDriver(Node):
                 prompt_pending = False
                 self.publish_measurement()   # raises only when shutting down (run quietly)
 
-    def _publish_frames(self, batch, frame):
+    def _publish_frames(self, batch: list[can.Message], frame: CanFrame) -> None:
         """One CanFrame per received frame; one reused message object (publish copies it)."""
         frame.header.stamp = self.get_clock().now().to_msg()
         publish = self.can_rx_pub.publish
@@ -244,13 +248,13 @@ class CanDriver(Node):
             publish(frame)
             counters.can_rx_published += 1
 
-    def publish_measurement(self):
+    def publish_measurement(self) -> None:
         """Publish a snapshot; called by the timer and, promptly, by the reader thread."""
         with self._publish_lock:
             self._last_publish = time.monotonic()
             self._publish_measurement()
 
-    def _publish_measurement(self):
+    def _publish_measurement(self) -> None:
         now_ros = self.get_clock().now()
         now_mono = time.monotonic()
         snap = self.assembler.snapshot(now_mono, self.stale_timeout_s)
@@ -263,7 +267,7 @@ class CanDriver(Node):
 
     # ------------------------------------------------------------------ commands
 
-    def on_contactor(self, msg):
+    def on_contactor(self, msg: ContactorCommand) -> None:
         """Forward a ContactorCommand to the pack and restart its command deadline."""
         command = contactor_command_of(msg.negative_closed, msg.precharge_closed,
                                        msg.positive_closed)
@@ -271,7 +275,7 @@ class CanDriver(Node):
             self.get_logger().info(resumed_text(contract.CONTACTOR_COMMAND))
         self._send_contactor(command)
 
-    def repeat_contactor(self):
+    def repeat_contactor(self) -> None:
         """Timer: repeat the last command, or all open once it is past its deadline."""
         command, expired = self.contactor_deadline.tick(time.monotonic())
         if expired:
@@ -279,13 +283,13 @@ class CanDriver(Node):
         if command is not None:
             self._send_contactor(command)
 
-    def _send_contactor(self, command):
+    def _send_contactor(self, command: tuple[bool, bool, bool]) -> None:
         if self.commands.contactor is None:   # style (b): the pack owns its contactors
             return
         for frame in self.commands.encode_contactor_command(*command):
             self.bus.send(frame)
 
-    def on_balancing(self, msg):
+    def on_balancing(self, msg: BalancingCommand) -> None:
         """Encode a BalancingCommand's cell bleed flags as frames and send them."""
         try:
             cell_bleed = np.asarray(msg.cell_bleed, bool)
@@ -300,7 +304,7 @@ class CanDriver(Node):
         for frame in frames:
             self.bus.send(frame)
 
-    def check_balancing(self):
+    def check_balancing(self) -> None:
         """Timer: an all-zero bleed command once the balancing command is past its deadline."""
         command, expired = self.balancing_deadline.tick(time.monotonic())
         if expired:
@@ -309,7 +313,7 @@ class CanDriver(Node):
             for frame in self.commands.encode_balancing_command(command):
                 self.bus.send(frame)
 
-    def _check_reader(self):
+    def _check_reader(self) -> None:
         """Timer: exit with code 1 (all open first) once the reader's budget is spent."""
         if self._fatal is None:
             return
@@ -321,7 +325,7 @@ class CanDriver(Node):
 
     # ------------------------------------------------------------------ diagnostics
 
-    def publish_diagnostics(self):
+    def publish_diagnostics(self) -> None:
         """Publish the bus's and the decoder's counters as /diagnostics."""
         snap = getattr(self, '_last_snapshot', None) or self.assembler.snapshot(
             time.monotonic(), self.stale_timeout_s)
@@ -343,14 +347,15 @@ class CanDriver(Node):
                 out.status.append(self._status(topic, *command_status(topic, deadline, now)))
         self.diagnostics_pub.publish(out)
 
-    def _status(self, what, level, message, values):
+    def _status(self, what: str, level: str, message: str,
+                values: dict[str, str]) -> DiagnosticStatus:
         """One DiagnosticStatus of this node ('<node>: <what>')."""
         return DiagnosticStatus(
             name=f'{self.get_fully_qualified_name()}: {what}',
             hardware_id=self.settings.bus.describe(), level=getattr(DiagnosticStatus, level),
             message=message, values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
-    def destroy_node(self):
+    def destroy_node(self) -> None:
         """Stop the reader thread and close the bus, then destroy the node."""
         self._running = False
         self._stop.set()
@@ -364,7 +369,7 @@ class CanDriver(Node):
 COMPONENT = Component(CanDriver, 'can_driver')
 
 
-def main(args=None):
+def main(args: list[str] | None = None) -> None:
     """The node alone in this process (init, spin, shutdown; exit 2 on a ConfigError)."""
     COMPONENT.main(args)   # SystemExit(1) from _check_reader passes through
 
