@@ -13,9 +13,10 @@ Services: request_state (RequestState).
 
 The machine steps, and the contactor command is repeated, with each measurement (at most one
 per half command_period_s); a watchdog timer does both only when no measurement came for two
-command periods, then every command_period_s (bms_ros.nodes.watchdog): the timeouts of the
-machine (measurement, protection status, feedback, pre-charge) keep their resolution and the
-driver its command stream, without a 10 Hz poll beside the measurement (issue 18).
+command periods, then every command_period_s, and at the protection status's timeout
+(bms_ros.nodes.watchdog): the timeouts of the machine (measurement, protection status,
+feedback, pre-charge) keep their resolution and the driver its command stream, without a
+10 Hz poll beside the measurement (issue 18).
 
 Whether a trip event is history and whether a status is outdated is decided by
 bms_ros.core.trip_ordering on the protection's own stamps (never this node's clock against
@@ -90,6 +91,7 @@ class PackSupervisor(Node):
         self.create_subscription(BatteryEstimate, contract.ESTIMATE, self._on_estimate, STREAM)
         self.create_service(RequestState, contract.REQUEST_STATE, self._on_request)
         self._last_step_s = -math.inf
+        self._status_s = -math.inf         # the last protection status accepted (steady s)
         # the watchdog: re-armed after each measurement (two command periods), fires only
         # when measurements stop
         self._watchdog = self.create_timer(self.config.command_period_s,  # seconds
@@ -122,7 +124,10 @@ class PackSupervisor(Node):
         self._arm_watchdog(now_s, 2.0 * self.config.command_period_s)
 
     def _arm_watchdog(self, now_s, gap_s):
-        arm(self._watchdog, next_check_delay_s(now_s, now_s, (), gap_s))
+        # the status arrives just after the measurement: a step only with the measurement would
+        # find its timeout up to a period late, so the watchdog also wakes at that deadline
+        arm(self._watchdog, next_check_delay_s(now_s, self._status_s,
+                                               (self.config.protection_timeout_s,), gap_s))
 
     def _on_trip_event(self, msg):
         if msg.limit_id in CONTACTOR_FAULT_IDS:
@@ -144,9 +149,10 @@ class PackSupervisor(Node):
         if verdict.accepted:             # else older than a trip event already acted on
             latched = [e.limit_id if e.index < 0 else f'{e.limit_id}[{e.index}]'
                        for e in msg.active if e.latched]
+            self._status_s = self._now_s()
             self.machine.on_protection_status(msg.trip_latched, latched,
                                               msg.charge_current_limit_a,
-                                              msg.discharge_current_limit_a, self._now_s())
+                                              msg.discharge_current_limit_a, self._status_s)
         self._publish()
 
     def _on_estimate(self, msg):
