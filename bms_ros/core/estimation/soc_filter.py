@@ -33,6 +33,7 @@ import numpy as np
 N_STATES = 6
 SOC, VRC, OFFSET, QINV, SLOW, RSLOW = range(N_STATES)
 CONSIDER = (OFFSET, QINV)          # never moved by measurement updates
+IEKF_STEP_SOC = 1e-3               # no relinearisation after a SoC correction below this
 
 
 class SocFilter:
@@ -72,6 +73,8 @@ class SocFilter:
         self._eye = np.eye(N_STATES)
         self._update_mask = np.ones(N_STATES, dtype=bool)
         self._update_mask[list(CONSIDER)] = False
+        self.temperature_law = None     # resistance.TemperatureLaw of R0, R1, r_diff (or cell's)
+        self.r1_scale = 1.0             # R1 / datasheet R1 at 25 degC (scalar or per cell)
 
     # ------------------------------------------------------------------ initialisation
     def initialise(self, soc, soc_std, cells=None, capacity_ah=None, capacity_std=None,
@@ -179,7 +182,9 @@ class SocFilter:
 
     # ------------------------------------------------------------------ model
     def arrhenius(self, temperature_degc):
-        """R(T) / R(25 degC) of the cell's Arrhenius law."""
+        """R(T) / R(25 degC): the attached ``temperature_law`` (learnt), else the cell's."""
+        if self.temperature_law is not None:
+            return self.temperature_law.factor(temperature_degc)
         return self.cell.r0_at(temperature_degc) / self.cell.r0_ohm
 
     def predict(self, dt_s, current_a, temperature_degc, slow_std_v=0.0):
@@ -198,7 +203,7 @@ class SocFilter:
         i_true = current_a - x[:, OFFSET]
         a = np.exp(-dt_s / self.cell.tau1_s)
         f_t = self.arrhenius(temperature_degc)
-        r1 = self.cell.r1_ohm * f_t
+        r1 = self.cell.r1_ohm * f_t * self.r1_scale
         g_soc = dt_s * x[:, QINV] / q_nom_as          # d soc / d i
         g_rc = np.broadcast_to(r1 * (1.0 - a), (self.n,))   # d v_rc / d i
         x[:, SOC] += g_soc * i_true
@@ -266,6 +271,7 @@ class SocFilter:
         mask = valid & self._update_mask[:, None]
         # iterated EKF: relinearise the OCV at the updated SoC (a large first correction,
         # e.g. from a wrong initial SoC, would otherwise stop short on a curved OCV)
+        last = None          # (settled cells, their h, ocv_v, z_lin, S, K, PH) of the last pass
         for iteration in range(self.config.update_iterations):
             h = self.ocv_slope(x[:, SOC])
             ocv_v = prior_ocv_v if iteration == 0 and prior_ocv_v is not None else \
@@ -273,21 +279,36 @@ class SocFilter:
             PH = h * p_soc + p_fixed
             S = h * PH[SOC] + PH[VRC] - r0 * PH[OFFSET] + PH[SLOW] + noise2
             K = np.where(mask, PH / S, 0.0)                              # (6, n)
-            # innovation of the linearisation at x: y - h(x) - H (prior - x)
-            d = prior - x
-            innovation = np.where(valid, measured - self.predicted_voltage(
-                current_a, temperature_degc, r0, ocv_v) - (
-                    h * d[:, SOC] + d[:, VRC] - r0 * d[:, OFFSET] + d[:, SLOW]), 0.0)
+            # innovation of the linearisation at x: y - h(x) - H (prior - x) (x = prior first)
+            innovation = measured - self.predicted_voltage(current_a, temperature_degc, r0,
+                                                           ocv_v)
+            if iteration:
+                d = prior - x
+                innovation -= h * d[:, SOC] + d[:, VRC] - r0 * d[:, OFFSET] + d[:, SLOW]
+            innovation = np.where(valid, innovation, 0.0)
             z_lin = x[:, SOC].copy()
-            x[:] = prior + (K * innovation).T
-            np.minimum(np.maximum(x[:, SOC], -0.05), 1.05, out=x[:, SOC])
+            x_new = prior + (K * innovation).T
+            np.minimum(np.maximum(x_new[:, SOC], -0.05), 1.05, out=x_new[:, SOC])
+            if last is not None:
+                # cells whose last SoC step was this small keep that step's linearisation
+                # (per cell, so a batch equals independent filters)
+                keep = last[0]
+                x_new[keep] = x[keep]
+                h, ocv_v, z_lin, S, K, PH = (np.where(keep, old, new) for old, new in zip(
+                    last[1:], (h, ocv_v, z_lin, S, K, PH)))
+            x[:] = x_new
+            settled = np.abs(x[:, SOC] - z_lin) < IEKF_STEP_SOC
+            if settled.all():
+                break
+            last = (settled, h, ocv_v, z_lin, S, K, PH)
         # OCV at the corrected SoC, linearised from the last iteration (its step is small)
         self.posterior_ocv_v = ocv_v + h * (x[:, SOC] - z_lin)
         # Joseph form (K is not the optimal gain: consider-states get none), rank one:
         # (I - K H) P (I - K H)^T + R K K^T = P - K (PH)^T - PH K^T + (H P H + R) K K^T
-        KPH = K[:, None] * PH[None, :]
-        Pt -= KPH + KPH.transpose(1, 0, 2)
-        Pt += S * (K[:, None] * K[None, :])
+        # = P - K U^T - U K^T with U = PH - S K / 2: one (6, 6, n) product, exact for any K
+        KU = K[:, None] * (PH - 0.5 * S * K)[None, :]
+        Pt -= KU
+        Pt -= KU.transpose(1, 0, 2)
         self._clamp()
         return innovation
 
