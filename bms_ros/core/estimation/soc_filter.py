@@ -33,7 +33,7 @@ import numpy as np
 N_STATES = 6
 SOC, VRC, OFFSET, QINV, SLOW, RSLOW = range(N_STATES)
 CONSIDER = (OFFSET, QINV)          # never moved by measurement updates
-IEKF_STEP_SOC = 1e-3               # no relinearisation after a SoC correction below this
+IEKF_STEP_SOC = 2e-4               # no relinearisation after a SoC correction below this
 
 
 class SocFilter:
