@@ -226,6 +226,7 @@ class PackEstimator:
         valid = np.asarray(cell_voltage_valid, dtype=bool) & np.isfinite(v)
         temp = np.asarray(cell_temperature_degc, dtype=float)
         temp_model = np.where(np.isfinite(temp), temp, 25.0)
+        temp_model.flags.writeable = False       # read-only: its Arrhenius factor is cached
         # the current of each cell: the pack current plus e.g. minus its bleed current
         i_cells = current_a + np.broadcast_to(np.asarray(cell_current_a, dtype=float), (self.n,))
         rest_a = cfg.rest_current_c * self.cell.capacity_ah

@@ -33,6 +33,7 @@ class TemperatureLaw:
         self.config = config
         self.n = int(n_cells)
         self.datasheet_k = float(cell.r0_arrhenius_k)
+        self._cached = None
         self.activation_k = self.datasheet_k
         self.reset()
 
@@ -54,7 +55,15 @@ class TemperatureLaw:
 
     def factor(self, temperature_degc):
         """R(T) / R(25 degC) of the present law (1 at 25 degC)."""
-        return arrhenius_factor(temperature_degc, self.activation_k)
+        # asked several times a step with the same temperature array: keep the last one
+        cached = self._cached
+        if cached is not None and cached[0] is temperature_degc and cached[1] == self.activation_k:
+            return cached[2]
+        value = arrhenius_factor(temperature_degc, self.activation_k)
+        if isinstance(temperature_degc, np.ndarray) and not temperature_degc.flags.writeable:
+            # only a read-only array: one changed in place would read a stale factor
+            self._cached = (temperature_degc, self.activation_k, value)
+        return value
 
     def span_degc(self):
         """Weighted standard deviation of the sample temperatures about each cell's mean (K)."""

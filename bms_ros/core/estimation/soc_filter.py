@@ -28,6 +28,8 @@ R0 comes from :class:`~.soh.ResistanceEstimator` (normalised to 25 degC). The me
 update is an iterated EKF (the OCV is relinearised at the corrected SoC) in Joseph form. Only
 cells with a valid voltage are updated; the others only predict.
 """
+import math
+
 import numpy as np
 
 N_STATES = 6
@@ -201,37 +203,44 @@ class SocFilter:
         var_before = Pt[SOC, SOC].copy()
         q_nom_as = 3600.0 * self.capacity_nominal_ah
         i_true = current_a - x[:, OFFSET]
-        a = np.exp(-dt_s / self.cell.tau1_s)
+        # scalars with math (numpy's scalar calls cost more than the arithmetic)
+        a = math.exp(-dt_s / self.cell.tau1_s)
+        b = math.exp(-dt_s / self.config.diffusion_time_s)
+        w = math.exp(-dt_s / self.config.polarisation_time_s)
         f_t = self.arrhenius(temperature_degc)
-        r1 = self.cell.r1_ohm * f_t * self.r1_scale
-        g_soc = dt_s * x[:, QINV] / q_nom_as          # d soc / d i
-        g_rc = np.broadcast_to(r1 * (1.0 - a), (self.n,))   # d v_rc / d i
+        g_soc = (dt_s / q_nom_as) * x[:, QINV]        # d soc / d i
+        g_rc = (self.cell.r1_ohm * (1.0 - a)) * f_t * self.r1_scale   # d v_rc / d i
+        if np.ndim(g_rc) == 0:
+            g_rc = np.full(self.n, float(g_rc))
         x[:, SOC] += g_soc * i_true
         x[:, VRC] = a * x[:, VRC] + g_rc * i_true
-        b = np.exp(-dt_s / self.config.diffusion_time_s)
         g_slow = (1.0 - b) * f_t * x[:, RSLOW]
         x[:, SLOW] = b * x[:, SLOW] + g_slow * i_true
-        w = np.exp(-dt_s / self.config.polarisation_time_s)
         self.recent_load_c *= w
-        self.recent_load_c += (1.0 - w) * np.abs(i_true) / self.capacity_nominal_ah
+        self.recent_load_c += ((1.0 - w) / self.capacity_nominal_ah) * np.abs(i_true)
         # P' = F P F^T with F = I + E, E sparse (rows SOC, VRC, SLOW): row then column
-        # operations on (6, n) slices instead of batched 6x6 products
-        g_q = dt_s * i_true / q_nom_as
+        # operations on (6, n) slices instead of batched 6x6 products (the OFFSET, QINV and
+        # RSLOW rows / columns they read are not written, so no copies)
+        g_q = (dt_s / q_nom_as) * i_true
         g_rs = (1.0 - b) * f_t * i_true
         for rows in (Pt, Pt.transpose(1, 0, 2)):
-            p_off = rows[OFFSET].copy()
-            rows[SOC] += -g_soc * p_off + g_q * rows[QINV]
-            rows[VRC] = a * rows[VRC] - g_rc * p_off
-            rows[SLOW] = b * rows[SLOW] - g_slow * p_off + g_rs * rows[RSLOW]
+            p_off = rows[OFFSET]
+            rows[SOC] += g_q * rows[QINV] - g_soc * p_off
+            rows[VRC] *= a
+            rows[VRC] -= g_rc * p_off
+            rows[SLOW] *= b
+            rows[SLOW] += g_rs * rows[RSLOW] - g_slow * p_off
         # process noise: diagonal random walks plus the current-sensor noise through g
-        idx = np.arange(N_STATES)
-        Pt[idx, idx] += (self.q_per_s * dt_s)[:, None]
-        Pt[SLOW, SLOW] += (1.0 - b * b) * np.asarray(slow_std_v) ** 2
+        q = (self.q_per_s * dt_s).tolist()
         s_i2 = self.current_noise_a ** 2
-        Pt[SOC, SOC] += g_soc ** 2 * s_i2
-        Pt[VRC, VRC] += g_rc ** 2 * s_i2
-        Pt[SOC, VRC] += g_soc * g_rc * s_i2
-        Pt[VRC, SOC] += g_soc * g_rc * s_i2
+        Pt[SOC, SOC] += q[SOC] + s_i2 * g_soc * g_soc
+        Pt[VRC, VRC] += q[VRC] + s_i2 * g_rc * g_rc
+        Pt[QINV, QINV] += q[QINV]
+        Pt[RSLOW, RSLOW] += q[RSLOW]
+        Pt[SLOW, SLOW] += (1.0 - b * b) * np.asarray(slow_std_v) ** 2
+        cross = s_i2 * g_soc * g_rc
+        Pt[SOC, VRC] += cross
+        Pt[VRC, SOC] += cross
         self.count_var += np.maximum(Pt[SOC, SOC] - var_before, 0.0)
         self._clamp(symmetrise=False)
 
