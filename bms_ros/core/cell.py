@@ -14,6 +14,12 @@ from .ocv import FloatOrArray, OcvTable
 CHEMISTRIES = ('NMC', 'LFP', 'NCA', 'LMO', 'LCO')
 
 
+def arrhenius_factor(temperature_degc: ArrayLike, activation_k: float) -> FloatOrArray:
+    """R(T) / R(25 degC) = exp(k (1/T - 1/298.15 K)) for k = Ea/R (K); 1 at 25 degC."""
+    kelvin = np.asarray(temperature_degc, dtype=float) + 273.15
+    return np.exp(activation_k * (1.0 / kelvin - 1.0 / 298.15))
+
+
 @dataclass(frozen=True)
 class CellLimits:
     """Absolute limits of one cell (datasheet); currents are magnitudes."""
@@ -53,8 +59,7 @@ class CellSpec:
 
     def r0_at(self, temperature_degc: ArrayLike) -> FloatOrArray:
         """R0 at a temperature: Arrhenius, R0 * exp(Ea/R * (1/T - 1/298.15 K)); 1x at 25 degC."""
-        kelvin = np.asarray(temperature_degc, dtype=float) + 273.15
-        return self.r0_ohm * np.exp(self.r0_arrhenius_k * (1.0 / kelvin - 1.0 / 298.15))
+        return self.r0_ohm * arrhenius_factor(temperature_degc, self.r0_arrhenius_k)
 
     def scaled(self, cells_parallel: int) -> CellSpec:
         """The same cell as a group of ``cells_parallel`` cells in parallel."""

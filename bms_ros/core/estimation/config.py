@@ -83,6 +83,16 @@ class EstimatorConfig:
     r0_min_step_c: float = 0.1                 # |dI| below this carries no R0 information
     r0_min_ratio: float = 0.3                  # plausible window: 0.3..5 x datasheet R0
     r0_max_ratio: float = 5.0
+    # --- temperature law of the resistances (resistance.TemperatureLaw): ln R0 against 1/T
+    r0_law_learn: bool = True                  # off: the cell file's r0_arrhenius_k only
+    r0_law_forgetting: float = 0.9995          # per R0 sample (~2000 samples of memory)
+    r0_law_min_span_degc: float = 5.0          # std of the sample temperatures before the fit
+                                               # replaces the datasheet slope
+    r0_law_noise: float = 0.1                  # ln-noise of one 1 C sample (relative R0 error)
+    r0_law_activation_std_k: float = 2000.0    # prior doubt of the datasheet Ea/R (K)
+    r0_law_activation_min_k: float = 0.0       # bounds of the fitted Ea/R (K)
+    r0_law_activation_max_k: float = 12000.0
+    r1_follows_r0: bool = False                # R1 scaled by learnt R0 / datasheet R0
     # --- rest detection and re-anchoring from OCV
     rest_current_c: float = 0.02               # |I| (offset-corrected) below this is rest
     rest_time_s: float = 300.0                 # rest this long before re-anchoring from OCV
@@ -172,6 +182,17 @@ class EstimatorConfig:
         num('r0_min_step_c', exclusive_minimum=0.0, maximum=10.0)
         num('r0_min_ratio', exclusive_minimum=0.0, maximum=1.0)
         num('r0_max_ratio', minimum=1.0, maximum=100.0)
+        flag('r0_law_learn')
+        flag('r1_follows_r0')
+        num('r0_law_forgetting', exclusive_minimum=0.9, maximum=1.0)
+        num('r0_law_min_span_degc', exclusive_minimum=0.0, maximum=100.0)
+        num('r0_law_noise', exclusive_minimum=0.0, maximum=10.0)
+        num('r0_law_activation_std_k', exclusive_minimum=0.0, maximum=1e5)
+        num('r0_law_activation_min_k', minimum=0.0, maximum=1e5)
+        num('r0_law_activation_max_k', exclusive_minimum=0.0, maximum=1e5)
+        if kw['r0_law_activation_max_k'] <= kw['r0_law_activation_min_k']:
+            raise section.error('r0_law_activation_max_k', 'must be above '
+                                f'r0_law_activation_min_k ({kw["r0_law_activation_min_k"]})')
         num('horizon_short_s', exclusive_minimum=0.0, maximum=3600.0)
         num('horizon_long_s', exclusive_minimum=0.0, maximum=3600.0)
         num('soc_limit_min', minimum=0.0, maximum=0.5)

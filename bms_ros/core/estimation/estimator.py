@@ -75,6 +75,7 @@ class PackEstimator:
         self.n = int(n_cells)
         self.filter = SocFilter(cell, self.n, config)
         self.resistance = ResistanceEstimator(cell, self.n, config)
+        self.filter.temperature_law = self.resistance.law    # one learnt law for R0, R1, r_diff
         self.capacity = CapacityEstimator(cell, self.n, config)
         # the measurement path (interface.step_from_measurement) asks it which cells to use
         self.plausibility = Plausibility(cell, self.n, config.plausibility)
@@ -225,6 +226,7 @@ class PackEstimator:
         valid = np.asarray(cell_voltage_valid, dtype=bool) & np.isfinite(v)
         temp = np.asarray(cell_temperature_degc, dtype=float)
         temp_model = np.where(np.isfinite(temp), temp, 25.0)
+        temp_model.flags.writeable = False       # read-only: its Arrhenius factor is cached
         # the current of each cell: the pack current plus e.g. minus its bleed current
         i_cells = current_a + np.broadcast_to(np.asarray(cell_current_a, dtype=float), (self.n,))
         rest_a = cfg.rest_current_c * self.cell.capacity_ah
@@ -253,7 +255,9 @@ class PackEstimator:
                                 self.filter.current_noise_a, self.filter.offset_std_a)
             # rest: offset-corrected current small for long enough -> re-anchor once per rest
             offset = self.filter.current_offset_a
-            i_pack = current_a - (float(offset[0]) if self.n == 1 else float(np.median(offset)))
+            # the offset is one pack value unless set per cell: no median then (its cost)
+            low, high = float(offset.min()), float(offset.max())
+            i_pack = current_a - (low if low == high else float(np.median(offset)))
             if abs(i_pack) <= rest_a:
                 if self.rest_s == 0.0:
                     self._rest_ema = (v.copy(), v.copy())
@@ -264,12 +268,14 @@ class PackEstimator:
                 self.anchored = False
         self.t_s = t_s
         self.last_current_a = i_cells
+        if cfg.r1_follows_r0:
+            self.filter.r1_scale = self.resistance.r0_ohm / self.cell.r0_ohm
         factor = self.filter.arrhenius(temp_model)
         r0 = self.resistance.r0_ohm * factor
         # v - OCV - v_rc - v_diff = R0 (i - offset); the R0 estimator differences it
         ocv_v = self.cell.ocv.ocv(self.filter.soc, temp_model)
         self.resistance.update(self._ohmic(v, ocv_v), i_cells, factor,
-                               valid & (self.filter.soc_std < 0.05))
+                               valid & (self.filter.P[:, SOC, SOC] < 0.05 ** 2), temp)
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
         noise_v = cfg.voltage_noise_v + cfg.voltage_noise_per_c_v * np.abs(
             i_cells) / self.cell.capacity_ah

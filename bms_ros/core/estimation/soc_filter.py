@@ -28,11 +28,14 @@ R0 comes from :class:`~.soh.ResistanceEstimator` (normalised to 25 degC). The me
 update is an iterated EKF (the OCV is relinearised at the corrected SoC) in Joseph form. Only
 cells with a valid voltage are updated; the others only predict.
 """
+import math
+
 import numpy as np
 
 N_STATES = 6
 SOC, VRC, OFFSET, QINV, SLOW, RSLOW = range(N_STATES)
 CONSIDER = (OFFSET, QINV)          # never moved by measurement updates
+IEKF_STEP_SOC = 2e-4               # no relinearisation after a SoC correction below this
 
 
 class SocFilter:
@@ -70,8 +73,12 @@ class SocFilter:
         self._fresh = np.zeros(self.n, dtype=bool)   # started, no voltage update yet
         self.posterior_ocv_v = np.full(self.n, np.nan)
         self._eye = np.eye(N_STATES)
+        rows, cols = np.triu_indices(N_STATES, 1)
+        self._triangle = ((rows, cols), (cols, rows))
         self._update_mask = np.ones(N_STATES, dtype=bool)
         self._update_mask[list(CONSIDER)] = False
+        self.temperature_law = None     # resistance.TemperatureLaw of R0, R1, r_diff (or cell's)
+        self.r1_scale = 1.0             # R1 / datasheet R1 at 25 degC (scalar or per cell)
 
     # ------------------------------------------------------------------ initialisation
     def initialise(self, soc, soc_std, cells=None, capacity_ah=None, capacity_std=None,
@@ -179,7 +186,9 @@ class SocFilter:
 
     # ------------------------------------------------------------------ model
     def arrhenius(self, temperature_degc):
-        """R(T) / R(25 degC) of the cell's Arrhenius law."""
+        """R(T) / R(25 degC): the attached ``temperature_law`` (learnt), else the cell's."""
+        if self.temperature_law is not None:
+            return self.temperature_law.factor(temperature_degc)
         return self.cell.r0_at(temperature_degc) / self.cell.r0_ohm
 
     def predict(self, dt_s, current_a, temperature_degc, slow_std_v=0.0):
@@ -196,37 +205,44 @@ class SocFilter:
         var_before = Pt[SOC, SOC].copy()
         q_nom_as = 3600.0 * self.capacity_nominal_ah
         i_true = current_a - x[:, OFFSET]
-        a = np.exp(-dt_s / self.cell.tau1_s)
+        # scalars with math (numpy's scalar calls cost more than the arithmetic)
+        a = math.exp(-dt_s / self.cell.tau1_s)
+        b = math.exp(-dt_s / self.config.diffusion_time_s)
+        w = math.exp(-dt_s / self.config.polarisation_time_s)
         f_t = self.arrhenius(temperature_degc)
-        r1 = self.cell.r1_ohm * f_t
-        g_soc = dt_s * x[:, QINV] / q_nom_as          # d soc / d i
-        g_rc = np.broadcast_to(r1 * (1.0 - a), (self.n,))   # d v_rc / d i
+        g_soc = (dt_s / q_nom_as) * x[:, QINV]        # d soc / d i
+        g_rc = (self.cell.r1_ohm * (1.0 - a)) * f_t * self.r1_scale   # d v_rc / d i
+        if np.ndim(g_rc) == 0:
+            g_rc = np.full(self.n, float(g_rc))
         x[:, SOC] += g_soc * i_true
         x[:, VRC] = a * x[:, VRC] + g_rc * i_true
-        b = np.exp(-dt_s / self.config.diffusion_time_s)
         g_slow = (1.0 - b) * f_t * x[:, RSLOW]
         x[:, SLOW] = b * x[:, SLOW] + g_slow * i_true
-        w = np.exp(-dt_s / self.config.polarisation_time_s)
         self.recent_load_c *= w
-        self.recent_load_c += (1.0 - w) * np.abs(i_true) / self.capacity_nominal_ah
+        self.recent_load_c += ((1.0 - w) / self.capacity_nominal_ah) * np.abs(i_true)
         # P' = F P F^T with F = I + E, E sparse (rows SOC, VRC, SLOW): row then column
-        # operations on (6, n) slices instead of batched 6x6 products
-        g_q = dt_s * i_true / q_nom_as
+        # operations on (6, n) slices instead of batched 6x6 products (the OFFSET, QINV and
+        # RSLOW rows / columns they read are not written, so no copies)
+        g_q = (dt_s / q_nom_as) * i_true
         g_rs = (1.0 - b) * f_t * i_true
         for rows in (Pt, Pt.transpose(1, 0, 2)):
-            p_off = rows[OFFSET].copy()
-            rows[SOC] += -g_soc * p_off + g_q * rows[QINV]
-            rows[VRC] = a * rows[VRC] - g_rc * p_off
-            rows[SLOW] = b * rows[SLOW] - g_slow * p_off + g_rs * rows[RSLOW]
+            p_off = rows[OFFSET]
+            rows[SOC] += g_q * rows[QINV] - g_soc * p_off
+            rows[VRC] *= a
+            rows[VRC] -= g_rc * p_off
+            rows[SLOW] *= b
+            rows[SLOW] += g_rs * rows[RSLOW] - g_slow * p_off
         # process noise: diagonal random walks plus the current-sensor noise through g
-        idx = np.arange(N_STATES)
-        Pt[idx, idx] += (self.q_per_s * dt_s)[:, None]
-        Pt[SLOW, SLOW] += (1.0 - b * b) * np.asarray(slow_std_v) ** 2
+        q = (self.q_per_s * dt_s).tolist()
         s_i2 = self.current_noise_a ** 2
-        Pt[SOC, SOC] += g_soc ** 2 * s_i2
-        Pt[VRC, VRC] += g_rc ** 2 * s_i2
-        Pt[SOC, VRC] += g_soc * g_rc * s_i2
-        Pt[VRC, SOC] += g_soc * g_rc * s_i2
+        Pt[SOC, SOC] += q[SOC] + s_i2 * g_soc * g_soc
+        Pt[VRC, VRC] += q[VRC] + s_i2 * g_rc * g_rc
+        Pt[QINV, QINV] += q[QINV]
+        Pt[RSLOW, RSLOW] += q[RSLOW]
+        Pt[SLOW, SLOW] += (1.0 - b * b) * np.asarray(slow_std_v) ** 2
+        cross = s_i2 * g_soc * g_rc
+        Pt[SOC, VRC] += cross
+        Pt[VRC, SOC] += cross
         self.count_var += np.maximum(Pt[SOC, SOC] - var_before, 0.0)
         self._clamp(symmetrise=False)
 
@@ -266,6 +282,7 @@ class SocFilter:
         mask = valid & self._update_mask[:, None]
         # iterated EKF: relinearise the OCV at the updated SoC (a large first correction,
         # e.g. from a wrong initial SoC, would otherwise stop short on a curved OCV)
+        last = None          # (settled cells, their h, ocv_v, z_lin, S, K, PH) of the last pass
         for iteration in range(self.config.update_iterations):
             h = self.ocv_slope(x[:, SOC])
             ocv_v = prior_ocv_v if iteration == 0 and prior_ocv_v is not None else \
@@ -273,21 +290,36 @@ class SocFilter:
             PH = h * p_soc + p_fixed
             S = h * PH[SOC] + PH[VRC] - r0 * PH[OFFSET] + PH[SLOW] + noise2
             K = np.where(mask, PH / S, 0.0)                              # (6, n)
-            # innovation of the linearisation at x: y - h(x) - H (prior - x)
-            d = prior - x
-            innovation = np.where(valid, measured - self.predicted_voltage(
-                current_a, temperature_degc, r0, ocv_v) - (
-                    h * d[:, SOC] + d[:, VRC] - r0 * d[:, OFFSET] + d[:, SLOW]), 0.0)
+            # innovation of the linearisation at x: y - h(x) - H (prior - x) (x = prior first)
+            innovation = measured - self.predicted_voltage(current_a, temperature_degc, r0,
+                                                           ocv_v)
+            if iteration:
+                d = prior - x
+                innovation -= h * d[:, SOC] + d[:, VRC] - r0 * d[:, OFFSET] + d[:, SLOW]
+            innovation = np.where(valid, innovation, 0.0)
             z_lin = x[:, SOC].copy()
-            x[:] = prior + (K * innovation).T
-            np.minimum(np.maximum(x[:, SOC], -0.05), 1.05, out=x[:, SOC])
+            x_new = prior + (K * innovation).T
+            np.minimum(np.maximum(x_new[:, SOC], -0.05), 1.05, out=x_new[:, SOC])
+            if last is not None:
+                # cells whose last SoC step was this small keep that step's linearisation
+                # (per cell, so a batch equals independent filters)
+                keep = last[0]
+                x_new[keep] = x[keep]
+                h, ocv_v, z_lin, S, K, PH = (np.where(keep, old, new) for old, new in zip(
+                    last[1:], (h, ocv_v, z_lin, S, K, PH)))
+            x[:] = x_new
+            settled = np.abs(x[:, SOC] - z_lin) < IEKF_STEP_SOC
+            if settled.all():
+                break
+            last = (settled, h, ocv_v, z_lin, S, K, PH)
         # OCV at the corrected SoC, linearised from the last iteration (its step is small)
         self.posterior_ocv_v = ocv_v + h * (x[:, SOC] - z_lin)
         # Joseph form (K is not the optimal gain: consider-states get none), rank one:
         # (I - K H) P (I - K H)^T + R K K^T = P - K (PH)^T - PH K^T + (H P H + R) K K^T
-        KPH = K[:, None] * PH[None, :]
-        Pt -= KPH + KPH.transpose(1, 0, 2)
-        Pt += S * (K[:, None] * K[None, :])
+        # = P - K U^T - U K^T with U = PH - S K / 2: one (6, 6, n) product, exact for any K
+        KU = K[:, None] * (PH - 0.5 * S * K)[None, :]
+        Pt -= KU
+        Pt -= KU.transpose(1, 0, 2)
         self._clamp()
         return innovation
 
@@ -358,6 +390,7 @@ class SocFilter:
                                   1.0 / self.config.capacity_min_ratio)):
             np.minimum(np.maximum(x[:, state], low), high, out=x[:, state])
         if symmetrise:
-            Pt = self.Pt
-            np.add(Pt, Pt.transpose(1, 0, 2), out=Pt)
-            Pt *= 0.5
+            # the two triangles differ by rounding only: copy the upper one onto the lower
+            # (15 of 36 rows, one gather and one scatter, instead of averaging all 36)
+            upper, lower = self._triangle
+            self.Pt[lower] = self.Pt[upper]

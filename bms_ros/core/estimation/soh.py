@@ -5,12 +5,15 @@ drop, ``y = v - OCV(soc) - v_rc - v_diff``, is differenced between consecutive s
 previous one from the corrected state), so slowly varying errors (SoC, OCV, current offset)
 cancel: ``dy = R0(T) di``. R0 normalised to 25 degC (divided by the cell's Arrhenius factor) is
 fitted by a scalar recursive least squares per cell with forgetting, on steps where ``|di|`` is
-large enough to carry information.
+large enough to carry information. The temperature law itself (the Arrhenius slope) is learnt
+from the same samples at their temperatures (:class:`.resistance.TemperatureLaw`).
 
 :class:`CapacityEstimator`: charge counted between two OCV anchors (see its docstring). The
 filter (:mod:`.soc_filter`) takes both as given values.
 """
 import numpy as np
+
+from .resistance import TemperatureLaw
 
 PAIR_GATE_SIGMA = 3.0       # a pair this many standard deviations off the estimate is dropped
 PAIR_REVERSAL_SOC = 0.02    # the SoC has turned back this far: the last extreme was a turning point
@@ -31,6 +34,8 @@ class ResistanceEstimator:
         self._last_y = np.full(self.n, np.nan)
         self._last_i = np.full(self.n, np.nan)
         self.samples = np.zeros(self.n, dtype=np.int64)
+        self.law = TemperatureLaw(cell, self.n, config)
+        self._rescale = None     # new / old law factor of this step's samples (remember())
 
     def set(self, r0_ohm):
         """Restore values (persisted state); keeps them within bounds."""
@@ -41,20 +46,22 @@ class ResistanceEstimator:
         self.p = np.full(self.n, self.p0)
 
     def at(self, temperature_degc):
-        """R0 at the cell temperatures (ohm)."""
-        return self.r0_ohm * self.cell.r0_at(temperature_degc) / self.cell.r0_ohm
+        """R0 at the cell temperatures (ohm), by the present (learnt or datasheet) law."""
+        return self.r0_ohm * self.law.factor(temperature_degc)
 
     def break_sequence(self):
         """Forget the previous sample (after a gap, a reset or a rejected measurement)."""
         self._last_y[:] = np.nan
         self._last_i[:] = np.nan
 
-    def update(self, ohmic_v, current_a, factor, valid):
+    def update(self, ohmic_v, current_a, factor, valid, temperature_degc=None):
         """One sample: ``ohmic_v`` = v - OCV - v_rc - v_diff per cell from the filter's
         prediction (V), cell current (A, + = charging), ``factor`` = R0(T) / R0(25 degC) per
-        cell. Call :meth:`remember` after the filter's update so the next difference is taken
-        against the corrected state.
+        cell (of :attr:`law`), ``temperature_degc`` the cells' temperatures (None or NaN: no
+        point for the temperature law). Call :meth:`remember` after the filter's update so the
+        next difference is taken against the corrected state.
         """
+        self._rescale = None
         current_a = np.broadcast_to(np.asarray(current_a, dtype=float), (self.n,))
         y = np.where(valid, np.asarray(ohmic_v, dtype=float) / factor, np.nan)
         di = current_a - self._last_i
@@ -72,11 +79,23 @@ class ResistanceEstimator:
         self.r0_ohm = np.clip(r0, self.config.r0_min_ratio * self.cell.r0_ohm,
                               self.config.r0_max_ratio * self.cell.r0_ohm)
         self.samples += use
+        if temperature_degc is not None:
+            # the sample at its temperature: dV / dI (ohm) = normalised slope x factor
+            raw = np.where(use, dy / np.where(use, di, 1.0), np.nan) * factor
+            ratio = self.law.observe(temperature_degc, raw, di, use)
+            if ratio is not None:
+                # the law moved: the normalised values follow so that R0(T) stays as measured
+                self.r0_ohm = np.clip(self.r0_ohm / ratio, self.config.r0_min_ratio
+                                      * self.cell.r0_ohm, self.config.r0_max_ratio
+                                      * self.cell.r0_ohm)
+                self._rescale = ratio
 
     def remember(self, ohmic_v, current_a, factor, valid):
         """The sample's ohmic part from the corrected state, the reference of the next step
         (``factor`` = R0(T) / R0(25 degC) per cell).
         """
+        if self._rescale is not None:
+            factor = factor * self._rescale       # the law changed in this step's update
         self._last_y = np.where(valid, np.asarray(ohmic_v, dtype=float) / factor, np.nan)
         self._last_i = np.broadcast_to(np.asarray(current_a, dtype=float), (self.n,)).copy()
 

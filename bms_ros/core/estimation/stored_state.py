@@ -5,7 +5,13 @@ The document (JSON, written atomically by bms_ros.core.persistence):
     {"format": "bms_ros.estimator_state", "version": 1, "pack_name": ..., "cell_name": ...,
      "cells_series": n, "capacity_nominal_ah": ..., "saved_unix_s": ...,
      "cell_soc": [n], "cell_capacity_ah": [n], "cell_capacity_std_ah": [n],
-     "cell_r0_ohm": [n], "current_offset_a": float}
+     "cell_r0_ohm": [n], "current_offset_a": float,
+     "r0_law_activation_k": float, "r0_law_sums": [5][n]}
+
+``cell_r0_ohm`` is normalised to 25 degC by the law in use; ``r0_law_sums`` are the learnt
+temperature law's forgotten sums (:class:`.resistance.TemperatureLaw`; weights, x, ln R0, x^2,
+x ln R0 per cell). Files without them (written before the law was learnt) are read as before:
+the law starts from the datasheet.
 
 A file that is unreadable, of another format/version, of another pack or cell, of another
 length, or that holds values outside the plausible windows is refused with a PersistenceError
@@ -49,6 +55,7 @@ def document(estimator, pack_name):
         'cell_capacity_std_ah': [float(q) for q in estimator.capacity.std_ah],
         'cell_r0_ohm': [float(r) for r in estimator.resistance.r0_ohm],
         'current_offset_a': float(np.median(f.current_offset_a)),
+        **estimator.resistance.law.state(),
     }
 
 
@@ -70,6 +77,22 @@ def _array(doc, key, n, path, low, high, allow_null=False):
             raise PersistenceError(f'{path}: {key}[{i}]: {value!r} is not a number in '
                                    f'{low:g}..{high:g}')
         out[i] = float(value)
+    return out
+
+
+def _law_sums(doc, n, path):
+    """The temperature law's sums (5 lists of n finite numbers, weights >= 0), or None if the
+    document has none (an older file).
+    """
+    sums = doc.get('r0_law_sums')
+    if sums is None:
+        return None
+    if not isinstance(sums, list) or len(sums) != 5:
+        raise PersistenceError(f'{path}: r0_law_sums: expected 5 lists of {n} values')
+    out = [_array({f'r0_law_sums[{j}]': row}, f'r0_law_sums[{j}]', n, path, -1e12, 1e12)
+           for j, row in enumerate(sums)]
+    if np.any(out[0] < 0.0):
+        raise PersistenceError(f'{path}: r0_law_sums: negative weight')
     return out
 
 
@@ -108,8 +131,11 @@ def load(path, estimator, pack_name):
     saved = doc.get('saved_unix_s')
     age_s = time.time() - saved if isinstance(saved, (int, float)) and not isinstance(
         saved, bool) and math.isfinite(saved) else None
+    sums = _law_sums(doc, n, path)
     estimator.restore(np.where(np.isfinite(soc), soc, 0.5), capacity, capacity_std, r0,
                       float(offset), age_s=age_s)
+    if sums is not None:
+        estimator.resistance.law.restore(sums)
     # cells saved without a SoC start again from their first voltage
     estimator.filter.initialised[~np.isfinite(soc)] = False
     return True
