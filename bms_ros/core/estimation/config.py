@@ -58,6 +58,8 @@ class EstimatorConfig:
     polarisation_time_s: float = 600.0         # that low-pass; the error's correlation time
     polarisation_count_std: float = 0.15       # count SoC doubt at which the doubt is gone
     polarisation_anchor_doubt_v: float = 0.02  # an OCV start/anchor is this sure (hysteresis)
+    polarisation_load_time_s: float = 0.0      # low-pass of |I| for its size (0: polarisation_time_s)
+    model_error_v: float = 0.0                 # + this floor (V) at any current (OCV table, bias)
     # --- current-sensor offset: a consider-state of the filter, measured at zero current
     initial_current_offset_std_c: float = 0.005
     zero_current_calibration: bool = True      # node: contactors open -> current is the offset
@@ -152,6 +154,8 @@ class EstimatorConfig:
         num('polarisation_time_s', exclusive_minimum=0.0, maximum=1e5)
         num('polarisation_count_std', exclusive_minimum=0.0, maximum=1.0)
         num('polarisation_anchor_doubt_v', minimum=0.0, maximum=1.0)
+        num('polarisation_load_time_s', minimum=0.0, maximum=1e5)
+        num('model_error_v', minimum=0.0, maximum=1.0)
         num('full_charge_current_c', exclusive_minimum=0.0, maximum=1.0)
         num('full_charge_voltage_margin_v', minimum=0.0, maximum=0.5)
         num('full_charge_soc_std', exclusive_minimum=0.0, maximum=0.5)

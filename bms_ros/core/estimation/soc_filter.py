@@ -63,6 +63,9 @@ class SocFilter:
         # low-pass of |I| / 1 C over polarisation_time_s: the diffusion the model misses
         # builds up over minutes of load, so its doubt follows this, not only the present |I|
         self.recent_load_c = np.zeros(self.n)
+        # low-pass of |I| / 1 C over polarisation_load_time_s (0: the one above): on LFP the
+        # load's polarisation relaxes within a stop of tens of seconds, the floor stays
+        self.fast_load_c = np.zeros(self.n)
         # SoC variance the count alone has gathered since its last confident point (a start,
         # an OCV or end-of-charge anchor): voltage updates do not shrink it
         self.count_var = np.zeros(self.n)
@@ -209,6 +212,10 @@ class SocFilter:
         w = np.exp(-dt_s / self.config.polarisation_time_s)
         self.recent_load_c *= w
         self.recent_load_c += (1.0 - w) * np.abs(i_true) / self.capacity_nominal_ah
+        if self.config.polarisation_load_time_s > 0.0:
+            w = np.exp(-dt_s / self.config.polarisation_load_time_s)
+            self.fast_load_c *= w
+            self.fast_load_c += (1.0 - w) * np.abs(i_true) / self.capacity_nominal_ah
         # P' = F P F^T with F = I + E, E sparse (rows SOC, VRC, SLOW): row then column
         # operations on (6, n) slices instead of batched 6x6 products
         g_q = dt_s * i_true / q_nom_as
@@ -256,7 +263,7 @@ class SocFilter:
             np.asarray(self.config.voltage_noise_v if noise_v is None else noise_v) ** 2,
             (self.n,))
         cfg = self.config
-        if cfg.polarisation_noise_per_c_v > 0.0:
+        if cfg.polarisation_noise_per_c_v > 0.0 or cfg.model_error_v > 0.0:
             noise2 = noise2 + self._polarisation_noise2(current_a, valid)
         measured = np.nan_to_num(voltage_v)
         prior = x.copy()
@@ -333,7 +340,8 @@ class SocFilter:
                                         > cfg.rest_current_c * self.capacity_nominal_ah)
         self.count_var = np.where(loaded, np.maximum(self.count_var, 0.25), self.count_var)
         self._fresh &= ~valid
-        pol_v = cfg.polarisation_noise_per_c_v * self.recent_load_c
+        load_c = self.fast_load_c if cfg.polarisation_load_time_s > 0.0 else self.recent_load_c
+        pol_v = cfg.model_error_v + cfg.polarisation_noise_per_c_v * load_c
         share = np.maximum(1.0 - self.count_var / cfg.polarisation_count_std ** 2, 0.0)
         n_corr = max(cfg.polarisation_time_s / self._last_dt_s, 1.0)
         return pol_v ** 2 * n_corr * share
