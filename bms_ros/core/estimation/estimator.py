@@ -270,6 +270,9 @@ class PackEstimator:
         ocv_v = self.cell.ocv.ocv(self.filter.soc, temp_model)
         self.resistance.update(self._ohmic(v, ocv_v), i_cells, factor,
                                valid & (self.filter.soc_std < 0.05))
+        # at rest, what is still to relax is doubted like the model error (0: not at rest)
+        self.filter.relaxation_doubt_v = np.abs(self.relaxation_v()) if self.rest_s > 0.0 \
+            else np.zeros(self.n)
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
         noise_v = cfg.voltage_noise_v + cfg.voltage_noise_per_c_v * np.abs(
             i_cells) / self.cell.capacity_ah

@@ -66,6 +66,9 @@ class SocFilter:
         # low-pass of |I| / 1 C over polarisation_load_time_s (0: the one above): on LFP the
         # load's polarisation relaxes within a stop of tens of seconds, the floor stays
         self.fast_load_c = np.zeros(self.n)
+        # relaxation still to come at rest (V, set by the pack estimator from the voltage's
+        # drift): part of the correlated doubt, so a cell still relaxing is no OCV reading
+        self.relaxation_doubt_v = np.zeros(self.n)
         # SoC variance the count alone has gathered since its last confident point (a start,
         # an OCV or end-of-charge anchor): voltage updates do not shrink it
         self.count_var = np.zeros(self.n)
@@ -341,7 +344,8 @@ class SocFilter:
         self.count_var = np.where(loaded, np.maximum(self.count_var, 0.25), self.count_var)
         self._fresh &= ~valid
         load_c = self.fast_load_c if cfg.polarisation_load_time_s > 0.0 else self.recent_load_c
-        pol_v = cfg.model_error_v + cfg.polarisation_noise_per_c_v * load_c
+        pol_v = cfg.model_error_v + cfg.polarisation_noise_per_c_v * load_c \
+            + self.relaxation_doubt_v
         share = np.maximum(1.0 - self.count_var / cfg.polarisation_count_std ** 2, 0.0)
         n_corr = max(cfg.polarisation_time_s / self._last_dt_s, 1.0)
         return pol_v ** 2 * n_corr * share
