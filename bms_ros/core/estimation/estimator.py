@@ -104,7 +104,8 @@ class PackEstimator:
         """Start from a given SoC (scalar or per cell) of ``initial_soc_std`` doubt."""
         std = self.config.initial_soc_std if soc_std is None else soc_std
         self.filter.initialise(np.clip(soc, 0.0, 1.0), std, capacity_ah=self.capacity.capacity_ah,
-                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
+                               from_ocv=False)
         self._given_soc = True
 
     def restore(self, cell_soc, cell_capacity_ah, cell_capacity_std_ah, cell_r0_ohm,
@@ -120,7 +121,7 @@ class PackEstimator:
         self.filter.initialise(np.clip(cell_soc, 0.0, 1.0), std,
                                capacity_ah=self.capacity.capacity_ah,
                                capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
-                               current_offset_a=current_offset_a)
+                               current_offset_a=current_offset_a, from_ocv=False)
 
     def zero_current(self, current_a, dt_s):
         """The pack current is known to be zero (contactors open): what is measured is the
@@ -172,7 +173,8 @@ class PackEstimator:
         """Set every (or each) cell SoC, 0..1, as a trusted value (service set_soc)."""
         soc = np.broadcast_to(np.clip(np.asarray(soc, dtype=float), 0.0, 1.0), (self.n,))
         self.filter.initialise(soc, 0.01, capacity_ah=self.capacity.capacity_ah,
-                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
+                               from_ocv=False)
         self.resistance.break_sequence()
         self.capacity.forget_anchor()
 

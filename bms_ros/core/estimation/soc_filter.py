@@ -81,8 +81,13 @@ class SocFilter:
 
     # ------------------------------------------------------------------ initialisation
     def initialise(self, soc, soc_std, cells=None, capacity_ah=None, capacity_std=None,
-                   current_offset_a=0.0):
-        """(Re)start the filters of ``cells`` (bool mask or indices; default all)."""
+                   current_offset_a=0.0, from_ocv=True):
+        """(Re)start the filters of ``cells`` (bool mask or indices; default all).
+
+        ``from_ocv``: the SoC was read from a voltage (the count's confidence is then no better
+        than ``polarisation_anchor_doubt_v`` over the OCV slope); False: a given SoC (set_soc, a
+        persisted state, ``--initial-soc``) is as sure as ``soc_std`` says.
+        """
         idx = self._index(cells)
         cfg = self.config
         self.x[idx, SOC] = np.broadcast_to(soc, self.n)[idx] if np.ndim(soc) else soc
@@ -97,8 +102,9 @@ class SocFilter:
         self.P[idx] = 0.0
         std = np.broadcast_to(np.asarray(soc_std, dtype=float), (self.n,))[idx]
         self.P[idx, SOC, SOC] = std ** 2
-        self.count_var[idx] = np.maximum(std ** 2, self._ocv_doubt2(self.x[idx, SOC]))
-        self._fresh[idx] = True
+        self.count_var[idx] = np.maximum(std ** 2, self._ocv_doubt2(self.x[idx, SOC])) \
+            if from_ocv else std ** 2
+        self._fresh[idx] = from_ocv        # a given SoC is a confident point under load too
         # the load history is unknown: the RC voltages may hold what a typical load leaves
         load_a = cfg.initial_load_c * self.cell.capacity_ah
         self.P[idx, VRC, VRC] = (self.cell.r1_ohm * load_a) ** 2
