@@ -7,13 +7,13 @@
 
 Cases: test/fixtures/pybamm/matrix.json (made by bench/validation/make_matrix.py from PyBaMM
 simulations; docs/estimation.md "Validation matrix"). Each case runs
-``bms_ros.tools.estimate_csv.run`` in-process on the recording, with the settings the CLI takes
-without ``--profile`` (the cell file's ``estimator:`` section, else the defaults; rows from ``first_row``,
-``current_offset_a`` added to the measured current, ``--initial-soc`` from ``args``) and,
-beside it, a naive coulomb counter: the cell file's nominal capacity, the initial SoC from the
-same information the estimator gets (``--initial-soc`` if given, else the cell's OCV table read
-at the first voltage and temperature, under load or not), trapezoidal counting, clipped to
-0..1, no correction.
+``bms_ros.tools.estimate_csv.run`` in-process on the recording with the settings the CLI takes
+without ``--profile`` (the cell file's ``estimator:`` section, else the defaults): rows from
+``first_row``, ``current_offset_a`` added to the measured current, ``--initial-soc`` from
+``args``; beside it a naive coulomb counter: the cell file's nominal capacity, the initial SoC
+from the same information the estimator gets (``--initial-soc`` if given, else the cell's OCV
+table read at the first voltage and temperature, under load or not), trapezoidal counting,
+clipped to 0..1, no correction.
 
 Errors count from ``count_after_s`` after the first row (120 s; 300 s for unrelaxed starts).
 Goal per case: SoC RMSE <= 1 %, max |error| <= 2 %, RMSE never more than 0.1 point above the

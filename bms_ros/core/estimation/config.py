@@ -52,13 +52,13 @@ class EstimatorConfig:
                                                # RC polarisation is assumed (0: only R0 i)
     update_iterations: int = 2                 # iterated EKF: relinearisations of the OCV
     # unmodelled polarisation (diffusion) as a correlated voltage doubt where the count is sure
-    # (SocFilter._polarisation_noise2); 0 = off: on the tuning half no value helped LFP without
-    # freezing the faded cases (docs/estimation.md, "Never worse than counting")
+    # (SocFilter._polarisation_noise2); 0 = off by default (NMC/NCA unchanged); the LFP cell
+    # file's estimator: section turns it on (docs/estimation.md, "Never worse than counting")
     polarisation_noise_per_c_v: float = 0.0    # its size per 1 C of the low-passed |I|
     polarisation_time_s: float = 600.0         # that low-pass; the error's correlation time
     polarisation_count_std: float = 0.15       # count SoC doubt at which the doubt is gone
     polarisation_anchor_doubt_v: float = 0.02  # an OCV start/anchor is this sure (hysteresis)
-    polarisation_load_time_s: float = 0.0      # low-pass of |I| for its size (0: polarisation_time_s)
+    polarisation_load_time_s: float = 0.0      # low-pass of |I| for its size (0: the one above)
     model_error_v: float = 0.0                 # + this floor (V) at any current (OCV table, bias)
     # --- current-sensor offset: a consider-state of the filter, measured at zero current
     initial_current_offset_std_c: float = 0.005
