@@ -137,7 +137,8 @@ def settings_text(config, source):
     """One line per setting that matters offline, and where the settings came from."""
     names = ('rest_time_s', 'rest_current_c', 'rest_ocv_noise_v', 'voltage_noise_v',
              'voltage_noise_per_c_v', 'diffusion_time_s', 'initial_soc_std',
-             'initial_capacity_std', 'estimate_capacity', 'startup_anchor')
+             'initial_capacity_std', 'estimate_capacity', 'startup_anchor', 'relaxation_time_s',
+             'model_error_v', 'polarisation_noise_per_c_v', 'polarisation_load_time_s')
     return f'estimate_csv: estimator settings from {source}: ' + ', '.join(
         f'{name}={getattr(config, name)!r}' for name in names)
 
