@@ -55,8 +55,9 @@ def run_biased(cell, config, soc_true, soc_start, soc_std, bias_v, seconds, dt_s
 
 def test_lfp_cell_file_turns_it_on(lfp_config):
     assert lfp_config.model_error_v == pytest.approx(0.005)
-    assert lfp_config.polarisation_noise_per_c_v == pytest.approx(0.8)
+    assert lfp_config.polarisation_noise_per_c_v == pytest.approx(1.2)
     assert lfp_config.polarisation_load_time_s == pytest.approx(120.0)
+    assert lfp_config.relaxation_doubt_time_s == pytest.approx(3000.0)
     assert EstimatorConfig().model_error_v == 0.0          # other cells: unchanged
 
 
@@ -76,12 +77,13 @@ def test_flat_ocv_fixed_bias_does_not_drag(lfp, lfp_config):
 def test_steep_ocv_still_corrects_a_wrong_count(lfp_config):
     """Where the OCV is steep (NMC at 60-40 %) the same settings still let the voltage correct a
     count that started 8 points off with a 10 % doubt (a confident count), with a 15 mV bias
-    on the voltage as well: within 1.5 points after an hour (measured 1.2; after 30 min 1.8).
+    on the voltage as well: within 3 points after an hour (measured 2.1; after 30 min 2.7).
+    The price of the doubt: the defaults get there faster (measured 1.2 after 30 min).
     """
     nmc = CellSpec.from_file(NMC)
     truth, est = run_biased(nmc, lfp_config, 0.6, 0.68, 0.10, -0.015, 3600.0)
     assert truth == pytest.approx(0.4, abs=1e-6)
-    assert abs(est - truth) < 0.015
+    assert abs(est - truth) < 0.03
 
 
 def test_rest_doubts_the_relaxation_still_to_come(lfp, lfp_config):
@@ -100,8 +102,9 @@ def test_rest_doubts_the_relaxation_still_to_come(lfp, lfp_config):
         est.step(t, i, truth.voltage_v(), [True], [25.0])
         doubts.append(float(est.filter.relaxation_doubt_v[0]))
     assert max(doubts[:300]) == 0.0                        # under load: none
-    # 150 s into the rest the truth's RC (30 s) is still relaxing: measured 10 mV
-    assert 0.005 < doubts[300 + 150] < 0.02
+    # 150 s into the rest the truth's RC (30 s) is still relaxing: the drift x 3000 s
+    # (relaxation_doubt_time_s) is measured 0.10 V
+    assert 0.05 < doubts[300 + 150] < 0.2
     assert doubts[-1] < 0.01 * doubts[300 + 150]          # 10 min later: settled
 
 
@@ -109,6 +112,7 @@ def test_rest_doubts_the_relaxation_still_to_come(lfp, lfp_config):
     ('model_error_v', -0.01, '>= 0.0'),
     ('model_error_v', 2.0, '<= 1.0'),
     ('polarisation_load_time_s', -1.0, '>= 0.0'),
+    ('relaxation_doubt_time_s', -1.0, '>= 0.0'),
 ])
 def test_bad_values_are_rejected(field, value, problem):
     with pytest.raises(ConfigError) as info:

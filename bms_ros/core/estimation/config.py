@@ -94,6 +94,8 @@ class EstimatorConfig:
     startup_anchor: bool = True                # a start at rest current reads SoC from OCV
     relaxation_time_s: float = 0.0             # rest anchor: relaxation left = drift x this
                                                # (0: the voltage at rest_time_s is OCV)
+    relaxation_doubt_time_s: float = 0.0       # at rest the voltage's doubt = drift x this
+                                               # (0 or less: relaxation_time_s)
     # --- end of charge: at the cut-off voltage with the CV current tapered to this, SoC is 1
     full_charge_anchor: bool = False           # off until checked on the matrix test half
     full_charge_current_c: float = 0.05        # C/20, where a CC-CV charge ends
@@ -150,6 +152,7 @@ class EstimatorConfig:
         num('startup_polarisation', minimum=0.0, maximum=1.0)
         num('restored_soc_std_per_day', minimum=0.0, maximum=1.0)
         num('relaxation_time_s', minimum=0.0, maximum=1e5)
+        num('relaxation_doubt_time_s', minimum=0.0, maximum=1e6)
         num('polarisation_noise_per_c_v', minimum=0.0, maximum=10.0)
         num('polarisation_time_s', exclusive_minimum=0.0, maximum=1e5)
         num('polarisation_count_std', exclusive_minimum=0.0, maximum=1.0)

@@ -273,8 +273,7 @@ class PackEstimator:
         self.resistance.update(self._ohmic(v, ocv_v), i_cells, factor,
                                valid & (self.filter.soc_std < 0.05))
         # at rest, what is still to relax is doubted like the model error (0: not at rest)
-        self.filter.relaxation_doubt_v = np.abs(self.relaxation_v()) if self.rest_s > 0.0 \
-            else np.zeros(self.n)
+        self.filter.relaxation_doubt_v = self._relaxation_doubt_v()
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
         noise_v = cfg.voltage_noise_v + cfg.voltage_noise_per_c_v * np.abs(
             i_cells) / self.cell.capacity_ah
@@ -377,6 +376,17 @@ class PackEstimator:
         fast, slow = self._rest_ema
         k = tau / (tau - 90.0) - tau / (tau - 30.0) if tau > 180.0 else 60.0 / tau
         return np.nan_to_num((fast - slow) / k)
+
+    def _relaxation_doubt_v(self):
+        """Doubt of the voltage as OCV at rest (V per cell): the drift x
+        ``relaxation_doubt_time_s`` (0: ``relaxation_time_s``), since a diffusion tail relaxes
+        longer than the exponential the anchor's correction assumes; 0 when not at rest.
+        """
+        cfg = self.config
+        if self.rest_s <= 0.0 or cfg.relaxation_time_s <= 0.0:
+            return np.zeros(self.n)
+        factor = max(cfg.relaxation_doubt_time_s / cfg.relaxation_time_s, 1.0)
+        return factor * np.abs(self.relaxation_v())
 
     def _ohmic(self, voltage_v, ocv_v):
         """v - OCV - v_rc - v_diff per cell (OCV at the filter's SoC): what the model leaves to
