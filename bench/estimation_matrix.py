@@ -7,12 +7,13 @@
 
 Cases: test/fixtures/pybamm/matrix.json (made by bench/validation/make_matrix.py from PyBaMM
 simulations; docs/estimation.md "Validation matrix"). Each case runs
-``bms_ros.tools.estimate_csv.run`` in-process on the recording (rows from ``first_row``,
-``current_offset_a`` added to the measured current, ``--initial-soc`` from ``args``) and,
-beside it, a naive coulomb counter: the cell file's nominal capacity, the initial SoC from the
-same information the estimator gets (``--initial-soc`` if given, else the cell's OCV table read
-at the first voltage and temperature, under load or not), trapezoidal counting, clipped to
-0..1, no correction.
+``bms_ros.tools.estimate_csv.run`` in-process on the recording with the settings the CLI takes
+without ``--profile`` (the cell file's ``estimator:`` section, else the defaults): rows from
+``first_row``, ``current_offset_a`` added to the measured current, ``--initial-soc`` from
+``args``; beside it a naive coulomb counter: the cell file's nominal capacity, the initial SoC
+from the same information the estimator gets (``--initial-soc`` if given, else the cell's OCV
+table read at the first voltage and temperature, under load or not), trapezoidal counting,
+clipped to 0..1, no correction.
 
 Errors count from ``count_after_s`` after the first row (120 s; 300 s for unrelaxed starts).
 Goal per case: SoC RMSE <= 1 %, max |error| <= 2 %, RMSE never more than 0.1 point above the
@@ -121,11 +122,14 @@ def goals_of(result, case):
 def score_case(case):
     """Run estimate_csv and the counter on one case; the figures as a dict (SoC 0..1)."""
     from bms_ros.tools import estimate_csv
-    cell = CellSpec.from_file(os.path.join(REPO, case['cell_yaml']))
+    cell_path = os.path.join(REPO, case['cell_yaml'])
+    cell = CellSpec.from_file(cell_path)
+    # as the CLI without --profile: the cell file's own estimator: section, else the defaults
+    config, _ = estimate_csv.load_config(cell_path=cell_path)
     data = case_input(case)
     initial = initial_soc_of(case)
     start = time.process_time()
-    out = estimate_csv.run(cell, data, initial_soc=initial)
+    out = estimate_csv.run(cell, data, initial_soc=initial, config=config)
     cpu_s = time.process_time() - start
     counter = naive_counter(cell, data, initial)
     t, truth = data['t_s'], data['soc_true']

@@ -3,6 +3,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ..config import Section
 from ..plausibility import PlausibilityConfig
 
 
@@ -52,12 +53,14 @@ class EstimatorConfig:
                                                # RC polarisation is assumed (0: only R0 i)
     update_iterations: int = 2                 # iterated EKF: relinearisations of the OCV
     # unmodelled polarisation (diffusion) as a correlated voltage doubt where the count is sure
-    # (SocFilter._polarisation_noise2); 0 = off: on the tuning half no value helped LFP without
-    # freezing the faded cases (docs/estimation.md, "Never worse than counting")
+    # (SocFilter._polarisation_noise2); 0 = off by default (NMC/NCA unchanged); the LFP cell
+    # file's estimator: section turns it on (docs/estimation.md, "Never worse than counting")
     polarisation_noise_per_c_v: float = 0.0    # its size per 1 C of the low-passed |I|
     polarisation_time_s: float = 600.0         # that low-pass; the error's correlation time
     polarisation_count_std: float = 0.15       # count SoC doubt at which the doubt is gone
     polarisation_anchor_doubt_v: float = 0.02  # an OCV start/anchor is this sure (hysteresis)
+    polarisation_load_time_s: float = 0.0      # low-pass of |I| for its size (0: the one above)
+    model_error_v: float = 0.0                 # + this floor (V) at any current (OCV table, bias)
     # --- current-sensor offset: a consider-state of the filter, measured at zero current
     initial_current_offset_std_c: float = 0.005
     zero_current_calibration: bool = True      # node: contactors open -> current is the offset
@@ -102,6 +105,8 @@ class EstimatorConfig:
     startup_anchor: bool = True                # a start at rest current reads SoC from OCV
     relaxation_time_s: float = 0.0             # rest anchor: relaxation left = drift x this
                                                # (0: the voltage at rest_time_s is OCV)
+    relaxation_doubt_time_s: float = 0.0       # at rest the voltage's doubt = drift x this
+                                               # (0 or less: relaxation_time_s)
     # --- end of charge: at the cut-off voltage with the CV current tapered to this, SoC is 1
     full_charge_anchor: bool = False           # off until checked on the matrix test half
     full_charge_current_c: float = 0.05        # C/20, where a CC-CV charge ends
@@ -123,6 +128,25 @@ class EstimatorConfig:
     bleed_resistance_ohm: float = 33.0         # per cell; must equal balancing.bleed_resistance_ohm
     # --- measurement plausibility (bms_ros.core.plausibility): implausible cells are counted
     plausibility: PlausibilityConfig = field(default_factory=PlausibilityConfig)
+
+    @classmethod
+    def for_profile(cls, profile):
+        """A pack's settings, as the node, the offline replay, the fleet and estimate_csv
+        --profile take them: the cell file's own ``estimator:`` section (the chemistry's tuning,
+        docs/estimation.md) with the profile's ``estimator:`` fields on top. Each file is
+        validated alone first, so an error names the file the value is in.
+        """
+        return cls.for_cell(profile.section('estimator'), profile.pack.cell_single.path)
+
+    @classmethod
+    def for_cell(cls, mine, cell_path):
+        """The ``estimator:`` Section ``mine`` (a profile's) on top of the cell file's own."""
+        cell = cell_estimator_section(cell_path) if cell_path else None
+        if cell is None:
+            return cls.from_section(mine)
+        cls.from_section(cell)
+        cls.from_section(mine)
+        return cls.from_section(Section({**cell.data, **mine.data}, mine.path, mine.prefix))
 
     @classmethod
     def from_section(cls, section):
@@ -158,10 +182,13 @@ class EstimatorConfig:
         num('startup_polarisation', minimum=0.0, maximum=1.0)
         num('restored_soc_std_per_day', minimum=0.0, maximum=1.0)
         num('relaxation_time_s', minimum=0.0, maximum=1e5)
+        num('relaxation_doubt_time_s', minimum=0.0, maximum=1e6)
         num('polarisation_noise_per_c_v', minimum=0.0, maximum=10.0)
         num('polarisation_time_s', exclusive_minimum=0.0, maximum=1e5)
         num('polarisation_count_std', exclusive_minimum=0.0, maximum=1.0)
         num('polarisation_anchor_doubt_v', minimum=0.0, maximum=1.0)
+        num('polarisation_load_time_s', minimum=0.0, maximum=1e5)
+        num('model_error_v', minimum=0.0, maximum=1.0)
         num('full_charge_current_c', exclusive_minimum=0.0, maximum=1.0)
         num('full_charge_voltage_margin_v', minimum=0.0, maximum=0.5)
         num('full_charge_soc_std', exclusive_minimum=0.0, maximum=0.5)
@@ -222,3 +249,9 @@ def _derating(section):
     charge = table.numbers('charge_factor', length=n, minimum=0.0, maximum=1.0)
     discharge = table.numbers('discharge_factor', length=n, minimum=0.0, maximum=1.0)
     return Derating(tuple(temperature), tuple(charge), tuple(discharge))
+
+
+def cell_estimator_section(cell_path):
+    """The ``estimator:`` Section of a cell file, None if it has none."""
+    top = Section.from_file(cell_path)
+    return top.section('estimator') if top.has('estimator') else None

@@ -105,7 +105,8 @@ class PackEstimator:
         """Start from a given SoC (scalar or per cell) of ``initial_soc_std`` doubt."""
         std = self.config.initial_soc_std if soc_std is None else soc_std
         self.filter.initialise(np.clip(soc, 0.0, 1.0), std, capacity_ah=self.capacity.capacity_ah,
-                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
+                               from_ocv=False)
         self._given_soc = True
 
     def restore(self, cell_soc, cell_capacity_ah, cell_capacity_std_ah, cell_r0_ohm,
@@ -121,7 +122,7 @@ class PackEstimator:
         self.filter.initialise(np.clip(cell_soc, 0.0, 1.0), std,
                                capacity_ah=self.capacity.capacity_ah,
                                capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
-                               current_offset_a=current_offset_a)
+                               current_offset_a=current_offset_a, from_ocv=False)
 
     def zero_current(self, current_a, dt_s):
         """The pack current is known to be zero (contactors open): what is measured is the
@@ -173,7 +174,8 @@ class PackEstimator:
         """Set every (or each) cell SoC, 0..1, as a trusted value (service set_soc)."""
         soc = np.broadcast_to(np.clip(np.asarray(soc, dtype=float), 0.0, 1.0), (self.n,))
         self.filter.initialise(soc, 0.01, capacity_ah=self.capacity.capacity_ah,
-                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
+                               from_ocv=False)
         self.resistance.break_sequence()
         self.capacity.forget_anchor()
 
@@ -276,6 +278,8 @@ class PackEstimator:
         ocv_v = self.cell.ocv.ocv(self.filter.soc, temp_model)
         self.resistance.update(self._ohmic(v, ocv_v), i_cells, factor,
                                valid & (self.filter.P[:, SOC, SOC] < 0.05 ** 2), temp)
+        # at rest, what is still to relax is doubted like the model error (0: not at rest)
+        self.filter.relaxation_doubt_v = self._relaxation_doubt_v()
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
         noise_v = cfg.voltage_noise_v + cfg.voltage_noise_per_c_v * np.abs(
             i_cells) / self.cell.capacity_ah
@@ -378,6 +382,17 @@ class PackEstimator:
         fast, slow = self._rest_ema
         k = tau / (tau - 90.0) - tau / (tau - 30.0) if tau > 180.0 else 60.0 / tau
         return np.nan_to_num((fast - slow) / k)
+
+    def _relaxation_doubt_v(self):
+        """Doubt of the voltage as OCV at rest (V per cell): the drift x
+        ``relaxation_doubt_time_s`` (0: ``relaxation_time_s``), since a diffusion tail relaxes
+        longer than the exponential the anchor's correction assumes; 0 when not at rest.
+        """
+        cfg = self.config
+        if self.rest_s <= 0.0 or cfg.relaxation_time_s <= 0.0:
+            return np.zeros(self.n)
+        factor = max(cfg.relaxation_doubt_time_s / cfg.relaxation_time_s, 1.0)
+        return factor * np.abs(self.relaxation_v())
 
     def _ohmic(self, voltage_v, ocv_v):
         """v - OCV - v_rc - v_diff per cell (OCV at the filter's SoC): what the model leaves to

@@ -66,6 +66,12 @@ class SocFilter:
         # low-pass of |I| / 1 C over polarisation_time_s: the diffusion the model misses
         # builds up over minutes of load, so its doubt follows this, not only the present |I|
         self.recent_load_c = np.zeros(self.n)
+        # low-pass of |I| / 1 C over polarisation_load_time_s (0: the one above): on LFP the
+        # load's polarisation relaxes within a stop of tens of seconds, the floor stays
+        self.fast_load_c = np.zeros(self.n)
+        # relaxation still to come at rest (V, set by the pack estimator from the voltage's
+        # drift): part of the correlated doubt, so a cell still relaxing is no OCV reading
+        self.relaxation_doubt_v = np.zeros(self.n)
         # SoC variance the count alone has gathered since its last confident point (a start,
         # an OCV or end-of-charge anchor): voltage updates do not shrink it
         self.count_var = np.zeros(self.n)
@@ -82,8 +88,13 @@ class SocFilter:
 
     # ------------------------------------------------------------------ initialisation
     def initialise(self, soc, soc_std, cells=None, capacity_ah=None, capacity_std=None,
-                   current_offset_a=0.0):
-        """(Re)start the filters of ``cells`` (bool mask or indices; default all)."""
+                   current_offset_a=0.0, from_ocv=True):
+        """(Re)start the filters of ``cells`` (bool mask or indices; default all).
+
+        ``from_ocv``: the SoC was read from a voltage (the count's confidence is then no better
+        than ``polarisation_anchor_doubt_v`` over the OCV slope); False: a given SoC (set_soc, a
+        persisted state, ``--initial-soc``) is as sure as ``soc_std`` says.
+        """
         idx = self._index(cells)
         cfg = self.config
         self.x[idx, SOC] = np.broadcast_to(soc, self.n)[idx] if np.ndim(soc) else soc
@@ -98,8 +109,9 @@ class SocFilter:
         self.P[idx] = 0.0
         std = np.broadcast_to(np.asarray(soc_std, dtype=float), (self.n,))[idx]
         self.P[idx, SOC, SOC] = std ** 2
-        self.count_var[idx] = np.maximum(std ** 2, self._ocv_doubt2(self.x[idx, SOC]))
-        self._fresh[idx] = True
+        self.count_var[idx] = np.maximum(std ** 2, self._ocv_doubt2(self.x[idx, SOC])) \
+            if from_ocv else std ** 2
+        self._fresh[idx] = from_ocv        # a given SoC is a confident point under load too
         # the load history is unknown: the RC voltages may hold what a typical load leaves
         load_a = cfg.initial_load_c * self.cell.capacity_ah
         self.P[idx, VRC, VRC] = (self.cell.r1_ohm * load_a) ** 2
@@ -220,6 +232,10 @@ class SocFilter:
         x[:, SLOW] = b * x[:, SLOW] + g_slow * i_true
         self.recent_load_c *= w
         self.recent_load_c += ((1.0 - w) / self.capacity_nominal_ah) * np.abs(i_true)
+        if self.config.polarisation_load_time_s > 0.0:
+            w = np.exp(-dt_s / self.config.polarisation_load_time_s)
+            self.fast_load_c *= w
+            self.fast_load_c += ((1.0 - w) / self.capacity_nominal_ah) * np.abs(i_true)
         # P' = F P F^T with F = I + E, E sparse (rows SOC, VRC, SLOW): row then column
         # operations on (6, n) slices instead of batched 6x6 products (the OFFSET, QINV and
         # RSLOW rows / columns they read are not written, so no copies)
@@ -272,7 +288,7 @@ class SocFilter:
             np.asarray(self.config.voltage_noise_v if noise_v is None else noise_v) ** 2,
             (self.n,))
         cfg = self.config
-        if cfg.polarisation_noise_per_c_v > 0.0:
+        if cfg.polarisation_noise_per_c_v > 0.0 or cfg.model_error_v > 0.0:
             noise2 = noise2 + self._polarisation_noise2(current_a, valid)
         measured = np.nan_to_num(voltage_v)
         prior = x.copy()
@@ -365,7 +381,9 @@ class SocFilter:
                                         > cfg.rest_current_c * self.capacity_nominal_ah)
         self.count_var = np.where(loaded, np.maximum(self.count_var, 0.25), self.count_var)
         self._fresh &= ~valid
-        pol_v = cfg.polarisation_noise_per_c_v * self.recent_load_c
+        load_c = self.fast_load_c if cfg.polarisation_load_time_s > 0.0 else self.recent_load_c
+        pol_v = cfg.model_error_v + cfg.polarisation_noise_per_c_v * load_c \
+            + self.relaxation_doubt_v
         share = np.maximum(1.0 - self.count_var / cfg.polarisation_count_std ** 2, 0.0)
         n_corr = max(cfg.polarisation_time_s / self._last_dt_s, 1.0)
         return pol_v ** 2 * n_corr * share
