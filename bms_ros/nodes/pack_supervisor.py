@@ -14,7 +14,7 @@ Services: request_state (RequestState).
 The machine steps, and the contactor command is repeated, with each measurement (at most one
 per half command_period_s); a watchdog timer does both only when no measurement came for two
 command periods, then every command_period_s, and at the protection status's timeout
-(bms_ros.nodes.watchdog): the timeouts of the machine (measurement, protection status,
+(bms_ros.core.measurement_watchdog): the timeouts of the machine (measurement, protection status,
 feedback, pre-charge) keep their resolution and the driver its command stream, without a
 10 Hz poll beside the measurement (issue 18).
 
@@ -39,6 +39,7 @@ from bms_interfaces.msg import (
 from bms_interfaces.srv import RequestState
 from bms_ros.core import contract
 from bms_ros.core.measurement import Measurement
+from bms_ros.core.measurement_watchdog import next_check_delay_s
 from bms_ros.core.pack_state_machine import (
     COMMAND_ORDER,
     CONTACTOR_FAULT_IDS,
@@ -56,7 +57,7 @@ from bms_ros.nodes import qos
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.nodes.protection import event_to_msg
 from bms_ros.nodes.runner import Component
-from bms_ros.nodes.watchdog import arm, next_check_delay_s
+from bms_ros.nodes.watchdog import arm
 
 STREAM, EVENTS, LATCHED, LATEST = qos.STREAM, qos.EVENTS, qos.LATCHED, qos.LATEST
 

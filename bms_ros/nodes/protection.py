@@ -11,10 +11,10 @@ change), /diagnostics (diagnostic_msgs/DiagnosticArray).
 Services: reset_trips (ResetTrips).
 
 protection_status goes out with the evaluation of a measurement (at most one per half
-status_period_s) and at once on any event. Without measurements a watchdog timer
-(bms_ros.nodes.watchdog) checks the stale limit at each of its levels exactly and publishes the
-status at least every status_period_s; while measurements flow it never fires, so the node
-wakes once per measurement instead of also on a 10 Hz poll (issue 18).
+status_period_s) and at once on any event. Without measurements a watchdog timer (timing
+rules in bms_ros.core.measurement_watchdog) checks the stale limit at each of its levels exactly
+and publishes the status at least every status_period_s; while measurements flow it never
+fires, so the node wakes once per measurement instead of also on a 10 Hz poll (issue 18).
 """
 import math
 
@@ -25,6 +25,7 @@ from rclpy.node import Node
 from bms_interfaces.msg import BatteryEstimate, PackMeasurement, ProtectionEvent, ProtectionStatus
 from bms_interfaces.srv import ResetTrips
 from bms_ros.core import contract
+from bms_ros.core.measurement_watchdog import deadlines_after, next_check_delay_s
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.protection import (
     LEVEL_ALARM,
@@ -40,7 +41,7 @@ from bms_ros.core.state_paths import state_folder
 from bms_ros.nodes import qos
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.nodes.runner import Component
-from bms_ros.nodes.watchdog import arm, deadlines_after, next_check_delay_s
+from bms_ros.nodes.watchdog import arm
 
 STREAM, EVENTS, LATEST = qos.STREAM, qos.EVENTS, qos.LATEST
 DIAGNOSTIC_LEVEL = {0: DiagnosticStatus.OK, LEVEL_WARNING: DiagnosticStatus.WARN,

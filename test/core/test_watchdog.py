@@ -1,9 +1,14 @@
-"""bms_ros.nodes.watchdog: the next check of a measurement-driven node (issue 18)."""
+"""bms_ros.core.measurement_watchdog: the next check of a measurement-driven node (issue 18)."""
 import math
 
 import pytest
 
-from bms_ros.nodes.watchdog import MARGIN_S, MIN_DELAY_S, deadlines_after, next_check_delay_s
+from bms_ros.core.measurement_watchdog import (
+    MARGIN_S,
+    MIN_DELAY_S,
+    deadlines_after,
+    next_check_delay_s,
+)
 
 
 def test_deadlines_are_the_finite_levels_plus_debounce_ascending():
