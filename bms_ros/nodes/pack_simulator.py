@@ -42,6 +42,7 @@ from bms_ros.core.can_bus import CanBus, load_can_settings
 from bms_ros.core.can_codec import CanProtocol, PackEncoder
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.pack_model import CommandWatchdog, PackModel, check_command_timeout
+from bms_ros.core.pack_model.pacing import RealTimePacer, next_tick_s
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.sim_faults import FRAME_FAULTS, FaultError
 from bms_ros.core.sim_frame_faults import FrameFaults
@@ -104,7 +105,6 @@ class PackSimulator(Node):
         self.frames_received = 0
         self.demands_rejected = 0
         self.commands_rejected = 0
-        self._behind_logged = False
 
         # the effective configuration as read-only parameters (bmsctl config)
         declare_effective(self, profile.pack, 'pack')
@@ -125,8 +125,8 @@ class PackSimulator(Node):
         self.declare_parameter('ambient_degc', float(self.model.ambient_degc))
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.bus.open()
-        self._wall_start = time.monotonic()
-        self._sim_start = self.model.sim_time_s
+        self._pacer = RealTimePacer(time.monotonic(), self.model.sim_time_s, self.time_scale,
+                                    self.model.step_s, MAX_TICK_WORK_S)
         self._lock = threading.Lock()      # the model: tick thread against callbacks
         self._stop = threading.Event()
         self._tick_error = None            # raised again on the executor's thread
@@ -177,10 +177,8 @@ class PackSimulator(Node):
             while not self._stop.is_set() and self.context.ok():
                 with self._lock:
                     self.on_tick()
-                next_s += tick_s
                 now = time.monotonic()
-                if next_s < now - tick_s:     # fell behind (a stall): no burst of catch-up ticks
-                    next_s = now
+                next_s = next_tick_s(next_s, now, tick_s)
                 self._stop.wait(max(0.0, next_s - now))
         except Exception as error:   # handed to the executor's thread (publish_truth)
             self._tick_error = error
@@ -190,18 +188,10 @@ class PackSimulator(Node):
         send the due frames.
         """
         self._receive_commands()
-        now = time.monotonic()
-        target = self._sim_start + (now - self._wall_start) * self.time_scale
-        behind = target - self.model.sim_time_s
-        budget = MAX_TICK_WORK_S * self.time_scale + self.model.step_s
-        if behind > budget:
-            # the CPU cannot keep up: run what fits and let simulated time slip
-            if not self._behind_logged:
-                self.get_logger().warning(
-                    f'simulation slower than time_scale {self.time_scale:g}: time slips')
-                self._behind_logged = True
-            self._sim_start -= behind - budget
-            behind = budget
+        behind, first_slip = self._pacer.due_s(time.monotonic(), self.model.sim_time_s)
+        if first_slip:   # the CPU cannot keep up: the pacer runs what fits, time slips
+            self.get_logger().warning(
+                f'simulation slower than time_scale {self.time_scale:g}: time slips')
         if behind > 0.0:
             self.model.advance(behind)
         # separate call sites: rclpy fixes the severity of each logging call site

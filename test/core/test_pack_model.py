@@ -588,3 +588,16 @@ def test_shipped_profiles_have_the_command_timeouts():
         config = PackModel.from_profile(path).config
         assert config.contactor_command_timeout_s == 0.5
         assert config.balancing_command_timeout_s == 5.0
+
+
+def test_the_pacer_follows_the_wall_clock_and_slips_instead_of_bursting():
+    from bms_ros.core.pack_model.pacing import RealTimePacer, next_tick_s
+    pacer = RealTimePacer(wall_start_s=100.0, sim_start_s=0.0, time_scale=2.0, step_s=0.01,
+                          max_work_s=0.05)
+    assert pacer.due_s(100.01, 0.0) == (pytest.approx(0.02), False)   # 2 x the wall time
+    # a 1 s stall: at most 0.05 x 2 + one step of simulation, time slips (reported once)
+    assert pacer.due_s(101.0, 0.02) == (pytest.approx(0.11), True)
+    assert pacer.due_s(101.0, 0.13) == (pytest.approx(0.0), False)    # caught up, no burst
+    assert pacer.due_s(101.01, 0.13) == (pytest.approx(0.02), False)
+    assert next_tick_s(10.0, 10.005, 0.01) == pytest.approx(10.01)      # on time
+    assert next_tick_s(10.0, 11.0, 0.01) == 11.0                        # after a stall: now
