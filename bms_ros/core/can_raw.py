@@ -5,6 +5,7 @@ entry's ``invalid_raw`` means the same in both.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,6 +20,24 @@ def type_range(dbc_signal: Signal) -> tuple[int, int]:
     if dbc_signal.is_signed:
         return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return 0, (1 << bits) - 1
+
+
+def dbc_raw_range(dbc_signal: Signal) -> tuple[int, int]:
+    """(lowest, highest) raw value of the DBC's [minimum|maximum] (physical, either may be
+    absent), within the range the bits hold; a negative scale swaps the ends. May be empty
+    (lowest > highest): the caller says whose entry that is.
+    """
+    scale, offset = float(dbc_signal.scale), float(dbc_signal.offset)
+    raw_min, raw_max = type_range(dbc_signal)
+    bounds = [None if v is None else (v - offset) / scale
+              for v in (dbc_signal.minimum, dbc_signal.maximum)]
+    if scale < 0:
+        bounds.reverse()
+    if bounds[0] is not None:
+        raw_min = max(raw_min, math.ceil(bounds[0] - 1e-9))
+    if bounds[1] is not None:
+        raw_max = min(raw_max, math.floor(bounds[1] + 1e-9))
+    return raw_min, raw_max
 
 
 def invalid_raw_of(sec: Section, dbc_signal: Signal, marker_by_default: bool) -> int | None:

@@ -4,12 +4,11 @@ multiplexer branches a signal is in, the valid raw range, and the ``invalid_flag
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .can_names import suggest
-from .can_raw import type_range
+from .can_raw import dbc_raw_range
 
 if TYPE_CHECKING:
     from cantools.database.can import Signal
@@ -50,25 +49,7 @@ def valid_raw_range(sec: Section, dbc_signal: Signal, dbc_name: str) -> tuple[in
     units, within the range its bits hold; ConfigError naming the entry if it is empty.
     """
     name = dbc_signal.name
-    dbc_scale = float(dbc_signal.scale)
-    dbc_offset = float(dbc_signal.offset)
-    type_min, type_max = type_range(dbc_signal)
-    raw_min, raw_max = type_min, type_max
-    # valid raw range: the DBC's [minimum|maximum] in raw units, within the type
-    lo = dbc_signal.minimum
-    hi = dbc_signal.maximum
-    bounds: list[float | None] = []
-    for value in (lo, hi):
-        if value is None:
-            bounds.append(None)
-            continue
-        bounds.append((value - dbc_offset) / dbc_scale)
-    if dbc_scale < 0:
-        bounds.reverse()
-    if bounds[0] is not None:
-        raw_min = max(type_min, math.ceil(bounds[0] - 1e-9))
-    if bounds[1] is not None:
-        raw_max = min(type_max, math.floor(bounds[1] + 1e-9))
+    raw_min, raw_max = dbc_raw_range(dbc_signal)
     if raw_min > raw_max:
         raise sec.error('signal', f"'{name}' has an empty [minimum|maximum] range in "
                                   f'{dbc_name}')

@@ -7,7 +7,6 @@ Sections: see the package docstring.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import can
 from cantools.database.can import Database, Message, Signal
 
-from ..can_raw import invalid_raw_of, type_range
+from ..can_raw import dbc_raw_range, invalid_raw_of, type_range
 from ..pack_state_machine import STATE_CHARGE, STATE_DRIVE, STATE_NAMES, STATE_STANDBY
 
 if TYPE_CHECKING:
@@ -268,17 +267,8 @@ def _report_message(sec: Section, by_name: dict[str, Message], dbc_name: str, su
                                                     f'{STATE_NAMES[states[raw]]}')
                     states[raw] = STATE_OF_NAME[ours]
         invalid_raw = invalid_raw_of(sig, dbc_signal, marker_by_default=kind == 'float')
+        raw_min, raw_max = dbc_raw_range(dbc_signal) if kind == 'float' else (type_min, type_max)
         dbc_scale, dbc_offset = float(dbc_signal.scale), float(dbc_signal.offset)
-        raw_min, raw_max = type_min, type_max
-        if kind == 'float':
-            bounds = [None if v is None else (v - dbc_offset) / dbc_scale
-                      for v in (dbc_signal.minimum, dbc_signal.maximum)]
-            if dbc_scale < 0:
-                bounds.reverse()
-            if bounds[0] is not None:
-                raw_min = max(type_min, math.ceil(bounds[0] - 1e-9))
-            if bounds[1] is not None:
-                raw_max = min(type_max, math.floor(bounds[1] + 1e-9))
         flag_name = sig.string('name', signal_name) if kind == 'flag' else ''
         signals.append(ReportSignal(
             signal=signal_name, field=field_name, kind=kind,
