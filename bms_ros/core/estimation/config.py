@@ -1,21 +1,29 @@
 """The validated ``estimator:`` section of a profile (its defaults are estimate_csv's tuning)."""
+from __future__ import annotations
+
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ..config import Section
 from ..plausibility import PlausibilityConfig
+
+if TYPE_CHECKING:
+    from ..profile import Profile
 
 
 @dataclass(frozen=True)
 class Derating:
     """Current-limit factors (0..1) against cell temperature, linear in between, held outside."""
 
-    temperature_degc: tuple = ()
-    charge_factor: tuple = ()
-    discharge_factor: tuple = ()
+    temperature_degc: tuple[float, ...] = ()
+    charge_factor: tuple[float, ...] = ()
+    discharge_factor: tuple[float, ...] = ()
 
-    def factors(self, temperature_degc):
+    def factors(self, temperature_degc: ArrayLike
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(charge, discharge) factors for an array of temperatures (degC); 1 without a table."""
         t = np.asarray(temperature_degc, dtype=float)
         if not self.temperature_degc:
@@ -130,7 +138,7 @@ class EstimatorConfig:
     plausibility: PlausibilityConfig = field(default_factory=PlausibilityConfig)
 
     @classmethod
-    def for_profile(cls, profile):
+    def for_profile(cls, profile: Profile) -> EstimatorConfig:
         """A pack's settings, as the node, the offline replay, the fleet and estimate_csv
         --profile take them: the cell file's own ``estimator:`` section (the chemistry's tuning,
         docs/estimation.md) with the profile's ``estimator:`` fields on top. Each file is
@@ -139,7 +147,7 @@ class EstimatorConfig:
         return cls.for_cell(profile.section('estimator'), profile.pack.cell_single.path)
 
     @classmethod
-    def for_cell(cls, mine, cell_path):
+    def for_cell(cls, mine: Section, cell_path: str) -> EstimatorConfig:
         """The ``estimator:`` Section ``mine`` (a profile's) on top of the cell file's own."""
         cell = cell_estimator_section(cell_path) if cell_path else None
         if cell is None:
@@ -149,18 +157,18 @@ class EstimatorConfig:
         return cls.from_section(Section({**cell.data, **mine.data}, mine.path, mine.prefix))
 
     @classmethod
-    def from_section(cls, section):
+    def from_section(cls, section: Section) -> EstimatorConfig:
         """Validate a profile ``config.Section`` (unknown fields, types, bounds); raises
         ConfigError naming file and field.
         """
         section.reject_unknown([f.name for f in fields(cls)])
         d = cls()
-        kw = {}
+        kw: dict[str, Any] = {}
 
-        def num(name, **bounds):
+        def num(name: str, **bounds: Any) -> None:
             kw[name] = section.number(name, getattr(d, name), **bounds)
 
-        def flag(name):
+        def flag(name: str) -> None:
             kw[name] = section.boolean(name, getattr(d, name))
 
         for name in ('voltage_noise_v', 'rest_ocv_noise_v', 'initial_soc_std', 'restored_soc_std',
@@ -237,7 +245,7 @@ class EstimatorConfig:
         return cls(**kw)
 
 
-def _derating(section):
+def _derating(section: Section) -> Derating:
     """The optional ``derating:`` table: three equal-length lists, temperatures increasing."""
     if not section.has('derating'):
         return Derating()
@@ -251,7 +259,7 @@ def _derating(section):
     return Derating(tuple(temperature), tuple(charge), tuple(discharge))
 
 
-def cell_estimator_section(cell_path):
+def cell_estimator_section(cell_path: str) -> Section | None:
     """The ``estimator:`` Section of a cell file, None if it has none."""
     top = Section.from_file(cell_path)
     return top.section('estimator') if top.has('estimator') else None

@@ -11,18 +11,49 @@ take before its strongest cell is full,
 
 so the pack reads 0 when any cell is empty and 1 when any cell is full; D is the remaining
 charge and D + C the usable capacity at the present imbalance.
+
+Who owns which state (one owner each; the others ask it):
+
+* SoC, RC and diffusion voltages, current offset and every covariance: ``filter``
+  (:class:`.soc_filter.SocFilter`); the correlated voltage doubt's state: ``filter.doubt``
+  (:mod:`.measurement_noise`);
+* capacity (value, variance, sums counted between anchors, SoC pairs): ``capacity``
+  (:class:`.soh.CapacityEstimator`), the one owner. The filter's capacity_inverse is a mirror
+  it needs for its correlations: written only from ``capacity`` (:func:`.anchors.push_capacity`,
+  or at a start), never by a filter update. The estimate reports ``capacity.capacity_ah``;
+* R0 and the temperature law: ``resistance`` (:class:`.soh.ResistanceEstimator`); the filter
+  reads the same law object (``filter.temperature_law``);
+* time at rest, the once-per-rest flag, relaxation: ``rest`` (:class:`.relaxation.RestTracker`);
+* end-of-charge detection: ``end_of_charge`` (:class:`.anchors.EndOfCharge`);
+* the time line, the zero-current offset low-pass and the current limits: this class (a SoC
+  read from a voltage at a start: :mod:`.voltage_soc`).
 """
+from __future__ import annotations
+
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from ..ocv import FloatOrArray
 from ..plausibility import Plausibility
 from . import state_of_power
-from .soc_filter import QINV, SLOW, SOC, VRC, SocFilter
+from .anchors import EndOfCharge, anchor_capacity, offer_soc_pair
+from .relaxation import RestTracker
+from .soc_filter import SLOW, SOC, VRC, SocFilter
 from .soh import CapacityEstimator, ResistanceEstimator
+from .voltage_soc import soc_from_voltage
+
+if TYPE_CHECKING:
+    from ..cell import CellSpec
+    from .config import EstimatorConfig
 
 log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 
 PAIR_PERIOD_S = 1.0     # capacity pairs: the filter's SoC offered at most this often (s)
 
@@ -49,11 +80,11 @@ class Estimate:
     horizon_long_s: float
     current_offset_a: float
     at_rest: bool
-    cell_charge_current_limit_a: np.ndarray = field(default=None, repr=False)
-    cell_discharge_current_limit_a: np.ndarray = field(default=None, repr=False)
+    cell_charge_current_limit_a: np.ndarray | None = field(default=None, repr=False)
+    cell_discharge_current_limit_a: np.ndarray | None = field(default=None, repr=False)
 
 
-def pack_soc(cell_soc, cell_capacity_ah):
+def pack_soc(cell_soc: FloatOrArray, cell_capacity_ah: FloatOrArray) -> tuple[float, float, float]:
     """(pack_soc, remaining_charge_ah, usable_capacity_ah) of a series string; NaN if unknown."""
     z = np.clip(np.asarray(cell_soc, dtype=float), 0.0, 1.0)
     q = np.asarray(cell_capacity_ah, dtype=float)
@@ -69,7 +100,7 @@ def pack_soc(cell_soc, cell_capacity_ah):
 class PackEstimator:
     """SoC filter, R0 and capacity estimators, state of power and rest detection for a string."""
 
-    def __init__(self, cell, n_cells, config):
+    def __init__(self, cell: CellSpec, n_cells: int, config: EstimatorConfig) -> None:
         self.cell = cell
         self.config = config
         self.n = int(n_cells)
@@ -79,38 +110,56 @@ class PackEstimator:
         self.capacity = CapacityEstimator(cell, self.n, config)
         # the measurement path (interface.step_from_measurement) asks it which cells to use
         self.plausibility = Plausibility(cell, self.n, config.plausibility)
-        self.t_s = None
-        self.last_current_a = np.zeros(self.n)
-        self.rest_s = 0.0
-        self.anchored = False
+        self.rest = RestTracker(self.n, config)
+        self.end_of_charge = EndOfCharge(cell, self.n, config)
+        self.t_s: float | None = None
+        self.last_current_a: FloatArray = np.zeros(self.n)
         self.anchors = 0
-        self._rest_ema = None                        # voltage low-passes at rest (relaxation)
-        self.full_anchors = 0
-        self._full_anchored = np.zeros(self.n, dtype=bool)   # once per charge
         self.recent_current_a = np.zeros(self.n)   # low-pass of |I| over diffusion_time_s
         self._given_soc = False
-        self._zero_current_a = None                 # low-pass of the current at zero current
-        self._limits = (np.zeros(self.n), np.zeros(self.n), np.zeros(self.n), np.zeros(self.n))
-        self._limit_temperature = np.full(self.n, np.nan)
+        self._zero_current_a: float | None = None   # low-pass of the current at zero current
+        self._limits: tuple[FloatArray, ...] = (np.zeros(self.n), np.zeros(self.n),
+                                                np.zeros(self.n), np.zeros(self.n))
+        self._limit_temperature: FloatArray = np.full(self.n, np.nan)
         self._limits_due = False
         self._next_pair_t_s = -np.inf
 
     # ---------------------------------------------------------------- initialisation
     @property
-    def initialised(self):
+    def initialised(self) -> BoolArray:
         """Per cell: True once its SoC was started (from OCV, a given SoC or a saved state)."""
         return self.filter.initialised
 
-    def start_from_soc(self, soc, soc_std=None):
+    @property
+    def rest_s(self) -> float:
+        """Time the offset-corrected current has been at rest (s; 0 under load)."""
+        return self.rest.rest_s
+
+    @property
+    def anchored(self) -> bool:
+        """True once the present rest was used for an OCV anchor."""
+        return self.rest.anchored
+
+    @property
+    def full_anchors(self) -> int:
+        """End-of-charge anchors taken so far."""
+        return self.end_of_charge.anchors
+
+    def _start_filter(self, soc: FloatOrArray, soc_std: FloatOrArray, **options: Any) -> None:
+        """(Re)start the filter with the capacity its owner (``capacity``) holds now."""
+        self.filter.initialise(soc, soc_std, capacity_ah=self.capacity.capacity_ah,
+                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
+                               **options)
+
+    def start_from_soc(self, soc: FloatOrArray, soc_std: float | None = None) -> None:
         """Start from a given SoC (scalar or per cell) of ``initial_soc_std`` doubt."""
         std = self.config.initial_soc_std if soc_std is None else soc_std
-        self.filter.initialise(np.clip(soc, 0.0, 1.0), std, capacity_ah=self.capacity.capacity_ah,
-                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
-                               from_ocv=False)
+        self._start_filter(np.clip(soc, 0.0, 1.0), std, from_ocv=False)
         self._given_soc = True
 
-    def restore(self, cell_soc, cell_capacity_ah, cell_capacity_std_ah, cell_r0_ohm,
-                current_offset_a=0.0, age_s=None):
+    def restore(self, cell_soc: ArrayLike, cell_capacity_ah: ArrayLike,
+                cell_capacity_std_ah: ArrayLike, cell_r0_ohm: ArrayLike,
+                current_offset_a: float = 0.0, age_s: float | None = None) -> None:
         """Start from persisted values (validated by the caller) with ``restored_soc_std``,
         grown by ``restored_soc_std_per_day`` for a state ``age_s`` old (self-discharge and
         whatever happened while off; None: age unknown, counted as 30 days).
@@ -119,12 +168,10 @@ class PackEstimator:
         self.resistance.set(cell_r0_ohm)
         days = 30.0 if age_s is None or not np.isfinite(age_s) or age_s < 0 else age_s / 86400.0
         std = min(self.config.restored_soc_std + self.config.restored_soc_std_per_day * days, 0.5)
-        self.filter.initialise(np.clip(cell_soc, 0.0, 1.0), std,
-                               capacity_ah=self.capacity.capacity_ah,
-                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
-                               current_offset_a=current_offset_a, from_ocv=False)
+        self._start_filter(np.clip(cell_soc, 0.0, 1.0), std,
+                           current_offset_a=current_offset_a, from_ocv=False)
 
-    def zero_current(self, current_a, dt_s):
+    def zero_current(self, current_a: float, dt_s: float) -> None:
         """The pack current is known to be zero (contactors open): what is measured is the
         current-sensor offset (A); low-pass it over ``zero_current_time_s`` and use it.
         """
@@ -140,47 +187,16 @@ class PackEstimator:
         std = self.filter.current_noise_a / np.sqrt(samples)
         self.filter.set_current_offset(self._zero_current_a, std)
 
-    def soc_from_voltage(self, voltage_v, current_a, temperature_degc):
-        """(soc, std, v_rc, v_diff) per cell from a terminal voltage under an unknown history.
-
-        At rest current this is OCV. Under load the voltage holds R0 i and the polarisation of
-        both RC pairs, which depends on how long the load has run (unknown): the fraction
-        ``startup_polarisation`` of the settled polarisation (R1 i for the fast pair, r_diff i
-        for the slow one) is assumed, and the doubt covers the rest and the R0 error.
-        """
-        factor = self.filter.arrhenius(temperature_degc)
-        i = np.asarray(current_a, dtype=float)
-        r0 = self.resistance.r0_ohm * factor
-        share = self.config.startup_polarisation
-        settled_rc = self.cell.r1_ohm * factor * i
-        settled_diff = self.config.diffusion_resistance_ratio * self.cell.r1_ohm * factor * i
-        v_rc, v_diff = share * settled_rc, share * settled_diff
-        ocv = np.asarray(voltage_v, dtype=float) - r0 * i - v_rc - v_diff
-        soc = self.cell.ocv.soc_from_ocv(ocv, temperature_degc)
-        noise_v = self.config.rest_ocv_noise_v + (1.0 - share) * np.abs(
-            settled_rc + settled_diff) + 0.3 * np.abs(r0 * i)
-        return soc, self._ocv_soc_std(ocv, noise_v, temperature_degc), v_rc, v_diff
-
-    def _ocv_soc_std(self, ocv_v, noise_v, temperature_degc):
-        """SoC doubt of an OCV known to +-noise_v: half the SoC span the inverse table gives
-        (on a plateau a few mV span tens of %, which a local slope at one point would hide).
-        """
-        inverse = self.cell.ocv.soc_from_ocv
-        span = inverse(ocv_v + noise_v, temperature_degc) - inverse(ocv_v - noise_v,
-                                                                    temperature_degc)
-        return np.clip(0.5 * span, 0.005, 0.5)
-
-    def set_soc(self, soc):
+    def set_soc(self, soc: FloatOrArray) -> None:
         """Set every (or each) cell SoC, 0..1, as a trusted value (service set_soc)."""
-        soc = np.broadcast_to(np.clip(np.asarray(soc, dtype=float), 0.0, 1.0), (self.n,))
-        self.filter.initialise(soc, 0.01, capacity_ah=self.capacity.capacity_ah,
-                               capacity_std=self.capacity.std_ah / self.capacity.capacity_ah,
-                               from_ocv=False)
+        cell_soc = np.broadcast_to(np.clip(np.asarray(soc, dtype=float), 0.0, 1.0), (self.n,))
+        self._start_filter(cell_soc, 0.01, from_ocv=False)
         self.resistance.break_sequence()
         self.capacity.forget_anchor()
 
-    def reanchor_from_ocv(self, voltage_v, temperature_degc, valid, doubt_floor=True,
-                          relaxation_v=0.0):
+    def reanchor_from_ocv(self, voltage_v: FloatOrArray, temperature_degc: FloatOrArray,
+                          valid: ArrayLike, doubt_floor: bool = True,
+                          relaxation_v: FloatOrArray = 0.0) -> BoolArray:
         """Take the voltages as relaxed OCV: a SoC measurement and a capacity anchor.
 
         ``doubt_floor``: doubt the filter's SoC at least ``anchor_soc_std_min`` first (False:
@@ -188,34 +204,30 @@ class PackEstimator:
         relaxation still to come per cell (V, signed): the OCV read is voltage + it, and its
         size is added to the doubt.
         """
-        valid = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
-        relaxation_v = np.broadcast_to(np.asarray(relaxation_v, dtype=float), (self.n,))
-        ocv_v = np.asarray(voltage_v, dtype=float) + relaxation_v
-        soc = self.cell.ocv.soc_from_ocv(ocv_v, temperature_degc)
-        noise_v = self.config.rest_ocv_noise_v + np.abs(relaxation_v)
+        cells: BoolArray = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
+        relax_v = np.broadcast_to(np.asarray(relaxation_v, dtype=float), (self.n,))
+        ocv_v = np.asarray(voltage_v, dtype=float) + relax_v
+        soc: Any = self.cell.ocv.soc_from_ocv(ocv_v, temperature_degc)
+        noise_v = self.config.rest_ocv_noise_v + np.abs(relax_v)
         std = np.clip(noise_v / np.maximum(self.filter.ocv_slope(soc), 1e-3), 0.002, 0.5)
-        fresh = valid & ~self.filter.initialised
+        fresh = cells & ~self.filter.initialised
         if fresh.any():
-            self.filter.initialise(soc, std, cells=fresh, capacity_ah=self.capacity.capacity_ah,
-                                   capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+            self._start_filter(soc, std, cells=fresh)
         # a filter can be over-confident after hours of counting: doubt it at least this much
-        old = valid & ~fresh
+        old = cells & ~fresh
         if doubt_floor:
             self.filter.P[old, SOC, SOC] = np.maximum(self.filter.P[old, SOC, SOC],
                                                       self.config.anchor_soc_std_min ** 2)
         self.filter.update_soc(soc, std, old)
-        self.filter.relaxed(valid)
-        changed = self.capacity.anchor(soc, std, valid)
-        if changed.any():
-            self.filter.set_capacity(self.capacity.capacity_ah, self.capacity.std_ah, changed,
-                                     self.capacity.offset_sensitivity_h)
-        self.capacity.fill_pair_share(self.filter.P[:, SOC, QINV], self.filter.P[:, QINV, QINV])
+        self.filter.relaxed(cells)
+        anchor_capacity(self.filter, self.capacity, soc, std, cells)
         self.anchors += 1
-        return valid
+        return cells
 
     # ---------------------------------------------------------------- the update
-    def step(self, t_s, current_a, cell_voltage_v, cell_voltage_valid, cell_temperature_degc,
-             cell_current_a=0.0):
+    def step(self, t_s: float, current_a: float, cell_voltage_v: FloatOrArray,
+             cell_voltage_valid: ArrayLike, cell_temperature_degc: FloatOrArray,
+             cell_current_a: FloatOrArray = 0.0) -> bool:
         """One measurement: time (s), pack current (A, + = charging), per-cell V, validity, degC.
 
         ``cell_current_a`` is added to the pack current per cell (e.g. minus bleed current).
@@ -235,12 +247,13 @@ class PackEstimator:
         first = self.t_s is None
         fresh = valid & ~self.filter.initialised
         if fresh.any():
-            soc, std, v_rc, v_diff = self.soc_from_voltage(v, i_cells, temp_model)
-            self.filter.initialise(soc, std, cells=fresh, capacity_ah=self.capacity.capacity_ah,
-                                   capacity_std=self.capacity.std_ah / self.capacity.capacity_ah)
+            soc, std, v_rc, v_diff = soc_from_voltage(
+                self.cell, cfg, self.resistance.r0_ohm, self.filter.arrhenius(temp_model), v,
+                i_cells, temp_model)
+            self._start_filter(soc, std, cells=fresh)
             self.filter.x[fresh, VRC] = np.broadcast_to(v_rc, (self.n,))[fresh]
             self.filter.x[fresh, SLOW] = np.broadcast_to(v_diff, (self.n,))[fresh]
-        if not first:
+        if self.t_s is not None:
             dt = t_s - self.t_s
             i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
             if dt > cfg.max_step_s:
@@ -260,14 +273,7 @@ class PackEstimator:
             # the offset is one pack value unless set per cell: no median then (its cost)
             low, high = float(offset.min()), float(offset.max())
             i_pack = current_a - (low if low == high else float(np.median(offset)))
-            if abs(i_pack) <= rest_a:
-                if self.rest_s == 0.0:
-                    self._rest_ema = (v.copy(), v.copy())
-                self.rest_s += dt
-                self._track_relaxation(v, dt)
-            else:
-                self.rest_s = 0.0
-                self.anchored = False
+            self.rest.step(abs(i_pack) <= rest_a, v, dt)
         self.t_s = t_s
         self.last_current_a = i_cells
         if cfg.r1_follows_r0:
@@ -279,7 +285,7 @@ class PackEstimator:
         self.resistance.update(self._ohmic(v, ocv_v), i_cells, factor,
                                valid & (self.filter.P[:, SOC, SOC] < 0.05 ** 2), temp)
         # at rest, what is still to relax is doubted like the model error (0: not at rest)
-        self.filter.relaxation_doubt_v = self._relaxation_doubt_v()
+        self.filter.relaxation_doubt_v = self.rest.doubt_v()
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
         noise_v = cfg.voltage_noise_v + cfg.voltage_noise_per_c_v * np.abs(
             i_cells) / self.cell.capacity_ah
@@ -296,122 +302,59 @@ class PackEstimator:
         # pair points at most once per PAIR_PERIOD_S (turning points are minutes apart)
         if cfg.capacity_from_pairs and cfg.estimate_capacity and t_s >= self._next_pair_t_s:
             self._next_pair_t_s = t_s + PAIR_PERIOD_S
-            self._soc_pair(valid, i_cells)
+            offer_soc_pair(self.filter, self.capacity, self.cell, cfg, valid, i_cells)
         if cfg.full_charge_anchor:
             self._full_charge(v, i_cells, valid)
-        if self.rest_s >= cfg.rest_time_s and not self.anchored:
+        if self.rest_s >= cfg.rest_time_s and not self.rest.anchored:
             self.reanchor_from_ocv(v, temp_model, valid, relaxation_v=self.relaxation_v())
-            self.anchored = True
+            self.rest.anchored = True
             log.debug('re-anchored SoC from OCV after %.0f s at rest', self.rest_s)
         # the limits are worked out when an estimate is asked for (publish rate, not 10 Hz)
         self._limit_temperature = temp
         self._limits_due = True
         return True
 
-    def _soc_pair(self, valid, cell_current_a):
-        """Offer the capacity estimator the cells whose filtered SoC is sure (variance small
-        after the voltage has spoken where the OCV is steep, at a moderate current): see
-        :meth:`.soh.CapacityEstimator.pair`.
+    def _full_charge(self, voltage_v: FloatArray, cell_current_a: FloatArray,
+                     valid: BoolArray) -> None:
+        """End-of-charge anchor (:class:`.anchors.EndOfCharge` finds the cells): SoC 1 with
+        ``full_charge_soc_std``, and a capacity anchor.
         """
         cfg = self.config
-        f = self.filter
-        var = f.P[:, SOC, SOC]
-        sure = valid & f.initialised & (var <= cfg.capacity_pair_soc_std ** 2) & (
-            np.abs(cell_current_a - f.current_offset_a)
-            <= cfg.capacity_pair_max_current_c * self.cell.capacity_ah)
-        if not sure.any():
-            return
-        soc = f.soc
-        sure &= (soc >= cfg.capacity_pair_soc_min) & (soc <= cfg.capacity_pair_soc_max) & (
-            f.ocv_slope(soc) >= cfg.capacity_pair_min_slope_v)
-        changed = self.capacity.pair(f.soc.copy(), var.copy(), sure,
-                                     soc_capacity_cov=f.P[:, SOC, QINV].copy(),
-                                     capacity_inverse=f.x[:, QINV].copy(),
-                                     capacity_inverse_var=f.P[:, QINV, QINV].copy())
-        if changed.any():
-            f.set_capacity(self.capacity.capacity_ah, self.capacity.std_ah, changed,
-                           self.capacity.offset_sensitivity_h)
-
-    def _full_charge(self, voltage_v, cell_current_a, valid):
-        """End-of-charge anchor: a cell held at the charge cut-off voltage while its current
-        has tapered to ``full_charge_current_c`` (the CV phase ending) is full: SoC 1 with
-        ``full_charge_soc_std``, and a capacity anchor. Once per charge (again after a
-        discharge).
-        """
-        cfg = self.config
-        c_a = self.cell.capacity_ah
-        i = cell_current_a - self.filter.current_offset_a
-        self._full_anchored &= ~(i < -cfg.rest_current_c * c_a)
-        full = valid & ~self._full_anchored & (i > 0.0) & (i <= cfg.full_charge_current_c * c_a) \
-            & (voltage_v >= self.cell.limits.voltage_max_v - cfg.full_charge_voltage_margin_v)
+        full = self.end_of_charge.full(voltage_v, cell_current_a - self.filter.current_offset_a,
+                                       valid)
         if not full.any():
             return
         std = np.full(self.n, cfg.full_charge_soc_std)
         self.filter.P[full, SOC, SOC] = np.maximum(self.filter.P[full, SOC, SOC],
                                                    cfg.anchor_soc_std_min ** 2)
         self.filter.update_soc(np.ones(self.n), std, full)
-        changed = self.capacity.anchor(np.ones(self.n), std, full)
-        if changed.any():
-            self.filter.set_capacity(self.capacity.capacity_ah, self.capacity.std_ah, changed,
-                                     self.capacity.offset_sensitivity_h)
-        self.capacity.fill_pair_share(self.filter.P[:, SOC, QINV], self.filter.P[:, QINV, QINV])
-        self._full_anchored |= full
-        self.full_anchors += 1
+        anchor_capacity(self.filter, self.capacity, np.ones(self.n), std, full)
+        self.end_of_charge.taken(full)
         log.debug('end-of-charge anchor on %d cells', int(full.sum()))
 
-    def _track_relaxation(self, voltage_v, dt_s):
-        """Two low-passes of the voltage at rest (30 s and 90 s): for a voltage drifting at r V/s
-        they differ by r x 60 s, so their difference is a drift rate robust to the sensor's
-        noise and 1 mV steps.
-        """
-        fast, slow = self._rest_ema
-        v = np.where(np.isfinite(voltage_v), voltage_v, fast)
-        fast += (1.0 - np.exp(-dt_s / 30.0)) * (v - fast)
-        slow += (1.0 - np.exp(-dt_s / 90.0)) * (v - slow)
+    def relaxation_v(self) -> FloatArray:
+        """Relaxation still to come at rest per cell (V, signed): see :mod:`.relaxation`."""
+        return self.rest.relaxation_v()
 
-    def relaxation_v(self):
-        """Relaxation still to come at rest per cell (V, signed), taking the relaxation as
-        exponential with time constant T = ``relaxation_time_s``: for V = OCV - a exp(-t / T)
-        the two low-passes differ by a exp(-t / T) (T / (T - 90) - T / (T - 30)), so what is
-        left follows from their difference (for a short T: drift rate x T); 0 before two
-        minutes of rest or with T = 0.
-        """
-        tau = self.config.relaxation_time_s
-        if self._rest_ema is None or self.rest_s < 120.0 or tau <= 0.0:
-            return np.zeros(self.n)
-        fast, slow = self._rest_ema
-        k = tau / (tau - 90.0) - tau / (tau - 30.0) if tau > 180.0 else 60.0 / tau
-        return np.nan_to_num((fast - slow) / k)
-
-    def _relaxation_doubt_v(self):
-        """Doubt of the voltage as OCV at rest (V per cell): the drift x
-        ``relaxation_doubt_time_s`` (0: ``relaxation_time_s``), since a diffusion tail relaxes
-        longer than the exponential the anchor's correction assumes; 0 when not at rest.
-        """
-        cfg = self.config
-        if self.rest_s <= 0.0 or cfg.relaxation_time_s <= 0.0:
-            return np.zeros(self.n)
-        factor = max(cfg.relaxation_doubt_time_s / cfg.relaxation_time_s, 1.0)
-        return factor * np.abs(self.relaxation_v())
-
-    def _ohmic(self, voltage_v, ocv_v):
+    def _ohmic(self, voltage_v: FloatArray, ocv_v: FloatOrArray) -> FloatArray:
         """v - OCV - v_rc - v_diff per cell (OCV at the filter's SoC): what the model leaves to
         R0 (V).
         """
         f = self.filter
         return voltage_v - ocv_v - f.x[:, VRC] - f.x[:, SLOW]
 
-    def _slow_std(self, current_a):
+    def _slow_std(self, current_a: FloatArray) -> FloatArray:
         """Stationary std of the diffusion model error for the present and recent current (V)."""
         load_c = np.maximum(np.abs(current_a), self.recent_current_a) / self.cell.capacity_ah
         return self.config.diffusion_noise_per_c_v * load_c
 
     @property
-    def at_rest(self):
+    def at_rest(self) -> bool:
         """True once |I| (offset-corrected) stayed below rest_current_c for rest_time_s (s)."""
-        return self.rest_s >= self.config.rest_time_s
+        return self.rest.at_rest
 
-    def _update_limits(self, temperature_degc):
+    def _update_limits(self, temperature_degc: FloatArray) -> None:
+        """Per-cell current limits (A, magnitudes) over both horizons at these temperatures."""
         cfg = self.config
         f = self.filter
         r0 = self.resistance.at(np.where(np.isfinite(temperature_degc), temperature_degc, 25.0))
@@ -426,7 +369,7 @@ class PackEstimator:
         self._limits = tuple(out)
 
     # ---------------------------------------------------------------- results
-    def estimate(self):
+    def estimate(self) -> Estimate:
         """The present estimate (pack values NaN / limits 0 until a cell is initialised)."""
         f = self.filter
         if self._limits_due:

@@ -10,9 +10,14 @@
   ``POWER_SUPPLY_STATUS_<name>``, ``POWER_SUPPLY_HEALTH_<name>`` and
   ``POWER_SUPPLY_TECHNOLOGY_<name>``).
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 # chemistry of the cell file -> BatteryState POWER_SUPPLY_TECHNOLOGY_<name>
 TECHNOLOGY = {'LFP': 'LIFE', 'NMC': 'LION', 'NCA': 'LION', 'LCO': 'LION', 'LMO': 'LIMN'}
@@ -29,13 +34,16 @@ HEALTH_OF_LIMIT = (
 )
 
 
-def check_measurement(cells, sensors, cell_voltages_v, cell_voltage_valid, temperatures_degc,
-                      temperature_valid, pack_current_a, current_stale, age_s, timeout_s):
+def check_measurement(cells: int, sensors: int, cell_voltages_v: Sequence[float],
+                      cell_voltage_valid: Sequence[bool], temperatures_degc: Sequence[float],
+                      temperature_valid: Sequence[bool], pack_current_a: float,
+                      current_stale: bool, age_s: float | None, timeout_s: float) -> str | None:
     """None if the measurement can be used, else the reason it is rejected (counted)."""
-    lengths = (('cell_voltages_v', cell_voltages_v, cells),
-               ('cell_voltage_valid', cell_voltage_valid, cells),
-               ('temperatures_degc', temperatures_degc, sensors),
-               ('temperature_valid', temperature_valid, sensors))
+    lengths: tuple[tuple[str, Sequence[Any], int], ...] = (
+        ('cell_voltages_v', cell_voltages_v, cells),
+        ('cell_voltage_valid', cell_voltage_valid, cells),
+        ('temperatures_degc', temperatures_degc, sensors),
+        ('temperature_valid', temperature_valid, sensors))
     for name, values, expected in lengths:
         if len(values) != expected:
             return f'{name} has {len(values)} values, expected {expected}'
@@ -53,7 +61,9 @@ def check_measurement(cells, sensors, cell_voltages_v, cell_voltage_valid, tempe
     return None
 
 
-def measurement_reject_reason(msg, cells, sensors, t_s, last_t_s, age_s, timeout_s):
+def measurement_reject_reason(msg: Any, cells: int, sensors: int, t_s: float,
+                              last_t_s: float | None, age_s: float | None,
+                              timeout_s: float) -> str | None:
     """:func:`check_measurement` of a PackMeasurement-shaped ``msg`` taken at ``t_s`` (s), and
     its time must advance past ``last_t_s`` (s, None: first); None if usable, else why not.
     """
@@ -66,7 +76,9 @@ def measurement_reject_reason(msg, cells, sensors, t_s, last_t_s, age_s, timeout
     return reason
 
 
-def step_from_measurement(estimator, msg, t_s, last_t_s, sensor_of_cell, bleed_resistance_ohm):
+def step_from_measurement(estimator: Any, msg: Any, t_s: float, last_t_s: float | None,
+                          sensor_of_cell: ArrayLike, bleed_resistance_ohm: float
+                          ) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """Feed an accepted PackMeasurement-shaped ``msg`` taken at ``t_s`` (s) to ``estimator``.
 
     Stale groups count as invalid; a balancing cell carries its bleed current (-V/R, A); with
@@ -102,7 +114,8 @@ def step_from_measurement(estimator, msg, t_s, last_t_s, sensor_of_cell, bleed_r
     return valid, temperature
 
 
-def cell_temperatures(sensor_of_cell, temperatures_degc, temperature_valid):
+def cell_temperatures(sensor_of_cell: ArrayLike, temperatures_degc: ArrayLike,
+                      temperature_valid: ArrayLike) -> NDArray[np.float64]:
     """Temperature of each cell from its sensor (degC), NaN where that sensor is invalid."""
     t = np.asarray(temperatures_degc, dtype=float)
     ok = np.asarray(temperature_valid, dtype=bool) & np.isfinite(t)
@@ -110,7 +123,7 @@ def cell_temperatures(sensor_of_cell, temperatures_degc, temperature_valid):
     return per_sensor[np.asarray(sensor_of_cell, dtype=int)]
 
 
-def limit_temperatures(cell_temperature_degc):
+def limit_temperatures(cell_temperature_degc: ArrayLike) -> NDArray[np.float64]:
     """Temperatures for the current limits: an unmeasured cell takes the valid sensor farthest
     from 25 degC (the worst case); all unmeasured stay NaN (limits then 0).
     """
@@ -122,8 +135,9 @@ def limit_temperatures(cell_temperature_degc):
     return np.where(ok, t, worst)
 
 
-def power_supply_status(current_a, pack_soc, threshold_a, full_soc, contactors_closed=None,
-                        measured=True, charger_present=None):
+def power_supply_status(current_a: float, pack_soc: float, threshold_a: float, full_soc: float,
+                        contactors_closed: bool | None = None, measured: bool = True,
+                        charger_present: bool | None = None) -> str:
     """CHARGING / DISCHARGING / FULL / NOT_CHARGING / UNKNOWN (current A, + = charging).
 
     ``charger_present`` True (the charger_present input): CHARGING even while full or with the
@@ -139,7 +153,7 @@ def power_supply_status(current_a, pack_soc, threshold_a, full_soc, contactors_c
     return 'CHARGING' if current_a > 0 else 'DISCHARGING'
 
 
-def power_supply_health(events):
+def power_supply_health(events: Iterable[tuple[str, int]] | None) -> str:
     """Health from active protection events [(limit_id, level), ...]; None -> UNKNOWN.
 
     An alarm or trip of over/under temperature or voltage names the health; any other trip is
@@ -156,7 +170,7 @@ def power_supply_health(events):
     return 'GOOD'
 
 
-def battery_percentage(pack_soc):
+def battery_percentage(pack_soc: float) -> float:
     """BatteryState.percentage (0..1) of a pack SoC; unknown (NaN) reads 0.0, i.e. "low".
 
     nav2's IsBatteryLow fires on ``percentage <= min_battery``, which a NaN never satisfies: a
@@ -166,7 +180,7 @@ def battery_percentage(pack_soc):
     return min(max(z, 0.0), 1.0) if math.isfinite(z) else 0.0
 
 
-def docking_current_a(current_a, charger_present, floor_a):
+def docking_current_a(current_a: float, charger_present: bool, floor_a: float) -> float:
     """Current for the dock_battery_state copy: at least ``floor_a`` (A) while a charger is
     present, so opennav_docking's ``current > charging_threshold`` sees the charger even with
     the contactors open or the pack full; the measured current otherwise.

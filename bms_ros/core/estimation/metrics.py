@@ -8,11 +8,13 @@
   discharge and at the last sample.
 """
 import numpy as np
+from numpy.typing import ArrayLike
 
 CONVERGED_BAND = 0.02
 
 
-def convergence_time_s(t_s, error, band=CONVERGED_BAND, hold_s=60.0):
+def convergence_time_s(t_s: ArrayLike, error: ArrayLike, band: float = CONVERGED_BAND,
+                       hold_s: float = 60.0) -> float:
     """Seconds from t_s[0] until |error| <= band and stays so for hold_s; NaN if never."""
     t = np.asarray(t_s, dtype=float)
     inside = np.abs(np.asarray(error, dtype=float)) <= band
@@ -25,14 +27,16 @@ def convergence_time_s(t_s, error, band=CONVERGED_BAND, hold_s=60.0):
     return float('nan')
 
 
-def evaluate(t_s, soc_true, soc_est, capacity_est_ah, capacity_true_ah, discharge_end_s):
+def evaluate(t_s: ArrayLike, soc_true: ArrayLike, soc_est: ArrayLike,
+             capacity_est_ah: ArrayLike, capacity_true_ah: float,
+             discharge_end_s: float) -> dict[str, float]:
     """The metrics of the module docstring as a dict of floats."""
     t = np.asarray(t_s, dtype=float)
     error = np.asarray(soc_est, dtype=float) - np.asarray(soc_true, dtype=float)
     conv = convergence_time_s(t, error)
     after = t - t[0] >= (conv if np.isfinite(conv) else np.inf)
     cap = np.asarray(capacity_est_ah, dtype=float)
-    end_discharge = min(np.searchsorted(t, discharge_end_s), len(t) - 1)
+    end_discharge = min(int(np.searchsorted(t, discharge_end_s)), len(t) - 1)
     inside = np.flatnonzero(np.abs(error) <= CONVERGED_BAND)
     return {
         'convergence_s': conv,

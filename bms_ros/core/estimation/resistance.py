@@ -15,9 +15,21 @@ datasheet k as its prior (std ``r0_law_activation_std_k``, one sample's ln-noise
 temperatures seen span enough (weighted std >= ``r0_law_min_span_degc``); before that, and with
 ``r0_law_learn`` off, the datasheet law holds unchanged.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ..cell import arrhenius_factor
+from ..ocv import FloatOrArray
+
+if TYPE_CHECKING:
+    from ..cell import CellSpec
+    from .config import EstimatorConfig
+
+FloatArray = NDArray[np.float64]
 
 KELVIN = 273.15
 T_REF_K = 298.15
@@ -28,16 +40,16 @@ TEMPERATURE_MAX_DEGC = 90.0
 class TemperatureLaw:
     """k = Ea / R (K) of the pack, learnt from R0 samples at their temperatures."""
 
-    def __init__(self, cell, n_cells, config):
+    def __init__(self, cell: CellSpec, n_cells: int, config: EstimatorConfig) -> None:
         self.cell = cell
         self.config = config
         self.n = int(n_cells)
         self.datasheet_k = float(cell.r0_arrhenius_k)
-        self._cached = None
+        self._cached: tuple[np.ndarray, float, FloatOrArray] | None = None
         self.activation_k = self.datasheet_k
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget every sample: the datasheet law again."""
         n = self.n
         self.sum_w = np.zeros(n)         # per cell: forgotten sums of w, w x, w y, w x^2, w x y
@@ -49,11 +61,11 @@ class TemperatureLaw:
         self.activation_k = self.datasheet_k
 
     @property
-    def learnt(self):
+    def learnt(self) -> bool:
         """True while the fitted slope (not the datasheet's) is in use."""
         return self.span_degc() >= self.config.r0_law_min_span_degc
 
-    def factor(self, temperature_degc):
+    def factor(self, temperature_degc: ArrayLike) -> FloatOrArray:
         """R(T) / R(25 degC) of the present law (1 at 25 degC)."""
         # asked several times a step with the same temperature array: keep the last one
         cached = self._cached
@@ -65,7 +77,7 @@ class TemperatureLaw:
             self._cached = (temperature_degc, self.activation_k, value)
         return value
 
-    def span_degc(self):
+    def span_degc(self) -> float:
         """Weighted standard deviation of the sample temperatures about each cell's mean (K)."""
         w = self.sum_w
         total = float(w.sum())
@@ -77,12 +89,14 @@ class TemperatureLaw:
         t_k = 1.0 / (mean_x + 1.0 / T_REF_K)
         return float(np.sqrt(max(sxx, 0.0) / total)) * t_k * t_k
 
-    def _centred(self, s_ab, s_a, s_b):
+    def _centred(self, s_ab: FloatArray, s_a: FloatArray, s_b: FloatArray) -> float:
+        """Sum over cells of the per-cell centred cross sum (cells without weight: 0)."""
         w = self.sum_w
         ok = w > 0.0
         return float(np.sum(np.where(ok, s_ab - s_a * s_b / np.where(ok, w, 1.0), 0.0)))
 
-    def observe(self, temperature_degc, r0_sample_ohm, step_a, use):
+    def observe(self, temperature_degc: ArrayLike, r0_sample_ohm: ArrayLike, step_a: ArrayLike,
+                use: NDArray[np.bool_]) -> FloatOrArray | None:
         """R0 samples (ohm, at their temperature, degC) of the cells in ``use`` from current
         steps ``step_a`` (A). Returns the ratio new factor / old factor per cell at
         ``temperature_degc`` (1 where the law did not change), so normalised values can follow.
@@ -110,7 +124,7 @@ class TemperatureLaw:
             return None
         return self.factor(t) / arrhenius_factor(t, old_k)
 
-    def _fit(self):
+    def _fit(self) -> float:
         """The slope in use: datasheet until the span is informative, else the posterior."""
         cfg = self.config
         if not self.learnt:
@@ -122,13 +136,13 @@ class TemperatureLaw:
         return float(np.clip(k, cfg.r0_law_activation_min_k, cfg.r0_law_activation_max_k))
 
     # ------------------------------------------------------------- persistence
-    def state(self):
+    def state(self) -> dict[str, float | list[list[float]]]:
         """The learnt sums as plain lists (persisted with the other learnt state)."""
         return {'r0_law_activation_k': float(self.activation_k),
                 'r0_law_sums': [[float(v) for v in s] for s in (
                     self.sum_w, self.sum_x, self.sum_y, self.sum_xx, self.sum_xy)]}
 
-    def restore(self, sums):
+    def restore(self, sums: list[FloatArray] | list[list[float]]) -> None:
         """Restore the sums (5 lists of n finite values, weights >= 0) and refit."""
         arrays = [np.asarray(s, dtype=float) for s in sums]
         self.sum_w, self.sum_x, self.sum_y, self.sum_xx, self.sum_xy = (a.copy() for a in arrays)

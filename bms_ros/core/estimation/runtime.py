@@ -16,15 +16,24 @@ offline bag replay (bms_ros.tools.bag.offline) all feed measurements through
 Messages for the operator go to a ``log`` callable (the node passes its ROS logger); nothing
 here imports rclpy.
 """
+from __future__ import annotations
+
 import logging
 import math
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ..errors import PersistenceError
 from . import interface, stored_state
-from .estimator import PackEstimator
+from .estimator import Estimate, PackEstimator
+
+if TYPE_CHECKING:
+    from ..cell import CellSpec
+    from ..profile import Profile
+    from .config import EstimatorConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +45,28 @@ LIMIT_FIELDS = ('charge_current_limit_a', 'discharge_current_limit_a',
 class _Logger:
     """info / warning / error to a ROS logger or to ``logging`` (same method names)."""
 
-    def __init__(self, logger=None):
+    def __init__(self, logger: Any = None) -> None:
         self.logger = logger or log
 
-    def info(self, text):
+    def info(self, text: str) -> None:
+        """Log ``text`` at info level."""
         self.logger.info(text)
 
-    def warning(self, text):
+    def warning(self, text: str) -> None:
+        """Log ``text`` at warning level."""
         self.logger.warning(text)
 
-    def error(self, text):
+    def error(self, text: str) -> None:
+        """Log ``text`` at error level."""
         self.logger.error(text)
 
 
 class EstimatorRuntime:
     """One pack's estimator with the node's handling of measurements, trips and set_soc."""
 
-    def __init__(self, cell, n_cells, config, temperature_sensors, sensor_of_cell, pack_name,
-                 logger=None):
+    def __init__(self, cell: CellSpec, n_cells: int, config: EstimatorConfig,
+                 temperature_sensors: int, sensor_of_cell: ArrayLike, pack_name: str,
+                 logger: Any = None) -> None:
         self.cell = cell
         self.n = int(n_cells)
         self.config = config
@@ -63,23 +76,26 @@ class EstimatorRuntime:
         self.log = _Logger(logger)
         self.estimator = PackEstimator(cell, self.n, config)
         self.rejected = 0
-        self.last_reject_reason = None
-        self.last_measurement = None     # (arrival s, message, valid mask, temperature per cell)
-        self.last_t_s = None             # estimator time of the last accepted measurement
+        self.last_reject_reason: str | None = None
+        # (arrival s, message, valid mask, temperature per cell)
+        self.last_measurement: tuple[float, Any, NDArray[np.bool_],
+                                     NDArray[np.float64]] | None = None
+        self.last_t_s: float | None = None   # estimator time of the last accepted measurement
         self.trip_latched = False        # protection: limits are 0 while a trip is latched
         self.clock_jumps = 0
-        self._last_stamp = None          # (stamp s, steady s) of the last measurement
+        self._last_stamp: tuple[float, float] | None = None   # (stamp s, steady s) of the last
         self._timeline_offset_s = 0.0    # estimator time = stamp + this (clock jumps)
 
     @classmethod
-    def from_profile(cls, profile, config, logger=None):
+    def from_profile(cls, profile: Profile, config: EstimatorConfig,
+                     logger: Any = None) -> EstimatorRuntime:
         """A runtime for a loaded bms_ros.core.profile.Profile and its EstimatorConfig."""
         pack = profile.pack
         return cls(pack.cell, pack.cells_series, config, pack.temperature_sensors,
                    pack.sensor_of_cell(), pack.name, logger)
 
     # ------------------------------------------------------------------ persistence
-    def restore(self, path):
+    def restore(self, path: str) -> bool:
         """Start from the state file at ``path``: True if restored, False if there is none or
         it was refused (then one warning names the file and the reason, and the estimator
         starts clean: SoC from OCV, capacity and R0 from the datasheet).
@@ -100,7 +116,7 @@ class EstimatorRuntime:
                              'capacity and R0 from the datasheet')
         return False
 
-    def save(self, path):
+    def save(self, path: str) -> bool:
         """Write the state atomically; a failure is logged (False), not raised."""
         try:
             stored_state.save(path, self.estimator, self.pack_name)
@@ -110,7 +126,7 @@ class EstimatorRuntime:
             return False
 
     # ------------------------------------------------------------------ inputs
-    def timeline_s(self, stamp_s, steady_s=None):
+    def timeline_s(self, stamp_s: float, steady_s: float | None = None) -> float:
         """Estimator time (s) of a measurement stamped ``stamp_s`` and received at ``steady_s``
         (a monotonic clock, s; None: time.monotonic()).
 
@@ -133,7 +149,8 @@ class EstimatorRuntime:
         self._last_stamp = (stamp_s, steady)
         return stamp_s + self._timeline_offset_s
 
-    def on_measurement(self, msg, stamp_s, arrival_s, steady_s=None, age_s=None):
+    def on_measurement(self, msg: Any, stamp_s: float | None, arrival_s: float,
+                       steady_s: float | None = None, age_s: float | None = None) -> float | None:
         """One PackMeasurement-shaped ``msg`` stamped ``stamp_s`` (s; None: use ``arrival_s``),
         received at ``arrival_s`` (s, the caller's clock) and ``steady_s`` (monotonic s).
 
@@ -155,7 +172,8 @@ class EstimatorRuntime:
         self.last_measurement = (arrival_s, msg, valid, temperature)
         return t_s
 
-    def _reject(self, reason):
+    def _reject(self, reason: str) -> None:
+        """Count a rejected measurement; one message per new reason."""
         self.rejected += 1
         if reason != self.last_reject_reason:
             self.last_reject_reason = reason
@@ -167,12 +185,13 @@ class EstimatorRuntime:
                 self.log.warning(f'measurement rejected: {reason} '
                                  f'({self.rejected} rejected so far)')
 
-    def on_protection(self, trip_latched):
+    def on_protection(self, trip_latched: bool) -> None:
         """Protection's latched-trip flag (ProtectionStatus.trip_latched)."""
         self.trip_latched = bool(trip_latched)
 
     # ------------------------------------------------------------------ service
-    def set_soc(self, cell_soc, from_ocv=False, force=False):
+    def set_soc(self, cell_soc: ArrayLike, from_ocv: bool = False,
+                force: bool = False) -> tuple[bool, str]:
         """The set_soc service: (success, message). ``cell_soc``: one value or one per cell,
         0..1; ``from_ocv``: re-anchor from the last voltages, refused unless at rest or
         ``force``.
@@ -199,7 +218,7 @@ class EstimatorRuntime:
         return True, f'SoC set on {self.n} cells'
 
     # ------------------------------------------------------------------ outputs
-    def estimate(self):
+    def estimate(self) -> Estimate:
         """The present estimate; current limits 0 while protection reports a latched trip."""
         est = self.estimator.estimate()
         if self.trip_latched:
@@ -218,7 +237,7 @@ class CsvMeasurement:
                  'temperatures_stale', 'cell_balancing', 'pack_voltage_v', 'contactors_stale',
                  'negative_contactor_closed', 'positive_contactor_closed')
 
-    def __init__(self, current_a, voltage_v, temperature_degc):
+    def __init__(self, current_a: float, voltage_v: float, temperature_degc: float) -> None:
         self.cell_voltages_v = (float(voltage_v),)
         self.cell_voltage_valid = (True,)
         self.temperatures_degc = (float(temperature_degc),)

@@ -26,11 +26,34 @@ a = exp(-dt / tau1), b = exp(-dt / tau_diff), f(T) the Arrhenius factor of R0:
 
 R0 comes from :class:`~.soh.ResistanceEstimator` (normalised to 25 degC). The measurement
 update is an iterated EKF (the OCV is relinearised at the corrected SoC) in Joseph form. Only
-cells with a valid voltage are updated; the others only predict.
+cells with a valid voltage are updated; the others only predict. The correlated voltage doubt
+(unmodelled polarisation, model error, relaxation at rest) is its own model and state in
+:mod:`.measurement_noise`; this module is the state, predict and update.
+
+State owners: x[:, QINV] (capacity_inverse) is a mirror of the capacity that
+:class:`~.soh.CapacityEstimator` owns (value and variance); the filter keeps it as a consider-
+state only for its correlations with SoC and offset, and never moves it itself (only
+:meth:`SocFilter.set_capacity` / :meth:`SocFilter.initialise` write it, called by the pack
+estimator after the capacity estimator changed).
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..ocv import FloatOrArray
+from .measurement_noise import CorrelatedDoubt
+
+if TYPE_CHECKING:
+    from ..cell import CellSpec
+    from .config import EstimatorConfig
+    from .resistance import TemperatureLaw
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 
 N_STATES = 6
 SOC, VRC, OFFSET, QINV, SLOW, RSLOW = range(N_STATES)
@@ -41,7 +64,7 @@ IEKF_STEP_SOC = 2e-4               # no relinearisation after a SoC correction b
 class SocFilter:
     """A batch of independent EKFs, one per cell."""
 
-    def __init__(self, cell, n_cells, config):
+    def __init__(self, cell: CellSpec, n_cells: int, config: EstimatorConfig) -> None:
         self.cell = cell
         self.config = config
         self.n = int(n_cells)
@@ -63,32 +86,38 @@ class SocFilter:
             (config.diffusion_resistance_noise_per_sqrt_s * cell.r1_ohm) ** 2])
         self.current_noise_a = config.current_noise_c * c_a
         self.initialised = np.zeros(self.n, dtype=bool)
-        # low-pass of |I| / 1 C over polarisation_time_s: the diffusion the model misses
-        # builds up over minutes of load, so its doubt follows this, not only the present |I|
-        self.recent_load_c = np.zeros(self.n)
-        # low-pass of |I| / 1 C over polarisation_load_time_s (0: the one above): on LFP the
-        # load's polarisation relaxes within a stop of tens of seconds, the floor stays
-        self.fast_load_c = np.zeros(self.n)
-        # relaxation still to come at rest (V, set by the pack estimator from the voltage's
-        # drift): part of the correlated doubt, so a cell still relaxing is no OCV reading
-        self.relaxation_doubt_v = np.zeros(self.n)
-        # SoC variance the count alone has gathered since its last confident point (a start,
-        # an OCV or end-of-charge anchor): voltage updates do not shrink it
-        self.count_var = np.zeros(self.n)
-        self._last_dt_s = 1.0
-        self._fresh = np.zeros(self.n, dtype=bool)   # started, no voltage update yet
-        self.posterior_ocv_v = np.full(self.n, np.nan)
+        # the correlated voltage doubt's own state (load low-passes, count_var, relaxation)
+        self.doubt = CorrelatedDoubt(cell, self.n, config, self.ocv_slope)
+        self.posterior_ocv_v: FloatArray = np.full(self.n, np.nan)
         self._eye = np.eye(N_STATES)
         rows, cols = np.triu_indices(N_STATES, 1)
         self._triangle = ((rows, cols), (cols, rows))
         self._update_mask = np.ones(N_STATES, dtype=bool)
         self._update_mask[list(CONSIDER)] = False
-        self.temperature_law = None     # resistance.TemperatureLaw of R0, R1, r_diff (or cell's)
-        self.r1_scale = 1.0             # R1 / datasheet R1 at 25 degC (scalar or per cell)
+        # resistance.TemperatureLaw of R0, R1, r_diff (None: the cell's)
+        self.temperature_law: TemperatureLaw | None = None
+        # R1 / datasheet R1 at 25 degC (scalar or per cell)
+        self.r1_scale: float | FloatArray = 1.0
+
+    @property
+    def relaxation_doubt_v(self) -> FloatArray:
+        """Relaxation still to come at rest per cell (V, >= 0; set by the pack estimator)."""
+        return self.doubt.relaxation_doubt_v
+
+    @relaxation_doubt_v.setter
+    def relaxation_doubt_v(self, value: FloatArray) -> None:
+        self.doubt.relaxation_doubt_v = value
+
+    @property
+    def count_var(self) -> FloatArray:
+        """SoC variance the count alone gathered since its last confident point, per cell."""
+        return self.doubt.count_var
 
     # ------------------------------------------------------------------ initialisation
-    def initialise(self, soc, soc_std, cells=None, capacity_ah=None, capacity_std=None,
-                   current_offset_a=0.0, from_ocv=True):
+    def initialise(self, soc: FloatOrArray, soc_std: FloatOrArray,
+                   cells: ArrayLike | None = None, capacity_ah: FloatOrArray | None = None,
+                   capacity_std: FloatOrArray | None = None, current_offset_a: float = 0.0,
+                   from_ocv: bool = True) -> None:
         """(Re)start the filters of ``cells`` (bool mask or indices; default all).
 
         ``from_ocv``: the SoC was read from a voltage (the count's confidence is then no better
@@ -109,9 +138,7 @@ class SocFilter:
         self.P[idx] = 0.0
         std = np.broadcast_to(np.asarray(soc_std, dtype=float), (self.n,))[idx]
         self.P[idx, SOC, SOC] = std ** 2
-        self.count_var[idx] = np.maximum(std ** 2, self._ocv_doubt2(self.x[idx, SOC])) \
-            if from_ocv else std ** 2
-        self._fresh[idx] = from_ocv        # a given SoC is a confident point under load too
+        self.doubt.start(idx, self.x[idx, SOC], std ** 2, from_ocv)
         # the load history is unknown: the RC voltages may hold what a typical load leaves
         load_a = cfg.initial_load_c * self.cell.capacity_ah
         self.P[idx, VRC, VRC] = (self.cell.r1_ohm * load_a) ** 2
@@ -126,46 +153,48 @@ class SocFilter:
                                    * load_a) ** 2
         self.initialised[idx] = True
 
-    def _index(self, cells):
+    def _index(self, cells: ArrayLike | None) -> NDArray[np.intp]:
+        """Indices of ``cells`` (bool mask or indices; None: all)."""
         if cells is None:
             return np.arange(self.n)
-        cells = np.asarray(cells)
-        return np.flatnonzero(cells) if cells.dtype == bool else cells.astype(int)
+        mask = np.asarray(cells)
+        return np.flatnonzero(mask) if mask.dtype == bool else mask.astype(np.intp)
 
     # ------------------------------------------------------------------ properties
     @property
-    def soc(self):
+    def soc(self) -> FloatArray:
         """SoC per cell, 0..1."""
         return self.x[:, SOC]
 
     @property
-    def soc_std(self):
+    def soc_std(self) -> FloatArray:
         """Standard deviation of the SoC per cell, 0..1."""
         return np.sqrt(np.maximum(self.P[:, SOC, SOC], 0.0))
 
     @property
-    def capacity_ah(self):
+    def capacity_ah(self) -> FloatArray:
         """Estimated capacity per cell (Ah)."""
         return self.capacity_nominal_ah / self.x[:, QINV]
 
     @property
-    def current_offset_a(self):
+    def current_offset_a(self) -> FloatArray:
         """Estimated current-sensor offset per cell (A, subtracted from the measured current)."""
         return self.x[:, OFFSET]
 
     @property
-    def offset_std_a(self):
+    def offset_std_a(self) -> FloatArray:
         """Standard deviation of the current-sensor offset per cell (A)."""
         return np.sqrt(np.maximum(self.P[:, OFFSET, OFFSET], 0.0))
 
-    def set_current_offset(self, offset_a, std_a):
+    def set_current_offset(self, offset_a: FloatOrArray, std_a: FloatOrArray) -> None:
         """Set the offset from outside (e.g. measured with the contactors open)."""
         self.x[:, OFFSET] = offset_a
         self.P[:, OFFSET, :] = 0.0
         self.P[:, :, OFFSET] = 0.0
         self.P[:, OFFSET, OFFSET] = std_a ** 2
 
-    def set_capacity(self, capacity_ah, capacity_std_ah, cells, offset_sensitivity_h=None):
+    def set_capacity(self, capacity_ah: FloatOrArray, capacity_std_ah: FloatOrArray,
+                     cells: ArrayLike, offset_sensitivity_h: FloatOrArray | None = None) -> None:
         """Set the capacity of the cells in mask (from the capacity estimator).
 
         ``offset_sensitivity_h``: d capacity / d current offset (Ah per A); the capacity doubt
@@ -187,7 +216,7 @@ class SocFilter:
             self.P[cells, QINV, OFFSET] = cov[cells]
             self.P[cells, OFFSET, QINV] = cov[cells]
 
-    def relaxed(self, cells):
+    def relaxed(self, cells: ArrayLike) -> None:
         """The cells have rested: their RC and diffusion voltages are gone."""
         cells = np.asarray(cells, dtype=bool)
         for state in (VRC, SLOW):
@@ -197,13 +226,14 @@ class SocFilter:
             self.P[cells, state, state] = 0.002 ** 2
 
     # ------------------------------------------------------------------ model
-    def arrhenius(self, temperature_degc):
+    def arrhenius(self, temperature_degc: FloatOrArray) -> float | FloatArray:
         """R(T) / R(25 degC): the attached ``temperature_law`` (learnt), else the cell's."""
         if self.temperature_law is not None:
             return self.temperature_law.factor(temperature_degc)
         return self.cell.r0_at(temperature_degc) / self.cell.r0_ohm
 
-    def predict(self, dt_s, current_a, temperature_degc, slow_std_v=0.0):
+    def predict(self, dt_s: float, current_a: FloatOrArray, temperature_degc: FloatOrArray,
+                slow_std_v: FloatOrArray = 0.0) -> None:
         """Time update over ``dt_s`` (s) with the measured current (A, + = charging).
 
         ``current_a`` is a scalar or one value per cell; ``slow_std_v`` is the stationary
@@ -212,15 +242,12 @@ class SocFilter:
         if dt_s <= 0.0:
             return
         x, Pt = self.x, self.Pt
-        self._last_dt_s = dt_s
-        self._fresh[:] = False
         var_before = Pt[SOC, SOC].copy()
         q_nom_as = 3600.0 * self.capacity_nominal_ah
         i_true = current_a - x[:, OFFSET]
         # scalars with math (numpy's scalar calls cost more than the arithmetic)
         a = math.exp(-dt_s / self.cell.tau1_s)
         b = math.exp(-dt_s / self.config.diffusion_time_s)
-        w = math.exp(-dt_s / self.config.polarisation_time_s)
         f_t = self.arrhenius(temperature_degc)
         g_soc = (dt_s / q_nom_as) * x[:, QINV]        # d soc / d i
         g_rc = (self.cell.r1_ohm * (1.0 - a)) * f_t * self.r1_scale   # d v_rc / d i
@@ -230,12 +257,7 @@ class SocFilter:
         x[:, VRC] = a * x[:, VRC] + g_rc * i_true
         g_slow = (1.0 - b) * f_t * x[:, RSLOW]
         x[:, SLOW] = b * x[:, SLOW] + g_slow * i_true
-        self.recent_load_c *= w
-        self.recent_load_c += ((1.0 - w) / self.capacity_nominal_ah) * np.abs(i_true)
-        if self.config.polarisation_load_time_s > 0.0:
-            w = np.exp(-dt_s / self.config.polarisation_load_time_s)
-            self.fast_load_c *= w
-            self.fast_load_c += ((1.0 - w) / self.capacity_nominal_ah) * np.abs(i_true)
+        self.doubt.predict(dt_s, i_true)
         # P' = F P F^T with F = I + E, E sparse (rows SOC, VRC, SLOW): row then column
         # operations on (6, n) slices instead of batched 6x6 products (the OFFSET, QINV and
         # RSLOW rows / columns they read are not written, so no copies)
@@ -259,18 +281,21 @@ class SocFilter:
         cross = s_i2 * g_soc * g_rc
         Pt[SOC, VRC] += cross
         Pt[VRC, SOC] += cross
-        self.count_var += np.maximum(Pt[SOC, SOC] - var_before, 0.0)
+        self.doubt.counted(np.maximum(Pt[SOC, SOC] - var_before, 0.0))
         self._clamp(symmetrise=False)
 
-    def predicted_voltage(self, current_a, temperature_degc, r0_ohm, ocv_v=None):
+    def predicted_voltage(self, current_a: FloatOrArray, temperature_degc: FloatOrArray,
+                          r0_ohm: FloatOrArray, ocv_v: FloatOrArray | None = None) -> FloatArray:
         """Terminal voltage the model expects now (V); ``ocv_v``: OCV at the SoC, if known."""
         i_true = current_a - self.x[:, OFFSET]
         if ocv_v is None:
             ocv_v = self.cell.ocv.ocv(self.x[:, SOC], temperature_degc)
         return ocv_v + self.x[:, VRC] + r0_ohm * i_true + self.x[:, SLOW]
 
-    def update(self, voltage_v, current_a, temperature_degc, r0_ohm, valid, noise_v=None,
-               prior_ocv_v=None):
+    def update(self, voltage_v: FloatOrArray, current_a: FloatOrArray,
+               temperature_degc: FloatOrArray,
+               r0_ohm: FloatOrArray, valid: ArrayLike, noise_v: FloatOrArray | None = None,
+               prior_ocv_v: FloatOrArray | None = None) -> FloatArray:
         """Measurement update of the cells flagged ``valid`` with their voltages (V).
 
         ``noise_v`` is the measurement noise per cell (V); ``prior_ocv_v`` the OCV at the
@@ -279,8 +304,8 @@ class SocFilter:
         """
         valid = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
         if not valid.any():
-            self.posterior_ocv_v = (self.cell.ocv.ocv(self.x[:, SOC], temperature_degc)
-                                    if prior_ocv_v is None else prior_ocv_v)
+            self.posterior_ocv_v = cast(FloatArray, self.cell.ocv.ocv(
+                self.x[:, SOC], temperature_degc) if prior_ocv_v is None else prior_ocv_v)
             return np.zeros(self.n)
         x, Pt = self.x, self.Pt
         r0 = np.broadcast_to(np.asarray(r0_ohm, dtype=float), (self.n,))
@@ -289,7 +314,7 @@ class SocFilter:
             (self.n,))
         cfg = self.config
         if cfg.polarisation_noise_per_c_v > 0.0 or cfg.model_error_v > 0.0:
-            noise2 = noise2 + self._polarisation_noise2(current_a, valid)
+            noise2 = noise2 + self.doubt.noise2(current_a, x[:, OFFSET], valid)
         measured = np.nan_to_num(voltage_v)
         prior = x.copy()
         # H = [slope, 1, -r0, 0, 1, 0]: P H from four columns of P (no batched products)
@@ -339,7 +364,8 @@ class SocFilter:
         self._clamp()
         return innovation
 
-    def update_soc(self, soc_measured, soc_noise, cells):
+    def update_soc(self, soc_measured: FloatOrArray, soc_noise: FloatOrArray,
+                   cells: ArrayLike) -> None:
         """Direct SoC measurement update (e.g. relaxed OCV at rest) of the cells in mask."""
         cells = np.asarray(cells, dtype=bool) & np.isfinite(soc_measured)
         if not cells.any():
@@ -350,9 +376,7 @@ class SocFilter:
         K = np.where(cells[:, None], K, 0.0)
         K[:, CONSIDER] = 0.0
         x += K * np.where(cells, np.nan_to_num(soc_measured) - x[:, SOC], 0.0)[:, None]
-        self.count_var = np.where(cells, np.minimum(self.count_var, np.maximum(
-            P[:, SOC, SOC] * (1.0 - K[:, SOC]), self._ocv_doubt2(x[:, SOC]))), self.count_var)
-        self._fresh &= ~cells
+        self.doubt.anchored(cells, P[:, SOC, SOC] * (1.0 - K[:, SOC]), x[:, SOC])
         H = np.zeros((self.n, N_STATES))
         H[:, SOC] = 1.0
         A = np.broadcast_to(self._eye, P.shape) - K[:, :, None] * H[:, None, :]
@@ -361,46 +385,11 @@ class SocFilter:
                * K[:, :, None] * K[:, None, :])
         self._clamp()
 
-    def _polarisation_noise2(self, current_a, valid):
-        """Measurement variance (V^2) of the polarisation the model does not hold.
-
-        The DFN's diffusion leaves tens to hundreds of mV after minutes of load that the RC
-        pairs do not explain; the error is correlated over minutes, so treated as white noise
-        every sample would re-count it and a flat OCV turns it into a large SoC drift. Its
-        size sigma = ``polarisation_noise_per_c_v`` x (low-pass of |I| / 1 C over
-        ``polarisation_time_s``); over that time it carries the information of one sample, so
-        each sample's variance is sigma^2 x time / dt. That doubt is only given where the count
-        is sure (its own SoC variance since the last confident point, ``count_var``, below
-        ``polarisation_count_std``^2, fading linearly to none there): where the count is
-        unsure (a wrong or no initial SoC, a start under load) the voltage keeps its weight.
-        """
-        cfg = self.config
-        x = self.x
-        # a start under load (unknown polarisation) is no confident point of the count
-        loaded = self._fresh & valid & (np.abs(current_a - x[:, OFFSET])
-                                        > cfg.rest_current_c * self.capacity_nominal_ah)
-        self.count_var = np.where(loaded, np.maximum(self.count_var, 0.25), self.count_var)
-        self._fresh &= ~valid
-        load_c = self.fast_load_c if cfg.polarisation_load_time_s > 0.0 else self.recent_load_c
-        pol_v = cfg.model_error_v + cfg.polarisation_noise_per_c_v * load_c \
-            + self.relaxation_doubt_v
-        share = np.maximum(1.0 - self.count_var / cfg.polarisation_count_std ** 2, 0.0)
-        n_corr = max(cfg.polarisation_time_s / self._last_dt_s, 1.0)
-        return pol_v ** 2 * n_corr * share
-
-    def _ocv_doubt2(self, soc):
-        """SoC variance of a start or anchor from OCV for the count's confidence: an OCV read is
-        off by hysteresis and relaxation left (``polarisation_anchor_doubt_v``), which on a
-        plateau spans tens of % (the filter's own anchor doubt may be smaller).
-        """
-        doubt_v = self.config.polarisation_anchor_doubt_v
-        return (doubt_v / np.maximum(self.ocv_slope(soc), 1e-3)) ** 2
-
-    def ocv_slope(self, soc):
+    def ocv_slope(self, soc: FloatOrArray) -> FloatArray:
         """dOCV/dSoC for the Jacobian, from a 2 % secant so LFP's table kinks do not stall it."""
-        return self.cell.ocv.secant_slope(soc, 0.01)
+        return cast(FloatArray, self.cell.ocv.secant_slope(soc, 0.01))
 
-    def _clamp(self, symmetrise=True):
+    def _clamp(self, symmetrise: bool = True) -> None:
         """Keep states physical and P symmetric (np.minimum/maximum: np.clip's wrapper costs)."""
         x = self.x
         for state, low, high in ((SOC, -0.05, 1.05), (RSLOW, 0.0, 20.0 * self.cell.r1_ohm),

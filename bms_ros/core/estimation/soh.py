@@ -11,9 +11,22 @@ from the same samples at their temperatures (:class:`.resistance.TemperatureLaw`
 :class:`CapacityEstimator`: charge counted between two OCV anchors (see its docstring). The
 filter (:mod:`.soc_filter`) takes both as given values.
 """
-import numpy as np
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..ocv import FloatOrArray
 from .resistance import TemperatureLaw
+
+if TYPE_CHECKING:
+    from ..cell import CellSpec
+    from .config import EstimatorConfig
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 
 PAIR_GATE_SIGMA = 3.0       # a pair this many standard deviations off the estimate is dropped
 PAIR_REVERSAL_SOC = 0.02    # the SoC has turned back this far: the last extreme was a turning point
@@ -22,7 +35,7 @@ PAIR_REVERSAL_SOC = 0.02    # the SoC has turned back this far: the last extreme
 class ResistanceEstimator:
     """Per-cell R0 (ohm, at 25 degC) from current steps; RLS with forgetting."""
 
-    def __init__(self, cell, n_cells, config):
+    def __init__(self, cell: CellSpec, n_cells: int, config: EstimatorConfig) -> None:
         self.cell = cell
         self.config = config
         self.n = int(n_cells)
@@ -35,9 +48,10 @@ class ResistanceEstimator:
         self._last_i = np.full(self.n, np.nan)
         self.samples = np.zeros(self.n, dtype=np.int64)
         self.law = TemperatureLaw(cell, self.n, config)
-        self._rescale = None     # new / old law factor of this step's samples (remember())
+        # new / old law factor of this step's samples (remember())
+        self._rescale: FloatOrArray | None = None
 
-    def set(self, r0_ohm):
+    def set(self, r0_ohm: ArrayLike) -> None:
         """Restore values (persisted state); keeps them within bounds."""
         r0 = np.broadcast_to(np.asarray(r0_ohm, dtype=float), (self.n,))
         self.r0_ohm = np.clip(np.where(np.isfinite(r0), r0, self.cell.r0_ohm),
@@ -45,16 +59,17 @@ class ResistanceEstimator:
                               self.config.r0_max_ratio * self.cell.r0_ohm)
         self.p = np.full(self.n, self.p0)
 
-    def at(self, temperature_degc):
+    def at(self, temperature_degc: ArrayLike) -> FloatOrArray:
         """R0 at the cell temperatures (ohm), by the present (learnt or datasheet) law."""
         return self.r0_ohm * self.law.factor(temperature_degc)
 
-    def break_sequence(self):
+    def break_sequence(self) -> None:
         """Forget the previous sample (after a gap, a reset or a rejected measurement)."""
         self._last_y[:] = np.nan
         self._last_i[:] = np.nan
 
-    def update(self, ohmic_v, current_a, factor, valid, temperature_degc=None):
+    def update(self, ohmic_v: ArrayLike, current_a: ArrayLike, factor: FloatOrArray,
+               valid: ArrayLike, temperature_degc: ArrayLike | None = None) -> None:
         """One sample: ``ohmic_v`` = v - OCV - v_rc - v_diff per cell from the filter's
         prediction (V), cell current (A, + = charging), ``factor`` = R0(T) / R0(25 degC) per
         cell (of :attr:`law`), ``temperature_degc`` the cells' temperatures (None or NaN: no
@@ -90,7 +105,8 @@ class ResistanceEstimator:
                                       * self.cell.r0_ohm)
                 self._rescale = ratio
 
-    def remember(self, ohmic_v, current_a, factor, valid):
+    def remember(self, ohmic_v: ArrayLike, current_a: ArrayLike, factor: FloatOrArray,
+                 valid: ArrayLike) -> None:
         """The sample's ohmic part from the corrected state, the reference of the next step
         (``factor`` = R0(T) / R0(25 degC) per cell).
         """
@@ -114,7 +130,7 @@ class CapacityEstimator:
     doubts are large and the pairs are weighted down or skipped by themselves.
     """
 
-    def __init__(self, cell, n_cells, config):
+    def __init__(self, cell: CellSpec, n_cells: int, config: EstimatorConfig) -> None:
         self.cell = cell
         self.config = config
         self.n = int(n_cells)
@@ -147,7 +163,7 @@ class CapacityEstimator:
         self.pair_time_s = np.zeros(self.n)
         self.pair_updates = np.zeros(self.n, dtype=np.int64)
 
-    def set(self, capacity_ah, capacity_std_ah=None):
+    def set(self, capacity_ah: ArrayLike, capacity_std_ah: ArrayLike | None = None) -> None:
         """Restore values (persisted state), clamped to the configured ratio window."""
         cap = np.broadcast_to(np.asarray(capacity_ah, dtype=float), (self.n,))
         nominal = self.cell.capacity_ah
@@ -161,11 +177,12 @@ class CapacityEstimator:
             self.variance = np.where(np.isfinite(std) & (std > 0), std, default) ** 2
 
     @property
-    def std_ah(self):
+    def std_ah(self) -> FloatArray:
         """Standard deviation of the capacity per cell (Ah)."""
         return np.sqrt(self.variance)
 
-    def count(self, dt_s, current_a, current_std_a, offset_std_a):
+    def count(self, dt_s: float, current_a: FloatOrArray, current_std_a: float,
+              offset_std_a: FloatOrArray) -> None:
         """Add the charge of one step (A, + = charging) and its doubt; ages the estimate."""
         self.counted_ah += current_a * dt_s / 3600.0
         # sensor noise averages out (random walk); an offset doubt adds up linearly
@@ -179,8 +196,9 @@ class CapacityEstimator:
             self.pair_time_s += dt_s
         self.variance += (self.config.capacity_noise_per_sqrt_s * self.cell.capacity_ah) ** 2 * dt_s
 
-    def _fuse(self, use, dz, counted_ah, counted_var, offset_ah, time_s, end_var,
-              frozen=False):
+    def _fuse(self, use: BoolArray, dz: FloatArray, counted_ah: FloatArray,
+              counted_var: FloatArray, offset_ah: FloatArray, time_s: FloatArray,
+              end_var: FloatArray, frozen: bool = False) -> BoolArray:
         """One measurement Q = counted / dz per cell in ``use`` fused with the estimate.
 
         This is the recursive weighted total least squares of ``counted = Q dz`` (both sides
@@ -222,8 +240,9 @@ class CapacityEstimator:
             + gain * (-time_s / 3600.0 / dz_u)
         return use
 
-    def pair(self, soc, soc_var, cells, soc_capacity_cov, capacity_inverse,
-             capacity_inverse_var):
+    def pair(self, soc: FloatArray, soc_var: FloatArray, cells: ArrayLike,
+             soc_capacity_cov: FloatArray, capacity_inverse: FloatArray,
+             capacity_inverse_var: FloatArray) -> BoolArray:
         """A confident SoC of the filter (``soc_var`` its variance) on the cells in mask.
 
         Only points where the filter is sure *and* the OCV is steep are passed in (the caller
@@ -293,7 +312,8 @@ class CapacityEstimator:
 
     _SINCE = ('counted_ah', 'counted_var', 'offset_doubt_ah', 'time_s')
 
-    def _set_reference(self, cells, soc, var, share):
+    def _set_reference(self, cells: BoolArray, soc: FloatArray, var: FloatArray,
+                       share: FloatOrArray) -> None:
         """Start the pairs of the cells in mask from this point (no candidate yet)."""
         self.pair_soc = np.where(cells, soc, self.pair_soc)
         self.pair_var = np.where(cells, var, self.pair_var)
@@ -302,7 +322,7 @@ class CapacityEstimator:
         for name in self._SINCE:
             setattr(self, 'pair_' + name, np.where(cells, 0.0, getattr(self, 'pair_' + name)))
 
-    def anchor(self, soc, soc_std, cells):
+    def anchor(self, soc: FloatOrArray, soc_std: FloatOrArray, cells: ArrayLike) -> BoolArray:
         """An OCV anchor of the cells in mask; returns the mask of cells whose capacity changed."""
         cells = np.asarray(cells, dtype=bool) & np.isfinite(soc)
         soc = np.where(cells, soc, np.nan)
@@ -331,14 +351,15 @@ class CapacityEstimator:
         self._set_reference(replace, soc, var, np.nan)      # its share: see fill_pair_share
         return changed
 
-    def fill_pair_share(self, soc_capacity_cov, capacity_inverse_var):
+    def fill_pair_share(self, soc_capacity_cov: FloatArray,
+                        capacity_inverse_var: FloatArray) -> None:
         """The filter's cov(SoC, capacity_inverse) / var(capacity_inverse) at an anchor just
         taken (after its updates): the pairs' reference share (see :meth:`pair`).
         """
         share = soc_capacity_cov / np.maximum(capacity_inverse_var, 1e-12)
         self.pair_share = np.where(np.isnan(self.pair_share), share, self.pair_share)
 
-    def forget_anchor(self, cells=None):
+    def forget_anchor(self, cells: ArrayLike | None = None) -> None:
         """Drop the last anchor (SoC set by hand, a gap in the data)."""
         mask = np.ones(self.n, dtype=bool) if cells is None else np.asarray(cells, dtype=bool)
         self.anchor_soc[mask] = np.nan

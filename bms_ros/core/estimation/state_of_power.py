@@ -11,10 +11,23 @@ current limits, and temperature: zero outside the cell's charge / discharge temp
 multiplied by the optional derating table. Pack limits are the minimum over cells. Every limit
 is a magnitude >= 0.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from ..cell import CellSpec
+    from ..ocv import OcvTable
+    from .config import EstimatorConfig
+
+FloatArray = NDArray[np.float64]
 
 
-def _secant_slope(ocv, soc, soc_end, temperature_degc):
+def _secant_slope(ocv: OcvTable, soc: FloatArray, soc_end: FloatArray,
+                  temperature_degc: FloatArray) -> FloatArray:
     """(OCV(soc_end) - OCV(soc)) / (soc_end - soc), the local slope where the swing is tiny."""
     dz = soc_end - soc
     small = np.abs(dz) < 1e-4
@@ -23,8 +36,9 @@ def _secant_slope(ocv, soc, soc_end, temperature_degc):
     return np.maximum(secant, 0.0)
 
 
-def current_limits(cell, config, horizon_s, soc, v_rc_v, r0_ohm, capacity_ah,
-                   temperature_degc):
+def current_limits(cell: CellSpec, config: EstimatorConfig, horizon_s: float, soc: ArrayLike,
+                   v_rc_v: FloatArray, r0_ohm: float | FloatArray, capacity_ah: FloatArray,
+                   temperature_degc: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """(charge_a, discharge_a) per cell over ``horizon_s``: magnitudes >= 0, NaN-safe (-> 0)."""
     soc = np.asarray(soc, dtype=float)
     t = np.asarray(temperature_degc, dtype=float)
@@ -59,7 +73,7 @@ def current_limits(cell, config, horizon_s, soc, v_rc_v, r0_ohm, capacity_ah,
     return np.nan_to_num(charge, nan=0.0), np.nan_to_num(discharge, nan=0.0)
 
 
-def pack_limits(charge_a, discharge_a):
+def pack_limits(charge_a: FloatArray, discharge_a: FloatArray) -> tuple[float, float]:
     """Pack limits of a series string: the minimum over cells (0 for no cells)."""
     if len(charge_a) == 0:
         return 0.0, 0.0

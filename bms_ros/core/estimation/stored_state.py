@@ -17,11 +17,15 @@ A file that is unreadable, of another format/version, of another pack or cell, o
 length, or that holds values outside the plausible windows is refused with a PersistenceError
 naming the file and the reason; the caller warns and starts from OCV.
 """
+from __future__ import annotations
+
 import math
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import PersistenceError
 from ..persistence import read_json, write_json_atomic
@@ -31,8 +35,12 @@ FORMAT = 'bms_ros.estimator_state'
 VERSION = 1
 FILE_NAME = 'estimator_state.json'
 
+if TYPE_CHECKING:
+    from .estimator import PackEstimator
 
-def default_path(namespace, serial_number, state_dir='', profile_state_dir=''):
+
+def default_path(namespace: str | None, serial_number: str, state_dir: str = '',
+                 profile_state_dir: str = '') -> str:
     """<base>/<namespace or _>/<serial_number>/estimator_state.json (see
     bms_ros.core.state_paths.state_folder for the base and the validation).
     """
@@ -40,7 +48,7 @@ def default_path(namespace, serial_number, state_dir='', profile_state_dir=''):
                         FILE_NAME)
 
 
-def document(estimator, pack_name):
+def document(estimator: PackEstimator, pack_name: str) -> dict[str, Any]:
     """The JSON document of an estimator's present state (uninitialised cells: their SoC is
     written as null and is then re-read from OCV on restore).
     """
@@ -59,12 +67,14 @@ def document(estimator, pack_name):
     }
 
 
-def save(path, estimator, pack_name):
+def save(path: str, estimator: PackEstimator, pack_name: str) -> None:
     """Write the state atomically; raises OSError on a filesystem error."""
     write_json_atomic(path, document(estimator, pack_name))
 
 
-def _array(doc, key, n, path, low, high, allow_null=False):
+def _array(doc: dict[str, Any], key: str, n: int, path: str, low: float, high: float,
+           allow_null: bool = False) -> NDArray[np.float64]:
+    """The list ``key`` of ``doc`` as n numbers in low..high (None kept as NaN if allowed)."""
     values = doc.get(key)
     if not isinstance(values, list) or len(values) != n:
         raise PersistenceError(f'{path}: {key}: expected a list of {n} values')
@@ -80,7 +90,7 @@ def _array(doc, key, n, path, low, high, allow_null=False):
     return out
 
 
-def _law_sums(doc, n, path):
+def _law_sums(doc: dict[str, Any], n: int, path: str) -> list[NDArray[np.float64]] | None:
     """The temperature law's sums (5 lists of n finite numbers, weights >= 0), or None if the
     document has none (an older file).
     """
@@ -96,7 +106,7 @@ def _law_sums(doc, n, path):
     return out
 
 
-def load(path, estimator, pack_name):
+def load(path: str, estimator: PackEstimator, pack_name: str) -> bool:
     """Restore ``estimator`` from ``path``. Returns False if there is no file.
 
     :raises PersistenceError: unreadable, foreign or implausible content (nothing restored).

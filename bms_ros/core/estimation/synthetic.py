@@ -1,13 +1,22 @@
 """A plain 1-RC cell simulation from a CellSpec: the truth for unit tests, the ROS test probe
 and the benchmark (numpy, vectorised over cells). Not used by the estimator itself.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from ..cell import CellSpec
 
 
 class EcmCells:
     """``n`` cells of ``cell`` in series with their own SoC, capacity and R0 (truth)."""
 
-    def __init__(self, cell, soc, capacity_ah=None, r0_ohm=None, temperature_degc=25.0):
+    def __init__(self, cell: CellSpec, soc: ArrayLike, capacity_ah: ArrayLike | None = None,
+                 r0_ohm: ArrayLike | None = None, temperature_degc: ArrayLike = 25.0) -> None:
         self.cell = cell
         self.soc = np.array(soc, dtype=float, ndmin=1)
         n = self.soc.size
@@ -19,9 +28,9 @@ class EcmCells:
         self.temperature_degc = np.broadcast_to(np.asarray(temperature_degc, dtype=float),
                                                 (n,)).copy()
         self.v_rc_v = np.zeros(n)
-        self.current_a = 0.0
+        self.current_a: ArrayLike = 0.0
 
-    def step(self, dt_s, current_a):
+    def step(self, dt_s: float, current_a: ArrayLike) -> None:
         """Advance by ``dt_s`` (s) at ``current_a`` (A, + = charging; scalar or per cell)."""
         a = np.exp(-dt_s / self.cell.tau1_s)
         factor = self.cell.r0_at(self.temperature_degc) / self.cell.r0_ohm
@@ -29,7 +38,7 @@ class EcmCells:
         self.v_rc_v = a * self.v_rc_v + self.cell.r1_ohm * factor * (1 - a) * np.asarray(current_a)
         self.current_a = current_a
 
-    def voltage_v(self):
+    def voltage_v(self) -> NDArray[np.float64]:
         """Terminal voltage per cell (V) at the present current."""
         factor = self.cell.r0_at(self.temperature_degc) / self.cell.r0_ohm
         return (self.cell.ocv.ocv(self.soc, self.temperature_degc) + self.v_rc_v

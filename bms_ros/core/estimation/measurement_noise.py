@@ -1,0 +1,115 @@
+"""The SoC filter's correlated voltage doubt: the polarisation the model does not hold, per cell.
+
+The DFN's diffusion leaves tens to hundreds of mV after minutes of load that the RC pairs do not
+explain; the error is correlated over minutes, so treated as white noise every sample would
+re-count it and a flat OCV turns it into a large SoC drift. :class:`CorrelatedDoubt` owns what
+that doubt needs: the low-passes of the load, the SoC variance the count alone has gathered
+since its last confident point (``count_var``), the relaxation still to come at rest (set by
+the pack estimator) and whether a cell was just started. :class:`~.soc_filter.SocFilter` asks
+it for the extra measurement variance and tells it of starts, predictions and anchors.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..ocv import FloatOrArray
+
+if TYPE_CHECKING:
+    from ..cell import CellSpec
+    from .config import EstimatorConfig
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+Index = NDArray[np.intp]
+
+
+class CorrelatedDoubt:
+    """Per-cell state of the correlated (polarisation, model error, relaxation) voltage doubt."""
+
+    def __init__(self, cell: CellSpec, n_cells: int, config: EstimatorConfig,
+                 ocv_slope: Callable[[FloatArray], FloatArray]) -> None:
+        self.config = config
+        self.n = int(n_cells)
+        self.capacity_nominal_ah = cell.capacity_ah
+        self._ocv_slope = ocv_slope
+        # low-pass of |I| / 1 C over polarisation_time_s: the diffusion the model misses
+        # builds up over minutes of load, so its doubt follows this, not only the present |I|
+        self.recent_load_c = np.zeros(self.n)
+        # low-pass of |I| / 1 C over polarisation_load_time_s (0: the one above): on LFP the
+        # load's polarisation relaxes within a stop of tens of seconds, the floor stays
+        self.fast_load_c = np.zeros(self.n)
+        # relaxation still to come at rest (V, set by the pack estimator from the voltage's
+        # drift): part of the correlated doubt, so a cell still relaxing is no OCV reading
+        self.relaxation_doubt_v = np.zeros(self.n)
+        # SoC variance the count alone has gathered since its last confident point (a start,
+        # an OCV or end-of-charge anchor): voltage updates do not shrink it
+        self.count_var = np.zeros(self.n)
+        self.last_dt_s = 1.0
+        self.fresh = np.zeros(self.n, dtype=bool)   # started, no voltage update yet
+
+    def start(self, idx: Index, soc: FloatArray, soc_var: FloatArray, from_ocv: bool) -> None:
+        """Cells ``idx`` (re)started at ``soc`` of variance ``soc_var``; ``from_ocv``: read from
+        a voltage (no surer than ``polarisation_anchor_doubt_v`` allows), else a given SoC.
+        """
+        self.count_var[idx] = np.maximum(soc_var, self.ocv_doubt2(soc)) if from_ocv else soc_var
+        self.fresh[idx] = from_ocv        # a given SoC is a confident point under load too
+
+    def predict(self, dt_s: float, true_current_a: FloatArray) -> None:
+        """Low-pass the load (|I| / 1 C) over one prediction step of ``dt_s`` (s)."""
+        self.last_dt_s = dt_s
+        self.fresh[:] = False
+        w: float | FloatArray = math.exp(-dt_s / self.config.polarisation_time_s)
+        self.recent_load_c *= w
+        self.recent_load_c += ((1.0 - w) / self.capacity_nominal_ah) * np.abs(true_current_a)
+        if self.config.polarisation_load_time_s > 0.0:
+            w = np.exp(-dt_s / self.config.polarisation_load_time_s)
+            self.fast_load_c *= w
+            self.fast_load_c += ((1.0 - w) / self.capacity_nominal_ah) * np.abs(true_current_a)
+
+    def counted(self, soc_var_increase: FloatArray) -> None:
+        """The count's own SoC variance grew by this (per cell) in a prediction step."""
+        self.count_var += soc_var_increase
+
+    def anchored(self, cells: BoolArray, soc_var_after: FloatArray, soc: FloatArray) -> None:
+        """A direct SoC measurement (OCV or end-of-charge anchor) of the cells in mask."""
+        self.count_var = np.where(cells, np.minimum(self.count_var, np.maximum(
+            soc_var_after, self.ocv_doubt2(soc))), self.count_var)
+        self.fresh &= ~cells
+
+    def noise2(self, current_a: FloatOrArray, offset_a: FloatArray, valid: BoolArray) -> FloatArray:
+        """Measurement variance (V^2) of the polarisation the model does not hold.
+
+        Its size sigma = ``polarisation_noise_per_c_v`` x (low-pass of |I| / 1 C over
+        ``polarisation_time_s``); over that time it carries the information of one sample, so
+        each sample's variance is sigma^2 x time / dt. That doubt is only given where the count
+        is sure (its own SoC variance since the last confident point, ``count_var``, below
+        ``polarisation_count_std``^2, fading linearly to none there): where the count is
+        unsure (a wrong or no initial SoC, a start under load) the voltage keeps its weight.
+        """
+        cfg = self.config
+        # a start under load (unknown polarisation) is no confident point of the count
+        loaded = self.fresh & valid & (np.abs(np.asarray(current_a) - offset_a)
+                                       > cfg.rest_current_c * self.capacity_nominal_ah)
+        self.count_var = np.where(loaded, np.maximum(self.count_var, 0.25), self.count_var)
+        self.fresh &= ~valid
+        load_c = self.fast_load_c if cfg.polarisation_load_time_s > 0.0 else self.recent_load_c
+        pol_v = cfg.model_error_v + cfg.polarisation_noise_per_c_v * load_c \
+            + self.relaxation_doubt_v
+        share = np.maximum(1.0 - self.count_var / cfg.polarisation_count_std ** 2, 0.0)
+        n_corr = max(cfg.polarisation_time_s / self.last_dt_s, 1.0)
+        out: FloatArray = pol_v ** 2 * n_corr * share
+        return out
+
+    def ocv_doubt2(self, soc: FloatArray) -> FloatArray:
+        """SoC variance of a start or anchor from OCV for the count's confidence: an OCV read is
+        off by hysteresis and relaxation left (``polarisation_anchor_doubt_v``), which on a
+        plateau spans tens of % (the filter's own anchor doubt may be smaller).
+        """
+        doubt_v = self.config.polarisation_anchor_doubt_v
+        out: FloatArray = (doubt_v / np.maximum(self._ocv_slope(soc), 1e-3)) ** 2
+        return out

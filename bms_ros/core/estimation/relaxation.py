@@ -1,0 +1,84 @@
+"""Rest detection and relaxation tracking of a string (per cell where it is a voltage).
+
+:class:`RestTracker` owns the time at rest, whether the present rest was already used for an
+OCV anchor, and two low-passes of the voltage at rest from which the relaxation still to come
+follows. The pack estimator tells it each step whether the (offset-corrected) pack current was
+at rest, and asks it for the relaxation to add to an anchor's OCV and to the filter's doubt.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from .config import EstimatorConfig
+
+FloatArray = NDArray[np.float64]
+
+
+class RestTracker:
+    """Time at rest (s), the once-per-rest anchor flag and the relaxation at rest per cell."""
+
+    def __init__(self, n_cells: int, config: EstimatorConfig) -> None:
+        self.n = int(n_cells)
+        self.config = config
+        self.rest_s = 0.0
+        self.anchored = False                  # this rest was used for an OCV anchor
+        self._ema: tuple[FloatArray, FloatArray] | None = None  # voltage low-passes at rest
+
+    @property
+    def at_rest(self) -> bool:
+        """True once the current stayed at rest for ``rest_time_s``."""
+        return self.rest_s >= self.config.rest_time_s
+
+    def step(self, resting: bool, voltage_v: FloatArray, dt_s: float) -> None:
+        """One step of ``dt_s`` (s): ``resting`` if the pack current was at rest, with the
+        cell voltages (V) measured.
+        """
+        if resting:
+            if self.rest_s == 0.0:
+                self._ema = (voltage_v.copy(), voltage_v.copy())
+            self.rest_s += dt_s
+            self._track(voltage_v, dt_s)
+        else:
+            self.rest_s = 0.0
+            self.anchored = False
+
+    def _track(self, voltage_v: FloatArray, dt_s: float) -> None:
+        """Two low-passes of the voltage at rest (30 s and 90 s): for a voltage drifting at r V/s
+        they differ by r x 60 s, so their difference is a drift rate robust to the sensor's
+        noise and 1 mV steps.
+        """
+        assert self._ema is not None
+        fast, slow = self._ema
+        v = np.where(np.isfinite(voltage_v), voltage_v, fast)
+        fast += (1.0 - np.exp(-dt_s / 30.0)) * (v - fast)
+        slow += (1.0 - np.exp(-dt_s / 90.0)) * (v - slow)
+
+    def relaxation_v(self) -> FloatArray:
+        """Relaxation still to come at rest per cell (V, signed), taking the relaxation as
+        exponential with time constant T = ``relaxation_time_s``: for V = OCV - a exp(-t / T)
+        the two low-passes differ by a exp(-t / T) (T / (T - 90) - T / (T - 30)), so what is
+        left follows from their difference (for a short T: drift rate x T); 0 before two
+        minutes of rest or with T = 0.
+        """
+        tau = self.config.relaxation_time_s
+        if self._ema is None or self.rest_s < 120.0 or tau <= 0.0:
+            return np.zeros(self.n)
+        fast, slow = self._ema
+        k = tau / (tau - 90.0) - tau / (tau - 30.0) if tau > 180.0 else 60.0 / tau
+        return np.nan_to_num((fast - slow) / k)
+
+    def doubt_v(self) -> FloatArray:
+        """Doubt of the voltage as OCV at rest (V per cell): the drift x
+        ``relaxation_doubt_time_s`` (0: ``relaxation_time_s``), since a diffusion tail relaxes
+        longer than the exponential the anchor's correction assumes; 0 when not at rest.
+        """
+        cfg = self.config
+        if self.rest_s <= 0.0 or cfg.relaxation_time_s <= 0.0:
+            return np.zeros(self.n)
+        factor = max(cfg.relaxation_doubt_time_s / cfg.relaxation_time_s, 1.0)
+        out: FloatArray = factor * np.abs(self.relaxation_v())
+        return out
