@@ -61,8 +61,9 @@ class EstimatorConfig:
                                                # RC polarisation is assumed (0: only R0 i)
     update_iterations: int = 2                 # iterated EKF: relinearisations of the OCV
     # unmodelled polarisation (diffusion) as a correlated voltage doubt where the count is sure
-    # (SocFilter._polarisation_noise2); 0 = off by default (NMC/NCA unchanged); the LFP cell
-    # file's estimator: section turns it on (docs/estimation.md, "Never worse than counting")
+    # (measurement_noise.CorrelatedDoubt.noise2); 0 = off by default (NMC/NCA unchanged); the
+    # LFP cell file's estimator: section turns it on (docs/estimation.md, "Never worse than
+    # counting")
     polarisation_noise_per_c_v: float = 0.0    # its size per 1 C of the low-passed |I|
     polarisation_time_s: float = 600.0         # that low-pass; the error's correlation time
     polarisation_count_std: float = 0.15       # count SoC doubt at which the doubt is gone

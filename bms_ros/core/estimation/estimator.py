@@ -21,12 +21,17 @@ Who owns which state (one owner each; the others ask it):
   (:class:`.soh.CapacityEstimator`), the one owner. The filter's capacity_inverse is a mirror
   it needs for its correlations: written only from ``capacity`` (:func:`.anchors.push_capacity`,
   or at a start), never by a filter update. The estimate reports ``capacity.capacity_ah``;
-* R0 and the temperature law: ``resistance`` (:class:`.soh.ResistanceEstimator`); the filter
+* R0 and the temperature law: ``resistance`` (:class:`.resistance.ResistanceEstimator`); the filter
   reads the same law object (``filter.temperature_law``);
 * time at rest, the once-per-rest flag, relaxation: ``rest`` (:class:`.relaxation.RestTracker`);
 * end-of-charge detection: ``end_of_charge`` (:class:`.anchors.EndOfCharge`);
 * the time line, the zero-current offset low-pass and the current limits: this class (a SoC
   read from a voltage at a start: :mod:`.voltage_soc`).
+
+Size (~400 lines, over the house ~350): what is left here is one concept, the coordinator:
+:meth:`PackEstimator.step` is a single ordered sequence (predict, count, rest, R0, filter
+update, anchors, pairs) whose order the numbers depend on, and the starts / re-anchors that
+set several owners at once. The parts with their own state are in the modules named above.
 """
 from __future__ import annotations
 
@@ -42,8 +47,9 @@ from ..plausibility import Plausibility
 from . import state_of_power
 from .anchors import EndOfCharge, anchor_capacity, offer_soc_pair
 from .relaxation import RestTracker
+from .resistance import ResistanceEstimator
 from .soc_filter import SLOW, SOC, VRC, SocFilter
-from .soh import CapacityEstimator, ResistanceEstimator
+from .soh import CapacityEstimator
 from .voltage_soc import soc_from_voltage
 
 if TYPE_CHECKING:

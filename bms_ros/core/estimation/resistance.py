@@ -1,8 +1,18 @@
-"""The temperature law of the cell resistances, learnt online (issue 14 item 5).
+"""R0 per cell and the temperature law of the cell resistances, both learnt online.
+
+:class:`ResistanceEstimator`: the part of the terminal voltage the model leaves to the ohmic
+drop, ``y = v - OCV(soc) - v_rc - v_diff``, is differenced between consecutive samples (the
+previous one from the corrected state), so slowly varying errors (SoC, OCV, current offset)
+cancel: ``dy = R0(T) di``. R0 normalised to 25 degC (divided by the cell's Arrhenius factor) is
+fitted by a scalar recursive least squares per cell with forgetting, on steps where ``|di|`` is
+large enough to carry information. It owns R0 and the :class:`TemperatureLaw` object, which
+the SoC filter reads for R1 and r_diff too.
+
+:class:`TemperatureLaw` (issue 14 item 5):
 
 R(T) / R(25 degC) = exp(k (1/T - 1/298.15 K)) (Arrhenius, T in K, k = Ea / R in K). The
 datasheet gives k (``CellSpec.r0_arrhenius_k``, often a generic guess); here it is fitted from
-the R0 samples the :class:`~.soh.ResistanceEstimator` takes at current steps:
+the R0 samples the :class:`ResistanceEstimator` takes at current steps:
 
     ln R0_c(T) = ln R0_c(25 degC) + k x,      x = 1/T - 1/298.15 K
 
@@ -147,3 +157,87 @@ class TemperatureLaw:
         arrays = [np.asarray(s, dtype=float) for s in sums]
         self.sum_w, self.sum_x, self.sum_y, self.sum_xx, self.sum_xy = (a.copy() for a in arrays)
         self.activation_k = self._fit()
+
+
+class ResistanceEstimator:
+    """Per-cell R0 (ohm, at 25 degC) from current steps; RLS with forgetting."""
+
+    def __init__(self, cell: CellSpec, n_cells: int, config: EstimatorConfig) -> None:
+        self.cell = cell
+        self.config = config
+        self.n = int(n_cells)
+        self.r0_ohm = np.full(self.n, cell.r0_ohm)
+        # RLS "covariance": the prior counts like ten 1 C steps
+        self.p0 = 0.1 / cell.capacity_ah ** 2
+        self.p = np.full(self.n, self.p0)
+        self.min_step_a = config.r0_min_step_c * cell.capacity_ah
+        self._last_y = np.full(self.n, np.nan)
+        self._last_i = np.full(self.n, np.nan)
+        self.samples = np.zeros(self.n, dtype=np.int64)
+        self.law = TemperatureLaw(cell, self.n, config)
+        # new / old law factor of this step's samples (remember())
+        self._rescale: FloatOrArray | None = None
+
+    def set(self, r0_ohm: ArrayLike) -> None:
+        """Restore values (persisted state); keeps them within bounds."""
+        r0 = np.broadcast_to(np.asarray(r0_ohm, dtype=float), (self.n,))
+        self.r0_ohm = np.clip(np.where(np.isfinite(r0), r0, self.cell.r0_ohm),
+                              self.config.r0_min_ratio * self.cell.r0_ohm,
+                              self.config.r0_max_ratio * self.cell.r0_ohm)
+        self.p = np.full(self.n, self.p0)
+
+    def at(self, temperature_degc: ArrayLike) -> FloatOrArray:
+        """R0 at the cell temperatures (ohm), by the present (learnt or datasheet) law."""
+        return self.r0_ohm * self.law.factor(temperature_degc)
+
+    def break_sequence(self) -> None:
+        """Forget the previous sample (after a gap, a reset or a rejected measurement)."""
+        self._last_y[:] = np.nan
+        self._last_i[:] = np.nan
+
+    def update(self, ohmic_v: ArrayLike, current_a: ArrayLike, factor: FloatOrArray,
+               valid: ArrayLike, temperature_degc: ArrayLike | None = None) -> None:
+        """One sample: ``ohmic_v`` = v - OCV - v_rc - v_diff per cell from the filter's
+        prediction (V), cell current (A, + = charging), ``factor`` = R0(T) / R0(25 degC) per
+        cell (of :attr:`law`), ``temperature_degc`` the cells' temperatures (None or NaN: no
+        point for the temperature law). Call :meth:`remember` after the filter's update so the
+        next difference is taken against the corrected state.
+        """
+        self._rescale = None
+        current_a = np.broadcast_to(np.asarray(current_a, dtype=float), (self.n,))
+        y = np.where(valid, np.asarray(ohmic_v, dtype=float) / factor, np.nan)
+        di = current_a - self._last_i
+        dy = y - self._last_y
+        use = np.isfinite(dy) & np.isfinite(di) & (np.abs(di) >= self.min_step_a)
+        if not use.any():
+            return
+        lam = self.config.r0_forgetting
+        residual = dy - self.r0_ohm * di
+        # an outlier (e.g. a step not seen by the voltage sampler) must not pull R0 away
+        use &= np.abs(residual) < 3.0 * self.cell.r0_ohm * np.abs(di) + 0.02
+        k = self.p * di / (lam + di * di * self.p)
+        r0 = self.r0_ohm + np.where(use, k * residual, 0.0)
+        self.p = np.where(use, np.minimum((self.p - k * di * self.p) / lam, self.p0), self.p)
+        self.r0_ohm = np.clip(r0, self.config.r0_min_ratio * self.cell.r0_ohm,
+                              self.config.r0_max_ratio * self.cell.r0_ohm)
+        self.samples += use
+        if temperature_degc is not None:
+            # the sample at its temperature: dV / dI (ohm) = normalised slope x factor
+            raw = np.where(use, dy / np.where(use, di, 1.0), np.nan) * factor
+            ratio = self.law.observe(temperature_degc, raw, di, use)
+            if ratio is not None:
+                # the law moved: the normalised values follow so that R0(T) stays as measured
+                self.r0_ohm = np.clip(self.r0_ohm / ratio, self.config.r0_min_ratio
+                                      * self.cell.r0_ohm, self.config.r0_max_ratio
+                                      * self.cell.r0_ohm)
+                self._rescale = ratio
+
+    def remember(self, ohmic_v: ArrayLike, current_a: ArrayLike, factor: FloatOrArray,
+                 valid: ArrayLike) -> None:
+        """The sample's ohmic part from the corrected state, the reference of the next step
+        (``factor`` = R0(T) / R0(25 degC) per cell).
+        """
+        if self._rescale is not None:
+            factor = factor * self._rescale       # the law changed in this step's update
+        self._last_y = np.where(valid, np.asarray(ohmic_v, dtype=float) / factor, np.nan)
+        self._last_i = np.broadcast_to(np.asarray(current_a, dtype=float), (self.n,)).copy()

@@ -24,7 +24,7 @@ a = exp(-dt / tau1), b = exp(-dt / tau_diff), f(T) the Arrhenius factor of R0:
     v_diff' = b v_diff + f(T) r_diff (1 - b) (i - offset) + w
     v       = OCV(soc, T) + v_rc + v_diff + f(T) R0 (i - offset)
 
-R0 comes from :class:`~.soh.ResistanceEstimator` (normalised to 25 degC). The measurement
+R0 comes from :class:`~.resistance.ResistanceEstimator` (normalised to 25 degC). The measurement
 update is an iterated EKF (the OCV is relinearised at the corrected SoC) in Joseph form. Only
 cells with a valid voltage are updated; the others only predict. The correlated voltage doubt
 (unmodelled polarisation, model error, relaxation at rest) is its own model and state in
@@ -35,6 +35,10 @@ State owners: x[:, QINV] (capacity_inverse) is a mirror of the capacity that
 state only for its correlations with SoC and offset, and never moves it itself (only
 :meth:`SocFilter.set_capacity` / :meth:`SocFilter.initialise` write it, called by the pack
 estimator after the capacity estimator changed).
+
+Size (~400 lines, over the house ~350): the rest is one concept, the batched EKF: its state
+and covariance layout (``Pt``, cells last), starts, predict and the two measurement updates
+all write the same arrays in place; a split would spread one covariance over modules.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""SoC read from a cell voltage, with its doubt: at a start under an unknown load history, and
-from the relaxed OCV of an anchor (per cell, vectorised).
+"""SoC read from a cell voltage at a start, under an unknown load history, with its doubt (per
+cell, vectorised); the doubt of an OCV known to +-noise (:func:`ocv_soc_std`).
 """
 from __future__ import annotations
 
