@@ -73,6 +73,12 @@ def run_node(node_class, name, args=None, on_shutdown=None):
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001
+        # Ctrl-C shut the context down under a running callback (its publish fails with
+        # "publisher's context is invalid", rclpy's RCLError): a stop, not a crash. With the
+        # context still up, any exception is a crash.
+        if rclpy.ok():
+            raise
     finally:
         if on_shutdown is not None:
             on_shutdown(node)

@@ -183,8 +183,9 @@ def main(argv=None):
     except SystemExit as exit_:       # a node's own exit (the CAN driver's reader budget)
         code = exit_.code if isinstance(exit_.code, int) else 1
     except Exception:                 # a node's callback failed: the whole container goes
-        logging.getLogger('container').exception('a node failed: stopping every node')
-        code = 1
+        if rclpy.ok():                # (not a publish cut short by Ctrl-C's shutdown)
+            logging.getLogger('container').exception('a node failed: stopping every node')
+            code = 1
     finally:
         for comp, node in reversed(nodes):
             try:
