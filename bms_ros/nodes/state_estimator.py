@@ -51,7 +51,7 @@ class StateEstimator(Node):
         # Configuration errors surface here, before any publisher exists.
         profile = Profile(path)
         self.pack = profile.pack
-        self.config = EstimatorConfig.for_profile(profile)
+        self.config = EstimatorConfig.from_section(profile.section('estimator'))
         self.energy = EnergyWiring(profile, self.config)     # energy: section (issue 16)
         self.n = self.pack.cells_series
         self.sensor_of_cell = self.pack.sensor_of_cell()

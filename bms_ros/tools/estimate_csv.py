@@ -5,9 +5,9 @@ r"""Run the state estimator offline on a recording of one cell (docs/estimation.
         [--current-sign discharge-positive|charge-positive] \
         [--state STATE.json] [--save-state STATE.json] [--profile PROFILE.yaml]
 
-Settings: the cell file's own ``estimator:`` section with the ``estimator:`` fields of
---profile on top (as the node takes them), else the defaults of EstimatorConfig (a warning
-says so); the settings used are printed to stderr.
+Settings: the profile's ``estimator:`` section, else the cell file's own ``estimator:``
+section, else the defaults of EstimatorConfig (a warning says so); the settings used are
+printed to stderr.
 IN.csv: header ``t_s,current_a,voltage_v,temperature_c`` (any column order, extra columns
 ignored, ``#`` lines are comments); t_s strictly increasing. Current sign by --current-sign
 (default charge-positive, the bms_ros convention). OUT.csv: ``t_s,soc_est,capacity_est_ah,
@@ -117,16 +117,14 @@ def run(cell, data, initial_soc=None, config=None, state_path=None, save_state_p
 
 
 def load_config(profile_path=None, cell_path=None):
-    """(EstimatorConfig, where it came from): the cell file's own ``estimator:`` section with
-    the ``estimator:`` fields of ``profile_path`` on top (as the node takes them), else the
-    defaults.
+    """(EstimatorConfig, where it came from): the ``estimator:`` section of ``profile_path``,
+    else the cell file's own ``estimator:`` section, else the defaults.
     """
     if profile_path:
         from ..core.config import Section
         top = Section.from_file(profile_path)
-        return (EstimatorConfig.for_cell(top.section('estimator', {}), cell_path),
-                f'profile {profile_path}' + (f' over the cell file {cell_path}'
-                                             if cell_path else ''))
+        return (EstimatorConfig.from_section(top.section('estimator', {})),
+                f'profile {profile_path}')
     if cell_path:
         from ..core.config import Section
         top = Section.from_file(cell_path)
@@ -176,9 +174,8 @@ def parse_args(argv):
                         help='start from a state file written by --save-state (capacity, R0, SoC)')
     parser.add_argument('--save-state', default=None, help='write the final state to this file')
     parser.add_argument('--profile', default=None,
-                        help="profile YAML whose estimator: fields to use on top of the cell "
-                             "file's own estimator: section (default: the cell file's alone, "
-                             "else the built-in defaults)")
+                        help="profile YAML whose estimator: section to use (default: the cell "
+                             "file's own estimator: section, else the built-in defaults)")
     args = parser.parse_args(argv)
     if args.initial_soc is not None and not 0.0 <= args.initial_soc <= 1.0:
         parser.error(f'--initial-soc must be within 0..1, got {args.initial_soc}')

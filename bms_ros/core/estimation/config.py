@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..config import Section
 from ..plausibility import PlausibilityConfig
-
-if TYPE_CHECKING:
-    from ..profile import Profile
 
 
 @dataclass(frozen=True)
@@ -139,25 +136,6 @@ class EstimatorConfig:
     plausibility: PlausibilityConfig = field(default_factory=PlausibilityConfig)
 
     @classmethod
-    def for_profile(cls, profile: Profile) -> EstimatorConfig:
-        """A pack's settings, as the node, the offline replay, the fleet and estimate_csv
-        --profile take them: the cell file's own ``estimator:`` section (the chemistry's tuning,
-        docs/estimation.md) with the profile's ``estimator:`` fields on top. Each file is
-        validated alone first, so an error names the file the value is in.
-        """
-        return cls.for_cell(profile.section('estimator'), profile.pack.cell_single.path)
-
-    @classmethod
-    def for_cell(cls, mine: Section, cell_path: str) -> EstimatorConfig:
-        """The ``estimator:`` Section ``mine`` (a profile's) on top of the cell file's own."""
-        cell = cell_estimator_section(cell_path) if cell_path else None
-        if cell is None:
-            return cls.from_section(mine)
-        cls.from_section(cell)
-        cls.from_section(mine)
-        return cls.from_section(Section({**cell.data, **mine.data}, mine.path, mine.prefix))
-
-    @classmethod
     def from_section(cls, section: Section) -> EstimatorConfig:
         """Validate a profile ``config.Section`` (unknown fields, types, bounds); raises
         ConfigError naming file and field.
@@ -259,8 +237,3 @@ def _derating(section: Section) -> Derating:
     discharge = table.numbers('discharge_factor', length=n, minimum=0.0, maximum=1.0)
     return Derating(tuple(temperature), tuple(charge), tuple(discharge))
 
-
-def cell_estimator_section(cell_path: str) -> Section | None:
-    """The ``estimator:`` Section of a cell file, None if it has none."""
-    top = Section.from_file(cell_path)
-    return top.section('estimator') if top.has('estimator') else None

@@ -83,7 +83,7 @@ def new_estimator(profile: Profile, carried: CarriedState | None = None
     """A PackEstimator for ``profile``, restored from ``carried`` as the node restores its
     state file (restored_soc_std; the first measurement at rest re-anchors from OCV).
     """
-    config = EstimatorConfig.for_profile(profile)
+    config = EstimatorConfig.from_section(profile.section('estimator'))
     estimator = PackEstimator(profile.pack.cell, profile.pack.cells_series, config)
     if carried is not None:
         soc = np.asarray(carried.cell_soc, dtype=float)

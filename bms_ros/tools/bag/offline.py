@@ -142,7 +142,7 @@ def estimator_runtime(profile):
     """The state_estimator node's runtime (bms_ros.core.estimation.runtime) for a profile."""
     from bms_ros.core.estimation.config import EstimatorConfig
     from bms_ros.core.estimation.runtime import EstimatorRuntime
-    config = EstimatorConfig.for_profile(profile)
+    config = EstimatorConfig.from_section(profile.section('estimator'))
     return EstimatorRuntime.from_profile(profile, config)
 
 
