@@ -193,6 +193,8 @@ class ProtectionNode(Node):
 
     def _publish_status(self):
         status = self.protection.status(self._now_s())
+        if not self.protection.has_something_to_report():
+            return status     # nothing measured, rejected or latched: no status yet
         msg = ProtectionStatus()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.max_level = int(status.max_level)

@@ -378,6 +378,17 @@ def test_current_limits_derate_linearly_from_warning_to_trip():
     assert prot.current_limits(0.2) == pytest.approx((75.0, 500.0))
 
 
+def test_no_current_is_allowed_before_the_first_measurement():
+    # unknown is never "OK": a supervisor must not close on a protection that has seen nothing
+    prot = protection()
+    assert not prot.has_something_to_report()         # the node sends no protection_status yet
+    assert prot.current_limits(0.0) == (0.0, 0.0)
+    status = prot.status(0.0)
+    assert (status.charge_current_limit_a, status.discharge_current_limit_a) == (0.0, 0.0)
+    prot.evaluate(measurement(), 0.1)
+    assert prot.has_something_to_report() and prot.current_limits(0.1) == (100.0, 500.0)
+
+
 def test_estimate_caps_the_limits_while_fresh():
     prot = protection()
     prot.evaluate(measurement(), 0.0)

@@ -198,14 +198,25 @@ class Protection:
         return Status(max_level, bool(self.latch.trips), active, charge_a, discharge_a,
                       self.measurements_rejected)
 
+    def has_something_to_report(self) -> bool:
+        """True once there is something to report: a measurement evaluated, a rejected one
+        (counted), or a latched trip (restored at a start). Before that protection_status is not
+        sent at all, so nobody reads a status built on nothing as "OK" (the supervisor waits in
+        OFF); a status before the first good measurement carries limits of 0 A.
+        """
+        return self.signals.measured or bool(self.latch.trips) or self.measurements_rejected > 0
+
     def current_limits(self, now_s: float) -> tuple[float, float]:
-        """(charge, discharge) current limits in A (magnitudes) after derating; 0 if tripped.
+        """(charge, discharge) current limits in A (magnitudes) after derating; 0 if tripped or
+        before the first measurement.
 
         Each is the configured maximum (or the fresher state-of-power estimate, if lower)
         times the smallest derating factor: 1 at a limit's warning level, falling linearly to 0
         at its trip level (foxBMS's SoF trapezoid).
         """
-        if self.latch.trips:
+        # before its first measurement protection knows nothing: unknown is never "OK", so
+        # nothing may be drawn on its word (the supervisor refuses DRIVE and CHARGE at 0 A)
+        if self.latch.trips or not self.signals.measured:
             return 0.0, 0.0
         s = self.signals
         return current_limits(self.config, s.cells_v, s.temperatures_degc, s.pack_v,
