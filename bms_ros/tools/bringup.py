@@ -419,6 +419,10 @@ def main(argv=None):
 
     stop = {'now': False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    # Ctrl-C stops the suite even when SIGINT came in ignored (a background job of a
+    # non-interactive shell inherits SIG_IGN, and Python then installs no handler): else the
+    # only way to stop bringup would be SIGKILL, which leaves the ordered stop undone
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     bringup = Bringup(args.log_dir)
     code = 0
     monitor = None

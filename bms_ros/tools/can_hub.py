@@ -367,6 +367,8 @@ def main(argv=None):
     if not 0 <= args.port <= 65535 or args.queue_bytes < 1024 or args.grace_s < 0:
         print('can_hub: --port 0..65535, --queue-bytes >= 1024, --grace-s >= 0', file=sys.stderr)
         return 2
+    # Ctrl-C (bringup's stop) works even if SIGINT came in ignored (a background job's SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(_serve(args))
     except KeyboardInterrupt:
