@@ -17,6 +17,7 @@ test: bootstrap
 	@mkdir -p log; \
 	nice -n 10 $(PY) -m pytest -q -p no:cacheprovider test/core test/integration \
 		> log/test_without_nodes.txt 2>&1 & without=$$!; \
+	trap 'kill -TERM $$without 2>/dev/null' INT TERM; \
 	$(PY) -m pytest -q test/ros; ros=$$?; \
 	wait $$without; rest=$$?; \
 	echo '--- test/core, test/integration (log/test_without_nodes.txt) ---'; \
