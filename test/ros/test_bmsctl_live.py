@@ -72,6 +72,7 @@ def test_bmsctl_operates_the_running_suite_and_charge_charges(ros_env, tmp_path)
     suite.truth.clear()
     charging = suite.truth.wait_for(lambda t: t.pack_current_a > 1.0, timeout_s=20.0,
                                     what='the pack charging')
+    suite.status.clear()       # the limit now, not the first status (0 A before a measurement)
     status = suite.status.wait_for(timeout_s=5.0)
     expected = min(11.5, status.charge_current_limit_a)      # the profile's 0.5 C charger
     assert charging.pack_current_a == pytest.approx(expected, abs=0.5)
