@@ -15,7 +15,6 @@ never respawned) or a bad argument; 1 a process used up its respawns, or the hub
 """
 import argparse
 import ctypes
-import ctypes.util
 import dataclasses
 import json
 import os
@@ -43,12 +42,17 @@ def _die_with_parent(parent_pid):
     The children run in their own sessions (a Ctrl-C reaches bringup only, which stops them in
     order); without this link a bringup killed outright would leave every node running.
     """
+    if not sys.platform.startswith('linux'):
+        return None
+    # prctl resolved here, in bringup: between fork and exec the child only calls it (a library
+    # lookup there would run ldconfig in a half-made process)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
     def link():
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent_pid:   # bringup died before the link was made
             os._exit(1)
-    return link if sys.platform.startswith('linux') else None
+    return link
 
 
 def ros_arguments(node, namespace):
@@ -290,25 +294,17 @@ class Bringup:
     def stop(self, timeout_s=5.0):
         """SIGINT the BMS nodes, then the simulated pack and hub; SIGKILL what stays.
 
-        A second Ctrl-C or a SIGTERM during the stop is ignored: interrupting it half-way
-        would orphan the children (they run in their own sessions). Reports what it took.
+        Reports what it took. (main() ignores Ctrl-C and SIGTERM from here on.)
         """
         started = time.monotonic()
-        previous = {sig: signal.signal(sig, signal.SIG_IGN)
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
         killed = []
-        try:
-            bms = [c for c in self.children.values() if c.name not in SIMULATED_HARDWARE]
-            hardware = [c for c in self.children.values() if c.name in SIMULATED_HARDWARE]
-            for group in (bms, hardware):
-                killed += self._stop_group(group, timeout_s)
-            for child in self.children.values():
-                if child.log is not None:
-                    child.log.close()
-        finally:
-            for sig, handler in previous.items():
-                if handler is not None:   # None: a handler installed outside Python (rclpy)
-                    signal.signal(sig, handler)
+        bms = [c for c in self.children.values() if c.name not in SIMULATED_HARDWARE]
+        hardware = [c for c in self.children.values() if c.name in SIMULATED_HARDWARE]
+        for group in (bms, hardware):
+            killed += self._stop_group(group, timeout_s)
+        for child in self.children.values():
+            if child.log is not None:
+                child.log.close()
         if self.children:
             self.report(f'bringup: stopped in {time.monotonic() - started:.1f} s'
                         + (f'; SIGKILLed after {timeout_s:g} s: {", ".join(killed)}'
@@ -475,6 +471,11 @@ def main(argv=None):
     finally:
         if sys.stdout.isatty():
             sys.stdout.write('\n')
+        # a second Ctrl-C or a SIGTERM from here to the end is ignored: one during the stop
+        # would orphan the children (they run in their own sessions), one just after it would
+        # end bringup by a KeyboardInterrupt instead of its exit code
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         bringup.stop()           # the children first: closing the monitor must not delay it
         if monitor is not None:
             monitor.close()
