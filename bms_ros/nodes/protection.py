@@ -192,9 +192,9 @@ class ProtectionNode(Node):
                 self.get_logger().info(f'CLEAR {text}')
 
     def _publish_status(self):
-        status = self.protection.status(self._now_s())
         if not self.protection.has_something_to_report():
-            return status     # nothing measured, rejected or latched: no status yet
+            return            # nothing measured, rejected or latched: no status yet
+        status = self.protection.status(self._now_s())
         msg = ProtectionStatus()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.max_level = int(status.max_level)
@@ -205,7 +205,6 @@ class ProtectionNode(Node):
         msg.measurements_rejected = int(status.measurements_rejected)
         self.status_pub.publish(msg)
         self._last_status_s = self._now_s()
-        return status
 
     def _publish_diagnostics_if_level_changed(self):
         status = self.protection.status(self._now_s())
