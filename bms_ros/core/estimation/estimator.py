@@ -363,12 +363,15 @@ class PackEstimator:
         """Per-cell current limits (A, magnitudes) over both horizons at these temperatures."""
         cfg = self.config
         f = self.filter
-        r0 = self.resistance.at(np.where(np.isfinite(temperature_degc), temperature_degc, 25.0))
+        # R0 learnt per cell and R1 as the filter models it, both by the law in use
+        factor = f.arrhenius(np.where(np.isfinite(temperature_degc), temperature_degc, 25.0))
+        r0 = self.resistance.r0_ohm * factor
+        r1 = self.cell.r1_ohm * f.r1_scale * factor
         out = []
-        for horizon in (cfg.horizon_short_s, cfg.horizon_long_s):
-            charge, discharge = state_of_power.current_limits(
-                self.cell, cfg, horizon, np.clip(f.soc, 0.0, 1.0), f.x[:, VRC] + f.x[:, SLOW],
-                r0, f.capacity_ah, temperature_degc)
+        for charge, discharge in state_of_power.horizon_limits(
+                self.cell, cfg, (cfg.horizon_short_s, cfg.horizon_long_s),
+                np.clip(f.soc, 0.0, 1.0), f.x[:, VRC] + f.x[:, SLOW], r0, f.capacity_ah,
+                temperature_degc, r1_ohm=r1):
             charge[~f.initialised] = 0.0
             discharge[~f.initialised] = 0.0
             out += [charge, discharge]

@@ -10,67 +10,146 @@ limited by the SoC window (soc_limit_min..soc_limit_max reachable within dt_h), 
 current limits, and temperature: zero outside the cell's charge / discharge temperature window,
 multiplied by the optional derating table. Pack limits are the minimum over cells. Every limit
 is a magnitude >= 0.
+
+R0 and R1 are the caller's: the pack estimator passes its learnt R0 per cell and R1, both at
+the cell temperatures by the temperature law in use (learnt or datasheet), so an aged cell gets
+lower limits. Without ``r1_ohm`` R1 is the datasheet's by the datasheet law.
+
+Cost: every horizon and both directions are one stacked (2, horizons, n) array, so each numpy
+call runs once for all of them; what depends only on the temperatures (temperature windows,
+derating, the datasheet R1) is kept until the temperatures change. The numbers are those of
+the per-horizon formulation to rounding (test/core/test_estimation_sop_cost.py).
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..ocv import REFERENCE_TEMPERATURE_DEGC
+
 if TYPE_CHECKING:
     from ..cell import CellSpec
-    from ..ocv import OcvTable
     from .config import EstimatorConfig
 
 FloatArray = NDArray[np.float64]
+SMALL_SWING = 1e-4      # SoC swing below which the secant is taken over this forward step
 
 
-def _secant_slope(ocv: OcvTable, soc: FloatArray, soc_end: FloatArray,
-                  temperature_degc: FloatArray) -> FloatArray:
-    """(OCV(soc_end) - OCV(soc)) / (soc_end - soc), the local slope where the swing is tiny."""
-    dz = soc_end - soc
-    small = np.abs(dz) < 1e-4
-    dz_safe = np.where(small, 1e-4, dz)
-    secant = (ocv.ocv(soc + dz_safe, temperature_degc) - ocv.ocv(soc, temperature_degc)) / dz_safe
-    return np.maximum(secant, 0.0)
+class _TemperatureTerms:
+    """What the limits need of the temperatures alone, for one (cell, config, temperatures)."""
+
+    def __init__(self, cell: CellSpec, config: EstimatorConfig, t: FloatArray) -> None:
+        lim = cell.limits
+        self.cell = cell
+        self.config = config
+        self.key = t.tobytes()
+        self.r1_ohm: FloatArray = cell.r1_ohm * cell.r0_at(t) / cell.r0_ohm
+        charge_factor, discharge_factor = config.derating.factors(t)
+        charge_ok = (t >= lim.charge_temperature_min_degc) & (t <= lim.charge_temperature_max_degc)
+        discharge_ok = (t >= lim.discharge_temperature_min_degc) & \
+            (t <= lim.discharge_temperature_max_degc)
+        # (2, 1, n): factor inside the window, 0 outside (NaN temperatures are outside)
+        self.scale = np.where(np.stack([charge_ok, discharge_ok]),
+                              np.stack([charge_factor, discharge_factor]), 0.0)[:, None, :]
+        # the entropic term only where the table has one; a NaN temperature's cells end as 0
+        # through ``scale``, so an isothermal table needs no temperature term at all
+        isothermal = not np.any(cell.ocv.docv_dt_v_per_degc)
+        self.delta_t_degc: FloatArray | None = None if isothermal else \
+            t - REFERENCE_TEMPERATURE_DEGC
+
+    def matches(self, cell: CellSpec, config: EstimatorConfig, t: FloatArray) -> bool:
+        """True if these terms are those of ``cell``, ``config`` and temperatures ``t``."""
+        return self.cell is cell and self.config is config and self.key == t.tobytes()
+
+
+_terms: _TemperatureTerms | None = None     # the last temperatures' terms (changed slowly)
+
+
+def _temperature_terms(cell: CellSpec, config: EstimatorConfig,
+                       t: FloatArray) -> _TemperatureTerms:
+    """The temperature terms of the last call if the temperatures are the same, else new."""
+    global _terms
+    terms = _terms
+    if terms is None or not terms.matches(cell, config, t):
+        terms = _terms = _TemperatureTerms(cell, config, t)
+    return terms
+
+
+def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence[float],
+                   soc: ArrayLike, v_rc_v: FloatArray, r0_ohm: float | FloatArray,
+                   capacity_ah: FloatArray, temperature_degc: ArrayLike,
+                   r1_ohm: float | FloatArray | None = None
+                   ) -> list[tuple[FloatArray, FloatArray]]:
+    """[(charge_a, discharge_a) per cell] for each horizon (s): magnitudes >= 0, NaN-safe (-> 0).
+
+    ``soc`` 0..1, ``v_rc_v`` the RC voltages (V), ``r0_ohm`` / ``r1_ohm`` R0 / R1 at the cell
+    temperatures (ohm; ``r1_ohm`` None: the datasheet R1 by the datasheet law), ``capacity_ah``
+    per cell, ``temperature_degc`` per cell (NaN: limits 0).
+    """
+    soc = np.asarray(soc, dtype=float)
+    t = np.asarray(temperature_degc, dtype=float)
+    if t.shape != soc.shape:
+        t = np.broadcast_to(t, soc.shape)
+    n = soc.size
+    lim = cell.limits
+    terms = _temperature_terms(cell, config, t)
+    r1 = terms.r1_ohm if r1_ohm is None else r1_ohm
+    horizons = [float(h) for h in horizons_s]
+    h = len(horizons)
+    a = np.array([math.exp(-dt / cell.tau1_s) for dt in horizons])[:, None]      # (h, 1)
+    resistance = r0_ohm + r1 * (1.0 - a)                 # ohm, seen by a step held dt_h
+    coulomb = np.array(horizons)[:, None] / (3600.0 * np.asarray(capacity_ah))  # SoC per A
+    ocv = cell.ocv
+    grid, values = ocv.soc_grid, ocv.ocv_grid_v
+    # the table spans exactly 0..1 (OcvTable.from_csv checks it): np.interp holds the end
+    # values outside, so OcvTable.ocv's clip to 0..1 changes nothing and is skipped
+    clip = not (grid[0] == 0.0 and grid[-1] == 1.0)
+    delta_t = terms.delta_t_degc
+
+    def ocv_v(z: FloatArray) -> FloatArray:
+        """OcvTable.ocv at the cell temperatures for any (..., n) SoC array."""
+        if clip:
+            z = np.minimum(np.maximum(z, 0.0), 1.0)
+        base: FloatArray = np.interp(z, grid, values)
+        if delta_t is None:
+            return base
+        return base + np.interp(z, grid, ocv.docv_dt_v_per_degc) * delta_t
+
+    ocv_now = ocv_v(soc)
+    relaxed = a * v_rc_v                                 # (h, n)
+    # stacked (2, h, n): row 0 charge, row 1 discharge
+    margin = np.empty((2, h, n))
+    np.subtract(lim.voltage_max_v - ocv_now, relaxed, out=margin[0])
+    np.subtract(ocv_now + relaxed, lim.voltage_min_v, out=margin[1])
+    signed_coulomb = np.stack([coulomb, -coulomb])      # d soc per A of each row
+    current_max = np.array([lim.charge_current_max_a, lim.discharge_current_max_a])[:, None, None]
+    current: FloatArray = current_max                    # the first pass: at the current limits
+    for _ in range(2):
+        end = np.minimum(np.maximum(soc + signed_coulomb * current, 0.0), 1.0)
+        # the OCV's secant over the swing; forward over SMALL_SWING where the swing is tiny
+        dz = end - soc
+        dz = np.where(np.abs(dz) < SMALL_SWING, SMALL_SWING, dz)
+        slope = np.maximum((ocv_v(soc + dz) - ocv_now) / dz, 0.0)
+        current = margin / (slope * coulomb + resistance)
+        current = np.minimum(np.maximum(current, 0.0), current_max)
+    window = np.stack([np.maximum(config.soc_limit_max - soc, 0.0),
+                       np.maximum(soc - config.soc_limit_min, 0.0)])[:, None, :]
+    current = np.minimum(current, window / coulomb) * terms.scale
+    np.copyto(current, 0.0, where=np.isnan(current))
+    return [(current[0, k], current[1, k]) for k in range(h)]
 
 
 def current_limits(cell: CellSpec, config: EstimatorConfig, horizon_s: float, soc: ArrayLike,
                    v_rc_v: FloatArray, r0_ohm: float | FloatArray, capacity_ah: FloatArray,
-                   temperature_degc: ArrayLike) -> tuple[FloatArray, FloatArray]:
+                   temperature_degc: ArrayLike, r1_ohm: float | FloatArray | None = None
+                   ) -> tuple[FloatArray, FloatArray]:
     """(charge_a, discharge_a) per cell over ``horizon_s``: magnitudes >= 0, NaN-safe (-> 0)."""
-    soc = np.asarray(soc, dtype=float)
-    t = np.asarray(temperature_degc, dtype=float)
-    lim = cell.limits
-    a = np.exp(-horizon_s / cell.tau1_s)
-    r1 = cell.r1_ohm * cell.r0_at(t) / cell.r0_ohm
-    resistance = r0_ohm + r1 * (1.0 - a)                 # ohm, seen by a step held dt_h
-    coulomb = horizon_s / (3600.0 * capacity_ah)         # SoC per A over the horizon
-    ocv_now = cell.ocv.ocv(soc, t)
-    relaxed = a * v_rc_v
-    charge = np.full_like(soc, lim.charge_current_max_a)
-    discharge = np.full_like(soc, lim.discharge_current_max_a)
-    # charge and discharge side by side: one OCV evaluation per pass for both
-    soc2 = np.concatenate([soc, soc])
-    t2 = np.concatenate([t, t])
-    for _ in range(2):
-        end = np.clip(np.concatenate([soc + coulomb * charge, soc - coulomb * discharge]), 0, 1)
-        slope = _secant_slope(cell.ocv, soc2, end, t2)
-        s_c, s_d = slope[:soc.size], slope[soc.size:]
-        charge = (lim.voltage_max_v - ocv_now - relaxed) / (s_c * coulomb + resistance)
-        discharge = (ocv_now + relaxed - lim.voltage_min_v) / (s_d * coulomb + resistance)
-        charge = np.clip(charge, 0.0, lim.charge_current_max_a)
-        discharge = np.clip(discharge, 0.0, lim.discharge_current_max_a)
-    charge = np.minimum(charge, np.maximum(config.soc_limit_max - soc, 0.0) / coulomb)
-    discharge = np.minimum(discharge, np.maximum(soc - config.soc_limit_min, 0.0) / coulomb)
-    charge_factor, discharge_factor = config.derating.factors(t)
-    charge_ok = (t >= lim.charge_temperature_min_degc) & (t <= lim.charge_temperature_max_degc)
-    discharge_ok = (t >= lim.discharge_temperature_min_degc) & \
-        (t <= lim.discharge_temperature_max_degc)
-    charge = np.where(charge_ok, charge * charge_factor, 0.0)
-    discharge = np.where(discharge_ok, discharge * discharge_factor, 0.0)
-    return np.nan_to_num(charge, nan=0.0), np.nan_to_num(discharge, nan=0.0)
+    return horizon_limits(cell, config, (horizon_s,), soc, v_rc_v, r0_ohm, capacity_ah,
+                          temperature_degc, r1_ohm)[0]
 
 
 def pack_limits(charge_a: FloatArray, discharge_a: FloatArray) -> tuple[float, float]:

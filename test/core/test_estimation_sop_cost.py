@@ -1,0 +1,170 @@
+"""State of power, made cheaper (issue 14 item 8): the same numbers as the per-horizon code.
+
+The reference below is the implementation before the stacked one (commit e9688de), kept here
+and not in core: every limit must agree with it to 1e-9 A on random inputs (NaN SoC and
+temperatures, cells outside the temperature windows, derating, several cell files).
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bms_ros.core.cell import CellSpec
+from bms_ros.core.estimation import Derating, EstimatorConfig, PackEstimator
+from bms_ros.core.estimation.soc_filter import SLOW, VRC
+from bms_ros.core.estimation.state_of_power import current_limits, horizon_limits
+from bms_ros.core.estimation.synthetic import EcmCells
+from bms_ros.core.profile import config_dir
+
+TOLERANCE_A = 1e-9
+CELLS = ('nmc_lg_m50', 'lfp_a123_anr26650', 'nmc532_mohtat2020', 'nca_kim2011')
+DERATING = Derating((0.0, 10.0, 40.0), (0.2, 0.5, 0.5), (1.0, 1.0, 0.5))
+
+
+def reference_secant_slope(ocv, soc, soc_end, temperature_degc):
+    dz = soc_end - soc
+    small = np.abs(dz) < 1e-4
+    dz_safe = np.where(small, 1e-4, dz)
+    secant = (ocv.ocv(soc + dz_safe, temperature_degc) - ocv.ocv(soc, temperature_degc)) / dz_safe
+    return np.maximum(secant, 0.0)
+
+
+def reference_current_limits(cell, config, horizon_s, soc, v_rc_v, r0_ohm, capacity_ah,
+                             temperature_degc):
+    """The state of power as it was: one horizon per call, R1 by the datasheet law."""
+    soc = np.asarray(soc, dtype=float)
+    t = np.asarray(temperature_degc, dtype=float)
+    lim = cell.limits
+    a = np.exp(-horizon_s / cell.tau1_s)
+    r1 = cell.r1_ohm * cell.r0_at(t) / cell.r0_ohm
+    resistance = r0_ohm + r1 * (1.0 - a)
+    coulomb = horizon_s / (3600.0 * capacity_ah)
+    ocv_now = cell.ocv.ocv(soc, t)
+    relaxed = a * v_rc_v
+    charge = np.full_like(soc, lim.charge_current_max_a)
+    discharge = np.full_like(soc, lim.discharge_current_max_a)
+    soc2 = np.concatenate([soc, soc])
+    t2 = np.concatenate([t, t])
+    for _ in range(2):
+        end = np.clip(np.concatenate([soc + coulomb * charge, soc - coulomb * discharge]), 0, 1)
+        slope = reference_secant_slope(cell.ocv, soc2, end, t2)
+        s_c, s_d = slope[:soc.size], slope[soc.size:]
+        charge = (lim.voltage_max_v - ocv_now - relaxed) / (s_c * coulomb + resistance)
+        discharge = (ocv_now + relaxed - lim.voltage_min_v) / (s_d * coulomb + resistance)
+        charge = np.clip(charge, 0.0, lim.charge_current_max_a)
+        discharge = np.clip(discharge, 0.0, lim.discharge_current_max_a)
+    charge = np.minimum(charge, np.maximum(config.soc_limit_max - soc, 0.0) / coulomb)
+    discharge = np.minimum(discharge, np.maximum(soc - config.soc_limit_min, 0.0) / coulomb)
+    charge_factor, discharge_factor = config.derating.factors(t)
+    charge_ok = (t >= lim.charge_temperature_min_degc) & (t <= lim.charge_temperature_max_degc)
+    discharge_ok = (t >= lim.discharge_temperature_min_degc) & \
+        (t <= lim.discharge_temperature_max_degc)
+    charge = np.where(charge_ok, charge * charge_factor, 0.0)
+    discharge = np.where(discharge_ok, discharge * discharge_factor, 0.0)
+    return np.nan_to_num(charge, nan=0.0), np.nan_to_num(discharge, nan=0.0)
+
+
+def load(name):
+    return CellSpec.from_file(f'{config_dir()}/cells/{name}.yaml')
+
+
+def random_inputs(cell, rng):
+    n = int(rng.integers(1, 300))
+    soc = rng.uniform(-0.02, 1.02, n)
+    soc[rng.random(n) < 0.05] = np.nan
+    temperature = rng.uniform(-30.0, 70.0, n)
+    temperature[rng.random(n) < 0.05] = np.nan
+    return (soc, rng.normal(0.0, 0.05, n), cell.r0_ohm * rng.uniform(0.5, 3.0, n),
+            cell.capacity_ah * rng.uniform(0.7, 1.1, n), temperature)
+
+
+def assert_same(got, expected):
+    for g, e in zip(got, expected):
+        assert np.all(np.isfinite(g)) and np.all(g >= 0.0)
+        np.testing.assert_allclose(g, e, rtol=0.0, atol=TOLERANCE_A)
+
+
+@pytest.mark.parametrize('name', CELLS)
+@pytest.mark.parametrize('derating', [False, True])
+def test_same_limits_as_the_reference(name, derating):
+    cell = load(name)
+    config = dataclasses.replace(EstimatorConfig(), derating=DERATING) if derating else \
+        EstimatorConfig()
+    rng = np.random.default_rng(len(name) + derating)
+    for _ in range(60):
+        soc, v_rc, r0, q, t = random_inputs(cell, rng)
+        for horizon in (2.0, 10.0, 60.0):
+            assert_same(current_limits(cell, config, horizon, soc, v_rc, r0, q, t),
+                        reference_current_limits(cell, config, horizon, soc, v_rc, r0, q, t))
+        # both horizons in one stacked call (what the estimator does)
+        for horizon, got in zip((2.0, 10.0), horizon_limits(cell, config, (2.0, 10.0), soc,
+                                                             v_rc, r0, q, t)):
+            assert_same(got, reference_current_limits(cell, config, horizon, soc, v_rc, r0, q, t))
+
+
+def test_scalar_resistance_and_capacity():
+    cell = load('nmc_lg_m50')
+    config = EstimatorConfig()
+    soc = np.linspace(0.0, 1.0, 41)
+    t = np.full(soc.size, 25.0)
+    v_rc = np.zeros(soc.size)
+    assert_same(current_limits(cell, config, 10.0, soc, v_rc, cell.r0_ohm, cell.capacity_ah, t),
+                reference_current_limits(cell, config, 10.0, soc, v_rc, cell.r0_ohm,
+                                         cell.capacity_ah, t))
+
+
+def test_temperatures_changed_in_place_are_seen():
+    """The terms kept between calls follow the temperatures' values, not the array object."""
+    cell = load('nmc_lg_m50')
+    config = dataclasses.replace(EstimatorConfig(), derating=DERATING)
+    other = load('lfp_a123_anr26650')
+    soc = np.linspace(0.05, 0.95, 10)
+    v_rc = np.zeros(10)
+    q = np.full(10, cell.capacity_ah)
+    t = np.full(10, 25.0)
+    for value in (25.0, 40.0, -5.0, 70.0, float('nan'), 25.0):
+        t[:] = value
+        for c in (cell, other):
+            r0 = np.full(10, c.r0_ohm)
+            assert_same(current_limits(c, config, 10.0, soc, v_rc, r0, q, t),
+                        reference_current_limits(c, config, 10.0, soc, v_rc, r0, q, t))
+
+
+def test_estimator_limits_unchanged_with_the_datasheet_law():
+    """PackEstimator's published limits against the reference on its own state: while the
+    temperature law is the datasheet's, R1 by the law is the datasheet R1 (to rounding).
+    """
+    cell = load('nmc_lg_m50')
+    config = EstimatorConfig()
+    n = 12
+    rng = np.random.default_rng(7)
+    truth = EcmCells(cell, rng.uniform(0.05, 0.95, n), r0_ohm=cell.r0_ohm * rng.uniform(0.8, 2, n))
+    est = PackEstimator(cell, n, config)
+    temperature = rng.uniform(5.0, 45.0, n)    # NaN: test_same_limits_as_the_reference
+    t_s = 0.0
+    for k in range(600):
+        current = (-1.5, 0.5, -0.2)[(k // 50) % 3] * cell.capacity_ah
+        truth.step(0.1, current)
+        t_s += 0.1
+        est.step(t_s, current, truth.voltage_v() + rng.normal(0.0, 0.002, n), np.ones(n, bool),
+                 temperature)
+        if k % 50 != 49:
+            continue
+        got = est.estimate()
+        assert not est.resistance.law.learnt
+        f = est.filter
+        r0 = est.resistance.at(np.where(np.isfinite(temperature), temperature, 25.0))
+        for horizon, names in ((config.horizon_short_s, ('charge_current_limit_a',
+                                                          'discharge_current_limit_a')),
+                               (config.horizon_long_s, ('charge_current_limit_long_a',
+                                                        'discharge_current_limit_long_a'))):
+            charge, discharge = reference_current_limits(
+                cell, config, horizon, np.clip(f.soc, 0.0, 1.0), f.x[:, VRC] + f.x[:, SLOW],
+                r0, f.capacity_ah, temperature)
+            assert getattr(got, names[0]) == pytest.approx(float(np.min(charge)), abs=TOLERANCE_A)
+            assert getattr(got, names[1]) == pytest.approx(float(np.min(discharge)),
+                                                           abs=TOLERANCE_A)
+            assert getattr(got, names[1]) > 0.0
+            if horizon == config.horizon_short_s:
+                assert_same((got.cell_charge_current_limit_a, got.cell_discharge_current_limit_a),
+                            (charge, discharge))
