@@ -5,10 +5,12 @@
 Takes bringup's launch arguments and builds the nodes of bms_ros.graph (the same names,
 namespace and parameters as one process per node; the simulated pack and the CAN hub, which
 stand for hardware, are left to their own processes), each from its module's COMPONENT with
-its own --ros-args (so no node sees another's parameters or remaps), all in one rclpy context
-spun by a MultiThreadedExecutor. Each node keeps its default, mutually exclusive callback group:
-its callbacks never run concurrently, as in its own process; another node's callbacks run
-beside them.
+its own --ros-args (so no node sees another's parameters or remaps), all in one rclpy context.
+By default each node spins on its own single-threaded executor in its own thread, as rclcpp's
+component_container_isolated does (bms_ros.tools.isolated_executor): its callbacks never run
+concurrently, as in its own process, and another node's callbacks run beside them. A wake-up
+rebuilds only that node's wait set, which is what makes it cheaper at rest than one
+MultiThreadedExecutor over all nodes (``--executor multi``, as component_container_mt).
 
 Configuration first: every node's constructor is run once up to its first publisher (all its
 parameters and profile sections; nothing is published, no /rosout, no parameter services) and
@@ -29,9 +31,10 @@ from bms_ros.core.errors import BmsError, ConfigError
 from bms_ros.graph import ARGUMENTS, CONFIG_ERROR_EXIT, suite
 
 HARDWARE = ('pack_simulator',)   # the simulated pack stands for hardware: its own process
-# executor threads: one per node by default, so a node's timer never waits for a free thread
-# while other nodes' callbacks run (as with one process per node); they share the GIL
-EXECUTORS = ('multi', 'single', 'events')
+# isolated: a thread and an executor per node (the default); multi: one MultiThreadedExecutor,
+# by default with a thread per node, so that a node's timer never waits for a free thread
+# while other nodes' callbacks run; single: every callback on one thread. All share the GIL
+EXECUTORS = ('isolated', 'multi', 'single', 'events')
 # rclpy's experimental EventsExecutor (Jazzy) fires none of this suite's timers: with it the
 # container published no measurement, status or command (STANDBY, 8 s probed: only the latched
 # pack_state of the start), the simulated pack's command timeout opened the contactors. A
@@ -96,6 +99,9 @@ def check_configuration(comp, options):
 def make_executor(kind, threads):
     """The executor that spins every node of the container."""
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+    if kind == 'isolated':
+        from bms_ros.tools.isolated_executor import IsolatedExecutor
+        return IsolatedExecutor()
     if kind == 'multi':
         return MultiThreadedExecutor(num_threads=threads)
     if kind == 'single':
@@ -111,10 +117,11 @@ def parse_args(argv=None):
         parser.add_argument('--' + name.replace('_', '-'), dest=name, default=None,
                             help=f'{description} (default: {default or "none"})')
     parser.add_argument('--executor', choices=EXECUTORS, default=EXECUTORS[0],
-                        help='multi: MultiThreadedExecutor (as component_container_mt); '
-                             'single: SingleThreadedExecutor; events: rclpy\'s experimental '
-                             'EventsExecutor, refused (it fires no timer of this suite) '
-                             '(default multi)')
+                        help='isolated: a SingleThreadedExecutor and a thread per node (as '
+                             'component_container_isolated); multi: one MultiThreadedExecutor '
+                             '(as component_container_mt); single: one SingleThreadedExecutor; '
+                             'events: rclpy\'s experimental EventsExecutor, refused (it fires '
+                             'no timer of this suite) (default isolated)')
     parser.add_argument('--threads', type=int, default=0,
                         help='threads of the multi executor (default 0: one per node)')
     return parser.parse_args(argv)
@@ -171,7 +178,8 @@ def main(argv=None):
             drop_qos_event_handlers(node)
             executor.add_node(node)
         names = ', '.join(node.get_fully_qualified_name() for _, node in nodes)
-        threads = f'{threads} threads' if args.executor == 'multi' else 'one thread'
+        threads = {'multi': f'{threads} threads', 'isolated': 'a thread per node'}.get(
+            args.executor, 'one thread')
         nodes[0][1].get_logger().info(f'container (pid {os.getpid()}): {names}; '
                                       f'{args.executor} executor, {threads}')
         try:

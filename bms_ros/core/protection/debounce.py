@@ -33,6 +33,9 @@ class LevelMonitor:
         self.active = np.zeros(shape, dtype=bool)
         self._raise_since_s = np.full(shape, np.nan)
         self._clear_since_s = np.full(shape, np.nan)
+        self._unchanged = np.zeros(shape, dtype=bool)   # read-only "no level changed"
+        self._unchanged.flags.writeable = False
+        self._is_quiet = True
 
     def update(self, violated: ArrayLike, cleared: ArrayLike, known: ArrayLike,
                now_s: float) -> tuple[BoolArray, BoolArray]:
@@ -42,9 +45,17 @@ class LevelMonitor:
         known: the value was measured (False keeps timers running). All (levels, channels).
         """
         violated = np.asarray(violated, dtype=bool)
-        cleared = np.asarray(cleared, dtype=bool)
-        known = np.broadcast_to(np.asarray(known, dtype=bool), violated.shape)
         active = self.active
+        if self._is_quiet and not violated.any():
+            # nothing raised, nothing violated, no timer running: the arrays below would
+            # come out as they are (the common case at every measurement; saves most of the
+            # protection node's CPU at rest, issue 18)
+            return self._unchanged, self._unchanged
+        cleared = np.asarray(cleared, dtype=bool)
+        if np.shape(known) != violated.shape:
+            known = np.broadcast_to(np.asarray(known, dtype=bool), violated.shape)
+        else:
+            known = np.asarray(known, dtype=bool)
         # raise timer: starts at the first violation, stops on a known non-violation
         # a timer started "in the future" (the clock went back) restarts now, never waits
         self._raise_since_s[self._raise_since_s > now_s] = now_s
@@ -63,7 +74,13 @@ class LevelMonitor:
         self.active = (active | raised) & ~released
         self._raise_since_s[raised] = np.nan
         self._clear_since_s[released] = np.nan
+        self._note_quiet()
         return raised, released
+
+    def _note_quiet(self) -> None:
+        """Whether no level is raised and no timer runs (then a non-violation changes nothing)."""
+        self._is_quiet = bool(not self.active.any() and np.isnan(self._raise_since_s).all()
+                              and np.isnan(self._clear_since_s).all())
 
     def hold(self, level_index: int, mask: ArrayLike) -> None:
         """Raise one level at once on the channels of ``mask`` and stop their release timers.
@@ -75,6 +92,7 @@ class LevelMonitor:
         self.active[level_index] |= mask
         self._raise_since_s[level_index][mask] = np.nan
         self._clear_since_s[level_index][mask] = np.nan
+        self._note_quiet()
 
     def release_started_s(self, level_index: int, channel: int) -> float:
         """Since when a raised level has been inside its hysteresis band (NaN: it is not)."""
@@ -88,6 +106,7 @@ class LevelMonitor:
         self.active[level_index, channel] = False
         self._raise_since_s[level_index, channel] = np.nan
         self._clear_since_s[level_index, channel] = np.nan
+        self._note_quiet()
 
 
 def threshold_masks(values: ArrayLike, thresholds: ArrayLike, hysteresis: float, high: bool,
@@ -111,13 +130,16 @@ def threshold_masks(values: ArrayLike, thresholds: ArrayLike, hysteresis: float,
     violated = violated & known
     cleared = cleared & known
     if gate is not None:
-        gate = np.broadcast_to(np.asarray(gate, dtype=bool), values.shape)
+        gate = np.asarray(gate, dtype=bool)
+        if gate.ndim:      # (a scalar gate broadcasts by itself)
+            gate = np.broadcast_to(gate, values.shape)
         violated = violated & gate
         cleared = cleared | ~gate
         known = known | ~gate
     shape = np.broadcast_shapes(violated.shape, thresholds.shape)
-    return (np.broadcast_to(violated, shape), np.broadcast_to(cleared, shape),
-            np.broadcast_to(known, shape))
+    # (broadcast only what is not yet of the full shape: np.broadcast_to costs ~10 us a call)
+    return tuple(mask if mask.shape == shape else np.broadcast_to(mask, shape)
+                 for mask in (violated, cleared, known))  # type: ignore[return-value]
 
 
 class InverseTimeIntegrator:

@@ -21,9 +21,10 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .debounce import InverseTimeIntegrator, LevelMonitor, threshold_masks
 from .events import Event
@@ -88,7 +89,7 @@ class LimitState:
                 values, limit.thresholds, limit.hysteresis, limit.high)[1:]
             if gate is not None:
                 # a level the gate released while its value is still beyond: say why it cleared
-                gated = np.broadcast_to(~np.asarray(value_cleared, dtype=bool), violated.shape)
+                gated = ~np.asarray(value_cleared, dtype=bool)   # read per (row, channel) below
             if self.integrator is not None:
                 curve_tripped = self.integrator.update(float(values[0]), now_s) >= 1.0
                 violated, cleared = violated.copy(), cleared.copy()
@@ -101,8 +102,8 @@ class LimitState:
         row = self.trip_row
         if row is not None:
             # the trip level releases on the value alone, whatever the gate says
-            cleared = np.array(np.broadcast_to(cleared, violated.shape))
-            known = np.array(np.broadcast_to(known, violated.shape))
+            cleared = _writable(cleared, violated.shape)
+            known = _writable(known, violated.shape)
             cleared[row] = value_cleared[row]
             known[row] = value_known[row]
             self.present = ~np.asarray(value_cleared[row])
@@ -117,7 +118,9 @@ class LimitState:
         for level_row, channel in zip(*np.nonzero(raised | released)):
             events += self._level_event(level_row, channel, bool(raised[level_row, channel]),
                                         curve_tripped, now_s,
-                                        gated is not None and bool(gated[level_row, channel]))
+                                        gated is not None
+                                        and bool(np.broadcast_to(gated, violated.shape)
+                                                 [level_row, channel]))
         return events
 
     def _level_event(self, row: int, channel: int, raised: bool, curve_tripped: bool | None,
@@ -222,3 +225,10 @@ class LimitState:
                                 limit.unit, True, False, raise_text(limit, row, index, value),
                                 now_s))
         return events
+
+
+def _writable(mask: Any, shape: tuple[int, ...]) -> NDArray[np.bool_]:
+    """A writable copy of the boolean ``mask`` broadcast to ``shape``."""
+    out = np.empty(shape, dtype=bool)
+    out[...] = mask
+    return out
