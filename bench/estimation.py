@@ -21,6 +21,7 @@ import gzip
 import json
 import os
 import time
+from array import array
 from types import SimpleNamespace
 
 import numpy as np
@@ -85,10 +86,12 @@ def time_updates(n, updates=UPDATES, warmup=WARMUP):
 
 
 def _message(n, sensors, current, volts):
-    """A PackMeasurement-shaped record (contactors closed, every value valid)."""
+    """A PackMeasurement-shaped record (contactors closed, every value valid); float arrays as
+    rclpy gives them (array.array), bool arrays as lists.
+    """
     return SimpleNamespace(
-        cell_voltages_v=[float(v) for v in volts], cell_voltage_valid=[True] * n,
-        temperatures_degc=[25.0 + 0.1 * (k % 5) for k in range(sensors)],
+        cell_voltages_v=array('d', volts), cell_voltage_valid=[True] * n,
+        temperatures_degc=array('d', [25.0 + 0.1 * (k % 5) for k in range(sensors)]),
         temperature_valid=[True] * sensors, pack_current_a=current, current_stale=False,
         cell_voltages_stale=False, temperatures_stale=False, cell_balancing=[False] * n,
         pack_voltage_v=float(np.sum(volts)), contactors_stale=False,

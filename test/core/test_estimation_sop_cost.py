@@ -12,7 +12,12 @@ import pytest
 from bms_ros.core.cell import CellSpec
 from bms_ros.core.estimation import Derating, EstimatorConfig, PackEstimator
 from bms_ros.core.estimation.soc_filter import SLOW, VRC
-from bms_ros.core.estimation.state_of_power import current_limits, horizon_limits
+from bms_ros.core.estimation.state_of_power import (
+    UNIFORM_LOOKUP_POINTS,
+    _UniformGrid,
+    current_limits,
+    horizon_limits,
+)
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import config_dir
 
@@ -68,8 +73,8 @@ def load(name):
     return CellSpec.from_file(f'{config_dir()}/cells/{name}.yaml')
 
 
-def random_inputs(cell, rng):
-    n = int(rng.integers(1, 300))
+def random_inputs(cell, rng, n=None):
+    n = int(rng.integers(1, 300)) if n is None else n
     soc = rng.uniform(-0.02, 1.02, n)
     soc[rng.random(n) < 0.05] = np.nan
     temperature = rng.uniform(-30.0, 70.0, n)
@@ -100,6 +105,39 @@ def test_same_limits_as_the_reference(name, derating):
         for horizon, got in zip((2.0, 10.0), horizon_limits(cell, config, (2.0, 10.0), soc,
                                                              v_rc, r0, q, t)):
             assert_same(got, reference_current_limits(cell, config, horizon, soc, v_rc, r0, q, t))
+
+
+@pytest.mark.parametrize('name', CELLS)
+def test_large_packs_same_limits(name):
+    """From UNIFORM_LOOKUP_POINTS stacked points the OCV is looked up on the uniform grid."""
+    cell = load(name)
+    config = EstimatorConfig()
+    rng = np.random.default_rng(11)
+    for n in (UNIFORM_LOOKUP_POINTS // 4, 1000, UNIFORM_LOOKUP_POINTS // 2 + 7):
+        soc, v_rc, r0, q, t = random_inputs(cell, rng, n)
+        q[::97] = np.nan
+        for horizon, got in zip((2.0, 10.0), horizon_limits(cell, config, (2.0, 10.0), soc,
+                                                             v_rc, r0, q, t)):
+            assert_same(got, reference_current_limits(cell, config, horizon, soc, v_rc, r0, q, t))
+        assert_same(current_limits(cell, config, 10.0, soc, v_rc, r0, q, t),
+                    reference_current_limits(cell, config, 10.0, soc, v_rc, r0, q, t))
+
+
+@pytest.mark.parametrize('name', CELLS)
+def test_uniform_grid_is_np_interp(name):
+    """Bit for bit, at and next to every grid point, outside the grid, NaN and inf."""
+    ocv = load(name).ocv
+    grid = ocv.soc_grid
+    assert _UniformGrid.fits(grid)
+    assert not _UniformGrid.fits(np.array([0.0, 0.1, 0.3, 1.0]))
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-0.1, 1.1, 20000), grid, np.nextafter(grid, 2.0),
+                        np.nextafter(grid, -1.0), [np.nan, -0.0, np.inf, -np.inf, 1.0 + 1e-4]])
+    uniform = _UniformGrid(grid)
+    located = uniform.locate(x.reshape(4, -1))
+    for values in (ocv.ocv_grid_v, ocv.docv_dt_v_per_degc, np.cos(grid)):
+        np.testing.assert_array_equal(uniform.values(values, *located),
+                                      np.interp(x, grid, values).reshape(4, -1))
 
 
 def test_scalar_resistance_and_capacity():

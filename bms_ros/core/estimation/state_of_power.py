@@ -37,6 +37,62 @@ if TYPE_CHECKING:
 
 FloatArray = NDArray[np.float64]
 SMALL_SWING = 1e-4      # SoC swing below which the secant is taken over this forward step
+# from this many points np.interp's binary search (~50 ns a point once the branch predictor no
+# longer holds the pattern) costs more than locating them on a uniform grid (~20 numpy calls)
+UNIFORM_LOOKUP_POINTS = 2048
+
+
+class _UniformGrid:
+    """np.interp on one strictly increasing, uniformly spaced grid, to the bit: each point's
+    interval from its position times the spacing, corrected by the comparisons np.interp makes;
+    then ``slope[j] (x - grid[j]) + value[j]`` as np.interp computes it.
+    """
+
+    def __init__(self, grid: FloatArray) -> None:
+        self.grid = grid
+        self.m = grid.size - 1
+        self.low, self.high = float(grid[0]), float(grid[-1])
+        self.per_step = self.m / (self.high - self.low)
+        self._slopes: dict[int, tuple[FloatArray, FloatArray]] = {}   # id -> (values, slopes)
+
+    @staticmethod
+    def fits(grid: FloatArray) -> bool:
+        """True for a grid of >= 3 strictly increasing, equally spaced points."""
+        steps = np.diff(grid)
+        return grid.size >= 3 and bool(np.all(steps > 0.0)) and \
+            float(np.ptp(steps)) <= 1e-9 * float(np.mean(steps))
+
+    def locate(self, x: FloatArray) -> tuple[NDArray[np.intp], FloatArray, NDArray[np.bool_]]:
+        """(interval j in 0..m, x - grid[j] with x held inside the grid, NaN mask) per point."""
+        held = np.fmin(np.fmax(x, self.low), self.high)          # NaN -> low (restored after)
+        j = ((held - self.low) * self.per_step).astype(np.intp)
+        np.minimum(j, self.m - 1, out=j)
+        j -= self.grid[j] > held
+        j += self.grid[j + 1] <= held                             # m: x at the last point
+        return j, held - self.grid[j], np.isnan(x)
+
+    def values(self, values: FloatArray, j: NDArray[np.intp], offset: FloatArray,
+               nan: NDArray[np.bool_]) -> FloatArray:
+        """np.interp(x, grid, values) of the points :meth:`locate` gave."""
+        kept = self._slopes.get(id(values))
+        if kept is None or kept[0] is not values:
+            # np.interp's slopes; a 0 after the last point (j = m: x - grid[m] is 0 there)
+            slopes = (values[1:] - values[:-1]) / (self.grid[1:] - self.grid[:-1])
+            kept = self._slopes[id(values)] = (values, np.append(slopes, 0.0))
+        out: FloatArray = kept[1][j] * offset + values[j]
+        out[nan] = np.nan
+        return out
+
+
+_uniform: _UniformGrid | None = None        # of the last OCV table's grid (None: not uniform)
+
+
+def _uniform_grid(grid: FloatArray) -> _UniformGrid | None:
+    """The uniform lookup of ``grid`` (kept for the last grid), None if it is not uniform."""
+    global _uniform
+    if _uniform is None or _uniform.grid is not grid:
+        _uniform = _UniformGrid(grid) if _UniformGrid.fits(grid) else None
+    return _uniform
 
 
 class _TemperatureTerms:
@@ -47,7 +103,7 @@ class _TemperatureTerms:
         self.cell = cell
         self.config = config
         self.key = t.tobytes()
-        self.r1_ohm: FloatArray = cell.r1_ohm * cell.r0_at(t) / cell.r0_ohm
+        self.r1_ohm = np.asarray(cell.r1_ohm * cell.r0_at(t) / cell.r0_ohm)
         charge_factor, discharge_factor = config.derating.factors(t)
         charge_ok = (t >= lim.charge_temperature_min_degc) & (t <= lim.charge_temperature_max_degc)
         discharge_ok = (t >= lim.discharge_temperature_min_degc) & \
@@ -110,11 +166,19 @@ def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence
     clip = not (grid[0] == 0.0 and grid[-1] == 1.0)
     delta_t = terms.delta_t_degc
 
+    uniform = _uniform_grid(grid) if 2 * h * n >= UNIFORM_LOOKUP_POINTS else None
+
     def ocv_v(z: FloatArray) -> FloatArray:
         """OcvTable.ocv at the cell temperatures for any (..., n) SoC array."""
         if clip:
             z = np.minimum(np.maximum(z, 0.0), 1.0)
-        base: FloatArray = np.interp(z, grid, values)
+        if uniform is not None and z.size >= UNIFORM_LOOKUP_POINTS:
+            j, offset, nan = uniform.locate(z)
+            base = uniform.values(values, j, offset, nan)
+            if delta_t is None:
+                return base
+            return base + uniform.values(ocv.docv_dt_v_per_degc, j, offset, nan) * delta_t
+        base = np.interp(z, grid, values)
         if delta_t is None:
             return base
         return base + np.interp(z, grid, ocv.docv_dt_v_per_degc) * delta_t
