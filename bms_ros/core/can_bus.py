@@ -14,6 +14,7 @@ The profile's ``can:`` section is read in core/can_settings.py; its names
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import threading
 import time
@@ -32,6 +33,7 @@ __all__ = ['CAN_ERR_BUSOFF', 'CAN_SECTION_FIELDS', 'BusConfig', 'CanBus', 'CanSe
 log = logging.getLogger(__name__)
 
 CAN_ERR_BUSOFF = 0x40      # SocketCAN error class bit in the id of an error frame
+ALIVE_CHECK_S = 0.05       # s between link checks of a polling receiver (timeout 0)
 
 Opener = Callable[[BusConfig], can.BusABC]
 
@@ -53,6 +55,7 @@ class CanBus:
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self._ever_connected = False
         self._closed = False
+        self._alive_checked_s = -math.inf      # monotonic s of the last link check
         self.state = 'disconnected'            # 'connected', 'disconnected', 'closed'
         self.last_error = ''
         self.counters = dict(opens=0, reconnects=0, open_failures=0, connection_lost=0,
@@ -151,7 +154,12 @@ class CanBus:
             self._drop(f'receive on {self.config.describe()} failed: {error}')
             return None
         if msg is None:
-            self._check_alive(bus)
+            now_s = time.monotonic()
+            # a poll (timeout 0, the simulator's 100 ticks/s) checks the link at most every
+            # ALIVE_CHECK_S: the check is a system call, and a lost link is found soon enough
+            if timeout_s > 0.0 or now_s - self._alive_checked_s >= ALIVE_CHECK_S:
+                self._alive_checked_s = now_s
+                self._check_alive(bus)
             return None
         self.counters['rx_frames'] += 1
         if msg.is_error_frame:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from .config import Section
 
@@ -77,6 +79,7 @@ class CommandDeadline:
         self.expired = False
         self.expiries = 0                     # fresh -> expired transitions
         self._safe_sent_s = -math.inf
+        self.forward_now = False              # the last command received is to be sent now
 
     @property
     def received(self) -> bool:
@@ -94,8 +97,15 @@ class CommandDeadline:
         return now_s - self.stamp_s
 
     def receive(self, command: Any, now_s: float) -> bool:
-        """A command arrived: forward it at once. Returns True if it ends an expiry."""
+        """A command arrived. Returns True if it ends an expiry; ``forward_now`` then says
+        whether to send it at once.
+        """
         resumed = self.expired
+        # a new or resumed command goes out at once (an open on a trip must not wait); the
+        # same command again waits for the cyclic repeat (tick) when there is one, so the bus
+        # carries it at the mapping's period, not at its period plus the sender's rate
+        self.forward_now = (resumed or not self.repeat_fresh or not self.received
+                            or not _same(command, self.last))
         self.last = command
         self.stamp_s = float(now_s)
         self.expired = False
@@ -168,3 +178,8 @@ def run_with_restarts(body: Callable[[], object], budget: RestartBudget,
             if wait(delay):
                 return True
     return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    """True if two commands (tuples, or arrays of bleed flags) are equal."""
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))

@@ -268,12 +268,15 @@ class CanDriver(Node):
     # ------------------------------------------------------------------ commands
 
     def on_contactor(self, msg: ContactorCommand) -> None:
-        """Forward a ContactorCommand to the pack and restart its command deadline."""
+        """Forward a ContactorCommand to the pack (at once if it is new; the same command again
+        goes out with the cyclic repeat) and restart its command deadline.
+        """
         command = contactor_command_of(msg.negative_closed, msg.precharge_closed,
                                        msg.positive_closed)
         if self.contactor_deadline.receive(command, time.monotonic()):
             self.get_logger().info(resumed_text(contract.CONTACTOR_COMMAND))
-        self._send_contactor(command)
+        if self.contactor_deadline.forward_now:   # else the cyclic repeat sends it
+            self._send_contactor(command)
 
     def repeat_contactor(self) -> None:
         """Timer: repeat the last command, or all open once it is past its deadline."""

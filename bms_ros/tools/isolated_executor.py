@@ -17,9 +17,41 @@ as it does under the MultiThreadedExecutor.
 import threading
 
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.task import Future
+from rclpy.task import Future, Task
 
 JOIN_TIMEOUT_S = 5.0   # per thread, after the stop: a callback still running is left behind
+
+
+class _NodeExecutor(SingleThreadedExecutor):
+    """A SingleThreadedExecutor whose handlers do not wake it on taking and on finishing.
+
+    rclpy's handler triggers the executor's guard condition twice per callback so that a
+    multi-threaded executor re-adds the entity, and the rest of a mutually exclusive group, to
+    its wait set. On one thread the handler runs inside spin_once and the next wait set is
+    built after it anyway, so each trigger only costs one more wake-up and wait-set rebuild.
+    Written against rclpy 7.1 (Jazzy, pinned in requirements.txt): _make_handler, _tasks.
+    """
+
+    def _make_handler(self, entity, node, take_from_wait_list):
+        entity._executor_event = True   # not in the wait set until taken
+
+        async def handler(entity, is_shutdown, work_tracker):
+            if is_shutdown or not entity.callback_group.beginning_execution(entity):
+                entity._executor_event = False
+                return
+            with work_tracker:
+                call_coroutine = take_from_wait_list(entity)
+                entity._executor_event = False
+                try:
+                    if call_coroutine is not None:
+                        await call_coroutine()
+                finally:
+                    entity.callback_group.ending_execution(entity)
+
+        task = Task(handler, (entity, self._is_shutdown, self._work_tracker), executor=self)
+        with self._tasks_lock:
+            self._tasks.append((task, entity, node))
+        return task
 
 
 class IsolatedExecutor:
@@ -33,7 +65,7 @@ class IsolatedExecutor:
 
     def add_node(self, node):
         """Give ``node`` its own executor (on the node's context)."""
-        executor = SingleThreadedExecutor(context=node.context)
+        executor = _NodeExecutor(context=node.context)
         executor.add_node(node)
         self._spins.append((node, executor, Future()))
         return True

@@ -209,3 +209,29 @@ def test_failsafe_fields_defaults_and_validation():
         with pytest.raises(ConfigError) as info:
             load_can_failsafe(Section({field: value}, 'p.yaml', 'can'))
         assert info.value.path == 'p.yaml' and info.value.field == f'can.{field}'
+
+
+def test_a_new_command_goes_out_at_once_the_same_again_waits_for_the_cyclic_repeat():
+    d = contactor()
+    d.receive(OPEN, 0.0)
+    assert d.forward_now                       # the first command
+    d.receive(OPEN, 0.1)
+    assert not d.forward_now                   # the same again: the tick repeats it
+    assert d.tick(0.15) == (OPEN, False)
+    d.receive(DRIVE, 0.2)
+    assert d.forward_now                       # a change (close) at once
+    d.receive(DRIVE, 0.3)
+    d.receive(OPEN, 0.35)
+    assert d.forward_now                       # an open on a trip at once
+    ticks(d, 0.4, 1.5)                         # expires at 0.9 s
+    d.receive(OPEN, 1.55)
+    assert d.forward_now                       # the same command, but it ends an expiry
+
+
+def test_a_stream_without_a_period_forwards_every_command():
+    # balancing: no cyclic repeat (repeat_fresh False), so every command is sent on arrival
+    d = CommandDeadline(2.0, np.zeros(4, bool), repeat_s=2.0, start_s=0.0,
+                        safe_before_first=False, repeat_fresh=False)
+    for t in (0.0, 1.0, 2.0):
+        d.receive(np.zeros(4, bool), t)
+        assert d.forward_now

@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+from rclpy.duration import Duration
 from rclpy.serialization import deserialize_message, serialize_message
 from rosgraph_msgs.msg import Clock
 
@@ -40,7 +41,10 @@ def test_record_writes_what_was_published(ros_env, tmp_path):
         meas_pub.publish(msg)
         sent.append(msg)
         time.sleep(0.02)
-    time.sleep(1.0)
+    # every message acknowledged by the recorder's (reliable) readers; Ctrl-C then makes it take
+    # and write what arrived before it closes the bag
+    assert meas_pub.wait_for_all_acked(Duration(seconds=15)), 'the recorder did not acknowledge'
+    assert trip_pub.wait_for_all_acked(Duration(seconds=15)), 'the latched trip was not acked'
     assert recorder.stop(timeout_s=10.0) == 0, recorder.log_tail()   # Ctrl-C closes the bag
     assert (out / 'metadata.yaml').is_file(), recorder.log_tail()
     with Bag(out) as bag:

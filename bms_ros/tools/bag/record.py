@@ -105,16 +105,20 @@ def record(out_dir, namespace='', topics=None, duration_s=0.0, profile='', use_s
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.parameter import Parameter
+    from rclpy.signals import SignalHandlerOptions
 
     specs = bag_schema.select(topics)
     custom = {'bms_ros.namespace': namespace.strip('/'), 'bms_ros.recorder': 'bms_ros.tools.bag'}
     if profile:
         custom['bms_ros.profile'] = os.path.abspath(profile)
     writer = BagWriter(out_dir, custom)
-    rclpy.init(args=['bag_record', *ros_args])
+    # Ctrl-C and SIGTERM end the loop, not the context: what already arrived is then taken
+    # and written (drain) before the bag is closed
+    rclpy.init(args=['bag_record', *ros_args], signal_handler_options=SignalHandlerOptions.NO)
     node = None
     stop = []
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    previous = {number: signal.signal(number, lambda *_: stop.append(True))
+                for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         overrides = [Parameter('use_sim_time', Parameter.Type.BOOL, True)] if use_sim_time else []
         node = make_recorder(writer, specs, namespace, {'parameter_overrides': overrides})
@@ -126,16 +130,32 @@ def record(out_dir, namespace='', topics=None, duration_s=0.0, profile='', use_s
         deadline = time.monotonic() + duration_s if duration_s > 0 else None
         while rclpy.ok() and not stop and (deadline is None or time.monotonic() < deadline):
             executor.spin_once(timeout_sec=0.05)
+        if rclpy.ok():
+            _drain(executor, writer)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         writer.close()
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
     return dict(writer.counts)
+
+
+def _drain(executor, writer, max_rounds=10000):
+    """Take the messages that already arrived: spin without waiting until two rounds in a
+    row record nothing.
+    """
+    idle = 0
+    for _ in range(max_rounds):
+        before = sum(writer.counts.values())
+        executor.spin_once(timeout_sec=0.0)
+        idle = idle + 1 if sum(writer.counts.values()) == before else 0
+        if idle >= 2:
+            return
 
 
 def run(args):
