@@ -656,6 +656,9 @@ def main(argv=None):
     elif args.command == 'list':
         for key in wanted_sims():
             print(sim_name(*key))
+        for cell in SETS:
+            for profile in SWEEP_PROFILES:
+                print(sweep_name(cell, profile))
     else:
         cmd_manifest()
 
