@@ -18,17 +18,23 @@ clipped to 0..1, no correction.
 Errors count from ``count_after_s`` after the first row (120 s; 300 s for unrelaxed starts).
 Goal per case: SoC RMSE <= 1 %, max |error| <= 2 %, RMSE never more than 0.1 point above the
 counter's; where ``capacity_goal`` is set (two partial cycles of 30 %), |capacity error| <= 3 %
-at the last sample. ``--write-baseline`` merges the figures of the cases run into
+at the last sample. ``temp_sweep`` cases (a moving cell temperature) also report R0 at
+25 degC and the temperature law's Ea/R (from the saved estimator state) against the set's pulse
+truth, and are scored twice more: with ``r0_law_learn`` off (the cell file's Ea/R, the
+datasheet law) and off with the true Ea/R written into the cell file (the ceiling).
+``--write-baseline`` merges the figures of the cases run into
 test/fixtures/pybamm/matrix_baseline.json, which test/core/test_estimation_matrix.py reads
 for its strict xfails and regression bounds.
 """
 import argparse
+import dataclasses
 import datetime
 import gzip
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -119,7 +125,44 @@ def goals_of(result, case):
     return goals
 
 
-def score_case(case):
+def run_estimator(cell, data, initial_soc, config):
+    """estimate_csv.run on one recording: (outputs, saved state document, estimator cpu s)."""
+    from bms_ros.tools import estimate_csv
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, 'state.json')
+        start = time.process_time()
+        out = estimate_csv.run(cell, data, initial_soc=initial_soc, config=config,
+                               save_state_path=path)
+        cpu_s = time.process_time() - start
+        with open(path) as stream:
+            state = json.load(stream)
+    return out, state, cpu_s
+
+
+def law_figures(cell, config, state, case):
+    """R0 at 25 degC (ohm), the law's Ea/R (K) and its sample span (K) from a saved state,
+    with the errors against the case's truth where it has one (temp_sweep).
+    """
+    from bms_ros.core.estimation.resistance import TemperatureLaw
+    law = TemperatureLaw(cell, 1, config)
+    law.restore(state['r0_law_sums'])
+    figures = {'r0_25c_ohm': float(state['cell_r0_ohm'][0]),
+               'activation_k': float(state['r0_law_activation_k']),
+               'law_span_degc': law.span_degc()}
+    if 'r0_truth_25c_ohm' in case:
+        figures['r0_25c_err'] = figures['r0_25c_ohm'] / case['r0_truth_25c_ohm'] - 1.0
+        figures['activation_k_err'] = figures['activation_k'] / case['r0_truth_activation_k'] \
+            - 1.0
+    return figures
+
+
+# temp_sweep cases are scored three times: as configured (the law learnt), with the law
+# forced off (the cell file's Ea/R, what the law replaces) and, as a ceiling, off with the
+# true Ea/R written into the cell file
+LAW_VARIANTS = ('law_off', 'k_truth')
+
+
+def score_case(case, variants=True):
     """Run estimate_csv and the counter on one case; the figures as a dict (SoC 0..1)."""
     from bms_ros.tools import estimate_csv
     cell_path = os.path.join(REPO, case['cell_yaml'])
@@ -128,9 +171,7 @@ def score_case(case):
     config, _ = estimate_csv.load_config(cell_path=cell_path)
     data = case_input(case)
     initial = initial_soc_of(case)
-    start = time.process_time()
-    out = estimate_csv.run(cell, data, initial_soc=initial, config=config)
-    cpu_s = time.process_time() - start
+    out, state, cpu_s = run_estimator(cell, data, initial, config)
     counter = naive_counter(cell, data, initial)
     t, truth = data['t_s'], data['soc_true']
     rmse, max_err = errors(t, truth, out['soc_est'], case['count_after_s'])
@@ -142,9 +183,24 @@ def score_case(case):
               'capacity_err': float(out['capacity_est_ah'][-1] / case['capacity_true_ah'] - 1.0),
               'counter_capacity_err': float(cell.capacity_ah / case['capacity_true_ah'] - 1.0),
               'convergence_s': metrics.convergence_time_s(t, out['soc_est'] - truth),
-              'samples': len(t), 'cpu_s': round(cpu_s, 2)}
+              'samples': len(t), 'cpu_s': round(cpu_s, 2),
+              **law_figures(cell, config, state, case)}
     result['goals'] = goals_of(result, case)
     result['pass'] = all(result['goals'].values())
+    if 'r0_truth_25c_ohm' in case:
+        result['r0_truth_25c_ohm'] = case['r0_truth_25c_ohm']
+        result['activation_k_truth'] = case['r0_truth_activation_k']
+        result['activation_k_datasheet'] = cell.r0_arrhenius_k
+    if 'r0_truth_25c_ohm' in case and variants:
+        for variant in LAW_VARIANTS:
+            v_cell = cell if variant == 'law_off' else dataclasses.replace(
+                cell, r0_arrhenius_k=case['r0_truth_activation_k'])
+            v_config = dataclasses.replace(config, r0_law_learn=False)
+            v_out, v_state, v_cpu = run_estimator(v_cell, data, initial, v_config)
+            v_rmse, v_max = errors(t, truth, v_out['soc_est'], case['count_after_s'])
+            result[variant] = {'soc_rmse': v_rmse, 'soc_max_err': v_max,
+                               **law_figures(v_cell, v_config, v_state, case)}
+            result['cpu_s'] = round(result['cpu_s'] + v_cpu, 2)
     return result
 
 
@@ -167,7 +223,31 @@ def format_row(r):
     return (f"{r['name']:<38} {r['half']:<6} {_pct(r['soc_rmse'])} / {_pct(r['soc_max_err'])}"
             f"   {_pct(r['counter_rmse'])} / {_pct(r['counter_max_err'])}   {cap}"
             f"{'*' if 'capacity' in r['goals'] else ' '}  "
-            f"{'pass' if r['pass'] else 'FAIL ' + ','.join(failed)}")
+            f"{'pass' if r['pass'] else 'FAIL ' + ','.join(failed)}"
+            + ''.join(f'\n    {line}' for line in law_lines(r)))
+
+
+def _law_text(figures):
+    return (f"R0(25 degC) {1e3 * figures['r0_25c_ohm']:6.2f} mOhm "
+            f"({100 * figures['r0_25c_err']:+5.1f} %), Ea/R {figures['activation_k']:5.0f} K "
+            f"({100 * figures['activation_k_err']:+5.1f} %)")
+
+
+def law_lines(r):
+    """The temperature law's figures of a temp_sweep result (nothing for other cases)."""
+    if 'r0_truth_25c_ohm' not in r:
+        return []
+    lines = [f"truth: R0(25 degC) {1e3 * r['r0_truth_25c_ohm']:.2f} mOhm, Ea/R "
+             f"{r['activation_k_truth']:.0f} K (cell file {r['activation_k_datasheet']:.0f} K)",
+             f"law learnt:   SoC {_pct(r['soc_rmse'])} / {_pct(r['soc_max_err'])}, "
+             f"{_law_text(r)}, span {r['law_span_degc']:.1f} K"]
+    labels = {'law_off': 'law off:     ', 'k_truth': 'off, true k: '}
+    for variant in LAW_VARIANTS:
+        if variant in r:
+            v = r[variant]
+            lines.append(f"{labels[variant]} SoC {_pct(v['soc_rmse'])} / "
+                         f"{_pct(v['soc_max_err'])}, {_law_text(v)}")
+    return lines
 
 
 HEADER = (f"{'case':<38} {'half':<6} bms_ros RMSE/max %   counter RMSE/max %   cap err %  "
@@ -262,7 +342,14 @@ def write_baseline(results, path=BASELINE, label=None):
         baseline['cases'][r['name']] = {
             k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()
             if k in ('half', 'soc_rmse', 'soc_max_err', 'counter_rmse', 'counter_max_err',
-                     'capacity_err', 'goals')}
+                     'capacity_err', 'goals')
+            or k in ('r0_25c_err', 'activation_k', 'activation_k_truth')
+            and 'activation_k_truth' in r}
+        for variant in LAW_VARIANTS:
+            if variant in r:
+                baseline['cases'][r['name']][variant] = {
+                    k: round(v, 5) for k, v in r[variant].items()
+                    if k in ('soc_rmse', 'soc_max_err', 'r0_25c_err', 'activation_k')}
     baseline.update({
         'written_by': 'python -m bench.estimation_matrix --write-baseline',
         'written_utc': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M'),

@@ -30,7 +30,17 @@ dependency of bms_ros):
   - ``partial``: the faded cell (so the cell file's capacity is 14-18 % high), from 80 % at
     rest, two cycles of [drive load discharging exactly 30 % of the true capacity, 2 min
     rest, CC 0.5 C charge of 30 %, 2 min rest] (no rest long enough to anchor: the capacity
-    goal of issue 14 item 4, within 3 % after two partial cycles of 30 % depth).
+    goal of issue 14 item 4, within 3 % after two partial cycles of 30 % depth);
+  - ``temp_sweep`` (issue 14 item 5, the learnt temperature law): a DFN with a lumped thermal
+    model under an ambient that moves (PyBaMM's ambient as a function of time; SWEEP_PROFILES,
+    linear between knots in hours: ``warming`` 5 -> 40 (2 h) -> 15 (4 h) -> 25 degC (6 h),
+    ``cooling`` 40 -> 5 -> 30 -> 20 degC), from 100 % at rest: 8 x [drive load discharging
+    exactly 10 % of the true capacity, 15 min rest], CC-CV 0.5 C to C/20, 20 min rest. The
+    recorded temperature is the cell's (volume-averaged; it lags the ambient by up to 9 K).
+    Prada2013 has no thermal parameters: Chen2020's layer materials and h = 10 W/m^2/K with
+    a 26650 can. Truth of the law, per set: the 2 s step resistance of 1 C, 30 s pulses at
+    50 % SoC (isothermal DFN, as ``cells``) at 5, 25 and 45 degC; R0(25 degC) and Ea/R from
+    the least-squares line of ln R0 against 1/T (``r0_truth_*`` in the manifest).
 * Truth: SoC from the mean negative-particle stoichiometry over the 25 degC windows of the OCV
   table, SoC = (x - x0) / (x100 - x0) (equal to 1 - discharged / Q, Q the capacity between the
   windows); the relaxed OCV ('Bulk open-circuit voltage [V]', no hysteresis in these models).
@@ -42,11 +52,14 @@ dependency of bms_ros):
   + for even set index, - for odd), ``offset`` (drive sim, +1 % C on the measured current),
   ``mission``, ``partial_30`` (capacity goal: within 3 % at the end), ``faded``; the first two
   and ``mission`` at all three temperatures, the others at 25 degC and 10 degC (even set
-  index) or 45 degC (odd).
+  index) or 45 degC (odd); ``temp_sweep`` (name ``<cell>_temp_sweep_<profile>``, temperature
+  null) from both profiles of every set.
 * Split rule: a case is in the *test* half when (set index + temperature index + kind index)
   is odd, else in the *tuning* half (indices in the order of SETS, TEMPERATURES_DEGC, KINDS):
   a checkerboard, so each half has every parameter set with every kind, and every
-  temperature.
+  temperature. ``temp_sweep`` has no temperature index: the warming day is in the tuning half
+  for an even set index and in the test half for an odd one, the cooling day the other way
+  (each half: every set, both profiles, NMC and LFP).
 """
 import argparse
 import gzip
@@ -110,7 +123,23 @@ OFFSET_C = 0.01
 COUNT_AFTER_S = 120.0
 COUNT_AFTER_UNRELAXED_S = 300.0
 SPLIT_RULE = ('test if (set index + temperature index + kind index) is odd, else tuning; '
-              'indices in the order of parameter_sets, temperatures_degc and kinds below')
+              'indices in the order of parameter_sets, temperatures_degc and kinds below; '
+              'temp_sweep (no single temperature): the warming day in the tuning half for an '
+              'even set index and in the test half for an odd one, the cooling day the other way')
+# temp_sweep: a lumped-thermal DFN under an ambient that moves (hours, degC; linear between
+# the knots, constant after the last); the load is SWEEP_SEGMENTS x [drive load discharging
+# SWEEP_DEPTH of the true capacity, SWEEP_REST_MIN rest], then CC-CV and a 20 min rest
+SWEEP_KIND = 'temp_sweep'
+SWEEP_PROFILES = {'warming': ((0.0, 5.0), (2.0, 40.0), (4.0, 15.0), (6.0, 25.0)),
+                  'cooling': ((0.0, 40.0), (2.0, 5.0), (4.0, 30.0), (6.0, 20.0))}
+SWEEP_SEGMENTS = 8
+SWEEP_DEPTH = 0.10
+SWEEP_REST_MIN = 15
+SWEEP_PULSE_DEGC = (5.0, 25.0, 45.0)     # the R0 truth: 2 s step resistance at these, 50 % SoC
+# thermal values the lumped model needs and Prada2013 lacks: Chen2020's layer materials, h =
+# 10 W/m^2/K, and the can of an ANR26650 (26 mm x 65 mm)
+SWEEP_THERMAL_FROM = 'Chen2020'
+CAN_26650_M = (0.013, 0.065)             # radius, height
 
 
 def temperatures_of(kind, set_index):
@@ -121,7 +150,10 @@ def temperatures_of(kind, set_index):
             else TEMPERATURES_DEGC[2])
 
 
-def half_of(set_index, temperature_degc, kind):
+def half_of(set_index, temperature_degc, kind, profile=None):
+    if kind == SWEEP_KIND:
+        first = 'tuning' if set_index % 2 == 0 else 'test'
+        return first if profile == 'warming' else ('test' if first == 'tuning' else 'tuning')
     parity = set_index + TEMPERATURES_DEGC.index(temperature_degc) + KINDS.index(kind)
     return 'test' if parity % 2 else 'tuning'
 
@@ -140,6 +172,10 @@ def wanted_sims():
                 sims.setdefault(key, 0)
                 sims[key] += half_of(index, temp, kind) == 'tuning'
     return sorted(sims, key=lambda k: -sims[k])
+
+
+def sweep_name(cell, profile):
+    return f'{cell}_{SWEEP_KIND}_{profile}'
 
 
 # ------------------------------------------------------------------ PyBaMM (validation venv)
@@ -174,9 +210,11 @@ def cell_limits(cell, capacity_ah):
             spec.get('charge_max_a', 1.0 * capacity_ah))
 
 
-def run_experiment(params, steps, initial_soc, model_name='DFN'):
+def run_experiment(params, steps, initial_soc, model_name='DFN', thermal=None):
     import pybamm
-    model = {'DFN': pybamm.lithium_ion.DFN, 'SPMe': pybamm.lithium_ion.SPMe}[model_name]()
+    options = {'thermal': thermal} if thermal else {}
+    model = {'DFN': pybamm.lithium_ion.DFN, 'SPMe': pybamm.lithium_ion.SPMe}[model_name](
+        options=options)
     sim = pybamm.Simulation(model, parameter_values=params,
                             experiment=pybamm.Experiment(steps),
                             solver=pybamm.IDAKLUSolver())
@@ -221,16 +259,95 @@ def rest(minutes):
     return f'Rest for {minutes} minutes ({SLOW_DT_S:.0f} second period)'
 
 
+def add_thermal_parameters(params):
+    """Fill in what the lumped thermal model needs and the set lacks (Prada2013)."""
+    if 'Cell volume [m3]' in params.keys():
+        return False
+    source = parameter_values_of(SWEEP_THERMAL_FROM)
+    words = ('collector', 'density [kg', 'specific heat', 'thermal conductivity',
+             'heat transfer')
+    extra = {k: source[k] for k in source.keys()
+             if any(w in k for w in words) and k not in params.keys()}
+    radius_m, height_m = CAN_26650_M
+    extra['Cell volume [m3]'] = np.pi * radius_m ** 2 * height_m
+    extra['Cell cooling surface area [m2]'] = 2 * np.pi * radius_m * (height_m + radius_m)
+    params.update(extra, check_already_exists=False)
+    return True
+
+
+def parameter_values_of(name):
+    import pybamm
+    return pybamm.ParameterValues(name)
+
+
+def ambient_of(profile):
+    """The ambient as a PyBaMM function of time (K), from SWEEP_PROFILES' knots."""
+    import pybamm
+    knots = SWEEP_PROFILES[profile]
+    t_s = np.array([h * 3600.0 for h, _ in knots] + [48 * 3600.0])
+    temp_k = np.array([c + 273.15 for _, c in knots] + [knots[-1][1] + 273.15])
+
+    def ambient(y, z, t):
+        return pybamm.Interpolant(t_s, temp_k, t, interpolator='linear')
+    return ambient
+
+
+def pulse_r0_ohm(cell, temperature_degc, capacity_ah):
+    """The 2 s step resistance of a 1 C discharge pulse at 50 % SoC, isothermal (ohm)."""
+    params = parameter_values(cell)
+    params['Ambient temperature [K]'] = temperature_degc + 273.15
+    params['Initial temperature [K]'] = temperature_degc + 273.15
+    steps = ['Rest for 10 seconds (1 second period)',
+             f'Discharge at {capacity_ah:.4f} A for 30 seconds (0.5 second period)']
+    solution = run_experiment(params, steps, 0.5)
+    t = solution['Time [s]'].entries
+    v = solution['Voltage [V]'].entries
+    return float((v[t <= 10.0][-1] - np.interp(12.0, t, v)) / capacity_ah)
+
+
+def r0_truth(cell, capacity_ah):
+    """(R0 at 25 degC (ohm), Ea/R (K)) of the set: pulses at SWEEP_PULSE_DEGC, ln R0 fitted
+    against 1/T by least squares (the definition of the cell files' R0: a 2 s step).
+    """
+    r0 = {c: pulse_r0_ohm(cell, c, capacity_ah) for c in SWEEP_PULSE_DEGC}
+    x = np.array([1.0 / (c + 273.15) - 1.0 / 298.15 for c in r0])
+    slope, intercept = np.polyfit(x, np.log(list(r0.values())), 1)
+    return r0, float(slope)
+
+
+def sweep_steps(cell, q_true, capacity_ah, seed, v_min, v_max):
+    """The temp_sweep load: segments of drive load, rests, CC-CV."""
+    discharge_max_a, charge_max_a = cell_limits(cell, capacity_ah)
+    low, high = -min(MAX_DISCHARGE_C * capacity_ah, discharge_max_a), \
+        min(MAX_REGEN_C * capacity_ah, charge_max_a)
+    n = int(SWEEP_DEPTH * 3600.0 / MEAN_DISCHARGE_C / LOAD_DT_S) + 1
+    steps = []
+    for segment in range(SWEEP_SEGMENTS):
+        load = drive_current(q_true, seed + segment, discharge_max_a, charge_max_a,
+                             repeats=1)[:n]
+        steps += [data_step(exact_discharge(load, SWEEP_DEPTH * q_true, low, high),
+                            f'< {v_min} V'), rest(SWEEP_REST_MIN)]
+    return steps + [*cccv(capacity_ah, v_max), rest(20)]
+
+
 def simulate(cell, sim, temperature_degc):
-    """One simulation; returns the noise-free recording and its facts."""
+    """One simulation; returns the noise-free recording and its facts (``sim`` temp_sweep:
+    ``temperature_degc`` is the profile's name).
+    """
     params = parameter_values(cell)
     x0, x100, _, _, q_true = windows(params)
     capacity_ah = cell_file_capacity_ah(params, q_true)
     discharge_max_a, charge_max_a = cell_limits(cell, capacity_ah)
     v_min = float(params['Lower voltage cut-off [V]'])
     v_max = float(params['Upper voltage cut-off [V]'])
-    seed = SETS[cell]['seed'] * 100 + TEMPERATURES_DEGC.index(temperature_degc) * 10 \
-        + ('drive', 'faded', 'mission', 'partial').index(sim)
+    sweep = sim == SWEEP_KIND
+    if sweep:
+        profile = temperature_degc
+        seed = SETS[cell]['seed'] * 100 + 50 + 20 * list(SWEEP_PROFILES).index(profile)
+        temperature_degc = SWEEP_PROFILES[profile][0][1]
+    else:
+        seed = SETS[cell]['seed'] * 100 + TEMPERATURES_DEGC.index(temperature_degc) * 10 \
+            + ('drive', 'faded', 'mission', 'partial').index(sim)
     if sim in ('faded', 'partial'):
         params['Electrode width [m]'] = params['Electrode width [m]'] * FADE_WIDTH
         q_true *= FADE_WIDTH
@@ -262,17 +379,23 @@ def simulate(cell, sim, temperature_degc):
             steps += [data_step(load, stop), rest(2),
                       f'Charge at {MEAN_DISCHARGE_C * q_true:.5f} A for {duration_s:.0f} '
                       f'seconds ({SLOW_DT_S:.0f} second period)', rest(2)]
+    elif sweep:
+        initial = 1.0
+        thermal_added = add_thermal_parameters(params)
+        params['Ambient temperature [K]'] = ambient_of(profile)
+        steps = sweep_steps(cell, q_true, capacity_ah, seed, v_min, v_max)
     else:
         raise ValueError(sim)
     start = time.monotonic()
     model_name = 'DFN'
+    thermal = 'lumped' if sweep else None
     try:
-        solution = run_experiment(params, steps, initial, 'DFN')
+        solution = run_experiment(params, steps, initial, 'DFN', thermal)
     except Exception as error:  # noqa: BLE001 -- the DFN failing is a reason for SPMe
         print(f'{cell}/{sim}/{temperature_degc}: DFN failed ({error!r:.120}); SPMe',
               flush=True)
         model_name = 'SPMe'
-        solution = run_experiment(params, steps, initial, 'SPMe')
+        solution = run_experiment(params, steps, initial, 'SPMe', thermal)
     elapsed = time.monotonic() - start
     t_s = solution['Time [s]'].entries.copy()
     # a step boundary repeats its time: the first point has the old current, the second the
@@ -284,7 +407,8 @@ def simulate(cell, sim, temperature_degc):
     x = solution['Average negative particle stoichiometry'].entries[keep]
     data = {'t_s': t_s[keep], 'current_a': -solution['Current [A]'].entries[keep],
             'voltage_v': solution['Voltage [V]'].entries[keep],
-            'temperature_c': np.full(int(keep.sum()), temperature_degc),
+            'temperature_c': (solution['Volume-averaged cell temperature [C]'].entries[keep]
+                              if sweep else np.full(int(keep.sum()), temperature_degc)),
             'soc_true': (x - x0) / (x100 - x0),
             'ocv_true_v': solution['Bulk open-circuit voltage [V]'].entries[keep]}
     counted = data['soc_true'][0] + np.concatenate([[0.0], np.cumsum(
@@ -297,7 +421,23 @@ def simulate(cell, sim, temperature_degc):
             'soc_min': float(data['soc_true'].min()),
             'truth_vs_count_max': float(np.max(np.abs(counted - data['soc_true']))),
             'simulated_s': float(data['t_s'][-1]), 'samples': int(keep.sum()), 'seed': seed}
-    print(f'{cell}/{sim}/{temperature_degc:.0f}: {model_name} {elapsed:.1f} s cpu, '
+    if sweep:
+        info['model'] = f'{model_name}, lumped thermal'
+        pulses, activation_k = r0_truth(cell, capacity_ah)
+        cell_c = data['temperature_c']
+        ambient_c = solution['Volume-averaged ambient temperature [C]'].entries[keep]
+        info.update({
+            'ambient_degc': [list(k) for k in SWEEP_PROFILES[profile]],
+            'thermal_parameters': (f'added from {SWEEP_THERMAL_FROM}, 26650 can'
+                                   if thermal_added else 'the set\'s own'),
+            'cell_temperature_min_degc': float(cell_c.min()),
+            'cell_temperature_max_degc': float(cell_c.max()),
+            'cell_temperature_std_degc': float(cell_c.std()),
+            'cell_minus_ambient_max_k': float(np.max(np.abs(cell_c - ambient_c))),
+            'r0_truth_pulses_ohm': {f'{c:g}': r for c, r in pulses.items()},
+            'r0_truth_25c_ohm': pulses[25.0], 'r0_truth_activation_k': activation_k})
+    label = profile if sweep else f'{temperature_degc:.0f}'
+    print(f'{cell}/{sim}/{label}: {model_name} {elapsed:.1f} s cpu, '
           + ', '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}'
                       for k, v in info.items()), flush=True)
     return data, info
@@ -332,8 +472,9 @@ def load_infos():
 
 def cmd_simulate(only):
     os.makedirs(MATRIX_DIR, exist_ok=True)
-    for cell, sim, temp in wanted_sims():
-        name = sim_name(cell, sim, temp)
+    sweeps = [(cell, SWEEP_KIND, profile) for cell in SETS for profile in SWEEP_PROFILES]
+    for cell, sim, temp in wanted_sims() + sweeps:
+        name = sweep_name(cell, temp) if sim == SWEEP_KIND else sim_name(cell, sim, temp)
         if only and name not in only and cell not in only and sim not in only:
             continue
         path = os.path.join(MATRIX_DIR, name + '.csv.gz')
@@ -389,11 +530,28 @@ def cmd_manifest():
                 if kind == 'offset':
                     case['current_offset_a'] = round(OFFSET_C * info['capacity_file_ah'], 4)
                 cases.append(case)
+        for profile in SWEEP_PROFILES:
+            name = sweep_name(cell, profile)
+            if name not in infos:
+                continue
+            info = infos[name]
+            cases.append({
+                'name': name, 'half': half_of(index, None, SWEEP_KIND, profile),
+                'kind': SWEEP_KIND, 'cell': cell, 'parameter_set': SETS[cell]['parameter_set'],
+                'temperature_degc': None, 'ambient_degc': info['ambient_degc'],
+                'model': info['model'], 'file': f'matrix/{name}.csv.gz',
+                'cell_yaml': f'config/cells/{cell}.yaml', 'args': [], 'first_row': 0,
+                'current_offset_a': 0.0, 'capacity_true_ah': info['capacity_true_ah'],
+                'count_after_s': COUNT_AFTER_S, 'capacity_goal': False,
+                'r0_truth_25c_ohm': info['r0_truth_25c_ohm'],
+                'r0_truth_activation_k': info['r0_truth_activation_k']})
     manifest = {
         'source': 'bench/validation/make_matrix.py (PyBaMM pinned in '
                   'bench/validation/requirements.txt)',
         'split_rule': SPLIT_RULE, 'parameter_sets': list(SETS),
-        'temperatures_degc': list(TEMPERATURES_DEGC), 'kinds': list(KINDS),
+        'temperatures_degc': list(TEMPERATURES_DEGC),
+        'kinds': list(KINDS) + [SWEEP_KIND], 'sweep_profiles_h_degc': {
+            k: [list(p) for p in v] for k, v in SWEEP_PROFILES.items()},
         'sampling': f'loads on {LOAD_DT_S:g} s knots, rests and CC-CV every {SLOW_DT_S:g} s',
         'sensor_model': f'voltage + N(0, {NOISE_V * 1e3:g} mV) to 1 mV, current + N(0, '
                         f'{NOISE_C * 100:g} % C) to 1 mA, temperature + N(0, {NOISE_DEGC}) '
@@ -403,7 +561,10 @@ def cmd_manifest():
                        'repo), args (estimate_csv), first_row (rows before it are dropped), '
                        'current_offset_a (added to the measured current), count_after_s '
                        '(errors count from the first row + this), capacity_goal (|capacity '
-                       'error| <= 3 % at the last sample)',
+                       'error| <= 3 % at the last sample); temp_sweep cases: temperature_degc '
+                       'null, ambient_degc (hours, degC knots), r0_truth_25c_ohm and '
+                       'r0_truth_activation_k (2 s step resistance of 1 C pulses at 50 % SoC '
+                       'at 5/25/45 degC, isothermal DFN; Ea/R fitted to ln R0 against 1/T)',
         'simulations': infos, 'cases': cases}
     with open(MANIFEST, 'w') as stream:
         json.dump(manifest, stream, indent=1)
@@ -495,6 +656,9 @@ def main(argv=None):
     elif args.command == 'list':
         for key in wanted_sims():
             print(sim_name(*key))
+        for cell in SETS:
+            for profile in SWEEP_PROFILES:
+                print(sweep_name(cell, profile))
     else:
         cmd_manifest()
 
