@@ -130,3 +130,66 @@ def test_threshold_masks_match_the_reference(seed):
             for g, w in zip(got, want):
                 assert g.shape == w.shape == (3, channels)
                 np.testing.assert_array_equal(g, w)
+
+
+# ------------------------------------------------------------------ the limits' quiet shortcut
+
+def _comparable(events):
+    """Events as dicts with NaN made comparable (NaN != NaN)."""
+    return [{key: 'nan' if isinstance(value, float) and np.isnan(value) else value
+             for key, value in vars(e).items()} for e in events]
+
+
+def _random_measurement(rng, k):
+    """Mostly nominal; now and then a cell, sensor or the current beyond a level, or NaN."""
+    from test.core.test_protection_checks import measurement
+    cells = 3.3 + 0.002 * rng.standard_normal(16)
+    temps = 25.0 + 0.2 * rng.standard_normal(8)
+    current = float(rng.choice([0.0, -20.0, 15.0]))
+    burst = (k // 40) % 4          # stretches of 40 measurements: quiet, then trouble
+    if burst and rng.random() < 0.5:
+        kind = int(rng.integers(5))
+        if kind == 0:
+            cells[int(rng.integers(16))] = float(rng.uniform(3.5, 3.8))     # over-voltage
+        elif kind == 1:
+            cells[int(rng.integers(16))] = float(rng.uniform(2.3, 2.9))     # under-voltage
+        elif kind == 2:
+            temps[int(rng.integers(8))] = float(rng.uniform(40.0, 60.0))    # hot
+        elif kind == 3:
+            cells[int(rng.integers(16))] = np.nan
+        else:
+            current = float(rng.uniform(-600.0, 150.0))
+    return measurement(cells=cells, temps=temps, current=current)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_protection_with_the_quiet_shortcut_matches_it_without(seed, tmp_path):
+    from bms_ros.core.protection import Protection
+    from test.core.test_protection_checks import config
+    rng = np.random.default_rng(200 + seed)
+    cfg = config(debounce_zero=bool(seed % 2))
+    fast, plain = Protection(cfg, 16, 8), Protection(cfg, 16, 8)
+    for state in plain.states.values():
+        state._quiet_update = lambda signal: False     # the full update every time
+    now_s = 0.0
+    shortcuts = 0
+    for k in range(800):
+        now_s += 0.1
+        m = _random_measurement(rng, k)
+        before = sum(s.monitor.is_quiet for s in fast.states.values())
+        got, want = fast.evaluate(m, now_s), plain.evaluate(m, now_s)
+        shortcuts += before
+        assert _comparable(got) == _comparable(want), k
+        got_status, want_status = fast.status(now_s), plain.status(now_s)
+        assert _comparable(got_status.active) == _comparable(want_status.active), k
+        assert (got_status.max_level, got_status.trip_latched,
+                got_status.charge_current_limit_a, got_status.discharge_current_limit_a) == (
+            want_status.max_level, want_status.trip_latched,
+            want_status.charge_current_limit_a, want_status.discharge_current_limit_a), k
+        for limit_id, state in fast.states.items():
+            np.testing.assert_array_equal(state.values, plain.states[limit_id].values)
+            np.testing.assert_array_equal(state.present, plain.states[limit_id].present)
+        if k % 150 == 149:              # a reset now and then (granted or refused alike)
+            assert (fast.reset(now_s, 'test', 'x').message
+                    == plain.reset(now_s, 'test', 'x').message)
+    assert shortcuts > 1000       # the shortcut was taken (quiet limits at the start of updates)

@@ -82,6 +82,11 @@ class LevelMonitor:
         self._is_quiet = bool(not self.active.any() and np.isnan(self._raise_since_s).all()
                               and np.isnan(self._clear_since_s).all())
 
+    @property
+    def is_quiet(self) -> bool:
+        """True while no level is raised and no timer runs."""
+        return self._is_quiet
+
     def hold(self, level_index: int, mask: ArrayLike) -> None:
         """Raise one level at once on the channels of ``mask`` and stop their release timers.
 
