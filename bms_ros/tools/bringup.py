@@ -370,7 +370,8 @@ def parse_args(argv=None):
                         help='print the command lines and exit')
     parser.add_argument('--single-process', action='store_true',
                         help='every BMS node in one process (bms_ros.tools.container, a '
-                             'multi-threaded executor); the simulated pack and hub apart')
+                             'thread and an executor per node); the simulated pack and hub '
+                             'apart')
     parser.add_argument('--dashboard', action='store_true',
                         help='also start the web dashboard (bms_ros.nodes.dashboard; the '
                              'profile\'s dashboard: section, default '
