@@ -16,6 +16,10 @@
 * accuracy: the PyBaMM DFN fixtures of test/fixtures/pybamm (made by
   bench/validation/validate_estimator.py) run through estimate_csv's run(); metrics as in
   bms_ros.core.estimation.metrics.
+* state of power against the DFN (:func:`sop_voltage_errors`): on matrix cases of the tuning
+  half, the terminal voltage the limits' model predicts after holding the recorded current for
+  a horizon, from the filter's state, against the DFN's; the model as shipped (both RC pairs)
+  and as before (the slow pair relaxed with tau1, no r_diff).
 """
 import gzip
 import json
@@ -196,8 +200,80 @@ def accuracy_rows():
     return rows
 
 
+SOP_CASES = ('nmc_lg_m50_full_cycle_45c', 'nmc_lg_m50_mission_45c',
+             'lfp_a123_anr26650_full_cycle_25c', 'lfp_a123_anr26650_temp_sweep_cooling',
+             'nmc532_mohtat2020_full_cycle_45c', 'nca_kim2011_full_cycle_25c')
+SOP_HORIZONS_S = (4.0, 12.0)    # whole 4 s knots of the matrix loads (the profiles: 2 s, 10 s)
+SOP_HOLD_C = 0.02               # a hold: the recorded current within 2 % of 1 C over it
+SOP_MIN_C = 0.2                 # held at >= 0.2 C either way
+SOP_SKIP_S = 1200.0             # the filter's start left out (SoC and R0 converge)
+
+
+def sop_voltage_errors(case, horizons_s=SOP_HORIZONS_S):
+    """{horizon_s: {'shipped': e, 'fast only': e, 'charging': mask}}: optimism (V) of the
+    voltage predicted after holding the recorded current for the horizon from the filter's
+    state at every knot where it was held, against the DFN's voltage; + = the prediction is
+    on the safe side's wrong side (higher than the DFN when discharging, lower when charging).
+    """
+    from bench.estimation_matrix import recording
+    from bms_ros.core.estimation.soc_filter import RSLOW, SLOW, VRC
+    from bms_ros.core.estimation.state_of_power import predicted_voltage_v
+    from bms_ros.tools.estimate_csv import load_config
+    cell_path = os.path.join(REPO, case['cell_yaml'])
+    cell = CellSpec.from_file(cell_path)
+    config, _ = load_config(cell_path=cell_path)
+    data = recording(case['file'])
+    t, i, v, temp = data['t_s'], data['current_a'], data['voltage_v'], data['temperature_c']
+    est = PackEstimator(cell, 1, config)
+    f = est.filter
+    state = np.zeros((t.size, 8))
+    for k in range(t.size):
+        est.step(t[k], i[k], [v[k]], [True], [temp[k]])
+        factor = float(f.arrhenius(np.array([temp[k]]))[0])
+        state[k] = (f.soc[0], f.x[0, VRC], f.x[0, SLOW], f.x[0, RSLOW] * factor,
+                    est.resistance.r0_ohm[0] * factor, cell.r1_ohm * f.r1_scale * factor,
+                    f.capacity_ah[0], temp[k])
+    c = cell.capacity_ah
+    step_s = float(np.median(np.diff(t)))
+    out = {}
+    for horizon in horizons_s:
+        m = int(round(horizon / step_s))
+        ks = np.array([k for k in range(t.size - m)
+                       if t[k] - t[0] >= SOP_SKIP_S
+                       and np.allclose(np.diff(t[k:k + m + 1]), step_s)
+                       and np.ptp(i[k:k + m + 1]) <= SOP_HOLD_C * c
+                       and abs(np.mean(i[k:k + m + 1])) >= SOP_MIN_C * c], dtype=int)
+        soc, v_rc, v_diff, r_diff, r0, r1, q, tk = state[ks].T
+        current = np.array([np.mean(i[k:k + m + 1]) for k in ks])
+        shipped = predicted_voltage_v(cell, config, horizon, current, soc, v_rc, r0, q, tk,
+                                      r1_ohm=r1, v_diff_v=v_diff, r_diff_ohm=r_diff)
+        fast = predicted_voltage_v(cell, config, horizon, current, soc, v_rc + v_diff, r0, q,
+                                   tk, r1_ohm=r1)
+        sign = np.where(current < 0.0, 1.0, -1.0)
+        out[horizon] = {'shipped': sign * (shipped - v[ks + m]),
+                        'fast only': sign * (fast - v[ks + m]), 'charging': current > 0.0}
+    return out
+
+
+def sop_rows():
+    from bench.estimation_matrix import load_manifest
+    cases = {c['name']: c for c in load_manifest()['cases']}
+    rows = []
+    for name in SOP_CASES:
+        assert cases[name]['half'] == 'tuning'
+        for horizon, e in sop_voltage_errors(cases[name]).items():
+            new, old = 1e3 * e['shipped'], 1e3 * e['fast only']
+            rows.append({'benchmark': f'SoP voltage after {horizon:g} s hold, {name}',
+                         'value': float(np.mean(new)), 'unit': 'mV', 'goal': 'report',
+                         'note': f'mean optimism (+ = unsafe side), n={new.size}; p95 '
+                                 f'{np.percentile(new, 95):+.1f} mV; slow pair relaxed with '
+                                 f'tau1 (before): mean {np.mean(old):+.1f}, p95 '
+                                 f'{np.percentile(old, 95):+.1f} mV'})
+    return rows
+
+
 def run():
-    return cost_rows() + accuracy_rows()
+    return cost_rows() + accuracy_rows() + sop_rows()
 
 
 if __name__ == '__main__':

@@ -48,7 +48,7 @@ from . import state_of_power
 from .anchors import EndOfCharge, anchor_capacity, offer_soc_pair
 from .relaxation import RestTracker
 from .resistance import ResistanceEstimator
-from .soc_filter import SLOW, SOC, VRC, SocFilter
+from .soc_filter import RSLOW, SLOW, SOC, VRC, SocFilter
 from .soh import CapacityEstimator
 from .voltage_soc import soc_from_voltage
 
@@ -363,15 +363,16 @@ class PackEstimator:
         """Per-cell current limits (A, magnitudes) over both horizons at these temperatures."""
         cfg = self.config
         f = self.filter
-        # R0 learnt per cell and R1 as the filter models it, both by the law in use
+        # R0 learnt per cell, R1 and the slow pair as the filter models them, by the law in use
         factor = f.arrhenius(np.where(np.isfinite(temperature_degc), temperature_degc, 25.0))
         r0 = self.resistance.r0_ohm * factor
         r1 = self.cell.r1_ohm * f.r1_scale * factor
         out = []
         for charge, discharge in state_of_power.horizon_limits(
                 self.cell, cfg, (cfg.horizon_short_s, cfg.horizon_long_s),
-                np.clip(f.soc, 0.0, 1.0), f.x[:, VRC] + f.x[:, SLOW], r0, f.capacity_ah,
-                temperature_degc, r1_ohm=r1):
+                np.clip(f.soc, 0.0, 1.0), f.x[:, VRC], r0, f.capacity_ah,
+                temperature_degc, r1_ohm=r1, v_diff_v=f.x[:, SLOW],
+                r_diff_ohm=f.x[:, RSLOW] * factor):
             charge[~f.initialised] = 0.0
             discharge[~f.initialised] = 0.0
             out += [charge, discharge]

@@ -1,26 +1,32 @@
 """State of power: charge and discharge current limits over a horizon (Plett 2004), per cell.
 
-For a constant current held over the horizon dt_h, the 1-RC model predicts the terminal voltage
+For a constant current i (A, + = charging) held over the horizon dt_h, the filter's model
+(:mod:`.soc_filter`: the fast RC pair and the slow diffusion pair, each relaxing with its own
+time constant and taking the step through its own resistance) predicts the terminal voltage
 
-    v(dt_h) = OCV(soc + dt_h i / (3600 Q)) + a v_rc + (R1 (1 - a) + R0) i,   a = exp(-dt_h / tau1)
+    v(dt_h) = OCV(soc + dt_h i / (3600 Q)) + a v_rc + b v_diff
+              + (R0 + R1 (1 - a) + r_diff (1 - b)) i,   a = exp(-dt_h / tau1),
+                                                        b = exp(-dt_h / diffusion_time_s)
 
-(i + = charging). The largest |i| that keeps ``v`` inside the cell's voltage limits is solved
-with the OCV replaced by its secant over the SoC swing (two fixed-point passes, vectorised), then
-limited by the SoC window (soc_limit_min..soc_limit_max reachable within dt_h), the cell's
-current limits, and temperature: zero outside the cell's charge / discharge temperature window,
-multiplied by the optional derating table. Pack limits are the minimum over cells. Every limit
-is a magnitude >= 0.
+(:func:`predicted_voltage_v`). The largest |i| that keeps ``v`` inside the cell's voltage limits
+is solved with the OCV replaced by its secant over the SoC swing (two fixed-point passes,
+vectorised), then limited by the SoC window (soc_limit_min..soc_limit_max reachable within dt_h),
+the cell's current limits, and temperature: zero outside the cell's charge / discharge
+temperature window, multiplied by the optional derating table. Pack limits are the minimum over
+cells. Every limit is a magnitude >= 0.
 
-R0 and R1 are the caller's: the pack estimator passes its learnt R0 per cell and R1, both at
-the cell temperatures by the temperature law in use (learnt or datasheet), so an aged cell gets
-lower limits. Without ``r1_ohm`` R1 is the datasheet's by the datasheet law.
+R0, R1 and r_diff are the caller's: the pack estimator passes its learnt R0 per cell, R1 as the
+filter models it and the filter's learnt r_diff, all at the cell temperatures by the temperature
+law in use (learnt or datasheet), so an aged cell gets lower limits. Without ``r1_ohm`` R1 is the
+datasheet's by the datasheet law; without ``v_diff_v`` / ``r_diff_ohm`` there is no slow pair
+(a 1-RC model).
 
 Cost: every horizon and both directions are one stacked (2, horizons, n) array, so each numpy
 call runs once for all of them; OCV(soc) is evaluated once; what depends only on the
 temperatures (temperature windows, derating, the datasheet R1) is kept while they are the same
 (by value); large stacks look the OCV up on its uniform grid (:class:`_UniformGrid`). The
-numbers are bit for bit those of the per-horizon formulation it replaced
-(test/core/test_estimation_sop_cost.py, tolerance 1e-9 A).
+numbers are those of a plain per-horizon formulation of the same model to 1e-9 A
+(test/core/test_estimation_sop_cost.py).
 """
 from __future__ import annotations
 
@@ -140,13 +146,17 @@ def _temperature_terms(cell: CellSpec, config: EstimatorConfig,
 def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence[float],
                    soc: ArrayLike, v_rc_v: FloatArray, r0_ohm: float | FloatArray,
                    capacity_ah: FloatArray, temperature_degc: ArrayLike,
-                   r1_ohm: float | FloatArray | None = None
+                   r1_ohm: float | FloatArray | None = None,
+                   v_diff_v: FloatArray | None = None,
+                   r_diff_ohm: float | FloatArray | None = None
                    ) -> list[tuple[FloatArray, FloatArray]]:
     """[(charge_a, discharge_a) per cell] for each horizon (s): magnitudes >= 0, NaN-safe (-> 0).
 
-    ``soc`` 0..1, ``v_rc_v`` the RC voltages (V), ``r0_ohm`` / ``r1_ohm`` R0 / R1 at the cell
-    temperatures (ohm; ``r1_ohm`` None: the datasheet R1 by the datasheet law), ``capacity_ah``
-    per cell, ``temperature_degc`` per cell (NaN: limits 0).
+    ``soc`` 0..1, ``v_rc_v`` the fast RC voltages (V), ``r0_ohm`` / ``r1_ohm`` R0 / R1 at the
+    cell temperatures (ohm; ``r1_ohm`` None: the datasheet R1 by the datasheet law),
+    ``capacity_ah`` per cell, ``temperature_degc`` per cell (NaN: limits 0); ``v_diff_v`` /
+    ``r_diff_ohm`` the slow pair's voltage (V) and resistance at the cell temperatures (ohm),
+    relaxing with ``config.diffusion_time_s`` (None: no slow pair).
     """
     soc = np.asarray(soc, dtype=float)
     t = np.asarray(temperature_degc, dtype=float)
@@ -160,6 +170,13 @@ def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence
     h = len(horizons)
     a = np.array([math.exp(-dt / cell.tau1_s) for dt in horizons])[:, None]      # (h, 1)
     resistance = r0_ohm + r1 * (1.0 - a)                 # ohm, seen by a step held dt_h
+    relaxed = a * v_rc_v                                 # (h, n): what is left of v_rc at dt_h
+    if v_diff_v is not None or r_diff_ohm is not None:
+        b = np.array([math.exp(-dt / config.diffusion_time_s) for dt in horizons])[:, None]
+        if r_diff_ohm is not None:
+            resistance = resistance + r_diff_ohm * (1.0 - b)
+        if v_diff_v is not None:
+            relaxed = relaxed + b * v_diff_v
     coulomb = np.array(horizons)[:, None] / (3600.0 * np.asarray(capacity_ah))  # SoC per A
     ocv = cell.ocv
     grid, values = ocv.soc_grid, ocv.ocv_grid_v
@@ -186,22 +203,42 @@ def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence
         return base + np.interp(z, grid, ocv.docv_dt_v_per_degc) * delta_t
 
     ocv_now = ocv_v(soc)
-    relaxed = a * v_rc_v                                 # (h, n)
     # stacked (2, h, n): row 0 charge, row 1 discharge
     margin = np.empty((2, h, n))
     np.subtract(lim.voltage_max_v - ocv_now, relaxed, out=margin[0])
     np.subtract(ocv_now + relaxed, lim.voltage_min_v, out=margin[1])
     signed_coulomb = np.stack([coulomb, -coulomb])      # d soc per A of each row
     current_max = np.array([lim.charge_current_max_a, lim.discharge_current_max_a])[:, None, None]
-    current: FloatArray = current_max                    # the first pass: at the current limits
-    for _ in range(2):
+
+    def per_amp(current: FloatArray) -> FloatArray:
+        """V per A of the step held at ``current``: the OCV's secant over its SoC swing (forward
+        over SMALL_SWING where the swing is tiny) times the swing per A, plus the resistance.
+        """
         end = np.minimum(np.maximum(soc + signed_coulomb * current, 0.0), 1.0)
-        # the OCV's secant over the swing; forward over SMALL_SWING where the swing is tiny
         dz = end - soc
         dz = np.where(np.abs(dz) < SMALL_SWING, SMALL_SWING, dz)
-        slope = np.maximum((ocv_v(soc + dz) - ocv_now) / dz, 0.0)
-        current = margin / (slope * coulomb + resistance)
-        current = np.minimum(np.maximum(current, 0.0), current_max)
+        out: FloatArray = np.maximum((ocv_v(soc + dz) - ocv_now) / dz, 0.0) * coulomb + resistance
+        return out
+
+    # two fixed-point passes, the first at the current limits: i = margin / per_amp(i)
+    first = np.minimum(np.maximum(margin / per_amp(current_max), 0.0), current_max)
+    at_first = per_amp(first)
+    current: FloatArray = np.minimum(np.maximum(margin / at_first, 0.0), current_max)
+    # where the OCV bends (the knees) the second pass overshoots the root: the voltage at it is
+    # beyond the limit. There one false-position step between the passes (the first lies on the
+    # safe side on a convex drop), else a pass from the overshoot (below the root on a convex one)
+    # (where both passes agree, e.g. both at the current limit, the second is no overshoot)
+    over = current != first
+    if over.any():
+        drop = per_amp(current) * current                # V the step takes of the margin
+        over &= (drop > margin) & (current > 0.0)
+    if over.any():
+        drop_first = at_first * first
+        bracket = over & (drop_first < margin) & (drop > drop_first)
+        with np.errstate(divide='ignore', invalid='ignore'):
+            step = np.where(bracket, first + (margin - drop_first) * (current - first)
+                            / (drop - drop_first), current * margin / drop)
+        np.copyto(current, np.maximum(step, 0.0), where=over)
     window = np.stack([np.maximum(config.soc_limit_max - soc, 0.0),
                        np.maximum(soc - config.soc_limit_min, 0.0)])[:, None, :]
     current = np.minimum(current, window / coulomb) * terms.scale
@@ -211,11 +248,39 @@ def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence
 
 def current_limits(cell: CellSpec, config: EstimatorConfig, horizon_s: float, soc: ArrayLike,
                    v_rc_v: FloatArray, r0_ohm: float | FloatArray, capacity_ah: FloatArray,
-                   temperature_degc: ArrayLike, r1_ohm: float | FloatArray | None = None
+                   temperature_degc: ArrayLike, r1_ohm: float | FloatArray | None = None,
+                   v_diff_v: FloatArray | None = None,
+                   r_diff_ohm: float | FloatArray | None = None
                    ) -> tuple[FloatArray, FloatArray]:
     """(charge_a, discharge_a) per cell over ``horizon_s``: magnitudes >= 0, NaN-safe (-> 0)."""
     return horizon_limits(cell, config, (horizon_s,), soc, v_rc_v, r0_ohm, capacity_ah,
-                          temperature_degc, r1_ohm)[0]
+                          temperature_degc, r1_ohm, v_diff_v, r_diff_ohm)[0]
+
+
+def predicted_voltage_v(cell: CellSpec, config: EstimatorConfig, horizon_s: float,
+                        current_a: FloatArray, soc: ArrayLike, v_rc_v: FloatArray,
+                        r0_ohm: float | FloatArray, capacity_ah: FloatArray,
+                        temperature_degc: ArrayLike, r1_ohm: float | FloatArray | None = None,
+                        v_diff_v: FloatArray | None = None,
+                        r_diff_ohm: float | FloatArray | None = None) -> FloatArray:
+    """Terminal voltage (V) per cell after holding ``current_a`` (A, + = charging) for
+    ``horizon_s`` (s), by the model the limits solve (arguments as :func:`horizon_limits`).
+    """
+    soc = np.asarray(soc, dtype=float)
+    t = np.asarray(temperature_degc, dtype=float)
+    i = np.asarray(current_a, dtype=float)
+    a = math.exp(-horizon_s / cell.tau1_s)
+    b = math.exp(-horizon_s / config.diffusion_time_s)
+    r1 = cell.r1_ohm * cell.r0_at(t) / cell.r0_ohm if r1_ohm is None else r1_ohm
+    resistance = r0_ohm + r1 * (1.0 - a)
+    relaxed = a * np.asarray(v_rc_v, dtype=float)
+    if r_diff_ohm is not None:
+        resistance = resistance + r_diff_ohm * (1.0 - b)
+    if v_diff_v is not None:
+        relaxed = relaxed + b * np.asarray(v_diff_v, dtype=float)
+    end = soc + horizon_s * i / (3600.0 * np.asarray(capacity_ah, dtype=float))
+    out: FloatArray = np.asarray(cell.ocv.ocv(end, t) + relaxed + resistance * i, dtype=float)
+    return out
 
 
 def pack_limits(charge_a: FloatArray, discharge_a: FloatArray) -> tuple[float, float]:
