@@ -8,7 +8,7 @@ per frame, one sequence over all its multiplexer branches (what the decoder chec
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, cast
 
 import can
@@ -114,6 +114,173 @@ def _encode_frame(mm: MessageMap, fields: dict[str, Any], mux: int | None, count
                        dlc=len(data), is_rx=False)
 
 
+_CONST, _MASK, _BOOL, _VALUE = range(4)     # how a _FramePlan slot gets its raw value
+_SCALARS = (bool, int, float, np.generic)
+
+
+class _FramePlan:
+    """One frame of a measurement message (one multiplexer branch), resolved once: the raw
+    values that never change, what each mapped signal takes from the fields, and the bit
+    layout of the signals the frame carries. Gives the bytes _encode_frame gives, bit for bit
+    (the layout is checked against cantools when built; None if it does not match: cantools
+    encodes then).
+    """
+
+    def __init__(self, mm: MessageMap, mux: int | None, other_muxes: dict[str, int],
+                 lengths: dict[str, int]) -> None:
+        self.mm = mm
+        fixed: dict[str, Any] = dict.fromkeys(mm.other_signals, 0)
+        if mm.mux_signal is not None:
+            fixed[mm.mux_signal] = mux
+            fixed.update(other_muxes)
+        if mm.counter_signal is not None:
+            fixed[mm.counter_signal] = 0
+        for s in mm.signals:
+            if s.flag is not None:
+                fixed[s.flag] = 1 - s.flag_invalid
+            if s.error is not None:
+                fixed[s.error] = 0
+        # (kind, signal, field, element: None for a scalar field, argument, signal map)
+        slots: list[tuple[int, str, str, int | None, Any, SignalMap]] = []
+        for s in mm.signals:
+            n = lengths[s.field]
+            is_array = MEASUREMENT_FIELDS[s.field][1] is not None
+            element = mm.element(s, mux)
+            if s.bitmask:
+                slots.append((_MASK, s.signal, s.field, None,
+                              (element, min(s.bits, max(0, n - element))), s))
+            elif element >= n:     # padding slot beyond the pack
+                slots.append((_CONST, s.signal, s.field, None,
+                              0 if s.is_bool else _raw_of_value(s, _NAN), s))
+            elif s.is_bool:
+                slots.append((_BOOL, s.signal, s.field, element if is_array else None,
+                              (s.gain + s.bias) >= 0.5, s))
+            else:
+                slots.append((_VALUE, s.signal, s.field, element if is_array else None,
+                              s.error_mask & -s.error_mask, s))
+        self.fixed = fixed
+        self.slots = slots
+        self.length = mm.dbc_message.length
+        self.message = (mm.frame_id, mm.is_extended)
+        self.layout = _bit_layout(mm, fixed)
+
+    def raw(self, values: dict[str, Any], counter: int) -> dict[str, Any]:
+        """Raw signal values of the frame from ``values`` (array fields as lists)."""
+        raw = self.fixed.copy()
+        mm = self.mm
+        if mm.counter_signal is not None:
+            raw[mm.counter_signal] = counter
+        for kind, signal, name, element, arg, s in self.slots:
+            if kind == _CONST:
+                raw[signal] = arg
+                continue
+            value = values[name]
+            if kind == _MASK:
+                start, count = arg
+                bits = 0
+                for k in range(count):
+                    if value[start + k]:
+                        bits |= 1 << k
+                raw[signal] = bits
+                continue
+            v = value if element is None else value[element]
+            if kind == _BOOL:
+                raw[signal] = 1 if bool(v) == arg else 0
+                continue
+            v = float(v)
+            raw[signal] = _raw_of_value(s, v)
+            if not math.isfinite(v):
+                if s.flag is not None:
+                    raw[s.flag] = s.flag_invalid
+                if s.error is not None:
+                    raw[s.error] |= arg      # the lowest bit of its mask
+        return raw
+
+    def data(self, raw: dict[str, Any]) -> bytes:
+        """The payload of ``raw`` (as cantools encodes it: unscaled, no padding)."""
+        if self.layout is None:
+            return bytes(self.mm.dbc_message.encode(raw, scaling=False, padding=False,
+                                                    strict=False))
+        little, big = self.layout
+        value = 0
+        for name, shift, mask in little:
+            value |= (raw[name] & mask) << shift
+        if not big:
+            return value.to_bytes(self.length, 'little')
+        packed = int.from_bytes(value.to_bytes(self.length, 'little'), 'big')
+        for name, shift, mask in big:
+            packed |= (raw[name] & mask) << shift
+        return packed.to_bytes(self.length, 'big')
+
+    def frame(self, values: dict[str, Any], counter: int) -> can.Message:
+        """The frame of ``values`` with rolling counter ``counter``."""
+        data = self.data(self.raw(values, counter))
+        frame_id, extended = self.message
+        return can.Message(arbitration_id=frame_id, is_extended_id=extended, data=data,
+                           dlc=len(data), is_rx=False)
+
+
+_Layout = tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]
+
+
+def _bit_layout(mm: MessageMap, fixed: dict[str, Any]) -> _Layout | None:
+    """(little-endian, big-endian) (signal, shift, mask) of the signals a frame with the
+    multiplexer values of ``fixed`` carries: shifts into the payload read as a little-endian
+    and a big-endian integer. None where cantools must encode (a float signal, a multiplexer
+    value not fixed, a layout that does not reproduce cantools' bytes).
+    """
+    message = mm.dbc_message
+    by_name = {sig.name: sig for sig in message.signals}
+    length = message.length
+
+    def carried(sig: Any) -> bool:
+        mux = sig.multiplexer_signal
+        if mux is None:
+            return True
+        if mux not in fixed or mux not in by_name:
+            raise KeyError(mux)
+        return fixed[mux] in (sig.multiplexer_ids or ()) and carried(by_name[mux])
+
+    little: list[tuple[str, int, int]] = []
+    big: list[tuple[str, int, int]] = []
+    try:
+        signals = [sig for sig in message.signals if carried(sig)]
+    except KeyError:
+        return None
+    for sig in signals:
+        if sig.is_float:
+            return None
+        mask = (1 << sig.length) - 1
+        if sig.byte_order == 'little_endian':
+            little.append((sig.name, sig.start, mask))
+        else:
+            msb = 8 * (sig.start // 8) + (7 - sig.start % 8)   # from the payload's first bit
+            big.append((sig.name, 8 * length - msb - sig.length, mask))
+    layout = (little, big)
+    # check against cantools on random raw values of every carried signal
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        raw = dict(fixed)
+        for sig in signals:
+            if sig.name in fixed and (sig.name == mm.mux_signal or sig.is_multiplexer):
+                continue
+            lo = -(1 << (sig.length - 1)) if sig.is_signed else 0
+            raw[sig.name] = int(rng.integers(lo, lo + (1 << sig.length)))
+        try:
+            want = bytes(message.encode(raw, scaling=False, padding=False, strict=False))
+        except Exception:  # noqa: BLE001  cantools refuses this layout: let it encode
+            return None
+        value = 0
+        for name, shift, mask in little:
+            value |= (raw[name] & mask) << shift
+        packed = int.from_bytes(value.to_bytes(length, 'little'), 'big')
+        for name, shift, mask in big:
+            packed |= (raw[name] & mask) << shift
+        if packed.to_bytes(length, 'big') != want:
+            return None
+    return layout
+
+
 def _field(state: Any, name: str) -> Any:
     if isinstance(state, dict):
         if name not in state:
@@ -159,19 +326,39 @@ class PackEncoder(_Sender):
         self._command_plans = {frame_key(m.frame_id, m.is_extended): m
                                for m in protocol.mapping.commands}
         self._command_counter: dict[str, int] = {}
+        mapped = protocol.mapping.mapped_fields()
+        self._lengths = {name: protocol.field_length(name) for name in mapped}
+        self._array_fields = frozenset(name for name in mapped
+                                       if MEASUREMENT_FIELDS[name][1] is not None)
+        self._fields_of: dict[tuple[str, ...], frozenset[str]] = {}
+        self._plans: dict[str, list[_FramePlan]] = {}
 
-    def state_fields(self, state: Any) -> dict[str, Any]:
-        """Values of every mapped measurement field in ``state`` (object or dict), checked."""
+    def _checked(self, state: Any, names: Collection[str]) -> dict[str, Any]:
+        """Values of the measurement fields ``names`` in ``state`` (object or dict), checked."""
         fields: dict[str, Any] = {}
-        for name in self.protocol.mapping.mapped_fields():
+        lengths = self._lengths
+        for name in names:
             value = _field(state, name)
-            n = self.protocol.field_length(name)
-            if MEASUREMENT_FIELDS[name][1] is not None:
+            if name in self._array_fields:
                 value = np.asarray(value)
+                n = lengths[name]
                 if value.shape != (n,):
                     raise EncodeError(f'{name}: expected {n} values, got shape {value.shape}')
             fields[name] = value
         return fields
+
+    def state_fields(self, state: Any) -> dict[str, Any]:
+        """Values of every mapped measurement field in ``state`` (object or dict), checked."""
+        return self._checked(state, self.protocol.mapping.mapped_fields())
+
+    def fields_of(self, messages: Collection[MessageMap]) -> frozenset[str]:
+        """The measurement fields the frames of ``messages`` carry."""
+        key = tuple(mm.name for mm in messages)
+        names = self._fields_of.get(key)
+        if names is None:
+            names = self._fields_of[key] = frozenset(s.field for mm in messages
+                                                     for s in mm.signals)
+        return names
 
     def encode_all(self, state: Any,
                    keys: Collection[int] | None = None) -> list[can.Message]:
@@ -180,26 +367,69 @@ class PackEncoder(_Sender):
         counters of the others do not advance for frames never sent.
         """
         fields = self.state_fields(state)
-        frames: list[can.Message] = []
-        for mm in self.protocol.mapping.measurement:
-            if keys is None or frame_key(mm.frame_id, mm.is_extended) in keys:
-                frames += self._frames(mm, fields)
-        self.frames_sent += len(frames)
-        return frames
+        messages = [mm for mm in self.protocol.mapping.measurement
+                    if keys is None or frame_key(mm.frame_id, mm.is_extended) in keys]
+        return self._encode(messages, fields)
+
+    def due_messages(self, now_s: float) -> list[MessageMap]:
+        """The measurement messages whose period elapsed at ``now_s`` (s); their schedule
+        moves on (encode them with :meth:`encode_messages`).
+        """
+        next_due = self._next_due
+        due = [mm for mm in self.protocol.mapping.measurement if now_s >= next_due[mm.name]]
+        for mm in due:
+            period_s = cast(float, mm.period_s)   # a measurement message has one (can_mapping)
+            after = next_due[mm.name] + period_s
+            # fell behind (first call, paused process): restart the schedule from now
+            next_due[mm.name] = after if after > now_s else now_s + period_s
+        return due
+
+    def encode_messages(self, messages: Collection[MessageMap],
+                        state: Any) -> list[can.Message]:
+        """The frames of ``messages`` (all their blocks) from ``state`` (object or dict with
+        at least the fields they carry: :meth:`fields_of`; NaN -> invalid marker).
+        """
+        if not messages:
+            return []
+        return self._encode(messages, self._checked(state, self.fields_of(messages)))
 
     def due_frames(self, now_s: float, state: Any) -> list[can.Message]:
         """Frames whose period elapsed at ``now_s`` (s), from ``state`` (NaN -> invalid marker)."""
-        due = [mm for mm in self.protocol.mapping.measurement if now_s >= self._next_due[mm.name]]
-        if not due:
-            return []
-        fields = self.state_fields(state)
+        return self.encode_messages(self.due_messages(now_s), state)
+
+    def due_frames_measured(self, now_s: float,
+                            measure: Callable[[frozenset[str]], Any]) -> list[can.Message]:
+        """due_frames with the state ``measure(fields)`` gives for the fields the due frames
+        carry (PackModel.measured): called at every call, with no fields when nothing is due,
+        so a measurement's noise draws do not depend on the frames due.
+        """
+        due = self.due_messages(now_s)
+        state = measure(self.fields_of(due))
+        return self.encode_messages(due, state)
+
+    def _encode(self, messages: Collection[MessageMap],
+                fields: dict[str, Any]) -> list[can.Message]:
+        """Frames of ``messages`` from checked ``fields``; counts them in frames_sent."""
+        # array fields as lists: element access and float() on Python floats are cheap
+        values = {name: value.tolist() if name in self._array_fields else value
+                  for name, value in fields.items()}
+        plain = all(isinstance(value, _SCALARS) for name, value in values.items()
+                    if name not in self._array_fields)
         frames: list[can.Message] = []
-        for mm in due:
-            period_s = cast(float, mm.period_s)   # a measurement message has one (can_mapping)
-            next_due = self._next_due[mm.name] + period_s
-            # fell behind (first call, paused process): restart the schedule from now
-            self._next_due[mm.name] = next_due if next_due > now_s else now_s + period_s
-            frames += self._frames(mm, fields)
+        counters = self._counter
+        for mm in messages:
+            if not plain:      # a scalar field given as a sequence: the general encoder
+                frames += self._frames(mm, fields)
+                continue
+            plans = self._plans.get(mm.name)
+            if plans is None:
+                plans = self._plans[mm.name] = [_FramePlan(mm, mux, other, self._lengths)
+                                                for mux, other in _branch_frames(mm)]
+            for plan in plans:
+                counter = counters.get(mm.name, 0)
+                if mm.counter_signal is not None:
+                    counters[mm.name] = (counter + 1) % mm.counter_modulo
+                frames.append(plan.frame(values, counter))
         self.frames_sent += len(frames)
         return frames
 

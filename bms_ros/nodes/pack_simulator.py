@@ -200,7 +200,8 @@ class PackSimulator(Node):
                 self.get_logger().warning(text)
             else:
                 self.get_logger().info(text)
-        frames = self.encoder.due_frames(self.watchdog.bus_time_s, self.model.measured())
+        # the readings only of what the due frames carry (its noise drawn at every tick)
+        frames = self.encoder.due_frames_measured(self.watchdog.bus_time_s, self.model.measured)
         if not self.bus.connected:
             return
         for frame in self.frame_faults.apply(frames):

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..ocv import REFERENCE_TEMPERATURE_DEGC
 from ..sim_faults import FaultSet
 from .charger import ChargerMixin
 from .config import SimulatorConfig
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
 
 # spreads are Gaussian, truncated at this many standard deviations so no draw is unphysical
 SPREAD_TRUNCATION = 3.0
+_INV_298_15 = 1.0 / 298.15     # 1/K, 25 degC (core/cell.arrhenius_factor)
+_sum = np.add.reduce           # np.sum's reduction without its Python wrapper
+# the readings measured() makes only when asked for (the others cost next to nothing)
+_MEASURED_ARRAYS = frozenset(('cell_voltages_v', 'temperatures_degc', 'cell_balancing'))
 
 
 class PackModel(ContactorsMixin, ThermalMixin, ChargerMixin, FaultsMixin):
@@ -85,6 +91,10 @@ class PackModel(ContactorsMixin, ThermalMixin, ChargerMixin, FaultsMixin):
         # constants of the exact discretisation
         self._rc_decay = math.exp(-self.step_s / self.tau1_s)
         self._ah_per_as = self.step_s / (3600.0 * self.capacity_ah)
+        self._r1_gain = self.r1_ohm * (1.0 - self._rc_decay)
+        self._r1_gain_of = self.r1_ohm
+        docv_dt = self.cell.ocv.docv_dt_v_per_degc
+        self._docv_dt = docv_dt if np.any(docv_dt) else None
         self._init_thermal()
 
         self.ocv_v = self._ocv(self.soc, self.temperatures_degc)
@@ -129,30 +139,42 @@ class PackModel(ContactorsMixin, ThermalMixin, ChargerMixin, FaultsMixin):
 
     def step(self) -> None:
         """Advance one step of ``step_s`` simulated seconds."""
+        # Cheap per step on a few dozen cells, where each numpy call costs more than its
+        # arithmetic: no term that is exactly zero (no cell bleeding) is computed, constants
+        # are cached, every other operation is the same in the same order (bit for bit).
         dt = self.step_s
-        self._contactors.update(self.sim_time_s, self.faults.contactor_welded,
-                                self.faults.contactor_stuck_open)
+        now = self.sim_time_s
+        faults = self.faults
+        self._contactors.update(now, faults.contactor_welded, faults.contactor_stuck_open)
         negative, positive, _ = self._contactors.actual
-        demand = self.demand_a(self.sim_time_s)
+        demand = self.demand_a(now)
         self.demand_current_a = demand
         temperatures = self.temperatures_degc
         r0 = self._r0(temperatures)
+        rc_v = self.rc_v
+        bleed = self.bleed
+        bleeding = bool(bleed.any())
         # bleed from the last terminal voltage: it changes little within a step
-        bleed_a = np.where(self.bleed, self.cell_voltages_v / self.config.bleed_resistance_ohm,
-                           0.0)
-        source_v = float(np.sum(self.ocv_v + self.rc_v))     # pack EMF at the start of the step
+        bleed_a = np.where(bleed, self.cell_voltages_v / self.config.bleed_resistance_ohm,
+                           0.0) if bleeding else np.zeros(self.cells)
+        source_v = float(_sum(self.ocv_v + rc_v))      # pack EMF at the start of the step
         i_pack = self._link_step(demand, source_v, r0, dt)
-        i_cell = i_pack - bleed_a - self.self_discharge_a
-        rc = self.rc_v * self._rc_decay + self.r1_ohm * (1.0 - self._rc_decay) * i_cell
+        # i_pack - 0.0 is i_pack: without bleeding the zeros are not subtracted
+        i_cell = (i_pack - bleed_a if bleeding else i_pack) - self.self_discharge_a
+        if self._r1_gain_of is not self.r1_ohm:         # R1 was set (core/ageing)
+            self._r1_gain = self.r1_ohm * (1.0 - self._rc_decay)
+            self._r1_gain_of = self.r1_ohm
+        rc = rc_v * self._rc_decay + self._r1_gain * i_cell
         self.rc_v = rc
-        self.soc = np.clip(self.soc + i_cell * self._ah_per_as, 0.0, 1.0)
-        self._thermal_step(i_cell, rc, r0, bleed_a, temperatures)
+        self.soc = (self.soc + i_cell * self._ah_per_as).clip(0.0, 1.0)
+        self._thermal_step(i_cell, rc, r0, bleed_a if bleeding else None, temperatures)
         self.ocv_v = self._ocv(self.soc, self.temperatures_degc)
         self.r0_ohm = r0
         self.cell_current_a = i_cell
         self.bleed_current_a = bleed_a
-        self.cell_voltages_v = self.ocv_v + i_cell * r0 + rc
-        self.pack_voltage_v = float(np.sum(self.cell_voltages_v))
+        cell_voltages = self.ocv_v + i_cell * r0 + rc
+        self.cell_voltages_v = cell_voltages
+        self.pack_voltage_v = float(_sum(cell_voltages))
         self.pack_current_a = i_pack
         if negative and positive:
             self.link_voltage_v = self.pack_voltage_v
@@ -160,44 +182,62 @@ class PackModel(ContactorsMixin, ThermalMixin, ChargerMixin, FaultsMixin):
 
     def _r0(self, temperatures_degc: FloatArray) -> FloatArray:
         """R0 per cell at these temperatures (ohm): the cell's R0(T) x its spread factor."""
-        return self.cell.r0_at(temperatures_degc) * self.r0_factor
+        # CellSpec.r0_at and arrhenius_factor inlined, the same operations in the same order
+        cell = self.cell
+        kelvin = temperatures_degc + 273.15
+        factor = np.exp(cell.r0_arrhenius_k * (1.0 / kelvin - _INV_298_15))
+        return cell.r0_ohm * factor * self.r0_factor
 
     def _ocv(self, soc: FloatArray, temperatures_degc: FloatArray) -> FloatArray:
         """OCV per cell (V) at ``soc`` (0..1) and these temperatures (degC)."""
-        return cast('FloatArray', self.cell.ocv.ocv(soc, temperatures_degc))
+        # OcvTable.ocv inlined without its clip: the model's SoC is already inside 0..1
+        table = self.cell.ocv
+        base = np.interp(soc, table.soc_grid, table.ocv_grid_v)
+        slope = self._docv_dt
+        dt = 0.0 if slope is None else np.interp(soc, table.soc_grid, slope)
+        return cast('FloatArray', base + dt * (temperatures_degc - REFERENCE_TEMPERATURE_DEGC))
 
     # ----------------------------------------------------------------- outputs
 
-    def measured(self) -> dict[str, Any]:
+    def measured(self, fields: Collection[str] | None = None) -> dict[str, Any]:
         """The measurement as the BMS slave reports it, named as PackMeasurement fields.
 
         Seeded Gaussian noise on every analogue value; NaN for a failed reading; the current
-        is + = charging and includes the current-sensor offset fault.
+        is + = charging and includes the current-sensor offset fault. ``fields``: only these
+        (None: all); the noise of every value is drawn all the same, so the readings do not
+        depend on which were asked for.
         """
         noise = self.config.noise
-        rng = self._noise_rng
         faults = self.faults
-        cells = self.cell_voltages_v + noise.cell_voltage_v * rng.standard_normal(self.cells)
-        stuck = faults.stuck_cell_voltage_v
-        cells = np.where(np.isfinite(stuck), stuck, cells)
-        cells[faults.open_wire] = np.nan
-        temps = self.sensor_temperatures_degc() + noise.temperature_degc * rng.standard_normal(
-            self.sensors)
-        temps[faults.temperature_dropout] = np.nan
-        return {
-            'cell_voltages_v': cells,
-            'temperatures_degc': temps,
-            'pack_current_a': self.pack_current_a + faults.current_offset_a
-            + noise.current_a * float(rng.standard_normal()),
-            'pack_voltage_v': max(0.0, self.pack_voltage_v
-                                  + noise.pack_voltage_v * float(rng.standard_normal())),
-            'link_voltage_v': max(0.0, self.link_voltage_v
-                                  + noise.link_voltage_v * float(rng.standard_normal())),
-            'negative_contactor_closed': self.negative_contactor_closed,
-            'positive_contactor_closed': self.positive_contactor_closed,
-            'precharge_relay_closed': self.precharge_relay_closed,
-            'cell_balancing': self.bleed.copy(),
-        }
+        n, sensors = self.cells, self.sensors
+        # one draw in the order the values take it: cells, sensors, current, pack, link
+        draw = self._noise_rng.standard_normal(n + sensors + 3)
+        want = _MEASURED_ARRAYS if fields is None else fields
+        out: dict[str, Any] = {}
+        if 'cell_voltages_v' in want:
+            cells = self.cell_voltages_v + noise.cell_voltage_v * draw[:n]
+            stuck = faults.stuck_cell_voltage_v
+            cells = np.where(np.isfinite(stuck), stuck, cells)
+            cells[faults.open_wire] = np.nan
+            out['cell_voltages_v'] = cells
+        if 'temperatures_degc' in want:
+            temps = self.sensor_temperatures_degc() + noise.temperature_degc * draw[n:n + sensors]
+            temps[faults.temperature_dropout] = np.nan
+            out['temperatures_degc'] = temps
+        k = n + sensors
+        out['pack_current_a'] = self.pack_current_a + faults.current_offset_a \
+            + noise.current_a * float(draw[k])
+        out['pack_voltage_v'] = max(0.0, self.pack_voltage_v
+                                    + noise.pack_voltage_v * float(draw[k + 1]))
+        out['link_voltage_v'] = max(0.0, self.link_voltage_v
+                                    + noise.link_voltage_v * float(draw[k + 2]))
+        actual = self._contactors.actual
+        out['negative_contactor_closed'] = actual[0]
+        out['positive_contactor_closed'] = actual[1]
+        out['precharge_relay_closed'] = actual[2]
+        if 'cell_balancing' in want:
+            out['cell_balancing'] = self.bleed.copy()
+        return out
 
     def truth(self) -> dict[str, Any]:
         """Ground truth named as the bms_interfaces/SimTruth fields."""

@@ -56,6 +56,9 @@ class PackModelState:
     demand_current_a: float        # demanded current of the last step, + = charging
     _rc_decay: float               # exp(-step_s / tau1_s)
     _ah_per_as: FloatArray         # SoC per A of one step
+    _r1_gain: FloatArray           # ohm: r1_ohm (1 - _rc_decay), the RC pair's step gain
+    _r1_gain_of: FloatArray        # the r1_ohm array _r1_gain was computed from
+    _docv_dt: FloatArray | None    # V/degC on the cell's OCV SoC grid; None: isothermal table
 
     # thermal
     temperatures_degc: FloatArray
@@ -67,6 +70,7 @@ class PackModelState:
     _g_nb: float                   # W/K to each neighbour
     _sensor_of_cell: IntArray
     _cells_per_sensor: IntArray
+    _every_sensor_covered: bool    # every sensor covers at least one cell
     _sensor_fallback: IntArray     # the cell a sensor that covers none reads
 
     # contactors, DC link, faults

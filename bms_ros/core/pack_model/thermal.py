@@ -37,17 +37,20 @@ class ThermalMixin(PackModelState):
         # nearest one (more sensors than cells)
         self._sensor_of_cell = pack.sensor_of_cell()
         self._cells_per_sensor = np.bincount(self._sensor_of_cell, minlength=self.sensors)
+        self._every_sensor_covered = bool(np.all(self._cells_per_sensor > 0))
         self._sensor_fallback = np.minimum(
             n - 1, (np.arange(self.sensors) * n) // self.sensors)
 
     def _thermal_step(self, i_cell: FloatArray, rc: FloatArray, r0: FloatArray,
-                      bleed_a: FloatArray, temperatures: FloatArray) -> None:
+                      bleed_a: FloatArray | None, temperatures: FloatArray) -> None:
         """Advance the temperatures one step from ``temperatures`` (degC, the step's start):
-        Joule heat in R0 and R1 (cell current A, RC voltage V), bleed heat, injected heat.
+        Joule heat in R0 and R1 (cell current A, RC voltage V), bleed heat (``bleed_a``, A;
+        None: no cell bleeds), injected heat.
         """
-        heat_w = i_cell * i_cell * r0 + rc * rc / self.r1_ohm + bleed_a * bleed_a \
-            * self.config.bleed_resistance_ohm + self.faults.thermal_event_w
-        drive_w = heat_w + self.cooling_w_per_k * self.ambient_degc
+        heat_w = i_cell * i_cell * r0 + rc * rc / self.r1_ohm
+        if bleed_a is not None:    # else + 0.0: the Joule heat is never -0.0, so it is skipped
+            heat_w = heat_w + bleed_a * bleed_a * self.config.bleed_resistance_ohm
+        drive_w = heat_w + self.faults.thermal_event_w + self.cooling_w_per_k * self.ambient_degc
         if self._g_nb > 0.0:
             around = np.zeros(self.cells)
             around[1:] += temperatures[:-1]
@@ -73,5 +76,7 @@ class ThermalMixin(PackModelState):
         sums = np.bincount(self._sensor_of_cell, weights=self.temperatures_degc,
                            minlength=self.sensors)
         counts = self._cells_per_sensor
+        if self._every_sensor_covered:      # the usual case: no sensor reads a fallback cell
+            return sums / counts
         return np.where(counts > 0, sums / np.maximum(counts, 1),
                         self.temperatures_degc[self._sensor_fallback])
