@@ -140,19 +140,27 @@ class LimitState:
 
         That is: no level raised or pending (a quiet monitor), no latched trip and no
         time-current integrator on this limit, and every value known and inside the release
-        band of every level (so nothing is violated, gate or not, and the trip condition is
-        gone). Then update() would only store the values: this does that without the masks
-        (issue 18: 21 limits x 10 measurements/s were most of protection's CPU at rest).
+        band of every level (a flag: none violated, all cleared), so nothing is violated,
+        gate or not, and the trip condition is gone. Then update() would only store the
+        values: this does that without the masks (issue 18: 21 limits x 10 measurements/s
+        were most of protection's CPU at rest).
         """
-        band = self._band
-        if band is None or not self.monitor.is_quiet:
+        if not self.monitor.is_quiet:
             return False
-        values = np.atleast_1d(np.asarray(signal[0], dtype=float))
-        if values.shape != (self.n_channels,):
-            return False
-        inside = values < band if self.limit.high else values > band   # NaN: not inside
-        if not inside.all() or (self.trip_row is not None
-                                and next(self._latched(), None) is not None):
+        if isinstance(self.limit, FlagLimit):
+            values, violated, cleared, _ = signal
+            cleared = np.asarray(cleared, dtype=bool)
+            quiet = (cleared.shape == self.monitor.active.shape and bool(cleared.all())
+                     and not np.asarray(violated, dtype=bool).any())
+            values = np.atleast_1d(np.asarray(values, dtype=float))
+        else:
+            band = self._band
+            if band is None:
+                return False
+            values = np.atleast_1d(np.asarray(signal[0], dtype=float))
+            inside = values < band if self.limit.high else values > band   # NaN: not inside
+            quiet = values.shape == (self.n_channels,) and bool(inside.all())
+        if not quiet or (self.trip_row is not None and next(self._latched(), None) is not None):
             return False
         self.values = values
         if self.trip_row is not None:
