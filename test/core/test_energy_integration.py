@@ -154,3 +154,15 @@ def test_remaining_energy_of_a_fast_varying_load_counts_r1_at_the_low_passed_cur
     # -0.3 % measured: the cells warm by ~3 K during the run (R0 falls), not predicted
     assert out.remaining_energy_wh == pytest.approx(delivered, rel=5e-3)
     assert old < delivered * (1.0 - 8e-3)                  # -1.1 % measured
+
+
+def test_the_estimate_carries_the_temperature_law_in_use():
+    """Estimate.r0_activation_k is the estimator's law (the datasheet's until one is learnt)."""
+    from bms_ros.core.cell import CellSpec
+    from bms_ros.core.estimation import EstimatorConfig, PackEstimator
+    cell = CellSpec.from_file(f'{config_dir()}/cells/nmc_lg_m50.yaml')
+    est = PackEstimator(cell, 3, EstimatorConfig())
+    est.step(1.0, 0.0, np.full(3, 3.7), np.ones(3, bool), np.full(3, 25.0))
+    assert est.estimate().r0_activation_k == cell.r0_arrhenius_k
+    est.resistance.law.activation_k = 5000.0        # as a learnt law sets it
+    assert est.estimate().r0_activation_k == 5000.0

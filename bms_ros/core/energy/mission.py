@@ -96,8 +96,12 @@ class MissionChecker:
         z = np.clip(soc[ok], 0.0, 1.0)
         q = np.asarray(est.cell_capacity_ah, dtype=float)[ok]
         r0_25 = np.asarray(est.cell_r0_ohm, dtype=float)[ok]
-        r = self.model.resistance_ohm(r0_25, temp)
-        r0_t = r0_25 * self.cell.r0_at(temp) / self.cell.r0_ohm
+        law_k = getattr(est, 'r0_activation_k', None)        # the estimator's law (None: file's)
+        r = self.model.resistance_ohm(r0_25, temp, law_k)
+        r0_t = self.model.r0_ohm_at(r0_25, temp, law_k)
+        # R1 of the limits by the same law, as the estimator's (None: the datasheet law)
+        r1_t = None if law_k is None else self.model.r0_ohm_at(
+            np.full(z.size, self.cell.r1_ohm), temp, law_k)
         duration = float(sum(d for d, _ in segments))
         needed_ws = float(sum(d * p for d, p in segments))
         mean_w = needed_ws / duration if duration > 0 else 0.0
@@ -146,7 +150,7 @@ class MissionChecker:
                 else:
                     charge_lim, discharge_lim = state_of_power.current_limits(
                         self.cell, self.est_config, self.est_config.horizon_long_s, z,
-                        np.zeros_like(z), r0_t, q, temp)
+                        np.zeros_like(z), r0_t, q, temp, r1_t)
                     c_lim, d_lim = state_of_power.pack_limits(charge_lim, discharge_lim)
                     v_cell = ocv + i * r
                     if i < 0.0 and -i > d_lim + 1e-6:

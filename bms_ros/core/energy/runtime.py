@@ -115,8 +115,9 @@ class EnergyEstimator:
         z = soc[ok]
         q = np.asarray(est.cell_capacity_ah, dtype=float)[ok]
         r0_25 = np.asarray(est.cell_r0_ohm, dtype=float)[ok]
-        r = self.model.resistance_ohm(r0_25, temp)
-        r_peak = self.model.peak_resistance_ohm(r0_25, temp)     # a profile's short peaks
+        law_k = getattr(est, 'r0_activation_k', None)        # the estimator's law (None: file's)
+        r = self.model.resistance_ohm(r0_25, temp, law_k)
+        r_peak = self.model.peak_resistance_ohm(r0_25, temp, activation_k=law_k)  # short peaks
         sigma = cfg.band_sigma
         z_std = np.full(z.size, cfg.soc_std) if soc_std is None else \
             np.nan_to_num(np.asarray(soc_std, dtype=float)[ok], nan=cfg.soc_std)
@@ -138,7 +139,7 @@ class EnergyEstimator:
             power, loss, peak, r_pk = (profile.mean_drawn_w, profile.loss_factor,
                                        profile.peak_drawn_w, r_peak)
             r_loss = self.model.loss_resistance_ohm(r0_25, temp, profile.loss_factor,
-                                                    profile.rc_loss_factor)
+                                                    profile.rc_loss_factor, law_k)
         elif discharging:
             power, loss, peak, r_pk = drawn, 1.0, drawn, None
         else:

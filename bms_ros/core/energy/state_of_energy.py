@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..cell import CellSpec
+from ..cell import CellSpec, arrhenius_factor
 from ..ocv import REFERENCE_TEMPERATURE_DEGC
 from .config import EnergyConfig
 
@@ -101,10 +101,26 @@ class CellEnergyModel:
         dz = z - g[k]
         return cumulative[k] + dz * (values[k] + 0.5 * slopes[k] * dz)
 
-    def resistance_ohm(self, cell_r0_ohm: ArrayLike, temperature_degc: ArrayLike) -> FloatArray:
-        """R0(T) + R1 per cell (ohm) from the estimate's R0 (normalised to 25 degC)."""
+    def r0_ohm_at(self, cell_r0_ohm: ArrayLike, temperature_degc: ArrayLike,
+                  activation_k: float | None = None) -> FloatArray:
+        """R0(T) per cell (ohm) from the estimate's R0 (normalised to 25 degC): by the
+        estimator's learnt law (``activation_k``, Ea/R in K, as ``Estimate.r0_activation_k``),
+        else (None, NaN) by the cell file's.
+        """
         t = np.asarray(temperature_degc, dtype=float)
-        r0 = np.asarray(cell_r0_ohm, dtype=float) * self.cell.r0_at(t) / self.cell.r0_ohm
+        r0 = np.asarray(cell_r0_ohm, dtype=float)
+        if activation_k is None or not math.isfinite(activation_k):
+            out: FloatArray = r0 * self.cell.r0_at(t) / self.cell.r0_ohm
+        else:
+            out = r0 * arrhenius_factor(t, activation_k)
+        return out
+
+    def resistance_ohm(self, cell_r0_ohm: ArrayLike, temperature_degc: ArrayLike,
+                       activation_k: float | None = None) -> FloatArray:
+        """R0(T) + R1 per cell (ohm) from the estimate's R0 (normalised to 25 degC); R0(T) by
+        the learnt law when ``activation_k`` (K) is given, else by the cell file's.
+        """
+        r0 = self.r0_ohm_at(cell_r0_ohm, temperature_degc, activation_k)
         return r0 + self.cell.r1_ohm * np.asarray(cell_r0_ohm, dtype=float) / self.cell.r0_ohm
 
     def _grids(self) -> tuple[FloatArray, FloatArray]:
@@ -121,21 +137,25 @@ class CellEnergyModel:
         return self.cell.r1_ohm * np.asarray(cell_r0_ohm, dtype=float) / self.cell.r0_ohm
 
     def loss_resistance_ohm(self, cell_r0_ohm: ArrayLike, temperature_degc: ArrayLike,
-                            loss_factor: float, rc_loss_factor: float) -> FloatArray:
+                            loss_factor: float, rc_loss_factor: float,
+                            activation_k: float | None = None) -> FloatArray:
         """R0(T) E[P^2]/E[P]^2 + R1 E[P_rc^2]/E[P]^2 per cell (ohm): the I^2 R losses of a varying
-        load at its mean current (R1 only sees the current low-passed at tau1).
+        load at its mean current (R1 only sees the current low-passed at tau1); ``activation_k``
+        as :meth:`resistance_ohm`.
         """
         r1 = self.rc_resistance_ohm(cell_r0_ohm)
-        r0 = self.resistance_ohm(cell_r0_ohm, temperature_degc) - r1
+        r0 = self.resistance_ohm(cell_r0_ohm, temperature_degc, activation_k) - r1
         return r0 * float(loss_factor) + r1 * float(rc_loss_factor)
 
     # ------------------------------------------------------------------ discharge
     def peak_resistance_ohm(self, cell_r0_ohm: ArrayLike, temperature_degc: ArrayLike,
-                            peak_s: float = 10.0) -> FloatArray:
-        """R0(T) + R1 (1 - exp(-peak_s / tau1)) per cell: what a peak of ``peak_s`` meets."""
-        t = np.asarray(temperature_degc, dtype=float)
+                            peak_s: float = 10.0, activation_k: float | None = None
+                            ) -> FloatArray:
+        """R0(T) + R1 (1 - exp(-peak_s / tau1)) per cell: what a peak of ``peak_s`` meets;
+        ``activation_k`` as :meth:`resistance_ohm`.
+        """
         r0 = np.asarray(cell_r0_ohm, dtype=float)
-        return r0 * self.cell.r0_at(t) / self.cell.r0_ohm + self.cell.r1_ohm * r0 \
+        return self.r0_ohm_at(r0, temperature_degc, activation_k) + self.cell.r1_ohm * r0 \
             / self.cell.r0_ohm * (1.0 - np.exp(-peak_s / self.cell.tau1_s))
 
     def discharge(self, soc: ArrayLike, capacity_ah: ArrayLike, resistance_ohm: ArrayLike,

@@ -88,6 +88,7 @@ class Estimate:
     at_rest: bool
     cell_charge_current_limit_a: np.ndarray | None = field(default=None, repr=False)
     cell_discharge_current_limit_a: np.ndarray | None = field(default=None, repr=False)
+    r0_activation_k: float | None = None    # Ea/R (K) of the R0 temperature law in use
 
 
 def pack_soc(cell_soc: FloatOrArray, cell_capacity_ah: FloatOrArray) -> tuple[float, float, float]:
@@ -409,4 +410,5 @@ class PackEstimator:
             horizon_long_s=self.config.horizon_long_s,
             current_offset_a=float(np.median(f.current_offset_a)),
             at_rest=self.at_rest,
-            cell_charge_current_limit_a=c_s, cell_discharge_current_limit_a=d_s)
+            cell_charge_current_limit_a=c_s, cell_discharge_current_limit_a=d_s,
+            r0_activation_k=float(self.resistance.law.activation_k))
