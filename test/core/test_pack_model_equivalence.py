@@ -63,6 +63,37 @@ class ReferenceModel(PackModel):
             self.link_voltage_v = self.pack_voltage_v
         self.sim_time_s += dt
 
+    def _link_step(self, demand, source_v, r0, dt):
+        cfg = self.config
+        negative, positive, precharge = self._contactors.actual
+        r_short = self.faults.short_resistance_ohm
+        c_link = cfg.link_capacitance_f
+        if negative and positive:
+            if math.isfinite(r_short):
+                # the shorted load in parallel with the demand: V = E + I R, I = I_d - V / R_s
+                r_pack = float(np.sum(r0))
+                v_pack = (source_v + demand * r_pack) / (1.0 + r_pack / r_short)
+                return demand - v_pack / r_short
+            return demand
+        # link RC circuit, exact: dV/dt = (a - b V), settling to a / b
+        b = 1.0 / (cfg.link_discharge_resistance_ohm * c_link)
+        if math.isfinite(r_short):
+            b += 1.0 / (r_short * c_link)
+        a = 0.0
+        if negative and precharge:
+            g_pre = 1.0 / (cfg.precharge_resistance_ohm * c_link)
+            a = source_v * g_pre
+            b += g_pre
+        v_old = self.link_voltage_v
+        v_inf = a / b
+        self.link_voltage_v = v_inf + (v_old - v_inf) * math.exp(-b * dt)
+        i_pack = 0.0
+        if negative and precharge:
+            # mean pre-charge current over the step, discharging the pack
+            v_mid = 0.5 * (v_old + self.link_voltage_v)
+            i_pack = -(source_v - v_mid) / cfg.precharge_resistance_ohm
+        return i_pack
+
     def _r0(self, temperatures_degc):
         return self.cell.r0_at(temperatures_degc) * self.r0_factor
 

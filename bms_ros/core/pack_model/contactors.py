@@ -79,9 +79,10 @@ class ContactorsMixin(PackModelState):
         """Commanded state (negative, positive, precharge), true = closed."""
         return tuple(self._contactors.commanded)
 
-    def _link_step(self, demand: float, source_v: float, r0: FloatArray, dt: float) -> float:
-        """The pack current of one step (A, + = charging) for the demand (A) and the pack EMF
-        ``source_v`` (V); steps the DC link voltage when the pack is not tied to it.
+    def _link_step(self, demand: float, r0: FloatArray, dt: float) -> float:
+        """The pack current of one step (A, + = charging) for the demand (A) from the pack EMF
+        at the step's start (OCV + RC voltages); steps the DC link voltage when the pack is not
+        tied to it.
         """
         cfg = self.config
         negative, positive, precharge = self._contactors.actual
@@ -89,6 +90,7 @@ class ContactorsMixin(PackModelState):
         c_link = cfg.link_capacitance_f
         if negative and positive:
             if math.isfinite(r_short):
+                source_v = self._source_v()
                 # the shorted load in parallel with the demand: V = E + I R, I = I_d - V / R_s
                 r_pack = float(np.sum(r0))
                 v_pack = (source_v + demand * r_pack) / (1.0 + r_pack / r_short)
@@ -99,7 +101,9 @@ class ContactorsMixin(PackModelState):
         if math.isfinite(r_short):
             b += 1.0 / (r_short * c_link)
         a = 0.0
+        source_v = 0.0
         if negative and precharge:
+            source_v = self._source_v()
             g_pre = 1.0 / (cfg.precharge_resistance_ohm * c_link)
             a = source_v * g_pre
             b += g_pre
@@ -112,3 +116,7 @@ class ContactorsMixin(PackModelState):
             v_mid = 0.5 * (v_old + self.link_voltage_v)
             i_pack = -(source_v - v_mid) / cfg.precharge_resistance_ohm
         return i_pack
+
+    def _source_v(self) -> float:
+        """The pack EMF (V): the sum of the OCV and RC voltages (only where it is needed)."""
+        return float(np.add.reduce(self.ocv_v + self.rc_v))

@@ -141,7 +141,8 @@ class PackModel(ContactorsMixin, ThermalMixin, ChargerMixin, FaultsMixin):
         """Advance one step of ``step_s`` simulated seconds."""
         # Cheap per step on a few dozen cells, where each numpy call costs more than its
         # arithmetic: no term that is exactly zero (no cell bleeding) is computed, constants
-        # are cached, every other operation is the same in the same order (bit for bit).
+        # are cached, temporaries are reused in place (a + b as b + a: the same bits); every
+        # other operation is the same in the same order (test_pack_model_equivalence).
         dt = self.step_s
         now = self.sim_time_s
         faults = self.faults
@@ -151,28 +152,32 @@ class PackModel(ContactorsMixin, ThermalMixin, ChargerMixin, FaultsMixin):
         self.demand_current_a = demand
         temperatures = self.temperatures_degc
         r0 = self._r0(temperatures)
-        rc_v = self.rc_v
         bleed = self.bleed
         bleeding = bool(bleed.any())
         # bleed from the last terminal voltage: it changes little within a step
         bleed_a = np.where(bleed, self.cell_voltages_v / self.config.bleed_resistance_ohm,
                            0.0) if bleeding else np.zeros(self.cells)
-        source_v = float(_sum(self.ocv_v + rc_v))      # pack EMF at the start of the step
-        i_pack = self._link_step(demand, source_v, r0, dt)
+        i_pack = self._link_step(demand, r0, dt)     # from the pack EMF at the step's start
         # i_pack - 0.0 is i_pack: without bleeding the zeros are not subtracted
         i_cell = (i_pack - bleed_a if bleeding else i_pack) - self.self_discharge_a
         if self._r1_gain_of is not self.r1_ohm:         # R1 was set (core/ageing)
             self._r1_gain = self.r1_ohm * (1.0 - self._rc_decay)
             self._r1_gain_of = self.r1_ohm
-        rc = rc_v * self._rc_decay + self._r1_gain * i_cell
+        rc = self.rc_v * self._rc_decay
+        rc += self._r1_gain * i_cell
         self.rc_v = rc
-        self.soc = (self.soc + i_cell * self._ah_per_as).clip(0.0, 1.0)
+        soc = i_cell * self._ah_per_as
+        soc += self.soc
+        self.soc = soc.clip(0.0, 1.0, out=soc)
         self._thermal_step(i_cell, rc, r0, bleed_a if bleeding else None, temperatures)
-        self.ocv_v = self._ocv(self.soc, self.temperatures_degc)
+        ocv = self._ocv(soc, self.temperatures_degc)
+        self.ocv_v = ocv
         self.r0_ohm = r0
         self.cell_current_a = i_cell
         self.bleed_current_a = bleed_a
-        cell_voltages = self.ocv_v + i_cell * r0 + rc
+        cell_voltages = i_cell * r0
+        cell_voltages += ocv
+        cell_voltages += rc
         self.cell_voltages_v = cell_voltages
         self.pack_voltage_v = float(_sum(cell_voltages))
         self.pack_current_a = i_pack

@@ -47,17 +47,26 @@ class ThermalMixin(PackModelState):
         Joule heat in R0 and R1 (cell current A, RC voltage V), bleed heat (``bleed_a``, A;
         None: no cell bleeds), injected heat.
         """
-        heat_w = i_cell * i_cell * r0 + rc * rc / self.r1_ohm
+        heat_w = i_cell * i_cell
+        heat_w *= r0
+        heat_w += rc * rc / self.r1_ohm
         if bleed_a is not None:    # else + 0.0: the Joule heat is never -0.0, so it is skipped
-            heat_w = heat_w + bleed_a * bleed_a * self.config.bleed_resistance_ohm
-        drive_w = heat_w + self.faults.thermal_event_w + self.cooling_w_per_k * self.ambient_degc
+            heat_w += bleed_a * bleed_a * self.config.bleed_resistance_ohm
+        heat_w += self.faults.thermal_event_w
+        drive_w = heat_w
+        drive_w += self.cooling_w_per_k * self.ambient_degc
         if self._g_nb > 0.0:
             around = np.zeros(self.cells)
             around[1:] += temperatures[:-1]
             around[:-1] += temperatures[1:]
-            drive_w += self._g_nb * around
-        t_inf = drive_w / self._g_total
-        self.temperatures_degc = t_inf + (temperatures - t_inf) * self._thermal_decay
+            around *= self._g_nb
+            drive_w += around
+        drive_w /= self._g_total
+        t_inf = drive_w
+        change = temperatures - t_inf
+        change *= self._thermal_decay
+        change += t_inf
+        self.temperatures_degc = change
 
     @property
     def thermal_time_constant_s(self) -> float:
