@@ -54,6 +54,8 @@ class EstimatorConfig:
     restored_soc_std: float = 0.05             # doubt of a persisted SoC after a restart
     restored_soc_std_per_day: float = 0.002    # + this per day since it was saved
     initial_load_c: float = 1.0                # RC voltages at start: what this load may leave
+    startup_polarisation_max: float = 0.0      # > startup_polarisation: the share may be anywhere
+                                               # up to this; the start's SoC covers that range
     startup_polarisation: float = 0.0          # a start under load: this share of the settled
                                                # RC polarisation is assumed (0: only R0 i)
     update_iterations: int = 2                 # iterated EKF: relinearisations of the OCV
@@ -167,6 +169,7 @@ class EstimatorConfig:
         num('initial_diffusion_resistance_std', minimum=0.0, maximum=10.0)
         num('initial_load_c', minimum=0.0, maximum=10.0)
         num('startup_polarisation', minimum=0.0, maximum=1.0)
+        num('startup_polarisation_max', minimum=0.0, maximum=100.0)
         num('restored_soc_std_per_day', minimum=0.0, maximum=1.0)
         num('relaxation_time_s', minimum=0.0, maximum=1e5)
         num('relaxation_doubt_time_s', minimum=0.0, maximum=1e6)

@@ -256,7 +256,10 @@ class PackEstimator:
             soc, std, v_rc, v_diff = soc_from_voltage(
                 self.cell, cfg, self.resistance.r0_ohm, self.filter.arrhenius(temp_model), v,
                 i_cells, temp_model)
-            self._start_filter(soc, std, cells=fresh)
+            # over the whole range of the unknown polarisation (if set): an honest doubt
+            ranged = (cfg.startup_polarisation_max > cfg.startup_polarisation) & (
+                np.abs(i_cells) > rest_a)
+            self._start_filter(soc, std, cells=fresh, ranged=ranged)
             self.filter.x[fresh, VRC] = np.broadcast_to(v_rc, (self.n,))[fresh]
             self.filter.x[fresh, SLOW] = np.broadcast_to(v_diff, (self.n,))[fresh]
         if self.t_s is not None:

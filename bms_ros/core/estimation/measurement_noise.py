@@ -52,12 +52,20 @@ class CorrelatedDoubt:
         self.last_dt_s = 1.0
         self.fresh = np.zeros(self.n, dtype=bool)   # started, no voltage update yet
 
-    def start(self, idx: Index, soc: FloatArray, soc_var: FloatArray, from_ocv: bool) -> None:
+    def start(self, idx: Index, soc: FloatArray, soc_var: FloatArray, from_ocv: bool,
+              ranged: BoolArray | None = None) -> None:
         """Cells ``idx`` (re)started at ``soc`` of variance ``soc_var``; ``from_ocv``: read from
         a voltage (no surer than ``polarisation_anchor_doubt_v`` allows), else a given SoC.
+        ``ranged`` (per cell of ``idx``): the start under load covered the whole SoC range the
+        unknown polarisation allows (:mod:`.voltage_soc`), so its doubt is honest and the count
+        from there is a confident point: the correlated doubt holds from the start (a point
+        read at one assumed polarisation is biased, so there the voltage keeps its weight).
         """
         self.count_var[idx] = np.maximum(soc_var, self.ocv_doubt2(soc)) if from_ocv else soc_var
         self.fresh[idx] = from_ocv        # a given SoC is a confident point under load too
+        if ranged is not None and from_ocv:
+            self.count_var[idx] = np.where(ranged, 0.0, self.count_var[idx])
+            self.fresh[idx] &= ~ranged
 
     def predict(self, dt_s: float, true_current_a: FloatArray) -> None:
         """Low-pass the load (|I| / 1 C) over one prediction step of ``dt_s`` (s)."""
