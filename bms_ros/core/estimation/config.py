@@ -116,6 +116,9 @@ class EstimatorConfig:
     relaxation_doubt_time_s: float = 0.0       # at rest the voltage's doubt = drift x this
                                                # (0 or less: relaxation_time_s)
     # --- end of charge: at the cut-off voltage with the CV current tapered to this, SoC is 1
+    stop_band_v: float = 0.0                   # a stop: OCV within this of the voltage (0: off)
+    stop_time_s: float = 20.0                  # ... after this long at rest current
+    stop_band_max_slope_v: float = 1.0         # ... where the OCV is no steeper (the knee's tail)
     full_charge_anchor: bool = False           # off until checked on the matrix test half
     full_charge_current_c: float = 0.05        # C/20, where a CC-CV charge ends
     full_charge_voltage_margin_v: float = 0.015   # within this of limits.voltage_max_v
@@ -179,6 +182,9 @@ class EstimatorConfig:
         num('polarisation_anchor_doubt_v', minimum=0.0, maximum=1.0)
         num('polarisation_load_time_s', minimum=0.0, maximum=1e5)
         num('model_error_v', minimum=0.0, maximum=1.0)
+        num('stop_band_v', minimum=0.0, maximum=1.0)
+        num('stop_time_s', exclusive_minimum=0.0, maximum=1e5)
+        num('stop_band_max_slope_v', exclusive_minimum=0.0, maximum=1000.0)
         num('full_charge_current_c', exclusive_minimum=0.0, maximum=1.0)
         num('full_charge_voltage_margin_v', minimum=0.0, maximum=0.5)
         num('full_charge_soc_std', exclusive_minimum=0.0, maximum=0.5)

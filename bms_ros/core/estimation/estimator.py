@@ -129,6 +129,7 @@ class PackEstimator:
         self._limit_temperature: FloatArray = np.full(self.n, np.nan)
         self._limits_due = False
         self._next_pair_t_s = -np.inf
+        self._stop_bound = np.zeros(self.n, dtype=bool)   # the stop band was used this stop
 
     # ---------------------------------------------------------------- initialisation
     @property
@@ -314,6 +315,8 @@ class PackEstimator:
             offer_soc_pair(self.filter, self.capacity, self.cell, cfg, valid, i_cells)
         if cfg.full_charge_anchor:
             self._full_charge(v, i_cells, valid)
+        if cfg.stop_band_v > 0.0:
+            self._stop_band(v, temp_model, valid)
         if self.rest_s >= cfg.rest_time_s and not self.rest.anchored:
             self.reanchor_from_ocv(v, temp_model, valid, relaxation_v=self.relaxation_v())
             self.rest.anchored = True
@@ -340,6 +343,38 @@ class PackEstimator:
         anchor_capacity(self.filter, self.capacity, np.ones(self.n), std, full)
         self.end_of_charge.taken(full)
         log.debug('end-of-charge anchor on %d cells', int(full.sum()))
+
+    def _stop_band(self, voltage_v: FloatArray, temperature_degc: FloatArray,
+                   valid: BoolArray) -> None:
+        """A stop (``stop_time_s`` at rest current, before the rest anchor): the OCV is within
+        ``stop_band_v`` of the voltage whichever way it still relaxes, so the SoC lies between
+        SoC(v - band) and SoC(v + band) -- nothing on a plateau, a bound on the OCV's steps. A
+        cell outside (e.g. counted with a capacity 15 % too large) is moved to the nearer edge,
+        once per stop, its doubt at least the band's. Not where the OCV at that edge is steeper
+        than ``stop_band_max_slope_v`` (the knee's diffusion tail outlasts any stop). No
+        capacity anchor: its doubt is the band's, and as the capacity's reference it would
+        keep the rest anchor at the knee from pairing with the full charge.
+        """
+        cfg = self.config
+        if self.rest_s <= 0.0:
+            self._stop_bound[:] = False
+        if not cfg.stop_time_s <= self.rest_s < cfg.rest_time_s or self.rest.anchored:
+            return
+        f = self.filter
+        inverse = self.cell.ocv.soc_from_ocv
+        high: Any = inverse(voltage_v + cfg.stop_band_v, temperature_degc)
+        low: Any = inverse(voltage_v - cfg.stop_band_v, temperature_degc)
+        free = valid & f.initialised & ~self._stop_bound
+        above = free & (f.soc > high) & (f.ocv_slope(high) <= cfg.stop_band_max_slope_v)
+        below = free & (f.soc < low) & (f.ocv_slope(low) <= cfg.stop_band_max_slope_v)
+        cells = above | below
+        if not cells.any():
+            return
+        band_var = np.maximum(0.5 * (high - low), 0.005) ** 2 / 3.0
+        f.update_soc(np.where(above, high, low), 0.01, cells)
+        f.P[cells, SOC, SOC] = np.maximum(f.P[cells, SOC, SOC], band_var[cells])
+        self._stop_bound |= cells
+        log.debug('stop band bound the SoC of %d cells', int(cells.sum()))
 
     def relaxation_v(self) -> FloatArray:
         """Relaxation still to come at rest per cell (V, signed): see :mod:`.relaxation`."""
