@@ -69,6 +69,8 @@ class EstimatorConfig:
     polarisation_anchor_doubt_v: float = 0.02  # an OCV start/anchor is this sure (hysteresis)
     polarisation_load_time_s: float = 0.0      # low-pass of |I| for its size (0: the one above)
     model_error_v: float = 0.0                 # + this floor (V) at any current (OCV table, bias)
+    polarisation_knee_slope_v: float = 0.0     # OCV slope (V per unit SoC) from which the doubt
+                                               # holds however unsure the count (0: never)
     # --- current-sensor offset: a consider-state of the filter, measured at zero current
     initial_current_offset_std_c: float = 0.005
     zero_current_calibration: bool = True      # node: contactors open -> current is the offset
@@ -182,6 +184,7 @@ class EstimatorConfig:
         num('polarisation_anchor_doubt_v', minimum=0.0, maximum=1.0)
         num('polarisation_load_time_s', minimum=0.0, maximum=1e5)
         num('model_error_v', minimum=0.0, maximum=1.0)
+        num('polarisation_knee_slope_v', minimum=0.0, maximum=1000.0)
         num('stop_band_v', minimum=0.0, maximum=1.0)
         num('stop_time_s', exclusive_minimum=0.0, maximum=1e5)
         num('stop_band_max_slope_v', exclusive_minimum=0.0, maximum=1000.0)

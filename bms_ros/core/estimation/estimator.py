@@ -50,7 +50,7 @@ from .relaxation import RestTracker
 from .resistance import ResistanceEstimator
 from .soc_filter import SLOW, SOC, VRC, SocFilter
 from .soh import CapacityEstimator
-from .voltage_soc import soc_from_voltage
+from .voltage_soc import prior_within_range, soc_from_voltage
 
 if TYPE_CHECKING:
     from ..cell import CellSpec
@@ -263,6 +263,9 @@ class PackEstimator:
             self._start_filter(soc, std, cells=fresh, ranged=ranged)
             self.filter.x[fresh, VRC] = np.broadcast_to(v_rc, (self.n,))[fresh]
             self.filter.x[fresh, SLOW] = np.broadcast_to(v_diff, (self.n,))[fresh]
+        if first and cfg.startup_polarisation_max > cfg.startup_polarisation:
+            self._given_within_range(valid & ~fresh & self.filter.initialised & (
+                np.abs(i_cells) > rest_a), v, i_cells, temp_model)
         if self.t_s is not None:
             dt = t_s - self.t_s
             i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
@@ -325,6 +328,23 @@ class PackEstimator:
         self._limit_temperature = temp
         self._limits_due = True
         return True
+
+    def _given_within_range(self, cells: BoolArray, voltage_v: FloatArray,
+                            cell_current_a: FloatArray, temperature_degc: FloatArray) -> None:
+        """A SoC given before a first voltage under load (state file, set_soc, a given initial
+        SoC): its prior truncated to the SoC range that voltage allows (at rest the start-up
+        anchor fuses them), the RC states at the polarisation that implies.
+        """
+        if not cells.any():
+            return
+        f = self.filter
+        measured, noise, v_rc, v_diff = prior_within_range(
+            self.cell, self.config, self.resistance.r0_ohm, f.arrhenius(temperature_degc),
+            voltage_v, cell_current_a, temperature_degc, f.soc.copy(), f.P[:, SOC, SOC].copy())
+        f.update_soc(measured, noise, cells)
+        f.doubt.confident(cells)
+        f.x[cells, VRC] = v_rc[cells]
+        f.x[cells, SLOW] = v_diff[cells]
 
     def _full_charge(self, voltage_v: FloatArray, cell_current_a: FloatArray,
                      valid: BoolArray) -> None:

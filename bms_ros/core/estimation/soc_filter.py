@@ -321,7 +321,7 @@ class SocFilter:
             (self.n,))
         cfg = self.config
         if cfg.polarisation_noise_per_c_v > 0.0 or cfg.model_error_v > 0.0:
-            noise2 = noise2 + self.doubt.noise2(current_a, x[:, OFFSET], valid)
+            noise2 = noise2 + self.doubt.noise2(current_a, x[:, OFFSET], valid, x[:, SOC])
         measured = np.nan_to_num(voltage_v)
         prior = x.copy()
         # H = [slope, 1, -r0, 0, 1, 0]: P H from four columns of P (no batched products)
