@@ -57,7 +57,7 @@ def _soc_from_range(cell: CellSpec, config: EstimatorConfig, base_v: FloatArray,
     z_low, z_high = _range(cell, config, base_v, settled_rc + settled_diff, temperature_degc)
     soc = 0.5 * (z_low + z_high)
     half = 0.5 * (z_high - z_low)
-    ocv = cell.ocv.ocv(soc, temperature_degc)
+    ocv = np.asarray(cell.ocv.ocv(soc, temperature_degc), dtype=float)
     noise_v = config.rest_ocv_noise_v + 0.3 * np.abs(r0_i_v)
     std = np.clip(np.hypot(half, ocv_soc_std(cell, ocv, noise_v, temperature_degc)), 0.005, 0.5)
     v_rc, v_diff = _polarisation(cell, config, soc, base_v, settled_rc, settled_diff,
@@ -128,7 +128,8 @@ def _truncated_normal(mean: FloatArray, var: FloatArray, low: FloatArray, high: 
     pdf_a, pdf_b = np.exp(-0.5 * a * a), np.exp(-0.5 * b * b)
     pdf_a, pdf_b = pdf_a / math.sqrt(2.0 * math.pi), pdf_b / math.sqrt(2.0 * math.pi)
     erf = np.frompyfunc(math.erf, 1, 1)
-    mass = 0.5 * (erf(b / math.sqrt(2.0)).astype(float) - erf(a / math.sqrt(2.0)).astype(float))
+    mass = 0.5 * (np.asarray(erf(b / math.sqrt(2.0)), dtype=float)
+                  - np.asarray(erf(a / math.sqrt(2.0)), dtype=float))
     ok = mass > 1e-9
     z = np.where(ok, mass, 1.0)
     ratio = (pdf_a - pdf_b) / z
