@@ -226,7 +226,7 @@ class PackEstimator:
                                                       self.config.anchor_soc_std_min ** 2)
         self.filter.update_soc(soc, std, old)
         self.filter.relaxed(cells)
-        anchor_capacity(self.filter, self.capacity, soc, std, cells)
+        anchor_capacity(self.filter, self.capacity, soc, std, cells, ocv_v, temperature_degc)
         self.anchors += 1
         return cells
 
