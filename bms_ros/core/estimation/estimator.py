@@ -45,7 +45,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..ocv import FloatOrArray
 from ..plausibility import Plausibility
 from . import state_of_power
-from .anchors import EndOfCharge, anchor_capacity, offer_soc_pair
+from .anchors import EndOfCharge, anchor_capacity, offer_soc_pair, soc_of_ocv
 from .relaxation import RestTracker
 from .resistance import ResistanceEstimator
 from .soc_filter import RSLOW, SLOW, SOC, VRC, SocFilter
@@ -214,7 +214,7 @@ class PackEstimator:
         cells: BoolArray = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
         relax_v = np.broadcast_to(np.asarray(relaxation_v, dtype=float), (self.n,))
         ocv_v = np.asarray(voltage_v, dtype=float) + relax_v
-        soc: Any = self.cell.ocv.soc_from_ocv(ocv_v, temperature_degc)
+        soc: Any = np.clip(soc_of_ocv(self.cell, ocv_v, temperature_degc)[0], 0.0, 1.0)
         noise_v = self.config.rest_ocv_noise_v + np.abs(relax_v)
         std = np.clip(noise_v / np.maximum(self.filter.ocv_slope(soc), 1e-3), 0.002, 0.5)
         fresh = cells & ~self.filter.initialised
@@ -227,7 +227,7 @@ class PackEstimator:
                                                       self.config.anchor_soc_std_min ** 2)
         self.filter.update_soc(soc, std, old)
         self.filter.relaxed(cells)
-        anchor_capacity(self.filter, self.capacity, soc, std, cells)
+        anchor_capacity(self.filter, self.capacity, soc, std, cells, ocv_v, temperature_degc)
         self.anchors += 1
         return cells
 
