@@ -149,3 +149,49 @@ def test_relaxation_still_to_come_from_the_drift(nmc):
     left = 0.03 * np.exp(-600 / 300.0)                                 # 4.1 mV
     assert est.relaxation_v()[0] == pytest.approx(left, rel=0.1)
     assert PackEstimator(nmc, 1, EstimatorConfig()).relaxation_v()[0] == 0.0
+
+
+def _lfp_stop(config, soc_at_stop, soc_counted, stop_s=40):
+    """LFP 1-RC truth: 10 min at 1 C (the voltage 10 mV low) into ``soc_at_stop``, the
+    estimator's count then set to ``soc_counted`` (2 % doubt), then a stop of ``stop_s``;
+    (truth SoC, estimate after 10 s and at the end of the stop, SoC(v -+ 30 mV), SoC std).
+    """
+    cell = CellSpec.from_file(f'{config_dir()}/cells/lfp_a123_anr26650.yaml')
+    truth = EcmCells(cell, [soc_at_stop + 600.0 / 3600.0])
+    est = PackEstimator(cell, 1, config)
+    est.start_from_soc(soc_at_stop + 600.0 / 3600.0, 0.02)
+    t = 0.0
+    for _ in range(600):
+        t += 1.0
+        truth.step(1.0, -cell.capacity_ah)
+        est.step(t, -cell.capacity_ah, truth.voltage_v() - 0.01, [True], [25.0])
+    est.start_from_soc(soc_counted, 0.02)
+    trace = []
+    for _ in range(stop_s):
+        t += 1.0
+        truth.step(1.0, 0.0)
+        est.step(t, 0.0, truth.voltage_v(), [True], [25.0])
+        trace.append(float(est.filter.soc[0]))
+    v = truth.voltage_v()
+    band = [float(cell.ocv.soc_from_ocv(v + d, 25.0)[0]) for d in (-0.03, 0.03)]
+    return float(truth.soc[0]), trace[9], trace[-1], band, float(est.filter.soc_std[0])
+
+
+def test_stop_band_bounds_a_count_off_the_ocv_step():
+    """LFP at 27 % (the OCV step 20-40 %): a count 11 points high (a capacity too large) or
+    12 low is moved to the band's edge 20 s into a stop (measured 0.38 -> 0.331, 0.15 ->
+    0.175), its doubt raised to the band's (2 -> 4 %); without the band (stop_band_v 0) the
+    correlated doubt keeps both; on the plateau (60 %) the band bounds nothing.
+    """
+    from bms_ros.tools.estimate_csv import load_config
+    config, _ = load_config(cell_path=f'{config_dir()}/cells/lfp_a123_anr26650.yaml')
+    assert config.stop_band_v == pytest.approx(0.03)
+    off = dataclasses.replace(config, stop_band_v=0.0)
+    truth, before, after, (low, high), std = _lfp_stop(config, 0.27, 0.38)
+    assert before == pytest.approx(0.38, abs=0.002)                 # 10 s: not yet a stop
+    assert after <= high + 0.01 and after > truth and std > 0.03
+    assert _lfp_stop(off, 0.27, 0.38)[2] == pytest.approx(0.38, abs=0.002)
+    truth, _, after, (low, high), _ = _lfp_stop(config, 0.27, 0.15)
+    assert after >= low - 0.015 and after < truth
+    assert _lfp_stop(off, 0.27, 0.15)[2] == pytest.approx(0.15, abs=0.002)
+    assert _lfp_stop(config, 0.6, 0.7)[2] == pytest.approx(0.70, abs=0.002)

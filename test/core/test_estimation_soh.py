@@ -4,7 +4,8 @@ import pytest
 
 from bms_ros.core.cell import CellSpec
 from bms_ros.core.estimation import EstimatorConfig, PackEstimator
-from bms_ros.core.estimation.soc_filter import OFFSET, QINV
+from bms_ros.core.estimation.anchors import EXTRAPOLATE_MAX_SOC, push_capacity, soc_of_ocv
+from bms_ros.core.estimation.soc_filter import OFFSET, QINV, SOC
 from bms_ros.core.estimation.soh import CapacityEstimator, ResistanceEstimator
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import config_dir
@@ -244,3 +245,135 @@ def test_no_capacity_pairs_on_the_lfp_plateau():
     assert (slope < EstimatorConfig().capacity_pair_min_slope_v).all()
     assert est.capacity.capacity_ah[0] == lfp.capacity_ah
     assert est.capacity.pair_updates[0] == 0
+
+
+@pytest.fixture(scope='module')
+def mohtat():
+    return CellSpec.from_file(f'{config_dir()}/cells/nmc532_mohtat2020.yaml')
+
+
+def test_soc_of_ocv_inverts_the_table_at_its_temperature(mohtat):
+    """The capacity's OCV reading inverts OCV(SoC, T) at each cell's temperature (the table's
+    own inverse corrects the temperature at 50 % SoC only: points off where the entropic
+    coefficient differs), and beyond the table's top it extrapolates with the end slope.
+    """
+    z = np.linspace(0.02, 0.98, 49)
+    for temperature in (10.0, 45.0):
+        v = mohtat.ocv.ocv(z, temperature)
+        got, beyond = soc_of_ocv(mohtat, v, np.full(z.shape, temperature))
+        assert got == pytest.approx(z, abs=1e-6)
+        assert not beyond.any()
+    # what the table's inverse reads at 10 % and 10 degC (why the anchors use soc_of_ocv)
+    assert mohtat.ocv.soc_from_ocv(mohtat.ocv.ocv(0.1, 10.0), 10.0) > 0.13
+    top = float(mohtat.ocv.ocv(1.0, 45.0))
+    slope = float(mohtat.ocv.secant_slope(1.0, 0.01))
+    got, beyond = soc_of_ocv(mohtat, np.array([top + 0.02, np.nan]), np.array([45.0, 45.0]))
+    assert got[0] == pytest.approx(1.0 + 0.02 / slope, abs=1e-6)
+    assert beyond[0] == pytest.approx(0.02 / slope, abs=1e-6)
+    assert np.isnan(got[1])
+    far, _ = soc_of_ocv(mohtat, np.array([top + 1.0]), np.array([45.0]))
+    assert far[0] == pytest.approx(1.0 + EXTRAPOLATE_MAX_SOC)
+
+
+def test_anchor_beyond_the_table_keeps_the_capacity(mohtat):
+    """A full cycle at 45 degC whose relaxed top is 2 % beyond the table's 100 % (as a CC-CV
+    charge at 45 degC leaves Mohtat2020): the capacity from the two anchors within 0.3 %; with
+    the top read as the table's 100 % the SoC change is 2 points short: 2.2 % high.
+    """
+    true_q = 0.9 * mohtat.capacity_ah
+    est = PackEstimator(mohtat, 1, EstimatorConfig())
+    z_top, z_bottom = 1.02, 0.1
+    v_top = float(mohtat.ocv.ocv(1.0, 45.0)) + 0.02 * float(mohtat.ocv.secant_slope(1.0, 0.01))
+    cells = np.array([True])
+    est.reanchor_from_ocv(np.array([v_top]), np.array([45.0]), cells)
+    assert est.filter.soc[0] <= 1.0 + 1e-9                   # the filter keeps the table's 100 %
+    for _ in range(3600):                                    # (1.02 - 0.1) of the true capacity
+        est.capacity.count(1.0, -(z_top - z_bottom) * true_q, 0.001, 0.0)
+    est.reanchor_from_ocv(np.array([mohtat.ocv.ocv(z_bottom, 45.0)]), np.array([45.0]), cells)
+    assert est.capacity.updates[0] == 1
+    assert est.capacity.capacity_ah[0] == pytest.approx(true_q, rel=0.003)
+    # the same with the table's clipped reading: 2.2 % high
+    cap = CapacityEstimator(mohtat, 1, EstimatorConfig())
+    cap.anchor(np.array([1.0]), 0.003, cells)
+    cap.count(3600.0, -(z_top - z_bottom) * true_q, 0.001, 0.0)
+    cap.anchor(np.array([z_bottom]), 0.003, cells)
+    assert cap.capacity_ah[0] / true_q - 1.0 == pytest.approx(0.022, abs=0.002)
+
+
+def test_new_capacity_moves_the_count_share_of_the_soc(nmc):
+    """A capacity pushed to the filter moves its SoC by cov(SoC, capacity_inverse) /
+    var(capacity_inverse) x the change of capacity_inverse (the SoC was counted with the old
+    one), the SoC doubt loses that share of the capacity doubt, P stays a covariance.
+    """
+    est = PackEstimator(nmc, 1, EstimatorConfig())
+    est.filter.initialise(np.array([0.8]), 0.003)
+    for _ in range(1800):                                    # -0.5 C for 1 h: counted 0.5 Q
+        est.filter.predict(2.0, np.array([-0.5 * nmc.capacity_ah]), np.array([25.0]))
+    P = est.filter.P[0].copy()
+    share = P[SOC, QINV] / P[QINV, QINV]
+    assert share == pytest.approx(-0.5, rel=0.01)           # d SoC / d capacity_inverse
+    soc_before = est.filter.soc[0]
+    est.capacity.capacity_ah[:] = 0.9 * nmc.capacity_ah
+    est.capacity.variance[:] = (0.02 * nmc.capacity_ah) ** 2
+    push_capacity(est.filter, est.capacity, np.array([True]))
+    d_qinv = 1.0 / 0.9 - 1.0
+    assert est.filter.soc[0] - soc_before == pytest.approx(share * d_qinv, rel=1e-6)
+    # the truth of a 0.9 Q cell after -0.5 Q: 0.8 - 0.5 / 0.9
+    assert est.filter.soc[0] == pytest.approx(0.8 - 0.5 / 0.9, abs=0.005)
+    assert est.filter.P[0, SOC, SOC] < P[SOC, SOC]
+    assert np.all(np.linalg.eigvalsh(est.filter.P[0]) > -1e-15)
+
+
+def test_pair_with_a_count_share_recovers_the_capacity(nmc):
+    """A well-conditioned pair (0.3 of SoC, ends sure to 0.5 %) whose SoC points carry the
+    filter's count share (SoC error = share x capacity_inverse error, as the filter counts
+    with a capacity 15 % high) gives the true capacity within 1 %, and the next reference
+    moves with the new capacity like the filter's SoC; the prior is made weak (50 %), so the
+    result is the pair's own measurement.
+    """
+    true_q = 0.85 * nmc.capacity_ah
+    cap = CapacityEstimator(nmc, 1, EstimatorConfig())
+    cap.variance[:] = (0.5 * nmc.capacity_ah) ** 2
+    qinv_f, qinv_true = 1.0, nmc.capacity_ah / true_q
+    var_q = np.array([0.1 ** 2])
+
+    def offer(z_true, share):
+        z = z_true + share * (qinv_f - qinv_true)
+        return cap.pair(np.array([z]), np.array([0.005 ** 2 + share ** 2 * var_q[0]]), [True],
+                        np.array([share * var_q[0]]), np.array([qinv_f]), var_q)
+
+    offer(0.8, 0.0)
+    cap.count(3600.0, -0.3 * true_q, 0.001, 0.0)
+    offer(0.5, -0.15)                                        # the filter kept half the count
+    cap.count(360.0, 0.03 * true_q, 0.001, 0.0)
+    assert offer(0.53, -0.14).all()
+    assert cap.capacity_ah[0] == pytest.approx(true_q, rel=0.01)
+    d_qinv = nmc.capacity_ah / cap.capacity_ah[0] - qinv_f
+    assert cap.pair_soc[0] == pytest.approx(0.5 - 0.15 * (qinv_f - qinv_true) - 0.15 * d_qinv)
+
+
+def test_an_ill_conditioned_pair_barely_moves_the_capacity(nmc):
+    """A pair whose ends are doubted as on LFP's plateau (10 % of SoC each) and whose count
+    says the capacity is 20 % lower moves the capacity by less than 1 %: its doubt weighs it.
+    """
+    cap = CapacityEstimator(nmc, 1, EstimatorConfig())
+    zero, qinv, var_q = np.zeros(1), np.ones(1), np.array([0.1 ** 2])
+    cap.pair(np.array([0.8]), np.array([0.1 ** 2]), [True], zero, qinv, var_q)
+    cap.count(3600.0, -0.3 * 0.8 * nmc.capacity_ah, 0.001, 0.0)
+    cap.pair(np.array([0.5]), np.array([0.1 ** 2]), [True], zero, qinv, var_q)
+    cap.count(360.0, 0.03 * 0.8 * nmc.capacity_ah, 0.001, 0.0)
+    cap.pair(np.array([0.53]), np.array([0.1 ** 2]), [True], zero, qinv, var_q)
+    assert abs(cap.capacity_ah[0] / nmc.capacity_ah - 1.0) < 0.01
+
+
+def test_ocv_anchor_reads_the_soc_at_the_cell_temperature(mohtat):
+    """A start at rest at 10 and 45 degC on a table with an entropic column: the filter's SoC
+    from the OCV read at the cell's temperature within 0.1 point (the table's own inverse was
+    0.5-0.7 point off at 80 %, 4 points at 10 %).
+    """
+    for temperature in (10.0, 45.0):
+        for z in (0.1, 0.8):
+            est = PackEstimator(mohtat, 1, EstimatorConfig())
+            v = np.array([mohtat.ocv.ocv(z, temperature)])
+            est.reanchor_from_ocv(v, np.array([temperature]), np.array([True]))
+            assert est.filter.soc[0] == pytest.approx(z, abs=0.001)

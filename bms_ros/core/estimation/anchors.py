@@ -27,20 +27,91 @@ if TYPE_CHECKING:
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
+EXTRAPOLATE_MAX_SOC = 0.05  # an OCV anchor beyond the table's ends: at most this far beyond
+EXTRAPOLATE_DOUBT = 0.5     # and doubted by this share of how far beyond it was read
+
 
 def push_capacity(soc_filter: SocFilter, capacity: CapacityEstimator, changed: BoolArray) -> None:
-    """The capacity estimator changed the cells in ``changed``: the filter's mirror follows."""
-    if changed.any():
-        soc_filter.set_capacity(capacity.capacity_ah, capacity.std_ah, changed,
-                                capacity.offset_sensitivity_h)
+    """The capacity estimator changed the cells in ``changed``: the filter's mirror follows,
+    and the SoC with it.
+
+    The filter's SoC was counted with the old capacity: its error holds share x (error of
+    capacity_inverse), share = cov(SoC, capacity_inverse) / var(capacity_inverse). A new
+    capacity is a measurement of capacity_inverse, so (as a joint Kalman update would) the SoC
+    moves by share x the change of capacity_inverse and its doubt loses share^2 x the capacity
+    doubt removed; the filter then drops the correlation (``set_capacity``), keeping what is left
+    of it inside the SoC doubt.
+    """
+    if not changed.any():
+        return
+    f = soc_filter
+    pqq_old = f.P[:, QINV, QINV].copy()
+    share = f.P[:, SOC, QINV] / np.maximum(pqq_old, 1e-12)
+    qinv_old = f.x[:, QINV].copy()
+    f.set_capacity(capacity.capacity_ah, capacity.std_ah, changed, capacity.offset_sensitivity_h)
+    dq = f.x[:, QINV] - qinv_old
+    removed = np.maximum(pqq_old - f.P[:, QINV, QINV], 0.0)
+    f.x[changed, SOC] += (share * dq)[changed]
+    f.P[changed, SOC, SOC] = np.maximum(f.P[changed, SOC, SOC] - (share ** 2 * removed)[changed],
+                                        1e-8)
+
+
+def soc_of_ocv(cell: CellSpec, ocv_v: FloatOrArray,
+               temperature_degc: FloatOrArray) -> tuple[FloatArray, FloatArray]:
+    """SoC whose OCV at this temperature is ``ocv_v`` (V), beyond the table's ends too, and the
+    part of it that is extrapolated (signed; 0 inside the table).
+
+    Two things the table's own inverse (``OcvTable.soc_from_ocv``) does not do, which moved
+    capacity anchors the wrong way on the matrix: it corrects the temperature with the entropic
+    coefficient at 50 % SoC only, so where that coefficient differs (Mohtat2020: -4.3 mV/K at
+    0 % against -0.5 at 50 %) it is off by points (10 degC: 10 % read as 14.2 %; 45 degC: 99 %
+    as 97.9 %); and it stops at 0 and 1, while a relaxed cell can be beyond them (a CC-CV
+    charge at 45 degC ends above the table's 100 %: Mohtat2020 reads 1.000 at a true 1.017).
+    Here the inverse is solved at each cell's temperature (bisection; a table without an
+    entropic column keeps its own inverse, flat runs read at their middle), and beyond an end
+    the SoC is extrapolated with the table's end slope (2 % secant), at most
+    ``EXTRAPOLATE_MAX_SOC``.
+    """
+    table = cell.ocv
+    v = np.asarray(ocv_v, dtype=float)
+    temp = np.broadcast_to(np.asarray(temperature_degc, dtype=float), v.shape)
+    if not np.any(table.docv_dt_v_per_degc):
+        z = np.asarray(table.soc_from_ocv(v, temp), dtype=float)
+    else:
+        low, high = np.zeros(v.shape), np.ones(v.shape)
+        for _ in range(30):                          # 2^-30 of SoC: far below any doubt
+            mid = 0.5 * (low + high)
+            up = np.asarray(table.ocv(mid, temp)) < v
+            low = np.where(up, mid, low)
+            high = np.where(up, high, mid)
+        z = 0.5 * (low + high)
+    above = (v - table.ocv(1.0, temp)) / table.secant_slope(1.0, 0.01)
+    below = (v - table.ocv(0.0, temp)) / table.secant_slope(0.0, 0.01)
+    beyond = np.where(above > 0.0, above, np.where(below < 0.0, below, 0.0))
+    beyond = np.clip(np.nan_to_num(beyond), -EXTRAPOLATE_MAX_SOC, EXTRAPOLATE_MAX_SOC)
+    known = np.isfinite(v) & np.isfinite(temp)
+    return np.where(known, z + beyond, np.nan), beyond
 
 
 def anchor_capacity(soc_filter: SocFilter, capacity: CapacityEstimator, soc: FloatArray,
-                    soc_std: FloatOrArray, cells: BoolArray) -> None:
+                    soc_std: FloatOrArray, cells: BoolArray, ocv_v: FloatOrArray | None = None,
+                    temperature_degc: FloatOrArray = 25.0) -> None:
     """A SoC anchor (OCV or end of charge) of the cells in mask, after the filter took it:
     the capacity estimator's anchor, the filter's mirror, the pairs' reference share.
+
+    ``ocv_v``: the voltage read as OCV (V) at ``temperature_degc``, if the anchor is one: the
+    capacity estimator (its anchor and the pairs' reference) then reads the SoC with
+    :func:`soc_of_ocv` (at the cell's temperature, beyond the table's ends) instead of the
+    filter's reading. Why the pairs too: from an anchor the filter keeps little of the anchor's
+    error by the next turning point (less than its share / counted, 0.26-0.4 on the matrix), so
+    the better reading is the better reference.
     """
-    push_capacity(soc_filter, capacity, capacity.anchor(soc, soc_std, cells))
+    soc_capacity, std_capacity = soc, soc_std
+    if ocv_v is not None:
+        soc_capacity, beyond = soc_of_ocv(capacity.cell, ocv_v, temperature_degc)
+        # the OCV beyond the table is not known: doubt a share of the extrapolation
+        std_capacity = np.hypot(np.asarray(soc_std, dtype=float), EXTRAPOLATE_DOUBT * beyond)
+    push_capacity(soc_filter, capacity, capacity.anchor(soc_capacity, std_capacity, cells))
     capacity.fill_pair_share(soc_filter.P[:, SOC, QINV], soc_filter.P[:, QINV, QINV])
 
 

@@ -54,6 +54,8 @@ class EstimatorConfig:
     restored_soc_std: float = 0.05             # doubt of a persisted SoC after a restart
     restored_soc_std_per_day: float = 0.002    # + this per day since it was saved
     initial_load_c: float = 1.0                # RC voltages at start: what this load may leave
+    startup_polarisation_max: float = 0.0      # > startup_polarisation: the share may be anywhere
+                                               # up to this; the start's SoC covers that range
     startup_polarisation: float = 0.0          # a start under load: this share of the settled
                                                # RC polarisation is assumed (0: only R0 i)
     update_iterations: int = 2                 # iterated EKF: relinearisations of the OCV
@@ -67,6 +69,8 @@ class EstimatorConfig:
     polarisation_anchor_doubt_v: float = 0.02  # an OCV start/anchor is this sure (hysteresis)
     polarisation_load_time_s: float = 0.0      # low-pass of |I| for its size (0: the one above)
     model_error_v: float = 0.0                 # + this floor (V) at any current (OCV table, bias)
+    polarisation_knee_slope_v: float = 0.0     # OCV slope (V per unit SoC) from which the doubt
+                                               # holds however unsure the count (0: never)
     # --- current-sensor offset: a consider-state of the filter, measured at zero current
     initial_current_offset_std_c: float = 0.005
     zero_current_calibration: bool = True      # node: contactors open -> current is the offset
@@ -114,6 +118,9 @@ class EstimatorConfig:
     relaxation_doubt_time_s: float = 0.0       # at rest the voltage's doubt = drift x this
                                                # (0 or less: relaxation_time_s)
     # --- end of charge: at the cut-off voltage with the CV current tapered to this, SoC is 1
+    stop_band_v: float = 0.0                   # a stop: OCV within this of the voltage (0: off)
+    stop_time_s: float = 20.0                  # ... after this long at rest current
+    stop_band_max_slope_v: float = 1.0         # ... where the OCV is no steeper (the knee's tail)
     full_charge_anchor: bool = False           # off until checked on the matrix test half
     full_charge_current_c: float = 0.05        # C/20, where a CC-CV charge ends
     full_charge_voltage_margin_v: float = 0.015   # within this of limits.voltage_max_v
@@ -167,6 +174,7 @@ class EstimatorConfig:
         num('initial_diffusion_resistance_std', minimum=0.0, maximum=10.0)
         num('initial_load_c', minimum=0.0, maximum=10.0)
         num('startup_polarisation', minimum=0.0, maximum=1.0)
+        num('startup_polarisation_max', minimum=0.0, maximum=100.0)
         num('restored_soc_std_per_day', minimum=0.0, maximum=1.0)
         num('relaxation_time_s', minimum=0.0, maximum=1e5)
         num('relaxation_doubt_time_s', minimum=0.0, maximum=1e6)
@@ -176,6 +184,10 @@ class EstimatorConfig:
         num('polarisation_anchor_doubt_v', minimum=0.0, maximum=1.0)
         num('polarisation_load_time_s', minimum=0.0, maximum=1e5)
         num('model_error_v', minimum=0.0, maximum=1.0)
+        num('polarisation_knee_slope_v', minimum=0.0, maximum=1000.0)
+        num('stop_band_v', minimum=0.0, maximum=1.0)
+        num('stop_time_s', exclusive_minimum=0.0, maximum=1e5)
+        num('stop_band_max_slope_v', exclusive_minimum=0.0, maximum=1000.0)
         num('full_charge_current_c', exclusive_minimum=0.0, maximum=1.0)
         num('full_charge_voltage_margin_v', minimum=0.0, maximum=0.5)
         num('full_charge_soc_std', exclusive_minimum=0.0, maximum=0.5)

@@ -45,12 +45,12 @@ from numpy.typing import ArrayLike, NDArray
 from ..ocv import FloatOrArray
 from ..plausibility import Plausibility
 from . import state_of_power
-from .anchors import EndOfCharge, anchor_capacity, offer_soc_pair
+from .anchors import EndOfCharge, anchor_capacity, offer_soc_pair, soc_of_ocv
 from .relaxation import RestTracker
 from .resistance import ResistanceEstimator
 from .soc_filter import RSLOW, SLOW, SOC, VRC, SocFilter
 from .soh import CapacityEstimator
-from .voltage_soc import soc_from_voltage
+from .voltage_soc import prior_within_range, soc_from_voltage
 
 if TYPE_CHECKING:
     from ..cell import CellSpec
@@ -130,6 +130,7 @@ class PackEstimator:
         self._limit_temperature: FloatArray = np.full(self.n, np.nan)
         self._limits_due = False
         self._next_pair_t_s = -np.inf
+        self._stop_bound = np.zeros(self.n, dtype=bool)   # the stop band was used this stop
 
     # ---------------------------------------------------------------- initialisation
     @property
@@ -214,7 +215,7 @@ class PackEstimator:
         cells: BoolArray = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
         relax_v = np.broadcast_to(np.asarray(relaxation_v, dtype=float), (self.n,))
         ocv_v = np.asarray(voltage_v, dtype=float) + relax_v
-        soc: Any = self.cell.ocv.soc_from_ocv(ocv_v, temperature_degc)
+        soc: Any = np.clip(soc_of_ocv(self.cell, ocv_v, temperature_degc)[0], 0.0, 1.0)
         noise_v = self.config.rest_ocv_noise_v + np.abs(relax_v)
         std = np.clip(noise_v / np.maximum(self.filter.ocv_slope(soc), 1e-3), 0.002, 0.5)
         fresh = cells & ~self.filter.initialised
@@ -227,7 +228,7 @@ class PackEstimator:
                                                       self.config.anchor_soc_std_min ** 2)
         self.filter.update_soc(soc, std, old)
         self.filter.relaxed(cells)
-        anchor_capacity(self.filter, self.capacity, soc, std, cells)
+        anchor_capacity(self.filter, self.capacity, soc, std, cells, ocv_v, temperature_degc)
         self.anchors += 1
         return cells
 
@@ -257,9 +258,15 @@ class PackEstimator:
             soc, std, v_rc, v_diff = soc_from_voltage(
                 self.cell, cfg, self.resistance.r0_ohm, self.filter.arrhenius(temp_model), v,
                 i_cells, temp_model)
-            self._start_filter(soc, std, cells=fresh)
+            # over the whole range of the unknown polarisation (if set): an honest doubt
+            ranged = (cfg.startup_polarisation_max > cfg.startup_polarisation) & (
+                np.abs(i_cells) > rest_a)
+            self._start_filter(soc, std, cells=fresh, ranged=ranged)
             self.filter.x[fresh, VRC] = np.broadcast_to(v_rc, (self.n,))[fresh]
             self.filter.x[fresh, SLOW] = np.broadcast_to(v_diff, (self.n,))[fresh]
+        if first and cfg.startup_polarisation_max > cfg.startup_polarisation:
+            self._given_within_range(valid & ~fresh & self.filter.initialised & (
+                np.abs(i_cells) > rest_a), v, i_cells, temp_model)
         if self.t_s is not None:
             dt = t_s - self.t_s
             i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
@@ -312,6 +319,8 @@ class PackEstimator:
             offer_soc_pair(self.filter, self.capacity, self.cell, cfg, valid, i_cells)
         if cfg.full_charge_anchor:
             self._full_charge(v, i_cells, valid)
+        if cfg.stop_band_v > 0.0:
+            self._stop_band(v, temp_model, valid)
         if self.rest_s >= cfg.rest_time_s and not self.rest.anchored:
             self.reanchor_from_ocv(v, temp_model, valid, relaxation_v=self.relaxation_v())
             self.rest.anchored = True
@@ -320,6 +329,23 @@ class PackEstimator:
         self._limit_temperature = temp
         self._limits_due = True
         return True
+
+    def _given_within_range(self, cells: BoolArray, voltage_v: FloatArray,
+                            cell_current_a: FloatArray, temperature_degc: FloatArray) -> None:
+        """A SoC given before a first voltage under load (state file, set_soc, a given initial
+        SoC): its prior truncated to the SoC range that voltage allows (at rest the start-up
+        anchor fuses them), the RC states at the polarisation that implies.
+        """
+        if not cells.any():
+            return
+        f = self.filter
+        measured, noise, v_rc, v_diff = prior_within_range(
+            self.cell, self.config, self.resistance.r0_ohm, f.arrhenius(temperature_degc),
+            voltage_v, cell_current_a, temperature_degc, f.soc.copy(), f.P[:, SOC, SOC].copy())
+        f.update_soc(measured, noise, cells)
+        f.doubt.confident(cells)
+        f.x[cells, VRC] = v_rc[cells]
+        f.x[cells, SLOW] = v_diff[cells]
 
     def _full_charge(self, voltage_v: FloatArray, cell_current_a: FloatArray,
                      valid: BoolArray) -> None:
@@ -338,6 +364,38 @@ class PackEstimator:
         anchor_capacity(self.filter, self.capacity, np.ones(self.n), std, full)
         self.end_of_charge.taken(full)
         log.debug('end-of-charge anchor on %d cells', int(full.sum()))
+
+    def _stop_band(self, voltage_v: FloatArray, temperature_degc: FloatArray,
+                   valid: BoolArray) -> None:
+        """A stop (``stop_time_s`` at rest current, before the rest anchor): the OCV is within
+        ``stop_band_v`` of the voltage whichever way it still relaxes, so the SoC lies between
+        SoC(v - band) and SoC(v + band) -- nothing on a plateau, a bound on the OCV's steps. A
+        cell outside (e.g. counted with a capacity 15 % too large) is moved to the nearer edge,
+        once per stop, its doubt at least the band's. Not where the OCV at that edge is steeper
+        than ``stop_band_max_slope_v`` (the knee's diffusion tail outlasts any stop). No
+        capacity anchor: its doubt is the band's, and as the capacity's reference it would
+        keep the rest anchor at the knee from pairing with the full charge.
+        """
+        cfg = self.config
+        if self.rest_s <= 0.0:
+            self._stop_bound[:] = False
+        if not cfg.stop_time_s <= self.rest_s < cfg.rest_time_s or self.rest.anchored:
+            return
+        f = self.filter
+        inverse = self.cell.ocv.soc_from_ocv
+        high: Any = inverse(voltage_v + cfg.stop_band_v, temperature_degc)
+        low: Any = inverse(voltage_v - cfg.stop_band_v, temperature_degc)
+        free = valid & f.initialised & ~self._stop_bound
+        above = free & (f.soc > high) & (f.ocv_slope(high) <= cfg.stop_band_max_slope_v)
+        below = free & (f.soc < low) & (f.ocv_slope(low) <= cfg.stop_band_max_slope_v)
+        cells = above | below
+        if not cells.any():
+            return
+        band_var = np.maximum(0.5 * (high - low), 0.005) ** 2 / 3.0
+        f.update_soc(np.where(above, high, low), 0.01, cells)
+        f.P[cells, SOC, SOC] = np.maximum(f.P[cells, SOC, SOC], band_var[cells])
+        self._stop_bound |= cells
+        log.debug('stop band bound the SoC of %d cells', int(cells.sum()))
 
     def relaxation_v(self) -> FloatArray:
         """Relaxation still to come at rest per cell (V, signed): see :mod:`.relaxation`."""

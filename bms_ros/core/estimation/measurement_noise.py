@@ -52,12 +52,20 @@ class CorrelatedDoubt:
         self.last_dt_s = 1.0
         self.fresh = np.zeros(self.n, dtype=bool)   # started, no voltage update yet
 
-    def start(self, idx: Index, soc: FloatArray, soc_var: FloatArray, from_ocv: bool) -> None:
+    def start(self, idx: Index, soc: FloatArray, soc_var: FloatArray, from_ocv: bool,
+              ranged: BoolArray | None = None) -> None:
         """Cells ``idx`` (re)started at ``soc`` of variance ``soc_var``; ``from_ocv``: read from
         a voltage (no surer than ``polarisation_anchor_doubt_v`` allows), else a given SoC.
+        ``ranged`` (per cell of ``idx``): the start under load covered the whole SoC range the
+        unknown polarisation allows (:mod:`.voltage_soc`), so its doubt is honest and the count
+        from there is a confident point: the correlated doubt holds from the start (a point
+        read at one assumed polarisation is biased, so there the voltage keeps its weight).
         """
         self.count_var[idx] = np.maximum(soc_var, self.ocv_doubt2(soc)) if from_ocv else soc_var
         self.fresh[idx] = from_ocv        # a given SoC is a confident point under load too
+        if ranged is not None and from_ocv:
+            self.count_var[idx] = np.where(ranged, 0.0, self.count_var[idx])
+            self.fresh[idx] &= ~ranged
 
     def predict(self, dt_s: float, true_current_a: FloatArray) -> None:
         """Low-pass the load (|I| / 1 C) over one prediction step of ``dt_s`` (s)."""
@@ -81,7 +89,15 @@ class CorrelatedDoubt:
             soc_var_after, self.ocv_doubt2(soc))), self.count_var)
         self.fresh &= ~cells
 
-    def noise2(self, current_a: FloatOrArray, offset_a: FloatArray, valid: BoolArray) -> FloatArray:
+    def confident(self, cells: BoolArray) -> None:
+        """The cells' SoC doubt was just made honest (a given SoC truncated to the range a
+        voltage under load allows): a confident point of the count, the doubt holds from here.
+        """
+        self.count_var = np.where(cells, 0.0, self.count_var)
+        self.fresh &= ~cells
+
+    def noise2(self, current_a: FloatOrArray, offset_a: FloatArray, valid: BoolArray,
+               soc: FloatArray | None = None) -> FloatArray:
         """Measurement variance (V^2) of the polarisation the model does not hold.
 
         Its size sigma = ``polarisation_noise_per_c_v`` x (low-pass of |I| / 1 C over
@@ -89,7 +105,10 @@ class CorrelatedDoubt:
         each sample's variance is sigma^2 x time / dt. That doubt is only given where the count
         is sure (its own SoC variance since the last confident point, ``count_var``, below
         ``polarisation_count_std``^2, fading linearly to none there): where the count is
-        unsure (a wrong or no initial SoC, a start under load) the voltage keeps its weight.
+        unsure (a wrong or no initial SoC, a start under load) the voltage keeps its weight --
+        except in a knee (OCV slope at ``soc`` >= ``polarisation_knee_slope_v``), where the
+        polarisation under load is largest (LFP: 200-300 mV at 0.3-0.5 C below 20 %) and
+        read as SoC it drags an unsure count 5-10 points further the wrong way.
         """
         cfg = self.config
         # a start under load (unknown polarisation) is no confident point of the count
@@ -101,6 +120,8 @@ class CorrelatedDoubt:
         pol_v = cfg.model_error_v + cfg.polarisation_noise_per_c_v * load_c \
             + self.relaxation_doubt_v
         share = np.maximum(1.0 - self.count_var / cfg.polarisation_count_std ** 2, 0.0)
+        if cfg.polarisation_knee_slope_v > 0.0 and soc is not None:
+            share = np.where(self._ocv_slope(soc) >= cfg.polarisation_knee_slope_v, 1.0, share)
         n_corr = max(cfg.polarisation_time_s / self.last_dt_s, 1.0)
         out: FloatArray = pol_v ** 2 * n_corr * share
         return out

@@ -121,12 +121,14 @@ class SocFilter:
     def initialise(self, soc: FloatOrArray, soc_std: FloatOrArray,
                    cells: ArrayLike | None = None, capacity_ah: FloatOrArray | None = None,
                    capacity_std: FloatOrArray | None = None, current_offset_a: float = 0.0,
-                   from_ocv: bool = True) -> None:
+                   from_ocv: bool = True, ranged: BoolArray | None = None) -> None:
         """(Re)start the filters of ``cells`` (bool mask or indices; default all).
 
         ``from_ocv``: the SoC was read from a voltage (the count's confidence is then no better
         than ``polarisation_anchor_doubt_v`` over the OCV slope); False: a given SoC (set_soc, a
-        persisted state, ``--initial-soc``) is as sure as ``soc_std`` says.
+        persisted state, ``--initial-soc``) is as sure as ``soc_std`` says. ``ranged`` (bool per
+        cell): read under load over the whole range of the unknown polarisation
+        (:meth:`.measurement_noise.CorrelatedDoubt.start`).
         """
         idx = self._index(cells)
         cfg = self.config
@@ -142,7 +144,8 @@ class SocFilter:
         self.P[idx] = 0.0
         std = np.broadcast_to(np.asarray(soc_std, dtype=float), (self.n,))[idx]
         self.P[idx, SOC, SOC] = std ** 2
-        self.doubt.start(idx, self.x[idx, SOC], std ** 2, from_ocv)
+        self.doubt.start(idx, self.x[idx, SOC], std ** 2, from_ocv,
+                         None if ranged is None else np.broadcast_to(ranged, (self.n,))[idx])
         # the load history is unknown: the RC voltages may hold what a typical load leaves
         load_a = cfg.initial_load_c * self.cell.capacity_ah
         self.P[idx, VRC, VRC] = (self.cell.r1_ohm * load_a) ** 2
@@ -318,7 +321,7 @@ class SocFilter:
             (self.n,))
         cfg = self.config
         if cfg.polarisation_noise_per_c_v > 0.0 or cfg.model_error_v > 0.0:
-            noise2 = noise2 + self.doubt.noise2(current_a, x[:, OFFSET], valid)
+            noise2 = noise2 + self.doubt.noise2(current_a, x[:, OFFSET], valid, x[:, SOC])
         measured = np.nan_to_num(voltage_v)
         prior = x.copy()
         # H = [slope, 1, -r0, 0, 1, 0]: P H from four columns of P (no batched products)

@@ -217,7 +217,10 @@ class CapacityEstimator:
             setattr(self, 'pair_' + name, np.where(
                 use, getattr(self, 'pair_' + name) - getattr(self, 'cand_' + name),
                 getattr(self, 'pair_' + name)))
-        self.pair_soc = np.where(use, self.cand_soc, self.pair_soc)
+        # the filter's SoC moves with the new capacity (anchors.push_capacity): so does the new
+        # reference, counted with the same old capacity (its share of the capacity error)
+        d_qinv = np.where(changed, self.cell.capacity_ah / self.capacity_ah - capacity_inverse, 0.0)
+        self.pair_soc = np.where(use, self.cand_soc + self.cand_share * d_qinv, self.pair_soc)
         self.pair_var = np.where(use, self.cand_var, self.pair_var)
         self.pair_share = np.where(use, self.cand_share, self.pair_share)
         self.cand_soc = np.where(use, np.nan, self.cand_soc)
