@@ -30,7 +30,6 @@ from .can_decode_plan import BITMASK, BOOL, EXT, FLOAT, Plan, frame_key, plan_of
 from .can_devices import devices_of, frame_devices_of
 from .can_mapping_model import MEASUREMENT_FIELDS
 from .can_staleness import AssembledMeasurement, assemble
-from .pack_report import report_keys
 
 if TYPE_CHECKING:
     from .can_codec import CanProtocol
@@ -89,7 +88,9 @@ class MeasurementAssembler:
                 mm.device or frame_devices.get((mm.frame_id, mm.is_extended), ''),
                 self.counter_errors_stale)
         self._command_keys = {frame_key(m.frame_id, m.is_extended) for m in mapping.commands}
-        self._command_keys |= report_keys(mapping)   # the pack report's node decodes those
+        # the pack report's node decodes those (a method of the mapping: importing
+        # core.pack_report here would load estimation and protection into the simulator)
+        self._command_keys |= mapping.pack_report_keys()
         self.frames_received = 0
         self.frames_rejected = 0
         self.frames_ignored = 0     # our own command ids (another controller on the bus)

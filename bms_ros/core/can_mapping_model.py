@@ -126,6 +126,13 @@ class CanMapping:
         """The command message of a kind ('contactor', 'balancing'), None if not mapped."""
         return next((m for m in self.commands if m.kind == kind), None)
 
+    def pack_report_keys(self) -> set[int]:
+        """Frame keys of the pack report and the state request (the driver ignores them)."""
+        keys: set[int] = {m.key for m in self.pack_report or ()}
+        if self.state_request is not None:
+            keys.add(self.state_request.key)
+        return keys
+
 
 def element_of(index: int, stride: int | None, first: int, mux: int | None,
                bit: int = 0) -> int:

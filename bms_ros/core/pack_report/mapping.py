@@ -315,9 +315,4 @@ def _request(sec: Section, by_name: dict[str, Message], dbc_name: str,
 
 def report_keys(mapping: CanMapping) -> set[int]:
     """Frame keys of the pack report and the state request (the driver ignores them)."""
-    keys: set[int] = set()
-    for m in mapping.pack_report or ():
-        keys.add(m.key)
-    if mapping.state_request is not None:
-        keys.add(mapping.state_request.key)
-    return keys
+    return mapping.pack_report_keys()
