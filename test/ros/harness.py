@@ -187,6 +187,23 @@ class RosTestEnv:
                                      f'{timeout_s} s\n' + self.process_logs())
             time.sleep(0.05)
 
+    def wait_for_nodes(self, expected, timeout_s=10.0):
+        """Wait until the graph shows every (name, namespace) of ``expected``; the names seen.
+
+        A node that already publishes may show in the graph a moment later (discovery of
+        its node entry is separate from its topics'), so a check right after the suite is
+        ready must wait for it.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            names = set(self.node.get_node_names_and_namespaces())
+            if set(expected) <= names:
+                return names
+            if time.monotonic() > deadline:
+                raise AssertionError(f'nodes {sorted(set(expected) - names)} not in the graph '
+                                     f'after {timeout_s} s: {sorted(names)}')
+            time.sleep(0.05)
+
     def call(self, srv_type, name, request, timeout_s=10.0):
         """Call a service; AssertionError if it is not available or does not answer in time.
 

@@ -25,8 +25,7 @@ def test_single_process_graph_has_the_nodes_namespace_and_parameters_of_graph_py
     _, specs = graph_suite(profile=suite.profile, state_dir=suite.state_base,
                            can_port=suite.port, namespace='pack_a')
     expected = {(spec.name, '/pack_a') for spec in specs}
-    names = set(ros_env.node.get_node_names_and_namespaces())
-    assert expected <= names, names
+    ros_env.wait_for_nodes(expected, timeout_s=15.0)
     # one process holds every BMS node; the simulator is its own
     container_pid = suite.pid('container')
     for spec in specs:
