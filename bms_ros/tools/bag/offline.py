@@ -140,9 +140,14 @@ def _nan_to_none(value):
 
 def estimator_runtime(profile):
     """The state_estimator node's runtime (bms_ros.core.estimation.runtime) for a profile."""
-    from bms_ros.core.estimation.config import EstimatorConfig
+    from bms_ros.core.estimation.config import (
+        EstimatorConfig,
+        log_settings_once,
+        settings_source,
+    )
     from bms_ros.core.estimation.runtime import EstimatorRuntime
-    config = EstimatorConfig.from_section(profile.section('estimator'))
+    config = EstimatorConfig.for_profile(profile)      # as the node takes them
+    log_settings_once(config, settings_source(profile.path, profile.pack.cell_single.path))
     return EstimatorRuntime.from_profile(profile, config)
 
 
