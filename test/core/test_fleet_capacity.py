@@ -5,7 +5,9 @@ and the estimator settings the fleet replay takes (the cell file's under the pro
 import numpy as np
 import pytest
 
-from bms_ros.core.estimation.config import EstimatorConfig
+from bms_ros.core.config import Section
+from bms_ros.core.errors import ConfigError
+from bms_ros.core.estimation.config import EstimatorConfig, settings_source, settings_text
 from bms_ros.core.fleet import feed, replay
 from bms_ros.core.fleet.replay import ReplayOptions, measurement_times, replay_columns
 from bms_ros.core.profile import Profile, config_dir
@@ -86,3 +88,24 @@ def test_a_final_rest_on_the_plateau_measures_nothing(mission):
                            options=ReplayOptions(capacity_max_std=1.0))
     q = np.asarray(loose.cell_capacity_measured_ah)
     assert np.all(np.asarray(loose.cell_capacity_measured_std_ah) > 0.02 * q)
+
+
+def test_the_profile_wins_field_by_field_and_a_bad_cell_value_names_the_cell_file(tmp_path):
+    source = f'{config_dir()}/cells/lfp_a123_anr26650.yaml'
+    text = open(source, encoding='utf-8').read().split('\nestimator:', 1)[0]
+    # the OCV table path is relative to the cell file: keep it pointing at the shipped one
+    text = text.replace('ocv_table: ', f'ocv_table: {config_dir()}/cells/')
+    cell = tmp_path / 'cell.yaml'
+    cell.write_text(text + '\nestimator:\n  rest_time_s: 900.0\n  model_error_v: 0.004\n',
+                    encoding='utf-8')
+    profile = Section({'rest_time_s': 1800.0}, 'profile.yaml', 'estimator')
+    config = EstimatorConfig.for_cell(profile, str(cell))
+    assert config.rest_time_s == 1800.0                  # the profile's field wins
+    assert config.model_error_v == 0.004                 # the chemistry's tuning stays
+    assert config.voltage_noise_v == EstimatorConfig().voltage_noise_v     # neither: default
+    assert 'over the cell file' in settings_source('profile.yaml', str(cell))
+    assert 'rest_time_s=1800.0' in settings_text(config, 'x')
+    cell.write_text(text + '\nestimator:\n  model_error_v: -1.0\n', encoding='utf-8')
+    with pytest.raises(ConfigError) as error:
+        EstimatorConfig.for_cell(profile, str(cell))
+    assert error.value.path == str(cell) and error.value.field == 'estimator.model_error_v'
