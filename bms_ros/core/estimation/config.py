@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -282,7 +283,8 @@ def cell_estimator_section(cell_path: str) -> Section | None:
 def settings_source(profile_path: str, cell_path: str) -> str:
     """Where ``for_cell`` takes a pack's settings from, in words."""
     if cell_path and cell_estimator_section(cell_path) is not None:
-        return f"profile {profile_path} over the cell file {cell_path}'s estimator: section"
+        return (f'profile {profile_path} over the cell file {os.path.normpath(cell_path)}'
+                "'s estimator: section")
     return f'profile {profile_path}'
 
 
