@@ -27,7 +27,7 @@ from bms_interfaces.msg import BatteryEstimate, PackMeasurement, PackState, Prot
 from bms_interfaces.srv import SetSoc
 from bms_ros.core import contract
 from bms_ros.core.estimation import interface, stored_state
-from bms_ros.core.estimation.config import EstimatorConfig
+from bms_ros.core.estimation.config import EstimatorConfig, settings_source, settings_text
 from bms_ros.core.estimation.runtime import EstimatorRuntime
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.stamps import stamp_s
@@ -51,7 +51,10 @@ class StateEstimator(Node):
         # Configuration errors surface here, before any publisher exists.
         profile = Profile(path)
         self.pack = profile.pack
-        self.config = EstimatorConfig.from_section(profile.section('estimator'))
+        # the cell file's estimator: section (the chemistry's tuning) under the profile's
+        self.config = EstimatorConfig.for_profile(profile)
+        self.get_logger().info(settings_text(self.config, settings_source(
+            profile.path, self.pack.cell_single.path)))
         self.energy = EnergyWiring(profile, self.config)     # energy: section (issue 16)
         self.n = self.pack.cells_series
         self.sensor_of_cell = self.pack.sensor_of_cell()

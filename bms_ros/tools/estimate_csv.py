@@ -5,9 +5,9 @@ r"""Run the state estimator offline on a recording of one cell (docs/estimation.
         [--current-sign discharge-positive|charge-positive] \
         [--state STATE.json] [--save-state STATE.json] [--profile PROFILE.yaml]
 
-Settings: the profile's ``estimator:`` section, else the cell file's own ``estimator:``
-section, else the defaults of EstimatorConfig (a warning says so); the settings used are
-printed to stderr.
+Settings: the cell file's own ``estimator:`` section with the ``estimator:`` fields of
+--profile on top (as the node takes them), else the defaults of EstimatorConfig (a warning
+says so); the settings used are printed to stderr.
 IN.csv: header ``t_s,current_a,voltage_v,temperature_c`` (any column order, extra columns
 ignored, ``#`` lines are comments); t_s strictly increasing. Current sign by --current-sign
 (default charge-positive, the bms_ros convention). OUT.csv: ``t_s,soc_est,capacity_est_ah,
@@ -117,14 +117,16 @@ def run(cell, data, initial_soc=None, config=None, state_path=None, save_state_p
 
 
 def load_config(profile_path=None, cell_path=None):
-    """(EstimatorConfig, where it came from): the ``estimator:`` section of ``profile_path``,
-    else the cell file's own ``estimator:`` section, else the defaults.
+    """(EstimatorConfig, where it came from): the cell file's own ``estimator:`` section with
+    the ``estimator:`` fields of ``profile_path`` on top (as the node takes them), else the
+    defaults.
     """
     if profile_path:
         from ..core.config import Section
+        from ..core.estimation.config import settings_source
         top = Section.from_file(profile_path)
-        return (EstimatorConfig.from_section(top.section('estimator', {})),
-                f'profile {profile_path}')
+        return (EstimatorConfig.for_cell(top.section('estimator', {}), cell_path),
+                settings_source(profile_path, cell_path))
     if cell_path:
         from ..core.config import Section
         top = Section.from_file(cell_path)
@@ -134,13 +136,11 @@ def load_config(profile_path=None, cell_path=None):
 
 
 def settings_text(config, source):
-    """One line per setting that matters offline, and where the settings came from."""
-    names = ('rest_time_s', 'rest_current_c', 'rest_ocv_noise_v', 'voltage_noise_v',
-             'voltage_noise_per_c_v', 'diffusion_time_s', 'initial_soc_std',
-             'initial_capacity_std', 'estimate_capacity', 'startup_anchor', 'relaxation_time_s',
-             'model_error_v', 'polarisation_noise_per_c_v', 'polarisation_load_time_s')
-    return f'estimate_csv: estimator settings from {source}: ' + ', '.join(
-        f'{name}={getattr(config, name)!r}' for name in names)
+    """One line per setting that matters offline, and where the settings came from (the
+    line the node and the replays log).
+    """
+    from ..core.estimation.config import settings_text as text
+    return 'estimate_csv: ' + text(config, source)
 
 
 def write_output(path, out):
@@ -174,8 +174,9 @@ def parse_args(argv):
                         help='start from a state file written by --save-state (capacity, R0, SoC)')
     parser.add_argument('--save-state', default=None, help='write the final state to this file')
     parser.add_argument('--profile', default=None,
-                        help="profile YAML whose estimator: section to use (default: the cell "
-                             "file's own estimator: section, else the built-in defaults)")
+                        help="profile YAML whose estimator: fields to use on top of the cell "
+                             "file's own estimator: section, as the node takes them (default: "
+                             "the cell file's alone, else the built-in defaults)")
     args = parser.parse_args(argv)
     if args.initial_soc is not None and not 0.0 <= args.initial_soc <= 1.0:
         parser.error(f'--initial-soc must be within 0..1, got {args.initial_soc}')

@@ -1,14 +1,19 @@
 """The validated ``estimator:`` section of a profile (its defaults are estimate_csv's tuning)."""
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..config import Section
 from ..plausibility import PlausibilityConfig
+
+if TYPE_CHECKING:
+    from ..profile import Profile
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,25 @@ class EstimatorConfig:
     plausibility: PlausibilityConfig = field(default_factory=PlausibilityConfig)
 
     @classmethod
+    def for_profile(cls, profile: Profile) -> EstimatorConfig:
+        """A pack's settings, as the node, the offline bag replay and the fleet replay take
+        them: the cell file's own ``estimator:`` section (the chemistry's tuning,
+        docs/estimation.md) with the profile's ``estimator:`` fields on top, field by field.
+        Each file is validated alone first, so an error names the file the value is in.
+        """
+        return cls.for_cell(profile.section('estimator'), profile.pack.cell_single.path)
+
+    @classmethod
+    def for_cell(cls, mine: Section, cell_path: str) -> EstimatorConfig:
+        """The ``estimator:`` Section ``mine`` (a profile's) on top of the cell file's own."""
+        cell = cell_estimator_section(cell_path) if cell_path else None
+        if cell is None:
+            return cls.from_section(mine)
+        cls.from_section(cell)
+        cls.from_section(mine)
+        return cls.from_section(Section({**cell.data, **mine.data}, mine.path, mine.prefix))
+
+    @classmethod
     def from_section(cls, section: Section) -> EstimatorConfig:
         """Validate a profile ``config.Section`` (unknown fields, types, bounds); raises
         ConfigError naming file and field.
@@ -249,3 +273,47 @@ def _derating(section: Section) -> Derating:
     discharge = table.numbers('discharge_factor', length=n, minimum=0.0, maximum=1.0)
     return Derating(tuple(temperature), tuple(charge), tuple(discharge))
 
+
+def cell_estimator_section(cell_path: str) -> Section | None:
+    """The ``estimator:`` Section of a cell file, None if it has none."""
+    top = Section.from_file(cell_path)
+    return top.section('estimator') if top.has('estimator') else None
+
+
+def settings_source(profile_path: str, cell_path: str) -> str:
+    """Where ``for_cell`` takes a pack's settings from, in words."""
+    if cell_path and cell_estimator_section(cell_path) is not None:
+        return (f'profile {profile_path} over the cell file {os.path.normpath(cell_path)}'
+                "'s estimator: section")
+    return f'profile {profile_path}'
+
+
+# the settings printed at start (estimate_csv, the node, the replays): the ones that matter
+# offline and the chemistry's tuning a cell file's section carries
+SHOWN_SETTINGS = ('rest_time_s', 'rest_current_c', 'rest_ocv_noise_v', 'voltage_noise_v',
+                  'voltage_noise_per_c_v', 'diffusion_time_s', 'initial_soc_std',
+                  'initial_capacity_std', 'estimate_capacity', 'startup_anchor',
+                  'relaxation_time_s', 'relaxation_doubt_time_s', 'model_error_v',
+                  'polarisation_noise_per_c_v', 'polarisation_load_time_s',
+                  'startup_polarisation_max', 'stop_band_v', 'polarisation_knee_slope_v',
+                  'full_charge_anchor')
+
+
+def settings_text(config: EstimatorConfig, source: str) -> str:
+    """One line: the settings of SHOWN_SETTINGS and where they came from."""
+    return f'estimator settings from {source}: ' + ', '.join(
+        f'{name}={getattr(config, name)!r}' for name in SHOWN_SETTINGS)
+
+
+_LOGGED: set[str] = set()
+
+
+def log_settings_once(config: EstimatorConfig, source: str, log: Any = None) -> None:
+    """Log ``settings_text`` at info level, once per process for each text (the replays
+    build an estimator per bag).
+    """
+    text = settings_text(config, source)
+    if text in _LOGGED:
+        return
+    _LOGGED.add(text)
+    (log or logging.getLogger(__name__)).info(text)

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..cell import CellSpec
-from ..estimation.config import EstimatorConfig
+from ..estimation.config import EstimatorConfig, log_settings_once, settings_source
 from ..estimation.estimator import PackEstimator
 from ..profile import Profile
 from .results import CarriedState, ReplayOptions
@@ -81,9 +81,11 @@ def interval_mean(values: NDArray[np.float64], fed: NDArray[np.bool_]) -> NDArra
 def new_estimator(profile: Profile, carried: CarriedState | None = None
                   ) -> tuple[PackEstimator, EstimatorConfig]:
     """A PackEstimator for ``profile``, restored from ``carried`` as the node restores its
-    state file (restored_soc_std; the first measurement at rest re-anchors from OCV).
+    state file (restored_soc_std; the first measurement at rest re-anchors from OCV). The
+    settings are the node's (EstimatorConfig.for_profile), logged once per process.
     """
-    config = EstimatorConfig.from_section(profile.section('estimator'))
+    config = EstimatorConfig.for_profile(profile)
+    log_settings_once(config, settings_source(profile.path, profile.pack.cell_single.path))
     estimator = PackEstimator(profile.pack.cell, profile.pack.cells_series, config)
     if carried is not None:
         soc = np.asarray(carried.cell_soc, dtype=float)

@@ -42,6 +42,9 @@ __all__ = ['BagResult', 'CarriedState', 'Columns', 'ReplayOptions', 'estimator_s
            'feed_mask', 'hot_mask', 'hot_masks', 'measurement_times', 'new_estimator',
            'protection_windows', 'replay_columns']
 
+OCV_WINDOW_S = 60.0            # a rest's OCV: the mean voltage over up to this long (s)
+OCV_SLOPE_HALF_WIDTH = 0.01    # OCV slope as the filter takes it (secant over +-1 % SoC)
+
 
 def replay_columns(columns: Mapping[str, ArrayLike], profile: Profile,
                    carried: CarriedState | None = None, options: ReplayOptions | None = None,
@@ -125,8 +128,9 @@ def replay_columns(columns: Mapping[str, ArrayLike], profile: Profile,
     result.current_offset_a = float(est.current_offset_a)
     result.anchored_at_end = bool(estimator.anchored and estimator.at_rest)
     result.capacity_updates = [int(u) for u in estimator.capacity.updates - updates_before]
-    result.cell_capacity_measured_ah = _measured_capacity(
-        result, estimator, config, current, dt, bleed_a, ordered, times)
+    result.cell_capacity_measured_ah, result.cell_capacity_measured_std_ah = _measured_capacity(
+        result, estimator, config, current, dt, bleed_a, ordered, times,
+        options.capacity_max_std)
     last_v = ordered['cell_voltages_v'][-1]
     ok = np.asarray(ordered['cell_voltage_valid'][-1], bool) & np.isfinite(last_v)
     result.cell_voltage_spread_v = float(np.ptp(last_v[ok])) if ok.sum() >= 2 else math.nan
@@ -138,38 +142,68 @@ def replay_columns(columns: Mapping[str, ArrayLike], profile: Profile,
 
 def _measured_capacity(result: BagResult, estimator: PackEstimator, config: EstimatorConfig,
                        current: NDArray[np.float64], dt: NDArray[np.float64],
-                       bleed_a: NDArray[np.float64], columns: Columns, t_s: NDArray[np.float64]
-                       ) -> list[float]:
-    """The bag's own capacity measurement per cell (Ah): offset-corrected charge counted
-    (bleed included) between the OCV of the initial rest (a pack that was off: its voltage
-    is OCV; mean over the rest before the first current) and the SoC after the final rest's
-    anchor. NaN without both or below capacity_min_delta_soc.
+                       bleed_a: NDArray[np.float64], columns: Columns, t_s: NDArray[np.float64],
+                       max_std: float) -> tuple[list[float], list[float]]:
+    """The bag's own capacity measurement per cell and its doubt (Ah): offset-corrected charge
+    counted (bleed included) between the relaxed OCV of the initial rest (a pack that was off)
+    and that of the final rest (after the estimator's re-anchor: rest_time_s at rest current),
+    each the mean voltage over up to OCV_WINDOW_S of its rest. Both ends are read the same way,
+    from the voltage alone: the filter's SoC after the anchor is partly its own count (how much
+    depends on the chemistry's voltage doubt), so the charge would be divided by a SoC change
+    made of that charge. Doubt: rest_ocv_noise_v / OCV slope at each end, in quadrature, over
+    the SoC change; NaN where it is above ``max_std`` of the capacity (a rest on the plateau),
+    without both rests, or below capacity_min_delta_soc.
     """
     n = estimator.n
     nan = [math.nan] * n
     rest_a = config.rest_current_c * estimator.cell.capacity_ah
     with np.errstate(invalid='ignore'):
         resting = np.abs(current) <= rest_a
-    if not (result.anchored_at_end and resting[0]):
-        return nan
+    if not (result.anchored_at_end and resting[0] and resting[-1]):
+        return nan, nan
     until = int(np.argmin(resting)) if not resting.all() else len(resting)
-    until = max(1, min(until, int(np.searchsorted(t_s, t_s[0] + 60.0))))
-    v = np.where(columns['cell_voltage_valid'][:until], columns['cell_voltages_v'][:until],
-                 np.nan)
-    with np.errstate(invalid='ignore'):
-        v_rest = np.nanmean(v, axis=0) if np.isfinite(v).any() else np.full(n, np.nan)
-    temps = interface.cell_temperatures(estimator_sensor_map(estimator, columns),
-                                        columns['temperatures_degc'][0],
-                                        columns['temperature_valid'][0])
-    start = estimator.cell.ocv.soc_from_ocv(v_rest, np.where(np.isfinite(temps), temps, 25.0))
-    dz = np.asarray(result.cell_soc, dtype=float) - start
+    until = max(1, min(until, int(np.searchsorted(t_s, t_s[0] + OCV_WINDOW_S))))
+    # the final rest: the run of rest samples ending the bag, its last OCV_WINDOW_S
+    moving = np.flatnonzero(~resting)
+    rest_from = int(moving[-1]) + 1 if moving.size else 0
+    last = max(rest_from, int(np.searchsorted(t_s, t_s[-1] - OCV_WINDOW_S)))
+    if rest_from < until:                # no current between the two rests: nothing measured
+        return nan, nan
+    sensors = estimator_sensor_map(estimator, columns)
+    start, start_std = _rest_soc(estimator, config, columns, slice(0, until), 0, sensors)
+    end, end_std = _rest_soc(estimator, config, columns, slice(last, len(t_s)), -1, sensors)
+    dz = end - start
     finite = np.isfinite(current)
     counted = np.sum(np.where(finite, current - result.current_offset_a, 0.0) * dt) / 3600.0
     counted = counted - np.sum(bleed_a * dt[:, None], axis=0) / 3600.0
     with np.errstate(invalid='ignore', divide='ignore'):
         q = counted / dz
-    ok = np.isfinite(q) & (np.abs(dz) >= config.capacity_min_delta_soc) & (q > 0)
-    return [float(v) if good else math.nan for v, good in zip(q, ok)]
+        q_std = np.abs(q) * np.hypot(start_std, end_std) / np.abs(dz)
+    ok = (np.isfinite(q) & (np.abs(dz) >= config.capacity_min_delta_soc) & (q > 0)
+          & (q_std <= max_std * q))
+    return ([float(v) if good else math.nan for v, good in zip(q, ok)],
+            [float(v) if good else math.nan for v, good in zip(q_std, ok)])
+
+
+def _rest_soc(estimator: PackEstimator, config: EstimatorConfig, columns: Columns,
+              rows: slice, at: int, sensors: NDArray[np.int_]
+              ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """SoC per cell from the mean valid voltage over ``rows`` (a rest) read as OCV at the
+    temperatures of row ``at``, and its doubt rest_ocv_noise_v / OCV slope (NaN: no voltage).
+    """
+    v = np.where(columns['cell_voltage_valid'][rows], columns['cell_voltages_v'][rows], np.nan)
+    with np.errstate(invalid='ignore'):
+        v_rest = np.nanmean(v, axis=0) if np.isfinite(v).any() else np.full(estimator.n, np.nan)
+    temps = interface.cell_temperatures(sensors, columns['temperatures_degc'][at],
+                                        columns['temperature_valid'][at])
+    ocv = estimator.cell.ocv
+    soc = np.asarray(ocv.soc_from_ocv(v_rest, np.where(np.isfinite(temps), temps, 25.0)),
+                     dtype=float)
+    slope = np.asarray(ocv.secant_slope(soc, OCV_SLOPE_HALF_WIDTH), dtype=float)
+    with np.errstate(divide='ignore'):
+        std = np.where(np.isfinite(v_rest), config.rest_ocv_noise_v / np.maximum(slope, 1e-12),
+                       np.nan)
+    return np.where(np.isfinite(v_rest), soc, np.nan), std
 
 
 def estimator_sensor_map(estimator: PackEstimator, columns: Columns) -> NDArray[np.int_]:

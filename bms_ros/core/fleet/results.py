@@ -16,6 +16,9 @@ class ReplayOptions:
     step_fraction: float = 0.25
     sample_period_s: float = 10.0          # trajectory sampling of the estimate
     protection_windows: bool = True
+    # a bag's capacity measurement is kept when its doubt from the two OCV reads is at most
+    # this share of it (a rest on the LFP plateau: 3 mV is 3-15 points of SoC there)
+    capacity_max_std: float = 0.02
 
 
 @dataclass
@@ -54,9 +57,11 @@ class BagResult:
     current_offset_a: float = math.nan
     anchored_at_end: bool = False                     # the final rest re-anchored from OCV
     capacity_updates: list[int] = field(default_factory=list)
-    # charge counted between the start-up anchor and the final rest's anchor / their SoC
-    # change, per cell (Ah; NaN without both anchors or below capacity_min_delta_soc)
+    # charge counted between the relaxed OCV of the initial and of the final rest / their
+    # SoC change, per cell, and its doubt from the OCV reads (Ah; NaN without both rests,
+    # below capacity_min_delta_soc or with a doubt over ReplayOptions.capacity_max_std)
     cell_capacity_measured_ah: list[float] = field(default_factory=list)
+    cell_capacity_measured_std_ah: list[float] = field(default_factory=list)
     bleed_ah: list[float] = field(default_factory=list)      # charge bled per cell (Ah, >= 0)
     charge_ah: float = 0.0                            # charge counted (Ah, + = charged)
     throughput_ah: float = 0.0                        # |charge| moved

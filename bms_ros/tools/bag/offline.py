@@ -81,6 +81,7 @@ class OfflineResult:
     events: list = field(default_factory=list)           # OfflineEvent
     final_trip_latched: bool = False
     plausibility: dict = field(default_factory=dict)     # Plausibility.summary() at the end
+    estimator_settings: str = ''                         # the settings line the node logs
 
     @property
     def speed_x_real_time(self):
@@ -140,9 +141,14 @@ def _nan_to_none(value):
 
 def estimator_runtime(profile):
     """The state_estimator node's runtime (bms_ros.core.estimation.runtime) for a profile."""
-    from bms_ros.core.estimation.config import EstimatorConfig
+    from bms_ros.core.estimation.config import (
+        EstimatorConfig,
+        log_settings_once,
+        settings_source,
+    )
     from bms_ros.core.estimation.runtime import EstimatorRuntime
-    config = EstimatorConfig.from_section(profile.section('estimator'))
+    config = EstimatorConfig.for_profile(profile)      # as the node takes them
+    log_settings_once(config, settings_source(profile.path, profile.pack.cell_single.path))
     return EstimatorRuntime.from_profile(profile, config)
 
 
@@ -188,7 +194,10 @@ def replay(bag_path, profile=None, namespace=None):
                     for _, t, m in bag.messages({topic})]
         truths = [(message_time_ns(m, t) * 1e-9, truth_pack_soc(m.cell_soc, m.cell_capacity_ah))
                   for _, t, m in bag.messages({truth_topic})] if truth_topic else []
-    result = OfflineResult(bag=str(bag_path), profile=profile_path)
+    from bms_ros.core.estimation.config import settings_source, settings_text
+    result = OfflineResult(bag=str(bag_path), profile=profile_path,
+                           estimator_settings=settings_text(runner.config, settings_source(
+                               profile_path, loaded.pack.cell_single.path)))
     if not messages:
         result.wall_s = time.perf_counter() - started
         return result
@@ -272,6 +281,7 @@ def run(args):
     if result.measurements == 0:
         raise BagError(f'{args.bag}: no measurement messages')
     summary = result.summary()
+    print(f'bag offline: {result.estimator_settings}', file=sys.stderr)
     print(f'{result.measurements} measurements, {result.duration_s:.1f} s of data replayed in '
           f'{result.wall_s:.2f} s ({result.speed_x_real_time:.0f}x real time), '
           f'profile {os.path.relpath(result.profile)}')
