@@ -18,6 +18,7 @@ from .errors import ConfigError
 FloatOrArray = float | NDArray[np.float64]
 
 REFERENCE_TEMPERATURE_DEGC = 25.0
+_INVERSE_CHUNK = 4096  # elements per pass of the inverse with an entropic term (n x knots)
 
 
 class OcvTable:
@@ -34,6 +35,12 @@ class OcvTable:
         # most tables have no entropic column: skip its interpolation (a hot path of the filter)
         self._isothermal = not np.any(self.docv_dt_v_per_degc)
         self._secants: dict[float, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
+        # the inverse of an isothermal table, once: flat runs collapsed to their middle SoC
+        volts = np.unique(self.ocv_grid_v)
+        self._inverse = (volts, np.array([self.soc_grid[self.ocv_grid_v == v].mean()
+                                          for v in volts]))
+        # SoC summed over the grid up to each knot: the mean SoC of a run of knots in O(1)
+        self._soc_cumsum = np.concatenate([[0.0], np.cumsum(self.soc_grid)])
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str]) -> OcvTable:
@@ -93,11 +100,48 @@ class OcvTable:
 
     def soc_from_ocv(self, ocv_v: ArrayLike,
                      temperature_degc: ArrayLike = REFERENCE_TEMPERATURE_DEGC) -> FloatOrArray:
-        """Inverse: SoC for an OCV, clipped to 0..1. On flat parts the middle is returned."""
-        corrected = np.asarray(ocv_v, dtype=float) - np.interp(
-            0.5, self.soc_grid, self.docv_dt_v_per_degc) * (
-                np.asarray(temperature_degc, dtype=float) - REFERENCE_TEMPERATURE_DEGC)
-        # np.interp needs increasing x: collapse flat runs to their midpoint
-        volts = np.unique(self.ocv_grid_v)
-        socs = np.array([self.soc_grid[self.ocv_grid_v == v].mean() for v in volts])
-        return np.clip(np.interp(corrected, volts, socs), 0.0, 1.0)
+        """Inverse of :meth:`ocv` at each element's own temperature: the SoC (clipped to 0..1)
+        whose OCV is ``ocv_v`` (V); on a flat run of the table its middle. NaN in, NaN out.
+        """
+        v = np.asarray(ocv_v, dtype=float)
+        t = np.asarray(temperature_degc, dtype=float)
+        if self._isothermal:
+            # the temperature changes nothing, but a NaN one still reads NaN. As before this
+            # interpolates between collapsed flat runs (from a run's middle, not its end: not
+            # the exact inverse next to a flat run; no shipped table has one)
+            return np.clip(np.interp(v + 0.0 * t, *self._inverse), 0.0, 1.0)
+        shape = np.broadcast_shapes(v.shape, t.shape)
+        v_flat = np.broadcast_to(v, shape).reshape(-1)
+        t_flat = np.broadcast_to(t, shape).reshape(-1)
+        z = np.empty(v_flat.shape)
+        for start in range(0, v_flat.size, _INVERSE_CHUNK):
+            part = slice(start, start + _INVERSE_CHUNK)
+            z[part] = self._soc_from_ocv_at(v_flat[part], t_flat[part])
+        out = z.reshape(shape)
+        return out[()] if out.ndim == 0 else out
+
+    def _soc_from_ocv_at(self, v: NDArray[np.float64],
+                         t: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The inverse for 1-d ``v`` (V) and ``t`` (degC): OCV(z, T) is piecewise linear in z
+        with the table's knots, so each element's knots at its own temperature are inverted
+        exactly (no correction at one SoC: the entropic coefficient varies with SoC).
+        """
+        g = self.soc_grid
+        knots = self.ocv_grid_v + self.docv_dt_v_per_degc * (
+            t[:, None] - REFERENCE_TEMPERATURE_DEGC)
+        # far from 25 degC a table can fall with SoC (Mohtat2020 below about -12 degC): read
+        # the first SoC that reaches the OCV (the inverse of its rising envelope)
+        rising = np.maximum.accumulate(knots, axis=1)
+        below = (rising < v[:, None]).sum(axis=1)      # the first knot at or above the OCV
+        upto = (rising <= v[:, None]).sum(axis=1)
+        # on a knot (or on a flat run of knots): their mean SoC
+        on_knot = upto > below
+        run_soc = (self._soc_cumsum[upto] - self._soc_cumsum[below]) / np.maximum(upto - below, 1)
+        # else between knots k - 1 (below the OCV) and k (above it); beyond an end clipped to 0..1
+        k = np.clip(below, 1, g.size - 1)
+        rows = np.arange(v.size)
+        v_lo, v_hi = knots[rows, k - 1], knots[rows, k]
+        rise = v_hi - v_lo
+        share = np.clip((v - v_lo) / np.where(rise > 0.0, rise, 1.0), 0.0, 1.0)
+        between = g[k - 1] + share * (g[k] - g[k - 1])
+        return np.clip(np.where(on_knot, run_soc, between), 0.0, 1.0)

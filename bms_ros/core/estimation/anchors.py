@@ -61,30 +61,17 @@ def soc_of_ocv(cell: CellSpec, ocv_v: FloatOrArray,
     """SoC whose OCV at this temperature is ``ocv_v`` (V), beyond the table's ends too, and the
     part of it that is extrapolated (signed; 0 inside the table).
 
-    Two things the table's own inverse (``OcvTable.soc_from_ocv``) does not do, which moved
-    capacity anchors the wrong way on the matrix: it corrects the temperature with the entropic
-    coefficient at 50 % SoC only, so where that coefficient differs (Mohtat2020: -4.3 mV/K at
-    0 % against -0.5 at 50 %) it is off by points (10 degC: 10 % read as 14.2 %; 45 degC: 99 %
-    as 97.9 %); and it stops at 0 and 1, while a relaxed cell can be beyond them (a CC-CV
-    charge at 45 degC ends above the table's 100 %: Mohtat2020 reads 1.000 at a true 1.017).
-    Here the inverse is solved at each cell's temperature (bisection; a table without an
-    entropic column keeps its own inverse, flat runs read at their middle), and beyond an end
-    the SoC is extrapolated with the table's end slope (2 % secant), at most
-    ``EXTRAPOLATE_MAX_SOC``.
+    Inside the table it is the table's inverse at each cell's temperature
+    (``OcvTable.soc_from_ocv``; flat runs read at their middle). What that inverse does not do,
+    which moved capacity anchors the wrong way on the matrix: it stops at 0 and 1, while a
+    relaxed cell can be beyond them (a CC-CV charge at 45 degC ends above the table's 100 %:
+    Mohtat2020 reads 1.000 at a true 1.017). Beyond an end the SoC is extrapolated with the
+    table's end slope (2 % secant), at most ``EXTRAPOLATE_MAX_SOC``.
     """
     table = cell.ocv
     v = np.asarray(ocv_v, dtype=float)
     temp = np.broadcast_to(np.asarray(temperature_degc, dtype=float), v.shape)
-    if not np.any(table.docv_dt_v_per_degc):
-        z = np.asarray(table.soc_from_ocv(v, temp), dtype=float)
-    else:
-        low, high = np.zeros(v.shape), np.ones(v.shape)
-        for _ in range(30):                          # 2^-30 of SoC: far below any doubt
-            mid = 0.5 * (low + high)
-            up = np.asarray(table.ocv(mid, temp)) < v
-            low = np.where(up, mid, low)
-            high = np.where(up, high, mid)
-        z = 0.5 * (low + high)
+    z = np.asarray(table.soc_from_ocv(v, temp), dtype=float)
     above = (v - table.ocv(1.0, temp)) / table.secant_slope(1.0, 0.01)
     below = (v - table.ocv(0.0, temp)) / table.secant_slope(0.0, 0.01)
     beyond = np.where(above > 0.0, above, np.where(below < 0.0, below, 0.0))
