@@ -63,12 +63,6 @@ class CellEnergyModel:
         self._ocv_table = _integral_table(self.grid, ocv.ocv_grid_v)
         self._dt_table = _integral_table(self.grid, ocv.docv_dt_v_per_degc)
         self._isothermal = not np.any(ocv.docv_dt_v_per_degc)
-        # the inverse OCV table (flat runs collapsed to their middle, as OcvTable.soc_from_ocv)
-        # once, not per call
-        volts = np.unique(ocv.ocv_grid_v)
-        self._inverse = (volts, np.array([ocv.soc_grid[ocv.ocv_grid_v == v].mean()
-                                          for v in volts]))
-        self._dt_mid = float(np.interp(0.5, self.grid, ocv.docv_dt_v_per_degc))
         self._grid_cache: tuple[FloatArray, FloatArray] | None = None
 
     # ------------------------------------------------------------------ building blocks
@@ -86,10 +80,10 @@ class CellEnergyModel:
 
     def soc_from_ocv(self, ocv_v: ArrayLike,
                      temperature_degc: ArrayLike = REFERENCE_TEMPERATURE_DEGC) -> FloatArray:
-        """SoC for an OCV (V) at a temperature, clipped to 0..1 (OcvTable.soc_from_ocv, cached)."""
-        corrected = np.asarray(ocv_v, dtype=float) - self._dt_mid * (
-            np.asarray(temperature_degc, dtype=float) - REFERENCE_TEMPERATURE_DEGC)
-        return np.clip(np.interp(corrected, *self._inverse), 0.0, 1.0)
+        """SoC for an OCV (V) at a temperature, clipped to 0..1: the table's own inverse,
+        exact at each element's temperature (it caches its lookup itself).
+        """
+        return np.asarray(self.cell.ocv.soc_from_ocv(ocv_v, temperature_degc), dtype=float)
 
     def _primitive(self, table: Table, z: FloatArray) -> FloatArray:
         """Exact integral from 0 to z (0..1) of a piecewise-linear table (cumulative, values,
