@@ -42,6 +42,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 from bms_interfaces.msg import BalancingCommand, CanFrame, ContactorCommand, PackMeasurement
@@ -171,9 +172,13 @@ class CanDriver(Node):
         if self.balancing_deadline is not None:
             periodic.append((deadlines.balancing_timer_s, self.check_balancing))
         periodic.append((READER_CHECK_S, self._check_reader))      # last: it may exit the node
+        # the bus side runs on the steady clock: with use_sim_time a paused or not yet
+        # started /clock (Gazebo paused, a bag not yet playing) must not stop the measurement
+        # stream and the contactor repeat, which protection would then see as a lost driver
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
         for period, callbacks in timer_groups(periodic):
             self.create_timer(period, callbacks[0] if len(callbacks) == 1
-                              else in_turn(callbacks))
+                              else in_turn(callbacks), clock=steady)
 
         self._running = True
         self._reader = threading.Thread(target=self._reader_main, name='can_reader',

@@ -20,6 +20,7 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState
 
@@ -108,9 +109,12 @@ class PackReportNode(Node):
             self.create_subscription(ProtectionStatus, contract.own(contract.PROTECTION_STATUS),
                                      self._on_own_status, LATEST)
         self.create_service(RequestState, contract.REQUEST_STATE, self._on_request)
-        self.create_timer(1.0 / self.control.publish_rate_hz, self._publish)
-        self.create_timer(mapping.state_request.period_s, self._send_request)
-        self.create_timer(1.0, self._publish_diagnostics)
+        # the bus side on the steady clock, as the CAN driver's (a paused /clock must not
+        # stop the state request the pack's BMS times out on)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(1.0 / self.control.publish_rate_hz, self._publish, clock=steady)
+        self.create_timer(mapping.state_request.period_s, self._send_request, clock=steady)
+        self.create_timer(1.0, self._publish_diagnostics, clock=steady)
         self._running = True
         self._reader = threading.Thread(target=self._read_loop, name='pack_report_reader',
                                         daemon=True)

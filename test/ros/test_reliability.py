@@ -125,8 +125,11 @@ def test_restarted_estimator_restores_soc_from_its_state_file(ros_env, tmp_path)
     suite.demand(-10.0)
     suite.drive()
     truth = suite.truth.wait_for(lambda t: t.pack_current_a < -5.0, timeout_s=5.0)
-    target = round(sum(truth.cell_soc) / len(truth.cell_soc) - 0.15, 3)
-    answer = suite.set_soc([target])  # 0.15 below the truth: only the file can bring it back
+    # 0.15 above the truth: only the file can bring it back. (Below the truth the loaded
+    # voltage bounds it: the LFP start takes no SoC below what zero polarisation allows, so
+    # a file value there is rightly raised to that bound, docs/estimation.md)
+    target = round(min(sum(truth.cell_soc) / len(truth.cell_soc) + 0.15, 0.9), 3)
+    answer = suite.set_soc([target])
     assert answer.success, answer.message
     # the state file has the new SoC (persisted every 1 s)
     _wait_for(lambda: _saved_pack_soc(suite.estimator_file) == pytest.approx(target, abs=0.02),
