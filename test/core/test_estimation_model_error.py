@@ -17,21 +17,8 @@ from bms_ros.core.errors import ConfigError
 from bms_ros.core.estimation import EstimatorConfig, PackEstimator
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import config_dir
-from bms_ros.tools.estimate_csv import load_config
 
-LFP = f'{config_dir()}/cells/lfp_a123_anr26650.yaml'
 NMC = f'{config_dir()}/cells/nmc_lg_m50.yaml'
-
-
-@pytest.fixture(scope='module')
-def lfp():
-    return CellSpec.from_file(LFP)
-
-
-@pytest.fixture(scope='module')
-def lfp_config():
-    config, _ = load_config(cell_path=LFP)
-    return config
 
 
 def drive(t_s):

@@ -75,21 +75,6 @@ def test_invalid_saved_soc_starts_from_the_voltage(nmc, tmp_path):
 # item 3). The LFP cell file's startup_polarisation_max (4): the polarisation beyond R0 i may
 # be 0..4x the model's settled one, on the plateau most of the SoC range.
 
-LFP = f'{config_dir()}/cells/lfp_a123_anr26650.yaml'
-
-
-@pytest.fixture(scope='module')
-def lfp():
-    return CellSpec.from_file(LFP)
-
-
-@pytest.fixture(scope='module')
-def lfp_config():
-    from bms_ros.tools.estimate_csv import load_config
-    config, _ = load_config(cell_path=LFP)
-    return config
-
-
 def lfp_loaded_voltage(lfp):
     """10 min at 1 C from 55 % (truth 38.3 %), 30 mV of polarisation beyond the 1-RC model."""
     truth = loaded_truth(lfp, [0.55], current_a=-lfp.capacity_ah)
