@@ -126,17 +126,24 @@ def test_page_in_a_headless_browser(dashboard_suite, tmp_path):
                '--disable-dev-shm-usage', f'--user-data-dir={tmp_path / "chromium"}',
                '--virtual-time-budget=3000', '--window-size=1280,1700']
     env = dict(os.environ, HOME=str(tmp_path))
+    suite.measurements.clear()
+    suite.estimates.clear()
     dom = subprocess.run([*browser, '--dump-dom', url], capture_output=True, text=True,
                          timeout=90, env=env).stdout
-    measurement, estimate = fresh(suite)
+    # what the pack published while the browser loaded and rendered (cells still relax and
+    # the ADC is noisy: a single later read may differ by more than the 5 mV tolerance)
+    during = [msg for _, msg in suite.measurements.messages] or [fresh(suite)[0]]
+    estimates = [msg for _, msg in suite.estimates.messages] or [fresh(suite)[1]]
     assert 'data-rendered=' in dom, dom[:2000]    # the script ran and rendered a snapshot
     assert re.search(r'id="state" class="badge state-STANDBY">STANDBY<', dom), dom[:2000]
     soc = float(re.search(r'id="soc">([0-9.]+) %<', dom).group(1))
-    assert soc == pytest.approx(100.0 * estimate.pack_soc, abs=0.6)
+    socs = [100.0 * e.pack_soc for e in estimates]
+    assert min(socs) - 0.6 <= soc <= max(socs) + 0.6, (soc, socs)
     bars = re.findall(r'<rect [^>]*class="cell[^"]*"[^>]*data-value="([0-9.]+)"', dom)
     assert len(bars) == 16, dom[:3000]
-    for shown, measured in zip(map(float, bars), measurement.cell_voltages_v):
-        assert shown == pytest.approx(measured, abs=0.005)
+    for cell, shown in enumerate(map(float, bars)):
+        seen = [m.cell_voltages_v[cell] for m in during]
+        assert min(seen) - 0.005 <= shown <= max(seen) + 0.005, (cell, shown, seen)
     assert len(re.findall(r'<rect [^>]*class="temp', dom)) == suite.sensors
     assert 'data-limit="charge_high:warning"' in dom   # the profile's 35 degC line (cells at 25)
     assert re.search(r'id="fb_positive" class="open">open<', dom)
