@@ -174,6 +174,10 @@ def test_lost_contactor_command_stream_opens_all_within_the_deadline(ros_env, tm
     try:
         ros_env.wait_for_subscribers(publisher)
         ros_env.wait_for_subscribers(balancing)
+        # the driver's all-open stream before the first command reaches the player: the route
+        # driver -> hub -> player is live, so the one-shot balancing frame below (sent once,
+        # not repeated) cannot go out before the player is on the bus
+        player.wait_arrival(lambda c: c == ALL_OPEN, 0.0, ros_env, timeout_s=20.0)
         start = time.monotonic()
         balancing.publish(BalancingCommand(cell_bleed=bleed.tolist()))   # once, then silence
         for _ in range(10):                  # 1 s of the supervisor's 10 Hz stream
