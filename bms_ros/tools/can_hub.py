@@ -30,9 +30,11 @@ can_remote (server on the ``virtual`` interface) about 45,000 frames/s, both wit
 a saturated 1 Mbit/s bus is ~8,000 frames/s. At that rate the hub process uses ~5 % of a core.
 """
 import argparse
-import asyncio
 import errno
+import heapq
 import ipaddress
+import math
+import selectors
 import signal
 import socket
 import sys
@@ -79,38 +81,53 @@ class HubStats:
                 'dropped {frames_dropped} | bad commands {bad_commands}'.format(**vars(self)))
 
 
-class _Client(asyncio.Protocol):
-    """One TCP client of the hub."""
+class _Client:
+    """One TCP client of the hub (a non-blocking socket served by the hub's selector)."""
 
-    def __init__(self, hub):
+    def __init__(self, hub, sock, peer):
         self.hub = hub
-        self.transport = None
+        self.sock = sock
+        self.peer = '%s:%s' % peer[:2]
         self.channel = None
         self.raw = False
         self.live = False        # frames are written to it (after the rawmode grace)
+        self.closed = False
         self.pending = []        # frames held during the grace period
         self.pending_bytes = 0
+        self.out = bytearray()   # written but not yet taken by the kernel
         self.buffer = b''
         self.dropped = 0
-        self.peer = ''
 
-    def connection_made(self, transport):
-        self.transport = transport
-        self.peer = '%s:%s' % transport.get_extra_info('peername')[:2]
-        sock = transport.get_extra_info('socket')
-        if sock is not None:
-            # bound the kernel's share of the backlog too (Linux autotunes it up to MBs)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.hub.queue_bytes)
-        self.hub.stats.clients += 1
-        self.hub.stats.connections += 1
-        transport.write(b'< hi >')
+    def write(self, data):
+        """Send ``data`` now as far as the kernel takes it; keep the rest for the selector."""
+        if self.closed:
+            return
+        if self.out:
+            self.out += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.hub.close_client(self)
+            return
+        if sent < len(data):
+            self.out += data[sent:]
+            self.hub.want_write(self, True)
 
-    def connection_lost(self, exc):
-        self.hub.stats.clients -= 1
-        if self.live:
-            self.hub.stats.live_clients -= 1
-        if self.channel is not None:
-            self.hub.channels.get(self.channel, set()).discard(self)
+    def flush(self):
+        """The socket is writable: send what is kept."""
+        try:
+            sent = self.sock.send(self.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.hub.close_client(self)
+            return
+        del self.out[:sent]
+        if not self.out:
+            self.hub.want_write(self, False)
 
     def data_received(self, data):
         buffer = self.buffer + data
@@ -138,17 +155,17 @@ class _Client(asyncio.Protocol):
         if word == b'open' and len(tokens) == 2 and self.channel is None:
             self.channel = tokens[1].decode('ascii', 'replace')
             self.hub.channels.setdefault(self.channel, set()).add(self)
-            self.transport.write(b'< ok >')
+            self.write(b'< ok >')
         elif word == b'rawmode' and self.channel is not None:
             self.raw = True
-            self.transport.write(b'< ok >')
-            asyncio.get_running_loop().call_later(self.hub.grace_s, self._go_live)
+            self.write(b'< ok >')
+            self.hub.call_later(self.hub.grace_s, self._go_live)
         elif word == b'echo':
-            self.transport.write(b'< echo >')
+            self.write(b'< echo >')
         else:
             self.hub.stats.bad_commands += 1
             if not self.raw:
-                self.transport.write(b'< error unsupported command >')
+                self.write(b'< error unsupported command >')
 
     def _raw_commands(self, parts):
         """Parse ``< send ... >`` commands into frame lines and forward them."""
@@ -160,7 +177,7 @@ class _Client(asyncio.Protocol):
             # [b'<', b'send', id, len, byte...]
             if len(tokens) < 4 or tokens[0] != b'<' or tokens[1] != b'send':
                 if tokens[1:2] == [b'echo']:
-                    self.transport.write(b'< echo >')
+                    self.write(b'< echo >')
                     continue
                 bad += 1
                 continue
@@ -194,17 +211,19 @@ class _Client(asyncio.Protocol):
             self.hub.forward(self, b''.join(lines), len(lines))
 
     def _go_live(self):
-        if self.transport.is_closing():
+        if self.closed:
             return
         self.live = True
         self.hub.stats.live_clients += 1
         pending, self.pending, self.pending_bytes = self.pending, [], 0
-        if pending and not self.transport.is_closing():
-            self.transport.write(b''.join(pending))
+        if pending:
+            self.write(b''.join(pending))
 
     def deliver(self, payload, count):
         """Queue ``count`` frames for this client, or drop them if its queue is full."""
         stats = self.hub.stats
+        if self.closed:
+            return
         if not self.live:
             if self.pending_bytes > self.hub.queue_bytes:
                 self.dropped += count
@@ -214,20 +233,21 @@ class _Client(asyncio.Protocol):
             self.pending_bytes += len(payload)
             stats.frames_out += count
             return
-        transport = self.transport
-        if transport.is_closing():
-            return
         # the backlog before this batch decides: a batch (one TCP read) is never cut in two
-        if transport.get_write_buffer_size() > self.hub.queue_bytes:
+        if len(self.out) > self.hub.queue_bytes:
             self.dropped += count
             stats.frames_dropped += count
             return
-        transport.write(payload)
+        self.write(payload)
         stats.frames_out += count
 
 
 class CanHub:
-    """The hub's asyncio server; ``await start()`` then serve until ``stop()``."""
+    """The hub: ``start()`` listens, ``serve()`` runs its selector loop until ``request_stop()``.
+
+    One thread, one ``selectors`` loop over non-blocking sockets: no asyncio (which with its
+    ssl import costs ~9 MiB of the hub's ~22 MiB RSS, and a process per suite runs it).
+    """
 
     def __init__(self, host='127.0.0.1', port=0, queue_bytes=DEFAULT_QUEUE_BYTES,
                  grace_s=DEFAULT_GRACE_S):
@@ -240,59 +260,167 @@ class CanHub:
         self.stats = HubStats()
         self.channels = {}
         self.server = None
+        self._selector = selectors.DefaultSelector()
+        self._timers = []                  # heap of (due monotonic s, sequence, callback)
+        self._sequence = 0
+        self._stopping = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        for end in (self._wake_r, self._wake_w):
+            end.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
 
-    async def start(self):
+    def start(self):
         """Listen on host:port (port 0: any free one); the port listened on."""
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Client(self), self.host, self.port,
-                                               reuse_address=True)
-        self.port = self.server.sockets[0].getsockname()[1]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        server = socket.socket(family, kind, proto)
+        try:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind(address)
+            server.listen(64)
+        except OSError:
+            server.close()
+            raise
+        server.setblocking(False)
+        self.server = server
+        self.port = server.getsockname()[1]
+        self._selector.register(server, selectors.EVENT_READ, None)
         return self.port
+
+    def wake_fd(self):
+        """A file descriptor whose write wakes the loop (for signal.set_wakeup_fd)."""
+        return self._wake_w.fileno()
+
+    def request_stop(self):
+        """Stop ``serve()`` from another thread or a signal handler."""
+        self._stopping = True
+        try:
+            self._wake_w.send(b'\0')
+        except OSError:      # full (already woken) or closed
+            pass
+
+    def call_later(self, delay_s, callback):
+        """Run ``callback()`` in the loop ``delay_s`` from now."""
+        self._sequence += 1
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, self._sequence, callback))
+
+    def want_write(self, client, on):
+        """Watch ``client``'s socket for writability (it has unsent bytes) or stop watching."""
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
+        self._selector.modify(client.sock, events, client)
 
     def forward(self, sender, payload, count):
         """Send ``count`` frames (one payload) to every client on the sender's channel but it."""
         self.stats.frames_in += count
-        for client in self.channels.get(sender.channel, ()):
+        for client in list(self.channels.get(sender.channel, ())):
             if client is not sender:
                 client.deliver(payload, count)
 
-    async def stop(self):
-        """Stop listening and close every client."""
+    def close_client(self, client):
+        """Forget a client whose connection ended (or failed) and close its socket."""
+        if client.closed:
+            return
+        client.closed = True
+        self.stats.clients -= 1
+        if client.live:
+            self.stats.live_clients -= 1
+        if client.channel is not None:
+            self.channels.get(client.channel, set()).discard(client)
+        try:
+            self._selector.unregister(client.sock)
+        except (KeyError, ValueError):
+            pass
+        client.sock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                sock, peer = self.server.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:      # e.g. out of file descriptors: try again on the next event
+                return
+            sock.setblocking(False)
+            # bound the kernel's share of the backlog too (Linux autotunes it up to MBs)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.queue_bytes)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client = _Client(self, sock, peer)
+            self._selector.register(sock, selectors.EVENT_READ, client)
+            self.stats.clients += 1
+            self.stats.connections += 1
+            client.write(b'< hi >')
+
+    def _read(self, client):
+        try:
+            data = client.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b''
+        if not data:
+            self.close_client(client)
+            return
+        client.data_received(data)
+
+    def _run_timers(self):
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            heapq.heappop(self._timers)[2]()
+
+    def serve(self, period_s=None, on_period=None):
+        """Serve until ``request_stop()``; ``on_period()`` every ``period_s`` if given."""
+        next_period = time.monotonic() + period_s if period_s else math.inf
+        while not self._stopping:
+            now = time.monotonic()
+            due = min(self._timers[0][0] if self._timers else math.inf, next_period)
+            timeout = None if due == math.inf else max(0.0, due - now)
+            for key, events in self._selector.select(timeout):
+                client = key.data
+                if key.fileobj is self._wake_r:
+                    try:
+                        self._wake_r.recv(4096)
+                    except OSError:
+                        pass
+                elif key.fileobj is self.server:
+                    self._accept()
+                elif not client.closed:
+                    if events & selectors.EVENT_WRITE:
+                        client.flush()
+                    if events & selectors.EVENT_READ and not client.closed:
+                        self._read(client)
+            self._run_timers()
+            if on_period is not None and time.monotonic() >= next_period:
+                next_period += period_s
+                on_period()
+
+    def stop(self):
+        """Stop listening and close every client (after ``serve()`` returned)."""
+        for key in list(self._selector.get_map().values()):
+            if isinstance(key.data, _Client):
+                self.close_client(key.data)
         if self.server is not None:
+            self._selector.unregister(self.server)
             self.server.close()
-            for clients in self.channels.values():
-                for client in list(clients):
-                    client.transport.close()
-            await self.server.wait_closed()
+            self.server = None
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 class HubThread:
-    """A hub running its own event loop in a daemon thread (for tests and benchmarks)."""
+    """A hub serving in a daemon thread (for tests and benchmarks)."""
 
     def __init__(self, port=0, host='127.0.0.1', **kwargs):
         self.hub = CanHub(host, port, **kwargs)
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._error = None
+        self.hub.start()                     # a bind error is raised here, in the caller
         self.thread = threading.Thread(target=self._run, name='can_hub', daemon=True)
         self.thread.start()
-        if not self._ready.wait(10.0):
-            raise RuntimeError('CAN hub thread did not start')
-        if self._error is not None:
-            raise self._error
 
     def _run(self):
-        asyncio.set_event_loop(self.loop)
         try:
-            self.loop.run_until_complete(self.hub.start())
-        except Exception as error:  # noqa: BLE001  reported to the starting thread
-            self._error = error
-            self._ready.set()
-            return
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.hub.stop())
-        self.loop.close()
+            self.hub.serve()
+        finally:
+            self.hub.stop()
 
     @property
     def port(self):
@@ -300,17 +428,13 @@ class HubThread:
         return self.hub.port
 
     def stats(self):
-        """A copy of the counters (read from the hub's thread)."""
-        future = asyncio.run_coroutine_threadsafe(self._stats(), self.loop)
-        return future.result(5.0)
-
-    async def _stats(self):
+        """A copy of the counters."""
         return self.hub.stats.as_dict()
 
     def stop(self):
-        """Stop the hub's event loop and join its thread (up to 5 s)."""
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
+        """Stop the hub's loop and join its thread (up to 5 s)."""
+        if self.thread.is_alive():
+            self.hub.request_stop()
         self.thread.join(5.0)
 
 
@@ -319,10 +443,10 @@ def start_hub_thread(port=0, host='127.0.0.1', **kwargs):
     return HubThread(port=port, host=host, **kwargs)
 
 
-async def _serve(args):
+def _serve(args):
     hub = CanHub(args.host, args.port, queue_bytes=args.queue_bytes, grace_s=args.grace_s)
     try:
-        port = await hub.start()
+        port = hub.start()
     except OSError as error:
         hint = ''
         if error.errno == errno.EADDRINUSE:
@@ -334,16 +458,16 @@ async def _serve(args):
               file=sys.stderr, flush=True)
         return 1
     print(f'can_hub: listening on {args.host}:{port} (socketcand protocol)', flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    # a signal sets the flag and wakes the selector through the wake-up fd
+    signal.set_wakeup_fd(hub.wake_fd(), warn_on_full_buffer=False)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), args.stats_period_s or None)
-        except asyncio.TimeoutError:
-            print(f'can_hub: {hub.stats.line()}', flush=True)
-    await hub.stop()
+        signal.signal(sig, lambda *_: hub.request_stop())
+    try:
+        hub.serve(args.stats_period_s or None,
+                  lambda: print(f'can_hub: {hub.stats.line()}', flush=True))
+    finally:
+        signal.set_wakeup_fd(-1)
+        hub.stop()
     print(f'can_hub: stopped | {hub.stats.line()}', flush=True)
     return 0
 
@@ -367,12 +491,9 @@ def main(argv=None):
     if not 0 <= args.port <= 65535 or args.queue_bytes < 1024 or args.grace_s < 0:
         print('can_hub: --port 0..65535, --queue-bytes >= 1024, --grace-s >= 0', file=sys.stderr)
         return 2
-    # Ctrl-C (bringup's stop) works even if SIGINT came in ignored (a background job's SIG_IGN)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        return 0
+    # SIGINT (bringup's stop) and SIGTERM stop the loop, even if SIGINT came in ignored (a
+    # background job's SIG_IGN): _serve installs its own handlers
+    return _serve(args)
 
 
 if __name__ == '__main__':
