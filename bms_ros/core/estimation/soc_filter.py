@@ -323,6 +323,9 @@ class SocFilter:
         if cfg.polarisation_noise_per_c_v > 0.0 or cfg.model_error_v > 0.0:
             noise2 = noise2 + self.doubt.noise2(current_a, x[:, OFFSET], valid, x[:, SOC])
         measured = np.nan_to_num(voltage_v)
+        if cfg.polarisation_knee_slope_v > 0.0:
+            valid = valid & ~self._knee_same_sign(measured, current_a, temperature_degc, r0,
+                                                  prior_ocv_v)
         prior = x.copy()
         # H = [slope, 1, -r0, 0, 1, 0]: P H from four columns of P (no batched products)
         p_fixed = Pt[:, VRC] - r0 * Pt[:, OFFSET] + Pt[:, SLOW]       # (6, n)
@@ -370,6 +373,24 @@ class SocFilter:
         Pt -= KU.transpose(1, 0, 2)
         self._clamp()
         return innovation
+
+    def _knee_same_sign(self, measured: FloatArray, current_a: FloatOrArray,
+                        temperature_degc: FloatOrArray, r0: FloatArray,
+                        prior_ocv_v: FloatOrArray | None) -> BoolArray:
+        """Cells in the knee (OCV slope >= ``polarisation_knee_slope_v``) under load whose
+        voltage is beyond the model's in the current's direction (below it on discharge): the
+        knee's unmodelled polarisation (the particle surface depleted ahead of the bulk) has
+        that sign and any size (0.2-0.9 V on LFP), so such a voltage says nothing of the SoC;
+        one on the other side of the model still does.
+        """
+        cfg = self.config
+        i_true = np.asarray(current_a, dtype=float) - self.x[:, OFFSET]
+        loaded = np.abs(i_true) > cfg.rest_current_c * self.capacity_nominal_ah
+        knee = self.ocv_slope(self.x[:, SOC]) >= cfg.polarisation_knee_slope_v
+        innovation = measured - self.predicted_voltage(current_a, temperature_degc, r0,
+                                                       prior_ocv_v)
+        out: BoolArray = loaded & knee & (innovation * i_true > 0.0)
+        return out
 
     def update_soc(self, soc_measured: FloatOrArray, soc_noise: FloatOrArray,
                    cells: ArrayLike) -> None:
