@@ -83,6 +83,21 @@ def test_gap_grows_doubt_and_drops_capacity_anchor(nmc):
     assert np.isnan(est.capacity.anchor_soc[0])
 
 
+def test_a_step_of_max_step_s_in_float_stamps_is_no_gap(nmc):
+    """Two stamps one 30 s sample period apart differ from 30 s by rounding (32.2 - 2.2 is
+    30.000000000000004; 30.00000000000091 s on the matrix): no gap, the capacity anchor is
+    kept; 1 ms more is one.
+    """
+    est = PackEstimator(nmc, 1, EstimatorConfig())
+    t0, t1 = 2.2, 32.2
+    est.step(t0, 0.0, [4.1], [True], [25.0])
+    assert t1 - t0 > est.config.max_step_s               # the rounding the rule is for
+    est.step(t1, 0.0, [4.1], [True], [25.0])
+    assert np.isfinite(est.capacity.anchor_soc[0])
+    est.step(t1 + 30.001, 0.0, [4.1], [True], [25.0])
+    assert np.isnan(est.capacity.anchor_soc[0])
+
+
 def test_zero_current_calibration_removes_offset(nmc):
     """Contactors open: the measured 0.2 A is the sensor offset; afterwards the counted
     charge of a real discharge no longer includes it.

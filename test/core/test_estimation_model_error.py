@@ -90,7 +90,13 @@ def test_rest_doubts_the_relaxation_still_to_come(lfp, lfp_config):
         truth.step(1.0, i)
         est.step(t, i, truth.voltage_v(), [True], [25.0])
         doubts.append(float(est.filter.relaxation_doubt_v[0]))
+        if k == 330:
+            anchor_early_v = float(est.relaxation_v()[0])
     assert max(doubts[:300]) == 0.0                        # under load: none
+    # from the rest's start (the low-passes still settling), not only after 120 s; the
+    # anchor's correction still waits for settled low-passes
+    assert doubts[300 + 30] > 0.02                        # measured 0.067 V
+    assert anchor_early_v == 0.0
     # 150 s into the rest the truth's RC (30 s) is still relaxing: the drift x 3000 s
     # (relaxation_doubt_time_s) is measured 0.10 V
     assert 0.05 < doubts[300 + 150] < 0.2
@@ -119,6 +125,26 @@ def test_knee_doubt_holds_for_an_unsure_count(lfp, lfp_config):
         errors.append(float(est.filter.soc[0] - truth.soc[0]))
     assert abs(errors[0]) < 0.02
     assert errors[1] < -0.025
+
+
+def test_knee_reads_no_voltage_beyond_the_model_in_the_currents_direction(lfp, lfp_config):
+    """In the knee under discharge a voltage below the model's (the depleted surface's
+    polarisation: any size) moves nothing; one above it (the SoC must be higher) still does.
+    """
+    from bms_ros.core.estimation.soc_filter import SocFilter
+    moved = []
+    for offset_v in (-0.3, +0.05):
+        f = SocFilter(lfp, 1, lfp_config)
+        f.initialise(0.12, 0.2, from_ocv=False)
+        i = -0.5 * lfp.capacity_ah
+        r0 = lfp.r0_ohm
+        for _ in range(50):
+            f.predict(2.0, i, 25.0)
+            v = f.predicted_voltage(i, 25.0, r0) + offset_v
+            f.update(v, i, 25.0, r0, [True])
+        moved.append(float(f.soc[0]) - (0.12 + 50 * 2.0 * i / 3600.0 / lfp.capacity_ah))
+    assert abs(moved[0]) < 1e-9
+    assert moved[1] > 0.005
 
 
 @pytest.mark.parametrize('field,value,problem', [

@@ -75,7 +75,9 @@ class EstimatorConfig:
     polarisation_load_time_s: float = 0.0      # low-pass of |I| for its size (0: the one above)
     model_error_v: float = 0.0                 # + this floor (V) at any current (OCV table, bias)
     polarisation_knee_slope_v: float = 0.0     # OCV slope (V per unit SoC) from which the doubt
-                                               # holds however unsure the count (0: never)
+                                               # holds however unsure the count and a loaded
+                                               # voltage beyond the model in the current's
+                                               # direction is not read (0: never)
     # --- current-sensor offset: a consider-state of the filter, measured at zero current
     initial_current_offset_std_c: float = 0.005
     zero_current_calibration: bool = True      # node: contactors open -> current is the offset

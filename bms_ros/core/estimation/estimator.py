@@ -62,6 +62,10 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
 PAIR_PERIOD_S = 1.0     # capacity pairs: the filter's SoC offered at most this often (s)
+# a step is a gap only if longer than max_step_s by more than this (s): two float stamps a
+# sample period apart differ from it by rounding (30.00000000000091 s at 30 s on the matrix),
+# which dropped the capacity anchor of every 30 s-sampled rest
+GAP_TOLERANCE_S = 1e-6
 
 
 @dataclass
@@ -270,7 +274,7 @@ class PackEstimator:
         if self.t_s is not None:
             dt = t_s - self.t_s
             i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
-            if dt > cfg.max_step_s:
+            if dt > cfg.max_step_s + GAP_TOLERANCE_S:
                 # the current during a gap is unknown: add the doubt of its charge to the SoC
                 self.resistance.break_sequence()
                 self.capacity.forget_anchor()

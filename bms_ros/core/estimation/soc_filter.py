@@ -323,6 +323,7 @@ class SocFilter:
         if cfg.polarisation_noise_per_c_v > 0.0 or cfg.model_error_v > 0.0:
             noise2 = noise2 + self.doubt.noise2(current_a, x[:, OFFSET], valid, x[:, SOC])
         measured = np.nan_to_num(voltage_v)
+        knee_rule = cfg.polarisation_knee_slope_v > 0.0
         prior = x.copy()
         # H = [slope, 1, -r0, 0, 1, 0]: P H from four columns of P (no batched products)
         p_fixed = Pt[:, VRC] - r0 * Pt[:, OFFSET] + Pt[:, SLOW]       # (6, n)
@@ -335,15 +336,18 @@ class SocFilter:
             h = self.ocv_slope(x[:, SOC])
             ocv_v = prior_ocv_v if iteration == 0 and prior_ocv_v is not None else \
                 self.cell.ocv.ocv(x[:, SOC], temperature_degc)
-            PH = h * p_soc + p_fixed
-            S = h * PH[SOC] + PH[VRC] - r0 * PH[OFFSET] + PH[SLOW] + noise2
-            K = np.where(mask, PH / S, 0.0)                              # (6, n)
             # innovation of the linearisation at x: y - h(x) - H (prior - x) (x = prior first)
             innovation = measured - self.predicted_voltage(current_a, temperature_degc, r0,
                                                            ocv_v)
             if iteration:
                 d = prior - x
                 innovation -= h * d[:, SOC] + d[:, VRC] - r0 * d[:, OFFSET] + d[:, SLOW]
+            elif knee_rule:
+                valid = valid & ~self._knee_same_sign(h, innovation, current_a)
+                mask = valid & self._update_mask[:, None]
+            PH = h * p_soc + p_fixed
+            S = h * PH[SOC] + PH[VRC] - r0 * PH[OFFSET] + PH[SLOW] + noise2
+            K = np.where(mask, PH / S, 0.0)                              # (6, n)
             innovation = np.where(valid, innovation, 0.0)
             z_lin = x[:, SOC].copy()
             x_new = prior + (K * innovation).T
@@ -370,6 +374,21 @@ class SocFilter:
         Pt -= KU.transpose(1, 0, 2)
         self._clamp()
         return innovation
+
+    def _knee_same_sign(self, slope: FloatArray, innovation: FloatArray,
+                        current_a: FloatOrArray) -> BoolArray:
+        """Cells in the knee (OCV ``slope`` >= ``polarisation_knee_slope_v``) under load whose
+        voltage is beyond the model's in the current's direction (``innovation`` below 0 on
+        discharge): the knee's unmodelled polarisation (the particle surface depleted ahead of
+        the bulk) has that sign and any size (0.2-0.9 V on LFP), so such a voltage says nothing
+        of the SoC; one on the other side of the model still does.
+        """
+        cfg = self.config
+        i_true = np.asarray(current_a, dtype=float) - self.x[:, OFFSET]
+        loaded = np.abs(i_true) > cfg.rest_current_c * self.capacity_nominal_ah
+        out: BoolArray = loaded & (slope >= cfg.polarisation_knee_slope_v) & (
+            innovation * i_true > 0.0)
+        return out
 
     def update_soc(self, soc_measured: FloatOrArray, soc_noise: FloatOrArray,
                    cells: ArrayLike) -> None:
