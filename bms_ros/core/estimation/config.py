@@ -111,6 +111,8 @@ class EstimatorConfig:
     r0_law_activation_min_k: float = 0.0       # bounds of the fitted Ea/R (K)
     r0_law_activation_max_k: float = 12000.0
     r1_follows_r0: bool = False                # R1 scaled by learnt R0 / datasheet R0
+    tau1_follows_temperature: bool = False     # tau1 scaled like R1 by the temperature law (the
+                                               # pair's capacitance held): off, see docs
     # --- rest detection and re-anchoring from OCV
     rest_current_c: float = 0.02               # |I| (offset-corrected) below this is rest
     rest_time_s: float = 300.0                 # rest this long before re-anchoring from OCV
@@ -234,6 +236,7 @@ class EstimatorConfig:
         num('r0_max_ratio', minimum=1.0, maximum=100.0)
         flag('r0_law_learn')
         flag('r1_follows_r0')
+        flag('tau1_follows_temperature')
         num('r0_law_forgetting', exclusive_minimum=0.9, maximum=1.0)
         num('r0_law_min_span_degc', exclusive_minimum=0.0, maximum=100.0)
         num('r0_law_noise', exclusive_minimum=0.0, maximum=10.0)

@@ -431,7 +431,8 @@ class PackEstimator:
                 self.cell, cfg, (cfg.horizon_short_s, cfg.horizon_long_s),
                 np.clip(f.soc, 0.0, 1.0), f.x[:, VRC], r0, f.capacity_ah,
                 temperature_degc, r1_ohm=r1, v_diff_v=f.x[:, SLOW],
-                r_diff_ohm=f.x[:, RSLOW] * factor):
+                r_diff_ohm=f.x[:, RSLOW] * factor,
+                tau1_s=f.tau1_s(factor) if cfg.tau1_follows_temperature else None):
             charge[~f.initialised] = 0.0
             discharge[~f.initialised] = 0.0
             out += [charge, discharge]
