@@ -243,7 +243,7 @@ class SocFilter:
     def tau1_s(self, factor: float | FloatArray) -> float | FloatArray:
         """Time constant of the fast RC pair (s) at the temperatures whose R(T) / R(25 degC) is
         ``factor``: with ``tau1_follows_temperature`` the pair's capacitance is held while R1
-        follows the law (charge transfer is thermally activated, the double layer is not), so
+        follows the law (charge transfer is thermally activated, a double layer is not), so
         tau1 scales by the same factor; else the cell's ``tau1_s``.
         """
         if self.config.tau1_follows_temperature:
