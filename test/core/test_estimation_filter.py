@@ -137,3 +137,29 @@ def test_lfp_plateau_holds_coulomb_count():
     est.start_from_soc(0.6, 0.01)
     run(est, truth, -2.3, 1800.0, noise_v=0.001, rng=rng)
     assert abs(est.filter.soc[0] - truth.soc[0]) < 0.01
+
+
+@pytest.mark.parametrize('follows', [False, True])
+def test_fast_pair_time_constant_at_temperature(nmc, follows):
+    """tau1_follows_temperature: the fast pair relaxes with tau1 x R(T)/R(25 degC) (its
+    capacitance held), in the filter's prediction and in the state of power's model alike.
+    """
+    from bms_ros.core.estimation.soc_filter import VRC, SocFilter
+    from bms_ros.core.estimation.state_of_power import predicted_voltage_v
+    config = EstimatorConfig(tau1_follows_temperature=follows)
+    temps = np.array([10.0, 25.0, 45.0])
+    f = SocFilter(nmc, 3, config)
+    f.initialise(0.5, 0.01)
+    factor = f.arrhenius(temps)
+    f.x[:, VRC] = 0.05
+    f.predict(10.0, np.zeros(3), temps)
+    tau = nmc.tau1_s * (factor if follows else 1.0)
+    assert f.x[:, VRC] == pytest.approx(0.05 * np.exp(-10.0 / tau), rel=1e-9)
+    if follows:       # colder: slower (R1 C1 with R1 x 1.7 at 10 degC, 0.53 at 45 degC)
+        assert f.x[0, VRC] > f.x[1, VRC] > f.x[2, VRC]
+    # state of power: after 10 s at zero current what is left of v_rc is the same
+    v = predicted_voltage_v(nmc, config, 10.0, np.zeros(3), np.full(3, 0.5), np.full(3, 0.05),
+                            nmc.r0_ohm, np.full(3, nmc.capacity_ah), temps,
+                            tau1_s=f.tau1_s(factor) if follows else None)
+    expected = nmc.ocv.ocv(np.full(3, 0.5), temps) + 0.05 * np.exp(-10.0 / tau)
+    assert v == pytest.approx(expected, abs=1e-12)

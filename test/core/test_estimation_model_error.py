@@ -163,3 +163,32 @@ def test_bad_values_are_rejected(field, value, problem):
         EstimatorConfig.from_section(Section({field: value}, 'cell.yaml', 'estimator'))
     assert f'estimator.{field}' in str(info.value)
     assert problem in str(info.value)
+
+
+def test_surface_doubt_follows_the_ocv_bend():
+    """measurement_noise.surface_doubt_v: nothing at rest or where the OCV is straight, the OCV's
+    bend over the surface-to-bulk SoC difference under load (a knee: tens to hundreds of mV),
+    on the side the current moves the surface (below the bulk discharging).
+    """
+    from bms_ros.core.estimation.measurement_noise import SPHERE_SURFACE_RATIO, surface_doubt_v
+    cell = CellSpec.from_file(f'{config_dir()}/cells/nmc532_mohtat2020.yaml')
+    config = EstimatorConfig(surface_soc_doubt=1.0)
+    soc = np.array([0.5, 0.5, 0.1, 0.1, 0.02])
+    current = np.array([0.0, -5.0, -5.0, 5.0, -5.0]) * cell.capacity_ah / 5.0
+    temp = np.full(5, 25.0)
+    ocv = cell.ocv.ocv(soc, temp)
+    slope = cell.ocv.secant_slope(soc, 0.01)
+    doubt = surface_doubt_v(cell, config, soc, ocv, slope, current, temp)
+    dz = SPHERE_SURFACE_RATIO * config.diffusion_time_s / 3600.0 * 1.0     # 1 C
+    assert dz == pytest.approx(0.112, abs=0.001)
+    assert doubt[0] == 0.0
+    # exactly the linearisation error of the OCV over dz, the surface kept inside the table
+    step = np.clip(soc + np.sign(current) * dz, 0.0, 1.0) - soc
+    expected = np.abs(cell.ocv.ocv(soc + step, temp) - ocv - slope * step)
+    assert doubt == pytest.approx(expected, abs=1e-12)
+    assert step[4] == pytest.approx(-0.02)  # not beyond the table's end
+    assert doubt[1] < 0.03                  # mid SoC: the OCV is nearly straight over 11 %
+    assert doubt[2] > 0.1                   # discharging, the surface reaches the knee first
+    assert doubt[3] < 0.5 * doubt[2]        # charging, it moves away from it
+    off = surface_doubt_v(cell, EstimatorConfig(), soc, ocv, slope, current, temp)
+    assert np.all(off == 0.0)               # off by default

@@ -52,6 +52,10 @@ class EstimatorConfig:
     initial_diffusion_resistance_std: float = 1.0      # relative to that initial value
     diffusion_resistance_noise_per_sqrt_s: float = 1.0e-4   # random walk, relative to r1_ohm
     diffusion_noise_per_c_v: float = 0.020    # model error left, per 1 C of recent |I|
+    surface_soc_doubt: float = 0.0             # the OCV's bend between bulk and surface SoC under
+                                               # load is doubted, surface SoC this x a sphere's
+                                               # (measurement_noise.surface_doubt_v; 0: off, 1:
+                                               # the sphere's; off: see docs, "Cold NMC")
     current_noise_c: float = 0.002             # current sensor noise per sample
     soc_noise_per_sqrt_s: float = 2.0e-5       # random walk of SoC (coulomb counting error)
     rc_voltage_noise_v_per_sqrt_s: float = 2.0e-4
@@ -113,6 +117,8 @@ class EstimatorConfig:
     r0_law_activation_min_k: float = 0.0       # bounds of the fitted Ea/R (K)
     r0_law_activation_max_k: float = 12000.0
     r1_follows_r0: bool = False                # R1 scaled by learnt R0 / datasheet R0
+    tau1_follows_temperature: bool = False     # tau1 scaled like R1 by the temperature law (the
+                                               # pair's capacitance held): off, see docs
     # --- rest detection and re-anchoring from OCV
     rest_current_c: float = 0.02               # |I| (offset-corrected) below this is rest
     rest_time_s: float = 300.0                 # rest this long before re-anchoring from OCV
@@ -199,6 +205,7 @@ class EstimatorConfig:
         num('diffusion_resistance_ratio', minimum=0.0, maximum=100.0)
         num('initial_diffusion_resistance_std', minimum=0.0, maximum=10.0)
         num('initial_load_c', minimum=0.0, maximum=10.0)
+        num('surface_soc_doubt', minimum=0.0, maximum=10.0)
         num('startup_polarisation', minimum=0.0, maximum=1.0)
         num('startup_polarisation_max', minimum=0.0, maximum=100.0)
         num('restored_soc_std_per_day', minimum=0.0, maximum=1.0)
@@ -236,6 +243,7 @@ class EstimatorConfig:
         num('r0_max_ratio', minimum=1.0, maximum=100.0)
         flag('r0_law_learn')
         flag('r1_follows_r0')
+        flag('tau1_follows_temperature')
         num('r0_law_forgetting', exclusive_minimum=0.9, maximum=1.0)
         num('r0_law_min_span_degc', exclusive_minimum=0.0, maximum=100.0)
         num('r0_law_noise', exclusive_minimum=0.0, maximum=10.0)

@@ -46,6 +46,7 @@ from ..ocv import FloatOrArray
 from ..plausibility import Plausibility
 from . import state_of_power
 from .anchors import EndOfCharge, anchor_capacity, offer_soc_pair, soc_of_ocv
+from .measurement_noise import surface_doubt_v
 from .relaxation import RestTracker
 from .resistance import ResistanceEstimator
 from .soc_filter import RSLOW, SLOW, SOC, VRC, SocFilter
@@ -307,6 +308,11 @@ class PackEstimator:
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
         noise_v = cfg.voltage_noise_v + cfg.voltage_noise_per_c_v * np.abs(
             i_cells) / self.cell.capacity_ah
+        if cfg.surface_soc_doubt > 0.0:
+            # under load the voltage reads the surface SoC: the OCV's bend up to it is doubted
+            noise_v = np.hypot(noise_v, surface_doubt_v(
+                self.cell, cfg, self.filter.soc, ocv_v, self.filter.ocv_slope(self.filter.soc),
+                i_cells - self.filter.current_offset_a, temp_model))
         startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
         # at a start at rest the first voltage is read once, as OCV (below), not twice
         self.filter.update(v, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
@@ -435,7 +441,8 @@ class PackEstimator:
                 self.cell, cfg, (cfg.horizon_short_s, cfg.horizon_long_s),
                 np.clip(f.soc, 0.0, 1.0), f.x[:, VRC], r0, f.capacity_ah,
                 temperature_degc, r1_ohm=r1, v_diff_v=f.x[:, SLOW],
-                r_diff_ohm=f.x[:, RSLOW] * factor):
+                r_diff_ohm=f.x[:, RSLOW] * factor,
+                tau1_s=f.tau1_s(factor) if cfg.tau1_follows_temperature else None):
             charge[~f.initialised] = 0.0
             discharge[~f.initialised] = 0.0
             out += [charge, discharge]

@@ -17,7 +17,8 @@ Each cell has its own small filter (no Python loop over cells) with the state
   OCV anchors (:class:`~.soh.CapacityEstimator`), the offset from zero-current calibration.
 
 Model over a step dt with measured current i (A, + = charging), true current i - offset,
-a = exp(-dt / tau1), b = exp(-dt / tau_diff), f(T) the Arrhenius factor of R0:
+a = exp(-dt / tau1) (tau1 f(T) with ``tau1_follows_temperature``), b = exp(-dt / tau_diff), f(T)
+the Arrhenius factor of R0:
 
     soc'    = soc + dt (i - offset) capacity_inverse / (3600 Q_nominal)
     v_rc'   = a v_rc + f(T) R1 (1 - a) (i - offset)
@@ -239,6 +240,16 @@ class SocFilter:
             return self.temperature_law.factor(temperature_degc)
         return self.cell.r0_at(temperature_degc) / self.cell.r0_ohm
 
+    def tau1_s(self, factor: float | FloatArray) -> float | FloatArray:
+        """Time constant of the fast RC pair (s) at the temperatures whose R(T) / R(25 degC) is
+        ``factor``: with ``tau1_follows_temperature`` the pair's capacitance is held while R1
+        follows the law (charge transfer is thermally activated, a double layer is not), so
+        tau1 scales by the same factor; else the cell's ``tau1_s``.
+        """
+        if self.config.tau1_follows_temperature:
+            return self.cell.tau1_s * factor
+        return self.cell.tau1_s
+
     def predict(self, dt_s: float, current_a: FloatOrArray, temperature_degc: FloatOrArray,
                 slow_std_v: FloatOrArray = 0.0) -> None:
         """Time update over ``dt_s`` (s) with the measured current (A, + = charging).
@@ -253,9 +264,12 @@ class SocFilter:
         q_nom_as = 3600.0 * self.capacity_nominal_ah
         i_true = current_a - x[:, OFFSET]
         # scalars with math (numpy's scalar calls cost more than the arithmetic)
-        a = math.exp(-dt_s / self.cell.tau1_s)
         b = math.exp(-dt_s / self.config.diffusion_time_s)
         f_t = self.arrhenius(temperature_degc)
+        if self.config.tau1_follows_temperature:
+            a = np.exp(-dt_s / self.tau1_s(f_t))       # per cell: each at its temperature
+        else:
+            a = math.exp(-dt_s / self.cell.tau1_s)
         g_soc = (dt_s / q_nom_as) * x[:, QINV]        # d soc / d i
         g_rc = (self.cell.r1_ohm * (1.0 - a)) * f_t * self.r1_scale   # d v_rc / d i
         if np.ndim(g_rc) == 0:

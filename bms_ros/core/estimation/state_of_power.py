@@ -148,7 +148,8 @@ def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence
                    capacity_ah: FloatArray, temperature_degc: ArrayLike,
                    r1_ohm: float | FloatArray | None = None,
                    v_diff_v: FloatArray | None = None,
-                   r_diff_ohm: float | FloatArray | None = None
+                   r_diff_ohm: float | FloatArray | None = None,
+                   tau1_s: float | FloatArray | None = None
                    ) -> list[tuple[FloatArray, FloatArray]]:
     """[(charge_a, discharge_a) per cell] for each horizon (s): magnitudes >= 0, NaN-safe (-> 0).
 
@@ -156,7 +157,8 @@ def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence
     cell temperatures (ohm; ``r1_ohm`` None: the datasheet R1 by the datasheet law),
     ``capacity_ah`` per cell, ``temperature_degc`` per cell (NaN: limits 0); ``v_diff_v`` /
     ``r_diff_ohm`` the slow pair's voltage (V) and resistance at the cell temperatures (ohm),
-    relaxing with ``config.diffusion_time_s`` (None: no slow pair).
+    relaxing with ``config.diffusion_time_s`` (None: no slow pair); ``tau1_s`` the fast pair's
+    time constant at the cell temperatures (s, scalar or per cell; None: the cell's).
     """
     soc = np.asarray(soc, dtype=float)
     t = np.asarray(temperature_degc, dtype=float)
@@ -168,7 +170,10 @@ def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence
     r1 = terms.r1_ohm if r1_ohm is None else r1_ohm
     horizons = [float(h) for h in horizons_s]
     h = len(horizons)
-    a = np.array([math.exp(-dt / cell.tau1_s) for dt in horizons])[:, None]      # (h, 1)
+    if tau1_s is None:
+        a = np.array([math.exp(-dt / cell.tau1_s) for dt in horizons])[:, None]  # (h, 1)
+    else:                                                                        # (h, n)
+        a = np.exp(-np.array(horizons)[:, None] / np.asarray(tau1_s, dtype=float))
     resistance = r0_ohm + r1 * (1.0 - a)                 # ohm, seen by a step held dt_h
     relaxed = a * v_rc_v                                 # (h, n): what is left of v_rc at dt_h
     if v_diff_v is not None or r_diff_ohm is not None:
@@ -262,14 +267,16 @@ def predicted_voltage_v(cell: CellSpec, config: EstimatorConfig, horizon_s: floa
                         r0_ohm: float | FloatArray, capacity_ah: FloatArray,
                         temperature_degc: ArrayLike, r1_ohm: float | FloatArray | None = None,
                         v_diff_v: FloatArray | None = None,
-                        r_diff_ohm: float | FloatArray | None = None) -> FloatArray:
+                        r_diff_ohm: float | FloatArray | None = None,
+                        tau1_s: float | FloatArray | None = None) -> FloatArray:
     """Terminal voltage (V) per cell after holding ``current_a`` (A, + = charging) for
     ``horizon_s`` (s), by the model the limits solve (arguments as :func:`horizon_limits`).
     """
     soc = np.asarray(soc, dtype=float)
     t = np.asarray(temperature_degc, dtype=float)
     i = np.asarray(current_a, dtype=float)
-    a = math.exp(-horizon_s / cell.tau1_s)
+    a = math.exp(-horizon_s / cell.tau1_s) if tau1_s is None else \
+        np.exp(-horizon_s / np.asarray(tau1_s, dtype=float))
     b = math.exp(-horizon_s / config.diffusion_time_s)
     r1 = cell.r1_ohm * cell.r0_at(t) / cell.r0_ohm if r1_ohm is None else r1_ohm
     resistance = r0_ohm + r1 * (1.0 - a)
