@@ -83,7 +83,8 @@ def soc_of_ocv(cell: CellSpec, ocv_v: FloatOrArray,
 
 
 def ocv_band_reading(cell: CellSpec, ocv_v: FloatOrArray, noise_v: FloatOrArray,
-                     temperature_degc: FloatOrArray, sure_std: float = 0.0
+                     temperature_degc: FloatOrArray, sure_std: float = 0.0,
+                     vague_std: float = np.inf
                      ) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray]:
     """SoC read from an OCV of doubt ``noise_v`` (V, one sigma) and its doubt, honest where the
     OCV is not linear over that doubt: (SoC beyond the table's ends too, its std, the part
@@ -95,7 +96,9 @@ def ocv_band_reading(cell: CellSpec, ocv_v: FloatOrArray, noise_v: FloatOrArray,
     plateau next to a step they do not: 3.5 mV below the plateau's 3.314 V at 90 % reads 81 %
     on the 75-85 % step with 5 % doubt (that step's slope), while the band spans 78-95 %. Such a
     reading (band wider than ``BAND_LINEAR_RATIO`` x noise / slope, and than ``sure_std``) is
-    not Gaussian: no capacity anchor (as one it moved the capacity 5 % the wrong way).
+    not Gaussian, and one doubted more than ``vague_std`` (the plateau itself) says little:
+    neither is a well-conditioned point (the last element False), no capacity anchor (as
+    one each moved the capacity 5 % and 1 % the wrong way).
     """
     table = cell.ocv
     v = np.asarray(ocv_v, dtype=float)
@@ -110,7 +113,7 @@ def ocv_band_reading(cell: CellSpec, ocv_v: FloatOrArray, noise_v: FloatOrArray,
     half = 0.5 * (high - low)
     std = np.where(band, np.maximum(half, linear), linear)
     linear_band = ~band | (half <= BAND_LINEAR_RATIO * linear) | (half <= sure_std)
-    return point, std, beyond, linear_band
+    return point, std, beyond, linear_band & (std <= vague_std)
 
 
 def anchor_capacity(soc_filter: SocFilter, capacity: CapacityEstimator, soc: FloatArray,

@@ -219,7 +219,8 @@ class PackEstimator:
         # the SoC band the OCV's doubt spans (on a plateau next to a step far wider than the
         # local slope says), for the filter and the capacity alike
         reading = ocv_band_reading(self.cell, ocv_v, noise_v, temperature_degc,
-                                   self.config.capacity_pair_soc_std)
+                                   self.config.capacity_pair_soc_std,
+                                   self.config.anchor_soc_std_min)
         soc: Any = np.clip(reading[0], 0.0, 1.0)
         std = np.clip(reading[1], 0.002, 0.5)
         fresh = cells & ~self.filter.initialised
@@ -235,8 +236,7 @@ class PackEstimator:
             # count there, and the 5 % floor let the plateau's readings (3 mV: 10-20 points)
             # move a 1 % sure count by 5 points
             floor_var = self.config.anchor_soc_std_min ** 2
-            sharp = reading[3] & (std <= self.config.anchor_soc_std_min)
-            floor2 = np.where(sharp, floor_var, np.minimum(floor_var, self.filter.count_var))
+            floor2 = np.where(reading[3], floor_var, np.minimum(floor_var, self.filter.count_var))
             self.filter.P[old, SOC, SOC] = np.maximum(self.filter.P[old, SOC, SOC], floor2[old])
         self.filter.update_soc(soc, std, old)
         self.filter.relaxed(cells)
