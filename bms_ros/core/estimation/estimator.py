@@ -335,7 +335,9 @@ class PackEstimator:
         if cfg.stop_band_v > 0.0:
             self._stop_band(v, temp_model, valid)
         if self.rest_s >= cfg.rest_time_s and not self.rest.anchored:
-            self.reanchor_from_ocv(v, temp_model, valid, relaxation_v=self.relaxation_v())
+            # the OCV from the voltage averaged over the rest, not one sample (its 2 mV noise is
+            # 0.4-20 points of SoC on LFP)
+            self.reanchor_from_ocv(v, temp_model, valid, relaxation_v=self.rest.ocv_v(v) - v)
             self.rest.anchored = True
             log.debug('re-anchored SoC from OCV after %.0f s at rest', self.rest_s)
         # the limits are worked out when an estimate is asked for (publish rate, not 10 Hz)
