@@ -1,10 +1,17 @@
 """SoH: R0 by RLS on current steps, capacity from OCV anchors and counted charge."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 from bms_ros.core.cell import CellSpec
 from bms_ros.core.estimation import EstimatorConfig, PackEstimator
-from bms_ros.core.estimation.anchors import EXTRAPOLATE_MAX_SOC, push_capacity, soc_of_ocv
+from bms_ros.core.estimation.anchors import (
+    EXTRAPOLATE_MAX_SOC,
+    ocv_band_reading,
+    push_capacity,
+    soc_of_ocv,
+)
 from bms_ros.core.estimation.soc_filter import OFFSET, QINV, SOC
 from bms_ros.core.estimation.soh import CapacityEstimator, ResistanceEstimator
 from bms_ros.core.estimation.synthetic import EcmCells
@@ -378,3 +385,54 @@ def test_ocv_anchor_reads_the_soc_at_the_cell_temperature(mohtat):
             v = np.array([mohtat.ocv.ocv(z, temperature)])
             est.reanchor_from_ocv(v, np.array([temperature]), np.array([True]))
             assert est.filter.soc[0] == pytest.approx(z, abs=0.001)
+
+
+def test_ocv_band_reading_on_the_lfp_plateau(lfp, mohtat):
+    """An OCV reading 3.5 mV below LFP's plateau at 90 % lands on the 75-85 % step: its doubt
+    is the SoC band its 5 mV doubt spans (78-95 %, not the step's +-5 %) and it is no
+    well-conditioned point (no capacity anchor); where the OCV is linear over the doubt (NMC
+    at 50 %) it is the point read with noise / slope, and one.
+    """
+    v = np.array([float(lfp.ocv.ocv(0.9)) - 0.0035])
+    noise = np.array([0.005])
+    soc, std, beyond, well = ocv_band_reading(lfp, v, noise, np.array([25.0]), 0.02, 0.05)
+    low, high = lfp.ocv.soc_from_ocv(v - noise), lfp.ocv.soc_from_ocv(v + noise)
+    assert soc[0] == pytest.approx(soc_of_ocv(lfp, v, 25.0)[0][0])
+    assert std[0] == pytest.approx(0.5 * (high[0] - low[0]))
+    assert std[0] > 1.5 * noise[0] / lfp.ocv.secant_slope(soc[0], 0.01)
+    assert high[0] > 0.9 > low[0] and not well[0] and beyond[0] == 0.0
+    v = np.array([float(mohtat.ocv.ocv(0.5))])
+    soc, std, beyond, well = ocv_band_reading(mohtat, v, np.array([0.003]), np.array([25.0]),
+                                              0.02, 0.05)
+    assert soc[0] == pytest.approx(0.5, abs=1e-6) and well[0]
+    assert std[0] == pytest.approx(0.003 / mohtat.ocv.secant_slope(0.5, 0.01), rel=0.2)
+
+
+def test_lfp_plateau_rest_keeps_a_sure_count(lfp, lfp_config):
+    """A rest on LFP's plateau whose voltage reads 3.5 mV low (the sensor's noise) moves a count
+    that is 1 % sure by less than a point and leaves the capacity alone (before: the 5 %
+    floor and the step's slope moved it 7 points).
+    """
+    est = PackEstimator(lfp, 1, lfp_config)
+    est.start_from_soc(0.9, 0.001)
+    est.filter.doubt.count_var[:] = 0.01 ** 2
+    est.filter.P[0, SOC, SOC] = 0.01 ** 2
+    v = np.array([float(lfp.ocv.ocv(0.9)) - 0.0035])
+    est.reanchor_from_ocv(v, np.array([25.0]), np.array([True]))
+    assert est.filter.soc[0] == pytest.approx(0.9, abs=0.01)
+    assert est.capacity.updates[0] == 0
+
+
+def test_relaxation_only_the_way_the_rest_relaxes():
+    """After a discharge the voltage at rest rises: a falling voltage (noise) is no relaxation
+    still to come; after a charge the same fall is.
+    """
+    from bms_ros.core.estimation.relaxation import RestTracker
+    config = dataclasses.replace(EstimatorConfig(), relaxation_time_s=300.0)
+    for sign, expect_zero in ((-1.0, True), (1.0, False)):
+        rest = RestTracker(1, config)
+        rest.step(False, np.array([3.30]), 1.0, sign)
+        for k in range(300):
+            rest.step(True, np.array([3.30 - 1e-5 * k]), 1.0)
+        left = rest.relaxation_v()[0]
+        assert (left == 0.0) if expect_zero else (left < -1e-4)

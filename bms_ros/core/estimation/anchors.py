@@ -29,6 +29,8 @@ BoolArray = NDArray[np.bool_]
 
 EXTRAPOLATE_MAX_SOC = 0.05  # an OCV anchor beyond the table's ends: at most this far beyond
 EXTRAPOLATE_DOUBT = 0.5     # and doubted by this share of how far beyond it was read
+BAND_LINEAR_RATIO = 1.5     # an OCV reading whose SoC band is wider than this x noise / slope
+                            # (a plateau beside a step) is no capacity anchor
 
 
 def push_capacity(soc_filter: SocFilter, capacity: CapacityEstimator, changed: BoolArray) -> None:
@@ -80,9 +82,45 @@ def soc_of_ocv(cell: CellSpec, ocv_v: FloatOrArray,
     return np.where(known, z + beyond, np.nan), beyond
 
 
+def ocv_band_reading(cell: CellSpec, ocv_v: FloatOrArray, noise_v: FloatOrArray,
+                     temperature_degc: FloatOrArray, sure_std: float = 0.0,
+                     vague_std: float = np.inf
+                     ) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray]:
+    """SoC read from an OCV of doubt ``noise_v`` (V, one sigma) and its doubt, honest where the
+    OCV is not linear over that doubt: (SoC beyond the table's ends too, its std, the part
+    extrapolated beyond them (signed), and whether it is a well-conditioned capacity anchor).
+
+    The OCV is within OCV -+ noise, so the SoC within SoC(OCV - noise)..SoC(OCV + noise): the
+    doubt is half that band's width, at least noise / slope (2 % secant) at the point read
+    (:func:`soc_of_ocv`). Where the OCV is linear over the band the two agree; on LFP's
+    plateau next to a step they do not: 3.5 mV below the plateau's 3.314 V at 90 % reads 81 %
+    on the 75-85 % step with 5 % doubt (that step's slope), while the band spans 78-95 %. Such a
+    reading (band wider than ``BAND_LINEAR_RATIO`` x noise / slope, and than ``sure_std``) is
+    not Gaussian, and one doubted more than ``vague_std`` (the plateau itself) says little:
+    neither is a well-conditioned point (the last element False), no capacity anchor (as
+    one each moved the capacity 5 % and 1 % the wrong way).
+    """
+    table = cell.ocv
+    v = np.asarray(ocv_v, dtype=float)
+    noise = np.broadcast_to(np.asarray(noise_v, dtype=float), v.shape)
+    temp = np.broadcast_to(np.asarray(temperature_degc, dtype=float), v.shape)
+    point, beyond = soc_of_ocv(cell, v, temp)
+    inside = np.clip(point, 0.0, 1.0)
+    linear = noise / np.maximum(table.secant_slope(inside, 0.01), 1e-3)
+    low = np.asarray(table.soc_from_ocv(v - noise, temp), dtype=float)
+    high = np.asarray(table.soc_from_ocv(v + noise, temp), dtype=float)
+    band = beyond == 0.0
+    half = 0.5 * (high - low)
+    std = np.where(band, np.maximum(half, linear), linear)
+    linear_band = ~band | (half <= BAND_LINEAR_RATIO * linear) | (half <= sure_std)
+    return point, std, beyond, linear_band & (std <= vague_std)
+
+
 def anchor_capacity(soc_filter: SocFilter, capacity: CapacityEstimator, soc: FloatArray,
                     soc_std: FloatOrArray, cells: BoolArray, ocv_v: FloatOrArray | None = None,
-                    temperature_degc: FloatOrArray = 25.0) -> None:
+                    temperature_degc: FloatOrArray = 25.0,
+                    reading: tuple[FloatArray, FloatArray, FloatArray, BoolArray] | None = None
+                    ) -> None:
     """A SoC anchor (OCV or end of charge) of the cells in mask, after the filter took it:
     the capacity estimator's anchor, the filter's mirror, the pairs' reference share.
 
@@ -94,7 +132,12 @@ def anchor_capacity(soc_filter: SocFilter, capacity: CapacityEstimator, soc: Flo
     the better reading is the better reference.
     """
     soc_capacity, std_capacity = soc, soc_std
-    if ocv_v is not None:
+    if reading is not None:
+        # the OCV's own reading (:func:`ocv_band_reading`), the extrapolation doubted
+        soc_capacity, band_std, beyond, conditioned = reading
+        std_capacity = np.hypot(band_std, EXTRAPOLATE_DOUBT * beyond)
+        cells = cells & conditioned
+    elif ocv_v is not None:
         soc_capacity, beyond = soc_of_ocv(capacity.cell, ocv_v, temperature_degc)
         # the OCV beyond the table is not known: doubt a share of the extrapolation
         std_capacity = np.hypot(np.asarray(soc_std, dtype=float), EXTRAPOLATE_DOUBT * beyond)

@@ -45,7 +45,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..ocv import FloatOrArray
 from ..plausibility import Plausibility
 from . import state_of_power
-from .anchors import EndOfCharge, anchor_capacity, offer_soc_pair, soc_of_ocv
+from .anchors import EndOfCharge, anchor_capacity, ocv_band_reading, offer_soc_pair
 from .measurement_noise import surface_doubt_v
 from .relaxation import RestTracker
 from .resistance import ResistanceEstimator
@@ -220,20 +220,33 @@ class PackEstimator:
         cells: BoolArray = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
         relax_v = np.broadcast_to(np.asarray(relaxation_v, dtype=float), (self.n,))
         ocv_v = np.asarray(voltage_v, dtype=float) + relax_v
-        soc: Any = np.clip(soc_of_ocv(self.cell, ocv_v, temperature_degc)[0], 0.0, 1.0)
         noise_v = self.config.rest_ocv_noise_v + np.abs(relax_v)
-        std = np.clip(noise_v / np.maximum(self.filter.ocv_slope(soc), 1e-3), 0.002, 0.5)
+        # the SoC band the OCV's doubt spans (on a plateau next to a step far wider than the
+        # local slope says), for the filter and the capacity alike
+        reading = ocv_band_reading(self.cell, ocv_v, noise_v, temperature_degc,
+                                   self.config.capacity_pair_soc_std,
+                                   self.config.anchor_soc_std_min)
+        soc: Any = np.clip(reading[0], 0.0, 1.0)
+        std = np.clip(reading[1], 0.002, 0.5)
         fresh = cells & ~self.filter.initialised
         if fresh.any():
             self._start_filter(soc, std, cells=fresh)
         # a filter can be over-confident after hours of counting: doubt it at least this much
         old = cells & ~fresh
         if doubt_floor:
-            self.filter.P[old, SOC, SOC] = np.maximum(self.filter.P[old, SOC, SOC],
-                                                      self.config.anchor_soc_std_min ** 2)
+            # ... unless the reading is vaguer than that floor or a plateau's band (not
+            # Gaussian, see ocv_band_reading): then no more than the count alone gathered since
+            # its last confident point (current noise, offset and capacity doubts). On LFP's
+            # plateau the voltage hardly shrinks the SoC doubt, so the filter is as sure as its
+            # count there, and the 5 % floor let the plateau's readings (3 mV: 10-20 points)
+            # move a 1 % sure count by 5 points
+            floor_var = self.config.anchor_soc_std_min ** 2
+            floor2 = np.where(reading[3], floor_var, np.minimum(floor_var, self.filter.count_var))
+            self.filter.P[old, SOC, SOC] = np.maximum(self.filter.P[old, SOC, SOC], floor2[old])
         self.filter.update_soc(soc, std, old)
         self.filter.relaxed(cells)
-        anchor_capacity(self.filter, self.capacity, soc, std, cells, ocv_v, temperature_degc)
+        anchor_capacity(self.filter, self.capacity, soc, std, cells, ocv_v, temperature_degc,
+                        reading=reading)
         self.anchors += 1
         return cells
 
@@ -292,7 +305,7 @@ class PackEstimator:
             # the offset is one pack value unless set per cell: no median then (its cost)
             low, high = float(offset.min()), float(offset.max())
             i_pack = current_a - (low if low == high else float(np.median(offset)))
-            self.rest.step(abs(i_pack) <= rest_a, v, dt)
+            self.rest.step(abs(i_pack) <= rest_a, v, dt, float(np.sign(i_pack)))
         self.t_s = t_s
         self.last_current_a = i_cells
         if cfg.r1_follows_r0:
@@ -332,7 +345,9 @@ class PackEstimator:
         if cfg.stop_band_v > 0.0:
             self._stop_band(v, temp_model, valid)
         if self.rest_s >= cfg.rest_time_s and not self.rest.anchored:
-            self.reanchor_from_ocv(v, temp_model, valid, relaxation_v=self.relaxation_v())
+            # the OCV from the voltage averaged over the rest, not one sample (its 2 mV noise is
+            # 0.4-20 points of SoC on LFP)
+            self.reanchor_from_ocv(v, temp_model, valid, relaxation_v=self.rest.ocv_v(v) - v)
             self.rest.anchored = True
             log.debug('re-anchored SoC from OCV after %.0f s at rest', self.rest_s)
         # the limits are worked out when an estimate is asked for (publish rate, not 10 Hz)
