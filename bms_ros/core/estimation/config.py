@@ -118,7 +118,7 @@ class EstimatorConfig:
     r0_law_activation_max_k: float = 12000.0
     r1_follows_r0: bool = False                # R1 scaled by learnt R0 / datasheet R0
     tau1_follows_temperature: bool = True      # tau1 scaled like R1 by the temperature law (the
-                                               # pair's capacitance held): off, see docs
+                                               # pair's capacitance held): see docs
     # --- rest detection and re-anchoring from OCV
     rest_current_c: float = 0.02               # |I| (offset-corrected) below this is rest
     rest_time_s: float = 300.0                 # rest this long before re-anchoring from OCV
