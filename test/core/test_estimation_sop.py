@@ -207,8 +207,10 @@ def test_learnt_law_and_r0_set_the_limit_at_5_degc(nmc):
     n = 3
     truth_cell = unlimited(nmc, activation_k=6000.0)
     truth = EcmCells(truth_cell, [0.3, 0.5, 0.8], r0_ohm=2.0 * cell.r0_ohm, temperature_degc=5.0)
+    # the truth (EcmCells) holds tau1 at every temperature, so the filter is told so
     est = PackEstimator(cell, n, dataclasses.replace(EstimatorConfig(),
-                                                     diffusion_resistance_ratio=0.0))
+                                                     diffusion_resistance_ratio=0.0,
+                                                     tau1_follows_temperature=False))
     est.restore(truth.soc, np.full(n, cell.capacity_ah), np.full(n, 0.01 * cell.capacity_ah),
                 np.full(n, 2.0 * cell.r0_ohm), age_s=0.0)
     est.resistance.law.restore(law_sums(n, 2.0 * cell.r0_ohm, 6000.0))

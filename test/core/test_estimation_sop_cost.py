@@ -38,14 +38,15 @@ def reference_secant_slope(ocv, soc, soc_end, temperature_degc):
 
 
 def reference_current_limits(cell, config, horizon_s, soc, v_rc_v, r0_ohm, capacity_ah,
-                             temperature_degc, r1_ohm=None, v_diff_v=None, r_diff_ohm=None):
+                             temperature_degc, r1_ohm=None, v_diff_v=None, r_diff_ohm=None,
+                             tau1_s=None):
     """The state of power, one horizon per call (R1 None: the datasheet's by the datasheet
-    law; v_diff / r_diff None: no slow pair).
+    law; v_diff / r_diff None: no slow pair; tau1_s None: the cell's).
     """
     soc = np.asarray(soc, dtype=float)
     t = np.asarray(temperature_degc, dtype=float)
     lim = cell.limits
-    a = np.exp(-horizon_s / cell.tau1_s)
+    a = np.exp(-horizon_s / (cell.tau1_s if tau1_s is None else np.asarray(tau1_s, float)))
     b = np.exp(-horizon_s / config.diffusion_time_s)
     r1 = cell.r1_ohm * cell.r0_at(t) / cell.r0_ohm if r1_ohm is None else r1_ohm
     resistance = r0_ohm + r1 * (1.0 - a) + (0.0 if r_diff_ohm is None else r_diff_ohm * (1.0 - b))
@@ -227,11 +228,13 @@ def test_estimator_limits_are_the_reference_of_its_state():
             charge, discharge = reference_current_limits(
                 cell, config, horizon, np.clip(f.soc, 0.0, 1.0), f.x[:, VRC], r0,
                 f.capacity_ah, temperature, v_diff_v=f.x[:, SLOW],
-                r_diff_ohm=f.x[:, RSLOW] * factor)
+                r_diff_ohm=f.x[:, RSLOW] * factor, tau1_s=f.tau1_s(factor))
             assert getattr(got, names[0]) == pytest.approx(float(np.min(charge)), abs=TOLERANCE_A)
             assert getattr(got, names[1]) == pytest.approx(float(np.min(discharge)),
                                                            abs=TOLERANCE_A)
-            assert getattr(got, names[1]) > 0.0
             if horizon == config.horizon_short_s:
+                # not a trivial comparison: cells may discharge (the pack's limit, the least
+                # cell's, may be 0: a cell near empty in the cold, its fast pair slower there)
+                assert np.max(got.cell_discharge_current_limit_a) > 0.0
                 assert_same((got.cell_charge_current_limit_a, got.cell_discharge_current_limit_a),
                             (charge, discharge))
