@@ -324,7 +324,8 @@ class PackEstimator:
         if cfg.surface_soc_doubt > 0.0:
             # under load the voltage reads the surface SoC: the OCV's bend up to it is doubted
             noise_v = np.hypot(noise_v, surface_doubt_v(
-                self.cell, cfg, self.filter.soc, ocv_v, self.filter.ocv_slope(self.filter.soc),
+                self.cell, cfg, self.filter.soc, np.asarray(ocv_v, dtype=float),
+                self.filter.ocv_slope(self.filter.soc),
                 i_cells - self.filter.current_offset_a, temp_model))
         startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
         # at a start at rest the first voltage is read once, as OCV (below), not twice

@@ -266,6 +266,7 @@ class SocFilter:
         # scalars with math (numpy's scalar calls cost more than the arithmetic)
         b = math.exp(-dt_s / self.config.diffusion_time_s)
         f_t = self.arrhenius(temperature_degc)
+        a: float | FloatArray
         if self.config.tau1_follows_temperature:
             a = np.exp(-dt_s / self.tau1_s(f_t))       # per cell: each at its temperature
         else:
