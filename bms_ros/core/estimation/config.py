@@ -105,6 +105,9 @@ class EstimatorConfig:
     # --- ohmic resistance (recursive least squares on dV/dI at current steps)
     r0_forgetting: float = 0.995               # per informative sample
     r0_min_step_c: float = 0.1                 # |dI| below this carries no R0 information
+    r0_surface_doubt: float = 1.0              # a step's dV/dI also holds OCV slope x the surface
+                                               # SoC's short-time jump (a sphere's, 1; 0: off):
+                                               # doubted, so the knees do not teach R0
     r0_min_ratio: float = 0.3                  # plausible window: 0.3..5 x datasheet R0
     r0_max_ratio: float = 5.0
     # --- temperature law of the resistances (resistance.TemperatureLaw): ln R0 against 1/T
@@ -239,6 +242,7 @@ class EstimatorConfig:
         num('capacity_max_ratio', minimum=1.0, maximum=10.0)
         num('r0_forgetting', exclusive_minimum=0.5, maximum=1.0)
         num('r0_min_step_c', exclusive_minimum=0.0, maximum=10.0)
+        num('r0_surface_doubt', minimum=0.0, maximum=10.0)
         num('r0_min_ratio', exclusive_minimum=0.0, maximum=1.0)
         num('r0_max_ratio', minimum=1.0, maximum=100.0)
         flag('r0_law_learn')

@@ -125,6 +125,7 @@ class PackEstimator:
         self.rest = RestTracker(self.n, config)
         self.end_of_charge = EndOfCharge(cell, self.n, config)
         self.t_s: float | None = None
+        self._step_dt_s = 1.0          # time since the previous sample (s), for R0's step doubt
         self.last_current_a: FloatArray = np.zeros(self.n)
         self.anchors = 0
         self.recent_current_a = np.zeros(self.n)   # low-pass of |I| over diffusion_time_s
@@ -287,6 +288,7 @@ class PackEstimator:
                 np.abs(i_cells) > rest_a), v, i_cells, temp_model)
         if self.t_s is not None:
             dt = t_s - self.t_s
+            self._step_dt_s = dt
             i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
             if dt > cfg.max_step_s + GAP_TOLERANCE_S:
                 # the current during a gap is unknown: add the doubt of its charge to the SoC
@@ -315,7 +317,9 @@ class PackEstimator:
         # v - OCV - v_rc - v_diff = R0 (i - offset); the R0 estimator differences it
         ocv_v = self.cell.ocv.ocv(self.filter.soc, temp_model)
         self.resistance.update(self._ohmic(v, ocv_v), i_cells, factor,
-                               valid & (self.filter.P[:, SOC, SOC] < 0.05 ** 2), temp)
+                               valid & (self.filter.P[:, SOC, SOC] < 0.05 ** 2), temp,
+                               slope_v=lambda: self.filter.ocv_slope(self.filter.soc),
+                               dt_s=self._step_dt_s)
         # at rest, what is still to relax is doubted like the model error (0: not at rest)
         self.filter.relaxation_doubt_v = self.rest.doubt_v()
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
