@@ -36,6 +36,7 @@ set several owners at once. The parts with their own state are in the modules na
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,9 @@ from .anchors import EndOfCharge, anchor_capacity, ocv_band_reading, offer_soc_p
 from .measurement_noise import surface_doubt_v
 from .relaxation import RestTracker
 from .resistance import ResistanceEstimator
+# the bulk-surface gap per surface flux of a sphere's first mode with its surface held (3/pi^2)
+# over that of a constant flux (1/5), minus the share the slow pair already holds
+CV_SURFACE_GAP_RATIO = 15.0 / math.pi ** 2 - 1.0
 from .soc_filter import RSLOW, SLOW, SOC, VRC, SocFilter
 from .soh import CapacityEstimator
 from .voltage_soc import prior_within_range, soc_from_voltage
@@ -330,9 +334,21 @@ class PackEstimator:
             noise_v = np.hypot(noise_v, surface_doubt_v(
                 self.cell, cfg, self.filter.soc, ocv_v, self.filter.ocv_slope(self.filter.soc),
                 i_cells - self.filter.current_offset_a, temp_model))
+        v_f = v
+        if cfg.cv_surface_held:
+            # constant voltage (at the charge limit, charging, the current falling below its
+            # low-pass): the charger holds the particles' surface, and the bulk-surface gap
+            # relaxes as a sphere's first mode with a fixed surface, whose gap per surface flux
+            # is 3 / pi^2 against the 1 / 5 of a constant flux the slow pair models: the pair
+            # holds 15 / pi^2 - 1 of its voltage too little (DFN: the CV taper read 1-2 points high)
+            cv = (v >= self.cell.limits.voltage_max_v - cfg.full_charge_voltage_margin_v) & (
+                i_cells - self.filter.current_offset_a > rest_a) & (
+                np.abs(i_cells) < self.recent_current_a)
+            if cv.any():
+                v_f = np.where(cv, v - CV_SURFACE_GAP_RATIO * self.filter.x[:, SLOW], v)
         startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
         # at a start at rest the first voltage is read once, as OCV (below), not twice
-        self.filter.update(v, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
+        self.filter.update(v_f, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
                            prior_ocv_v=ocv_v)
         self.resistance.remember(self._ohmic(v, self.filter.posterior_ocv_v), i_cells, factor,
                                  valid)
