@@ -15,6 +15,7 @@ from bms_ros.core.cell import CellSpec
 from bms_ros.core.config import Section
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.estimation import EstimatorConfig, PackEstimator
+from bms_ros.core.estimation.soc_filter import SLOW
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import config_dir
 
@@ -192,3 +193,24 @@ def test_surface_doubt_follows_the_ocv_bend():
     assert doubt[3] < 0.5 * doubt[2]        # charging, it moves away from it
     off = surface_doubt_v(cell, EstimatorConfig(), soc, ocv, slope, current, temp)
     assert np.all(off == 0.0)               # off by default
+
+
+def _cv_step_soc(cell, held):
+    """SoC after one step of a constant-voltage taper (at the charge limit, 0.2 C falling from a
+    recent 0.5 C) with the slow pair holding 30 mV."""
+    est = PackEstimator(cell, 1, dataclasses.replace(EstimatorConfig(), cv_surface_held=held))
+    est.start_from_soc(0.93, 0.02)
+    v_max = cell.limits.voltage_max_v
+    est.step(0.0, 0.5 * cell.capacity_ah, [v_max], [True], [25.0])
+    est.filter.x[:, SLOW] = 0.03                    # the slow pair holds 30 mV
+    est.recent_current_a[:] = 0.5 * cell.capacity_ah
+    est.step(1.0, 0.2 * cell.capacity_ah, [v_max], [True], [25.0])
+    return float(est.filter.soc[0])
+
+
+def test_constant_voltage_holds_the_surface():
+    """In a CV taper the held surface's gap is 15 / pi^2 of the slow pair's: the voltage is read
+    with that much more polarisation, so as a lower SoC; off, as before."""
+    cell = CellSpec.from_file(f'{config_dir()}/cells/nmc_lg_m50.yaml')
+    on, off = _cv_step_soc(cell, True), _cv_step_soc(cell, False)
+    assert on < off - 1e-4

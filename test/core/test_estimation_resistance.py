@@ -133,3 +133,31 @@ def test_law_settings_are_validated(data, field):
     with pytest.raises(ConfigError) as info:
         EstimatorConfig.from_section(Section(data, 'profile.yaml', 'estimator'))
     assert field in str(info.value)
+
+
+def r0_after_steps(cell, slope_v, steps=200, r0_seen_ohm=None, dt_s=2.0):
+    """R0 (ohm) learnt from +-1 C steps whose dV/dI reads ``r0_seen_ohm`` where the OCV slope
+    is ``slope_v`` (V per unit SoC)."""
+    from bms_ros.core.estimation.resistance import ResistanceEstimator
+    r = ResistanceEstimator(cell, 1, EstimatorConfig())
+    slope = np.array([slope_v])
+    for k in range(steps):
+        i = cell.capacity_ah * (1.0 if k % 2 else -1.0)
+        y = np.array([r0_seen_ohm * i])
+        r.update(y, i, 1.0, [True], slope_v=lambda: slope, dt_s=dt_s)
+        r.remember(y, i, 1.0, [True])
+    return float(r.r0_ohm[0])
+
+
+def test_r0_steps_in_a_knee_weigh_little(nmc):
+    """A step's dV/dI in a knee holds the OCV slope x the surface SoC's jump: where the OCV is
+    flat R0 follows the steps, where it is steep (10 V per unit) they hardly move it."""
+    seen = 1.4 * nmc.r0_ohm
+    assert r0_after_steps(nmc, 0.5, r0_seen_ohm=seen) == pytest.approx(seen, rel=0.02)
+    knee = r0_after_steps(nmc, 10.0, steps=20, r0_seen_ohm=seen)
+    flat = r0_after_steps(nmc, 0.5, steps=20, r0_seen_ohm=seen)
+    assert knee - nmc.r0_ohm < 0.25 * (flat - nmc.r0_ohm)
+    off = dataclasses.replace(EstimatorConfig(), r0_surface_doubt=0.0)
+    from bms_ros.core.estimation.resistance import ResistanceEstimator
+    r = ResistanceEstimator(nmc, 1, off)
+    assert r.surface_jump_per_a == 0.0

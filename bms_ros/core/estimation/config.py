@@ -48,6 +48,8 @@ class EstimatorConfig:
     voltage_noise_per_c_v: float = 0.150       # + ECM error per 1 C of present |I| (correlated: it
                                                # persists over the slow RC, so it is large)
     diffusion_time_s: float = 300.0            # time constant of the slow RC
+    cv_surface_held: bool = True               # in a constant-voltage taper the slow pair holds
+                                               # 15/pi^2 of its voltage (a held surface's gap)
     diffusion_resistance_ratio: float = 1.0    # its initial resistance / the cell's r1_ohm
     initial_diffusion_resistance_std: float = 1.0      # relative to that initial value
     diffusion_resistance_noise_per_sqrt_s: float = 1.0e-4   # random walk, relative to r1_ohm
@@ -105,6 +107,9 @@ class EstimatorConfig:
     # --- ohmic resistance (recursive least squares on dV/dI at current steps)
     r0_forgetting: float = 0.995               # per informative sample
     r0_min_step_c: float = 0.1                 # |dI| below this carries no R0 information
+    r0_surface_doubt: float = 1.0              # a step's dV/dI also holds OCV slope x the surface
+                                               # SoC's short-time jump (a sphere's, 1; 0: off):
+                                               # doubted, so the knees do not teach R0
     r0_min_ratio: float = 0.3                  # plausible window: 0.3..5 x datasheet R0
     r0_max_ratio: float = 5.0
     # --- temperature law of the resistances (resistance.TemperatureLaw): ln R0 against 1/T
@@ -239,10 +244,12 @@ class EstimatorConfig:
         num('capacity_max_ratio', minimum=1.0, maximum=10.0)
         num('r0_forgetting', exclusive_minimum=0.5, maximum=1.0)
         num('r0_min_step_c', exclusive_minimum=0.0, maximum=10.0)
+        num('r0_surface_doubt', minimum=0.0, maximum=10.0)
         num('r0_min_ratio', exclusive_minimum=0.0, maximum=1.0)
         num('r0_max_ratio', minimum=1.0, maximum=100.0)
         flag('r0_law_learn')
         flag('r1_follows_r0')
+        flag('cv_surface_held')
         flag('tau1_follows_temperature')
         num('r0_law_forgetting', exclusive_minimum=0.9, maximum=1.0)
         num('r0_law_min_span_degc', exclusive_minimum=0.0, maximum=100.0)

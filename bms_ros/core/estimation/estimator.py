@@ -36,6 +36,7 @@ set several owners at once. The parts with their own state are in the modules na
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,9 @@ from .anchors import EndOfCharge, anchor_capacity, ocv_band_reading, offer_soc_p
 from .measurement_noise import surface_doubt_v
 from .relaxation import RestTracker
 from .resistance import ResistanceEstimator
+# the bulk-surface gap per surface flux of a sphere's first mode with its surface held (3/pi^2)
+# over that of a constant flux (1/5), minus the share the slow pair already holds
+CV_SURFACE_GAP_RATIO = 15.0 / math.pi ** 2 - 1.0
 from .soc_filter import RSLOW, SLOW, SOC, VRC, SocFilter
 from .soh import CapacityEstimator
 from .voltage_soc import prior_within_range, soc_from_voltage
@@ -125,6 +129,7 @@ class PackEstimator:
         self.rest = RestTracker(self.n, config)
         self.end_of_charge = EndOfCharge(cell, self.n, config)
         self.t_s: float | None = None
+        self._step_dt_s = 1.0          # time since the previous sample (s), for R0's step doubt
         self.last_current_a: FloatArray = np.zeros(self.n)
         self.anchors = 0
         self.recent_current_a = np.zeros(self.n)   # low-pass of |I| over diffusion_time_s
@@ -287,6 +292,7 @@ class PackEstimator:
                 np.abs(i_cells) > rest_a), v, i_cells, temp_model)
         if self.t_s is not None:
             dt = t_s - self.t_s
+            self._step_dt_s = dt
             i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
             if dt > cfg.max_step_s + GAP_TOLERANCE_S:
                 # the current during a gap is unknown: add the doubt of its charge to the SoC
@@ -315,7 +321,9 @@ class PackEstimator:
         # v - OCV - v_rc - v_diff = R0 (i - offset); the R0 estimator differences it
         ocv_v = self.cell.ocv.ocv(self.filter.soc, temp_model)
         self.resistance.update(self._ohmic(v, ocv_v), i_cells, factor,
-                               valid & (self.filter.P[:, SOC, SOC] < 0.05 ** 2), temp)
+                               valid & (self.filter.P[:, SOC, SOC] < 0.05 ** 2), temp,
+                               slope_v=lambda: self.filter.ocv_slope(self.filter.soc),
+                               dt_s=self._step_dt_s)
         # at rest, what is still to relax is doubted like the model error (0: not at rest)
         self.filter.relaxation_doubt_v = self.rest.doubt_v()
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
@@ -327,9 +335,21 @@ class PackEstimator:
                 self.cell, cfg, self.filter.soc, np.asarray(ocv_v, dtype=float),
                 self.filter.ocv_slope(self.filter.soc),
                 i_cells - self.filter.current_offset_a, temp_model))
+        v_f = v
+        if cfg.cv_surface_held:
+            # constant voltage (at the charge limit, charging, the current falling below its
+            # low-pass): the charger holds the particles' surface, and the bulk-surface gap
+            # relaxes as a sphere's first mode with a fixed surface, whose gap per surface flux
+            # is 3 / pi^2 against the 1 / 5 of a constant flux the slow pair models: the pair
+            # holds 15 / pi^2 - 1 of its voltage too little (DFN: the CV taper read 1-2 points high)
+            cv = (v >= self.cell.limits.voltage_max_v - cfg.full_charge_voltage_margin_v) & (
+                i_cells - self.filter.current_offset_a > rest_a) & (
+                np.abs(i_cells) < self.recent_current_a)
+            if cv.any():
+                v_f = np.where(cv, v - CV_SURFACE_GAP_RATIO * self.filter.x[:, SLOW], v)
         startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
         # at a start at rest the first voltage is read once, as OCV (below), not twice
-        self.filter.update(v, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
+        self.filter.update(v_f, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
                            prior_ocv_v=ocv_v)
         self.resistance.remember(self._ohmic(v, self.filter.posterior_ocv_v), i_cells, factor,
                                  valid)

@@ -27,6 +27,8 @@ temperatures seen span enough (weighted std >= ``r0_law_min_span_degc``); before
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,6 +47,11 @@ KELVIN = 273.15
 T_REF_K = 298.15
 TEMPERATURE_MIN_DEGC = -40.0    # a sample outside this window is a sensor fault, not a point
 TEMPERATURE_MAX_DEGC = 90.0
+# a sphere's surface under a constant flux from rest: bulk - surface SoC = (2/3) dSoC/dt x
+# sqrt(tau_D t / pi), tau_D = R^2 / D = beta1^2 x the slowest mode's time constant (the slow
+# pair's diffusion_time_s); per 1 C (dSoC/dt = 1/3600 s) and per sqrt(tau_D t)
+SURFACE_JUMP_PER_C_SQRT_S = 2.0 / 3.0 / 3600.0 / math.sqrt(math.pi)
+SPHERE_DIFFUSION_RATIO = 4.4934 ** 2
 
 
 class TemperatureLaw:
@@ -175,6 +182,9 @@ class ResistanceEstimator:
         self._last_i = np.full(self.n, np.nan)
         self.samples = np.zeros(self.n, dtype=np.int64)
         self.law = TemperatureLaw(cell, self.n, config)
+        # surface SoC jump per A after dt = 1 s of a step (see update); x sqrt(dt)
+        self.surface_jump_per_a = config.r0_surface_doubt * SURFACE_JUMP_PER_C_SQRT_S * math.sqrt(
+            SPHERE_DIFFUSION_RATIO * config.diffusion_time_s) / cell.capacity_ah
         # new / old law factor of this step's samples (remember())
         self._rescale: FloatOrArray | None = None
 
@@ -196,12 +206,15 @@ class ResistanceEstimator:
         self._last_i[:] = np.nan
 
     def update(self, ohmic_v: ArrayLike, current_a: ArrayLike, factor: FloatOrArray,
-               valid: ArrayLike, temperature_degc: ArrayLike | None = None) -> None:
+               valid: ArrayLike, temperature_degc: ArrayLike | None = None,
+               slope_v: Callable[[], FloatArray] | None = None, dt_s: float = 1.0) -> None:
         """One sample: ``ohmic_v`` = v - OCV - v_rc - v_diff per cell from the filter's
         prediction (V), cell current (A, + = charging), ``factor`` = R0(T) / R0(25 degC) per
         cell (of :attr:`law`), ``temperature_degc`` the cells' temperatures (None or NaN: no
-        point for the temperature law). Call :meth:`remember` after the filter's update so the
-        next difference is taken against the corrected state.
+        point for the temperature law), ``slope_v`` gives dOCV/dSoC per cell (V per unit SoC;
+        asked only at a step), ``dt_s`` the time since the previous sample (s). Call
+        :meth:`remember` after the filter's update so the next difference is taken against the
+        corrected state.
         """
         self._rescale = None
         current_a = np.broadcast_to(np.asarray(current_a, dtype=float), (self.n,))
@@ -215,7 +228,17 @@ class ResistanceEstimator:
         residual = dy - self.r0_ohm * di
         # an outlier (e.g. a step not seen by the voltage sampler) must not pull R0 away
         use &= np.abs(residual) < 3.0 * self.cell.r0_ohm * np.abs(di) + 0.02
-        k = self.p * di / (lam + di * di * self.p)
+        # the step also moves the particles' surface SoC by di x jump x sqrt(dt) (a sphere's
+        # short-time response), read through the OCV's slope: small where the OCV is flat, R0's
+        # size in a knee, where it is no resistance; that share is the observation's doubt
+        # against the voltage's own (the RLS's unit noise)
+        if slope_v is not None and self.surface_jump_per_a > 0.0:
+            doubt_v = slope_v() * (self.surface_jump_per_a * math.sqrt(dt_s)) * di
+            # the voltage's own doubt of a difference of two samples: sqrt(2) x its noise
+            weight = 1.0 / (1.0 + 0.5 * (doubt_v / self.config.voltage_noise_v) ** 2)
+        else:
+            weight = 1.0
+        k = self.p * di / (lam / weight + di * di * self.p)
         r0 = self.r0_ohm + np.where(use, k * residual, 0.0)
         self.p = np.where(use, np.minimum((self.p - k * di * self.p) / lam, self.p0), self.p)
         self.r0_ohm = np.clip(r0, self.config.r0_min_ratio * self.cell.r0_ohm,
@@ -224,7 +247,8 @@ class ResistanceEstimator:
         if temperature_degc is not None:
             # the sample at its temperature: dV / dI (ohm) = normalised slope x factor
             raw = np.where(use, dy / np.where(use, di, 1.0), np.nan) * factor
-            ratio = self.law.observe(temperature_degc, raw, di, use)
+            # a knee's step weighs on the law as on R0 (its doubt, above)
+            ratio = self.law.observe(temperature_degc, raw, di * np.sqrt(weight), use)
             if ratio is not None:
                 # the law moved: the normalised values follow so that R0(T) stays as measured
                 self.r0_ohm = np.clip(self.r0_ohm / ratio, self.config.r0_min_ratio
