@@ -49,7 +49,7 @@ from .anchors import EndOfCharge, anchor_capacity, ocv_band_reading, offer_soc_p
 from .measurement_noise import surface_doubt_v
 from .relaxation import RestTracker
 from .resistance import ResistanceEstimator
-from .soc_filter import RSLOW, SLOW, SOC, VRC, SocFilter
+from .soc_filter import QINV, RSLOW, SLOW, SOC, VRC, SocFilter
 from .soh import CapacityEstimator
 from .voltage_soc import prior_within_range, soc_from_voltage
 
@@ -136,6 +136,7 @@ class PackEstimator:
         self._limits_due = False
         self._next_pair_t_s = -np.inf
         self._stop_bound = np.zeros(self.n, dtype=bool)   # the stop band was used this stop
+        self._held_s = np.zeros(self.n)   # time since the current last stepped by r0_min_step_c
 
     # ---------------------------------------------------------------- initialisation
     @property
@@ -271,6 +272,7 @@ class PackEstimator:
         i_cells = current_a + np.broadcast_to(np.asarray(cell_current_a, dtype=float), (self.n,))
         rest_a = cfg.rest_current_c * self.cell.capacity_ah
         first = self.t_s is None
+        dt_step = 0.0 if first else t_s - self.t_s
         fresh = valid & ~self.filter.initialised
         if fresh.any():
             soc, std, v_rc, v_diff = soc_from_voltage(
@@ -288,6 +290,9 @@ class PackEstimator:
         if self.t_s is not None:
             dt = t_s - self.t_s
             i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
+            stepped = np.abs(i_cells - self.last_current_a) >= \
+                cfg.r0_min_step_c * self.cell.capacity_ah
+            self._held_s = np.where(stepped, 0.0, self._held_s + dt)
             if dt > cfg.max_step_s + GAP_TOLERANCE_S:
                 # the current during a gap is unknown: add the doubt of its charge to the SoC
                 self.resistance.break_sequence()
@@ -328,8 +333,22 @@ class PackEstimator:
                 i_cells - self.filter.current_offset_a, temp_model))
         startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
         # at a start at rest the first voltage is read once, as OCV (below), not twice
+        learn = self._joint_gain(valid & ~startup_anchor, i_cells, dt_step)
+        joint_noise2 = None
+        if learn is not None and cfg.capacity_joint_correlation_s > 0.0:
+            # the load's share of the noise is the model's error, correlated over
+            # capacity_joint_correlation_s: for the slow capacity N such samples are one
+            n_corr = max(cfg.capacity_joint_correlation_s / dt_step, 1.0)
+            joint_noise2 = (n_corr - 1.0) * np.maximum(
+                noise_v ** 2 - cfg.voltage_noise_v ** 2, 0.0)
+        floor = None if learn is None else self._joint_floor()
         self.filter.update(v, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
-                           prior_ocv_v=ocv_v)
+                           prior_ocv_v=ocv_v, capacity_gain=learn, capacity_noise2=joint_noise2,
+                           capacity_var_floor=floor)
+        if learn is not None:
+            self.capacity.joint(learn > 0.0, self.filter.capacity_ah,
+                                self.filter.capacity_ah * np.sqrt(np.maximum(
+                                    self.filter.P[:, QINV, QINV], 0.0)) / self.filter.x[:, QINV])
         self.resistance.remember(self._ohmic(v, self.filter.posterior_ocv_v), i_cells, factor,
                                  valid)
         if startup_anchor:
@@ -354,6 +373,53 @@ class PackEstimator:
         self._limit_temperature = temp
         self._limits_due = True
         return True
+
+    def _joint_floor(self) -> FloatArray:
+        """Per cell, the least variance of capacity_inverse the joint update may leave: that of
+        the one SoC pair its data span, from the pairs' reference (the last anchor or turn) to
+        now, with both ends' SoC doubts given the capacity (:meth:`.soh.CapacityEstimator.pair`).
+        A model error under load pulls the filter's SoC the same way for many samples, so the
+        joint's own white-noise doubt would be far surer than the voltage is; no reference:
+        nothing to learn from (infinite floor).
+        """
+        f, cap = self.filter, self.capacity
+        pqq = np.maximum(f.P[:, QINV, QINV], 1e-12)
+        now_var = np.maximum(f.P[:, SOC, SOC] - f.P[:, SOC, QINV] ** 2 / pqq,
+                             0.1 * f.P[:, SOC, SOC])
+        # the model's slow error under the recent load (diffusion_noise_per_c_v) is the same
+        # for every sample of the load: as SoC at this end, a doubt no sample averages away
+        slow_v = self.config.diffusion_noise_per_c_v * self.recent_current_a / self.cell.capacity_ah
+        now_var = now_var + (slow_v / np.maximum(f.ocv_slope(f.soc), 1e-3)) ** 2
+        dz = np.abs(cap.pair_counted_ah) / cap.capacity_ah
+        floor = f.x[:, QINV] ** 2 * (cap.pair_var + now_var) / np.maximum(dz, 1e-6) ** 2
+        return np.where(np.isfinite(floor), floor, np.inf)
+
+    def _joint_gain(self, valid: BoolArray, cell_current_a: FloatArray,
+                    dt_s: float) -> FloatArray | None:
+        """Per cell, the share of the joint gain capacity_inverse takes from this voltage
+        (``capacity_joint``; None: off): only where a SoC pair could be taken (the SoC sure, OCV
+        slope, current, SoC window: never LFP's plateau, a knee or a heavy load), thinned by the model
+        error's correlation time (``capacity_joint_correlation_s``: N samples within it carry
+        one sample's information about a slow state).
+        """
+        cfg = self.config
+        if not (cfg.capacity_joint and cfg.estimate_capacity) or dt_s <= 0.0:
+            return None
+        f = self.filter
+        soc = f.soc
+        load_a = np.abs(cell_current_a - f.current_offset_a)
+        c_a = self.cell.capacity_ah
+        # at rest the voltage is the relaxation (the model's least right part after a load),
+        # not the charge: the rest anchor reads it after rest_time_s
+        ok = valid & f.initialised & (f.P[:, SOC, SOC] <= cfg.capacity_pair_soc_std ** 2) & (
+            load_a <= cfg.capacity_pair_max_current_c * c_a) & (load_a > cfg.rest_current_c * c_a)
+        ok &= (soc >= cfg.capacity_pair_soc_min) & (soc <= cfg.capacity_pair_soc_max)
+        ok &= f.ocv_slope(soc) >= cfg.capacity_pair_min_slope_v
+        # a current held longer than the slow pair's time constant: the polarisation still
+        # building beyond the model's two pairs grows with the charge counted, as a capacity
+        # error does, so those samples cannot tell them apart (no excitation)
+        ok &= self._held_s < cfg.diffusion_time_s
+        return np.where(ok, 1.0, 0.0)
 
     def _given_within_range(self, cells: BoolArray, voltage_v: FloatArray,
                             cell_current_a: FloatArray, temperature_degc: FloatArray) -> None:

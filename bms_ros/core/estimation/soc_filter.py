@@ -316,12 +316,19 @@ class SocFilter:
     def update(self, voltage_v: FloatOrArray, current_a: FloatOrArray,
                temperature_degc: FloatOrArray,
                r0_ohm: FloatOrArray, valid: ArrayLike, noise_v: FloatOrArray | None = None,
-               prior_ocv_v: FloatOrArray | None = None) -> FloatArray:
+               prior_ocv_v: FloatOrArray | None = None,
+               capacity_gain: FloatArray | None = None,
+               capacity_noise2: FloatArray | None = None,
+               capacity_var_floor: FloatArray | None = None) -> FloatArray:
         """Measurement update of the cells flagged ``valid`` with their voltages (V).
 
         ``noise_v`` is the measurement noise per cell (V); ``prior_ocv_v`` the OCV at the
-        present SoC if the caller has it. Returns the innovation (V); afterwards
-        ``posterior_ocv_v`` is the OCV at the corrected SoC.
+        present SoC if the caller has it. ``capacity_gain`` (per cell, 0..1): the share of the
+        joint Kalman gain capacity_inverse takes from this voltage (0: a consider-state, as
+        without it); ``capacity_noise2`` (V^2 per cell): noise added to its gain only (the
+        model error correlated over many samples says little of a slow state);
+        ``capacity_var_floor``: its variance is not brought below this by the update. Returns the innovation (V); afterwards ``posterior_ocv_v`` is the OCV at
+        the corrected SoC.
         """
         valid = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
         if not valid.any():
@@ -362,6 +369,17 @@ class SocFilter:
             PH = h * p_soc + p_fixed
             S = h * PH[SOC] + PH[VRC] - r0 * PH[OFFSET] + PH[SLOW] + noise2
             K = np.where(mask, PH / S, 0.0)                              # (6, n)
+            if capacity_gain is not None:
+                s_q = S if capacity_noise2 is None else S + capacity_noise2
+                k_q = np.where(valid, capacity_gain * PH[QINV] / s_q, 0.0)
+                if capacity_var_floor is not None:
+                    # the doubt no lower than the floor: the gain scaled so the Joseph form's
+                    # reduction 2 k PH - S k^2 (less than linear in the scale) stops there
+                    reduction = k_q * (2.0 * PH[QINV] - S * k_q)
+                    room = np.maximum(Pt[QINV, QINV] - capacity_var_floor, 0.0)
+                    k_q = k_q * np.where(reduction > room, room / np.maximum(reduction, 1e-300),
+                                         1.0)
+                K[QINV] = k_q
             innovation = np.where(valid, innovation, 0.0)
             z_lin = x[:, SOC].copy()
             x_new = prior + (K * innovation).T
