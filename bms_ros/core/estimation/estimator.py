@@ -333,7 +333,7 @@ class PackEstimator:
                 i_cells - self.filter.current_offset_a, temp_model))
         startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
         # at a start at rest the first voltage is read once, as OCV (below), not twice
-        learn = self._joint_gain(valid & ~startup_anchor, i_cells, dt_step)
+        learn, floor = self._joint_gain(valid & ~startup_anchor, i_cells, dt_step)
         joint_noise2 = None
         if learn is not None and cfg.capacity_joint_correlation_s > 0.0:
             # the load's share of the noise is the model's error, correlated over
@@ -341,7 +341,6 @@ class PackEstimator:
             n_corr = max(cfg.capacity_joint_correlation_s / dt_step, 1.0)
             joint_noise2 = (n_corr - 1.0) * np.maximum(
                 noise_v ** 2 - cfg.voltage_noise_v ** 2, 0.0)
-        floor = None if learn is None else self._joint_floor()
         self.filter.update(v, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
                            prior_ocv_v=ocv_v, capacity_gain=learn, capacity_noise2=joint_noise2,
                            capacity_var_floor=floor)
@@ -374,7 +373,7 @@ class PackEstimator:
         self._limits_due = True
         return True
 
-    def _joint_floor(self) -> FloatArray:
+    def _joint_floor(self, slope: FloatArray) -> FloatArray:
         """Per cell, the least variance of capacity_inverse the joint update may leave: that of
         the one SoC pair its data span, from the pairs' reference (the last anchor or turn) to
         now, with both ends' SoC doubts given the capacity (:meth:`.soh.CapacityEstimator.pair`).
@@ -388,23 +387,26 @@ class PackEstimator:
                              0.1 * f.P[:, SOC, SOC])
         # the model's slow error under the recent load (diffusion_noise_per_c_v) is the same
         # for every sample of the load: as SoC at this end, a doubt no sample averages away
-        slow_v = self.config.diffusion_noise_per_c_v * self.recent_current_a / self.cell.capacity_ah
-        now_var = now_var + (slow_v / np.maximum(f.ocv_slope(f.soc), 1e-3)) ** 2
+        slow_v = self.config.diffusion_noise_per_c_v * self.recent_current_a \
+            / self.cell.capacity_ah
+        now_var = now_var + (slow_v / np.maximum(slope, 1e-3)) ** 2
         dz = np.abs(cap.pair_counted_ah) / cap.capacity_ah
         floor = f.x[:, QINV] ** 2 * (cap.pair_var + now_var) / np.maximum(dz, 1e-6) ** 2
         return np.where(np.isfinite(floor), floor, np.inf)
 
     def _joint_gain(self, valid: BoolArray, cell_current_a: FloatArray,
-                    dt_s: float) -> FloatArray | None:
-        """Per cell, the share of the joint gain capacity_inverse takes from this voltage
-        (``capacity_joint``; None: off): only where a SoC pair could be taken (the SoC sure, OCV
-        slope, current, SoC window: never LFP's plateau, a knee or a heavy load), thinned by the model
-        error's correlation time (``capacity_joint_correlation_s``: N samples within it carry
-        one sample's information about a slow state).
+                    dt_s: float) -> tuple[FloatArray | None, FloatArray | None]:
+        """Per cell, the share (0 or 1) of the joint gain capacity_inverse takes from this
+        voltage, and its variance floor (:meth:`_joint_floor`); (None, None): off or no cell.
+
+        Only where a SoC pair could be taken (the SoC sure, OCV slope, SoC window: never LFP's
+        plateau or a knee; under load but at most ``capacity_pair_max_current_c``), and not
+        under a current held beyond the slow pair's time constant. The load's share of the
+        noise is thinned by the caller (``capacity_joint_correlation_s``).
         """
         cfg = self.config
         if not (cfg.capacity_joint and cfg.estimate_capacity) or dt_s <= 0.0:
-            return None
+            return None, None
         f = self.filter
         soc = f.soc
         load_a = np.abs(cell_current_a - f.current_offset_a)
@@ -414,12 +416,17 @@ class PackEstimator:
         ok = valid & f.initialised & (f.P[:, SOC, SOC] <= cfg.capacity_pair_soc_std ** 2) & (
             load_a <= cfg.capacity_pair_max_current_c * c_a) & (load_a > cfg.rest_current_c * c_a)
         ok &= (soc >= cfg.capacity_pair_soc_min) & (soc <= cfg.capacity_pair_soc_max)
-        ok &= f.ocv_slope(soc) >= cfg.capacity_pair_min_slope_v
+        if not ok.any():
+            return None, None
+        slope = f.ocv_slope(soc)
+        ok &= slope >= cfg.capacity_pair_min_slope_v
         # a current held longer than the slow pair's time constant: the polarisation still
         # building beyond the model's two pairs grows with the charge counted, as a capacity
         # error does, so those samples cannot tell them apart (no excitation)
         ok &= self._held_s < cfg.diffusion_time_s
-        return np.where(ok, 1.0, 0.0)
+        if not ok.any():
+            return None, None
+        return np.where(ok, 1.0, 0.0), self._joint_floor(slope)
 
     def _given_within_range(self, cells: BoolArray, voltage_v: FloatArray,
                             cell_current_a: FloatArray, temperature_degc: FloatArray) -> None:
