@@ -19,8 +19,10 @@ Who owns which state (one owner each; the others ask it):
   (:mod:`.measurement_noise`);
 * capacity (value, variance, sums counted between anchors, SoC pairs): ``capacity``
   (:class:`.soh.CapacityEstimator`), the one owner. The filter's capacity_inverse is a mirror
-  it needs for its correlations: written only from ``capacity`` (:func:`.anchors.push_capacity`,
-  or at a start), never by a filter update. The estimate reports ``capacity.capacity_ah``;
+  it needs for its correlations: written from ``capacity`` (:func:`.anchors.push_capacity`,
+  or at a start), and by a filter update only where the joint gate allows
+  (``capacity_joint``, :meth:`PackEstimator._joint_gain`), after which ``capacity`` takes the
+  filter's value in the same step. The estimate reports ``capacity.capacity_ah``;
 * R0 and the temperature law: ``resistance`` (:class:`.resistance.ResistanceEstimator`); the filter
   reads the same law object (``filter.temperature_law``);
 * time at rest, the once-per-rest flag, relaxation: ``rest`` (:class:`.relaxation.RestTracker`);
@@ -272,7 +274,7 @@ class PackEstimator:
         i_cells = current_a + np.broadcast_to(np.asarray(cell_current_a, dtype=float), (self.n,))
         rest_a = cfg.rest_current_c * self.cell.capacity_ah
         first = self.t_s is None
-        dt_step = 0.0 if first else t_s - self.t_s
+        dt_step = 0.0 if self.t_s is None else t_s - self.t_s
         fresh = valid & ~self.filter.initialised
         if fresh.any():
             soc, std, v_rc, v_diff = soc_from_voltage(
