@@ -104,6 +104,11 @@ class EstimatorConfig:
     capacity_pair_max_current_c: float = 0.5   # |I| above: the ECM error is in the SoC
     capacity_pair_soc_min: float = 0.15        # outside this window (the knees, where LFP is
     capacity_pair_soc_max: float = 0.95        # steep) the model's SoC under load misleads
+    # --- capacity from the voltage during a discharge (joint EKF, Plett 2004): the filter's
+    # voltage updates may move capacity_inverse where the pairs' gates hold (slope, current,
+    # SoC window); the model error's correlation time thins the information (soc_filter)
+    capacity_joint: bool = True
+    capacity_joint_correlation_s: float = 20.0   # voltage model error correlated this long
     # --- ohmic resistance (recursive least squares on dV/dI at current steps)
     r0_forgetting: float = 0.995               # per informative sample
     r0_min_step_c: float = 0.1                 # |dI| below this carries no R0 information
@@ -232,7 +237,7 @@ class EstimatorConfig:
         kw['update_iterations'] = section.integer('update_iterations', d.update_iterations,
                                                   minimum=1, maximum=10)
         for name in ('zero_current_calibration', 'estimate_capacity', 'startup_anchor',
-                     'full_charge_anchor', 'capacity_from_pairs'):
+                     'full_charge_anchor', 'capacity_from_pairs', 'capacity_joint'):
             flag(name)
         num('capacity_min_delta_soc', exclusive_minimum=0.0, maximum=1.0)
         num('capacity_min_ratio', exclusive_minimum=0.0, maximum=1.0)
@@ -241,6 +246,7 @@ class EstimatorConfig:
         num('capacity_pair_max_current_c', minimum=0.0, maximum=100.0)
         num('capacity_pair_soc_min', minimum=0.0, maximum=0.5)
         num('capacity_pair_soc_max', minimum=0.5, maximum=1.0)
+        num('capacity_joint_correlation_s', minimum=0.0, maximum=1e5)
         num('capacity_max_ratio', minimum=1.0, maximum=10.0)
         num('r0_forgetting', exclusive_minimum=0.5, maximum=1.0)
         num('r0_min_step_c', exclusive_minimum=0.0, maximum=10.0)

@@ -19,8 +19,10 @@ Who owns which state (one owner each; the others ask it):
   (:mod:`.measurement_noise`);
 * capacity (value, variance, sums counted between anchors, SoC pairs): ``capacity``
   (:class:`.soh.CapacityEstimator`), the one owner. The filter's capacity_inverse is a mirror
-  it needs for its correlations: written only from ``capacity`` (:func:`.anchors.push_capacity`,
-  or at a start), never by a filter update. The estimate reports ``capacity.capacity_ah``;
+  it needs for its correlations: written from ``capacity`` (:func:`.anchors.push_capacity`,
+  or at a start), and by a filter update only where the joint gate allows
+  (``capacity_joint``, :meth:`PackEstimator._joint_gain`), after which ``capacity`` takes the
+  filter's value in the same step. The estimate reports ``capacity.capacity_ah``;
 * R0 and the temperature law: ``resistance`` (:class:`.resistance.ResistanceEstimator`); the filter
   reads the same law object (``filter.temperature_law``);
 * time at rest, the once-per-rest flag, relaxation: ``rest`` (:class:`.relaxation.RestTracker`);
@@ -50,12 +52,13 @@ from .anchors import EndOfCharge, anchor_capacity, ocv_band_reading, offer_soc_p
 from .measurement_noise import surface_doubt_v
 from .relaxation import RestTracker
 from .resistance import ResistanceEstimator
+from .soc_filter import QINV, RSLOW, SLOW, SOC, VRC, SocFilter
+from .soh import CapacityEstimator
+from .voltage_soc import prior_within_range, soc_from_voltage
+
 # the bulk-surface gap per surface flux of a sphere's first mode with its surface held (3/pi^2)
 # over that of a constant flux (1/5), minus the share the slow pair already holds
 CV_SURFACE_GAP_RATIO = 15.0 / math.pi ** 2 - 1.0
-from .soc_filter import RSLOW, SLOW, SOC, VRC, SocFilter
-from .soh import CapacityEstimator
-from .voltage_soc import prior_within_range, soc_from_voltage
 
 if TYPE_CHECKING:
     from ..cell import CellSpec
@@ -141,6 +144,7 @@ class PackEstimator:
         self._limits_due = False
         self._next_pair_t_s = -np.inf
         self._stop_bound = np.zeros(self.n, dtype=bool)   # the stop band was used this stop
+        self._held_s = np.zeros(self.n)   # time since the current last stepped by r0_min_step_c
 
     # ---------------------------------------------------------------- initialisation
     @property
@@ -276,6 +280,7 @@ class PackEstimator:
         i_cells = current_a + np.broadcast_to(np.asarray(cell_current_a, dtype=float), (self.n,))
         rest_a = cfg.rest_current_c * self.cell.capacity_ah
         first = self.t_s is None
+        dt_step = 0.0 if self.t_s is None else t_s - self.t_s
         fresh = valid & ~self.filter.initialised
         if fresh.any():
             soc, std, v_rc, v_diff = soc_from_voltage(
@@ -294,6 +299,9 @@ class PackEstimator:
             dt = t_s - self.t_s
             self._step_dt_s = dt
             i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
+            stepped = np.abs(i_cells - self.last_current_a) >= \
+                cfg.r0_min_step_c * self.cell.capacity_ah
+            self._held_s = np.where(stepped, 0.0, self._held_s + dt)
             if dt > cfg.max_step_s + GAP_TOLERANCE_S:
                 # the current during a gap is unknown: add the doubt of its charge to the SoC
                 self.resistance.break_sequence()
@@ -349,8 +357,21 @@ class PackEstimator:
                 v_f = np.where(cv, v - CV_SURFACE_GAP_RATIO * self.filter.x[:, SLOW], v)
         startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
         # at a start at rest the first voltage is read once, as OCV (below), not twice
+        learn, floor = self._joint_gain(valid & ~startup_anchor, i_cells, dt_step)
+        joint_noise2 = None
+        if learn is not None and cfg.capacity_joint_correlation_s > 0.0:
+            # the load's share of the noise is the model's error, correlated over
+            # capacity_joint_correlation_s: for the slow capacity N such samples are one
+            n_corr = max(cfg.capacity_joint_correlation_s / dt_step, 1.0)
+            joint_noise2 = (n_corr - 1.0) * np.maximum(
+                noise_v ** 2 - cfg.voltage_noise_v ** 2, 0.0)
         self.filter.update(v_f, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
-                           prior_ocv_v=ocv_v)
+                           prior_ocv_v=ocv_v, capacity_gain=learn, capacity_noise2=joint_noise2,
+                           capacity_var_floor=floor)
+        if learn is not None:
+            self.capacity.joint(learn > 0.0, self.filter.capacity_ah,
+                                self.filter.capacity_ah * np.sqrt(np.maximum(
+                                    self.filter.P[:, QINV, QINV], 0.0)) / self.filter.x[:, QINV])
         self.resistance.remember(self._ohmic(v, self.filter.posterior_ocv_v), i_cells, factor,
                                  valid)
         if startup_anchor:
@@ -375,6 +396,61 @@ class PackEstimator:
         self._limit_temperature = temp
         self._limits_due = True
         return True
+
+    def _joint_floor(self, slope: FloatArray) -> FloatArray:
+        """Per cell, the least variance of capacity_inverse the joint update may leave: that of
+        the one SoC pair its data span, from the pairs' reference (the last anchor or turn) to
+        now, with both ends' SoC doubts given the capacity (:meth:`.soh.CapacityEstimator.pair`).
+        A model error under load pulls the filter's SoC the same way for many samples, so the
+        joint's own white-noise doubt would be far surer than the voltage is; no reference:
+        nothing to learn from (infinite floor).
+        """
+        f, cap = self.filter, self.capacity
+        pqq = np.maximum(f.P[:, QINV, QINV], 1e-12)
+        now_var = np.maximum(f.P[:, SOC, SOC] - f.P[:, SOC, QINV] ** 2 / pqq,
+                             0.1 * f.P[:, SOC, SOC])
+        # the model's slow error under the recent load (diffusion_noise_per_c_v) is the same
+        # for every sample of the load: as SoC at this end, a doubt no sample averages away
+        slow_v = self.config.diffusion_noise_per_c_v * self.recent_current_a \
+            / self.cell.capacity_ah
+        now_var = now_var + (slow_v / np.maximum(slope, 1e-3)) ** 2
+        dz = np.abs(cap.pair_counted_ah) / cap.capacity_ah
+        floor = f.x[:, QINV] ** 2 * (cap.pair_var + now_var) / np.maximum(dz, 1e-6) ** 2
+        return np.where(np.isfinite(floor), floor, np.inf)
+
+    def _joint_gain(self, valid: BoolArray, cell_current_a: FloatArray,
+                    dt_s: float) -> tuple[FloatArray | None, FloatArray | None]:
+        """Per cell, the share (0 or 1) of the joint gain capacity_inverse takes from this
+        voltage, and its variance floor (:meth:`_joint_floor`); (None, None): off or no cell.
+
+        Only where a SoC pair could be taken (the SoC sure, OCV slope, SoC window: never LFP's
+        plateau or a knee; under load but at most ``capacity_pair_max_current_c``), and not
+        under a current held beyond the slow pair's time constant. The load's share of the
+        noise is thinned by the caller (``capacity_joint_correlation_s``).
+        """
+        cfg = self.config
+        if not (cfg.capacity_joint and cfg.estimate_capacity) or dt_s <= 0.0:
+            return None, None
+        f = self.filter
+        soc = f.soc
+        load_a = np.abs(cell_current_a - f.current_offset_a)
+        c_a = self.cell.capacity_ah
+        # at rest the voltage is the relaxation (the model's least right part after a load),
+        # not the charge: the rest anchor reads it after rest_time_s
+        ok = valid & f.initialised & (f.P[:, SOC, SOC] <= cfg.capacity_pair_soc_std ** 2) & (
+            load_a <= cfg.capacity_pair_max_current_c * c_a) & (load_a > cfg.rest_current_c * c_a)
+        ok &= (soc >= cfg.capacity_pair_soc_min) & (soc <= cfg.capacity_pair_soc_max)
+        if not ok.any():
+            return None, None
+        slope = f.ocv_slope(soc)
+        ok &= slope >= cfg.capacity_pair_min_slope_v
+        # a current held longer than the slow pair's time constant: the polarisation still
+        # building beyond the model's two pairs grows with the charge counted, as a capacity
+        # error does, so those samples cannot tell them apart (no excitation)
+        ok &= self._held_s < cfg.diffusion_time_s
+        if not ok.any():
+            return None, None
+        return np.where(ok, 1.0, 0.0), self._joint_floor(slope)
 
     def _given_within_range(self, cells: BoolArray, voltage_v: FloatArray,
                             cell_current_a: FloatArray, temperature_degc: FloatArray) -> None:

@@ -15,6 +15,8 @@ Each cell has its own small filter (no Python loop over cells) with the state
   charge is counted, but voltage updates never move them, since the ECM's error under load
   would be learnt as capacity or offset. Their values come from outside: the capacity from
   OCV anchors (:class:`~.soh.CapacityEstimator`), the offset from zero-current calibration.
+  Exception: with ``capacity_joint`` the caller may give capacity_inverse a share of its joint
+  gain where the model is trusted (``update(capacity_gain=...)``, a joint EKF there).
 
 Model over a step dt with measured current i (A, + = charging), true current i - offset,
 a = exp(-dt / tau1) (tau1 f(T) with ``tau1_follows_temperature``), b = exp(-dt / tau_diff), f(T)
@@ -33,9 +35,10 @@ cells with a valid voltage are updated; the others only predict. The correlated 
 
 State owners: x[:, QINV] (capacity_inverse) is a mirror of the capacity that
 :class:`~.soh.CapacityEstimator` owns (value and variance); the filter keeps it as a consider-
-state only for its correlations with SoC and offset, and never moves it itself (only
-:meth:`SocFilter.set_capacity` / :meth:`SocFilter.initialise` write it, called by the pack
-estimator after the capacity estimator changed).
+state only for its correlations with SoC and offset; besides :meth:`SocFilter.set_capacity`
+/ :meth:`SocFilter.initialise` (called after the capacity estimator changed) only the joint
+gain the pack estimator asks for in :meth:`SocFilter.update` moves it, and the owner then
+takes that value (:meth:`.soh.CapacityEstimator.joint`).
 
 Size (~400 lines, over the house ~350): the rest is one concept, the batched EKF: its state
 and covariance layout (``Pt``, cells last), starts, predict and the two measurement updates
@@ -317,12 +320,20 @@ class SocFilter:
     def update(self, voltage_v: FloatOrArray, current_a: FloatOrArray,
                temperature_degc: FloatOrArray,
                r0_ohm: FloatOrArray, valid: ArrayLike, noise_v: FloatOrArray | None = None,
-               prior_ocv_v: FloatOrArray | None = None) -> FloatArray:
+               prior_ocv_v: FloatOrArray | None = None,
+               capacity_gain: FloatArray | None = None,
+               capacity_noise2: FloatArray | None = None,
+               capacity_var_floor: FloatArray | None = None) -> FloatArray:
         """Measurement update of the cells flagged ``valid`` with their voltages (V).
 
         ``noise_v`` is the measurement noise per cell (V); ``prior_ocv_v`` the OCV at the
-        present SoC if the caller has it. Returns the innovation (V); afterwards
-        ``posterior_ocv_v`` is the OCV at the corrected SoC.
+        present SoC if the caller has it. ``capacity_gain`` (per cell, 0..1): the share of the
+        joint Kalman gain capacity_inverse takes from this voltage (0: a consider-state, as
+        without it); ``capacity_noise2`` (V^2 per cell): noise added to its gain only (the
+        model error correlated over many samples says little of a slow state);
+        ``capacity_var_floor``: its variance is not brought below this by the update.
+        Returns the innovation (V); afterwards ``posterior_ocv_v`` is the OCV at the corrected
+        SoC.
         """
         valid = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
         if not valid.any():
@@ -363,6 +374,17 @@ class SocFilter:
             PH = h * p_soc + p_fixed
             S = h * PH[SOC] + PH[VRC] - r0 * PH[OFFSET] + PH[SLOW] + noise2
             K = np.where(mask, PH / S, 0.0)                              # (6, n)
+            if capacity_gain is not None:
+                s_q = S if capacity_noise2 is None else S + capacity_noise2
+                k_q = np.where(valid, capacity_gain * PH[QINV] / s_q, 0.0)
+                if capacity_var_floor is not None:
+                    # the doubt no lower than the floor: the gain scaled so the Joseph form's
+                    # reduction 2 k PH - S k^2 (less than linear in the scale) stops there
+                    reduction = k_q * (2.0 * PH[QINV] - S * k_q)
+                    room = np.maximum(Pt[QINV, QINV] - capacity_var_floor, 0.0)
+                    k_q = k_q * np.where(reduction > room, room / np.maximum(reduction, 1e-300),
+                                         1.0)
+                K[QINV] = k_q
             innovation = np.where(valid, innovation, 0.0)
             z_lin = x[:, SOC].copy()
             x_new = prior + (K * innovation).T

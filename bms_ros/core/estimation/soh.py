@@ -277,6 +277,15 @@ class CapacityEstimator:
         share = soc_capacity_cov / np.maximum(capacity_inverse_var, 1e-12)
         self.pair_share = np.where(np.isnan(self.pair_share), share, self.pair_share)
 
+    def joint(self, cells: BoolArray, capacity_ah: FloatArray, std_ah: FloatArray) -> None:
+        """The filter's joint update moved the capacity of the cells in mask (its mirror is
+        the estimate there): take its value and doubt.
+        """
+        if not cells.any():
+            return
+        self.capacity_ah = np.where(cells, capacity_ah, self.capacity_ah)
+        self.variance = np.where(cells, std_ah ** 2, self.variance)
+
     def forget_anchor(self, cells: ArrayLike | None = None) -> None:
         """Drop the last anchor (SoC set by hand, a gap in the data)."""
         mask = np.ones(self.n, dtype=bool) if cells is None else np.asarray(cells, dtype=bool)
