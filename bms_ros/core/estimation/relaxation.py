@@ -34,6 +34,11 @@ class RestTracker:
         # sign of the current before this rest (+ = charging, 0: unknown): the voltage relaxes
         # the other way, up after a discharge and down after a charge
         self.load_sign = 0.0
+        # the measured pack current over this rest (A s, s, samples): its mean is the
+        # current sensor's offset if the current is really zero (rest_current_calibration)
+        self.current_as = 0.0
+        self.current_s = 0.0
+        self.current_samples = 0
         # the drift's low-passes: 30 s (the rest's sample period) and a slow one that scales
         # with the relaxation it measures (0.4 T, at least 90 s), so the difference's signal,
         # a exp(-t / T) (T / (T - slow) - T / (T - 30)), stays well above the sensor's noise
@@ -46,20 +51,30 @@ class RestTracker:
         return self.rest_s >= self.config.rest_time_s
 
     def step(self, resting: bool, voltage_v: FloatArray, dt_s: float,
-             load_sign: float = 0.0) -> None:
+             load_sign: float = 0.0, current_a: float = float('nan')) -> None:
         """One step of ``dt_s`` (s): ``resting`` if the pack current was at rest, with the
         cell voltages (V) measured; ``load_sign`` the sign of the current under load (+ =
-        charging, 0: unknown).
+        charging, 0: unknown); ``current_a`` the measured pack current (A, offset included).
         """
         if resting:
             if self.rest_s == 0.0:
                 self._ema = (voltage_v.copy(), voltage_v.copy())
+                self.current_as = self.current_s = 0.0
+                self.current_samples = 0
             self.rest_s += dt_s
             self._track(voltage_v, dt_s)
+            if np.isfinite(current_a):
+                self.current_as += current_a * dt_s
+                self.current_s += dt_s
+                self.current_samples += 1
         else:
             self.rest_s = 0.0
             self.anchored = False
             self.load_sign = load_sign
+
+    def mean_current_a(self) -> float:
+        """Mean measured pack current over this rest (A; NaN before a sample)."""
+        return self.current_as / self.current_s if self.current_s > 0.0 else float('nan')
 
     def _track(self, voltage_v: FloatArray, dt_s: float) -> None:
         """Two low-passes of the voltage at rest (30 s and ``slow_s``): for a voltage drifting at
