@@ -101,7 +101,11 @@ def test_rest_doubts_the_relaxation_still_to_come(lfp, lfp_config):
     # 150 s into the rest the truth's RC (30 s) is still relaxing: the drift x 3000 s
     # (relaxation_doubt_time_s) is measured 0.10 V
     assert 0.05 < doubts[300 + 150] < 0.2
-    assert doubts[-1] < 0.01 * doubts[300 + 150]          # 10 min later: settled
+    # 10 min later: settled, below the rest's OCV noise (rest_ocv_noise_v, 3 mV; measured
+    # 2.2 mV: the 120 s slow low-pass, 0.4 x relaxation_time_s, still holds exp(-5) of the
+    # rest's start)
+    assert doubts[-1] < 0.03 * doubts[300 + 150]
+    assert doubts[-1] < 0.003
 
 
 def test_knee_doubt_holds_for_an_unsure_count(lfp, lfp_config):

@@ -88,6 +88,7 @@ class EstimatorConfig:
     initial_current_offset_std_c: float = 0.005
     zero_current_calibration: bool = True      # node: contactors open -> current is the offset
     zero_current_time_s: float = 30.0          # low-pass of that offset measurement
+    rest_current_calibration: bool = True      # a rest's mean current is the offset
     # --- capacity from OCV anchors and the charge counted between them
     estimate_capacity: bool = True
     initial_capacity_std: float = 0.10         # relative, when starting from the datasheet
@@ -236,7 +237,8 @@ class EstimatorConfig:
         num('full_charge_soc_std', exclusive_minimum=0.0, maximum=0.5)
         kw['update_iterations'] = section.integer('update_iterations', d.update_iterations,
                                                   minimum=1, maximum=10)
-        for name in ('zero_current_calibration', 'estimate_capacity', 'startup_anchor',
+        for name in ('zero_current_calibration', 'rest_current_calibration',
+                     'estimate_capacity', 'startup_anchor',
                      'full_charge_anchor', 'capacity_from_pairs', 'capacity_joint'):
             flag(name)
         num('capacity_min_delta_soc', exclusive_minimum=0.0, maximum=1.0)

@@ -209,6 +209,29 @@ class PackEstimator:
         std = self.filter.current_noise_a / np.sqrt(samples)
         self.filter.set_current_offset(self._zero_current_a, std)
 
+    def _rest_current_offset(self) -> None:
+        """A rest of ``rest_time_s`` (the voltage read as OCV: the current is taken as zero)
+        measures the current sensor's offset as its mean measured current, doubted by the
+        sensor's noise over its samples: fused with the offset known so far (unless measured
+        with the contactors open), and the charge counted since the capacity's references
+        recounted with it, so the offset does not go into the capacity.
+        """
+        mean_a = self.rest.mean_current_a()
+        samples = self.rest.current_samples
+        if self._zero_current_a is not None or not np.isfinite(mean_a) or samples < 2:
+            return
+        f = self.filter
+        old_a = f.current_offset_a.copy()
+        var_old = f.offset_std_a ** 2
+        var_meas = f.current_noise_a ** 2 / samples
+        # beyond 3 sigma of what is known: a real small load, not the sensor
+        if np.all((mean_a - old_a) ** 2 > 9.0 * (var_old + var_meas)):
+            return
+        gain = var_old / np.maximum(var_old + var_meas, 1e-30)
+        new_a = old_a + gain * (mean_a - old_a)
+        f.set_current_offset(new_a, np.sqrt((1.0 - gain) * var_old))
+        self.capacity.recount_offset(new_a - old_a, f.offset_std_a)
+
     def set_soc(self, soc: FloatOrArray) -> None:
         """Set every (or each) cell SoC, 0..1, as a trusted value (service set_soc)."""
         cell_soc = np.broadcast_to(np.clip(np.asarray(soc, dtype=float), 0.0, 1.0), (self.n,))
@@ -319,7 +342,7 @@ class PackEstimator:
             # the offset is one pack value unless set per cell: no median then (its cost)
             low, high = float(offset.min()), float(offset.max())
             i_pack = current_a - (low if low == high else float(np.median(offset)))
-            self.rest.step(abs(i_pack) <= rest_a, v, dt, float(np.sign(i_pack)))
+            self.rest.step(abs(i_pack) <= rest_a, v, dt, float(np.sign(i_pack)), current_a)
         self.t_s = t_s
         self.last_current_a = i_cells
         if cfg.r1_follows_r0:
@@ -387,6 +410,8 @@ class PackEstimator:
         if cfg.stop_band_v > 0.0:
             self._stop_band(v, temp_model, valid)
         if self.rest_s >= cfg.rest_time_s and not self.rest.anchored:
+            if cfg.rest_current_calibration:
+                self._rest_current_offset()
             # the OCV from the voltage averaged over the rest, not one sample (its 2 mV noise is
             # 0.4-20 points of SoC on LFP)
             self.reanchor_from_ocv(v, temp_model, valid, relaxation_v=self.rest.ocv_v(v) - v)

@@ -277,6 +277,18 @@ class CapacityEstimator:
         share = soc_capacity_cov / np.maximum(capacity_inverse_var, 1e-12)
         self.pair_share = np.where(np.isnan(self.pair_share), share, self.pair_share)
 
+    def recount_offset(self, d_offset_a: FloatArray, offset_std_a: FloatArray) -> None:
+        """The charge counted since the references (last anchor, pair reference, candidate)
+        with an offset now known to be ``d_offset_a`` (A) more: less by it x the time counted;
+        the offset doubt of that charge now ``offset_std_a`` (A) x that time.
+        """
+        for prefix, time_name in (('', 'counted_time_s'), ('pair_', 'pair_time_s'),
+                                  ('cand_', 'cand_time_s')):
+            hours = getattr(self, time_name) / 3600.0
+            name = prefix + 'counted_ah'
+            setattr(self, name, getattr(self, name) - d_offset_a * hours)
+            setattr(self, prefix + 'offset_doubt_ah', offset_std_a * hours)
+
     def joint(self, cells: BoolArray, capacity_ah: FloatArray, std_ah: FloatArray) -> None:
         """The filter's joint update moved the capacity of the cells in mask (its mirror is
         the estimate there): take its value and doubt.
