@@ -201,7 +201,8 @@ def test_surface_doubt_follows_the_ocv_bend():
 
 def _cv_step_soc(cell, held):
     """SoC after one step of a constant-voltage taper (at the charge limit, 0.2 C falling from a
-    recent 0.5 C) with the slow pair holding 30 mV."""
+    recent 0.5 C) with the slow pair holding 30 mV.
+    """
     est = PackEstimator(cell, 1, dataclasses.replace(EstimatorConfig(), cv_surface_held=held))
     est.start_from_soc(0.93, 0.02)
     v_max = cell.limits.voltage_max_v
@@ -214,7 +215,8 @@ def _cv_step_soc(cell, held):
 
 def test_constant_voltage_holds_the_surface():
     """In a CV taper the held surface's gap is 15 / pi^2 of the slow pair's: the voltage is read
-    with that much more polarisation, so as a lower SoC; off, as before."""
+    with that much more polarisation, so as a lower SoC; off, as before.
+    """
     cell = CellSpec.from_file(f'{config_dir()}/cells/nmc_lg_m50.yaml')
     on, off = _cv_step_soc(cell, True), _cv_step_soc(cell, False)
     assert on < off - 1e-4

@@ -137,7 +137,8 @@ def test_law_settings_are_validated(data, field):
 
 def r0_after_steps(cell, slope_v, steps=200, r0_seen_ohm=None, dt_s=2.0):
     """R0 (ohm) learnt from +-1 C steps whose dV/dI reads ``r0_seen_ohm`` where the OCV slope
-    is ``slope_v`` (V per unit SoC)."""
+    is ``slope_v`` (V per unit SoC).
+    """
     from bms_ros.core.estimation.resistance import ResistanceEstimator
     r = ResistanceEstimator(cell, 1, EstimatorConfig())
     slope = np.array([slope_v])
@@ -151,7 +152,8 @@ def r0_after_steps(cell, slope_v, steps=200, r0_seen_ohm=None, dt_s=2.0):
 
 def test_r0_steps_in_a_knee_weigh_little(nmc):
     """A step's dV/dI in a knee holds the OCV slope x the surface SoC's jump: where the OCV is
-    flat R0 follows the steps, where it is steep (10 V per unit) they hardly move it."""
+    flat R0 follows the steps, where it is steep (10 V per unit) they hardly move it.
+    """
     seen = 1.4 * nmc.r0_ohm
     assert r0_after_steps(nmc, 0.5, r0_seen_ohm=seen) == pytest.approx(seen, rel=0.02)
     knee = r0_after_steps(nmc, 10.0, steps=20, r0_seen_ohm=seen)

@@ -440,7 +440,8 @@ def test_relaxation_only_the_way_the_rest_relaxes():
 
 def _first_discharge(cell, capacity_ah, config, pattern_c, to_soc=0.4, dt_s=2.0):
     """From a rest at 100 %, a discharge of the repeated current pattern (C, one value per
-    20 s) without rest or turn to ``to_soc`` of the 1-RC truth; returns the estimator."""
+    20 s) without rest or turn to ``to_soc`` of the 1-RC truth; returns the estimator.
+    """
     truth = EcmCells(cell, [1.0], capacity_ah=[capacity_ah])
     est = PackEstimator(cell, 1, config)
     t = 0.0
