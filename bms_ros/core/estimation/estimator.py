@@ -157,6 +157,7 @@ class PackEstimator:
         self._stop_bound = np.zeros(self.n, dtype=bool)   # the stop band was used this stop
         self._held_s = np.zeros(self.n)   # time since the current last stepped by r0_min_step_c
         self._cv_s = np.zeros(self.n)     # time the charge limit's voltage has been held (CV)
+        self._cv_held = False             # some cell was in CV at the last step
 
     # ---------------------------------------------------------------- initialisation
     @property
@@ -391,10 +392,14 @@ class PackEstimator:
             cv = (v >= self.cell.limits.voltage_max_v - cfg.full_charge_voltage_margin_v) & (
                 i_cells - self.filter.current_offset_a > rest_a) & (
                 np.abs(i_cells) < self.recent_current_a)
-            self._cv_s = np.where(cv, self._cv_s + dt_step, 0.0)
-            if cv.any():
+            held = bool(cv.any())
+            if held:
+                self._cv_s = np.where(cv, self._cv_s + dt_step, 0.0)
                 ratio = cv_gap_ratio(self._cv_s, SPHERE_DIFFUSION_RATIO * cfg.diffusion_time_s)
                 v_f = np.where(cv, v - (ratio - 1.0) * self.filter.x[:, SLOW], v)
+            elif self._cv_held:
+                self._cv_s[:] = 0.0
+            self._cv_held = held
         startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
         # at a start at rest the first voltage is read once, as OCV (below), not twice
         learn, floor = self._joint_gain(valid & ~startup_anchor, i_cells, dt_step)
