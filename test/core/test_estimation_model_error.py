@@ -7,6 +7,7 @@ large SoC error; as white noise the filter would re-count it every sample. The L
 must not drag the count, while where the OCV is steep a wrong SoC is still corrected.
 """
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from bms_ros.core.cell import CellSpec
 from bms_ros.core.config import Section
 from bms_ros.core.errors import ConfigError
 from bms_ros.core.estimation import EstimatorConfig, PackEstimator
+from bms_ros.core.estimation.estimator import cv_gap_ratio
 from bms_ros.core.estimation.soc_filter import SLOW
 from bms_ros.core.estimation.synthetic import EcmCells
 from bms_ros.core.profile import config_dir
@@ -199,9 +201,9 @@ def test_surface_doubt_follows_the_ocv_bend():
     assert np.all(off == 0.0)               # off by default
 
 
-def _cv_step_soc(cell, held):
+def _cv_step_soc(cell, held, held_s=3000.0):
     """SoC after one step of a constant-voltage taper (at the charge limit, 0.2 C falling from a
-    recent 0.5 C) with the slow pair holding 30 mV.
+    recent 0.5 C, the limit held for held_s) with the slow pair holding 30 mV.
     """
     est = PackEstimator(cell, 1, dataclasses.replace(EstimatorConfig(), cv_surface_held=held))
     est.start_from_soc(0.93, 0.02)
@@ -209,6 +211,7 @@ def _cv_step_soc(cell, held):
     est.step(0.0, 0.5 * cell.capacity_ah, [v_max], [True], [25.0])
     est.filter.x[:, SLOW] = 0.03                    # the slow pair holds 30 mV
     est.recent_current_a[:] = 0.5 * cell.capacity_ah
+    est._cv_s[:] = held_s
     est.step(1.0, 0.2 * cell.capacity_ah, [v_max], [True], [25.0])
     return float(est.filter.soc[0])
 
@@ -220,3 +223,15 @@ def test_constant_voltage_holds_the_surface():
     cell = CellSpec.from_file(f'{config_dir()}/cells/nmc_lg_m50.yaml')
     on, off = _cv_step_soc(cell, True), _cv_step_soc(cell, False)
     assert on < off - 1e-4
+    # the surface just held still has the constant flux's profile: (almost) no change yet
+    assert abs(_cv_step_soc(cell, True, held_s=0.0) - off) < 0.1 * (off - on)
+
+
+def test_held_surface_gap_ramps_to_the_first_mode():
+    """A sphere's gap per flux after its surface is held: the constant flux's at 0, 15 / pi^2
+    of it once the higher modes have decayed (R^2 / D), rising in between.
+    """
+    ratio = cv_gap_ratio(np.array([0.0, 0.01, 0.05, 0.2, 1.0]), 1.0)
+    assert ratio[0] == pytest.approx(1.0, abs=0.02)
+    assert ratio[-1] == pytest.approx(15.0 / math.pi ** 2, rel=1e-6)
+    assert np.all(np.diff(ratio) > 0.0)

@@ -51,14 +51,25 @@ from . import state_of_power
 from .anchors import EndOfCharge, anchor_capacity, ocv_band_reading, offer_soc_pair
 from .measurement_noise import surface_doubt_v
 from .relaxation import RestTracker
-from .resistance import ResistanceEstimator
+from .resistance import SPHERE_DIFFUSION_RATIO, ResistanceEstimator
 from .soc_filter import QINV, RSLOW, SLOW, SOC, VRC, SocFilter
 from .soh import CapacityEstimator
 from .voltage_soc import prior_within_range, soc_from_voltage
 
-# the bulk-surface gap per surface flux of a sphere's first mode with its surface held (3/pi^2)
-# over that of a constant flux (1/5), minus the share the slow pair already holds
-CV_SURFACE_GAP_RATIO = 15.0 / math.pi ** 2 - 1.0
+# the sphere's modes sin(n pi r) / r with a held surface (40: the sum within 2 % at 0 s)
+_CV_MODES = np.arange(1, 41, dtype=float)
+_CV_MEAN, _CV_GRADIENT = _CV_MODES ** -4.0, _CV_MODES ** -2.0
+
+
+def cv_gap_ratio(held_s: FloatArray, sphere_time_s: float) -> FloatArray:
+    """Bulk-surface gap per surface flux of a sphere (R^2 / D = sphere_time_s) whose surface is
+    held since held_s (s) after a constant flux, over the constant flux's 1/5: 1 at 0, 15 / pi^2
+    (the first mode's 3 / pi^2) once the higher modes have decayed (~0.1 R^2 / D).
+    """
+    # the constant flux's profile (r^2 - 1) / 2 is sum 6 (-1)^n / (n pi)^3 sin(n pi r) / r:
+    # its mean 18 / (n pi)^4 and its surface gradient 6 / (n pi)^2 per mode
+    decay = np.exp(-np.outer(held_s / sphere_time_s, (math.pi * _CV_MODES) ** 2))
+    return 15.0 / math.pi ** 2 * (decay @ _CV_MEAN) / (decay @ _CV_GRADIENT)
 
 if TYPE_CHECKING:
     from ..cell import CellSpec
@@ -145,6 +156,8 @@ class PackEstimator:
         self._next_pair_t_s = -np.inf
         self._stop_bound = np.zeros(self.n, dtype=bool)   # the stop band was used this stop
         self._held_s = np.zeros(self.n)   # time since the current last stepped by r0_min_step_c
+        self._cv_s = np.zeros(self.n)     # time the charge limit's voltage has been held (CV)
+        self._cv_held = False             # some cell was in CV at the last step
 
     # ---------------------------------------------------------------- initialisation
     @property
@@ -372,12 +385,21 @@ class PackEstimator:
             # low-pass): the charger holds the particles' surface, and the bulk-surface gap
             # relaxes as a sphere's first mode with a fixed surface, whose gap per surface flux
             # is 3 / pi^2 against the 1 / 5 of a constant flux the slow pair models: the pair
-            # holds 15 / pi^2 - 1 of its voltage too little (DFN: the CV taper read 1-2 points high)
+            # holds up to 15 / pi^2 - 1 of its voltage too little (DFN: the CV taper read 1-2
+            # points high). The profile turns from the constant flux's to that mode as the higher
+            # modes decay (R^2 / D = beta1^2 diffusion_time_s): the ratio ramps from 1 with the
+            # time the limit is held (at once, the early taper read 1 point low)
             cv = (v >= self.cell.limits.voltage_max_v - cfg.full_charge_voltage_margin_v) & (
                 i_cells - self.filter.current_offset_a > rest_a) & (
                 np.abs(i_cells) < self.recent_current_a)
-            if cv.any():
-                v_f = np.where(cv, v - CV_SURFACE_GAP_RATIO * self.filter.x[:, SLOW], v)
+            held = bool(cv.any())
+            if held:
+                self._cv_s = np.where(cv, self._cv_s + dt_step, 0.0)
+                ratio = cv_gap_ratio(self._cv_s, SPHERE_DIFFUSION_RATIO * cfg.diffusion_time_s)
+                v_f = np.where(cv, v - (ratio - 1.0) * self.filter.x[:, SLOW], v)
+            elif self._cv_held:
+                self._cv_s[:] = 0.0
+            self._cv_held = held
         startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
         # at a start at rest the first voltage is read once, as OCV (below), not twice
         learn, floor = self._joint_gain(valid & ~startup_anchor, i_cells, dt_step)
