@@ -246,3 +246,33 @@ def test_stop_band_bounds_a_count_off_the_ocv_step():
     assert after >= low - 0.015 and after < truth
     assert _lfp_stop(off, 0.27, 0.15)[2] == pytest.approx(0.15, abs=0.002)
     assert _lfp_stop(config, 0.6, 0.7)[2] == pytest.approx(0.70, abs=0.002)
+
+
+def test_diffusion_tail_at_a_rest_anchor(lfp, lfp_config):
+    """After a discharge, a count's OCV above the OCV read is relaxation still to come, up to
+    what the RC pairs still hold x relaxation_doubt_time_s / relaxation_time_s; a gap the
+    other way, no known load sign or no relaxation_time_s give none.
+    """
+    from bms_ros.core.estimation.soc_filter import SLOW, SOC, VRC
+    est = PackEstimator(lfp, 3, lfp_config)
+    est.start_from_soc(0.7, 0.01)
+    est.filter.x[:, VRC] = -0.0005          # a discharge's polarisation, 1 mV in all
+    est.filter.x[:, SLOW] = -0.0005
+    est.rest.load_sign = -1.0
+    temperature = np.full(3, 25.0)
+    count_ocv = lfp.ocv.ocv(est.filter.x[:, SOC], temperature)
+    factor = lfp_config.relaxation_doubt_time_s / lfp_config.relaxation_time_s   # 10
+    no_relax = np.zeros(3)
+    # read 3 mV and 30 mV below the count's OCV (the tail), and 3 mV above it (not relaxation)
+    voltage = count_ocv + np.array([-0.003, -0.030, 0.003])
+    tail = est._diffusion_tail_v(voltage, no_relax, temperature)
+    np.testing.assert_allclose(tail, [0.003, factor * 0.001, 0.0], atol=1e-9)
+    # what the drift already counts as relaxation is not counted twice
+    tail = est._diffusion_tail_v(voltage, np.array([0.002, 0.0, 0.0]), temperature)
+    assert tail[0] == pytest.approx(0.001, abs=1e-9)
+    est.rest.load_sign = 0.0
+    assert not est._diffusion_tail_v(voltage, no_relax, temperature).any()
+    est.rest.load_sign = -1.0
+    plain = PackEstimator(lfp, 3, dataclasses.replace(lfp_config, relaxation_time_s=0.0))
+    plain.rest.load_sign = -1.0
+    assert not plain._diffusion_tail_v(voltage, no_relax, temperature).any()
