@@ -143,7 +143,6 @@ class PackEstimator:
         self.rest = RestTracker(self.n, config)
         self.end_of_charge = EndOfCharge(cell, self.n, config)
         self.t_s: float | None = None
-        self._step_dt_s = 1.0          # time since the previous sample (s), for R0's step doubt
         self.last_current_a: FloatArray = np.zeros(self.n)
         self.anchors = 0
         self.recent_current_a = np.zeros(self.n)   # low-pass of |I| over diffusion_time_s
@@ -157,7 +156,6 @@ class PackEstimator:
         self._stop_bound = np.zeros(self.n, dtype=bool)   # the stop band was used this stop
         self._held_s = np.zeros(self.n)   # time since the current last stepped by r0_min_step_c
         self._cv_s = np.zeros(self.n)     # time the charge limit's voltage has been held (CV)
-        self._cv_held = False             # some cell was in CV at the last step
 
     # ---------------------------------------------------------------- initialisation
     @property
@@ -332,8 +330,7 @@ class PackEstimator:
             self._given_within_range(valid & ~fresh & self.filter.initialised & (
                 np.abs(i_cells) > rest_a), v, i_cells, temp_model)
         if self.t_s is not None:
-            dt = t_s - self.t_s
-            self._step_dt_s = dt
+            dt = dt_step
             i_interval = 0.5 * (i_cells + self.last_current_a)   # trapezoid over the step
             stepped = np.abs(i_cells - self.last_current_a) >= \
                 cfg.r0_min_step_c * self.cell.capacity_ah
@@ -367,7 +364,7 @@ class PackEstimator:
         self.resistance.update(self._ohmic(v, ocv_v), i_cells, factor,
                                valid & (self.filter.P[:, SOC, SOC] < 0.05 ** 2), temp,
                                slope_v=lambda: self.filter.ocv_slope(self.filter.soc),
-                               dt_s=self._step_dt_s)
+                               dt_s=dt_step)
         # at rest, what is still to relax is doubted like the model error (0: not at rest)
         self.filter.relaxation_doubt_v = self.rest.doubt_v()
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
@@ -392,14 +389,12 @@ class PackEstimator:
             cv = (v >= self.cell.limits.voltage_max_v - cfg.full_charge_voltage_margin_v) & (
                 i_cells - self.filter.current_offset_a > rest_a) & (
                 np.abs(i_cells) < self.recent_current_a)
-            held = bool(cv.any())
-            if held:
+            if cv.any():
                 self._cv_s = np.where(cv, self._cv_s + dt_step, 0.0)
                 ratio = cv_gap_ratio(self._cv_s, SPHERE_DIFFUSION_RATIO * cfg.diffusion_time_s)
                 v_f = np.where(cv, v - (ratio - 1.0) * self.filter.x[:, SLOW], v)
-            elif self._cv_held:
+            elif self._cv_s.any():
                 self._cv_s[:] = 0.0
-            self._cv_held = held
         startup_anchor = first and cfg.startup_anchor and abs(current_a) <= rest_a
         # at a start at rest the first voltage is read once, as OCV (below), not twice
         learn, floor = self._joint_gain(valid & ~startup_anchor, i_cells, dt_step)

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..ocv import FloatOrArray
+from .resistance import SPHERE_DIFFUSION_RATIO
 
 if TYPE_CHECKING:
     from ..cell import CellSpec
@@ -137,8 +138,8 @@ class CorrelatedDoubt:
 
 
 # a sphere under constant flux: bulk minus surface SoC = (R^2 / 15 D) dSoC/dt, and its slowest
-# diffusion mode relaxes with R^2 / (beta1^2 D), beta1 = 4.4934 the first root of tan b = b
-SPHERE_SURFACE_RATIO = 4.4934 ** 2 / 15.0
+# diffusion mode relaxes with R^2 / (beta1^2 D) (beta1^2: resistance.SPHERE_DIFFUSION_RATIO)
+SPHERE_SURFACE_RATIO = SPHERE_DIFFUSION_RATIO / 15.0
 
 
 def surface_doubt_v(cell: CellSpec, config: EstimatorConfig, soc: FloatArray, ocv_v: FloatArray,

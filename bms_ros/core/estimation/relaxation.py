@@ -44,6 +44,7 @@ class RestTracker:
         # a exp(-t / T) (T / (T - slow) - T / (T - 30)), stays well above the sensor's noise
         tau = config.relaxation_time_s
         self.slow_s = max(SLOW_FRACTION * tau, SLOW_MIN_S)
+        self.settle_s = max(self.slow_s, 120.0)   # rest before the low-passes are read
 
     @property
     def at_rest(self) -> bool:
@@ -100,7 +101,7 @@ class RestTracker:
         """
         tau = self.config.relaxation_time_s
         slow_s = self.slow_s
-        if self._ema is None or (self.rest_s < max(slow_s, 120.0) and not early) or tau <= 0.0:
+        if self._ema is None or (self.rest_s < self.settle_s and not early) or tau <= 0.0:
             return np.zeros(self.n)
         fast, slow = self._ema
         k = tau / (tau - slow_s) - tau / (tau - FAST_S) if tau > 2.0 * slow_s \
@@ -121,7 +122,7 @@ class RestTracker:
         :meth:`relaxation_v`.
         """
         tau = self.config.relaxation_time_s
-        if self._ema is None or self.rest_s < max(self.slow_s, 120.0) or tau <= 0.0:
+        if self._ema is None or self.rest_s < self.settle_s or tau <= 0.0:
             return voltage_v + self.relaxation_v()
         lag = tau / (tau - self.slow_s) if tau > 2.0 * self.slow_s else 1.0
         out: FloatArray = np.where(np.isfinite(voltage_v),

@@ -51,7 +51,7 @@ TEMPERATURE_MAX_DEGC = 90.0
 # sqrt(tau_D t / pi), tau_D = R^2 / D = beta1^2 x the slowest mode's time constant (the slow
 # pair's diffusion_time_s); per 1 C (dSoC/dt = 1/3600 s) and per sqrt(tau_D t)
 SURFACE_JUMP_PER_C_SQRT_S = 2.0 / 3.0 / 3600.0 / math.sqrt(math.pi)
-SPHERE_DIFFUSION_RATIO = 4.4934 ** 2
+SPHERE_DIFFUSION_RATIO = 4.4934 ** 2   # beta1^2, beta1 the first root of tan b = b
 
 
 class TemperatureLaw:
