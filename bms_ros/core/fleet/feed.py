@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from ..cell import CellSpec
 from ..estimation.config import EstimatorConfig, log_settings_once, settings_source
-from ..estimation.estimator import PackEstimator
+from ..estimation.estimator import GAP_TOLERANCE_S, PackEstimator
 from ..profile import Profile
 from .results import CarriedState, ReplayOptions
 from .rows import Columns
@@ -45,7 +45,8 @@ def feed_mask(t_s: NDArray[np.float64], current_a: NDArray[np.float64], columns:
     change = np.any(matrix[1:] != matrix[:-1], axis=1)
     fed[1:] |= change
     fed[:-1] |= change
-    gap = np.diff(t_s) > config.max_step_s
+    # a gap as the estimator sees one: stamps one max_step_s apart differ from it by rounding
+    gap = np.diff(t_s) > config.max_step_s + GAP_TOLERANCE_S
     fed[1:] |= gap
     fed[:-1] |= gap
     # the rest by time: at most max_feed_s apart under load, rest_feed_s at rest
