@@ -48,6 +48,8 @@ class EstimatorConfig:
     voltage_noise_per_c_v: float = 0.150       # + ECM error per 1 C of present |I| (correlated: it
                                                # persists over the slow RC, so it is large)
     diffusion_time_s: float = 300.0            # time constant of the slow RC
+    held_load_correlated: bool = True          # under a current held beyond diffusion_time_s the
+                                               # per-C error counts once per diffusion_time_s
     cv_surface_held: bool = True               # in a constant-voltage taper the slow pair holds
                                                # 15/pi^2 of its voltage (a held surface's gap)
     diffusion_resistance_ratio: float = 1.0    # its initial resistance / the cell's r1_ohm
@@ -134,6 +136,8 @@ class EstimatorConfig:
     rest_current_c: float = 0.02               # |I| (offset-corrected) below this is rest
     rest_time_s: float = 300.0                 # rest this long before re-anchoring from OCV
     rest_ocv_noise_v: float = 0.003            # OCV noise at rest (relaxation left, hysteresis)
+    rest_anchor_reads_pairs: bool = True       # a rest anchor (no relaxation_time_s) reads
+                                               # v - v_rc - v_diff, the way the rest relaxes
     anchor_soc_std_min: float = 0.05           # at an anchor the filter's SoC is doubted at least
                                                # this much, so OCV wins where its slope allows
     startup_anchor: bool = True                # a start at rest current reads SoC from OCV
@@ -258,6 +262,8 @@ class EstimatorConfig:
         flag('r0_law_learn')
         flag('r1_follows_r0')
         flag('cv_surface_held')
+        flag('held_load_correlated')
+        flag('rest_anchor_reads_pairs')
         flag('tau1_follows_temperature')
         num('r0_law_forgetting', exclusive_minimum=0.9, maximum=1.0)
         num('r0_law_min_span_degc', exclusive_minimum=0.0, maximum=100.0)

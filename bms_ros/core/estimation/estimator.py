@@ -252,18 +252,20 @@ class PackEstimator:
 
     def reanchor_from_ocv(self, voltage_v: FloatOrArray, temperature_degc: FloatOrArray,
                           valid: ArrayLike, doubt_floor: bool = True,
-                          relaxation_v: FloatOrArray = 0.0) -> BoolArray:
+                          relaxation_v: FloatOrArray = 0.0,
+                          relaxation_doubt_v: FloatOrArray | None = None) -> BoolArray:
         """Take the voltages as relaxed OCV: a SoC measurement and a capacity anchor.
 
         ``doubt_floor``: doubt the filter's SoC at least ``anchor_soc_std_min`` first (False:
         a SoC given at start keeps the doubt it was given with). ``relaxation_v``: the
         relaxation still to come per cell (V, signed): the OCV read is voltage + it, and its
-        size is added to the doubt.
+        size is added to the doubt (``relaxation_doubt_v``: this instead of that size).
         """
         cells: BoolArray = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
         relax_v = np.broadcast_to(np.asarray(relaxation_v, dtype=float), (self.n,))
         ocv_v = np.asarray(voltage_v, dtype=float) + relax_v
-        noise_v = self.config.rest_ocv_noise_v + np.abs(relax_v)
+        noise_v = self.config.rest_ocv_noise_v + np.abs(
+            relax_v if relaxation_doubt_v is None else relaxation_doubt_v)
         # the SoC band the OCV's doubt spans (on a plateau next to a step far wider than the
         # local slope says), for the filter and the capacity alike
         reading = ocv_band_reading(self.cell, ocv_v, noise_v, temperature_degc,
@@ -376,6 +378,8 @@ class PackEstimator:
                 self.cell, cfg, self.filter.soc, np.asarray(ocv_v, dtype=float),
                 self.filter.ocv_slope(self.filter.soc),
                 i_cells - self.filter.current_offset_a, temp_model))
+        if cfg.held_load_correlated and dt_step > 0.0:
+            noise_v = self._held_load_noise_v(noise_v, i_cells, dt_step)
         v_f = v
         if cfg.cv_surface_held:
             # constant voltage (at the charge limit, charging, the current falling below its
@@ -432,15 +436,62 @@ class PackEstimator:
             # the OCV from the voltage averaged over the rest, not one sample (its 2 mV noise is
             # 0.4-20 points of SoC on LFP)
             relax_v = self.rest.ocv_v(v) - v
+            relax_v = relax_v + self._diffusion_tail_v(v, relax_v, temp_model)
+            # the pairs' voltage left is the model's own OCV (v - v_rc - v_diff): no more doubt
             self.reanchor_from_ocv(v, temp_model, valid,
-                                   relaxation_v=relax_v + self._diffusion_tail_v(v, relax_v,
-                                                                                 temp_model))
+                                   relaxation_v=relax_v + self._pairs_left_v(),
+                                   relaxation_doubt_v=np.abs(relax_v))
             self.rest.anchored = True
             log.debug('re-anchored SoC from OCV after %.0f s at rest', self.rest_s)
         # the limits are worked out when an estimate is asked for (publish rate, not 10 Hz)
         self._limit_temperature = temp
         self._limits_due = True
         return True
+
+    def _pairs_left_v(self) -> FloatArray:
+        """Relaxation still to come at a rest anchor that the RC pairs still hold (V, signed, per
+        cell): -(v_rc + v_diff), the model's OCV being v - v_rc - v_diff, only the way the rest
+        relaxes (up after a discharge, down after a charge). The anchor then zeroes the pairs
+        (``SocFilter.relaxed``): reading v alone as OCV threw away what the model still held
+        (M50 after a drive segment: the slow pair 7 mV at 300 s of rest, the DFN 12 mV, read as
+        SoC 1 point low at every rest of the temperature sweep). A sign the other way is no
+        relaxation (a knee's rest: the slow pair held +66 mV after a discharge). 0 with
+        ``rest_anchor_reads_pairs`` off, with ``relaxation_time_s`` (the drift's exponential and
+        the diffusion tail, bounded by the pairs, read it there) or with no known load sign.
+        """
+        cfg = self.config
+        if not cfg.rest_anchor_reads_pairs or cfg.relaxation_time_s > 0.0 \
+                or self.rest.load_sign == 0.0:
+            return np.zeros(self.n)
+        up = -self.rest.load_sign
+        out: FloatArray = up * np.maximum(
+            -up * (self.filter.x[:, VRC] + self.filter.x[:, SLOW]), 0.0)
+        return out
+
+    def _held_load_noise_v(self, noise_v: FloatArray, cell_current_a: FloatArray,
+                           dt_s: float) -> FloatArray:
+        """Measurement noise per cell (V) under a current held longer than the slow pair's time
+        constant (no step of ``r0_min_step_c`` for ``diffusion_time_s``; above rest current):
+        the ECM's per-C error (``voltage_noise_per_c_v`` x |I| / 1 C, correlated over the slow
+        RC) is then the same for every sample, since the load history no longer changes, so it
+        counts once per ``diffusion_time_s``, not once per sample: its variance x
+        diffusion_time_s / dt, where the count is sure (x the correlated doubt's share, 1 -
+        count_var / ``polarisation_count_std``^2: a wrong start under a held load still reads
+        the voltage). A 0.5 C CC charge and its CV taper read the DFN's polarisation still
+        building beyond the two pairs as SoC (M50 10 degC: +2.2 points in the taper).
+        """
+        cfg = self.config
+        load_c = np.abs(cell_current_a - self.filter.current_offset_a) / self.cell.capacity_ah
+        held = (self._held_s >= cfg.diffusion_time_s) & (load_c > cfg.rest_current_c)
+        if not held.any():
+            return noise_v
+        n_corr = max(cfg.diffusion_time_s / dt_s, 1.0)
+        # as the correlated doubt: only where the count is sure (a wrong or unknown start keeps
+        # the voltage's weight), fading linearly to none at polarisation_count_std
+        share = np.maximum(1.0 - self.filter.count_var / cfg.polarisation_count_std ** 2, 0.0)
+        extra2 = (n_corr - 1.0) * share * (cfg.voltage_noise_per_c_v * load_c) ** 2
+        out: FloatArray = np.where(held, np.sqrt(noise_v ** 2 + extra2), noise_v)
+        return out
 
     def _diffusion_tail_v(self, voltage_v: FloatArray, relax_v: FloatArray,
                           temperature_degc: FloatArray) -> FloatArray:
