@@ -189,11 +189,19 @@ def test_surface_doubt_follows_the_ocv_bend():
     dz = SPHERE_SURFACE_RATIO * config.diffusion_time_s / 3600.0 * 1.0     # 1 C
     assert dz == pytest.approx(0.112, abs=0.001)
     assert doubt[0] == 0.0
-    # exactly the linearisation error of the OCV over dz, the surface kept inside the table
-    step = np.clip(soc + np.sign(current) * dz, 0.0, 1.0) - soc
-    expected = np.abs(cell.ocv.ocv(soc + step, temp) - ocv - slope * step)
-    assert doubt == pytest.approx(expected, abs=1e-12)
-    assert step[4] == pytest.approx(-0.02)  # not beyond the table's end
+    # exactly the linearisation error of the OCV over dz, beyond the table's end the OCV
+    # extrapolated with the end's 2 % secant
+    step = np.sign(current) * dz
+    surface = soc + step
+    end = (cell.ocv.ocv(0.02, 25.0) - cell.ocv.ocv(0.0, 25.0)) / 0.02
+    surface_ocv = np.where(surface < 0.0, cell.ocv.ocv(0.0, 25.0) + end * surface,
+                           cell.ocv.ocv(surface, temp))
+    expected = np.abs(surface_ocv - ocv - slope * step)
+    assert doubt == pytest.approx(expected, abs=1e-9)
+    # an emptied surface: far more than the table's bend down to its end (the cut-off's drop)
+    clipped = np.clip(surface, 0.0, 1.0) - soc
+    inside = np.abs(cell.ocv.ocv(soc + clipped, temp) - ocv - slope * clipped)
+    assert doubt[4] > 2.0 * inside[4] and doubt[4] > 0.5
     assert doubt[1] < 0.03                  # mid SoC: the OCV is nearly straight over 11 %
     assert doubt[2] > 0.1                   # discharging, the surface reaches the knee first
     assert doubt[3] < 0.5 * doubt[2]        # charging, it moves away from it
