@@ -411,11 +411,11 @@ class PackEstimator:
         self.filter.update(v_f, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
                            prior_ocv_v=ocv_v, capacity_gain=learn, capacity_noise2=joint_noise2,
                            capacity_var_floor=floor)
-        if cfg.sop_residual and self.t_s is not None:
+        if cfg.sop_residual:
             # what the model does not explain now (at the empty knee the surface's bend, which
             # surface_soc_doubt leaves out of the SoC) persists over the limits' horizons;
             # low-passed over the fastest of the model's dynamics (tau1) so noise does not
-            # carry over
+            # carry over (the first step, dt 0, keeps 0)
             residual = v - self.filter.predicted_voltage(i_cells, temp_model, r0,
                                                          self.filter.posterior_ocv_v)
             w = np.exp(-dt_step / np.asarray(self.filter.tau1_s(factor), dtype=float))
