@@ -226,13 +226,13 @@ def sop_voltage_errors(case, horizons_s=SOP_HORIZONS_S):
     t, i, v, temp = data['t_s'], data['current_a'], data['voltage_v'], data['temperature_c']
     est = PackEstimator(cell, 1, config)
     f = est.filter
-    state = np.zeros((t.size, 8))
+    state = np.zeros((t.size, 9))
     for k in range(t.size):
         est.step(t[k], i[k], [v[k]], [True], [temp[k]])
         factor = float(f.arrhenius(np.array([temp[k]]))[0])
         state[k] = (f.soc[0], f.x[0, VRC], f.x[0, SLOW], f.x[0, RSLOW] * factor,
                     est.resistance.r0_ohm[0] * factor, cell.r1_ohm * f.r1_scale * factor,
-                    f.capacity_ah[0], temp[k])
+                    f.capacity_ah[0], temp[k], est.voltage_residual_v[0])
     c = cell.capacity_ah
     step_s = float(np.median(np.diff(t)))
     out = {}
@@ -243,10 +243,11 @@ def sop_voltage_errors(case, horizons_s=SOP_HORIZONS_S):
                        and np.allclose(np.diff(t[k:k + m + 1]), step_s)
                        and np.ptp(i[k:k + m + 1]) <= SOP_HOLD_C * c
                        and abs(np.mean(i[k:k + m + 1])) >= SOP_MIN_C * c], dtype=int)
-        soc, v_rc, v_diff, r_diff, r0, r1, q, tk = state[ks].T
+        soc, v_rc, v_diff, r_diff, r0, r1, q, tk, residual = state[ks].T
         current = np.array([np.mean(i[k:k + m + 1]) for k in ks])
         shipped = predicted_voltage_v(cell, config, horizon, current, soc, v_rc, r0, q, tk,
-                                      r1_ohm=r1, v_diff_v=v_diff, r_diff_ohm=r_diff)
+                                      r1_ohm=r1, v_diff_v=v_diff, r_diff_ohm=r_diff,
+                                      residual_v=residual if config.sop_residual else None)
         fast = predicted_voltage_v(cell, config, horizon, current, soc, v_rc + v_diff, r0, q,
                                    tk, r1_ohm=r1)
         sign = np.where(current < 0.0, 1.0, -1.0)

@@ -290,3 +290,45 @@ def test_slow_pair_lowers_the_limits_after_sustained_discharge(nmc):
     v = predicted_voltage_v(cell, cfg, 10.0, -with_pair, soc, v_rc, r0, q, t, v_diff_v=v_diff,
                             r_diff_ohm=r_diff)
     assert v[0] == pytest.approx(cell.limits.voltage_min_v, abs=1e-4)
+
+
+def test_limits_hold_the_voltage_the_model_leaves_unexplained(nmc):
+    """A cell below the model while discharging (the empty knee's surface bend, which the SoC
+    filter leaves out of the SoC) keeps that gap over the horizon: a lower discharge limit that
+    ends at voltage_min_v; the gap never widens the other direction's limit.
+    """
+    cell = unlimited(nmc)
+    cfg = EstimatorConfig()
+    soc, v_rc, r0 = np.array([0.2]), np.array([-0.01]), np.array([cell.r0_ohm])
+    q, t = np.array([cell.capacity_ah]), np.array([25.0])
+    (charge, discharge), = horizon_limits(cell, cfg, (10.0,), soc, v_rc, r0, q, t)
+    for residual in (-0.05, 0.05):
+        res = np.array([residual])
+        (c, d), = horizon_limits(cell, cfg, (10.0,), soc, v_rc, r0, q, t, residual_v=res)
+        if residual < 0.0:
+            assert d[0] < 0.95 * discharge[0] and c[0] == charge[0]
+            v = predicted_voltage_v(cell, cfg, 10.0, -d, soc, v_rc, r0, q, t, residual_v=res)
+            assert v[0] == pytest.approx(cell.limits.voltage_min_v, abs=1e-4)
+        else:
+            assert c[0] < 0.95 * charge[0] and d[0] == discharge[0]
+
+
+def test_estimator_learns_the_unexplained_voltage_for_its_limits():
+    """PackEstimator at the empty knee (Mohtat2020, SoC 0.1, 1 C): a voltage 50 mV below the
+    model, which the surface doubt leaves out of the SoC, is the residual (about -44 mV after
+    60 s) and lowers the discharge limit against ``sop_residual`` off.
+    """
+    cell = unlimited(CellSpec.from_file(f'{config_dir()}/cells/nmc532_mohtat2020.yaml'))
+    out = {}
+    for on in (True, False):
+        cfg = dataclasses.replace(EstimatorConfig(), sop_residual=on)
+        truth = EcmCells(cell, [0.1])
+        est = PackEstimator(cell, 1, cfg)
+        est.start_from_soc(0.1, 0.01)
+        for k in range(1, 61):
+            truth.step(1.0, -cell.capacity_ah)
+            est.step(float(k), -cell.capacity_ah, truth.voltage_v() - 0.05, [True], [25.0])
+        assert abs(est.filter.soc[0] - truth.soc[0]) < 0.001     # the SoC is not pulled
+        out[on] = (float(est.voltage_residual_v[0]), est.estimate().discharge_current_limit_a)
+    assert out[True][0] < -0.035 and out[False][0] == 0.0
+    assert out[True][1] < 0.97 * out[False][1]

@@ -39,9 +39,10 @@ def reference_secant_slope(ocv, soc, soc_end, temperature_degc):
 
 def reference_current_limits(cell, config, horizon_s, soc, v_rc_v, r0_ohm, capacity_ah,
                              temperature_degc, r1_ohm=None, v_diff_v=None, r_diff_ohm=None,
-                             tau1_s=None):
+                             tau1_s=None, residual_v=None):
     """The state of power, one horizon per call (R1 None: the datasheet's by the datasheet
-    law; v_diff / r_diff None: no slow pair; tau1_s None: the cell's).
+    law; v_diff / r_diff None: no slow pair; tau1_s None: the cell's; residual_v: the voltage
+    the model leaves unexplained, held where it takes margin).
     """
     soc = np.asarray(soc, dtype=float)
     t = np.asarray(temperature_degc, dtype=float)
@@ -73,8 +74,11 @@ def reference_current_limits(cell, config, horizon_s, soc, v_rc_v, r0_ohm, capac
                              second * margin / drop)
         return np.where(over, np.maximum(fixed, 0.0), second)
 
-    charge = solve(lim.voltage_max_v - ocv_now - relaxed, lim.charge_current_max_a, 1.0)
-    discharge = solve(ocv_now + relaxed - lim.voltage_min_v, lim.discharge_current_max_a, -1.0)
+    res = 0.0 if residual_v is None else np.asarray(residual_v, dtype=float)
+    charge = solve(lim.voltage_max_v - ocv_now - relaxed - np.maximum(res, 0.0),
+                   lim.charge_current_max_a, 1.0)
+    discharge = solve(ocv_now + relaxed + np.minimum(res, 0.0) - lim.voltage_min_v,
+                      lim.discharge_current_max_a, -1.0)
     charge = np.minimum(charge, np.maximum(config.soc_limit_max - soc, 0.0) / coulomb)
     discharge = np.minimum(discharge, np.maximum(soc - config.soc_limit_min, 0.0) / coulomb)
     charge_factor, discharge_factor = config.derating.factors(t)
@@ -228,7 +232,8 @@ def test_estimator_limits_are_the_reference_of_its_state():
             charge, discharge = reference_current_limits(
                 cell, config, horizon, np.clip(f.soc, 0.0, 1.0), f.x[:, VRC], r0,
                 f.capacity_ah, temperature, v_diff_v=f.x[:, SLOW],
-                r_diff_ohm=f.x[:, RSLOW] * factor, tau1_s=f.tau1_s(factor))
+                r_diff_ohm=f.x[:, RSLOW] * factor, tau1_s=f.tau1_s(factor),
+                residual_v=est.voltage_residual_v)
             assert getattr(got, names[0]) == pytest.approx(float(np.min(charge)), abs=TOLERANCE_A)
             assert getattr(got, names[1]) == pytest.approx(float(np.min(discharge)),
                                                            abs=TOLERANCE_A)

@@ -56,10 +56,13 @@ class EstimatorConfig:
     initial_diffusion_resistance_std: float = 1.0      # relative to that initial value
     diffusion_resistance_noise_per_sqrt_s: float = 1.0e-4   # random walk, relative to r1_ohm
     diffusion_noise_per_c_v: float = 0.020    # model error left, per 1 C of recent |I|
-    surface_soc_doubt: float = 0.0             # the OCV's bend between bulk and surface SoC under
+    surface_soc_doubt: float = 1.0             # the OCV's bend between bulk and surface SoC under
                                                # load is doubted, surface SoC this x a sphere's
                                                # (measurement_noise.surface_doubt_v; 0: off, 1:
-                                               # the sphere's; off: see docs, "Cold NMC")
+                                               # the sphere's; see docs, "The empty knee")
+    sop_residual: bool = True                  # the limits hold the voltage the model leaves
+                                               # unexplained now (low-passed over tau1), on
+                                               # the side that takes margin
     current_noise_c: float = 0.002             # current sensor noise per sample
     soc_noise_per_sqrt_s: float = 2.0e-5       # random walk of SoC (coulomb counting error)
     rc_voltage_noise_v_per_sqrt_s: float = 2.0e-4
@@ -264,6 +267,7 @@ class EstimatorConfig:
         flag('cv_surface_held')
         flag('held_load_correlated')
         flag('rest_anchor_reads_pairs')
+        flag('sop_residual')
         flag('tau1_follows_temperature')
         num('r0_law_forgetting', exclusive_minimum=0.9, maximum=1.0)
         num('r0_law_min_span_degc', exclusive_minimum=0.0, maximum=100.0)

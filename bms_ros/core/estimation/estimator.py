@@ -156,6 +156,9 @@ class PackEstimator:
         self._stop_bound = np.zeros(self.n, dtype=bool)   # the stop band was used this stop
         self._held_s = np.zeros(self.n)   # time since the current last stepped by r0_min_step_c
         self._cv_s = np.zeros(self.n)     # time the charge limit's voltage has been held (CV)
+        # the voltage the model leaves unexplained after the update (V), low-passed over tau1:
+        # the limits carry it (state_of_power.horizon_limits residual_v)
+        self.voltage_residual_v = np.zeros(self.n)
 
     # ---------------------------------------------------------------- initialisation
     @property
@@ -412,6 +415,17 @@ class PackEstimator:
         self.filter.update(v_f, i_cells, temp_model, r0, valid & ~startup_anchor, noise_v=noise_v,
                            prior_ocv_v=ocv_v, capacity_gain=learn, capacity_noise2=joint_noise2,
                            capacity_var_floor=floor)
+        if cfg.sop_residual:
+            # what the model does not explain now (at the empty knee the surface's bend, which
+            # surface_soc_doubt leaves out of the SoC) persists over the limits' horizons;
+            # low-passed over the fastest of the model's dynamics (tau1) so noise does not
+            # carry over (the first step, dt 0, keeps 0)
+            residual = v - self.filter.predicted_voltage(i_cells, temp_model, r0,
+                                                         self.filter.posterior_ocv_v)
+            w = np.exp(-dt_step / np.asarray(self.filter.tau1_s(factor), dtype=float))
+            self.voltage_residual_v = np.where(
+                valid & np.isfinite(residual),
+                w * self.voltage_residual_v + (1.0 - w) * residual, self.voltage_residual_v)
         if learn is not None:
             self.capacity.joint(learn > 0.0, self.filter.capacity_ah,
                                 self.filter.capacity_ah * np.sqrt(np.maximum(
@@ -673,7 +687,8 @@ class PackEstimator:
                 np.clip(f.soc, 0.0, 1.0), f.x[:, VRC], r0, f.capacity_ah,
                 temperature_degc, r1_ohm=r1, v_diff_v=f.x[:, SLOW],
                 r_diff_ohm=f.x[:, RSLOW] * factor,
-                tau1_s=f.tau1_s(factor) if cfg.tau1_follows_temperature else None):
+                tau1_s=f.tau1_s(factor) if cfg.tau1_follows_temperature else None,
+                residual_v=self.voltage_residual_v if cfg.sop_residual else None):
             charge[~f.initialised] = 0.0
             discharge[~f.initialised] = 0.0
             out += [charge, discharge]

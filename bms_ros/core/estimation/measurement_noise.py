@@ -152,14 +152,22 @@ def surface_doubt_v(cell: CellSpec, config: EstimatorConfig, soc: FloatArray, oc
     (3600 Q_nominal) (a sphere whose slowest mode relaxes with the slow pair's time constant;
     0.11 per 1 C with 300 s), below the bulk discharging, above it charging. The slow pair
     holds that difference times the OCV's local slope ``slope_v``; what it cannot hold is the
-    OCV's bend over dz, |OCV(soc +- dz) - OCV(soc) - slope dz| (the surface kept inside the
-    table: beyond its ends there is no bend to read): none where the OCV is straight,
+    OCV's bend over dz, |OCV(soc +- dz) - OCV(soc) - slope dz| (beyond the table's ends the
+    OCV extrapolated with the end's 2 % secant: a surface emptied under load is the cut-off's
+    drop, which the table's last value would not show): none where the OCV is straight,
     hundreds of mV where the surface reaches a knee first (Mohtat2020 at 10 degC below 9 %:
     90-380 mV beyond the model at 0.5-0.9 C). ``ocv_v``: OCV at ``soc`` and the temperature.
     """
     dz = (config.surface_soc_doubt * SPHERE_SURFACE_RATIO * config.diffusion_time_s / 3600.0
           / cell.capacity_ah) * np.asarray(current_a, dtype=float)
-    # beyond the table's ends it has no bend to read (its ends are not the OCV's): kept inside
-    dz = np.minimum(np.maximum(soc + dz, 0.0), 1.0) - soc
-    out: FloatArray = np.abs(cell.ocv.ocv(soc + dz, temperature_degc) - ocv_v - slope_v * dz)
+    surface = soc + dz
+    inside = np.minimum(np.maximum(surface, 0.0), 1.0)
+    # beyond the table's ends the surface's OCV goes on with the end's slope (the table's
+    # inverse does the same for anchors, anchors.soc_of_ocv): an emptied surface under load
+    # is the cut-off's steep drop, not the table's last value
+    beyond = surface - inside
+    end_slope = np.where(beyond < 0.0, cell.ocv.secant_slope(0.0, 0.01),
+                         cell.ocv.secant_slope(1.0, 0.01))
+    surface_ocv = cell.ocv.ocv(inside, temperature_degc) + end_slope * beyond
+    out: FloatArray = np.abs(surface_ocv - ocv_v - slope_v * dz)
     return out

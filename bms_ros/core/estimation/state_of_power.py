@@ -149,7 +149,8 @@ def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence
                    r1_ohm: float | FloatArray | None = None,
                    v_diff_v: FloatArray | None = None,
                    r_diff_ohm: float | FloatArray | None = None,
-                   tau1_s: float | FloatArray | None = None
+                   tau1_s: float | FloatArray | None = None,
+                   residual_v: FloatArray | None = None
                    ) -> list[tuple[FloatArray, FloatArray]]:
     """[(charge_a, discharge_a) per cell] for each horizon (s): magnitudes >= 0, NaN-safe (-> 0).
 
@@ -158,7 +159,9 @@ def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence
     ``capacity_ah`` per cell, ``temperature_degc`` per cell (NaN: limits 0); ``v_diff_v`` /
     ``r_diff_ohm`` the slow pair's voltage (V) and resistance at the cell temperatures (ohm),
     relaxing with ``config.diffusion_time_s`` (None: no slow pair); ``tau1_s`` the fast pair's
-    time constant at the cell temperatures (s, scalar or per cell; None: the cell's).
+    time constant at the cell temperatures (s, scalar or per cell; None: the cell's);
+    ``residual_v`` the voltage the model leaves unexplained now (V per cell, + = the cell above
+    the model), held over the horizon on the side it takes margin from (:func:`held_residual_v`).
     """
     soc = np.asarray(soc, dtype=float)
     t = np.asarray(temperature_degc, dtype=float)
@@ -212,6 +215,10 @@ def horizon_limits(cell: CellSpec, config: EstimatorConfig, horizons_s: Sequence
     margin = np.empty((2, h, n))
     np.subtract(lim.voltage_max_v - ocv_now, relaxed, out=margin[0])
     np.subtract(ocv_now + relaxed, lim.voltage_min_v, out=margin[1])
+    if residual_v is not None:
+        res = np.nan_to_num(np.asarray(residual_v, dtype=float))
+        margin[0] -= np.maximum(res, 0.0)
+        margin[1] += np.minimum(res, 0.0)
     signed_coulomb = np.stack([coulomb, -coulomb])      # d soc per A of each row
     current_max = np.array([lim.charge_current_max_a, lim.discharge_current_max_a])[:, None, None]
 
@@ -268,7 +275,8 @@ def predicted_voltage_v(cell: CellSpec, config: EstimatorConfig, horizon_s: floa
                         temperature_degc: ArrayLike, r1_ohm: float | FloatArray | None = None,
                         v_diff_v: FloatArray | None = None,
                         r_diff_ohm: float | FloatArray | None = None,
-                        tau1_s: float | FloatArray | None = None) -> FloatArray:
+                        tau1_s: float | FloatArray | None = None,
+                        residual_v: FloatArray | None = None) -> FloatArray:
     """Terminal voltage (V) per cell after holding ``current_a`` (A, + = charging) for
     ``horizon_s`` (s), by the model the limits solve (arguments as :func:`horizon_limits`).
     """
@@ -287,6 +295,19 @@ def predicted_voltage_v(cell: CellSpec, config: EstimatorConfig, horizon_s: floa
         relaxed = relaxed + b * np.asarray(v_diff_v, dtype=float)
     end = soc + horizon_s * i / (3600.0 * np.asarray(capacity_ah, dtype=float))
     out: FloatArray = np.asarray(cell.ocv.ocv(end, t) + relaxed + resistance * i, dtype=float)
+    if residual_v is not None:
+        out = out + held_residual_v(residual_v, i)
+    return out
+
+
+def held_residual_v(residual_v: ArrayLike, current_a: ArrayLike) -> FloatArray:
+    """The unexplained voltage (V) the limits hold over a horizon for ``current_a`` (A, + =
+    charging): only on the side that takes margin (below the model discharging, above it
+    charging), so noise never widens a limit.
+    """
+    res = np.nan_to_num(np.asarray(residual_v, dtype=float))
+    out: FloatArray = np.where(np.asarray(current_a) < 0.0, np.minimum(res, 0.0),
+                               np.maximum(res, 0.0))
     return out
 
 
