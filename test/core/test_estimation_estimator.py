@@ -248,56 +248,6 @@ def test_stop_band_bounds_a_count_off_the_ocv_step():
     assert _lfp_stop(config, 0.6, 0.7)[2] == pytest.approx(0.70, abs=0.002)
 
 
-def _lfp_stop_keeping_pairs(config, soc_at_stop, soc_counted, current_c):
-    """As :func:`_lfp_stop` at ``current_c`` (+ = charge), the filter's RC pairs kept when the
-    count is set; (truth SoC, estimate 30 s into the stop, truth voltage at the end).
-    """
-    from bms_ros.core.estimation.soc_filter import SLOW, VRC
-    cell = CellSpec.from_file(f'{config_dir()}/cells/lfp_a123_anr26650.yaml')
-    start = soc_at_stop - current_c * 600.0 / 3600.0
-    truth = EcmCells(cell, [start])
-    est = PackEstimator(cell, 1, config)
-    est.start_from_soc(start, 0.02)
-    t, i_a = 0.0, current_c * cell.capacity_ah
-    for _ in range(600):
-        t += 1.0
-        truth.step(1.0, i_a)
-        est.step(t, i_a, truth.voltage_v(), [True], [25.0])
-    pairs = est.filter.x[0, VRC], est.filter.x[0, SLOW]
-    est.start_from_soc(soc_counted, 0.02)
-    est.filter.x[0, VRC], est.filter.x[0, SLOW] = pairs
-    for _ in range(30):
-        t += 1.0
-        truth.step(1.0, 0.0)
-        est.step(t, 0.0, truth.voltage_v(), [True], [25.0])
-    return float(truth.soc[0]), float(est.filter.soc[0]), float(truth.voltage_v()[0])
-
-
-def test_stop_band_on_the_side_the_pairs_relax_from():
-    """On LFP's plateau (60 %) the 30 mV band bounds nothing; after a discharge (the pairs
-    below the OCV: the voltage still rises) the OCV is at least v - rest_ocv_noise_v, so a
-    count 22 points low moves toward SoC(v - 3 mV) (0.38 -> 0.42, the edge 0.44; the 1-RC
-    truth is still 5 mV below its OCV); after a charge a count 15 points high moves toward
-    SoC(v + 3 mV) (0.75 -> 0.726, the edge 0.71). A count on the other side is not moved;
-    without ``stop_band_pairs_side`` (the band alone) nothing moves.
-    """
-    from bms_ros.tools.estimate_csv import load_config
-    cell = CellSpec.from_file(f'{config_dir()}/cells/lfp_a123_anr26650.yaml')
-    config, _ = load_config(cell_path=f'{config_dir()}/cells/lfp_a123_anr26650.yaml')
-    assert config.stop_band_pairs_side
-    off = dataclasses.replace(config, stop_band_pairs_side=False)
-    noise_v = config.rest_ocv_noise_v
-    truth, after, v = _lfp_stop_keeping_pairs(config, 0.6, 0.38, -1.0)
-    low = float(cell.ocv.soc_from_ocv(v - noise_v, 25.0))
-    assert low <= truth and 0.41 < after <= low + 0.002
-    assert _lfp_stop_keeping_pairs(off, 0.6, 0.38, -1.0)[1] == pytest.approx(0.38, abs=0.002)
-    assert _lfp_stop_keeping_pairs(config, 0.6, 0.70, -1.0)[1] == pytest.approx(0.70, abs=0.002)
-    truth, after, v = _lfp_stop_keeping_pairs(config, 0.6, 0.75, 1.0)
-    high = float(cell.ocv.soc_from_ocv(v + noise_v, 25.0))
-    assert high >= truth and high - 0.002 <= after < 0.735
-    assert _lfp_stop_keeping_pairs(off, 0.6, 0.75, 1.0)[1] == pytest.approx(0.75, abs=0.002)
-    assert _lfp_stop_keeping_pairs(config, 0.6, 0.50, 1.0)[1] == pytest.approx(0.50, abs=0.002)
-
 def test_diffusion_tail_at_a_rest_anchor(lfp, lfp_config):
     """After a discharge, a count's OCV above the OCV read is relaxation still to come, up to
     what the RC pairs still hold x relaxation_doubt_time_s / relaxation_time_s; a gap the

@@ -627,20 +627,8 @@ class PackEstimator:
         high: Any = inverse(voltage_v + cfg.stop_band_v, temperature_degc)
         low: Any = inverse(voltage_v - cfg.stop_band_v, temperature_degc)
         free = valid & f.initialised & ~self._stop_bound
-        steep_ok_high = f.ocv_slope(high) <= cfg.stop_band_max_slope_v
-        steep_ok_low = f.ocv_slope(low) <= cfg.stop_band_max_slope_v
-        if cfg.stop_band_pairs_side:
-            # the pairs' sign says which way the voltage still relaxes: it does not cross the
-            # OCV, so on the side it relaxes from the band is the OCV noise (at any slope)
-            pairs_v = f.x[:, VRC] + f.x[:, SLOW]
-            noise_v = cfg.rest_ocv_noise_v
-            up, down = pairs_v < -noise_v, pairs_v > noise_v
-            low = np.where(up, inverse(voltage_v - noise_v, temperature_degc), low)
-            high = np.where(down, inverse(voltage_v + noise_v, temperature_degc), high)
-            steep_ok_low = steep_ok_low | up
-            steep_ok_high = steep_ok_high | down
-        above = free & (f.soc > high) & steep_ok_high
-        below = free & (f.soc < low) & steep_ok_low
+        above = free & (f.soc > high) & (f.ocv_slope(high) <= cfg.stop_band_max_slope_v)
+        below = free & (f.soc < low) & (f.ocv_slope(low) <= cfg.stop_band_max_slope_v)
         cells = above | below
         if not cells.any():
             return
