@@ -46,7 +46,11 @@ EXPECTED = [
     # LFP (Prada2013): the flat plateau; reported, goals not expected
     ('lfp', 'noise', 'soc_rmse', 0.0230, False),
     ('lfp', 'noise', 'soc_max_err', 0.1088, False),
-    ('lfp', 'wrong_soc_mid_low', 'convergence_s', 4784.0, False),
+    # 4784 s until 2026-12-02: a held current's model error now counts once per diffusion
+    # time (held_load_correlated), so the 0.5 C charge on the plateau keeps the count's -2.0
+    # to -2.1 points of the 15 % rest (this case runs the defaults, not the LFP file's
+    # settings), right at the 2-point band: 7974 s (docs/estimation.md, "Near misses")
+    ('lfp', 'wrong_soc_mid_low', 'convergence_s', 7974.0, False),
     ('lfp', 'faded', 'capacity_err_cycle', 0.0185, True),
     ('lfp', 'faded_second_cycle', 'soc_rmse', 0.0203, False),
 ]
