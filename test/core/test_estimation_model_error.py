@@ -214,7 +214,8 @@ def test_surface_doubt_follows_the_ocv_bend():
 def test_knee_under_load_does_not_pull_the_soc_by_default(doubt, moved_max, moved_min):
     """The default (surface_soc_doubt 1): at the empty knee under 1 C (Mohtat2020, SoC 0.1) a
     voltage 50 mV below the model for 60 s moves the SoC by less than 0.1 point; with the doubt
-    off the same voltage pulls it by more than 0.2 (measured 0.34; the DFN's knee: -4 points at 10 degC).
+    off the same voltage pulls it by more than 0.2 (measured 0.34; the DFN's knee: -4 points at
+    10 degC).
     """
     cell = CellSpec.from_file(f'{config_dir()}/cells/nmc532_mohtat2020.yaml')
     config = EstimatorConfig() if doubt is None else EstimatorConfig(surface_soc_doubt=doubt)
