@@ -18,7 +18,7 @@ from bms_ros.core.errors import ConfigError
 from bms_ros.core.estimation import EstimatorConfig, PackEstimator
 from bms_ros.core.estimation.estimator import cv_gap_ratio
 from bms_ros.core.estimation.soc_filter import SLOW, VRC
-from bms_ros.core.estimation.synthetic import EcmCells
+from bms_ros.core.estimation.synthetic import EcmCells, drive_together
 from bms_ros.core.profile import config_dir
 
 NMC = f'{config_dir()}/cells/nmc_lg_m50.yaml'
@@ -222,9 +222,7 @@ def test_knee_under_load_does_not_pull_the_soc_by_default(doubt, moved_max, move
     truth = EcmCells(cell, [0.1])
     est = PackEstimator(cell, 1, config)
     est.start_from_soc(0.1, 0.01)
-    for k in range(1, 61):
-        truth.step(1.0, -cell.capacity_ah)
-        est.step(float(k), -cell.capacity_ah, truth.voltage_v() - 0.05, [True], [25.0])
+    drive_together(est, truth, -cell.capacity_ah, 60, bias_v=-0.05)
     moved = abs(float(est.filter.soc[0] - truth.soc[0]))
     assert moved_min <= moved < moved_max
 

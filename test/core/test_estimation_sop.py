@@ -13,7 +13,7 @@ from bms_ros.core.estimation.state_of_power import (
     pack_limits,
     predicted_voltage_v,
 )
-from bms_ros.core.estimation.synthetic import EcmCells
+from bms_ros.core.estimation.synthetic import EcmCells, drive_together
 from bms_ros.core.profile import config_dir
 
 
@@ -325,9 +325,7 @@ def test_estimator_learns_the_unexplained_voltage_for_its_limits():
         truth = EcmCells(cell, [0.1])
         est = PackEstimator(cell, 1, cfg)
         est.start_from_soc(0.1, 0.01)
-        for k in range(1, 61):
-            truth.step(1.0, -cell.capacity_ah)
-            est.step(float(k), -cell.capacity_ah, truth.voltage_v() - 0.05, [True], [25.0])
+        drive_together(est, truth, -cell.capacity_ah, 60, bias_v=-0.05)
         assert abs(est.filter.soc[0] - truth.soc[0]) < 0.001     # the SoC is not pulled
         out[on] = (float(est.voltage_residual_v[0]), est.estimate().discharge_current_limit_a)
     assert out[True][0] < -0.035 and out[False][0] == 0.0

@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 if TYPE_CHECKING:
     from ..cell import CellSpec
+    from .estimator import PackEstimator
 
 
 class EcmCells:
@@ -43,3 +44,18 @@ class EcmCells:
         factor = self.cell.r0_at(self.temperature_degc) / self.cell.r0_ohm
         return (self.cell.ocv.ocv(self.soc, self.temperature_degc) + self.v_rc_v
                 + self.r0_ohm * factor * np.asarray(self.current_a))
+
+
+def drive_together(estimator: PackEstimator, truth: EcmCells, current_a: float, seconds: int,
+          bias_v: float = 0.0, t0_s: float = 0.0, temperature_degc: float = 25.0) -> float:
+    """Step ``truth`` and ``estimator`` together at 1 s for ``seconds`` at ``current_a`` (A, + =
+    charging), the voltage read ``bias_v`` (V) off the truth's; returns the last time (s).
+    """
+    valid = np.ones(truth.soc.size, dtype=bool)
+    temperature = np.full(truth.soc.size, float(temperature_degc))
+    t = t0_s
+    for _ in range(seconds):
+        t += 1.0
+        truth.step(1.0, current_a)
+        estimator.step(t, current_a, truth.voltage_v() + bias_v, valid, temperature)
+    return t
