@@ -478,8 +478,14 @@ class PackEstimator:
                 or self.rest.load_sign == 0.0:
             return np.zeros(self.n)
         up = -self.rest.load_sign
-        out: FloatArray = up * np.maximum(
-            -up * (self.filter.x[:, VRC] + self.filter.x[:, SLOW]), 0.0)
+        out: FloatArray = up * self._pairs_relaxing_v(up)
+        return out
+
+    def _pairs_relaxing_v(self, up: float) -> FloatArray:
+        """Per cell, the voltage the RC pairs still hold the way a rest relaxes (V, >= 0; ``up``
+        +1 after a discharge, -1 after a charge): -(v_rc + v_diff) that way, 0 the other way.
+        """
+        out: FloatArray = np.maximum(-up * (self.filter.x[:, VRC] + self.filter.x[:, SLOW]), 0.0)
         return out
 
     def _held_load_noise_v(self, noise_v: FloatArray, cell_current_a: FloatArray,
@@ -502,7 +508,7 @@ class PackEstimator:
         n_corr = max(cfg.diffusion_time_s / dt_s, 1.0)
         # as the correlated doubt: only where the count is sure (a wrong or unknown start keeps
         # the voltage's weight), fading linearly to none at polarisation_count_std
-        share = np.maximum(1.0 - self.filter.count_var / cfg.polarisation_count_std ** 2, 0.0)
+        share = self.filter.doubt.count_sure_share()
         extra2 = (n_corr - 1.0) * share * (cfg.voltage_noise_per_c_v * load_c) ** 2
         out: FloatArray = np.where(held, np.sqrt(noise_v ** 2 + extra2), noise_v)
         return out
@@ -525,7 +531,7 @@ class PackEstimator:
         up = -self.rest.load_sign
         ocv_count = self.cell.ocv.ocv(self.filter.x[:, SOC], temperature_degc)
         gap = np.nan_to_num(up * (ocv_count - voltage_v - relax_v))
-        held = np.maximum(-up * (self.filter.x[:, VRC] + self.filter.x[:, SLOW]), 0.0)
+        held = self._pairs_relaxing_v(up)
         factor = max(cfg.relaxation_doubt_time_s / cfg.relaxation_time_s, 1.0)
         out: FloatArray = up * np.clip(gap, 0.0, factor * held)
         return out

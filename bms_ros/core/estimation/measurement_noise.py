@@ -120,11 +120,19 @@ class CorrelatedDoubt:
         load_c = self.fast_load_c if cfg.polarisation_load_time_s > 0.0 else self.recent_load_c
         pol_v = cfg.model_error_v + cfg.polarisation_noise_per_c_v * load_c \
             + self.relaxation_doubt_v
-        share = np.maximum(1.0 - self.count_var / cfg.polarisation_count_std ** 2, 0.0)
+        share = self.count_sure_share()
         if cfg.polarisation_knee_slope_v > 0.0 and soc is not None:
             share = np.where(self._ocv_slope(soc) >= cfg.polarisation_knee_slope_v, 1.0, share)
         n_corr = max(cfg.polarisation_time_s / self.last_dt_s, 1.0)
         out: FloatArray = pol_v ** 2 * n_corr * share
+        return out
+
+    def count_sure_share(self) -> FloatArray:
+        """Per cell, how sure the count is for a correlated doubt (0..1): 1 - ``count_var`` /
+        ``polarisation_count_std``^2, none beyond (a wrong or unknown start keeps the voltage).
+        """
+        out: FloatArray = np.maximum(
+            1.0 - self.count_var / self.config.polarisation_count_std ** 2, 0.0)
         return out
 
     def ocv_doubt2(self, soc: FloatArray) -> FloatArray:
