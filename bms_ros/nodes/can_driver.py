@@ -285,9 +285,12 @@ class CanDriver(Node):
 
     def repeat_contactor(self) -> None:
         """Timer: repeat the last command, or all open once it is past its deadline."""
-        command, expired = self.contactor_deadline.tick(time.monotonic())
+        now_s = time.monotonic()
+        command, expired = self.contactor_deadline.tick(now_s)
         if expired:
-            self.get_logger().error(contactor_lost_text(self.contactor_deadline))
+            # the age says whether this timer ran late or the last command arrived late
+            self.get_logger().error(f'{contactor_lost_text(self.contactor_deadline)} (last '
+                                    f'one {self.contactor_deadline.age_s(now_s):.3f} s ago)')
         if command is not None:
             self._send_contactor(command)
 

@@ -65,16 +65,21 @@ class BusSniffer:
             if command is not None and command['kind'] == 'contactor':
                 state = (command['negative_closed'], command['precharge_closed'],
                          command['positive_closed'])
+                # the hub stamps each frame (wall clock) as it takes it from the sender: the
+                # moment the frame is on the bus, whatever this process's scheduling delay
+                on_bus = msg.timestamp - (time.time() - now)
                 with self._lock:
-                    self.commands.append((now, state))
+                    self.commands.append((min(on_bus, now), now, state))
         bus.close()
 
     def first_all_open_after(self, t0):
-        """Monotonic time of the first all-open command frame after ``t0`` (None if none)."""
+        """(on the bus, seen here): monotonic times of the first all-open command frame the hub
+        took after ``t0``, as the hub stamped it and as this sniffer received it (None if none).
+        """
         with self._lock:
-            for t, state in self.commands:
-                if t > t0 and not any(state):
-                    return t
+            for on_bus, seen, state in self.commands:
+                if on_bus > t0 and not any(state):
+                    return on_bus, seen
         return None
 
     def close(self):
@@ -228,9 +233,10 @@ class Campaign:
 
     # ------------------------------------------------------------------ observations
 
-    def wait_opened(self, t0, timeout_s, bus=True, pack=True):
-        """(bus_s, pack_s): seconds from ``t0`` to the first all-open frame on the bus and to
-        the pack reporting every contactor open (None where not asked or not seen).
+    def wait_opened(self, t0, timeout_s, bus=True, pack=True, observer_lag=None):
+        """(bus_s, pack_s): seconds from ``t0`` to the first all-open frame on the bus (the
+        hub's stamp) and to the pack reporting every contactor open (None where not asked or
+        not seen). ``observer_lag``, a list, gets the sniffer's delay behind the hub (s).
         """
         deadline = t0 + timeout_s
         bus_t = pack_t = None
@@ -243,7 +249,9 @@ class Campaign:
             if (bus_t is not None or not bus) and (pack_t is not None or not pack):
                 break
             time.sleep(0.02)
-        return (None if bus_t is None else bus_t - t0, None if pack_t is None else pack_t - t0)
+        if bus_t is not None and observer_lag is not None:
+            observer_lag.append(bus_t[1] - bus_t[0])
+        return (None if bus_t is None else bus_t[0] - t0, None if pack_t is None else pack_t - t0)
 
     def truth_after(self, t0, predicate, timeout_s):
         """Seconds from ``t0`` to the first sim_truth after it matching ``predicate`` (None)."""

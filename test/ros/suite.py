@@ -350,7 +350,8 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     logged for them (what it published). Every reliable subscription of the probe (trip_event,
     measurement, can_rx) counts the samples DDS reports lost (message_lost event). Measurements:
     count, largest stamp gap, age (receive time - header stamp) in the first and last third.
-    can_rx: frames received against the driver's can_rx_published counter (/diagnostics). RSS
+    can_rx: frames received against the driver's can_rx_published counter (/diagnostics), both
+    counted between the same two diagnostics stamps (the frames by their own stamps). RSS
     of every process sampled each second; growth and slope over the second half (warm-up done).
     """
     import psutil
@@ -369,8 +370,8 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     suite = Suite(env, folder, base=base, time_scale=time_scale)
     lost = {'measurement': 0, 'trip_event': 0, 'can_rx': 0}
     ages = []        # (receive monotonic s, age s, stamp s) of every measurement
-    can_rx = [0]     # frames received on can_rx
-    published = {}   # latest can_rx_published of the driver's diagnostics
+    frame_stamps = []   # header stamp (ns) of every frame received on can_rx
+    published = {}      # latest (can_rx_published, stamp ns) of the driver's diagnostics
 
     def lost_counter(topic):
         def on_lost(info):
@@ -384,14 +385,18 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         ages.append((now, now + wall_minus_mono - stamp, stamp))
 
-    def on_frame(_):
-        can_rx[0] += 1
+    def stamp_ns(header):
+        return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+    def on_frame(msg):
+        frame_stamps.append(stamp_ns(msg.header))
 
     def on_diagnostics(msg):
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
             if 'can_rx_published' in values:
-                published['can_rx'] = (int(values['can_rx_published']), can_rx[0])
+                published['can_rx'] = (int(values['can_rx_published']),
+                                       stamp_ns(msg.header))
 
     node = env.node
     node.create_subscription(PackMeasurement, 'measurement', on_measurement, RELIABLE,
@@ -458,8 +463,14 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     half = len(samples_t) // 2
     frames = {}
     if can_rx_start and can_rx_end:
+        # the diagnostics and can_rx are two streams: count the frames the driver stamped
+        # between the two diagnostics, once a later frame shows every one of them has arrived
+        _poll(lambda: frame_stamps and frame_stamps[-1] > can_rx_end[1], 10.0,
+              'a can_rx frame after the last diagnostics', fail=False)
+        stamps_ns = np.array(list(frame_stamps), dtype=np.int64)
         frames = {'published': can_rx_end[0] - can_rx_start[0],
-                  'received': can_rx_end[1] - can_rx_start[1]}
+                  'received': int(np.count_nonzero((stamps_ns > can_rx_start[1])
+                                                   & (stamps_ns <= can_rx_end[1])))}
     return {
         'wall_s': elapsed, 'time_scale': time_scale, 'sim_s': elapsed * time_scale,
         'cells': suite.cells, 'cycles': cycles, 'events_expected': 2 * cycles,

@@ -1,8 +1,10 @@
 """bmsctl against a running suite (separate processes): the status line and view, sim faults,
 load and ambient, the effective configuration; and the simulated pack charging in CHARGE.
 """
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -32,6 +34,16 @@ def together(suite, *commands, timeout_s=60.0):
     return results
 
 
+def settles_ok(suite, ns, timeout_s):
+    """Whether ``status --once`` reads '| ok' within ``timeout_s`` (re-run until it does)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = bmsctl(suite, 'status', '--once', '--timeout', '20', *ns)
+        if line.returncode == 0 and line.stdout.strip().endswith('| ok'):
+            return True
+    return False
+
+
 def test_bmsctl_operates_the_running_suite_and_charge_charges(ros_env, tmp_path):
     suite = Suite(ros_env, tmp_path, namespace='pack_a').start()
     suite.wait_ready()
@@ -46,8 +58,13 @@ def test_bmsctl_operates_the_running_suite_and_charge_charges(ros_env, tmp_path)
         ['sim', *ns, 'ambient', '35'])
     assert line.returncode == 0, line.stderr
     text = line.stdout.strip()
-    assert text.startswith('STANDBY   | SoC ') and text.endswith('| ok'), text
-    assert len(text) <= 80 and '\n' not in text
+    assert text.startswith('STANDBY   | SoC ') and len(text) <= 80 and '\n' not in text, text
+    # the last field: the warnings active at that instant, else ok. Six commands starting at
+    # once on two cores can hold the nodes up past stale_measurement's 0.2 s warning, which
+    # the line then shows, as it must; the suite at rest settles to ok
+    if not text.endswith('| ok'):
+        assert re.search(r'\| WARN [a-z_]+', text), text
+        assert settles_ok(suite, ns, timeout_s=40.0), text
 
     # the effective configuration: read-only parameters of every node
     assert whole.returncode == 0 and not whole.stderr, whole.stderr
