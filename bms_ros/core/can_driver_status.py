@@ -52,11 +52,14 @@ def reader_fatal_text(max_restarts: int) -> str:
             f'{RESTART_WINDOW_S:g} s')
 
 
-def contactor_lost_text(deadline: CommandDeadline) -> str:
-    """The error of a contactor command past its deadline (log and /diagnostics)."""
+def contactor_lost_text(deadline: CommandDeadline, age_s: float | None = None) -> str:
+    """The error of a contactor command past its deadline (/diagnostics; the log adds the last
+    command's ``age_s`` when it expired: far past the deadline, the timer ran late).
+    """
     if deadline.received:
-        return (f'contactor_command lost: none for {deadline.deadline_s:g} s (supervisor '
+        text = (f'contactor_command lost: none for {deadline.deadline_s:g} s (supervisor '
                 'dead or hung?): sending all open')
+        return text if age_s is None else f'{text} (last one {age_s:.3f} s ago)'
     return (f'no contactor_command within {deadline.deadline_s:g} s of start: '
             'sending all open')
 

@@ -289,8 +289,8 @@ class CanDriver(Node):
         command, expired = self.contactor_deadline.tick(now_s)
         if expired:
             # the age says whether this timer ran late or the last command arrived late
-            self.get_logger().error(f'{contactor_lost_text(self.contactor_deadline)} (last '
-                                    f'one {self.contactor_deadline.age_s(now_s):.3f} s ago)')
+            self.get_logger().error(contactor_lost_text(
+                self.contactor_deadline, self.contactor_deadline.age_s(now_s)))
         if command is not None:
             self._send_contactor(command)
 

@@ -240,6 +240,9 @@ def test_command_status_per_state():
     assert command_status('contactor_command', contactor, 1.25)[:2] == \
         ('OK', 'forwarding (last 0.25 s ago)')
     assert 'lost: none for 0.5 s' in command_status('contactor_command', contactor, 2.0)[1]
+    # the log's text carries the last command's age when the timer expired it
+    assert contactor_lost_text(contactor, contactor.age_s(2.0)).endswith(
+        'sending all open (last one 1.000 s ago)')
     bleed = CommandDeadline(3.0, np.zeros(2, bool), repeat_s=3.0, start_s=0.0,
                             safe_before_first=False, repeat_fresh=False)
     assert command_status('balancing_command', bleed, 4.0)[:2] == \

@@ -33,6 +33,7 @@ from bms_interfaces.msg import (
 )
 from bms_interfaces.srv import InjectFault, RequestState, ResetTrips, SetSoc
 from bms_ros.core.profile import config_dir
+from bms_ros.core.stamps import message_time_ns
 from bms_ros.core.state_paths import state_folder
 from bms_ros.tools.bringup import command_lines
 
@@ -385,18 +386,15 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         ages.append((now, now + wall_minus_mono - stamp, stamp))
 
-    def stamp_ns(header):
-        return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
     def on_frame(msg):
-        frame_stamps.append(stamp_ns(msg.header))
+        frame_stamps.append(message_time_ns(msg, 0))
 
     def on_diagnostics(msg):
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
             if 'can_rx_published' in values:
                 published['can_rx'] = (int(values['can_rx_published']),
-                                       stamp_ns(msg.header))
+                                       message_time_ns(msg, 0))
 
     node = env.node
     node.create_subscription(PackMeasurement, 'measurement', on_measurement, RELIABLE,
