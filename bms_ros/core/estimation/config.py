@@ -56,6 +56,8 @@ class EstimatorConfig:
     initial_diffusion_resistance_std: float = 1.0      # relative to that initial value
     diffusion_resistance_noise_per_sqrt_s: float = 1.0e-4   # random walk, relative to r1_ohm
     diffusion_noise_per_c_v: float = 0.020    # model error left, per 1 C of recent |I|
+    slow_error_in_noise: bool = True           # that error is part of every voltage's doubt
+                                               # (at a stop too, where the per-C term is 0)
     surface_soc_doubt: float = 1.0             # the OCV's bend between bulk and surface SoC under
                                                # load is doubted, surface SoC this x a sphere's
                                                # (measurement_noise.surface_doubt_v; 0: off, 1:
@@ -266,6 +268,7 @@ class EstimatorConfig:
         flag('r1_follows_r0')
         flag('cv_surface_held')
         flag('held_load_correlated')
+        flag('slow_error_in_noise')
         flag('rest_anchor_reads_pairs')
         flag('sop_residual')
         flag('tau1_follows_temperature')

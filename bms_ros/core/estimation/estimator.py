@@ -375,6 +375,12 @@ class PackEstimator:
         # the ECM's fast error grows with the current (resistance varies with SoC and current)
         noise_v = cfg.voltage_noise_v + cfg.voltage_noise_per_c_v * np.abs(
             i_cells) / self.cell.capacity_ah
+        if cfg.slow_error_in_noise:
+            # the model's slow error under the recent load (what the slow pair's process noise
+            # and the joint's floor assume) is still there at a stop after the load, where the
+            # per-C term is gone: read with 10 mV alone, a cold stop's relaxation beyond the
+            # pairs dragged an unsure SoC 3 points (M50 wrong_mid_10c)
+            noise_v = np.hypot(noise_v, self._slow_error_v())
         if cfg.surface_soc_doubt > 0.0:
             # under load the voltage reads the surface SoC: the OCV's bend up to it is doubted
             noise_v = np.hypot(noise_v, surface_doubt_v(
@@ -550,12 +556,18 @@ class PackEstimator:
                              0.1 * f.P[:, SOC, SOC])
         # the model's slow error under the recent load (diffusion_noise_per_c_v) is the same
         # for every sample of the load: as SoC at this end, a doubt no sample averages away
-        slow_v = self.config.diffusion_noise_per_c_v * self.recent_current_a \
-            / self.cell.capacity_ah
-        now_var = now_var + (slow_v / np.maximum(slope, 1e-3)) ** 2
+        now_var = now_var + (self._slow_error_v() / np.maximum(slope, 1e-3)) ** 2
         dz = np.abs(cap.pair_counted_ah) / cap.capacity_ah
         floor = f.x[:, QINV] ** 2 * (cap.pair_var + now_var) / np.maximum(dz, 1e-6) ** 2
         return np.where(np.isfinite(floor), floor, np.inf)
+
+    def _slow_error_v(self) -> FloatArray:
+        """The model's slow error under the recent load (V per cell): ``diffusion_noise_per_c_v``
+        x |I| low-passed over ``diffusion_time_s`` / 1 C; the same for every sample of a load.
+        """
+        out: FloatArray = self.config.diffusion_noise_per_c_v * self.recent_current_a \
+            / self.cell.capacity_ah
+        return out
 
     def _joint_gain(self, valid: BoolArray, cell_current_a: FloatArray,
                     dt_s: float) -> tuple[FloatArray | None, FloatArray | None]:
