@@ -125,6 +125,9 @@ def test_r0_matches_the_dfn_step_resistance(results, cell, case, tolerance):
 
 
 def test_capacity_learnt_on_the_faded_cell(results):
-    """Starting from the datasheet (14 % high), one full cycle brings it within 3 %."""
-    assert results['nmc', 'faded']['capacity_err_discharge'] > 0.10
+    """Starting from the datasheet (14 % high), one full cycle brings it within 3 %; the first
+    discharge alone (the joint update, no rest yet) moves it part of the way (8.6 % with the
+    joint's 10 s thinning), the rest at the bottom does the rest.
+    """
+    assert 0.03 < results['nmc', 'faded']['capacity_err_discharge'] < 0.12
     assert abs(results['nmc', 'faded']['capacity_err_cycle']) <= 0.03

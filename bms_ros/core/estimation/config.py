@@ -116,7 +116,7 @@ class EstimatorConfig:
     # voltage updates may move capacity_inverse where the pairs' gates hold (slope, current,
     # SoC window); the model error's correlation time thins the information (soc_filter)
     capacity_joint: bool = True
-    capacity_joint_correlation_s: float = 20.0   # voltage model error correlated this long
+    capacity_joint_correlation_s: float = 10.0   # voltage model error correlated this long
     # --- ohmic resistance (recursive least squares on dV/dI at current steps)
     r0_forgetting: float = 0.995               # per informative sample
     r0_min_step_c: float = 0.1                 # |dI| below this carries no R0 information
