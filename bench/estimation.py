@@ -230,8 +230,9 @@ def sop_voltage_errors(case, horizons_s=SOP_HORIZONS_S):
     for k in range(t.size):
         est.step(t[k], i[k], [v[k]], [True], [temp[k]])
         factor = float(f.arrhenius(np.array([temp[k]]))[0])
+        r1_scale = float(np.broadcast_to(f.r1_scale, (1,))[0])    # per cell: r1_follows_r0
         state[k] = (f.soc[0], f.x[0, VRC], f.x[0, SLOW], f.x[0, RSLOW] * factor,
-                    est.resistance.r0_ohm[0] * factor, cell.r1_ohm * f.r1_scale * factor,
+                    est.resistance.r0_ohm[0] * factor, cell.r1_ohm * r1_scale * factor,
                     f.capacity_ah[0], temp[k], est.voltage_residual_v[0])
     c = cell.capacity_ah
     step_s = float(np.median(np.diff(t)))

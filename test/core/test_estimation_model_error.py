@@ -376,8 +376,11 @@ def test_the_slow_error_is_doubted_at_a_stop():
     is gone: stops that read a relaxation beyond the pairs drag the SoC less (0.44 -> 0.32
     points RMSE here; on the matrix M50 wrong_mid_10c 1.83 / 5.55 -> 1.59 / 4.76 %).
     """
-    on = _stops_read_low_rmse(EstimatorConfig())
-    off = _stops_read_low_rmse(dataclasses.replace(EstimatorConfig(), slow_error_in_noise=False))
+    # R1 held at the datasheet's: with r1_follows_r0 the stops' 30 mV step also teaches R0 (and
+    # so R1) a larger value that explains part of the tail, which is not what this test is about
+    base = dataclasses.replace(EstimatorConfig(), r1_follows_r0=False)
+    on = _stops_read_low_rmse(base)
+    off = _stops_read_low_rmse(dataclasses.replace(base, slow_error_in_noise=False))
     assert off > 0.003
     assert on < 0.8 * off
     # the noise itself: at rest after a load, hypot(voltage_noise_v, k x recent |I| / 1 C)

@@ -200,9 +200,9 @@ def test_temperatures_changed_in_place_are_seen():
 
 
 def test_estimator_limits_are_the_reference_of_its_state():
-    """PackEstimator's published limits against the reference on its own state: R1 (while the
-    temperature law is the datasheet's, the datasheet R1 to rounding) and the slow pair (v_diff,
-    r_diff by the law) as the filter models them.
+    """PackEstimator's published limits against the reference on its own state: R1 (the
+    datasheet R1 x learnt R0 / datasheet R0, ``r1_follows_r0``, by the law in use) and the slow
+    pair (v_diff, r_diff by the law) as the filter models them.
     """
     cell = load('nmc_lg_m50')
     config = EstimatorConfig()
@@ -231,7 +231,8 @@ def test_estimator_limits_are_the_reference_of_its_state():
             factor = r0 / est.resistance.r0_ohm
             charge, discharge = reference_current_limits(
                 cell, config, horizon, np.clip(f.soc, 0.0, 1.0), f.x[:, VRC], r0,
-                f.capacity_ah, temperature, v_diff_v=f.x[:, SLOW],
+                f.capacity_ah, temperature, r1_ohm=cell.r1_ohm * f.r1_scale * factor,
+                v_diff_v=f.x[:, SLOW],
                 r_diff_ohm=f.x[:, RSLOW] * factor, tau1_s=f.tau1_s(factor),
                 residual_v=est.voltage_residual_v)
             assert getattr(got, names[0]) == pytest.approx(float(np.min(charge)), abs=TOLERANCE_A)

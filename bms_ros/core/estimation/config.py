@@ -134,7 +134,7 @@ class EstimatorConfig:
     r0_law_activation_std_k: float = 2000.0    # prior doubt of the datasheet Ea/R (K)
     r0_law_activation_min_k: float = 0.0       # bounds of the fitted Ea/R (K)
     r0_law_activation_max_k: float = 12000.0
-    r1_follows_r0: bool = False                # R1 scaled by learnt R0 / datasheet R0
+    r1_follows_r0: bool = True                 # R1 scaled by learnt R0 / datasheet R0
     tau1_follows_temperature: bool = True      # tau1 scaled like R1 by the temperature law (the
                                                # pair's capacitance held): see docs
     # --- rest detection and re-anchoring from OCV
