@@ -18,20 +18,9 @@ CHARGE = PackState.STATE_CHARGE
 
 
 def bmsctl(suite, *argv, timeout_s=60.0):
-    """Run bmsctl in the suite's ROS domain; the CompletedProcess."""
-    return together(suite, argv, timeout_s=timeout_s)[0]
-
-
-def together(suite, *commands, timeout_s=60.0):
-    """Run several bmsctl commands at once (each waits for discovery); their results."""
-    running = [subprocess.Popen([sys.executable, '-m', 'bms_ros.tools.bmsctl', *argv],
-                                env=suite.env.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for argv in commands]
-    results = []
-    for argv, process in zip(commands, running):
-        out, err = process.communicate(timeout=timeout_s)
-        results.append(subprocess.CompletedProcess(argv, process.returncode, out, err))
-    return results
+    """Run bmsctl in the suite's ROS domain (it waits for discovery); the CompletedProcess."""
+    return subprocess.run([sys.executable, '-m', 'bms_ros.tools.bmsctl', *argv],
+                          env=suite.env.env, capture_output=True, text=True, timeout=timeout_s)
 
 
 def settles_ok(suite, ns, timeout_s):
