@@ -440,16 +440,22 @@ def run_soak(env, folder, wall_s, time_scale, base='nmc_96s.yaml', fault_period_
     cpu = {name: 100.0 * (sum(p.cpu_times()[:2]) - cpu0[name]) / elapsed
            for name, p in processes.items()}
     can_rx_end = published.get('can_rx')
-    # the last clear (release 1 s) reaches the probe: every raise and clear received
+
+    def logged_events():
+        """RAISE / CLEAR lines protection logged for the cell over-voltage warnings."""
+        return sum(1 for line in suite.log('protection').splitlines()
+                   if 'RAISE warning cell_overvoltage[' in line
+                   or 'CLEAR warning cell_overvoltage[' in line)
+
+    # the last clear (release 1 s) reaches the probe: every raise and clear received, and
+    # logged (protection logs an event after publishing it, so its line may come later)
     _poll(lambda: sum(1 for _, e in list(suite.events.messages)
-                      if e.limit_id == 'cell_overvoltage') >= 2 * cycles, 20.0,
+                      if e.limit_id == 'cell_overvoltage') >= 2 * cycles
+          and logged_events() >= 2 * cycles, 20.0,
           f'{2 * cycles} cell_overvoltage events (raise and clear per cycle)', fail=False)
     dead = suite.dead()
     final_state = suite.states.latest()
-    log = suite.log('protection')
-    logged = sum(1 for line in log.splitlines()
-                 if 'RAISE warning cell_overvoltage[' in line
-                 or 'CLEAR warning cell_overvoltage[' in line)
+    logged = logged_events()
     received = [e for _, e in list(suite.events.messages) if e.limit_id == 'cell_overvoltage']
     others = [e for _, e in list(suite.events.messages)
               if e.limit_id != 'cell_overvoltage' and e.active]
