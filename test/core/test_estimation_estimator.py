@@ -202,10 +202,12 @@ def test_relaxation_still_to_come_from_the_drift(nmc):
     assert PackEstimator(nmc, 1, EstimatorConfig()).relaxation_v()[0] == 0.0
 
 
-def _lfp_stop(config, soc_at_stop, soc_counted, stop_s=40):
+def _lfp_stop(config, soc_at_stop, soc_counted, stop_s=40, relaxing_v=0.0):
     """LFP 1-RC truth: 10 min at 1 C (the voltage 10 mV low) into ``soc_at_stop``, the
-    estimator's count then set to ``soc_counted`` (2 % doubt), then a stop of ``stop_s``;
-    (truth SoC, estimate after 10 s and at the end of the stop, SoC(v -+ 30 mV), SoC std).
+    estimator's count then set to ``soc_counted`` (2 % doubt), then a stop of ``stop_s``, its
+    voltage ``relaxing_v`` x exp(-t / 300 s) below the truth's (a slow relaxation beyond the
+    1-RC pair); (truth SoC, estimate after 10 s and at the end of the stop, SoC(v -+ 30 mV),
+    SoC std).
     """
     cell = CellSpec.from_file(f'{config_dir()}/cells/lfp_a123_anr26650.yaml')
     truth = EcmCells(cell, [soc_at_stop + 600.0 / 3600.0])
@@ -218,12 +220,12 @@ def _lfp_stop(config, soc_at_stop, soc_counted, stop_s=40):
         est.step(t, -cell.capacity_ah, truth.voltage_v() - 0.01, [True], [25.0])
     est.start_from_soc(soc_counted, 0.02)
     trace = []
-    for _ in range(stop_s):
+    for k in range(stop_s):
         t += 1.0
         truth.step(1.0, 0.0)
-        est.step(t, 0.0, truth.voltage_v(), [True], [25.0])
+        v = truth.voltage_v() - relaxing_v * np.exp(-(k + 1) / 300.0)
+        est.step(t, 0.0, v, [True], [25.0])
         trace.append(float(est.filter.soc[0]))
-    v = truth.voltage_v()
     band = [float(cell.ocv.soc_from_ocv(v + d, 25.0)[0]) for d in (-0.03, 0.03)]
     return float(truth.soc[0]), trace[9], trace[-1], band, float(est.filter.soc_std[0])
 
@@ -246,6 +248,25 @@ def test_stop_band_bounds_a_count_off_the_ocv_step():
     assert after >= low - 0.015 and after < truth
     assert _lfp_stop(off, 0.27, 0.15)[2] == pytest.approx(0.15, abs=0.002)
     assert _lfp_stop(config, 0.6, 0.7)[2] == pytest.approx(0.70, abs=0.002)
+
+
+def test_stop_band_reaches_as_far_as_the_voltage_still_relaxes():
+    """A right count (27 %, LFP's OCV step) at a stop read 90 s in, its voltage still 55 mV x
+    exp(-t / 300 s) below the OCV (40 mV at 90 s: beyond the 30 mV band; LFP's DFN 90 s into
+    a stop after 1.4 C at 19 degC: 37 mV): the band's side the voltage relaxes toward reaches
+    as far as the rest's drift says is still to come, so the count stays; with
+    stop_band_reads_relaxation off the band moves it down toward SoC(v + 30 mV).
+    """
+    from bms_ros.tools.estimate_csv import load_config
+    config, _ = load_config(cell_path=f'{config_dir()}/cells/lfp_a123_anr26650.yaml')
+    assert config.stop_band_reads_relaxation
+    config = dataclasses.replace(config, stop_time_s=90.0)
+    off = dataclasses.replace(config, stop_band_reads_relaxation=False)
+    truth, _, after_off, (_, high), _ = _lfp_stop(off, 0.27, 0.27, stop_s=100, relaxing_v=0.055)
+    assert high < truth - 0.01                          # the 30 mV band excludes the truth
+    assert after_off < truth - 0.01                     # ... and off, the count is moved
+    truth, _, after, _, _ = _lfp_stop(config, 0.27, 0.27, stop_s=100, relaxing_v=0.055)
+    assert after == pytest.approx(truth, abs=0.003)
 
 
 def test_diffusion_tail_at_a_rest_anchor(lfp, lfp_config):
