@@ -221,7 +221,14 @@ class Campaign:
             os.killpg(self.suite.pid(name), signal.SIGCONT)
         else:
             self.suite.processes[name].popen.wait(5.0)
+            if name == 'state_estimator':
+                self.suite.estimates.clear()
             self.suite.start_node(name)
+            if name == 'state_estimator':
+                # running again, not starting: the next round hangs a running estimator (a
+                # clean-clone run stopped it 1 s after its restart, and the measurement path
+                # stalled 0.5 s right after; not reproduced since)
+                self.suite.estimates.wait_for(timeout_s=20.0, what='the restarted estimate')
             if name in self.SERVICES:
                 self.suite.env._clients.pop(self.SERVICES[name], None)
 
