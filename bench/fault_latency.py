@@ -10,10 +10,14 @@ row where a dead DDS peer could hold up the driver's deadline timer.
 
     .venv/bin/python -m bench.run fault_latency     # BMS_BENCH_FAULT_TRIALS=20 (default)
     BMS_BENCH_FAULT_ROWS=supervisor_lost,current_lost ...   # a subset of rows
+
+Two ride-through rows count how often a hung state_estimator opened the pack (goal 0): hung
+0.5-2 s after a restart, and hung once running again.
 """
 import os
 import signal
 import tempfile
+import time
 
 import numpy as np
 
@@ -36,6 +40,10 @@ CASES = {
 
 
 SIGNALS = {'stop': signal.SIGSTOP, 'kill': signal.SIGKILL}
+# ride-through rows: the state_estimator hangs (SIGSTOP) and the pack must stay closed; it is
+# restarted first (SIGKILL, start), then hung this long after its start, s (None: once it
+# published its first estimate and the pack is back in DRIVE)
+RIDE_THROUGH = {'estimator_hang/after_restart': (0.5, 2.0), 'estimator_hang/running': None}
 
 
 def _trial(campaign, how, target, bus, pack, bound_s, observer_lag):
@@ -52,6 +60,33 @@ def _trial(campaign, how, target, bus, pack, bound_s, observer_lag):
             campaign.undo_node(target, SIGNALS[how])
         else:
             campaign.frame_fault(how, target, clear=True)
+
+
+def _ride_through_trial(campaign, hang_after_s, trial):
+    """True if the pack opened while the state_estimator hung (SIGSTOP) for its estimate
+    timeout + 1.5 s; the estimator is restarted first and hung ``hang_after_s`` (lo, hi: spread
+    over the trials) after its start, or once running again (None).
+    """
+    s = campaign.suite
+    campaign.drive()
+    campaign.signal('state_estimator', signal.SIGKILL)
+    s.processes['state_estimator'].popen.wait(5.0)
+    if hang_after_s is None:
+        campaign.undo_node('state_estimator', signal.SIGKILL)    # waits for its estimate
+        campaign.drive()
+    else:
+        s.start_node('state_estimator')
+        lo, hi = hang_after_s
+        started = time.monotonic()
+        delay_s = lo + (hi - lo) * ((trial * 0.618) % 1.0)
+        while time.monotonic() < started + delay_s:
+            time.sleep(0.01)
+    t0 = campaign.signal('state_estimator', signal.SIGSTOP)
+    try:
+        timeout_s = campaign.field('supervisor.estimate_timeout_s', 5.0)
+        return not campaign.closed_throughout(t0, timeout_s + 1.5)
+    finally:
+        campaign.undo_node('state_estimator', signal.SIGSTOP)
 
 
 def _row(name, values, bound_s, what):
@@ -75,6 +110,17 @@ def run():
         campaign = None
         try:
             campaign = Campaign(env, folder).start()
+            for row, hang_after_s in RIDE_THROUGH.items():
+                if rows_wanted and row not in rows_wanted.split(','):
+                    continue
+                opened = [_ride_through_trial(campaign, hang_after_s, k) for k in range(TRIALS)]
+                when = ('once running' if hang_after_s is None
+                        else f'{hang_after_s[0]:g}-{hang_after_s[1]:g} s after its restart')
+                rows.append({'benchmark': f'{row}: pack opened', 'value': sum(opened),
+                             'unit': f'of {TRIALS}', 'goal': '0 (rides through)',
+                             'note': f'SIGSTOP state_estimator {when}, watched for '
+                                     f'estimate_timeout_s + 1.5 s (docs/safety.md, '
+                                     f'"A reader frozen just after it joined")'})
             for row, (how, target, bus, pack) in cases.items():
                 bound = campaign.bounds[row.split('/')[0]]
                 lag = []
