@@ -77,10 +77,7 @@ def _ride_through_trial(campaign, hang_after_s, trial):
     else:
         s.start_node('state_estimator')
         lo, hi = hang_after_s
-        started = time.monotonic()
-        delay_s = lo + (hi - lo) * ((trial * 0.618) % 1.0)
-        while time.monotonic() < started + delay_s:
-            time.sleep(0.01)
+        time.sleep(lo + (hi - lo) * ((trial * 0.618) % 1.0))
     t0 = campaign.signal('state_estimator', signal.SIGSTOP)
     try:
         timeout_s = campaign.field('supervisor.estimate_timeout_s', 5.0)

@@ -225,9 +225,9 @@ class Campaign:
                 self.suite.estimates.clear()
             self.suite.start_node(name)
             if name == 'state_estimator':
-                # running again, not starting: the next round hangs a running estimator (a
-                # clean-clone run stopped it 1 s after its restart, and the measurement path
-                # stalled 0.5 s right after; not reproduced since)
+                # running again, not starting: the next round hangs a running estimator (one
+                # hung within ~2 s of its start can stall the supervisor's publishing and open
+                # the pack: docs/safety.md, "A reader frozen just after it joined")
                 self.suite.estimates.wait_for(timeout_s=20.0, what='the restarted estimate')
             if name in self.SERVICES:
                 self.suite.env._clients.pop(self.SERVICES[name], None)

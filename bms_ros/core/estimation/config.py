@@ -154,7 +154,8 @@ class EstimatorConfig:
     stop_band_v: float = 0.0                   # a stop: OCV within this of the voltage (0: off)
     stop_time_s: float = 20.0                  # ... after this long at rest current
     stop_band_max_slope_v: float = 1.0         # ... where the OCV is no steeper (the knee's tail)
-    stop_band_reads_relaxation: bool = True    # ... widened the way it relaxes by the rest's doubt
+    stop_band_reads_relaxation: bool = True    # ... widened the way it relaxes by the drift's
+                                               # relaxation still to come
     full_charge_anchor: bool = False           # off until checked on the matrix test half
     full_charge_current_c: float = 0.05        # C/20, where a CC-CV charge ends
     full_charge_voltage_margin_v: float = 0.015   # within this of limits.voltage_max_v
