@@ -99,6 +99,8 @@ class EstimatorConfig:
     # --- capacity from OCV anchors and the charge counted between them
     estimate_capacity: bool = True
     initial_capacity_std: float = 0.10         # relative, when starting from the datasheet
+    capacity_fade_std: float = 0.20            # ... its doubt below the datasheet, for a cell
+                                               # of unknown age (soh.CapacityEstimator._prior_var)
     capacity_noise_per_sqrt_s: float = 2.0e-6  # ageing random walk, relative
     capacity_min_delta_soc: float = 0.3        # anchors closer than this give no capacity
     capacity_min_ratio: float = 0.5            # plausible window: 0.5..1.2 x nominal
@@ -214,7 +216,7 @@ class EstimatorConfig:
         for name in ('voltage_noise_v', 'rest_ocv_noise_v', 'initial_soc_std', 'restored_soc_std',
                      'anchor_soc_std_min',
                      'initial_current_offset_std_c', 'initial_capacity_std',
-                     'capacity_pair_soc_std'):
+                     'capacity_fade_std', 'capacity_pair_soc_std'):
             num(name, exclusive_minimum=0.0, maximum=1.0)
         for name in ('voltage_noise_per_c_v', 'diffusion_noise_per_c_v', 'current_noise_c',
                      'soc_noise_per_sqrt_s', 'rc_voltage_noise_v_per_sqrt_s',

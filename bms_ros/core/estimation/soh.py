@@ -51,6 +51,8 @@ class CapacityEstimator:
         self.n = int(n_cells)
         self.capacity_ah = np.full(self.n, cell.capacity_ah)
         self.variance = np.full(self.n, (config.initial_capacity_std * cell.capacity_ah) ** 2)
+        # no anchor or pair measured yet, nor a capacity restored: the datasheet's prior holds
+        self.from_datasheet = np.ones(self.n, dtype=bool)
         self.anchor_soc = np.full(self.n, np.nan)
         self.anchor_var = np.full(self.n, np.nan)
         self.counted_ah = np.zeros(self.n)
@@ -86,6 +88,7 @@ class CapacityEstimator:
                                    self.config.capacity_min_ratio * nominal,
                                    self.config.capacity_max_ratio * nominal)
         self.offset_sensitivity_h = np.zeros(self.n)
+        self.from_datasheet[:] = False
         if capacity_std_ah is not None:
             std = np.broadcast_to(np.asarray(capacity_std_ah, dtype=float), (self.n,))
             default = self.config.initial_capacity_std * nominal
@@ -134,26 +137,44 @@ class CapacityEstimator:
         if not use.any():
             return use
         weight_q = self.capacity_ah if frozen else measured
+        prior_var = self._prior_var(measured)
         if frozen:
             # a pair far outside both doubts is a pair gone wrong (the filter sure but off)
             doubt = (weight_q ** 2 * end_var + counted_var + offset_ah ** 2) / dz_u ** 2
             use &= (measured - self.capacity_ah) ** 2 <= PAIR_GATE_SIGMA ** 2 * (
-                doubt + self.variance)
+                doubt + prior_var)
             if not use.any():
                 return use
         # frozen: the weight once more at the fused value (two steps of iterated WTLS)
         for _ in range(2 if frozen else 1):
             meas_var = (weight_q ** 2 * end_var + counted_var + offset_ah ** 2) / dz_u ** 2
-            gain = np.where(use, self.variance / (self.variance + meas_var), 0.0)
+            gain = np.where(use, prior_var / (prior_var + meas_var), 0.0)
             weight_q = self.capacity_ah + gain * (np.where(use, measured, 0.0)
                                                   - np.where(use, self.capacity_ah, 0.0))
         self.capacity_ah = self.capacity_ah + gain * (np.where(use, measured, 0.0)
                                                       - np.where(use, self.capacity_ah, 0.0))
-        self.variance = (1.0 - gain) * self.variance
+        self.variance = np.where(use, (1.0 - gain) * prior_var, self.variance)
+        self.from_datasheet &= ~use
         # counted = sum (i - offset) dt: d measured / d offset = -time / dz
         self.offset_sensitivity_h = (1.0 - gain) * self.offset_sensitivity_h \
             + gain * (-time_s / 3600.0 / dz_u)
         return use
+
+    def _prior_var(self, measured: FloatArray) -> FloatArray:
+        """The estimate's variance as a prior for ``measured`` (Ah per cell). Where it is still
+        the datasheet's (no anchor, pair or restored capacity) and the measurement is below it,
+        the doubt below is ``capacity_fade_std``: a cell met for the first time may have aged
+        anywhere down to its end of life, but hardly holds more than its datasheet says
+        (a split normal prior; its posterior's mode lies on the measurement's side).
+        """
+        cfg = self.config
+        extra = (max(cfg.capacity_fade_std ** 2 - cfg.initial_capacity_std ** 2, 0.0)
+                 * self.cell.capacity_ah ** 2)
+        if extra == 0.0:
+            return self.variance
+        below = self.from_datasheet & (measured < self.capacity_ah)
+        out: FloatArray = np.where(below, self.variance + extra, self.variance)
+        return out
 
     def pair(self, soc: FloatArray, soc_var: FloatArray, cells: ArrayLike,
              soc_capacity_cov: FloatArray, capacity_inverse: FloatArray,
