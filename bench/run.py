@@ -14,7 +14,7 @@ import traceback
 
 TOPICS = ('can_decode', 'can_vendor_layouts', 'pack_model', 'estimation', 'trip_latency',
           'supervisor', 'fault_latency', 'replay', 'memory', 'soak', 'estimation_matrix',
-          'energy', 'fleet', 'pack_control')
+          'estimation_hysteresis', 'energy', 'fleet', 'pack_control')
 
 
 def machine():

@@ -51,6 +51,10 @@ class CellSpec:
     cooling_w_per_k: float
     limits: CellLimits
     path: str = ''
+    # OCV hysteresis (estimation.hysteresis): half the gap between the charge and discharge
+    # OCV (V) and how fast it follows the charge passed (per unit SoC); 0: none
+    hysteresis_v: float = 0.0
+    hysteresis_rate: float = 0.0
 
     @property
     def c1_f(self) -> float:
@@ -77,7 +81,7 @@ class CellSpec:
                 lim.discharge_current_max_a * p, lim.charge_temperature_min_degc,
                 lim.charge_temperature_max_degc, lim.discharge_temperature_min_degc,
                 lim.discharge_temperature_max_degc),
-            path=self.path)
+            path=self.path, hysteresis_v=self.hysteresis_v, hysteresis_rate=self.hysteresis_rate)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> CellSpec:
@@ -85,7 +89,7 @@ class CellSpec:
         top = Section.from_file(path)
         # estimator: the cell's own estimator settings (EstimatorConfig, read by estimate_csv)
         top.reject_unknown(('name', 'chemistry', 'capacity_ah', 'ocv_table', 'ecm', 'thermal',
-                            'limits', 'estimator'))
+                            'limits', 'estimator', 'ocv_hysteresis'))
         ecm = top.section('ecm')
         ecm.reject_unknown(('r0_ohm', 'r1_ohm', 'tau1_s', 'r0_arrhenius_k'))
         thermal = top.section('thermal')
@@ -106,6 +110,12 @@ class CellSpec:
                 raise lim.error(f'{mode}_temperature_min_degc',
                                 f'must be below {mode}_temperature_max_degc ({high})')
         ocv = OcvTable.from_csv(top.path_field('ocv_table'))
+        hysteresis_v = hysteresis_rate = 0.0
+        if top.has('ocv_hysteresis'):
+            hys = top.section('ocv_hysteresis')
+            hys.reject_unknown(('half_gap_v', 'rate_per_soc'))
+            hysteresis_v = hys.number('half_gap_v', minimum=0.0, maximum=0.2)
+            hysteresis_rate = hys.number('rate_per_soc', exclusive_minimum=0.0, maximum=1e4)
         spec = cls(
             name=top.string('name'),
             chemistry=top.string('chemistry', choices=CHEMISTRIES),
@@ -119,7 +129,8 @@ class CellSpec:
             heat_capacity_j_per_kg_k=thermal.number('heat_capacity_j_per_kg_k',
                                                     exclusive_minimum=0.0),
             cooling_w_per_k=thermal.number('cooling_w_per_k', exclusive_minimum=0.0),
-            limits=limits, path=top.path)
+            limits=limits, path=top.path, hysteresis_v=hysteresis_v,
+            hysteresis_rate=hysteresis_rate)
         if not math.isclose(ocv.ocv_grid_v[0], limits.voltage_min_v, abs_tol=0.2) or \
                 not math.isclose(ocv.ocv_grid_v[-1], limits.voltage_max_v, abs_tol=0.2):
             raise top.error('ocv_table',

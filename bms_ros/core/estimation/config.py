@@ -99,6 +99,9 @@ class EstimatorConfig:
     # --- capacity from OCV anchors and the charge counted between them
     estimate_capacity: bool = True
     initial_capacity_std: float = 0.10         # relative, when starting from the datasheet
+    hysteresis_doubt: float = 0.5              # the cell file's OCV hysteresis known to this
+                                               # share of its value (estimation.hysteresis)
+    hysteresis_rate_factor: float = 4.0        # ... its rate within this factor (1: exactly)
     capacity_fade_std: float = 0.20            # ... its doubt below the datasheet, for a cell
                                                # of unknown age (soh.CapacityEstimator._prior_var)
     capacity_noise_per_sqrt_s: float = 2.0e-6  # ageing random walk, relative
@@ -230,6 +233,8 @@ class EstimatorConfig:
         num('initial_diffusion_resistance_std', minimum=0.0, maximum=10.0)
         num('initial_load_c', minimum=0.0, maximum=10.0)
         num('surface_soc_doubt', minimum=0.0, maximum=10.0)
+        num('hysteresis_doubt', minimum=0.0, maximum=10.0)
+        num('hysteresis_rate_factor', minimum=1.0, maximum=100.0)
         num('startup_polarisation', minimum=0.0, maximum=1.0)
         num('startup_polarisation_max', minimum=0.0, maximum=100.0)
         num('restored_soc_std_per_day', minimum=0.0, maximum=1.0)

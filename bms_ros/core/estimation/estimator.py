@@ -49,6 +49,7 @@ from ..ocv import FloatOrArray
 from ..plausibility import Plausibility
 from . import state_of_power
 from .anchors import EndOfCharge, anchor_capacity, ocv_band_reading, offer_soc_pair
+from .hysteresis import OcvHysteresis
 from .measurement_noise import surface_doubt_v
 from .relaxation import RestTracker
 from .resistance import SPHERE_DIFFUSION_RATIO, ResistanceEstimator
@@ -141,6 +142,7 @@ class PackEstimator:
         # the measurement path (interface.step_from_measurement) asks it which cells to use
         self.plausibility = Plausibility(cell, self.n, config.plausibility)
         self.rest = RestTracker(self.n, config)
+        self.hysteresis = OcvHysteresis(cell, self.n, config)
         self.end_of_charge = EndOfCharge(cell, self.n, config)
         self.t_s: float | None = None
         self.last_current_a: FloatArray = np.zeros(self.n)
@@ -269,6 +271,8 @@ class PackEstimator:
         ocv_v = np.asarray(voltage_v, dtype=float) + relax_v
         noise_v = self.config.rest_ocv_noise_v + np.abs(
             relax_v if relaxation_doubt_v is None else relaxation_doubt_v)
+        if self.hysteresis.active:
+            noise_v = np.hypot(noise_v, self.hysteresis.doubt_v())
         # the SoC band the OCV's doubt spans (on a plateau next to a step far wider than the
         # local slope says), for the filter and the capacity alike
         reading = ocv_band_reading(self.cell, ocv_v, noise_v, temperature_degc,
@@ -310,8 +314,8 @@ class PackEstimator:
         if self.t_s is not None and not t_s > self.t_s:
             return False
         cfg = self.config
-        v = np.asarray(cell_voltage_v, dtype=float)
-        valid = np.asarray(cell_voltage_valid, dtype=bool) & np.isfinite(v)
+        v_measured = np.asarray(cell_voltage_v, dtype=float)
+        valid = np.asarray(cell_voltage_valid, dtype=bool) & np.isfinite(v_measured)
         temp = np.asarray(cell_temperature_degc, dtype=float)
         temp_model = np.where(np.isfinite(temp), temp, 25.0)
         temp_model.flags.writeable = False       # read-only: its Arrhenius factor is cached
@@ -320,11 +324,17 @@ class PackEstimator:
         rest_a = cfg.rest_current_c * self.cell.capacity_ah
         first = self.t_s is None
         dt_step = 0.0 if self.t_s is None else t_s - self.t_s
+        # the OCV's hysteresis follows the charge of the step; every reading of the voltage as
+        # OCV below sees the voltage without it (the limits' checks see the measured one)
+        if self.hysteresis.active and dt_step > 0.0:
+            self.hysteresis.step(dt_step, 0.5 * (i_cells + self.last_current_a)
+                                 - self.filter.current_offset_a)
+        v = v_measured - self.hysteresis.voltage_v() if self.hysteresis.active else v_measured
         fresh = valid & ~self.filter.initialised
         if fresh.any():
             soc, std, v_rc, v_diff = soc_from_voltage(
                 self.cell, cfg, self.resistance.r0_ohm, self.filter.arrhenius(temp_model), v,
-                i_cells, temp_model)
+                i_cells, temp_model, self.hysteresis.doubt_v())
             # over the whole range of the unknown polarisation (if set): an honest doubt
             ranged = (cfg.startup_polarisation_max > cfg.startup_polarisation) & (
                 np.abs(i_cells) > rest_a)
@@ -389,6 +399,8 @@ class PackEstimator:
                 i_cells - self.filter.current_offset_a, temp_model))
         if cfg.held_load_correlated and dt_step > 0.0:
             noise_v = self._held_load_noise_v(noise_v, i_cells, dt_step)
+        if self.hysteresis.active:
+            noise_v = np.hypot(noise_v, self.hysteresis.doubt_v())
         v_f = v
         if cfg.cv_surface_held:
             # constant voltage (at the charge limit, charging, the current falling below its
@@ -399,7 +411,8 @@ class PackEstimator:
             # points high). The profile turns from the constant flux's to that mode as the higher
             # modes decay (R^2 / D = beta1^2 diffusion_time_s): the ratio ramps from 1 with the
             # time the limit is held (at once, the early taper read 1 point low)
-            cv = (v >= self.cell.limits.voltage_max_v - cfg.full_charge_voltage_margin_v) & (
+            cv = (v_measured >= self.cell.limits.voltage_max_v
+                  - cfg.full_charge_voltage_margin_v) & (
                 i_cells - self.filter.current_offset_a > rest_a) & (
                 np.abs(i_cells) < self.recent_current_a)
             if cv.any():
@@ -447,7 +460,7 @@ class PackEstimator:
             self._next_pair_t_s = t_s + PAIR_PERIOD_S
             offer_soc_pair(self.filter, self.capacity, self.cell, cfg, valid, i_cells)
         if cfg.full_charge_anchor:
-            self._full_charge(v, i_cells, valid)
+            self._full_charge(v_measured, i_cells, valid)
         if cfg.stop_band_v > 0.0:
             self._stop_band(v, temp_model, valid)
         if self.rest_s >= cfg.rest_time_s and not self.rest.anchored:
@@ -614,7 +627,8 @@ class PackEstimator:
         f = self.filter
         measured, noise, v_rc, v_diff = prior_within_range(
             self.cell, self.config, self.resistance.r0_ohm, f.arrhenius(temperature_degc),
-            voltage_v, cell_current_a, temperature_degc, f.soc.copy(), f.P[:, SOC, SOC].copy())
+            voltage_v, cell_current_a, temperature_degc, f.soc.copy(), f.P[:, SOC, SOC].copy(),
+            self.hysteresis.doubt_v())
         f.update_soc(measured, noise, cells)
         f.doubt.confident(cells)
         f.x[cells, VRC] = v_rc[cells]

@@ -20,14 +20,16 @@ FloatArray = NDArray[np.float64]
 
 def soc_from_voltage(cell: CellSpec, config: EstimatorConfig, r0_ohm: FloatArray,
                      factor: float | FloatArray, voltage_v: FloatOrArray, current_a: FloatOrArray,
-                     temperature_degc: FloatOrArray) -> tuple[Any, FloatArray, Any, Any]:
+                     temperature_degc: FloatOrArray,
+                     spread_v: FloatOrArray = 0.0) -> tuple[Any, FloatArray, Any, Any]:
     """(soc, std, v_rc, v_diff) per cell from a terminal voltage under an unknown history.
 
     At rest current this is OCV. Under load the voltage holds R0 i and the polarisation of
     both RC pairs, which depends on how long the load has run (unknown): the fraction
     ``startup_polarisation`` of the settled polarisation (R1 i for the fast pair, r_diff i
     for the slow one) is assumed, and the doubt covers the rest and the R0 error. ``r0_ohm``
-    at 25 degC, ``factor`` = R(T) / R(25 degC).
+    at 25 degC, ``factor`` = R(T) / R(25 degC). ``spread_v``: the OCV may lie this far either
+    way of the table's too (an unknown hysteresis state, :mod:`.hysteresis`).
     """
     i = np.asarray(current_a, dtype=float)
     r0 = r0_ohm * factor
@@ -36,25 +38,27 @@ def soc_from_voltage(cell: CellSpec, config: EstimatorConfig, r0_ohm: FloatArray
     settled_diff = config.diffusion_resistance_ratio * cell.r1_ohm * factor * i
     if config.startup_polarisation_max > share:
         return _soc_from_range(cell, config, np.asarray(voltage_v, dtype=float) - r0 * i,
-                               settled_rc, settled_diff, r0 * i, temperature_degc)
+                               settled_rc, settled_diff, r0 * i, temperature_degc, spread_v)
     v_rc, v_diff = share * settled_rc, share * settled_diff
     ocv = np.asarray(voltage_v, dtype=float) - r0 * i - v_rc - v_diff
     soc = cell.ocv.soc_from_ocv(ocv, temperature_degc)
     noise_v = config.rest_ocv_noise_v + (1.0 - share) * np.abs(
-        settled_rc + settled_diff) + 0.3 * np.abs(r0 * i)
+        settled_rc + settled_diff) + 0.3 * np.abs(r0 * i) + np.abs(spread_v)
     return soc, ocv_soc_std(cell, ocv, noise_v, temperature_degc), v_rc, v_diff
 
 
 def _soc_from_range(cell: CellSpec, config: EstimatorConfig, base_v: FloatArray,
                     settled_rc: FloatArray, settled_diff: FloatArray, r0_i_v: FloatArray,
-                    temperature_degc: FloatOrArray) -> tuple[Any, FloatArray, Any, Any]:
+                    temperature_degc: FloatOrArray,
+                    spread_v: FloatOrArray = 0.0) -> tuple[Any, FloatArray, Any, Any]:
     """The start's SoC when the polarisation beyond R0 i (``base_v`` = v - R0 i) may be any
     share ``startup_polarisation``..``startup_polarisation_max`` of the settled one: the SoC
     range those OCVs span (on a plateau most of it), its middle as the SoC and half its span
     as the doubt, not a point biased by one assumed polarisation; the RC states hold the
     polarisation that SoC implies (within the range), split as the settled values.
     """
-    z_low, z_high = _range(cell, config, base_v, settled_rc + settled_diff, temperature_degc)
+    z_low, z_high = _range(cell, config, base_v, settled_rc + settled_diff, temperature_degc,
+                           spread_v)
     soc = 0.5 * (z_low + z_high)
     half = 0.5 * (z_high - z_low)
     ocv = np.asarray(cell.ocv.ocv(soc, temperature_degc), dtype=float)
@@ -66,15 +70,18 @@ def _soc_from_range(cell: CellSpec, config: EstimatorConfig, base_v: FloatArray,
 
 
 def _range(cell: CellSpec, config: EstimatorConfig, base_v: FloatArray, settled_v: FloatArray,
-           temperature_degc: FloatOrArray) -> tuple[FloatArray, FloatArray]:
+           temperature_degc: FloatOrArray,
+           spread_v: FloatOrArray = 0.0) -> tuple[FloatArray, FloatArray]:
     """(lowest, highest) SoC per cell whose OCV is ``base_v`` minus a share
-    ``startup_polarisation``..``startup_polarisation_max`` of the settled polarisation.
+    ``startup_polarisation``..``startup_polarisation_max`` of the settled polarisation, and
+    up to ``spread_v`` either way.
     """
     inverse = cell.ocv.soc_from_ocv
-    z_a = np.asarray(inverse(base_v - config.startup_polarisation * settled_v,
-                             temperature_degc), dtype=float)
-    z_b = np.asarray(inverse(base_v - config.startup_polarisation_max * settled_v,
-                             temperature_degc), dtype=float)
+    v_a = base_v - config.startup_polarisation * settled_v
+    v_b = base_v - config.startup_polarisation_max * settled_v
+    spread = np.abs(np.asarray(spread_v, dtype=float))
+    z_a = np.asarray(inverse(np.minimum(v_a, v_b) - spread, temperature_degc), dtype=float)
+    z_b = np.asarray(inverse(np.maximum(v_a, v_b) + spread, temperature_degc), dtype=float)
     return np.minimum(z_a, z_b), np.maximum(z_a, z_b)
 
 
@@ -94,7 +101,8 @@ def _polarisation(cell: CellSpec, config: EstimatorConfig, soc: FloatArray, base
 
 def prior_within_range(cell: CellSpec, config: EstimatorConfig, r0_ohm: FloatArray,
                        factor: float | FloatArray, voltage_v: FloatArray, current_a: FloatArray,
-                       temperature_degc: FloatOrArray, soc: FloatArray, soc_var: FloatArray
+                       temperature_degc: FloatOrArray, soc: FloatArray, soc_var: FloatArray,
+                       spread_v: FloatOrArray = 0.0
                        ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """A SoC given before a start under load (``soc``, ``soc_var``: a state file, set_soc,
     ``--initial-soc``) and the range the voltage allows (``startup_polarisation``..
@@ -107,7 +115,8 @@ def prior_within_range(cell: CellSpec, config: EstimatorConfig, r0_ohm: FloatArr
     settled_rc = cell.r1_ohm * factor * i
     settled_diff = config.diffusion_resistance_ratio * cell.r1_ohm * factor * i
     base = np.asarray(voltage_v, dtype=float) - r0_i
-    low, high = _range(cell, config, base, settled_rc + settled_diff, temperature_degc)
+    low, high = _range(cell, config, base, settled_rc + settled_diff, temperature_degc,
+                       spread_v)
     mean, var = _truncated_normal(soc, soc_var, low, high)
     # the measurement (z, r) whose Kalman update takes (soc, soc_var) to (mean, var)
     var = np.minimum(var, 0.999 * soc_var)
