@@ -183,3 +183,37 @@ def test_the_model_is_better_than_none(scored, name):
     with_model, without = scored[name]
     assert with_model['soc_rmse'] < without['soc_rmse']
     assert with_model['soc_max_err'] < without['soc_max_err']
+
+
+def test_the_state_is_persisted_and_validated(lfp, tmp_path):
+    """A restart knows which side of the gap the cell rests on (cell_hysteresis in the state
+    file); a value out of range is refused naming the field; a file without it (or another
+    cell's) leaves the state unknown.
+    """
+    from bms_ros.core.errors import PersistenceError
+    from bms_ros.core.estimation import stored_state
+    est = PackEstimator(lfp, 2, EstimatorConfig())
+    est.step(0.0, 0.0, np.full(2, 3.30), [True, True], [25.0, 25.0])
+    for k in range(1, 8):                                # 0.15 of SoC charged at 1 C
+        est.step(100.0 * k, 2.3, np.full(2, 3.35), [True, True], [25.0, 25.0])
+    path = str(tmp_path / 'state.json')
+    stored_state.save(path, est, 'pack')
+    again = PackEstimator(lfp, 2, EstimatorConfig())
+    assert stored_state.load(path, again, 'pack')
+    for name in stored_state.HYSTERESIS_FIELDS:
+        assert getattr(again.hysteresis, name) == pytest.approx(getattr(est.hysteresis, name))
+    assert again.hysteresis.h[0] > 0.9 and again.hysteresis.doubt_v()[0] < 0.7 * lfp.hysteresis_v
+    with open(path) as stream:
+        doc = json.load(stream)
+    doc['cell_hysteresis']['h'][1] = 1.5
+    with open(path, 'w') as stream:
+        json.dump(doc, stream)
+    with pytest.raises(PersistenceError, match=r'cell_hysteresis: h\[1\]'):
+        stored_state.load(path, PackEstimator(lfp, 2, EstimatorConfig()), 'pack')
+    del doc['cell_hysteresis']
+    with open(path, 'w') as stream:
+        json.dump(doc, stream)
+    fresh = PackEstimator(lfp, 2, EstimatorConfig())
+    assert stored_state.load(path, fresh, 'pack')
+    assert (fresh.hysteresis.h == 0.0).all()
+    assert fresh.hysteresis.doubt_v() == pytest.approx(np.full(2, lfp.hysteresis_v))

@@ -67,6 +67,13 @@ class OcvHysteresis:
                             (self.h_slow, self.rate_per_soc / self.rate_factor)):
                 h += -np.expm1(-rate * soc_passed) * (target - h)
 
+    def restore(self, h: FloatArray, unknown: FloatArray, h_fast: FloatArray,
+                h_slow: FloatArray) -> None:
+        """Persisted states (validated by the caller: stored_state)."""
+        self.h, self.unknown = h.copy(), unknown.copy()
+        self.h_fast, self.h_slow = h_fast.copy(), h_slow.copy()
+        self._doubt_v = None
+
     def voltage_v(self) -> FloatArray:
         """M h per cell (V): what the OCV lies above the table's now."""
         out: FloatArray = self.half_gap_v * self.h

@@ -6,12 +6,16 @@ The document (JSON, written atomically by bms_ros.core.persistence):
      "cells_series": n, "capacity_nominal_ah": ..., "saved_unix_s": ...,
      "cell_soc": [n], "cell_capacity_ah": [n], "cell_capacity_std_ah": [n],
      "cell_r0_ohm": [n], "current_offset_a": float,
-     "r0_law_activation_k": float, "r0_law_sums": [5][n]}
+     "r0_law_activation_k": float, "r0_law_sums": [5][n],
+     "cell_hysteresis": {"h": [n], "unknown": [n], "h_fast": [n], "h_slow": [n]}}
 
 ``cell_r0_ohm`` is normalised to 25 degC by the law in use; ``r0_law_sums`` are the learnt
 temperature law's forgotten sums (:class:`.resistance.TemperatureLaw`; weights, x, ln R0, x^2,
 x ln R0 per cell). Files without them (written before the law was learnt) are read as before:
-the law starts from the datasheet.
+the law starts from the datasheet. ``cell_hysteresis`` (:class:`.hysteresis.OcvHysteresis`, only
+for a cell file with an ``ocv_hysteresis`` section): an LFP cell holds its OCV branch for days
+while off, so a restart knows which side of the gap its first rest is on; without it (older
+files, another cell) the state starts unknown, doubted by the half gap.
 
 A file that is unreadable, of another format/version, of another pack or cell, of another
 length, or that holds values outside the plausible windows is refused with a PersistenceError
@@ -64,7 +68,32 @@ def document(estimator: PackEstimator, pack_name: str) -> dict[str, Any]:
         'cell_r0_ohm': [float(r) for r in estimator.resistance.r0_ohm],
         'current_offset_a': float(np.median(f.current_offset_a)),
         **estimator.resistance.law.state(),
+        **_hysteresis_state(estimator),
     }
+
+
+def _hysteresis_state(estimator: PackEstimator) -> dict[str, Any]:
+    hys = estimator.hysteresis
+    if not hys.active:
+        return {}
+    return {'cell_hysteresis': {name: [float(v) for v in getattr(hys, name)]
+                                for name in HYSTERESIS_FIELDS}}
+
+
+HYSTERESIS_FIELDS = ('h', 'unknown', 'h_fast', 'h_slow')
+
+
+def _hysteresis_values(doc: dict[str, Any], estimator: PackEstimator,
+                       path: str) -> dict[str, NDArray[np.float64]] | None:
+    """The validated ``cell_hysteresis`` arrays, or None (absent, or no hysteresis here)."""
+    section = doc.get('cell_hysteresis')
+    if section is None or not estimator.hysteresis.active:
+        return None
+    if not isinstance(section, dict):
+        raise PersistenceError(f'{path}: cell_hysteresis: expected an object')
+    where = f'{path}: cell_hysteresis'
+    return {name: _array(section, name, estimator.n, where, 0.0 if name == 'unknown' else -1.0,
+                         1.0) for name in HYSTERESIS_FIELDS}
 
 
 def save(path: str, estimator: PackEstimator, pack_name: str) -> None:
@@ -142,10 +171,13 @@ def load(path: str, estimator: PackEstimator, pack_name: str) -> bool:
     age_s = time.time() - saved if isinstance(saved, (int, float)) and not isinstance(
         saved, bool) and math.isfinite(saved) else None
     sums = _law_sums(doc, n, path)
+    hysteresis = _hysteresis_values(doc, estimator, path)
     estimator.restore(np.where(np.isfinite(soc), soc, 0.5), capacity, capacity_std, r0,
                       float(offset), age_s=age_s)
     if sums is not None:
         estimator.resistance.law.restore(sums)
+    if hysteresis is not None:
+        estimator.hysteresis.restore(**hysteresis)
     # cells saved without a SoC start again from their first voltage
     estimator.filter.initialised[~np.isfinite(soc)] = False
     return True
