@@ -140,10 +140,7 @@ def simulate(name, half_gap_v, gammas, varying, temperature_degc, profile, seed)
                                  experiment=pybamm.Experiment(steps),
                                  solver=pybamm.IDAKLUSolver()).solve(initial_soc=initial)
     elapsed = time.monotonic() - start
-    t_s = solution['Time [s]'].entries.copy()
-    repeat = np.concatenate([[False], np.diff(t_s) < 1e-6])
-    t_s[repeat] += 0.1
-    keep = np.concatenate([[True], np.diff(t_s) > 0.05])
+    t_s, keep = mm.recorded_times(solution)
     x = solution['Average negative particle stoichiometry'].entries[keep]
     h = solution['X-averaged positive electrode hysteresis state'].entries[keep]
     data = {'t_s': t_s[keep], 'current_a': -solution['Current [A]'].entries[keep],

@@ -397,13 +397,7 @@ def simulate(cell, sim, temperature_degc):
         model_name = 'SPMe'
         solution = run_experiment(params, steps, initial, 'SPMe', thermal)
     elapsed = time.monotonic() - start
-    t_s = solution['Time [s]'].entries.copy()
-    # a step boundary repeats its time: the first point has the old current, the second the
-    # new one (the ohmic jump at once); moved 0.1 s later both are kept, so counting charge
-    # from the samples does not smear a current step over the next (30 s) interval
-    repeat = np.concatenate([[False], np.diff(t_s) < 1e-6])
-    t_s[repeat] += 0.1
-    keep = np.concatenate([[True], np.diff(t_s) > 0.05])
+    t_s, keep = recorded_times(solution)
     x = solution['Average negative particle stoichiometry'].entries[keep]
     data = {'t_s': t_s[keep], 'current_a': -solution['Current [A]'].entries[keep],
             'voltage_v': solution['Voltage [V]'].entries[keep],
@@ -441,6 +435,19 @@ def simulate(cell, sim, temperature_degc):
           + ', '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}'
                       for k, v in info.items()), flush=True)
     return data, info
+
+
+def recorded_times(solution):
+    """(times s, mask of the samples kept) of a solution's recording.
+
+    A step boundary repeats its time: the first point has the old current, the second the new
+    one (the ohmic jump at once); moved 0.1 s later both are kept, so counting charge from the
+    samples does not smear a current step over the next (30 s) interval.
+    """
+    t_s = solution['Time [s]'].entries.copy()
+    repeat = np.concatenate([[False], np.diff(t_s) < 1e-6])
+    t_s[repeat] += 0.1
+    return t_s, np.concatenate([[True], np.diff(t_s) > 0.05])
 
 
 COLUMNS = ('t_s', 'current_a', 'voltage_v', 'temperature_c', 'soc_true', 'ocv_true_v')
