@@ -15,6 +15,10 @@ from collections.abc import Iterable
 
 MIN_DELAY_S = 0.001   # s: never a busy timer, even for a deadline already due
 MARGIN_S = 0.0005     # s after a deadline: the age is past it when the check runs, not a hair short
+# a watchdog that fires this much later than it was due was itself held (its process stopped
+# or starved: SIGSTOP, a publish blocked inside DDS holding the GIL), not its inputs
+STALL_S = 0.1
+RECHECK_S = 0.05      # s: ... so it looks again once the executor took what arrived meanwhile
 
 
 def deadlines_after(thresholds_s: Iterable[float], debounce_s: float = 0.0) -> tuple[float, ...]:
@@ -39,3 +43,36 @@ def next_check_delay_s(now_s: float, anchor_s: float, deadlines_s: Iterable[floa
             delay_s = min(delay_s, ahead_s)
             break   # ascending: the first one ahead is the nearest
     return max(delay_s, MIN_DELAY_S)
+
+
+class StallGuard:
+    """Whether a watchdog's check must first let its node catch up.
+
+    After its process was held (SIGSTOP, a blocked publish holding the GIL: docs/safety.md "A
+    reader frozen just after it joined"), a node's watchdog timer and the measurements that
+    arrived meanwhile are all ready at once, and rclpy's executor runs ready timers before
+    subscriptions: judged then, the node's own stall reads as its inputs' and trips (measurement
+    stale 0.73 s in a single-process suite on a loaded machine). A check more than STALL_S past
+    its due time is put off once by RECHECK_S instead; a true stale input is then judged
+    RECHECK_S later, and only when the node itself was held.
+    """
+
+    def __init__(self) -> None:
+        self._due_s: float | None = None
+        self._rechecking = False
+
+    def armed(self, now_s: float, delay_s: float) -> None:
+        """The watchdog was armed at ``now_s`` to fire ``delay_s`` later (s, steady clock)."""
+        self._due_s = now_s + delay_s
+        self._rechecking = False
+
+    def recheck_s(self, now_s: float) -> float | None:
+        """RECHECK_S if the check firing at ``now_s`` is to wait (the node was held and this is
+        not already the re-check), else None (check now).
+        """
+        late = self._due_s is not None and now_s - self._due_s > STALL_S
+        if late and not self._rechecking:
+            self._due_s = now_s + RECHECK_S
+            self._rechecking = True
+            return RECHECK_S
+        return None

@@ -39,7 +39,7 @@ from bms_interfaces.msg import (
 from bms_interfaces.srv import RequestState
 from bms_ros.core import contract
 from bms_ros.core.measurement import Measurement
-from bms_ros.core.measurement_watchdog import next_check_delay_s
+from bms_ros.core.measurement_watchdog import StallGuard, next_check_delay_s
 from bms_ros.core.pack_state_machine import (
     COMMAND_ORDER,
     CONTACTOR_FAULT_IDS,
@@ -95,6 +95,7 @@ class PackSupervisor(Node):
         self._status_s = -math.inf         # the last protection status accepted (steady s)
         # the watchdog: re-armed after each measurement (two command periods), fires only
         # when measurements stop
+        self._stall = StallGuard()
         self._watchdog = self.create_timer(self.config.command_period_s,  # seconds
                                            self._on_command_timer, clock=self._steady)
         self.create_timer(self.config.state_period_s, self._on_state_timer,  # seconds
@@ -127,8 +128,10 @@ class PackSupervisor(Node):
     def _arm_watchdog(self, now_s, gap_s):
         # the status arrives just after the measurement: a step only with the measurement would
         # find its timeout up to a period late, so the watchdog also wakes at that deadline
-        arm(self._watchdog, next_check_delay_s(now_s, self._status_s,
-                                               (self.config.protection_timeout_s,), gap_s))
+        delay_s = next_check_delay_s(now_s, self._status_s, (self.config.protection_timeout_s,),
+                                     gap_s)
+        self._stall.armed(now_s, delay_s)
+        arm(self._watchdog, delay_s)
 
     def _on_trip_event(self, msg):
         if msg.limit_id in CONTACTOR_FAULT_IDS:
@@ -172,6 +175,10 @@ class PackSupervisor(Node):
 
     def _on_command_timer(self):
         now_s = self._now_s()
+        wait_s = self._stall.recheck_s(now_s)
+        if wait_s is not None:       # this node was held: take what arrived meanwhile first
+            arm(self._watchdog, wait_s)
+            return
         self._step(now_s)
         self._arm_watchdog(now_s, self.config.command_period_s)
 

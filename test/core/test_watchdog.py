@@ -39,3 +39,21 @@ def test_without_measurements_every_level_is_checked_at_its_deadline():
 
 def test_never_a_busy_timer():
     assert next_check_delay_s(5.0, 0.0, (0.2,), 0.0) == MIN_DELAY_S
+
+
+def test_a_late_check_waits_once_for_what_arrived():
+    """A watchdog firing more than STALL_S after it was due (its node was held) waits
+    RECHECK_S once; the re-check, and a check on time, run at once; arming resets it.
+    """
+    from bms_ros.core.measurement_watchdog import RECHECK_S, STALL_S, StallGuard
+    guard = StallGuard()
+    assert guard.recheck_s(100.0) is None                 # never armed: check
+    guard.armed(100.0, 0.2)
+    assert guard.recheck_s(100.2 + 0.5 * STALL_S) is None  # on time (within STALL_S)
+    guard.armed(100.0, 0.2)
+    late = 100.2 + 2.0 * STALL_S
+    assert guard.recheck_s(late) == RECHECK_S
+    assert guard.recheck_s(late + RECHECK_S) is None       # the re-check runs
+    assert guard.recheck_s(late + 10.0) is None            # ... and only one in a row
+    guard.armed(late + 10.0, 0.2)
+    assert guard.recheck_s(late + 20.0) == RECHECK_S       # armed again: guarded again

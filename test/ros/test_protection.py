@@ -2,6 +2,7 @@
 reset is refused while hot and granted after cooling, latched trips survive a kill.
 """
 import os
+import signal
 import time
 
 import pytest
@@ -262,3 +263,42 @@ def test_simulated_over_temperature_trips_opens_and_resets_only_after_cooling(ro
         assert measurements.wait_for(timeout_s=5.0).temperatures_degc[trip.index] < 53.5
     finally:
         suite.close()
+
+
+def test_a_held_protection_does_not_read_its_own_stall_as_stale_input(ros_env, tmp_path):
+    """SIGSTOP protection for a second while measurements flow, then SIGCONT: its watchdog and
+    the measurements queued meanwhile are ready at once, and rclpy runs the timer first. Judged
+    then, its own stall read as 'measurement stale' and tripped (a single-process suite on a
+    loaded machine tripped so at 0.73 s). Now the late check waits for what arrived: no trip.
+    The measurements themselves stopping still trips, within the stale limit's bound.
+    """
+    start_protection(ros_env, tmp_path)
+    process = ros_env.processes[-1]
+    events = ros_env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
+    status = ros_env.subscribe(ProtectionStatus, 'protection_status', LATCHED)
+    pack = FakePack(ros_env)
+    ros_env.wait_for_subscribers(pack.measurement_pub, timeout_s=20.0)
+    pack.start()
+    status.wait_for(lambda s: not s.trip_latched and s.charge_current_limit_a == 100.0,
+                    timeout_s=10.0, what='a healthy status')
+    os.kill(process.popen.pid, signal.SIGSTOP)
+    try:
+        # held until its silence is twice the stale trip level (0.5 s), observed on its status
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() - status.messages[-1][0] < 1.0:
+            assert time.monotonic() < deadline, 'protection kept publishing while stopped'
+            time.sleep(0.05)
+    finally:
+        os.kill(process.popen.pid, signal.SIGCONT)
+    resumed = time.monotonic()
+    count = len(status.messages)
+    status.wait_count(count + 20, timeout_s=15.0)        # 2 s of statuses after the resume
+    stale = [m for t, m in events.messages
+             if t >= resumed and m.limit_id == 'stale_measurement' and m.level == TRIP]
+    assert not stale, [m.message for m in stale]
+    assert not any(m.trip_latched for t, m in status.messages if t >= resumed)
+    # the input stopping is still a stale input
+    pack.stop()
+    trip = events.wait_for(lambda e: e.limit_id == 'stale_measurement' and e.level == TRIP
+                           and e.active, timeout_s=5.0, what='the stale trip')
+    assert 'stale' in trip.message
