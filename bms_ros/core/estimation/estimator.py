@@ -671,8 +671,10 @@ class PackEstimator:
         f = self.filter
         inverse = self.cell.ocv.soc_from_ocv
         up_v, down_v = self._stop_band_relaxing_v()
-        high: Any = inverse(voltage_v + cfg.stop_band_v + up_v, temperature_degc)
-        low: Any = inverse(voltage_v - cfg.stop_band_v - down_v, temperature_degc)
+        # the OCV's hysteresis left after the model (its doubt) widens the band both ways
+        band_v = cfg.stop_band_v + (self.hysteresis.doubt_v() if self.hysteresis.active else 0.0)
+        high: Any = inverse(voltage_v + band_v + up_v, temperature_degc)
+        low: Any = inverse(voltage_v - band_v - down_v, temperature_degc)
         free = valid & f.initialised & ~self._stop_bound
         above = free & (f.soc > high) & (f.ocv_slope(high) <= cfg.stop_band_max_slope_v)
         below = free & (f.soc < low) & (f.ocv_slope(low) <= cfg.stop_band_max_slope_v)
