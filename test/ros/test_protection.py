@@ -50,16 +50,24 @@ def is_trip(limit_id, index):
                       and e.active and e.latched)
 
 
-def test_trip_reaches_a_subscriber_and_a_late_joiner(ros_env, tmp_path):
-    start_protection(ros_env, tmp_path)
-    events = ros_env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
-    status = ros_env.subscribe(ProtectionStatus, 'protection_status', LATCHED)
-    diagnostics = ros_env.subscribe(DiagnosticArray, '/diagnostics', RELIABLE)
-    pack = FakePack(ros_env)
-    ros_env.wait_for_subscribers(pack.measurement_pub, timeout_s=20.0)
+def healthy_protection(env, tmp_path):
+    """Protection started, its events and status subscribed, a fake pack publishing, and a
+    healthy status seen: (events, status, pack).
+    """
+    start_protection(env, tmp_path)
+    events = env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
+    status = env.subscribe(ProtectionStatus, 'protection_status', LATCHED)
+    pack = FakePack(env)
+    env.wait_for_subscribers(pack.measurement_pub, timeout_s=20.0)
     pack.start()
     status.wait_for(lambda s: not s.trip_latched and s.charge_current_limit_a == 100.0,
                     timeout_s=10.0, what='a healthy status')
+    return events, status, pack
+
+
+def test_trip_reaches_a_subscriber_and_a_late_joiner(ros_env, tmp_path):
+    diagnostics = ros_env.subscribe(DiagnosticArray, '/diagnostics', RELIABLE)
+    events, status, pack = healthy_protection(ros_env, tmp_path)
     cells = [3.3] * 16
     cells[3] = 3.8
     pack.set(cells_v=cells)
@@ -272,15 +280,8 @@ def test_a_held_protection_does_not_read_its_own_stall_as_stale_input(ros_env, t
     loaded machine tripped so at 0.73 s). Now the late check waits for what arrived: no trip.
     The measurements themselves stopping still trips, within the stale limit's bound.
     """
-    start_protection(ros_env, tmp_path)
-    process = ros_env.processes[-1]
-    events = ros_env.subscribe(ProtectionEvent, 'trip_event', LATCHED)
-    status = ros_env.subscribe(ProtectionStatus, 'protection_status', LATCHED)
-    pack = FakePack(ros_env)
-    ros_env.wait_for_subscribers(pack.measurement_pub, timeout_s=20.0)
-    pack.start()
-    status.wait_for(lambda s: not s.trip_latched and s.charge_current_limit_a == 100.0,
-                    timeout_s=10.0, what='a healthy status')
+    events, status, pack = healthy_protection(ros_env, tmp_path)
+    process = next(p for p in ros_env.processes if p.label == 'protection')
     os.kill(process.popen.pid, signal.SIGSTOP)
     try:
         # held until its silence is twice the stale trip level (0.5 s), observed on its status
