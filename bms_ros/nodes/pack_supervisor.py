@@ -39,7 +39,7 @@ from bms_interfaces.msg import (
 from bms_interfaces.srv import RequestState
 from bms_ros.core import contract
 from bms_ros.core.measurement import Measurement
-from bms_ros.core.measurement_watchdog import StallGuard, next_check_delay_s
+from bms_ros.core.measurement_watchdog import next_check_delay_s
 from bms_ros.core.pack_state_machine import (
     COMMAND_ORDER,
     CONTACTOR_FAULT_IDS,
@@ -57,7 +57,7 @@ from bms_ros.nodes import qos
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.nodes.protection import event_to_msg
 from bms_ros.nodes.runner import Component
-from bms_ros.nodes.watchdog import arm
+from bms_ros.nodes.watchdog import Watchdog
 
 STREAM, EVENTS, LATCHED, LATEST = qos.STREAM, qos.EVENTS, qos.LATCHED, qos.LATEST
 
@@ -95,9 +95,8 @@ class PackSupervisor(Node):
         self._status_s = -math.inf         # the last protection status accepted (steady s)
         # the watchdog: re-armed after each measurement (two command periods), fires only
         # when measurements stop
-        self._stall = StallGuard()
-        self._watchdog = self.create_timer(self.config.command_period_s,  # seconds
-                                           self._on_command_timer, clock=self._steady)
+        self._watchdog = Watchdog(self.create_timer(self.config.command_period_s,  # seconds
+                                                    self._on_command_timer, clock=self._steady))
         self.create_timer(self.config.state_period_s, self._on_state_timer,  # seconds
                           clock=self._steady)
         self._published = None       # (state, requested, reason, command) last published
@@ -130,8 +129,7 @@ class PackSupervisor(Node):
         # find its timeout up to a period late, so the watchdog also wakes at that deadline
         delay_s = next_check_delay_s(now_s, self._status_s, (self.config.protection_timeout_s,),
                                      gap_s)
-        self._stall.armed(now_s, delay_s)
-        arm(self._watchdog, delay_s)
+        self._watchdog.arm(now_s, delay_s)
 
     def _on_trip_event(self, msg):
         if msg.limit_id in CONTACTOR_FAULT_IDS:
@@ -175,9 +173,7 @@ class PackSupervisor(Node):
 
     def _on_command_timer(self):
         now_s = self._now_s()
-        wait_s = self._stall.recheck_s(now_s)
-        if wait_s is not None:       # this node was held: take what arrived meanwhile first
-            arm(self._watchdog, wait_s)
+        if self._watchdog.held(now_s):   # this node was held: take what arrived meanwhile first
             return
         self._step(now_s)
         self._arm_watchdog(now_s, self.config.command_period_s)

@@ -25,7 +25,7 @@ from rclpy.node import Node
 from bms_interfaces.msg import BatteryEstimate, PackMeasurement, ProtectionEvent, ProtectionStatus
 from bms_interfaces.srv import ResetTrips
 from bms_ros.core import contract
-from bms_ros.core.measurement_watchdog import StallGuard, deadlines_after, next_check_delay_s
+from bms_ros.core.measurement_watchdog import deadlines_after, next_check_delay_s
 from bms_ros.core.profile import Profile, default_profile_path
 from bms_ros.core.protection import (
     LEVEL_ALARM,
@@ -41,7 +41,7 @@ from bms_ros.core.state_paths import state_folder
 from bms_ros.nodes import qos
 from bms_ros.nodes.effective import declare_effective
 from bms_ros.nodes.runner import Component
-from bms_ros.nodes.watchdog import arm
+from bms_ros.nodes.watchdog import Watchdog
 
 STREAM, EVENTS, LATEST = qos.STREAM, qos.EVENTS, qos.LATEST
 DIAGNOSTIC_LEVEL = {0: DiagnosticStatus.OK, LEVEL_WARNING: DiagnosticStatus.WARN,
@@ -104,9 +104,8 @@ class ProtectionNode(Node):
         self._stale_deadlines_s = deadlines_after(stale.thresholds, stale.debounce_s)
         self._last_status_s = -math.inf
         # the watchdog: re-armed after each measurement for the next stale level or status
-        self._stall = StallGuard()
-        self._watchdog = self.create_timer(self.config.status_period_s,  # seconds
-                                           self._on_status_timer, clock=self._steady)
+        self._watchdog = Watchdog(self.create_timer(self.config.status_period_s,  # seconds
+                                                    self._on_status_timer, clock=self._steady))
         self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics,  # seconds
                           clock=self._steady)
         self._last_diagnostic_level = None
@@ -146,8 +145,7 @@ class ProtectionNode(Node):
     def _arm_watchdog(self, now_s, gap_s):
         delay_s = next_check_delay_s(now_s, self.protection.signals.last_arrival_s,
                                      self._stale_deadlines_s, gap_s)
-        self._stall.armed(now_s, delay_s)
-        arm(self._watchdog, delay_s)
+        self._watchdog.arm(now_s, delay_s)
 
     def _on_estimate(self, msg):
         self.protection.update_estimate(float(msg.charge_current_limit_a),
@@ -155,9 +153,7 @@ class ProtectionNode(Node):
 
     def _on_status_timer(self):
         now_s = self._now_s()
-        wait_s = self._stall.recheck_s(now_s)
-        if wait_s is not None:       # this node was held: take what arrived meanwhile first
-            arm(self._watchdog, wait_s)
+        if self._watchdog.held(now_s):   # this node was held: take what arrived meanwhile first
             return
         events = self.protection.check_timeout(now_s)
         self._publish_events(events)

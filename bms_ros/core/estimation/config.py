@@ -96,12 +96,12 @@ class EstimatorConfig:
     zero_current_calibration: bool = True      # node: contactors open -> current is the offset
     zero_current_time_s: float = 30.0          # low-pass of that offset measurement
     rest_current_calibration: bool = True      # a rest's mean current is the offset
+    # --- the cell file's OCV hysteresis (estimation.hysteresis), when it has one
+    hysteresis_doubt: float = 0.5              # its half gap known to this share of its value
+    hysteresis_rate_factor: float = 4.0        # ... its rate within this factor (1: exactly)
     # --- capacity from OCV anchors and the charge counted between them
     estimate_capacity: bool = True
     initial_capacity_std: float = 0.10         # relative, when starting from the datasheet
-    hysteresis_doubt: float = 0.5              # the cell file's OCV hysteresis known to this
-                                               # share of its value (estimation.hysteresis)
-    hysteresis_rate_factor: float = 4.0        # ... its rate within this factor (1: exactly)
     capacity_fade_std: float = 0.20            # ... its doubt below the datasheet, for a cell
                                                # of unknown age (soh.CapacityEstimator._prior_var)
     capacity_noise_per_sqrt_s: float = 2.0e-6  # ageing random walk, relative

@@ -59,13 +59,11 @@ class OcvHysteresis:
         soc_passed = np.abs(i) * dt_s / (3600.0 * self.capacity_ah)
         target = np.sign(i)
         self._doubt_v = None
-        k = -np.expm1(-self.rate_per_soc * soc_passed)
-        self.h += k * (target - self.h)
+        k = _approach(self.h, target, self.rate_per_soc, soc_passed)
         self.unknown *= 1.0 - k
         if self.rate_factor > 1.0:
-            for h, rate in ((self.h_fast, self.rate_per_soc * self.rate_factor),
-                            (self.h_slow, self.rate_per_soc / self.rate_factor)):
-                h += -np.expm1(-rate * soc_passed) * (target - h)
+            _approach(self.h_fast, target, self.rate_per_soc * self.rate_factor, soc_passed)
+            _approach(self.h_slow, target, self.rate_per_soc / self.rate_factor, soc_passed)
 
     def restore(self, h: FloatArray, unknown: FloatArray, h_fast: FloatArray,
                 h_slow: FloatArray) -> None:
@@ -91,3 +89,12 @@ class OcvHysteresis:
                 self.unknown ** 2 + (self.model_doubt * self.h) ** 2 + rate_h ** 2)
         return self._doubt_v
 
+
+def _approach(h: FloatArray, target: FloatArray, rate_per_soc: float,
+              soc_passed: FloatArray) -> FloatArray:
+    """Move ``h`` (in place) toward ``target`` by 1 - exp(-rate x the SoC passed); returns
+    that share.
+    """
+    k: FloatArray = -np.expm1(-rate_per_soc * soc_passed)
+    h += k * (target - h)
+    return k

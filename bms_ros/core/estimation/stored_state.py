@@ -72,15 +72,15 @@ def document(estimator: PackEstimator, pack_name: str) -> dict[str, Any]:
     }
 
 
+HYSTERESIS_FIELDS = ('h', 'unknown', 'h_fast', 'h_slow')
+
+
 def _hysteresis_state(estimator: PackEstimator) -> dict[str, Any]:
     hys = estimator.hysteresis
     if not hys.active:
         return {}
     return {'cell_hysteresis': {name: [float(v) for v in getattr(hys, name)]
                                 for name in HYSTERESIS_FIELDS}}
-
-
-HYSTERESIS_FIELDS = ('h', 'unknown', 'h_fast', 'h_slow')
 
 
 def _hysteresis_values(doc: dict[str, Any], estimator: PackEstimator,
