@@ -10,10 +10,12 @@ row where a dead DDS peer could hold up the driver's deadline timer.
 
     .venv/bin/python -m bench.run fault_latency     # BMS_BENCH_FAULT_TRIALS=20 (default)
     BMS_BENCH_FAULT_ROWS=supervisor_lost,current_lost ...   # a subset of rows
+    BMS_BENCH_FAULT_LOGS=/tmp/faults ...                    # keep the processes' logs there
 
 Two ride-through rows count how often a hung state_estimator opened the pack (goal 0): hung
 0.5-2 s after a restart, and hung once running again.
 """
+import contextlib
 import os
 import signal
 import tempfile
@@ -32,6 +34,7 @@ CASES = {
     'supervisor_lost/kill': ('kill', 'pack_supervisor', True, True),
     'driver_lost': ('stop', 'can_driver', False, True),
     'protection_lost': ('stop', 'protection', True, True),
+    'protection_lost/kill': ('kill', 'protection', True, True),
     'slave_lost': ('stop', 'pack_simulator', True, False),
     'cell_voltages_lost': ('can_frozen', 'cell_voltages', True, True),
     'current_lost': ('can_silent', 'current', True, True),
@@ -46,15 +49,18 @@ SIGNALS = {'stop': signal.SIGSTOP, 'kill': signal.SIGKILL}
 RIDE_THROUGH = {'estimator_hang/after_restart': (0.5, 2.0), 'estimator_hang/running': None}
 
 
-def _trial(campaign, how, target, bus, pack, bound_s, observer_lag):
+def _trial(campaign, how, target, bus, pack, bound_s, observer_lag, details):
     campaign.drive()
     if how in SIGNALS:
         t0 = campaign.signal(target, SIGNALS[how])
     else:
         t0 = campaign.frame_fault(how, target)
+    detail = {}
     try:
-        return campaign.wait_opened(t0, timeout_s=bound_s + 3.0, bus=bus, pack=pack,
-                                    observer_lag=observer_lag)
+        opened = campaign.wait_opened(t0, timeout_s=bound_s + 3.0, bus=bus, pack=pack,
+                                      observer_lag=observer_lag, detail=detail)
+        details.append(detail)
+        return opened
     finally:
         if how in SIGNALS:
             campaign.undo_node(target, SIGNALS[how])
@@ -102,7 +108,11 @@ def run():
     cases = {k: v for k, v in CASES.items()
              if not rows_wanted or k in rows_wanted.split(',')}
     rows = []
-    with tempfile.TemporaryDirectory(prefix='bms_faults_') as folder:
+    keep = os.environ.get('BMS_BENCH_FAULT_LOGS')
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+    with (contextlib.nullcontext(keep) if keep
+          else tempfile.TemporaryDirectory(prefix='bms_faults_')) as folder:
         env = RosTestEnv(folder)
         campaign = None
         try:
@@ -120,8 +130,8 @@ def run():
                                      f'"A reader frozen just after it joined")'})
             for row, (how, target, bus, pack) in cases.items():
                 bound = campaign.bounds[row.split('/')[0]]
-                lag = []
-                results = [_trial(campaign, how, target, bus, pack, bound, lag)
+                lag, details = [], []
+                results = [_trial(campaign, how, target, bus, pack, bound, lag, details)
                            for _ in range(TRIALS)]
                 if bus:
                     rows.append(_row(f'fault {row} -> open frame', [r[0] for r in results],
@@ -130,6 +140,16 @@ def run():
                 if pack:
                     rows.append(_row(f'fault {row} -> pack open', [r[1] for r in results],
                                      bound + 0.1, f'{how} {target}, sim_truth'))
+                    # the pack side's delivery: the simulator's stamp against the arrival here
+                    delivery = [d['pack_arrival_s'] - d['pack_stamp_s'] for d in details
+                                if 'pack_stamp_s' in d]
+                    rows[-1]['note'] += f'; delivery max {max(delivery, default=0.0):.3f} s'
+                    if bus:
+                        # from the open frame on the bus to the simulator's report of it
+                        behind = [d['pack_stamp_s'] - r[0] for d, r in zip(details, results)
+                                  if 'pack_stamp_s' in d and r[0] is not None]
+                        rows[-1]['note'] += (f'; frame to report max '
+                                             f'{max(behind, default=0.0):.3f} s')
         finally:
             if campaign is not None:
                 campaign.close()

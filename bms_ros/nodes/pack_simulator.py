@@ -15,9 +15,11 @@ Services: sim/inject_fault (bms_interfaces/InjectFault).
 
 Frame timing runs on the simulated clock divided by time_scale, so the bus carries realistic
 rates in wall time (cells every 100 ms, current every 10 ms) however fast the pack is run. The
-pack's command timeouts (bms_ros.core.pack_model.CommandWatchdog) run on the same bus clock:
-no contactor command frame for simulator.contactors.command_timeout_s opens every contactor,
-no balancing command for simulator.balancing_command_timeout_s stops bleeding. Frame faults
+pack's command timeouts (bms_ros.core.pack_model.CommandWatchdog) run on the wall clock, as a
+real controller's timer does, so a tick thread held under load (the simulation slips behind)
+does not extend them: no contactor command frame for simulator.contactors.command_timeout_s
+opens every contactor, no balancing command for simulator.balancing_command_timeout_s stops
+bleeding. Frame faults
 (can_silent, can_frozen: bms_ros.core.sim_frame_faults) act on the encoded frames.
 
 The tick runs in its own thread, not on an rclpy timer: at 100 ticks/s the executor's wake-ups
@@ -53,6 +55,7 @@ from bms_ros.nodes.runner import Component
 TRUTH_PERIOD_S = 0.1          # seconds (wall)
 MAX_TICK_WORK_S = 0.05        # seconds of simulated work per tick before the sim falls behind
 MAX_FRAMES_PER_TICK = 500
+HELD_S = 0.1                  # a tick or a truth this late is logged as held (wall s)
 
 
 class PackSimulator(Node):
@@ -80,7 +83,8 @@ class PackSimulator(Node):
                               f'expected 0 (the profile\'s) or a number in (0, 10000], '
                               f'got {scale!r}')
         self.time_scale = scale if scale > 0.0 else self.model.config.time_scale
-        self.watchdog = CommandWatchdog(self.model, self.time_scale)
+        # the command timeouts on the wall clock: a slipped simulation must not delay them
+        self.watchdog = CommandWatchdog(self.model, self.time_scale, clock=time.monotonic)
         tick_s = float(self.declare_parameter('tick_s', 0.0).value)
         if not (tick_s == 0.0 or 0.0005 <= tick_s <= 0.1):
             raise ConfigError(path, 'tick_s (parameter)',
@@ -130,6 +134,7 @@ class PackSimulator(Node):
         self._lock = threading.Lock()      # the model: tick thread against callbacks
         self._stop = threading.Event()
         self._tick_error = None            # raised again on the executor's thread
+        self._truth_due_s = time.monotonic() + TRUTH_PERIOD_S
         self.create_timer(TRUTH_PERIOD_S, self.publish_truth)
         self._ticker = threading.Thread(target=self._tick_main, args=(tick_s,),
                                         name='pack_tick', daemon=True)
@@ -190,10 +195,15 @@ class PackSimulator(Node):
         send the due frames.
         """
         self._receive_commands()
+        slipped_s = self._pacer.slipped_s
         behind, first_slip = self._pacer.due_s(time.monotonic(), self.model.sim_time_s)
         if first_slip:   # the CPU cannot keep up: the pacer runs what fits, time slips
             self.get_logger().warning(
                 f'simulation slower than time_scale {self.time_scale:g}: time slips')
+        if self._pacer.slipped_s - slipped_s > HELD_S:   # a held tick thread (load, a stall)
+            self.get_logger().warning(
+                f'tick held: time slipped {self._pacer.slipped_s - slipped_s:.3f} s (wall) at '
+                f'this tick, {self._pacer.slipped_s:.3f} s in total')
         if behind > 0.0:
             self.model.advance(behind)
         # separate call sites: rclpy fixes the severity of each logging call site
@@ -282,6 +292,11 @@ class PackSimulator(Node):
         """Publish the ground truth of the pack (10 Hz wall); raise the tick thread's failure."""
         if self._tick_error is not None:
             raise self._tick_error
+        now = time.monotonic()
+        late_s = now - self._truth_due_s
+        self._truth_due_s = max(self._truth_due_s + TRUTH_PERIOD_S, now)
+        if late_s > HELD_S:   # the executor thread held (the fault campaign discounts it)
+            self.get_logger().warning(f'truth held: sim_truth {late_s:.3f} s late')
         with self._lock:
             truth = self.model.truth()
         msg = SimTruth()

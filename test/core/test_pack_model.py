@@ -530,6 +530,24 @@ def test_command_timeout_runs_on_bus_time_simulated_over_time_scale(lfp_pack):
     assert watchdog.bus_time_s == pytest.approx(10.2 / 20.0)
 
 
+def test_with_a_wall_clock_a_slipped_simulation_does_not_delay_the_command_timeout(lfp_pack):
+    # the node's case: its tick thread held 0.4 s, the pacer lets simulated time slip, but a
+    # contactor controller's timer runs on; on bus time the timeout would come 0.4 s late
+    wall = [0.0]
+    model = ideal(lfp_pack, step_s=0.001, load=ConstantLoad(-10.0))
+    watchdog = CommandWatchdog(model, 1.0, clock=lambda: wall[0])
+    watchdog.contactor_command(True, False, True)
+    model.advance(0.1)
+    wall[0] = 0.5               # held: 0.4 s of wall time, the simulation did not follow
+    assert watchdog.check() == [] and watchdog.bus_time_s == pytest.approx(0.1)
+    wall[0] = 0.51
+    assert [level for level, _ in watchdog.check()] == ['warning']
+    assert model.contactors_commanded == (False, False, False)
+    model.advance(0.03)         # the opening delay, on the model's clock
+    assert not (model.negative_contactor_closed or model.positive_contactor_closed)
+    assert watchdog.bus_time_s < 0.5 * watchdog.contactor_timeout_s
+
+
 def test_no_timeout_before_the_first_command_and_none_counted_when_already_open(lfp_pack):
     model, watchdog = watched(lfp_pack)
     assert run_to_bus_time(model, watchdog, 2.0) == []
@@ -597,6 +615,7 @@ def test_the_pacer_follows_the_wall_clock_and_slips_instead_of_bursting():
     assert pacer.due_s(100.01, 0.0) == (pytest.approx(0.02), False)   # 2 x the wall time
     # a 1 s stall: at most 0.05 x 2 + one step of simulation, time slips (reported once)
     assert pacer.due_s(101.0, 0.02) == (pytest.approx(0.11), True)
+    assert pacer.slipped_s == pytest.approx((2.0 - 0.02 - 0.11) / 2.0)   # wall s, for the log
     assert pacer.due_s(101.0, 0.13) == (pytest.approx(0.0), False)    # caught up, no burst
     assert pacer.due_s(101.01, 0.13) == (pytest.approx(0.02), False)
     assert next_tick_s(10.0, 10.005, 0.01) == pytest.approx(10.01)      # on time

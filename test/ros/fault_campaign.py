@@ -9,6 +9,7 @@ Used by test/ros/test_fault_campaign.py (bounds from bms_ros.core.failsafe) and
 bench/fault_latency.py (percentiles over many trials).
 """
 import os
+import re
 import signal
 import threading
 import time
@@ -27,6 +28,12 @@ GROUP_FIELDS = {'cell_voltages': 'cell_voltages_v', 'temperatures': 'temperature
                 'balancing': 'cell_balancing'}
 # what the campaign drives with: a steady discharge (A, + = charging)
 DRIVE_CURRENT_A = -20.0
+# the simulator's own holds, as it logs them (bms_ros/nodes/pack_simulator.py): its tick thread
+# (the pack's controller) or its sim_truth timer, held by load or by a call holding the GIL
+SIM_HELD = {'tick': re.compile(r'\[(\d+\.\d+)\] \[pack_simulator\]: tick held: time slipped '
+                               r'(\d+\.\d+) s'),
+            'truth': re.compile(r'\[(\d+\.\d+)\] \[pack_simulator\]: truth held: sim_truth '
+                                r'(\d+\.\d+) s late')}
 
 
 def _first_after(log, t0, predicate, timeout_s):
@@ -240,10 +247,12 @@ class Campaign:
 
     # ------------------------------------------------------------------ observations
 
-    def wait_opened(self, t0, timeout_s, bus=True, pack=True, observer_lag=None):
+    def wait_opened(self, t0, timeout_s, bus=True, pack=True, observer_lag=None, detail=None):
         """(bus_s, pack_s): seconds from ``t0`` to the first all-open frame on the bus (the
         hub's stamp) and to the pack reporting every contactor open (None where not asked or
-        not seen). ``observer_lag``, a list, gets the sniffer's delay behind the hub (s).
+        not seen). ``observer_lag``, a list, gets the sniffer's delay behind the hub (s);
+        ``detail``, a dict, gets the pack side's two clocks: ``pack_stamp_s`` (the simulator's
+        stamp of that sim_truth) and ``pack_arrival_s`` (its arrival here), both from ``t0``.
         """
         deadline = t0 + timeout_s
         bus_t = pack_t = None
@@ -251,14 +260,35 @@ class Campaign:
             if bus and bus_t is None:
                 bus_t = self.sniffer.first_all_open_after(t0)
             if pack and pack_t is None:
-                pack_t = next((t for t, m in list(self.suite.truth.messages)
+                pack_t = next(((t, m) for t, m in list(self.suite.truth.messages)
                                if t > t0 and contactors_open(m)), None)
             if (bus_t is not None or not bus) and (pack_t is not None or not pack):
                 break
             time.sleep(0.02)
         if bus_t is not None and observer_lag is not None:
             observer_lag.append(bus_t[1] - bus_t[0])
-        return (None if bus_t is None else bus_t[0] - t0, None if pack_t is None else pack_t - t0)
+        if pack_t is not None and detail is not None:
+            stamp = pack_t[1].header.stamp
+            wall_s = stamp.sec + stamp.nanosec * 1e-9
+            detail['pack_stamp_s'] = wall_s - (time.time() - time.monotonic()) - t0
+            detail['pack_arrival_s'] = pack_t[0] - t0
+            detail['sim_held_s'] = self.sim_held_s(t0, pack_t[0])
+        return (None if bus_t is None else bus_t[0] - t0,
+                None if pack_t is None else pack_t[0] - t0)
+
+    def sim_held_s(self, t0, t1):
+        """Wall seconds the simulated pack itself was held between monotonic ``t0`` and ``t1``,
+        from its log: the larger of its tick thread's and its sim_truth timer's holds (one stall
+        of the process shows in both). A stand-in for a pack controller, which a loaded host
+        does not hold, so the campaign does not count them against the BMS.
+        """
+        offset_s = time.time() - time.monotonic()
+        log = self.suite.log('pack_simulator')
+        held = {}
+        for kind, pattern in SIM_HELD.items():
+            held[kind] = sum(float(m.group(2)) for m in pattern.finditer(log)
+                             if t0 + offset_s < float(m.group(1)) <= t1 + offset_s)
+        return max(held.values())
 
     def truth_after(self, t0, predicate, timeout_s):
         """Seconds from ``t0`` to the first sim_truth after it matching ``predicate`` (None)."""

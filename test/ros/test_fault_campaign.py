@@ -55,7 +55,9 @@ def campaign(tmp_path_factory):
 def _check_opened(campaign, t0, row, bus, pack, what):
     bound = campaign.bounds[row]
     assert bound <= 2.0, f'{row}: the table allows {bound:.2f} s (> 2 s)'
-    bus_s, pack_s = campaign.wait_opened(t0, timeout_s=bound + 3.0, bus=bus, pack=pack)
+    detail = {}
+    bus_s, pack_s = campaign.wait_opened(t0, timeout_s=bound + 3.0, bus=bus, pack=pack,
+                                         detail=detail)
     logs = campaign.suite.env.process_logs
     if bus:
         assert bus_s is not None, f'{what}: no all-open frame on the bus\n' + logs()
@@ -66,8 +68,15 @@ def _check_opened(campaign, t0, row, bus, pack, what):
             f'{time.time() - (time.monotonic() - t0):.3f})\n' + logs())
     if pack:
         assert pack_s is not None, f'{what}: the pack never reported all open\n' + logs()
-        assert pack_s <= bound + TRUTH_PERIOD_S, \
-            f'{what}: pack open after {pack_s:.3f} s > {bound:.2f} + {TRUTH_PERIOD_S} s'
+        # the simulator's stamp of the report, not its arrival here (this process's delay),
+        # and less the time the simulated pack itself was held (its log: a host's load or a
+        # GIL held in its executor, which a real pack controller does not share)
+        pack_s = detail['pack_stamp_s']
+        held_s = detail['sim_held_s']
+        assert pack_s <= bound + TRUTH_PERIOD_S + held_s, (
+            f'{what}: pack open after {pack_s:.3f} s > {bound:.2f} + {TRUTH_PERIOD_S} s + '
+            f'{held_s:.3f} s held at the simulator (arrival here {detail["pack_arrival_s"]:.3f} '
+            f's, open frame on the bus {bus_s} s)\n' + logs())
     return bus_s, pack_s
 
 

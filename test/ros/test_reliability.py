@@ -151,9 +151,13 @@ def test_restarted_estimator_restores_soc_from_its_state_file(ros_env, tmp_path)
     assert f'from {suite.estimator_file}' in log and 'restored SoC' in log, log
     assert after.pack_soc == pytest.approx(saved_soc, abs=0.01)
     assert after.pack_soc == pytest.approx(before, abs=0.02)
+    # 3 estimates (1 Hz) later it still holds: a start that re-read the voltage instead would
+    # stand near the truth, 0.15 below. The estimator may rightly begin to pull the wrong SoC
+    # toward the truth (a clean clone under load drifted 0.026 in 3 s, when a gap in the
+    # measurements let the count's doubt grow), so the bound is a third of the 0.15 offset
     suite.estimates.clear()
-    suite.estimates.wait_count(3, timeout_s=10.0)   # 3 estimates (1 Hz) later it still holds
-    assert suite.estimates.latest().pack_soc == pytest.approx(before, abs=0.02)
+    suite.estimates.wait_count(3, timeout_s=10.0)
+    assert suite.estimates.latest().pack_soc == pytest.approx(before, abs=0.05)
     assert not suite.dead(), suite.dead()
 
 

@@ -78,8 +78,8 @@ class SimulatorConfig:
     link_discharge_resistance_ohm: float = 1e4
     contactor_closing_delay_s: float = 0.03
     contactor_opening_delay_s: float = 0.02
-    # no contactor / balancing command frame for this long (bus s = simulated s / time_scale):
-    # the pack opens every contactor / stops bleeding (CommandWatchdog, the node only)
+    # no contactor / balancing command frame for this long (wall s in the node, bus s in core
+    # without a clock): the pack opens every contactor / stops bleeding (CommandWatchdog)
     contactor_command_timeout_s: float = 0.5
     balancing_command_timeout_s: float = 5.0
     noise: NoiseConfig = NoiseConfig()

@@ -17,6 +17,7 @@ class RealTimePacer:
         self.time_scale = time_scale
         self.budget_s = max_work_s * time_scale + step_s   # simulated s per tick at most
         self.slipped = False                               # time has slipped at least once
+        self.slipped_s = 0.0                               # wall s lost to slips, in total
 
     def due_s(self, wall_now_s: float, sim_time_s: float) -> tuple[float, bool]:
         """(simulated s to advance now, True if time slipped for the first time at this tick)."""
@@ -27,6 +28,7 @@ class RealTimePacer:
             first_slip = not self.slipped
             self.slipped = True
             self.sim_start_s -= behind - self.budget_s
+            self.slipped_s += (behind - self.budget_s) / self.time_scale
             behind = self.budget_s
         return max(behind, 0.0), first_slip
 

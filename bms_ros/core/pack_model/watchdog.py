@@ -1,7 +1,7 @@
 """The simulated pack's command timeouts (CommandWatchdog), as a real contactor controller's."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -13,22 +13,28 @@ if TYPE_CHECKING:
 
 
 class CommandWatchdog:
-    """The pack's command timeouts, as a real contactor controller has them, on bus time.
+    """The pack's command timeouts, as a real contactor controller has them.
 
-    Bus time is simulated seconds / ``time_scale`` (the clock the node's frame timing runs on).
     No contactor command frame for ``contactor_command_timeout_s``: every contactor is commanded
     open and stays so until the next command frame, which is obeyed at once. No balancing
     command for ``balancing_command_timeout_s``: bleeding stops until the next one. The clocks
     start at the first command (before it, the contactors are open and nothing bleeds anyway).
+
+    The timeouts run on ``clock`` (s): the node passes the wall clock, because a controller's
+    timer does not wait for a simulation that slipped behind (a held tick thread). Without one
+    they run on bus time, simulated seconds / ``time_scale``, the clock the node's frame timing
+    runs on (equal to the wall clock while nothing slips).
     """
 
-    def __init__(self, model: PackModel, time_scale: float | None = None) -> None:
+    def __init__(self, model: PackModel, time_scale: float | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         config = model.config
         self.model = model
         self.time_scale = float(time_scale or config.time_scale)
+        self.clock = clock
         self.contactor_timeout_s = config.contactor_command_timeout_s
         self.balancing_timeout_s = config.balancing_command_timeout_s
-        # bus s of the last command; None: none since a timeout
+        # clock s of the last command; None: none since a timeout
         self._contactor_at_s: float | None = None
         self._balancing_at_s: float | None = None
         self.contactor_timeouts = 0      # expiries that found a contactor commanded closed
@@ -40,20 +46,24 @@ class CommandWatchdog:
         """Bus time now: the model's simulated time / time_scale (s)."""
         return self.model.sim_time_s / self.time_scale
 
+    def now_s(self) -> float:
+        """The timeouts' clock now (s): ``clock``, else bus time."""
+        return self.clock() if self.clock is not None else self.bus_time_s
+
     def contactor_command(self, negative_closed: bool, precharge_closed: bool,
                           positive_closed: bool) -> None:
         """A contactor command frame arrived: obey it and restart the timeout."""
         self.model.set_contactors(negative_closed, precharge_closed, positive_closed)
-        self._contactor_at_s = self.bus_time_s
+        self._contactor_at_s = self.now_s()
 
     def balancing_command(self, cell_bleed: ArrayLike) -> None:
         """A balancing command arrived: obey it and restart the timeout (ValueError if bad)."""
         self.model.set_bleed(cell_bleed)
-        self._balancing_at_s = self.bus_time_s
+        self._balancing_at_s = self.now_s()
 
     def check(self) -> list[tuple[str, str]]:
-        """Apply the timeouts at the present bus time; one (level, text) per expiry."""
-        now = self.bus_time_s
+        """Apply the timeouts at the clock's present time; one (level, text) per expiry."""
+        now = self.now_s()
         events: list[tuple[str, str]] = []
         model = self.model
         if self._contactor_at_s is not None \
