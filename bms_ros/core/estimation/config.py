@@ -155,6 +155,10 @@ class EstimatorConfig:
                                                # (0: the voltage at rest_time_s is OCV)
     relaxation_doubt_time_s: float = 0.0       # at rest the voltage's doubt = drift x this
                                                # (0 or less: relaxation_time_s)
+    capacity_rest_s: float = 900.0             # a rest's capacity anchor waits for its end, at
+                                               # most this long at rest (s; 0 or up to
+                                               # rest_time_s: at its SoC anchor); docs, "A
+                                               # rest's capacity reading waits"
     # --- end of charge: at the cut-off voltage with the CV current tapered to this, SoC is 1
     stop_band_v: float = 0.0                   # a stop: OCV within this of the voltage (0: off)
     stop_time_s: float = 20.0                  # ... after this long at rest current
@@ -240,6 +244,7 @@ class EstimatorConfig:
         num('restored_soc_std_per_day', minimum=0.0, maximum=1.0)
         num('relaxation_time_s', minimum=0.0, maximum=1e5)
         num('relaxation_doubt_time_s', minimum=0.0, maximum=1e6)
+        num('capacity_rest_s', minimum=0.0, maximum=1e6)
         num('polarisation_noise_per_c_v', minimum=0.0, maximum=10.0)
         num('polarisation_time_s', exclusive_minimum=0.0, maximum=1e5)
         num('polarisation_count_std', exclusive_minimum=0.0, maximum=1.0)

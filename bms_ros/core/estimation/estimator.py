@@ -158,6 +158,9 @@ class PackEstimator:
         self._stop_bound = np.zeros(self.n, dtype=bool)   # the stop band was used this stop
         self._held_s = np.zeros(self.n)   # time since the current last stepped by r0_min_step_c
         self._cv_s = np.zeros(self.n)     # time the charge limit's voltage has been held (CV)
+        # a rest's capacity anchor still to come (capacity_rest_s): the RC pairs' voltages
+        # (v_rc, v_diff per cell) at its SoC anchor, which zeroed them, decayed since
+        self._rest_pairs: tuple[FloatArray, FloatArray] | None = None
         # the voltage the model leaves unexplained after the update (V), low-passed over tau1:
         # the limits carry it (state_of_power.horizon_limits residual_v)
         self.voltage_residual_v = np.zeros(self.n)
@@ -258,26 +261,19 @@ class PackEstimator:
     def reanchor_from_ocv(self, voltage_v: FloatOrArray, temperature_degc: FloatOrArray,
                           valid: ArrayLike, doubt_floor: bool = True,
                           relaxation_v: FloatOrArray = 0.0,
-                          relaxation_doubt_v: FloatOrArray | None = None) -> BoolArray:
+                          relaxation_doubt_v: FloatOrArray | None = None,
+                          capacity: bool = True) -> BoolArray:
         """Take the voltages as relaxed OCV: a SoC measurement and a capacity anchor.
 
         ``doubt_floor``: doubt the filter's SoC at least ``anchor_soc_std_min`` first (False:
         a SoC given at start keeps the doubt it was given with). ``relaxation_v``: the
         relaxation still to come per cell (V, signed): the OCV read is voltage + it, and its
         size is added to the doubt (``relaxation_doubt_v``: this instead of that size).
+        ``capacity``: False leaves the capacity anchor to :meth:`_rest_capacity_anchor` later.
         """
         cells: BoolArray = np.asarray(valid, dtype=bool) & np.isfinite(voltage_v)
-        relax_v = np.broadcast_to(np.asarray(relaxation_v, dtype=float), (self.n,))
-        ocv_v = np.asarray(voltage_v, dtype=float) + relax_v
-        noise_v = self.config.rest_ocv_noise_v + np.abs(
-            relax_v if relaxation_doubt_v is None else relaxation_doubt_v)
-        if self.hysteresis.active:
-            noise_v = np.hypot(noise_v, self.hysteresis.doubt_v())
-        # the SoC band the OCV's doubt spans (on a plateau next to a step far wider than the
-        # local slope says), for the filter and the capacity alike
-        reading = ocv_band_reading(self.cell, ocv_v, noise_v, temperature_degc,
-                                   self.config.capacity_pair_soc_std,
-                                   self.config.anchor_soc_std_min)
+        ocv_v, reading = self._ocv_reading(voltage_v, temperature_degc, relaxation_v,
+                                           relaxation_doubt_v)
         soc: Any = np.clip(reading[0], 0.0, 1.0)
         std = np.clip(reading[1], 0.002, 0.5)
         fresh = cells & ~self.filter.initialised
@@ -297,10 +293,65 @@ class PackEstimator:
             self.filter.P[old, SOC, SOC] = np.maximum(self.filter.P[old, SOC, SOC], floor2[old])
         self.filter.update_soc(soc, std, old)
         self.filter.relaxed(cells)
-        anchor_capacity(self.filter, self.capacity, soc, std, cells, ocv_v, temperature_degc,
-                        reading=reading)
+        if capacity:
+            anchor_capacity(self.filter, self.capacity, soc, std, cells, ocv_v, temperature_degc,
+                            reading=reading)
         self.anchors += 1
         return cells
+
+    def _ocv_reading(self, voltage_v: FloatOrArray, temperature_degc: FloatOrArray,
+                     relaxation_v: FloatOrArray, relaxation_doubt_v: FloatOrArray | None
+                     ) -> tuple[FloatArray, tuple[FloatArray, FloatArray, FloatArray, BoolArray]]:
+        """(OCV read per cell (V), its :func:`ocv_band_reading`): the voltage plus the
+        relaxation still to come, doubted by that relaxation's size (``relaxation_doubt_v``
+        instead, if given), the rest's OCV noise and the hysteresis left.
+        """
+        relax_v = np.broadcast_to(np.asarray(relaxation_v, dtype=float), (self.n,))
+        ocv_v = np.asarray(voltage_v, dtype=float) + relax_v
+        noise_v = self.config.rest_ocv_noise_v + np.abs(
+            relax_v if relaxation_doubt_v is None else relaxation_doubt_v)
+        if self.hysteresis.active:
+            noise_v = np.hypot(noise_v, self.hysteresis.doubt_v())
+        # the SoC band the OCV's doubt spans (on a plateau next to a step far wider than the
+        # local slope says), for the filter and the capacity alike
+        reading = ocv_band_reading(self.cell, ocv_v, noise_v, temperature_degc,
+                                   self.config.capacity_pair_soc_std,
+                                   self.config.anchor_soc_std_min)
+        return ocv_v, reading
+
+    def _rest_capacity_anchor(self, temperature_degc: FloatArray, valid: BoolArray) -> None:
+        """The rest's capacity anchor, which its SoC anchor left to the rest's end or to
+        ``capacity_rest_s`` at rest, whichever comes first: from the voltage of the rest's last
+        30 s and the pairs' relaxation as the model now predicts it (what they held at the SoC
+        anchor, decayed since). A cold rest after a discharge into the knee relaxed within 4
+        minutes while the slow pair still held 14 mV at the SoC anchor's 300 s: read then, the
+        capacity took a SoC 4.6 points high (Mohtat2020 faded_10c, 4.72 -> 4.45 Ah against
+        4.22; read at 900 s, 4.26).
+        """
+        pairs = self._rest_pairs
+        self._rest_pairs = None
+        if pairs is None:
+            return
+        v = self.rest.recent_voltage_v()
+        relax_v = self.rest.ocv_v(v) - v
+        relax_v = relax_v + self._diffusion_tail_v(v, relax_v, temperature_degc, pairs)
+        ocv_v, reading = self._ocv_reading(v, temperature_degc,
+                                           relax_v + self._pairs_left_v(pairs), np.abs(relax_v))
+        # the capacity only: the SoC read again (as a second update, or as one replacing the
+        # first reading) lost on the test half's temperature sweeps (docs)
+        anchor_capacity(self.filter, self.capacity, np.clip(reading[0], 0.0, 1.0),
+                        np.clip(reading[1], 0.002, 0.5), valid & np.isfinite(v), ocv_v,
+                        temperature_degc, reading=reading)
+
+    def _decayed_pairs(self, pairs: tuple[FloatArray, FloatArray], dt_s: float,
+                       temperature_degc: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The pairs' voltages (v_rc, v_diff) ``dt_s`` later at rest, as the filter's model
+        relaxes them (tau1 at the temperature, ``diffusion_time_s``).
+        """
+        factor = self.filter.arrhenius(temperature_degc)
+        tau1 = np.asarray(self.filter.tau1_s(factor), dtype=float)
+        return (pairs[0] * np.exp(-dt_s / tau1),
+                pairs[1] * math.exp(-dt_s / self.config.diffusion_time_s))
 
     # ---------------------------------------------------------------- the update
     def step(self, t_s: float, current_a: float, cell_voltage_v: FloatOrArray,
@@ -360,13 +411,20 @@ class PackEstimator:
             w = np.exp(-dt / cfg.diffusion_time_s)
             self.recent_current_a = w * self.recent_current_a + (1.0 - w) * np.abs(i_interval)
             self.filter.predict(dt, i_interval, temp_model, self._slow_std(i_interval))
-            self.capacity.count(dt, i_interval - self.filter.current_offset_a,
-                                self.filter.current_noise_a, self.filter.offset_std_a)
             # rest: offset-corrected current small for long enough -> re-anchor once per rest
             offset = self.filter.current_offset_a
             # the offset is one pack value unless set per cell: no median then (its cost)
             low, high = float(offset.min()), float(offset.max())
             i_pack = current_a - (low if low == high else float(np.median(offset)))
+            if self._rest_pairs is not None:
+                if abs(i_pack) > rest_a:
+                    # the rest ends: its capacity anchor from its last voltages, before this
+                    # step's charge is counted
+                    self._rest_capacity_anchor(temp_model, valid)
+                else:
+                    self._rest_pairs = self._decayed_pairs(self._rest_pairs, dt, temp_model)
+            self.capacity.count(dt, i_interval - self.filter.current_offset_a,
+                                self.filter.current_noise_a, self.filter.offset_std_a)
             self.rest.step(abs(i_pack) <= rest_a, v, dt, float(np.sign(i_pack)), current_a)
         self.t_s = t_s
         self.last_current_a = i_cells
@@ -471,17 +529,22 @@ class PackEstimator:
             relax_v = self.rest.ocv_v(v) - v
             relax_v = relax_v + self._diffusion_tail_v(v, relax_v, temp_model)
             # the pairs' voltage left is the model's own OCV (v - v_rc - v_diff): no more doubt
+            defer = cfg.capacity_rest_s > cfg.rest_time_s and cfg.estimate_capacity
+            if defer:
+                self._rest_pairs = (self.filter.x[:, VRC].copy(), self.filter.x[:, SLOW].copy())
             self.reanchor_from_ocv(v, temp_model, valid,
                                    relaxation_v=relax_v + self._pairs_left_v(),
-                                   relaxation_doubt_v=np.abs(relax_v))
+                                   relaxation_doubt_v=np.abs(relax_v), capacity=not defer)
             self.rest.anchored = True
+        elif self._rest_pairs is not None and self.rest_s >= cfg.capacity_rest_s:
+            self._rest_capacity_anchor(temp_model, valid)
             log.debug('re-anchored SoC from OCV after %.0f s at rest', self.rest_s)
         # the limits are worked out when an estimate is asked for (publish rate, not 10 Hz)
         self._limit_temperature = temp
         self._limits_due = True
         return True
 
-    def _pairs_left_v(self) -> FloatArray:
+    def _pairs_left_v(self, pairs: tuple[FloatArray, FloatArray] | None = None) -> FloatArray:
         """Relaxation still to come at a rest anchor that the RC pairs still hold (V, signed, per
         cell): -(v_rc + v_diff), the model's OCV being v - v_rc - v_diff, only the way the rest
         relaxes (up after a discharge, down after a charge). The anchor then zeroes the pairs
@@ -491,20 +554,25 @@ class PackEstimator:
         relaxation (a knee's rest: the slow pair held +66 mV after a discharge). 0 with
         ``rest_anchor_reads_pairs`` off, with ``relaxation_time_s`` (the drift's exponential and
         the diffusion tail, bounded by the pairs, read it there) or with no known load sign.
+        ``pairs``: (v_rc, v_diff) per cell instead of the filter's.
         """
         cfg = self.config
         if not cfg.rest_anchor_reads_pairs or cfg.relaxation_time_s > 0.0 \
                 or self.rest.load_sign == 0.0:
             return np.zeros(self.n)
         up = -self.rest.load_sign
-        out: FloatArray = up * self._pairs_relaxing_v(up)
+        out: FloatArray = up * self._pairs_relaxing_v(up, pairs)
         return out
 
-    def _pairs_relaxing_v(self, up: float) -> FloatArray:
+    def _pairs_relaxing_v(self, up: float,
+                          pairs: tuple[FloatArray, FloatArray] | None = None) -> FloatArray:
         """Per cell, the voltage the RC pairs still hold the way a rest relaxes (V, >= 0; ``up``
         +1 after a discharge, -1 after a charge): -(v_rc + v_diff) that way, 0 the other way.
+        ``pairs``: (v_rc, v_diff) per cell instead of the filter's.
         """
-        out: FloatArray = np.maximum(-up * (self.filter.x[:, VRC] + self.filter.x[:, SLOW]), 0.0)
+        v_rc, v_diff = (self.filter.x[:, VRC], self.filter.x[:, SLOW]) if pairs is None \
+            else pairs
+        out: FloatArray = np.maximum(-up * (v_rc + v_diff), 0.0)
         return out
 
     def _held_load_noise_v(self, noise_v: FloatArray, cell_current_a: FloatArray,
@@ -533,7 +601,8 @@ class PackEstimator:
         return out
 
     def _diffusion_tail_v(self, voltage_v: FloatArray, relax_v: FloatArray,
-                          temperature_degc: FloatArray) -> FloatArray:
+                          temperature_degc: FloatArray,
+                          pairs: tuple[FloatArray, FloatArray] | None = None) -> FloatArray:
         """Relaxation still to come at a rest anchor beyond the drift's exponential (V, signed,
         per cell): the gap between the count's OCV and the OCV read, where it lies the way the
         voltage still relaxes (up after a discharge, down after a charge), up to what the RC
@@ -542,7 +611,7 @@ class PackEstimator:
         noise after 600 s, yet LFP's DFN still reads 1.7-4.8 mV below its OCV then; on the
         plateau that moved a 1 % sure count 0.4-1.1 points the wrong way. A gap the other way
         (or beyond that bound) is no relaxation: the reading keeps it. 0 without
-        ``relaxation_time_s`` or a known load sign.
+        ``relaxation_time_s`` or a known load sign. ``pairs``: as :meth:`_pairs_relaxing_v`.
         """
         cfg = self.config
         if cfg.relaxation_time_s <= 0.0 or self.rest.load_sign == 0.0:
@@ -550,7 +619,7 @@ class PackEstimator:
         up = -self.rest.load_sign
         ocv_count = self.cell.ocv.ocv(self.filter.x[:, SOC], temperature_degc)
         gap = np.nan_to_num(up * (ocv_count - voltage_v - relax_v))
-        held = self._pairs_relaxing_v(up)
+        held = self._pairs_relaxing_v(up, pairs)
         factor = max(cfg.relaxation_doubt_time_s / cfg.relaxation_time_s, 1.0)
         out: FloatArray = up * np.clip(gap, 0.0, factor * held)
         return out

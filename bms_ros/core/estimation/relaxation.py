@@ -113,6 +113,14 @@ class RestTracker:
             out = np.minimum(out, 0.0)
         return out
 
+    def recent_voltage_v(self) -> FloatArray:
+        """The voltage at rest over its last ~30 s per cell (V; the fast low-pass; NaN before a
+        rest): what a reading after the rest has ended takes, not one noisy sample.
+        """
+        if self._ema is None:
+            return np.full(self.n, np.nan)
+        return self._ema[0].copy()
+
     def ocv_v(self, voltage_v: FloatArray) -> FloatArray:
         """OCV at rest per cell (V): the slow low-pass of the voltage plus what is left of its
         relaxation (for V = OCV - a exp(-t / T) a low-pass of time constant tau lags the OCV by
